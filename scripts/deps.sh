@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install what building and testing OpenXPU needs, from Debian's packages.
+# Only missing packages are installed; run as root or with sudo available.
+set -euo pipefail
+
+packages=(
+    gcc clang cmake ninja-build pkg-config make   # toolchain
+    libcjson-dev                                  # JSON for the ox tool
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}"
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

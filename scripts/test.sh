@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Build OpenXPU and run the whole test suite twice: a warnings-as-errors
+# build, then an AddressSanitizer + UndefinedBehaviorSanitizer build.
+# Usage: scripts/test.sh            (from anywhere; builds under build-test/)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+"$root/scripts/deps.sh"
+
+jobs=$(nproc 2>/dev/null || echo 2)
+run_suite() { # name, cmake args...
+    local name=$1
+    shift
+    local dir="$root/build-test/$name"
+    echo "== $name: configure and build"
+    cmake -S "$root" -B "$dir" -G Ninja -DOX_WERROR=ON "$@" >"$dir.configure.log" 2>&1 ||
+        { cat "$dir.configure.log"; return 1; }
+    cmake --build "$dir" -j "$jobs"
+    echo "== $name: test"
+    (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 600)
+}
+
+mkdir -p build-test
+run_suite release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+run_suite sanitize -DCMAKE_BUILD_TYPE=Debug -DOX_SANITIZE=ON -DCMAKE_C_COMPILER=clang
+echo "== all test suites passed"

@@ -1,0 +1,126 @@
+/* The backend contract: the one internal header every backend implements.
+ *
+ * A backend plugin is a shared object libox-<name>.so exporting one symbol,
+ * OX_BACKEND_ENTRY_SYMBOL, of type ox__backend_entry_fn. The core calls it
+ * with the ABI version it speaks; the plugin returns its table (or NULL if it
+ * cannot serve that version). The core then checks the table's ABI version,
+ * size and every required slot before using any of it: a plugin that fails a
+ * check is closed again and skipped with a warning naming it.
+ *
+ * Versioning: slots are only ever appended. OX_BACKEND_ABI_VERSION changes
+ * when an existing slot changes meaning; struct_size tells the core how many
+ * slots a plugin knows. Slots marked (optional) may be NULL; the core then
+ * supplies the default named beside them.
+ *
+ * Plugins never link against libopenxpu: everything they need from the core
+ * (logging, error messages, host memory) comes through ox__host. Backend
+ * state lives behind the void * handles the backend hands out. */
+#ifndef OX_CORE_BACKEND_H
+#define OX_CORE_BACKEND_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "openxpu/device.h"
+#include "openxpu/status.h"
+
+#define OX_BACKEND_ABI_VERSION 1u
+#define OX_BACKEND_ENTRY_SYMBOL "ox_backend_entry"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define OX__PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
+#define OX__EXPORT __attribute__((visibility("default")))
+#else
+#define OX__PRINTF(fmt_index, first_arg)
+#define OX__EXPORT
+#endif
+
+/* What the core offers a backend. Valid from init until shutdown. */
+typedef struct ox__host {
+    uint32_t abi_version;
+    uint32_t struct_size;
+    void *core; /* opaque; pass back as the first argument below */
+    /* Log a message through the context's log callback. */
+    void (*log)(void *core, ox_log_level level, const char *fmt, ...) OX__PRINTF(3, 4);
+    /* Record the reason for a failure in the context's error message and
+     * return `status`, so a backend can write `return host->fail(...)`. */
+    ox_status (*fail)(void *core, ox_status status, const char *fmt, ...) OX__PRINTF(3, 4);
+    /* Host memory through the context's allocator. alloc returns NULL on
+     * failure; free accepts NULL. */
+    void *(*alloc)(void *core, size_t size);
+    void (*free)(void *core, void *ptr, size_t size);
+    /* Worker threads configured for the context (CPU-side parallelism). */
+    int num_threads;
+} ox__host;
+
+/* One backend's table of functions. "device", "buffer", "queue" and "event"
+ * below are the backend's own opaque handles. */
+typedef struct ox__backend_iface {
+    uint32_t abi_version; /* OX_BACKEND_ABI_VERSION the plugin was built for */
+    uint32_t struct_size; /* sizeof(ox__backend_iface) the plugin was built with */
+    const char *name;     /* short lowercase name: "cpu", "opencl", "cuda" */
+
+    /* Start the backend for one context. *state receives its state. A
+     * backend whose runtime is missing (no driver, no ICD) succeeds with zero
+     * devices and says why through note() and debug logging. */
+    ox_status (*init)(const ox__host *host, void **state);
+    void (*shutdown)(void *state);
+    /* Why the backend has no devices ("libcuda.so.1 not found"), or NULL. (optional: NULL) */
+    const char *(*note)(void *state);
+
+    int (*device_count)(void *state);
+    /* Fill everything but id, backend and index, which the core sets. */
+    ox_status (*device_info)(void *state, int index, ox_device_info *info);
+    ox_status (*device_open)(void *state, int index, void **device);
+    void (*device_close)(void *device);
+
+    /* Memory. Size is > 0 and already checked against the device's limits. */
+    ox_status (*buffer_alloc)(void *device, size_t size, void **buffer);
+    void (*buffer_free)(void *device, void *buffer);
+
+    /* In-order queues. Transfers name a backend buffer and a byte range that
+     * the core has already checked. When `event` is not NULL, the backend
+     * stores in it a new event for the completion of the operation. */
+    ox_status (*queue_create)(void *device, void **queue);
+    void (*queue_destroy)(void *queue); /* waits for the queue's work first */
+    ox_status (*queue_finish)(void *queue);
+    ox_status (*queue_write)(void *queue, void *buffer, size_t offset, const void *src, size_t size,
+                             void **event);
+    ox_status (*queue_read)(void *queue, void *buffer, size_t offset, void *dst, size_t size,
+                            void **event);
+    ox_status (*queue_copy)(void *queue, void *dst, size_t dst_offset, void *src, size_t src_offset,
+                            size_t size, void **event);
+    /* pattern_size is 1, 2, 4, 8 or 16. (optional: the core writes from a
+     * host staging buffer) */
+    ox_status (*queue_fill)(void *queue, void *buffer, size_t offset, size_t size,
+                            const void *pattern, size_t pattern_size, void **event);
+    /* An event completing when all work enqueued so far has. */
+    ox_status (*queue_marker)(void *queue, void **event);
+    /* Make the queue wait for an event of the same backend. (optional: the
+     * core waits on the host with event_wait) */
+    ox_status (*queue_wait_event)(void *queue, void *event);
+
+    ox_status (*event_wait)(void *event);
+    ox_status (*event_query)(void *event, int *complete);
+    void (*event_release)(void *event);
+} ox__backend_iface;
+
+/* The required slots, for the loader's check: every slot except those
+ * marked (optional) above. */
+#define OX__BACKEND_REQUIRED_SLOTS(X)                                       \
+    X(init) X(shutdown) X(device_count) X(device_info) X(device_open)       \
+    X(device_close) X(buffer_alloc) X(buffer_free) X(queue_create)          \
+    X(queue_destroy) X(queue_finish) X(queue_write) X(queue_read)           \
+    X(queue_copy) X(queue_marker) X(event_wait) X(event_query)              \
+    X(event_release)
+
+/* The plugin entry point. Returns the table (static storage, valid while
+ * the plugin stays loaded) or NULL if the plugin cannot speak
+ * `core_abi_version`. */
+typedef const ox__backend_iface *(*ox__backend_entry_fn)(uint32_t core_abi_version);
+
+/* The built-in CPU backend's table. */
+const ox__backend_iface *ox__cpu_backend(void);
+
+#endif /* OX_CORE_BACKEND_H */
