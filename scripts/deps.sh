@@ -6,6 +6,9 @@ set -euo pipefail
 packages=(
     gcc clang cmake ninja-build pkg-config make   # toolchain
     libcjson-dev                                  # JSON for the ox tool
+    opencl-headers ocl-icd-libopencl1             # OpenCL types; the ICD loader
+    pocl-opencl-icd clinfo                        # an OpenCL device on the CPU
+    libopenblas-dev                               # the peer of the matmul benchmark
 )
 
 missing=()

@@ -22,5 +22,12 @@ run_suite() { # name, cmake args...
 
 mkdir -p build-test
 run_suite release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+# Conformance: every op on the CPU (against naive double-precision loops)
+# and on the OpenCL device (PoCL here, against the CPU). Fails if either
+# device is missing or any case fails.
+echo "== conformance: ox check --device cpu,opencl:0"
+"$root/build-test/release/bin/ox" check --device cpu,opencl:0 \
+    --json "$root/build-test/check.json" --html "$root/build-test/check.html"
 run_suite sanitize -DCMAKE_BUILD_TYPE=Debug -DOX_SANITIZE=ON -DCMAKE_C_COMPILER=clang
 echo "== all test suites passed"

@@ -153,6 +153,8 @@ static inline int ox_test_main(const ox_test_case *cases, size_t n, int argc, ch
     }
     if (skipped) printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
     else printf("%d passed, %d failed\n", passed, failed);
+    /* Nothing ran but skips: tell ctest (SKIP_RETURN_CODE), never "passed". */
+    if (!failed && !passed) return OX_TEST_SKIP_CODE;
     return failed ? 1 : 0;
 }
 

@@ -36,6 +36,29 @@
 #define OX__EXPORT
 #endif
 
+/* Kernel languages, each with its prelude in kernels/. */
+typedef enum ox__kernel_language {
+    OX__KERNEL_NONE = 0,   /* no portable kernels (the CPU runs native code) */
+    OX__KERNEL_OPENCL = 1, /* OpenCL C 1.2 */
+    OX__KERNEL_CUDA = 2,   /* CUDA C++ through NVRTC */
+    OX__KERNEL_HIP = 3     /* HIP through hiprtc */
+} ox__kernel_language;
+
+/* One argument of a kernel launch. */
+typedef enum ox__arg_kind {
+    OX__ARG_BUFFER = 1, /* backend buffer + byte offset: two kernel parameters */
+    OX__ARG_SCALAR = 2, /* `size` bytes at `value`: int, uint, float, long, ulong */
+    OX__ARG_LOCAL = 3   /* reserved: local memory sizes are compile-time defines */
+} ox__arg_kind;
+
+typedef struct ox__kernel_arg {
+    ox__arg_kind kind;
+    void *buffer;       /* OX__ARG_BUFFER */
+    uint64_t offset;    /* OX__ARG_BUFFER: bytes */
+    const void *value;  /* OX__ARG_SCALAR */
+    size_t size;        /* OX__ARG_SCALAR: bytes */
+} ox__kernel_arg;
+
 /* What the core offers a backend. Valid from init until shutdown. */
 typedef struct ox__host {
     uint32_t abi_version;
@@ -52,6 +75,14 @@ typedef struct ox__host {
     void (*free)(void *core, void *ptr, size_t size);
     /* Worker threads configured for the context (CPU-side parallelism). */
     int num_threads;
+    /* The on-disk cache of compiled kernels. `key` is any text that names
+     * everything the compiled form depends on (source, options, device,
+     * driver version); the core hashes it and keeps it in the entry, checks
+     * size and checksum on load, and treats any mismatch as a miss.
+     * cache_load returns OX_OK with *data (host->alloc'ed, *size bytes) or
+     * OX_ERR_NOT_FOUND. cache_store failures are logged, never fatal. */
+    ox_status (*cache_load)(void *core, const char *key, void **data, size_t *size);
+    void (*cache_store)(void *core, const char *key, const void *data, size_t size);
 } ox__host;
 
 /* One backend's table of functions. "device", "buffer", "queue" and "event"
@@ -104,6 +135,30 @@ typedef struct ox__backend_iface {
     ox_status (*event_wait)(void *event);
     ox_status (*event_query)(void *event, int *complete);
     void (*event_release)(void *event);
+
+    /* ---- portable kernels (optional as a group: NULL for backends that run
+     * operators natively only, such as the CPU) ---- */
+
+    /* The kernel language the backend compiles: the core prepends the
+     * matching prelude (kernels/prelude_<language>.h) to every source. */
+    ox__kernel_language kernel_language;
+    /* Compile `source` (NUL-terminated, prelude included) with `options`
+     * (-D defines, space-separated) for the device. On failure return
+     * OX_ERR_BUILD and store the compiler's log in *log, allocated with
+     * host->alloc (the core frees it with host->free, size strlen+1); *log
+     * may also be set on success (warnings). The backend caches compiled
+     * programs on disk through host->cache_load/cache_store. */
+    ox_status (*program_build)(void *device, const char *source, const char *options,
+                               void **program, char **log);
+    void (*program_free)(void *program);
+    ox_status (*kernel_create)(void *program, const char *name, void **kernel);
+    void (*kernel_free)(void *kernel);
+    /* Launch groups[0..2] work-groups of local[0..2] work-items. Buffer
+     * arguments become two kernel parameters: the buffer and its byte offset
+     * (a ulong), see ARG_BUF in the prelude. */
+    ox_status (*kernel_launch)(void *queue, void *kernel, const size_t groups[3],
+                               const size_t local[3], int n_args, const ox__kernel_arg *args,
+                               void **event);
 } ox__backend_iface;
 
 /* The required slots, for the loader's check: every slot except those
@@ -114,6 +169,11 @@ typedef struct ox__backend_iface {
     X(queue_destroy) X(queue_finish) X(queue_write) X(queue_read)           \
     X(queue_copy) X(queue_marker) X(event_wait) X(event_query)              \
     X(event_release)
+
+/* Required when kernel_language is not OX__KERNEL_NONE. */
+#define OX__BACKEND_KERNEL_SLOTS(X)                                         \
+    X(program_build) X(program_free) X(kernel_create) X(kernel_free)        \
+    X(kernel_launch)
 
 /* The plugin entry point. Returns the table (static storage, valid while
  * the plugin stays loaded) or NULL if the plugin cannot speak

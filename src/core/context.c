@@ -111,6 +111,7 @@ static void free_devices(ox_context *ctx)
     for (int i = 0; i < ctx->device_count; i++) {
         ox_device *d = &ctx->devices[i];
         const ox__backend_iface *be = d->backend->iface;
+        ox__device_free_programs(d);
         if (d->default_queue) be->queue_destroy(d->default_queue);
         if (d->impl) be->device_close(d->impl);
         pthread_mutex_destroy(&d->lock);

@@ -45,6 +45,7 @@ struct ox_device {
     ox_device_info info;
     pthread_mutex_t lock; /* guards impl opening and the default queue */
     void *default_queue; /* backend queue for the blocking buffer calls */
+    struct ox__device_program *programs; /* op programs built so far (program.c) */
 };
 
 /* Memory shared by a buffer and its views; freed with the last reference. */
@@ -102,14 +103,16 @@ void ox__untrack(ox_context *ctx, ox__link *link);
 /* Record a failure for `ctx` (NULL: the thread's context-less slot), log it
  * at debug level, and return `status`. The message names what was wrong. */
 ox_status ox__fail(ox_context *ctx, ox_status status, const char *fmt, ...) OX__PRINTF(3, 4);
-ox_status ox__vfail(ox_context *ctx, ox_status status, const char *fmt, va_list ap);
+ox_status ox__vfail(ox_context *ctx, ox_status status, const char *fmt, va_list ap)
+    OX__PRINTF(3, 0);
 /* Forget this thread's message for a context that is going away. */
 void ox__error_forget(const ox_context *ctx);
 
 /* ---- logging (log.c) --------------------------------------------------- */
 
 void ox__log(const ox_context *ctx, ox_log_level level, const char *fmt, ...) OX__PRINTF(3, 4);
-void ox__vlog(const ox_context *ctx, ox_log_level level, const char *fmt, va_list ap);
+void ox__vlog(const ox_context *ctx, ox_log_level level, const char *fmt, va_list ap)
+    OX__PRINTF(3, 0);
 /* The level from OX_LOG, or OX_LOG_DEFAULT when it is unset or unknown. */
 ox_log_level ox__log_level_from_env(void);
 /* Logging before a context exists (during ox_context_create failure). */
@@ -139,6 +142,10 @@ void ox__handle_forget_context(const ox_context *owner);
  * message "<func>: <what> is NULL / was freed / is not a valid <kind>". */
 ox_status ox__handle_check(const void *handle, ox__handle_type type, const char *func,
                            const char *what, ox_context **owner);
+/* The same, but a failure is always recorded in `ctx` (the caller's
+ * context), for handles found inside another argument (a tensor's buffer). */
+ox_status ox__handle_check_in(ox_context *ctx, const void *handle, ox__handle_type type,
+                              const char *func, const char *what, ox_context **owner);
 const char *ox__handle_type_name(ox__handle_type type);
 /* For the *_free functions: true if `handle` is live (*owner set); else a
  * warning is logged (double free, stray pointer) and false returned. */
@@ -164,6 +171,14 @@ ox_status ox__buffer_check_range(ox_context *ctx, const char *func, const char *
 ox_status ox__backends_load(ox_context *ctx, const ox_context_options *options);
 void ox__backends_unload(ox_context *ctx);
 void ox__host_init(ox_context *ctx, ox__host *host);
+
+/* ---- kernel cache (cache.c) and programs (program.c) ------------------- */
+
+uint64_t ox__hash64(const void *data, size_t size);
+ox_status ox__cache_load(ox_context *ctx, const char *key, void **data, size_t *size);
+void ox__cache_store(ox_context *ctx, const char *key, const void *data, size_t size);
+/* Free the programs a device built for ops (at context destruction). */
+void ox__device_free_programs(ox_device *device);
 
 /* ---- formatting helpers (util.c) ----------------------------------------- */
 

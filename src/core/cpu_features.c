@@ -71,7 +71,7 @@ static uint64_t detect_x86(char *vendor, size_t vendor_cap, char *name, size_t n
         if (ymm && (a1 & (1u << 4))) f |= BIT(AVXVNNI);
     }
 
-    unsigned max_ext;
+    unsigned max_ext = 0;
     __get_cpuid(0x80000000, &max_ext, &b, &c, &d);
     if (max_ext >= 0x80000004) {
         unsigned brand[12];

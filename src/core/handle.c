@@ -142,39 +142,57 @@ const char *ox__handle_type_name(ox__handle_type type)
     return "handle";
 }
 
-ox_status ox__handle_check(const void *handle, ox__handle_type type, const char *func,
-                           const char *what, ox_context **owner)
+static entry lookup(const void *handle)
 {
-    const char *kind = ox__handle_type_name(type);
-    if (!handle) return ox__fail(NULL, OX_ERR_INVALID_HANDLE, "%s: %s is NULL", func, what);
-
     entry found = {0};
     pthread_mutex_lock(&registry_lock);
     if (table_cap) found = *probe(table, table_cap, (uintptr_t)handle);
     pthread_mutex_unlock(&registry_lock);
+    return found;
+}
 
+/* Check `handle`; on failure record the reason in `report_to` if it is not
+ * NULL, else in the handle's owner if it is known and alive, else in the
+ * thread's context-less slot. */
+static ox_status check(ox_context *report_to, const void *handle, ox__handle_type type,
+                       const char *func, const char *what, ox_context **owner)
+{
+    const char *kind = ox__handle_type_name(type);
+    if (!handle)
+        return ox__fail(report_to, OX_ERR_INVALID_HANDLE, "%s: %s is NULL", func, what);
+    entry found = lookup(handle);
+    ox_context *to = report_to ? report_to : found.owner;
     if (!found.key)
-        return ox__fail(NULL, OX_ERR_INVALID_HANDLE, "%s: %s (%p) is not a valid %s handle", func,
-                        what, handle, kind);
+        return ox__fail(report_to, OX_ERR_INVALID_HANDLE, "%s: %s (%p) is not a valid %s handle",
+                        func, what, handle, kind);
     if (found.freed)
-        return ox__fail(found.owner, OX_ERR_INVALID_HANDLE,
-                        "%s: %s (%p) was already freed by ox_%s_free", func, what, handle,
+        return ox__fail(to, OX_ERR_INVALID_HANDLE, "%s: %s (%p) was already freed by ox_%s_free",
+                        func, what, handle,
                         found.type == OX__HANDLE_DEVICE ? "context"
                                                         : ox__handle_type_name(found.type));
     if (found.type != type)
-        return ox__fail(found.owner, OX_ERR_INVALID_HANDLE, "%s: %s (%p) is a %s, not a %s", func,
-                        what, handle, ox__handle_type_name(found.type), kind);
+        return ox__fail(to, OX_ERR_INVALID_HANDLE, "%s: %s (%p) is a %s, not a %s", func, what,
+                        handle, ox__handle_type_name(found.type), kind);
     if (owner) *owner = type == OX__HANDLE_CONTEXT ? (ox_context *)handle : found.owner;
     return OX_OK;
+}
+
+ox_status ox__handle_check(const void *handle, ox__handle_type type, const char *func,
+                           const char *what, ox_context **owner)
+{
+    return check(NULL, handle, type, func, what, owner);
+}
+
+ox_status ox__handle_check_in(ox_context *ctx, const void *handle, ox__handle_type type,
+                              const char *func, const char *what, ox_context **owner)
+{
+    return check(ctx, handle, type, func, what, owner);
 }
 
 bool ox__handle_check_free(const void *handle, ox__handle_type type, const char *func,
                            ox_context **owner)
 {
-    entry found = {0};
-    pthread_mutex_lock(&registry_lock);
-    if (table_cap) found = *probe(table, table_cap, (uintptr_t)handle);
-    pthread_mutex_unlock(&registry_lock);
+    entry found = lookup(handle);
     if (found.key && !found.freed && found.type == type) {
         *owner = type == OX__HANDLE_CONTEXT ? (ox_context *)handle : found.owner;
         return true;
@@ -182,7 +200,7 @@ bool ox__handle_check_free(const void *handle, ox__handle_type type, const char 
     /* A double free or a stray pointer: refuse it, warn, and go on. */
     const char *why = !found.key ? "is not a live handle" : found.freed ? "was already freed"
                                                                        : "has the wrong type";
-    ox__log(found.freed ? NULL : found.owner, OX_LOG_WARN, "%s: %s %p %s; ignored", func,
+    ox__log(found.owner, OX_LOG_WARN, "%s: %s %p %s; ignored", func,
             ox__handle_type_name(type), handle, why);
     return false;
 }

@@ -32,6 +32,9 @@
 
 /* ---- the host table given to backends ------------------------------------ */
 
+static void host_log(void *core, ox_log_level level, const char *fmt, ...) OX__PRINTF(3, 4);
+static ox_status host_fail(void *core, ox_status status, const char *fmt, ...) OX__PRINTF(3, 4);
+
 static void host_log(void *core, ox_log_level level, const char *fmt, ...)
 {
     va_list ap;
@@ -47,6 +50,16 @@ static ox_status host_fail(void *core, ox_status status, const char *fmt, ...)
     ox__vfail(core, status, fmt, ap);
     va_end(ap);
     return status;
+}
+
+static ox_status host_cache_load(void *core, const char *key, void **data, size_t *size)
+{
+    return ox__cache_load(core, key, data, size);
+}
+
+static void host_cache_store(void *core, const char *key, const void *data, size_t size)
+{
+    ox__cache_store(core, key, data, size);
 }
 
 static void *host_alloc(void *core, size_t size)
@@ -70,6 +83,8 @@ void ox__host_init(ox_context *ctx, ox__host *host)
         .alloc = host_alloc,
         .free = host_free,
         .num_threads = ctx->num_threads,
+        .cache_load = host_cache_load,
+        .cache_store = host_cache_store,
     };
 }
 
@@ -100,7 +115,14 @@ static const char *check_iface(const ox__backend_iface *iface, char *why, size_t
         return why;                                                                \
     }
     OX__BACKEND_REQUIRED_SLOTS(OX__CHECK_SLOT)
+    if (iface->kernel_language != OX__KERNEL_NONE) {
+        OX__BACKEND_KERNEL_SLOTS(OX__CHECK_SLOT)
+    }
 #undef OX__CHECK_SLOT
+    if (iface->kernel_language > OX__KERNEL_HIP) {
+        snprintf(why, cap, "its kernel language %d is unknown", (int)iface->kernel_language);
+        return why;
+    }
     return NULL;
 }
 

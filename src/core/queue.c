@@ -42,7 +42,8 @@ static ox_status check_buffer(ox_context *ctx, const ox_buffer *b, const char *f
                               const char *what)
 {
     ox_context *owner;
-    ox_status s = ox__handle_check(b, OX__HANDLE_BUFFER, func, what, &owner);
+    ox_status s = ctx ? ox__handle_check_in(ctx, b, OX__HANDLE_BUFFER, func, what, &owner)
+                      : ox__handle_check(b, OX__HANDLE_BUFFER, func, what, &owner);
     if (s != OX_OK) return s;
     if (ctx && owner != ctx)
         return ox__fail(ctx, OX_ERR_INVALID, "%s: %s belongs to another context", func, what);
@@ -252,8 +253,12 @@ static ox_status queue_xfer(ox_queue *queue, const xfer *x, const char *func, ox
     ox_status s = ox__handle_check(queue, OX__HANDLE_QUEUE, func, "queue", &ctx);
     if (s != OX_OK) return s;
     if (event) *event = NULL;
-    if (x->dst && (s = check_buffer(ctx, x->dst, func, x->src ? "dst" : "buffer")) != OX_OK) return s;
-    if (x->src && (s = check_buffer(ctx, x->src, func, x->dst ? "src" : "buffer")) != OX_OK) return s;
+    bool copy = x->kind == XFER_COPY;
+    if (x->kind != XFER_READ && (s = check_buffer(ctx, x->dst, func, copy ? "dst" : "buffer")))
+        return s;
+    if ((copy || x->kind == XFER_READ) &&
+        (s = check_buffer(ctx, x->src, func, copy ? "src" : "buffer")))
+        return s;
     s = check_xfer(ctx, func, x);
     if (s != OX_OK) return s;
     const ox_buffer *bufs[2] = {x->dst, x->src};
@@ -374,7 +379,7 @@ static ox_status staged_copy(ox_context *ctx, const xfer *x, const char *func)
 
 static ox_status buffer_xfer(const xfer *x, const char *func)
 {
-    const ox_buffer *main = x->dst ? x->dst : x->src;
+    const ox_buffer *main = x->kind == XFER_READ ? x->src : x->dst;
     ox_context *ctx;
     ox_status s = check_buffer(NULL, main, func, x->kind == XFER_COPY ? "dst" : "buffer");
     if (s != OX_OK) return s;

@@ -95,7 +95,9 @@ static void *worker_main(void *p)
 {
     worker *w = p;
     ox__pool *pool = w->pool;
-    unsigned seen = atomic_load(&pool->generation);
+    /* Generation 0 is the pool's state at creation, before any worker ran:
+     * a job published before this thread got here must still be seen. */
+    unsigned seen = 0;
     for (;;) {
         unsigned gen;
         uint64_t spin_start = now_ns();

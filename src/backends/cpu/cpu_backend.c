@@ -3,12 +3,14 @@
  * queue is done when the enqueue call returns, so events are born complete.
  * Large copies are spread over the pool's threads: one core cannot reach the
  * memory bandwidth of the machine. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "core/backend.h"
 #include "core/cpu_features.h"
+#include "backends/cpu/cpu_backend.h"
 #include "core/threadpool.h"
 
 #define BUFFER_ALIGNMENT 64
@@ -64,8 +66,8 @@ static ox_status cpu_device_info(void *state, int index, ox_device_info *info)
     const ox__cpu_info *ci = ox__cpu_detect();
     (void)index;
     info->type = OX_DEVICE_CPU;
-    strncpy(info->name, ci->name, sizeof info->name - 1);
-    strncpy(info->vendor, ci->vendor, sizeof info->vendor - 1);
+    snprintf(info->name, sizeof info->name, "%s", ci->name);
+    snprintf(info->vendor, sizeof info->vendor, "%s", ci->vendor);
     info->memory_bytes = ci->memory_bytes;
     info->max_alloc_bytes = ci->memory_bytes;
     info->local_memory_bytes = 0;
@@ -278,4 +280,14 @@ static const ox__backend_iface cpu_iface = {
 const ox__backend_iface *ox__cpu_backend(void)
 {
     return &cpu_iface;
+}
+
+unsigned char *ox__cpu_buffer_data(void *buffer)
+{
+    return ((cpu_buffer *)buffer)->data;
+}
+
+ox__pool *ox__cpu_device_pool(void *device)
+{
+    return ((cpu_state *)device)->pool;
 }

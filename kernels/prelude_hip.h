@@ -1,0 +1,76 @@
+/* OpenXPU portable kernel dialect: prelude for HIP through hiprtc (AMD GPUs,
+ * Hygon DCUs). Like the CUDA prelude, with _Float16 for half conversions.
+ * Untested on hardware until someone runs `ox check` on one. */
+#define OX_KERNEL_HIP 1
+
+#define KERNEL extern "C" __global__ void
+#define KERNEL_WG(x, y, z) extern "C" __global__ void __launch_bounds__((x) * (y) * (z))
+#define FN __device__ __forceinline__
+#define GLOBAL
+#define LOCAL
+#define LOCAL_ARRAY(type, name, n) __shared__ type name[n]
+#define CONSTANT __constant__
+#define RESTRICT __restrict__
+#define BARRIER() __syncthreads()
+#define BARRIER_GLOBAL() (__threadfence(), __syncthreads())
+
+typedef unsigned int uint;
+typedef unsigned short ushort;
+typedef unsigned char uchar;
+typedef long long i64;
+typedef unsigned long long u64;
+
+#define ARG_BUF(type, name) type *name##_base, u64 name##_off
+#define BUF(type, name) type *name = (type *)((uchar *)name##_base + name##_off)
+
+FN int ox__dim(dim3 v, int d) { return d == 0 ? (int)v.x : d == 1 ? (int)v.y : (int)v.z; }
+#define ox_local_id(d) ox__dim(dim3(threadIdx.x, threadIdx.y, threadIdx.z), d)
+#define ox_group_id(d) ox__dim(dim3(blockIdx.x, blockIdx.y, blockIdx.z), d)
+#define ox_local_size(d) ox__dim(dim3(blockDim.x, blockDim.y, blockDim.z), d)
+#define ox_num_groups(d) ox__dim(dim3(gridDim.x, gridDim.y, gridDim.z), d)
+#define ox_global_id(d) ((i64)ox_group_id(d) * (i64)ox_local_size(d) + (i64)ox_local_id(d))
+
+#define ox_exp(x) expf(x)
+#define ox_log(x) logf(x)
+#define ox_log1p(x) log1pf(x)
+#define ox_sqrt(x) sqrtf(x)
+#define ox_rsqrt(x) rsqrtf(x)
+#define ox_tanh(x) tanhf(x)
+#define ox_erf(x) erff(x)
+#define ox_fabs(x) fabsf(x)
+#define ox_fmax(a, b) fmaxf(a, b)
+#define ox_fmin(a, b) fminf(a, b)
+#define ox_fma(a, b, c) fmaf(a, b, c)
+#define ox_pow(a, b) powf(a, b)
+#define ox_sin(x) sinf(x)
+#define ox_cos(x) cosf(x)
+#define ox_floor(x) floorf(x)
+#define ox_isinf(x) isinf(x)
+#define ox_isnan(x) isnan(x)
+#define ox_imin(a, b) min(a, b)
+#define ox_imax(a, b) max(a, b)
+#define OX_INFINITY __int_as_float(0x7f800000)
+#define OX_FLT_MAX 3.402823466e+38f
+
+#define ox_as_float(u) __uint_as_float(u)
+#define ox_as_uint(f) __float_as_uint(f)
+
+typedef unsigned short ox_half;
+typedef unsigned short ox_bf16;
+FN float ox_load_half(const ox_half *p, i64 i)
+{
+    unsigned short bits = p[i];
+    _Float16 h;
+    __builtin_memcpy(&h, &bits, 2);
+    return (float)h;
+}
+FN void ox_store_half(ox_half *p, i64 i, float v)
+{
+    _Float16 h = (_Float16)v;
+    unsigned short bits;
+    __builtin_memcpy(&bits, &h, 2);
+    p[i] = bits;
+}
+
+#define ox_atomic_add_int(p, v) atomicAdd((p), (v))
+FN void ox_atomic_add_float(float *p, float v) { atomicAdd(p, v); }

@@ -1,0 +1,77 @@
+/* OpenXPU portable kernel dialect: prelude for OpenCL C 1.2.
+ * Prepended to every kernel source built for an OpenCL device. The same
+ * names are defined by prelude_cuda.h and prelude_hip.h; docs/KERNELS.md
+ * lists them and the rules of the dialect. */
+#define OX_KERNEL_OPENCL 1
+
+/* kernels, helpers, memory spaces */
+#define KERNEL __kernel void
+#define KERNEL_WG(x, y, z) __kernel __attribute__((reqd_work_group_size(x, y, z))) void
+#define FN static inline
+#define GLOBAL __global
+#define LOCAL __local
+#define LOCAL_ARRAY(type, name, n) __local type name[n]
+#define CONSTANT __constant
+#define RESTRICT restrict
+#define BARRIER() barrier(CLK_LOCAL_MEM_FENCE)
+#define BARRIER_GLOBAL() barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE)
+
+/* integer types */
+typedef long i64;
+typedef ulong u64;
+
+/* a buffer argument is two parameters: the buffer and a byte offset */
+#define ARG_BUF(type, name) GLOBAL type *name##_base, u64 name##_off
+#define BUF(type, name) GLOBAL type *name = (GLOBAL type *)((GLOBAL uchar *)name##_base + name##_off)
+
+/* work-item geometry (no global offsets, ever) */
+#define ox_local_id(d) ((int)get_local_id(d))
+#define ox_group_id(d) ((int)get_group_id(d))
+#define ox_local_size(d) ((int)get_local_size(d))
+#define ox_num_groups(d) ((int)get_num_groups(d))
+#define ox_global_id(d) ((i64)get_group_id(d) * (i64)get_local_size(d) + (i64)get_local_id(d))
+
+/* float math: single precision only */
+#define ox_exp(x) exp(x)
+#define ox_log(x) log(x)
+#define ox_log1p(x) log1p(x)
+#define ox_sqrt(x) sqrt(x)
+#define ox_rsqrt(x) rsqrt(x)
+#define ox_tanh(x) tanh(x)
+#define ox_erf(x) erf(x)
+#define ox_fabs(x) fabs(x)
+#define ox_fmax(a, b) fmax(a, b)
+#define ox_fmin(a, b) fmin(a, b)
+#define ox_fma(a, b, c) fma(a, b, c)
+#define ox_pow(a, b) pow(a, b)
+#define ox_sin(x) sin(x)
+#define ox_cos(x) cos(x)
+#define ox_floor(x) floor(x)
+#define ox_isinf(x) isinf(x)
+#define ox_isnan(x) isnan(x)
+#define ox_imin(a, b) min(a, b)
+#define ox_imax(a, b) max(a, b)
+#define OX_INFINITY INFINITY
+#define OX_FLT_MAX 3.402823466e+38f
+
+/* bit casts */
+#define ox_as_float(u) as_float(u)
+#define ox_as_uint(f) as_uint(f)
+
+/* 16-bit storage types: loads and stores only, arithmetic in float */
+typedef half ox_half;
+typedef ushort ox_bf16;
+#define ox_load_half(p, i) vload_half((i), (p))
+#define ox_store_half(p, i, v) vstore_half_rte((v), (i), (p))
+
+/* atomics on global memory */
+#define ox_atomic_add_int(p, v) atomic_add((p), (v))
+FN void ox_atomic_add_float(volatile GLOBAL float *p, float v)
+{
+    volatile GLOBAL uint *u = (volatile GLOBAL uint *)p;
+    uint old = *u, assumed;
+    do {
+        assumed = old;
+        old = atomic_cmpxchg(u, assumed, as_uint(as_float(assumed) + v));
+    } while (old != assumed);
+}

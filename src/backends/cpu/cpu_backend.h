@@ -1,0 +1,13 @@
+/* What the op layer needs from the built-in CPU backend: host pointers of
+ * its buffers and its thread pool. (The op layer is in the same library.) */
+#ifndef OX_BACKENDS_CPU_CPU_BACKEND_H
+#define OX_BACKENDS_CPU_CPU_BACKEND_H
+
+#include "core/threadpool.h"
+
+/* Host address of a CPU backend buffer (the backend's buffer handle). */
+unsigned char *ox__cpu_buffer_data(void *buffer);
+/* The thread pool of a CPU backend device (the backend's device handle). */
+ox__pool *ox__cpu_device_pool(void *device);
+
+#endif /* OX_BACKENDS_CPU_CPU_BACKEND_H */

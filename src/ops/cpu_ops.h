@@ -1,0 +1,87 @@
+/* The CPU implementations of the operators: native C, vectorized, spread
+ * over the CPU backend's thread pool. They are the reference every device is
+ * checked against, and are themselves tested against naive double-precision
+ * loops (src/ops/reference.c) in tests/ops/.
+ *
+ * Every function receives host views whose shapes, dtypes and bounds were
+ * already checked by the op layer (src/ops/ops.c), so they do no argument
+ * checking of their own: they return OX_OK, or an error only for data-
+ * dependent failures (an id out of range in get_rows). */
+#ifndef OX_OPS_CPU_OPS_H
+#define OX_OPS_CPU_OPS_H
+
+#include "core/threadpool.h"
+#include "openxpu/ops.h"
+
+/* A tensor as the CPU sees it: a host pointer to element [0,0,0,0]. */
+typedef struct ox__view {
+    char *data;
+    ox_dtype dtype;
+    int64_t ne[OX_MAX_DIMS];
+    int64_t nb[OX_MAX_DIMS]; /* bytes */
+} ox__view;
+
+/* What a CPU op may use: the thread pool and the CPU's feature bits
+ * (OX_FEATURE_BIT(...)), for choosing SIMD code at run time. */
+typedef struct ox__cpu_exec {
+    ox__pool *pool;
+    uint64_t features;
+} ox__cpu_exec;
+
+/* Element i (0 <= i < 4 dims) addressing: data + i0*nb0 + i1*nb1 + ... */
+static inline char *ox__view_at(const ox__view *v, int64_t i0, int64_t i1, int64_t i2, int64_t i3)
+{
+    return v->data + i0 * v->nb[0] + i1 * v->nb[1] + i2 * v->nb[2] + i3 * v->nb[3];
+}
+
+/* Load/store one element of a float dtype (F32, F16, BF16) as float. */
+float ox__load_f(ox_dtype dtype, const void *p);
+void ox__store_f(ox_dtype dtype, void *p, float v);
+
+/* Row conversions, vectorized where the CPU allows (F16C, AVX-512 BF16). */
+void ox__row_to_f32(ox_dtype dtype, const void *src, float *dst, int64_t n);
+void ox__row_from_f32(ox_dtype dtype, const float *src, void *dst, int64_t n);
+
+/* elementwise.c */
+ox_status ox__cpu_binary(const ox__cpu_exec *x, ox_binary_op op, const ox__view *dst,
+                         const ox__view *a, const ox__view *b);
+ox_status ox__cpu_scale(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a, float scale,
+                        float bias);
+ox_status ox__cpu_clamp(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a, float lo,
+                        float hi);
+ox_status ox__cpu_unary(const ox__cpu_exec *x, ox_unary_op op, const ox__view *dst,
+                        const ox__view *a);
+
+/* reduce.c: reductions, softmax, log-softmax, norms */
+ox_status ox__cpu_reduce(const ox__cpu_exec *x, ox_reduce_op op, const ox__view *dst,
+                         const ox__view *a);
+ox_status ox__cpu_softmax(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a,
+                          const ox__view *mask /* NULL */, float scale);
+ox_status ox__cpu_log_softmax(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a);
+ox_status ox__cpu_rms_norm(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a,
+                           const ox__view *weight /* NULL */, float eps);
+ox_status ox__cpu_layer_norm(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a,
+                             const ox__view *weight /* NULL */, const ox__view *bias /* NULL */,
+                             float eps);
+
+/* rope.c */
+ox_status ox__cpu_rope(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a,
+                       const ox__view *positions, const ox_rope_params *params);
+
+/* matmul.c (+ matmul_avx2.c, matmul_avx512.c kernels chosen at run time) */
+ox_status ox__cpu_matmul(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a,
+                         const ox__view *b, unsigned flags);
+
+/* movement.c: get_rows, copy/cast, concat */
+ox_status ox__cpu_get_rows(const ox__cpu_exec *x, const ox__view *dst, const ox__view *table,
+                           const ox__view *ids);
+ox_status ox__cpu_copy(const ox__cpu_exec *x, const ox__view *dst, const ox__view *src);
+ox_status ox__cpu_concat(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a,
+                         const ox__view *b, int dim);
+
+/* attention.c */
+ox_status ox__cpu_attention(const ox__cpu_exec *x, const ox__view *dst, const ox__view *q,
+                            const ox__view *k, const ox__view *v, const ox__view *mask /* NULL */,
+                            const ox_attention_params *params);
+
+#endif /* OX_OPS_CPU_OPS_H */

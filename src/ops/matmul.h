@@ -1,0 +1,64 @@
+/* The contract between the CPU matmul driver (matmul.c) and its SIMD
+ * kernels (matmul_avx2.c, matmul_avx512.c), which are compiled for their
+ * instruction sets and called only when the CPU has them.
+ *
+ * Packed operands, as the driver lays them out for one kc-deep slice of K:
+ *   A micro-panel: kc x MR floats, k-major: a[k * MR + i] = A[row i][k]
+ *   B micro-panel: kc x NR floats, k-major: b[k * NR + j] = B[k][column j]
+ * both 64-byte aligned and zero-padded past the matrix edge. */
+#ifndef OX_OPS_MATMUL_H
+#define OX_OPS_MATMUL_H
+
+#include <stdint.h>
+
+#include "openxpu/tensor.h"
+
+/* c[MR x NR] (rows ldc floats apart) = (accumulate ? c : 0) + a . b over kc,
+ * accumulating each element in order of k with fused multiply-adds. */
+typedef void (*ox__mm_tile_fn)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
+                               int accumulate);
+
+/* Pack r <= R rows of kc floats (rows ld floats apart) transposed into a
+ * kc x R panel: panel[k * R + i] = src[i * ld + k], zero for r <= i < R. */
+typedef void (*ox__mm_pack_t_fn)(const float *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
+                                 float *panel);
+
+/* y[r] = sum_k x[k] * w[r * row_stride + k] for r < rows: rows of k
+ * contiguous elements of dtype `wtype` (F32, F16, BF16), row_stride in bytes. */
+typedef void (*ox__mm_dot_fn)(const float *x, const void *w, int64_t row_stride, ox_dtype wtype,
+                              int64_t k, int64_t rows, float *y);
+
+/* y[j] += alpha * w[j] for j < n, w contiguous of dtype `wtype`. */
+typedef void (*ox__mm_axpy_fn)(float alpha, const void *w, ox_dtype wtype, int64_t n, float *y);
+
+/* Name of the kernels ox__cpu_matmul uses with these CPU feature bits:
+ * "avx512", "avx2" or "generic". Static string. */
+const char *ox__cpu_matmul_kernels(uint64_t features);
+
+#define OX_MM_AVX512_MR 14
+#define OX_MM_AVX512_NR 32
+#define OX_MM_AVX2_MR 6
+#define OX_MM_AVX2_NR 16
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define OX_MM_HAVE_X86 1
+/* matmul_avx512.c: needs AVX-512 F, BW, VL (DQ with them) */
+void ox__mm_tile_avx512(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
+                        int accumulate);
+void ox__mm_dot_avx512(const float *x, const void *w, int64_t row_stride, ox_dtype wtype,
+                       int64_t k, int64_t rows, float *y);
+void ox__mm_axpy_avx512(float alpha, const void *w, ox_dtype wtype, int64_t n, float *y);
+void ox__mm_pack_t_avx512(const float *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
+                          float *panel);
+
+/* matmul_avx2.c: needs AVX2, FMA, F16C */
+void ox__mm_tile_avx2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
+                      int accumulate);
+void ox__mm_dot_avx2(const float *x, const void *w, int64_t row_stride, ox_dtype wtype, int64_t k,
+                     int64_t rows, float *y);
+void ox__mm_axpy_avx2(float alpha, const void *w, ox_dtype wtype, int64_t n, float *y);
+void ox__mm_pack_t_avx2(const float *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
+                        float *panel);
+#endif
+
+#endif /* OX_OPS_MATMUL_H */

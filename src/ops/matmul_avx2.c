@@ -1,0 +1,186 @@
+/* AVX2 + FMA matmul kernels (see matmul.h): a 6 x 16 register-blocked tile
+ * (12 accumulators, two B vectors, one broadcast of A at a time), and the
+ * matrix-vector dot and axpy loops, which read F32, F16 (F16C) or BF16
+ * weights and convert them in registers. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "ops/matmul.h"
+
+#define MR OX_MM_AVX2_MR
+#define NR OX_MM_AVX2_NR
+
+#define FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+
+void ox__mm_tile_avx2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
+                      int accumulate)
+{
+#define DECLARE(i) __m256 c##i##_0 = _mm256_setzero_ps(), c##i##_1 = _mm256_setzero_ps();
+    FOR_ROWS(DECLARE)
+#undef DECLARE
+    for (int64_t k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+        _mm_prefetch((const char *)(b + 8 * NR), _MM_HINT_T0);
+#define STEP(i)                                                                             \
+    {                                                                                       \
+        __m256 ai = _mm256_broadcast_ss(a + (i));                                           \
+        c##i##_0 = _mm256_fmadd_ps(ai, b0, c##i##_0);                                       \
+        c##i##_1 = _mm256_fmadd_ps(ai, b1, c##i##_1);                                       \
+    }
+        FOR_ROWS(STEP)
+#undef STEP
+        a += MR;
+        b += NR;
+    }
+#define STORE(i)                                                                            \
+    {                                                                                       \
+        float *row = c + (i) * ldc;                                                         \
+        if (accumulate) {                                                                   \
+            c##i##_0 = _mm256_add_ps(_mm256_loadu_ps(row), c##i##_0);                       \
+            c##i##_1 = _mm256_add_ps(_mm256_loadu_ps(row + 8), c##i##_1);                   \
+        }                                                                                   \
+        _mm256_storeu_ps(row, c##i##_0);                                                    \
+        _mm256_storeu_ps(row + 8, c##i##_1);                                                \
+    }
+    FOR_ROWS(STORE)
+#undef STORE
+}
+
+/* Transpose the 8 x 8 block held in r[0..7]. */
+static inline __attribute__((always_inline)) void transpose8(__m256 r[8])
+{
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
+/* Lanes below n set. */
+static inline __m256i lanes_below(int64_t n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+void ox__mm_pack_t_avx2(const float *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
+                        float *panel)
+{
+    for (int64_t g = 0; g < R; g += 8) {
+        int64_t rows = r - g < 0 ? 0 : (r - g < 8 ? r - g : 8);
+        __m256i store = lanes_below(R - g);
+        for (int64_t k = 0; k < kc; k += 8) {
+            int64_t n = kc - k < 8 ? kc - k : 8;
+            __m256i load = lanes_below(n);
+            __m256 v[8];
+            for (int64_t i = 0; i < 8; i++)
+                v[i] = i < rows ? _mm256_maskload_ps(src + (g + i) * ld + k, load)
+                                : _mm256_setzero_ps();
+            transpose8(v);
+            for (int64_t j = 0; j < n; j++)
+                _mm256_maskstore_ps(panel + (k + j) * R + g, store, v[j]);
+        }
+    }
+}
+
+/* 8 elements of w (dtype `type`) from index i, as floats. */
+static inline __attribute__((always_inline)) __m256 load8(ox_dtype type, const void *w, int64_t i)
+{
+    if (type == OX_DTYPE_F32) return _mm256_loadu_ps((const float *)w + i);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i));
+    if (type == OX_DTYPE_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/* ROWS rows of dtype TYPE at once; every row is summed in the same order
+ * whatever ROWS is: two 8-lane accumulators over 16-element steps, the
+ * tail zero-padded into one more step, then a fixed-order reduction. */
+static inline __attribute__((always_inline)) void dot_rows(const float *x, const char *w,
+                                                           int64_t row_stride, ox_dtype type,
+                                                           int64_t k, int rows, float *y)
+{
+    size_t size = type == OX_DTYPE_F32 ? 4 : 2;
+    __m256 acc0[4], acc1[4];
+    for (int r = 0; r < rows; r++) acc0[r] = acc1[r] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+        __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+        for (int r = 0; r < rows; r++) {
+            const void *wr = w + r * row_stride;
+            acc0[r] = _mm256_fmadd_ps(x0, load8(type, wr, i), acc0[r]);
+            acc1[r] = _mm256_fmadd_ps(x1, load8(type, wr, i + 8), acc1[r]);
+        }
+    }
+    int64_t left = k - i;
+    if (left > 0) {
+        float xt[16] = {0};
+        _Alignas(32) char wt[16 * 4] = {0};
+        memcpy(xt, x + i, (size_t)left * sizeof(float));
+        __m256 x0 = _mm256_loadu_ps(xt), x1 = _mm256_loadu_ps(xt + 8);
+        for (int r = 0; r < rows; r++) {
+            memcpy(wt, w + r * row_stride + i * (int64_t)size, (size_t)left * size);
+            acc0[r] = _mm256_fmadd_ps(x0, load8(type, wt, 0), acc0[r]);
+            acc1[r] = _mm256_fmadd_ps(x1, load8(type, wt, 8), acc1[r]);
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        __m256 s = _mm256_add_ps(acc0[r], acc1[r]);
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        y[r] = _mm_cvtss_f32(h);
+    }
+}
+
+void ox__mm_dot_avx2(const float *x, const void *w, int64_t row_stride, ox_dtype wtype, int64_t k,
+                     int64_t rows, float *y)
+{
+    const char *wb = w;
+    int64_t r = 0;
+#define DOT_ALL_ROWS(type)                                                                  \
+    for (; r + 4 <= rows; r += 4) dot_rows(x, wb + r * row_stride, row_stride, type, k, 4, y + r); \
+    for (; r < rows; r++) dot_rows(x, wb + r * row_stride, row_stride, type, k, 1, y + r);
+    switch (wtype) {
+    case OX_DTYPE_F32: DOT_ALL_ROWS(OX_DTYPE_F32) break;
+    case OX_DTYPE_F16: DOT_ALL_ROWS(OX_DTYPE_F16) break;
+    default: DOT_ALL_ROWS(OX_DTYPE_BF16) break;
+    }
+#undef DOT_ALL_ROWS
+}
+
+static inline __attribute__((always_inline)) void axpy_typed(float alpha, const void *w,
+                                                             ox_dtype type, int64_t n, float *y)
+{
+    size_t size = type == OX_DTYPE_F32 ? 4 : 2;
+    __m256 va = _mm256_set1_ps(alpha);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        _mm256_storeu_ps(y + j, _mm256_fmadd_ps(va, load8(type, w, j), _mm256_loadu_ps(y + j)));
+    if (j < n) {
+        float yt[8] = {0};
+        _Alignas(32) char wt[8 * 4] = {0};
+        size_t left = (size_t)(n - j);
+        memcpy(yt, y + j, left * sizeof(float));
+        memcpy(wt, (const char *)w + j * (int64_t)size, left * size);
+        _mm256_storeu_ps(yt, _mm256_fmadd_ps(va, load8(type, wt, 0), _mm256_loadu_ps(yt)));
+        memcpy(y + j, yt, left * sizeof(float));
+    }
+}
+
+void ox__mm_axpy_avx2(float alpha, const void *w, ox_dtype wtype, int64_t n, float *y)
+{
+    switch (wtype) {
+    case OX_DTYPE_F32: axpy_typed(alpha, w, OX_DTYPE_F32, n, y); break;
+    case OX_DTYPE_F16: axpy_typed(alpha, w, OX_DTYPE_F16, n, y); break;
+    default: axpy_typed(alpha, w, OX_DTYPE_BF16, n, y); break;
+    }
+}

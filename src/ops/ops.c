@@ -1,0 +1,523 @@
+/* The public operator entry points: check the queue, every tensor (handle,
+ * device, bounds) and the op's shape and dtype rules, then run the CPU's
+ * native code or the device's portable kernel. Nothing runs unless every
+ * check passed, and each refusal names the op and the shapes. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "backends/cpu/cpu_backend.h"
+#include "ops/ops_internal.h"
+
+static bool is_float(ox_dtype t)
+{
+    return t == OX_DTYPE_F32 || t == OX_DTYPE_F16 || t == OX_DTYPE_BF16;
+}
+
+static ox_status op_begin(ox__op *op, const char *name, ox_queue *q)
+{
+    memset(op, 0, sizeof *op);
+    op->name = name;
+    ox_status s = ox__handle_check(q, OX__HANDLE_QUEUE, name, "queue", &op->ctx);
+    if (s != OX_OK) return s;
+    op->queue = q;
+    op->device = q->device;
+    op->cpu = q->device->backend->iface == ox__cpu_backend();
+    if (op->cpu) {
+        op->exec.pool = ox__cpu_device_pool(q->device->impl);
+        op->exec.features = q->device->info.features;
+    }
+    return OX_OK;
+}
+
+/* A tensor argument: valid, in bounds, on the op's device. NULL is allowed
+ * only when `optional`. */
+static ox_status arg(const ox__op *op, const char *what, const ox_tensor *t, bool optional)
+{
+    if (!t) {
+        if (optional) return OX_OK;
+        return ox__fail(op->ctx, OX_ERR_INVALID, "%s: %s is NULL", op->name, what);
+    }
+    ox_status s = ox__tensor_check(op->ctx, op->name, what, t);
+    if (s != OX_OK) return s;
+    if (t->buffer->ctx != op->ctx)
+        return ox__fail(op->ctx, OX_ERR_INVALID, "%s: %s belongs to another context", op->name,
+                        what);
+    if (t->buffer->memory->device != op->device)
+        return ox__fail(op->ctx, OX_ERR_INVALID,
+                        "%s: %s is on %s but the queue is on %s; copy it with ox_buffer_copy first",
+                        op->name, what, t->buffer->memory->device->info.id, op->device->info.id);
+    return OX_OK;
+}
+
+static ox_status want_float(const ox__op *op, const char *what, const ox_tensor *t)
+{
+    if (is_float(t->dtype)) return OX_OK;
+    return ox__fail(op->ctx, OX_ERR_INVALID, "%s: %s is %s; it must be f32, f16 or bf16",
+                    op->name, what, ox_dtype_str(t->dtype));
+}
+
+static ox_status want_dtype(const ox__op *op, const char *what, const ox_tensor *t, ox_dtype dt)
+{
+    if (t->dtype == dt) return OX_OK;
+    return ox__fail(op->ctx, OX_ERR_INVALID, "%s: %s is %s; it must be %s", op->name, what,
+                    ox_dtype_str(t->dtype), ox_dtype_str(dt));
+}
+
+static ox_status same_dtype(const ox__op *op, const char *wa, const ox_tensor *a, const char *wb,
+                            const ox_tensor *b)
+{
+    if (a->dtype == b->dtype) return OX_OK;
+    return ox__fail(op->ctx, OX_ERR_INVALID, "%s: %s is %s but %s is %s; they must match",
+                    op->name, wa, ox_dtype_str(a->dtype), wb, ox_dtype_str(b->dtype));
+}
+
+static ox_status same_shape(const ox__op *op, const char *wa, const ox_tensor *a, const char *wb,
+                            const ox_tensor *b)
+{
+    char sa[96], sb[96];
+    for (int i = 0; i < OX_MAX_DIMS; i++)
+        if (a->ne[i] != b->ne[i])
+            return ox__fail(op->ctx, OX_ERR_INVALID, "%s: %s %s and %s %s must have the same shape",
+                            op->name, wa, ox__shape_str(a, sa, sizeof sa), wb,
+                            ox__shape_str(b, sb, sizeof sb));
+    return OX_OK;
+}
+
+/* b repeats over a: each b->ne[i] divides a->ne[i]. */
+static ox_status repeats(const ox__op *op, const char *wb, const ox_tensor *b, const char *wa,
+                         const ox_tensor *a)
+{
+    char sa[96], sb[96];
+    for (int i = 0; i < OX_MAX_DIMS; i++)
+        if (a->ne[i] % b->ne[i] != 0)
+            return ox__fail(op->ctx, OX_ERR_INVALID,
+                            "%s: %s %s does not repeat over %s %s (dimension %d: %lld does not "
+                            "divide %lld)",
+                            op->name, wb, ox__shape_str(b, sb, sizeof sb), wa,
+                            ox__shape_str(a, sa, sizeof sa), i, (long long)b->ne[i],
+                            (long long)a->ne[i]);
+    return OX_OK;
+}
+
+/* A row of ne[0] == a->ne[0] repeating over a (norm weights, biases). */
+static ox_status row_param(const ox__op *op, const char *what, const ox_tensor *w,
+                           const ox_tensor *a)
+{
+    ox_status s;
+    if (!w) return OX_OK;
+    if ((s = arg(op, what, w, false)) || (s = want_float(op, what, w))) return s;
+    if (w->ne[0] != a->ne[0]) {
+        char sw[96], sa[96];
+        return ox__fail(op->ctx, OX_ERR_INVALID, "%s: %s %s must have a row of %lld (a is %s)",
+                        op->name, what, ox__shape_str(w, sw, sizeof sw), (long long)a->ne[0],
+                        ox__shape_str(a, sa, sizeof sa));
+    }
+    return repeats(op, what, w, "a", a);
+}
+
+static ox__view view(const ox_tensor *t)
+{
+    ox__view v = {.dtype = t->dtype};
+    v.data = (char *)ox__cpu_buffer_data(t->buffer->memory->impl) + t->buffer->offset + t->offset;
+    memcpy(v.ne, t->ne, sizeof v.ne);
+    memcpy(v.nb, t->nb, sizeof v.nb);
+    return v;
+}
+
+/* ---- elementwise ---------------------------------------------------------- */
+
+static ox_status unary_args(ox__op *op, const ox_tensor *dst, const ox_tensor *a)
+{
+    ox_status s;
+    if ((s = arg(op, "dst", dst, false)) || (s = arg(op, "a", a, false)) ||
+        (s = want_float(op, "a", a)) || (s = same_dtype(op, "dst", dst, "a", a)) ||
+        (s = same_shape(op, "dst", dst, "a", a)))
+        return s;
+    return OX_OK;
+}
+
+ox_status ox_binary(ox_queue *q, ox_binary_op kind, const ox_tensor *dst, const ox_tensor *a,
+                    const ox_tensor *b)
+{
+    ox__op op;
+    ox_status s = op_begin(&op, "ox_binary", q);
+    if (s != OX_OK) return s;
+    if ((unsigned)kind > OX_BINARY_DIV)
+        return ox__fail(op.ctx, OX_ERR_INVALID, "ox_binary: unknown op %d", (int)kind);
+    if ((s = unary_args(&op, dst, a)) || (s = arg(&op, "b", b, false)) ||
+        (s = same_dtype(&op, "a", a, "b", b)) || (s = repeats(&op, "b", b, "a", a)))
+        return s;
+    if (op.cpu) {
+        ox__view vd = view(dst), va = view(a), vb = view(b);
+        return ox__cpu_binary(&op.exec, kind, &vd, &va, &vb);
+    }
+    return ox__dev_binary(&op, kind, dst, a, b);
+}
+
+ox_status ox_add(ox_queue *q, const ox_tensor *dst, const ox_tensor *a, const ox_tensor *b)
+{
+    return ox_binary(q, OX_BINARY_ADD, dst, a, b);
+}
+
+ox_status ox_sub(ox_queue *q, const ox_tensor *dst, const ox_tensor *a, const ox_tensor *b)
+{
+    return ox_binary(q, OX_BINARY_SUB, dst, a, b);
+}
+
+ox_status ox_mul(ox_queue *q, const ox_tensor *dst, const ox_tensor *a, const ox_tensor *b)
+{
+    return ox_binary(q, OX_BINARY_MUL, dst, a, b);
+}
+
+ox_status ox_div(ox_queue *q, const ox_tensor *dst, const ox_tensor *a, const ox_tensor *b)
+{
+    return ox_binary(q, OX_BINARY_DIV, dst, a, b);
+}
+
+ox_status ox_scale(ox_queue *q, const ox_tensor *dst, const ox_tensor *a, float scale, float bias)
+{
+    ox__op op;
+    ox_status s = op_begin(&op, "ox_scale", q);
+    if (s != OX_OK || (s = unary_args(&op, dst, a))) return s;
+    if (op.cpu) {
+        ox__view vd = view(dst), va = view(a);
+        return ox__cpu_scale(&op.exec, &vd, &va, scale, bias);
+    }
+    return ox__dev_scale(&op, dst, a, scale, bias);
+}
+
+ox_status ox_clamp(ox_queue *q, const ox_tensor *dst, const ox_tensor *a, float lo, float hi)
+{
+    ox__op op;
+    ox_status s = op_begin(&op, "ox_clamp", q);
+    if (s != OX_OK || (s = unary_args(&op, dst, a))) return s;
+    if (!(lo <= hi))
+        return ox__fail(op.ctx, OX_ERR_INVALID, "ox_clamp: lo %g must not exceed hi %g",
+                        (double)lo, (double)hi);
+    if (op.cpu) {
+        ox__view vd = view(dst), va = view(a);
+        return ox__cpu_clamp(&op.exec, &vd, &va, lo, hi);
+    }
+    return ox__dev_clamp(&op, dst, a, lo, hi);
+}
+
+const char *ox_unary_str(ox_unary_op kind)
+{
+    switch (kind) {
+#define OX__UNARY_CASE(name, text) \
+    case OX_UNARY_##name:          \
+        return text;
+        OX_UNARY_LIST(OX__UNARY_CASE)
+#undef OX__UNARY_CASE
+    case OX_UNARY_COUNT: break;
+    }
+    return NULL;
+}
+
+ox_status ox_unary(ox_queue *q, ox_unary_op kind, const ox_tensor *dst, const ox_tensor *a)
+{
+    ox__op op;
+    ox_status s = op_begin(&op, "ox_unary", q);
+    if (s != OX_OK) return s;
+    if ((unsigned)kind >= OX_UNARY_COUNT)
+        return ox__fail(op.ctx, OX_ERR_INVALID, "ox_unary: unknown op %d", (int)kind);
+    if ((s = unary_args(&op, dst, a))) return s;
+    if (op.cpu) {
+        ox__view vd = view(dst), va = view(a);
+        return ox__cpu_unary(&op.exec, kind, &vd, &va);
+    }
+    return ox__dev_unary(&op, kind, dst, a);
+}
+
+/* ---- rows: reductions, softmax, norms ------------------------------------- */
+
+ox_status ox_reduce(ox_queue *q, ox_reduce_op kind, const ox_tensor *dst, const ox_tensor *a)
+{
+    ox__op op;
+    ox_status s = op_begin(&op, "ox_reduce", q);
+    if (s != OX_OK) return s;
+    if ((unsigned)kind > OX_REDUCE_ARGMAX)
+        return ox__fail(op.ctx, OX_ERR_INVALID, "ox_reduce: unknown op %d", (int)kind);
+    if ((s = arg(&op, "dst", dst, false)) || (s = arg(&op, "a", a, false)) ||
+        (s = want_float(&op, "a", a)))
+        return s;
+    s = kind == OX_REDUCE_ARGMAX ? want_dtype(&op, "dst", dst, OX_DTYPE_I32)
+                                 : same_dtype(&op, "dst", dst, "a", a);
+    if (s != OX_OK) return s;
+    ox_tensor expect = *a;
+    expect.ne[0] = 1;
+    if ((s = same_shape(&op, "dst", dst, "a with one column", &expect))) return s;
+    if (op.cpu) {
+        ox__view vd = view(dst), va = view(a);
+        return ox__cpu_reduce(&op.exec, kind, &vd, &va);
+    }
+    return ox__dev_reduce(&op, kind, dst, a);
+}
+
+ox_status ox_softmax(ox_queue *q, const ox_tensor *dst, const ox_tensor *a, const ox_tensor *mask,
+                     float scale)
+{
+    ox__op op;
+    ox_status s = op_begin(&op, "ox_softmax", q);
+    if (s != OX_OK || (s = unary_args(&op, dst, a)) || (s = arg(&op, "mask", mask, true)))
+        return s;
+    if (mask) {
+        if (mask->dtype != OX_DTYPE_F32 && mask->dtype != OX_DTYPE_F16)
+            return ox__fail(op.ctx, OX_ERR_INVALID, "ox_softmax: mask is %s; it must be f32 or f16",
+                            ox_dtype_str(mask->dtype));
+        if ((s = repeats(&op, "mask", mask, "a", a))) return s;
+        if (mask->ne[0] != a->ne[0])
+            return ox__fail(op.ctx, OX_ERR_INVALID,
+                            "ox_softmax: mask rows have %lld entries but a's rows have %lld",
+                            (long long)mask->ne[0], (long long)a->ne[0]);
+    }
+    if (op.cpu) {
+        ox__view vd = view(dst), va = view(a), vm = mask ? view(mask) : vd;
+        return ox__cpu_softmax(&op.exec, &vd, &va, mask ? &vm : NULL, scale);
+    }
+    return ox__dev_softmax(&op, dst, a, mask, scale, false);
+}
+
+ox_status ox_log_softmax(ox_queue *q, const ox_tensor *dst, const ox_tensor *a)
+{
+    ox__op op;
+    ox_status s = op_begin(&op, "ox_log_softmax", q);
+    if (s != OX_OK || (s = unary_args(&op, dst, a))) return s;
+    if (op.cpu) {
+        ox__view vd = view(dst), va = view(a);
+        return ox__cpu_log_softmax(&op.exec, &vd, &va);
+    }
+    return ox__dev_softmax(&op, dst, a, NULL, 1.0f, true);
+}
+
+static ox_status norm(ox_queue *q, const char *name, const ox_tensor *dst, const ox_tensor *a,
+                      const ox_tensor *weight, const ox_tensor *bias, float eps, bool rms)
+{
+    ox__op op;
+    ox_status s = op_begin(&op, name, q);
+    if (s != OX_OK || (s = unary_args(&op, dst, a)) || (s = row_param(&op, "weight", weight, a)) ||
+        (s = row_param(&op, "bias", bias, a)))
+        return s;
+    if (!(eps >= 0.0f) || isinf(eps))
+        return ox__fail(op.ctx, OX_ERR_INVALID, "%s: eps %g must be finite and >= 0", name,
+                        (double)eps);
+    if (op.cpu) {
+        ox__view vd = view(dst), va = view(a), vw = weight ? view(weight) : vd,
+                 vb = bias ? view(bias) : vd;
+        return rms ? ox__cpu_rms_norm(&op.exec, &vd, &va, weight ? &vw : NULL, eps)
+                   : ox__cpu_layer_norm(&op.exec, &vd, &va, weight ? &vw : NULL,
+                                        bias ? &vb : NULL, eps);
+    }
+    return ox__dev_norm(&op, dst, a, weight, bias, eps, rms);
+}
+
+ox_status ox_rms_norm(ox_queue *q, const ox_tensor *dst, const ox_tensor *a,
+                      const ox_tensor *weight, float eps)
+{
+    return norm(q, "ox_rms_norm", dst, a, weight, NULL, eps, true);
+}
+
+ox_status ox_layer_norm(ox_queue *q, const ox_tensor *dst, const ox_tensor *a,
+                        const ox_tensor *weight, const ox_tensor *bias, float eps)
+{
+    return norm(q, "ox_layer_norm", dst, a, weight, bias, eps, false);
+}
+
+/* ---- rope ------------------------------------------------------------------------ */
+
+ox_status ox_rope(ox_queue *q, const ox_tensor *dst, const ox_tensor *a,
+                  const ox_tensor *positions, const ox_rope_params *params)
+{
+    ox__op op;
+    ox_status s = op_begin(&op, "ox_rope", q);
+    if (s != OX_OK || (s = unary_args(&op, dst, a)) ||
+        (s = arg(&op, "positions", positions, false)) ||
+        (s = want_dtype(&op, "positions", positions, OX_DTYPE_I32)))
+        return s;
+    if (!params) return ox__fail(op.ctx, OX_ERR_INVALID, "ox_rope: params is NULL");
+    if (params->mode != OX_ROPE_NORMAL && params->mode != OX_ROPE_NEOX)
+        return ox__fail(op.ctx, OX_ERR_INVALID, "ox_rope: unknown mode %d", (int)params->mode);
+    if (params->n_dims <= 0 || params->n_dims % 2 || params->n_dims > a->ne[0])
+        return ox__fail(op.ctx, OX_ERR_INVALID,
+                        "ox_rope: n_dims %d must be even, positive and at most the head size %lld",
+                        params->n_dims, (long long)a->ne[0]);
+    if (!(params->freq_base > 0.0f) || !(params->freq_scale > 0.0f))
+        return ox__fail(op.ctx, OX_ERR_INVALID,
+                        "ox_rope: freq_base %g and freq_scale %g must be positive",
+                        (double)params->freq_base, (double)params->freq_scale);
+    if (ox_tensor_nelements(positions) != a->ne[2])
+        return ox__fail(op.ctx, OX_ERR_INVALID,
+                        "ox_rope: %lld positions for %lld tokens (a->ne[2])",
+                        (long long)ox_tensor_nelements(positions), (long long)a->ne[2]);
+    if (op.cpu) {
+        ox__view vd = view(dst), va = view(a), vp = view(positions);
+        return ox__cpu_rope(&op.exec, &vd, &va, &vp, params);
+    }
+    return ox__dev_rope(&op, dst, a, positions, params);
+}
+
+/* ---- matmul ------------------------------------------------------------------------ */
+
+ox_status ox_matmul(ox_queue *q, const ox_tensor *dst, const ox_tensor *a, const ox_tensor *b,
+                    unsigned flags)
+{
+    ox__op op;
+    char sd[96], sa[96], sb[96];
+    ox_status s = op_begin(&op, "ox_matmul", q);
+    if (s != OX_OK || (s = arg(&op, "dst", dst, false)) || (s = arg(&op, "a", a, false)) ||
+        (s = arg(&op, "b", b, false)) || (s = want_dtype(&op, "dst", dst, OX_DTYPE_F32)) ||
+        (s = want_float(&op, "a", a)) || (s = want_float(&op, "b", b)))
+        return s;
+    if (flags & ~(unsigned)(OX_MATMUL_TRANS_A | OX_MATMUL_TRANS_B))
+        return ox__fail(op.ctx, OX_ERR_INVALID, "ox_matmul: unknown flags 0x%x", flags);
+    int64_t M = flags & OX_MATMUL_TRANS_A ? a->ne[0] : a->ne[1];
+    int64_t Ka = flags & OX_MATMUL_TRANS_A ? a->ne[1] : a->ne[0];
+    int64_t Kb = flags & OX_MATMUL_TRANS_B ? b->ne[0] : b->ne[1];
+    int64_t N = flags & OX_MATMUL_TRANS_B ? b->ne[1] : b->ne[0];
+    if (Ka != Kb || dst->ne[0] != N || dst->ne[1] != M || dst->ne[2] != b->ne[2] ||
+        dst->ne[3] != b->ne[3] || b->ne[2] % a->ne[2] || b->ne[3] % a->ne[3])
+        return ox__fail(op.ctx, OX_ERR_INVALID,
+                        "ox_matmul: shapes do not fit: dst %s = a %s%s . b %s%s (want dst "
+                        "[N=%lld, M=%lld, b's batch], K of a %lld == K of b %lld, a's batch "
+                        "dividing b's)",
+                        ox__shape_str(dst, sd, sizeof sd), ox__shape_str(a, sa, sizeof sa),
+                        flags & OX_MATMUL_TRANS_A ? "^T" : "", ox__shape_str(b, sb, sizeof sb),
+                        flags & OX_MATMUL_TRANS_B ? "^T" : "", (long long)N, (long long)M,
+                        (long long)Ka, (long long)Kb);
+    if (op.cpu) {
+        ox__view vd = view(dst), va = view(a), vb = view(b);
+        return ox__cpu_matmul(&op.exec, &vd, &va, &vb, flags);
+    }
+    return ox__dev_matmul(&op, dst, a, b, flags);
+}
+
+/* ---- data movement ------------------------------------------------------------------ */
+
+ox_status ox_get_rows(ox_queue *q, const ox_tensor *dst, const ox_tensor *table,
+                      const ox_tensor *ids)
+{
+    ox__op op;
+    char sd[96], st[96], si[96];
+    ox_status s = op_begin(&op, "ox_get_rows", q);
+    if (s != OX_OK || (s = arg(&op, "dst", dst, false)) || (s = arg(&op, "table", table, false)) ||
+        (s = arg(&op, "ids", ids, false)) || (s = want_float(&op, "table", table)) ||
+        (s = want_dtype(&op, "ids", ids, OX_DTYPE_I32)))
+        return s;
+    if (dst->dtype != OX_DTYPE_F32 && dst->dtype != table->dtype)
+        return ox__fail(op.ctx, OX_ERR_INVALID, "ox_get_rows: dst is %s; it must be f32 or %s",
+                        ox_dtype_str(dst->dtype), ox_dtype_str(table->dtype));
+    if (dst->ne[0] != table->ne[0] || dst->ne[1] != ids->ne[0] || dst->ne[2] != ids->ne[1] ||
+        dst->ne[3] != ids->ne[2] || ids->ne[3] != 1 || ids->ne[1] % table->ne[2] ||
+        ids->ne[2] % table->ne[3])
+        return ox__fail(op.ctx, OX_ERR_INVALID,
+                        "ox_get_rows: dst %s does not fit table %s and ids %s (want dst [D, n, "
+                        "I2, I3] for table [D, rows, ..] and ids [n, I2, I3, 1])",
+                        ox__shape_str(dst, sd, sizeof sd), ox__shape_str(table, st, sizeof st),
+                        ox__shape_str(ids, si, sizeof si));
+    if (op.cpu) {
+        ox__view vd = view(dst), vt = view(table), vi = view(ids);
+        return ox__cpu_get_rows(&op.exec, &vd, &vt, &vi);
+    }
+    return ox__dev_get_rows(&op, dst, table, ids);
+}
+
+ox_status ox_copy(ox_queue *q, const ox_tensor *dst, const ox_tensor *src)
+{
+    ox__op op;
+    ox_status s = op_begin(&op, "ox_copy", q);
+    if (s != OX_OK || (s = arg(&op, "dst", dst, false)) || (s = arg(&op, "src", src, false)) ||
+        (s = same_shape(&op, "dst", dst, "src", src)))
+        return s;
+    if ((dst->dtype == OX_DTYPE_I32) != (src->dtype == OX_DTYPE_I32))
+        return ox__fail(op.ctx, OX_ERR_INVALID, "ox_copy: cannot convert %s to %s",
+                        ox_dtype_str(src->dtype), ox_dtype_str(dst->dtype));
+    if (op.cpu) {
+        ox__view vd = view(dst), vs = view(src);
+        return ox__cpu_copy(&op.exec, &vd, &vs);
+    }
+    return ox__dev_copy(&op, dst, src);
+}
+
+ox_status ox_concat(ox_queue *q, const ox_tensor *dst, const ox_tensor *a, const ox_tensor *b,
+                    int dim)
+{
+    ox__op op;
+    char sd[96], sa[96], sb[96];
+    ox_status s = op_begin(&op, "ox_concat", q);
+    if (s != OX_OK || (s = arg(&op, "dst", dst, false)) || (s = arg(&op, "a", a, false)) ||
+        (s = arg(&op, "b", b, false)) || (s = same_dtype(&op, "dst", dst, "a", a)) ||
+        (s = same_dtype(&op, "a", a, "b", b)))
+        return s;
+    if (dim < 0 || dim >= OX_MAX_DIMS)
+        return ox__fail(op.ctx, OX_ERR_INVALID, "ox_concat: dim %d is not 0..3", dim);
+    for (int i = 0; i < OX_MAX_DIMS; i++) {
+        int64_t want = i == dim ? a->ne[i] + b->ne[i] : a->ne[i];
+        if ((i != dim && b->ne[i] != a->ne[i]) || dst->ne[i] != want)
+            return ox__fail(op.ctx, OX_ERR_INVALID,
+                            "ox_concat: cannot join a %s and b %s along dimension %d into dst %s",
+                            ox__shape_str(a, sa, sizeof sa), ox__shape_str(b, sb, sizeof sb), dim,
+                            ox__shape_str(dst, sd, sizeof sd));
+    }
+    if (op.cpu) {
+        ox__view vd = view(dst), va = view(a), vb = view(b);
+        return ox__cpu_concat(&op.exec, &vd, &va, &vb, dim);
+    }
+    /* On devices: two copies into the two parts of dst. */
+    ox_tensor part = *dst;
+    memcpy(part.ne, a->ne, sizeof part.ne);
+    if ((s = ox__dev_copy(&op, &part, a)) != OX_OK) return s;
+    part.offset = dst->offset + (size_t)(a->ne[dim] * dst->nb[dim]);
+    memcpy(part.ne, b->ne, sizeof part.ne);
+    return ox__dev_copy(&op, &part, b);
+}
+
+/* ---- attention ------------------------------------------------------------------------ */
+
+ox_status ox_attention(ox_queue *q, const ox_tensor *dst, const ox_tensor *query,
+                       const ox_tensor *key, const ox_tensor *value, const ox_tensor *mask,
+                       const ox_attention_params *params)
+{
+    ox__op op;
+    char sd[96], sq[96], sk[96], sv[96];
+    ox_status s = op_begin(&op, "ox_attention", q);
+    if (s != OX_OK || (s = arg(&op, "dst", dst, false)) || (s = arg(&op, "q", query, false)) ||
+        (s = arg(&op, "k", key, false)) || (s = arg(&op, "v", value, false)) ||
+        (s = arg(&op, "mask", mask, true)) || (s = want_dtype(&op, "dst", dst, OX_DTYPE_F32)) ||
+        (s = want_dtype(&op, "q", query, OX_DTYPE_F32)))
+        return s;
+    if (!params) return ox__fail(op.ctx, OX_ERR_INVALID, "ox_attention: params is NULL");
+    for (int i = 0; i < 2; i++) {
+        const ox_tensor *t = i ? value : key;
+        if (t->dtype != OX_DTYPE_F32 && t->dtype != OX_DTYPE_F16)
+            return ox__fail(op.ctx, OX_ERR_INVALID, "ox_attention: %s is %s; it must be f32 or f16",
+                            i ? "v" : "k", ox_dtype_str(t->dtype));
+    }
+    int64_t D = query->ne[0], nq = query->ne[1], H = query->ne[2], B = query->ne[3];
+    int64_t nkv = key->ne[1], Hkv = key->ne[2], Dv = value->ne[0];
+    bool ok = key->ne[0] == D && key->ne[3] == B && value->ne[1] == nkv && value->ne[2] == Hkv &&
+              value->ne[3] == B && H % Hkv == 0 && dst->ne[0] == Dv && dst->ne[1] == nq &&
+              dst->ne[2] == H && dst->ne[3] == B;
+    if (!ok)
+        return ox__fail(op.ctx, OX_ERR_INVALID,
+                        "ox_attention: shapes do not fit: q %s, k %s, v %s, dst %s (want q [D, n_q, "
+                        "H, B], k [D, n_kv, H_kv, B], v [Dv, n_kv, H_kv, B], dst [Dv, n_q, H, B], "
+                        "H_kv dividing H)",
+                        ox__shape_str(query, sq, sizeof sq), ox__shape_str(key, sk, sizeof sk),
+                        ox__shape_str(value, sv, sizeof sv), ox__shape_str(dst, sd, sizeof sd));
+    if (mask && (mask->dtype != OX_DTYPE_F32 || mask->ne[0] != nkv || mask->ne[1] != nq ||
+                 mask->ne[2] != 1 || mask->ne[3] != 1))
+        return ox__fail(op.ctx, OX_ERR_INVALID,
+                        "ox_attention: mask %s must be f32 [n_kv=%lld, n_q=%lld, 1, 1]",
+                        ox__shape_str(mask, sd, sizeof sd), (long long)nkv, (long long)nq);
+    if (params->causal && nq > nkv)
+        return ox__fail(op.ctx, OX_ERR_INVALID,
+                        "ox_attention: causal attention needs n_q %lld <= n_kv %lld",
+                        (long long)nq, (long long)nkv);
+    if (op.cpu) {
+        ox__view vd = view(dst), vq = view(query), vk = view(key), vv = view(value),
+                 vm = mask ? view(mask) : vd;
+        return ox__cpu_attention(&op.exec, &vd, &vq, &vk, &vv, mask ? &vm : NULL, params);
+    }
+    return ox__dev_attention(&op, dst, query, key, value, mask, params);
+}

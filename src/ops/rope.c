@@ -1,0 +1,135 @@
+/* Rotary position embedding on the CPU. a: [head_dim, n_heads, n_tokens,
+ * batch], positions: I32 with n_tokens elements (any shape). Tasks take
+ * whole tokens, so the cosines and sines of a token are computed once (in
+ * double: angles reach thousands of radians) and used for all its heads.
+ * Pairs are handled in chunks of PAIRS so any head size works with fixed
+ * stack buffers. */
+#include <math.h>
+#include <string.h>
+
+#include "ops/cpu_tile.h"
+
+#define PAIRS (OX__TILE / 2)
+
+typedef struct rope_job {
+    const ox__view *dst, *a, *positions;
+    const ox_rope_params *params;
+    int64_t tokens; /* ne[2] * ne[3] */
+    size_t n_tasks;
+} rope_job;
+
+/* Angles of pairs [p0, p0 + n) at position pos. */
+static void angles(const ox_rope_params *p, int32_t pos, int64_t p0, int64_t n, float *cos_t,
+                   float *sin_t)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double exponent = -2.0 * (double)(p0 + i) / (double)p->n_dims;
+        double theta = (double)pos * (double)p->freq_scale * pow((double)p->freq_base, exponent);
+        cos_t[i] = (float)cos(theta);
+        sin_t[i] = (float)sin(theta);
+    }
+}
+
+/* Rotate pairs [p0, p0 + n) of row (i1, i2, i3). */
+static void rotate(const rope_job *j, const int64_t idx[3], int64_t p0, int64_t n,
+                   const float *c, const float *s)
+{
+    float x_buf[OX__TILE], y_buf[OX__TILE], dx_buf[OX__TILE], dy_buf[OX__TILE];
+    const ox__view *a = j->a, *dst = j->dst;
+    const char *a_row = ox__view_at(a, 0, idx[0], idx[1], idx[2]);
+    char *d_row = ox__view_at(dst, 0, idx[0], idx[1], idx[2]);
+    if (j->params->mode == OX_ROPE_NORMAL) { /* pairs (x[2i], x[2i + 1]) */
+        const float *x = ox__tile_in(a, a_row + 2 * p0 * a->nb[0], 2 * n, x_buf);
+        char *dp = d_row + 2 * p0 * dst->nb[0];
+        float *d = ox__tile_out(dst, dp, dx_buf);
+        for (int64_t i = 0; i < n; i++) {
+            float x0 = x[2 * i], x1 = x[2 * i + 1];
+            d[2 * i] = x0 * c[i] - x1 * s[i];
+            d[2 * i + 1] = x0 * s[i] + x1 * c[i];
+        }
+        ox__tile_done(dst, dp, d, 2 * n);
+        return;
+    }
+    int64_t half = j->params->n_dims / 2; /* NEOX: pairs (x[i], x[i + half]) */
+    const float *x = ox__tile_in(a, a_row + p0 * a->nb[0], n, x_buf);
+    const float *y = ox__tile_in(a, a_row + (half + p0) * a->nb[0], n, y_buf);
+    char *dxp = d_row + p0 * dst->nb[0], *dyp = d_row + (half + p0) * dst->nb[0];
+    float *dx = ox__tile_out(dst, dxp, dx_buf), *dy = ox__tile_out(dst, dyp, dy_buf);
+    for (int64_t i = 0; i < n; i++) {
+        float x0 = x[i], x1 = y[i];
+        dx[i] = x0 * c[i] - x1 * s[i];
+        dy[i] = x0 * s[i] + x1 * c[i];
+    }
+    ox__tile_done(dst, dxp, dx, n);
+    ox__tile_done(dst, dyp, dy, n);
+}
+
+/* Copy dimensions [n_dims, ne[0]) of row idx unchanged. */
+static void pass_through(const rope_job *j, const int64_t idx[3])
+{
+    float buf[OX__TILE], out_buf[OX__TILE];
+    const ox__view *a = j->a, *dst = j->dst;
+    const char *a_row = ox__view_at(a, 0, idx[0], idx[1], idx[2]);
+    char *d_row = ox__view_at(dst, 0, idx[0], idx[1], idx[2]);
+    if (a_row == d_row && a->nb[0] == dst->nb[0]) return; /* in place */
+    for (int64_t t = j->params->n_dims; t < a->ne[0]; t += OX__TILE) {
+        int64_t m = ox__min64(a->ne[0] - t, OX__TILE);
+        const float *x = ox__tile_in(a, a_row + t * a->nb[0], m, buf);
+        char *dp = d_row + t * dst->nb[0];
+        float *d = ox__tile_out(dst, dp, out_buf);
+        memcpy(d, x, (size_t)m * sizeof *d);
+        ox__tile_done(dst, dp, d, m);
+    }
+}
+
+/* Position t of the positions tensor, counting in row-major order. */
+static int32_t position(const ox__view *p, int64_t t)
+{
+    int32_t pos;
+    const char *at = p->data;
+    for (int d = 0; d < OX_MAX_DIMS; d++) {
+        at += t % p->ne[d] * p->nb[d];
+        t /= p->ne[d];
+    }
+    memcpy(&pos, at, sizeof pos);
+    return pos;
+}
+
+static void rope_token(const rope_job *j, int64_t i2, int64_t i3)
+{
+    float cos_t[PAIRS], sin_t[PAIRS];
+    int32_t pos = position(j->positions, i2);
+    int64_t half = j->params->n_dims / 2;
+    for (int64_t p0 = 0; p0 < half; p0 += PAIRS) {
+        int64_t n = ox__min64(half - p0, PAIRS);
+        angles(j->params, pos, p0, n, cos_t, sin_t);
+        for (int64_t i1 = 0; i1 < j->a->ne[1]; i1++) {
+            int64_t idx[3] = {i1, i2, i3};
+            rotate(j, idx, p0, n, cos_t, sin_t);
+        }
+    }
+    if (j->params->n_dims < j->a->ne[0])
+        for (int64_t i1 = 0; i1 < j->a->ne[1]; i1++) {
+            int64_t idx[3] = {i1, i2, i3};
+            pass_through(j, idx);
+        }
+}
+
+static void rope_task(void *arg, size_t task, int thread)
+{
+    const rope_job *j = arg;
+    int64_t begin, end;
+    (void)thread;
+    ox__task_range(task, j->n_tasks, j->tokens, &begin, &end);
+    for (int64_t t = begin; t < end; t++) rope_token(j, t % j->a->ne[2], t / j->a->ne[2]);
+}
+
+ox_status ox__cpu_rope(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a,
+                       const ox__view *positions, const ox_rope_params *params)
+{
+    rope_job j = {.dst = dst, .a = a, .positions = positions, .params = params};
+    j.tokens = a->ne[2] * a->ne[3];
+    j.n_tasks = ox__task_count(x, j.tokens * a->ne[0] * a->ne[1], j.tokens);
+    if (j.tokens > 0) ox__cpu_run(x, j.n_tasks, rope_task, &j);
+    return OX_OK;
+}

@@ -1,0 +1,617 @@
+/* Tests of the ox command-line tool: run the binary that OX_BIN names and
+ * check its exit status, standard output and standard error. */
+#include <spawn.h>
+
+#include <cjson/cJSON.h>
+
+#include "openxpu/version.h"
+#include "ox_test.h"
+
+extern char **environ;
+
+typedef struct ox_run {
+    int status; /* exit status; 128 + signal if killed */
+    char *out;  /* standard output, NUL-terminated */
+    char *err;  /* standard error */
+} ox_run;
+
+static char *read_all(FILE *file)
+{
+    size_t size = 0, capacity = 4096;
+    char *text = malloc(capacity);
+    ASSERT(text != NULL);
+    rewind(file);
+    for (;;) {
+        size_t n = fread(text + size, 1, capacity - size - 1, file);
+        size += n;
+        if (n == 0) break;
+        if (capacity - size - 1 == 0) {
+            capacity *= 2;
+            text = realloc(text, capacity);
+            ASSERT(text != NULL);
+        }
+    }
+    text[size] = '\0';
+    fclose(file);
+    return text;
+}
+
+/* Run "ox ARGS..." (args ends with NULL) and collect what it wrote. */
+static ox_run run_ox(const char *const *args)
+{
+    const char *bin = getenv("OX_BIN");
+    ASSERT_MSG(bin && bin[0], "OX_BIN must name the ox binary (ctest sets it)");
+
+    char *argv[32];
+    int argc = 0;
+    argv[argc++] = (char *)bin;
+    while (args[argc - 1]) {
+        ASSERT(argc < 31);
+        argv[argc] = (char *)args[argc - 1];
+        argc++;
+    }
+    argv[argc] = NULL;
+
+    FILE *out = tmpfile(), *err = tmpfile();
+    ASSERT(out != NULL && err != NULL);
+    posix_spawn_file_actions_t actions;
+    ASSERT_EQ(posix_spawn_file_actions_init(&actions), 0);
+    ASSERT_EQ(posix_spawn_file_actions_adddup2(&actions, fileno(out), STDOUT_FILENO), 0);
+    ASSERT_EQ(posix_spawn_file_actions_adddup2(&actions, fileno(err), STDERR_FILENO), 0);
+    pid_t pid;
+    int rc = posix_spawn(&pid, bin, &actions, NULL, argv, environ);
+    ASSERT_MSG(rc == 0, "cannot run %s: %s", bin, strerror(rc));
+    posix_spawn_file_actions_destroy(&actions);
+
+    int wstatus = 0;
+    ASSERT(waitpid(pid, &wstatus, 0) == pid);
+    ox_run run = {.status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus)};
+    run.out = read_all(out);
+    run.err = read_all(err);
+    return run;
+}
+
+#define RUN_OX(...) run_ox((const char *const[]){__VA_ARGS__, NULL})
+
+static void run_free(ox_run *run)
+{
+    free(run->out);
+    free(run->err);
+}
+
+/* Parse JSON output, failing the test with the text if it does not parse. */
+static cJSON *parse_json(const char *text)
+{
+    cJSON *root = cJSON_Parse(text);
+    ASSERT_MSG(root != NULL, "not JSON: %s", text);
+    return root;
+}
+
+static const char *json_string(const cJSON *object, const char *name)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, name);
+    return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+static double json_number(const cJSON *object, const char *name)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, name);
+    ASSERT_MSG(cJSON_IsNumber(item), "\"%s\" is not a number", name);
+    return item->valuedouble;
+}
+
+/* ---- global options --------------------------------------------------------- */
+
+OX_TEST(version)
+{
+    ox_run run = RUN_OX("--version");
+    ASSERT_EQ(run.status, 0);
+    ASSERT_CONTAINS(run.out, "ox (OpenXPU) ");
+    ASSERT_CONTAINS(run.out, OX_VERSION_STRING);
+    ASSERT_STR_EQ(run.err, "");
+    run_free(&run);
+}
+
+OX_TEST(help_lists_commands)
+{
+    static const char *const spellings[] = {"--help", "-h", "help"};
+    for (size_t i = 0; i < sizeof spellings / sizeof spellings[0]; i++) {
+        ox_run run = RUN_OX(spellings[i]);
+        ASSERT_EQ(run.status, 0);
+        ASSERT_CONTAINS(run.out, "Usage: ox");
+        ASSERT_CONTAINS(run.out, "devices");
+        ASSERT_CONTAINS(run.out, "check");
+        ASSERT_CONTAINS(run.out, "bench");
+        ASSERT_STR_EQ(run.err, "");
+        run_free(&run);
+    }
+}
+
+OX_TEST(help_for_a_command)
+{
+    ox_run help = RUN_OX("help", "check");
+    ox_run option = RUN_OX("check", "--help");
+    ASSERT_EQ(help.status, 0);
+    ASSERT_EQ(option.status, 0);
+    ASSERT_CONTAINS(help.out, "--quick");
+    ASSERT_CONTAINS(help.out, "--json FILE");
+    ASSERT_STR_EQ(help.out, option.out);
+    run_free(&help);
+    run_free(&option);
+
+    ox_run devices = RUN_OX("devices", "-h");
+    ASSERT_EQ(devices.status, 0);
+    ASSERT_CONTAINS(devices.out, "--device SEL");
+    run_free(&devices);
+
+    ox_run unknown = RUN_OX("help", "nosuch");
+    ASSERT_EQ(unknown.status, 2);
+    ASSERT_CONTAINS(unknown.err, "unknown command 'nosuch'");
+    run_free(&unknown);
+}
+
+OX_TEST(unknown_command)
+{
+    ox_run run = RUN_OX("frobnicate");
+    ASSERT_EQ(run.status, 2);
+    ASSERT_STR_EQ(run.out, "");
+    ASSERT_CONTAINS(run.err, "ox: unknown command 'frobnicate'");
+    ASSERT_CONTAINS(run.err, "Try 'ox --help'.");
+    run_free(&run);
+}
+
+OX_TEST(no_command)
+{
+    ox_run run = run_ox((const char *const[]){NULL});
+    ASSERT_EQ(run.status, 2);
+    ASSERT_STR_EQ(run.out, "");
+    ASSERT_CONTAINS(run.err, "Try 'ox --help'.");
+    run_free(&run);
+}
+
+OX_TEST(unknown_option)
+{
+    ox_run global = RUN_OX("--frobnicate");
+    ASSERT_EQ(global.status, 2);
+    ASSERT_STR_EQ(global.out, "");
+    ASSERT_CONTAINS(global.err, "ox: unknown option '--frobnicate'");
+    run_free(&global);
+
+    ox_run command = RUN_OX("devices", "--foo=1");
+    ASSERT_EQ(command.status, 2);
+    ASSERT_STR_EQ(command.out, "");
+    ASSERT_CONTAINS(command.err, "ox devices: unknown option '--foo'");
+    ASSERT_CONTAINS(command.err, "Try 'ox devices --help'.");
+    run_free(&command);
+
+    ox_run positional = RUN_OX("check", "extra");
+    ASSERT_EQ(positional.status, 2);
+    ASSERT_CONTAINS(positional.err, "unexpected argument 'extra'");
+    run_free(&positional);
+}
+
+OX_TEST(missing_option_argument)
+{
+    ox_run run = RUN_OX("devices", "--device");
+    ASSERT_EQ(run.status, 2);
+    ASSERT_STR_EQ(run.out, "");
+    ASSERT_CONTAINS(run.err, "ox devices: option '--device' needs an argument");
+    run_free(&run);
+
+    ox_run flag = RUN_OX("check", "--quick=yes");
+    ASSERT_EQ(flag.status, 2);
+    ASSERT_CONTAINS(flag.err, "takes no argument");
+    run_free(&flag);
+}
+
+/* ---- ox devices -------------------------------------------------------------- */
+
+OX_TEST(devices_table)
+{
+    ox_run run = RUN_OX("devices");
+    ASSERT_MSG(run.status == 0, "exit %d: %s", run.status, run.err);
+    ASSERT_CONTAINS(run.out, "ID");
+    ASSERT_CONTAINS(run.out, "MEMORY");
+    ASSERT_CONTAINS(run.out, "cpu:0");
+    ASSERT_CONTAINS(run.out, "iB"); /* a human-readable size */
+    ASSERT_CONTAINS(run.out, "Backends:");
+    ASSERT_CONTAINS(run.out, "(built in)");
+    run_free(&run);
+}
+
+OX_TEST(devices_json)
+{
+    ox_run run = RUN_OX("devices", "--json");
+    ASSERT_MSG(run.status == 0, "exit %d: %s", run.status, run.err);
+    cJSON *root = parse_json(run.out);
+    ASSERT_STR_EQ(json_string(root, "version"), OX_VERSION_STRING);
+
+    const cJSON *devices = cJSON_GetObjectItemCaseSensitive(root, "devices");
+    ASSERT(cJSON_IsArray(devices));
+    const cJSON *cpu = NULL, *device;
+    cJSON_ArrayForEach(device, devices) {
+        const char *id = json_string(device, "id");
+        if (id && strcmp(id, "cpu:0") == 0) cpu = device;
+    }
+    ASSERT_MSG(cpu != NULL, "no device with id cpu:0 in %s", run.out);
+    ASSERT_STR_EQ(json_string(cpu, "type"), "cpu");
+    ASSERT_STR_EQ(json_string(cpu, "backend"), "cpu");
+    ASSERT(json_number(cpu, "memory_bytes") > 0);
+    ASSERT(json_number(cpu, "compute_units") >= 1);
+    ASSERT(json_number(cpu, "index") == 0);
+    ASSERT(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(cpu, "features")));
+
+    const cJSON *backends = cJSON_GetObjectItemCaseSensitive(root, "backends");
+    ASSERT(cJSON_IsArray(backends));
+    const cJSON *first = cJSON_GetArrayItem(backends, 0);
+    ASSERT_STR_EQ(json_string(first, "name"), "cpu");
+    ASSERT(json_number(first, "device_count") >= 1);
+    cJSON_Delete(root);
+    run_free(&run);
+}
+
+OX_TEST(devices_selected)
+{
+    ox_run run = RUN_OX("devices", "--json", "--device", "cpu");
+    ASSERT_MSG(run.status == 0, "exit %d: %s", run.status, run.err);
+    cJSON *root = parse_json(run.out);
+    const cJSON *devices = cJSON_GetObjectItemCaseSensitive(root, "devices");
+    ASSERT_EQ(cJSON_GetArraySize(devices), 1);
+    ASSERT_STR_EQ(json_string(cJSON_GetArrayItem(devices, 0), "id"), "cpu:0");
+    cJSON_Delete(root);
+    run_free(&run);
+}
+
+OX_TEST(devices_bad_selection)
+{
+    ox_run run = RUN_OX("devices", "--device", "nosuch:3");
+    ASSERT_EQ(run.status, 1);
+    ASSERT_STR_EQ(run.out, "");
+    ASSERT_CONTAINS(run.err, "ox devices: ");
+    ASSERT_CONTAINS(run.err, "nosuch");
+    run_free(&run);
+}
+
+/* ---- ox check ----------------------------------------------------------------- */
+
+OX_TEST(check_cpu_quick)
+{
+    ox_run run = RUN_OX("check", "--quick", "--device", "cpu");
+    ASSERT_MSG(run.status == 0, "exit %d:\n%s%s", run.status, run.out, run.err);
+    ASSERT_CONTAINS(run.out, "cpu:0");
+    ASSERT_CONTAINS(run.out, "roundtrip");
+    ASSERT_CONTAINS(run.out, "GB/s");
+    ASSERT_CONTAINS(run.out, "PASSED");
+    ASSERT(strstr(run.out, "FAIL") == NULL);
+    /* The op rows: every op family, with errors and rates. */
+    static const char *const ops[] = {"add", "gelu", "argmax", "softmax", "rms_norm",
+                                      "layer_norm", "rope", "matmul", "get_rows", "copy",
+                                      "concat", "attention"};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) ASSERT_CONTAINS(run.out, ops[i]);
+    ASSERT_CONTAINS(run.out, "NMSE");
+    ASSERT_CONTAINS(run.out, "GFLOP/s");
+    run_free(&run);
+}
+
+/* The OP column of every op row that `device` starts in `out`; fails
+ * unless each is one of `allowed` (NULL-terminated). Returns the count. */
+static int count_op_rows(const char *out, const char *device, const char *const *allowed)
+{
+    int rows = 0;
+    size_t length = strlen(device);
+    for (const char *line = out, *end; *line; line = end + (*end == '\n')) {
+        end = line + strcspn(line, "\n");
+        if (strncmp(line, device, length) != 0 || line[length] != ' ') continue;
+        char op[64] = "";
+        ASSERT(sscanf(line + length, " %63s", op) == 1);
+        int ok = 0;
+        for (const char *const *a = allowed; *a; a++) ok |= strcmp(op, *a) == 0;
+        ASSERT_MSG(ok, "unexpected row: %.*s", (int)(end - line), line);
+        rows++;
+    }
+    return rows;
+}
+
+OX_TEST(check_op_filter)
+{
+    ox_run run = RUN_OX("check", "--quick", "--device", "cpu", "--op", "softmax");
+    ASSERT_MSG(run.status == 0, "exit %d:\n%s%s", run.status, run.out, run.err);
+    static const char *const softmax[] = {"softmax", NULL};
+    ASSERT(count_op_rows(run.out, "cpu:0", softmax) >= 3);
+    ASSERT(strstr(run.out, "roundtrip") == NULL); /* no runtime group unless asked */
+    ASSERT_CONTAINS(run.out, "PASSED");
+    run_free(&run);
+
+    /* A family, an exact unary name and the runtime group, as a list. */
+    run = RUN_OX("check", "--quick", "--device", "cpu", "--op", "reduce,gelu,runtime");
+    ASSERT_MSG(run.status == 0, "exit %d:\n%s%s", run.status, run.out, run.err);
+    static const char *const mixed[] = {"sum",  "mean", "max",  "argmax", "gelu",
+                                        "roundtrip", "sub-buffer", "copy-fill", "queue",
+                                        "cross-device", "bad-input", NULL};
+    ASSERT(count_op_rows(run.out, "cpu:0", mixed) >= 12);
+    ASSERT_CONTAINS(run.out, "argmax");
+    ASSERT_CONTAINS(run.out, "roundtrip");
+    run_free(&run);
+}
+
+OX_TEST(check_op_unknown)
+{
+    ox_run run = RUN_OX("check", "--op", "nosuch");
+    ASSERT_EQ(run.status, 2);
+    ASSERT_STR_EQ(run.out, "");
+    ASSERT_CONTAINS(run.err, "ox check: unknown op 'nosuch'");
+    ASSERT_CONTAINS(run.err, "matmul"); /* lists the names */
+    ASSERT_CONTAINS(run.err, "unary");
+    ASSERT_CONTAINS(run.err, "Try 'ox check --help'.");
+    run_free(&run);
+
+    run = RUN_OX("check", "--op", "softmax,");
+    ASSERT_EQ(run.status, 2);
+    run_free(&run);
+}
+
+static char *temp_path(void)
+{
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/ox_test_cli_XXXXXX");
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    close(fd);
+    return path;
+}
+
+static char *read_file(const char *path)
+{
+    FILE *file = fopen(path, "r");
+    ASSERT_MSG(file != NULL, "cannot open %s", path);
+    return read_all(file);
+}
+
+OX_TEST(check_html_report)
+{
+    char *path = temp_path();
+    ox_run run = RUN_OX("check", "--quick", "--device", "cpu", "--html", path);
+    ASSERT_MSG(run.status == 0, "exit %d:\n%s", run.status, run.err);
+    char *html = read_file(path);
+    unlink(path);
+    ASSERT_MSG(strncmp(html, "<!DOCTYPE html>", 15) == 0, "starts with: %.40s", html);
+    ASSERT_CONTAINS(html, "<svg");
+    ASSERT_CONTAINS(html, "GFLOP/s");
+    ASSERT_CONTAINS(html, "matmul");
+    ASSERT_CONTAINS(html, "cpu:0");
+    ASSERT_CONTAINS(html, "</html>");
+    /* Self-contained: nothing to fetch. */
+    ASSERT(strstr(html, "http://") == NULL);
+    ASSERT(strstr(html, "https://") == NULL);
+    ASSERT(strstr(html, "<script") == NULL);
+    free(html);
+    run_free(&run);
+}
+
+OX_TEST(check_json_ops)
+{
+    ox_run run = RUN_OX("check", "--quick", "--device", "cpu", "--op", "matmul,add", "--json",
+                        "-");
+    ASSERT_MSG(run.status == 0, "exit %d:\n%s", run.status, run.err);
+    cJSON *root = parse_json(run.out);
+    ASSERT(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "passed")));
+    const cJSON *device = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "devices"), 0);
+    ASSERT_STR_EQ(json_string(device, "id"), "cpu:0");
+    ASSERT_STR_EQ(json_string(device, "backend"), "cpu");
+    ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(device, "checks")), 0);
+    const cJSON *ops = cJSON_GetObjectItemCaseSensitive(device, "ops"), *op;
+    int matmul = 0, add = 0;
+    cJSON_ArrayForEach(op, ops) {
+        const char *name = json_string(op, "op");
+        ASSERT(name != NULL);
+        matmul += strcmp(name, "matmul") == 0;
+        add += strcmp(name, "add") == 0;
+        ASSERT(json_string(op, "dtype") != NULL && json_string(op, "shape") != NULL);
+        ASSERT(json_number(op, "nmse") <= json_number(op, "threshold"));
+        ASSERT(json_number(op, "max_abs_err") >= 0);
+        ASSERT(json_number(op, "seconds") > 0);
+        const cJSON *rate = cJSON_GetObjectItemCaseSensitive(op, strcmp(name, "matmul") == 0
+                                                                     ? "gflops" : "gbps");
+        ASSERT(cJSON_IsNumber(rate) && rate->valuedouble > 0);
+        ASSERT_MSG(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(op, "passed")), "%s %s %s: %s",
+                   name, json_string(op, "dtype"), json_string(op, "shape"),
+                   json_string(op, "detail"));
+    }
+    ASSERT(matmul >= 5 && add >= 3);
+    ASSERT_EQ(json_number(device, "passed"), matmul + add);
+    ASSERT_EQ(json_number(device, "failed"), 0);
+    cJSON_Delete(root);
+    run_free(&run);
+}
+
+/* The report's structure; every check of every device must have passed. */
+static void assert_report_passed(const char *text)
+{
+    cJSON *root = parse_json(text);
+    ASSERT_STR_EQ(json_string(root, "version"), OX_VERSION_STRING);
+    ASSERT(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "passed")));
+    const cJSON *devices = cJSON_GetObjectItemCaseSensitive(root, "devices");
+    ASSERT(cJSON_GetArraySize(devices) >= 1);
+    const cJSON *device;
+    cJSON_ArrayForEach(device, devices) {
+        ASSERT(json_string(device, "id") != NULL);
+        const cJSON *checks = cJSON_GetObjectItemCaseSensitive(device, "checks");
+        ASSERT(cJSON_GetArraySize(checks) >= 6);
+        ASSERT(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(device, "ops")) >= 100);
+        ASSERT_EQ(json_number(device, "failed"), 0);
+        const cJSON *check;
+        cJSON_ArrayForEach(check, checks) {
+            ASSERT(json_string(check, "name") != NULL);
+            ASSERT(json_string(check, "detail") != NULL);
+            ASSERT(json_number(check, "seconds") >= 0);
+            ASSERT_MSG(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(check, "passed")),
+                       "%s failed: %s", json_string(check, "name"), json_string(check, "detail"));
+        }
+    }
+    cJSON_Delete(root);
+}
+
+OX_TEST(check_json_stdout)
+{
+    ox_run run = RUN_OX("check", "--quick", "--device", "cpu", "--json", "-");
+    ASSERT_MSG(run.status == 0, "exit %d:\n%s", run.status, run.err);
+    assert_report_passed(run.out);
+    ASSERT_CONTAINS(run.err, "PASSED"); /* the table moved to stderr */
+    run_free(&run);
+}
+
+OX_TEST(check_json_file)
+{
+    char path[] = "/tmp/ox_test_cli_XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    close(fd);
+    ox_run run = RUN_OX("check", "--quick", "--device", "cpu", "--json", path);
+    ASSERT_MSG(run.status == 0, "exit %d:\n%s", run.status, run.err);
+    ASSERT_CONTAINS(run.out, "PASSED");
+    FILE *file = fopen(path, "r");
+    ASSERT(file != NULL);
+    char *text = read_all(file);
+    unlink(path);
+    assert_report_passed(text);
+    free(text);
+    run_free(&run);
+}
+
+OX_TEST(check_nothing_selected_fails)
+{
+    static const char *const selections[] = {"", "nosuch", "cpu:99"};
+    for (size_t i = 0; i < sizeof selections / sizeof selections[0]; i++) {
+        ox_run run = RUN_OX("check", "--quick", "--device", selections[i]);
+        ASSERT_MSG(run.status == 1, "selection '%s': exit %d", selections[i], run.status);
+        ASSERT(strstr(run.out, "PASSED") == NULL);
+        ASSERT_CONTAINS(run.err, "ox check: ");
+        run_free(&run);
+    }
+}
+
+/* A device that runs no kernel (the loader tests' fake backend): every op
+ * case fails, and the check must say that nothing ran. */
+OX_TEST(check_nothing_ran_fails)
+{
+    const char *fixtures = getenv("OX_TEST_PLUGIN_DIR");
+    if (!fixtures || !fixtures[0]) OX_SKIP("OX_TEST_PLUGIN_DIR is not set (ctest sets it)");
+    char path[512];
+    snprintf(path, sizeof path, "%s/fake", fixtures);
+    ASSERT_EQ(setenv("OX_BACKEND_PATH", path, 1), 0); /* this case's process only */
+
+    ox_run run = RUN_OX("check", "--quick", "--device", "fake:0", "--op", "add");
+    ASSERT_EQ(run.status, 1);
+    ASSERT_CONTAINS(run.out, "fake:0: no op case ran");
+    ASSERT_CONTAINS(run.out, "FAILED");
+    run_free(&run);
+
+    ox_run bench = RUN_OX("bench", "add", "--quick", "--device", "fake:0");
+    ASSERT_EQ(bench.status, 1);
+    ASSERT_CONTAINS(bench.out, "ERROR");
+    ASSERT_CONTAINS(bench.err, "nothing ran on fake:0");
+    run_free(&bench);
+}
+
+/* ---- an OpenCL device, when there is one ---------------------------------------- */
+
+/* The id of the first OpenCL device, or NULL when there is none. */
+static char *find_opencl_device(void)
+{
+    static char id[64];
+    ox_run run = RUN_OX("devices", "--json");
+    ASSERT_MSG(run.status == 0, "exit %d: %s", run.status, run.err);
+    cJSON *root = parse_json(run.out);
+    const cJSON *device;
+    char *found = NULL;
+    cJSON_ArrayForEach(device, cJSON_GetObjectItemCaseSensitive(root, "devices")) {
+        const char *backend = json_string(device, "backend");
+        if (!found && backend && strcmp(backend, "opencl") == 0) {
+            snprintf(id, sizeof id, "%s", json_string(device, "id"));
+            found = id;
+        }
+    }
+    cJSON_Delete(root);
+    run_free(&run);
+    return found;
+}
+
+OX_TEST(check_opencl_quick)
+{
+    char *id = find_opencl_device();
+    if (!id) OX_SKIP("no OpenCL device ('ox devices' lists none): conformance not checked");
+    /* Under AddressSanitizer: PoCL's LLVM leaks when it compiles a kernel,
+     * which would fail the run; ox's own leaks are checked by the CPU cases. */
+    const char *asan = getenv("ASAN_OPTIONS");
+    char options[512];
+    snprintf(options, sizeof options, "%s%sdetect_leaks=0", asan ? asan : "",
+             asan && asan[0] ? ":" : "");
+    ASSERT_EQ(setenv("ASAN_OPTIONS", options, 1), 0); /* this case's process only */
+    ox_run run = RUN_OX("check", "--quick", "--device", id);
+    ASSERT_MSG(run.status == 0, "exit %d:\n%s%s", run.status, run.out, run.err);
+    ASSERT_CONTAINS(run.out, "matmul");
+    ASSERT_CONTAINS(run.out, "attention");
+    ASSERT_CONTAINS(run.out, "PASSED");
+    run_free(&run);
+}
+
+/* ---- ox bench ----------------------------------------------------------------------- */
+
+OX_TEST(bench_matmul_cpu)
+{
+    ox_run run = RUN_OX("bench", "matmul", "--quick", "--device", "cpu");
+    ASSERT_MSG(run.status == 0, "exit %d:\n%s%s", run.status, run.out, run.err);
+    ASSERT_CONTAINS(run.out, "cpu:0");
+    ASSERT_CONTAINS(run.out, "matmul");
+    ASSERT_CONTAINS(run.out, "GFLOP/s");
+    ASSERT(strstr(run.out, "softmax") == NULL);
+    ASSERT(strstr(run.out, "ERROR") == NULL);
+    run_free(&run);
+}
+
+OX_TEST(bench_json)
+{
+    ox_run run = RUN_OX("bench", "--quick", "--device", "cpu", "--json", "--", "add", "copy");
+    ASSERT_MSG(run.status == 0, "exit %d:\n%s", run.status, run.err);
+    cJSON *root = parse_json(run.out);
+    const cJSON *device = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "devices"), 0);
+    ASSERT_STR_EQ(json_string(device, "id"), "cpu:0");
+    const cJSON *results = cJSON_GetObjectItemCaseSensitive(device, "results"), *result;
+    ASSERT(cJSON_GetArraySize(results) >= 2);
+    cJSON_ArrayForEach(result, results) {
+        const char *op = json_string(result, "op");
+        ASSERT(op && (strcmp(op, "add") == 0 || strcmp(op, "copy") == 0));
+        ASSERT(json_number(result, "gbps") > 0);
+        ASSERT(json_number(result, "seconds") > 0);
+    }
+    cJSON_Delete(root);
+    run_free(&run);
+}
+
+OX_TEST(bench_usage)
+{
+    ox_run run = RUN_OX("bench", "nosuch");
+    ASSERT_EQ(run.status, 2);
+    ASSERT_CONTAINS(run.err, "unknown op 'nosuch'");
+    ASSERT_CONTAINS(run.err, "matmul");
+    run_free(&run);
+
+    ox_run help = RUN_OX("bench", "--help");
+    ASSERT_EQ(help.status, 0);
+    ASSERT_CONTAINS(help.out, "Usage: ox bench [OPTIONS] [OP...]");
+    run_free(&help);
+
+    /* Nothing to run on: a failure that says so. */
+    ox_run none = RUN_OX("bench", "add", "--quick", "--device", "");
+    ASSERT_EQ(none.status, 1);
+    ASSERT_CONTAINS(none.err, "ox bench: ");
+    run_free(&none);
+}
+
+OX_TEST_MAIN(version, help_lists_commands, help_for_a_command, unknown_command, no_command,
+             unknown_option, missing_option_argument, devices_table, devices_json,
+             devices_selected, devices_bad_selection, check_cpu_quick, check_op_filter,
+             check_op_unknown, check_html_report, check_json_ops, check_json_stdout,
+             check_json_file, check_nothing_selected_fails, check_nothing_ran_fails,
+             check_opencl_quick,
+             bench_matmul_cpu, bench_json, bench_usage)

@@ -1,0 +1,106 @@
+/* Fused attention on the CPU (src/ops/attention.c) against the double
+ * reference: K and V in F32 and F16, grouped-query heads, causal and
+ * masked, prefill and decode shapes, more keys than one block, head sizes
+ * over a tile, strided views, and cases worked out by hand. The output is
+ * F32 and the reference sees the same (rounded) K and V, so the F32 bound
+ * applies whatever K and V are stored as. */
+#include "ops_test.h"
+
+typedef struct att_case {
+    int64_t d, dv, n_q, n_kv, heads, kv_heads, batch;
+} att_case;
+
+static void check_attention(const att_case *c, ox_dtype kv_dt, int causal, int use_mask,
+                            int layout)
+{
+    int64_t qne[4] = {c->d, c->n_q, c->heads, c->batch};
+    int64_t kne[4] = {c->d, c->n_kv, c->kv_heads, c->batch};
+    int64_t vne[4] = {c->dv, c->n_kv, c->kv_heads, c->batch};
+    int64_t mne[4] = {c->n_kv, c->n_q, 1, 1}, dne[4] = {c->dv, c->n_q, c->heads, c->batch};
+    test_tensor q = tt_random(OX_DTYPE_F32, qne, layout, -1, 1);
+    test_tensor k = tt_random(kv_dt, kne, (layout + 1) % 3, -1, 1);
+    test_tensor v = tt_random(kv_dt, vne, (layout + 2) % 3, -1, 1);
+    test_tensor m = tt_random(OX_DTYPE_F32, mne, TT_CONTIGUOUS, -1, 1);
+    for (int64_t e = 0; e < tt_count(mne); e += 5) tt_set(&m, e, -INFINITY);
+    test_tensor d = tt_new(OX_DTYPE_F32, dne, layout == TT_PADDED ? TT_PADDED : TT_CONTIGUOUS);
+    ox_attention_params p = {.scale = 1.0f / sqrtf((float)c->d), .causal = causal};
+    ASSERT_EQ(ox__cpu_attention(tt_exec(), &d.v, &q.v, &k.v, &v.v, use_mask ? &m.v : NULL, &p),
+              OX_OK);
+    ox_ref_tensor rq = tt_ref(&q), rk = tt_ref(&k), rv = tt_ref(&v), rm = tt_ref(&m);
+    ox_ref_tensor rd = tt_ref_new(dne, 0);
+    ox_ref_attention(&rd, &rq, &rk, &rv, use_mask ? &rm : NULL, &p);
+    ASSERT_NMSE(&d, &rd, tt_tol(OX_DTYPE_F32),
+                "attention D %lld Dv %lld n_q %lld n_kv %lld H %lld/%lld B %lld kv %s causal %d "
+                "mask %d layout %d\n",
+                (long long)c->d, (long long)c->dv, (long long)c->n_q, (long long)c->n_kv,
+                (long long)c->heads, (long long)c->kv_heads, (long long)c->batch,
+                ox_dtype_str(kv_dt), causal, use_mask, layout);
+}
+
+OX_TEST(attention_shapes)
+{
+    static const att_case cases[] = {
+        {1, 1, 1, 1, 1, 1, 1},      {8, 8, 3, 5, 2, 2, 1},      {64, 64, 7, 13, 4, 2, 2},
+        {64, 48, 1, 150, 8, 2, 1},  /* decode, more keys than one block, Dv != D */
+        {37, 29, 70, 70, 3, 1, 1},  /* prefill, odd sizes, one kv head for all */
+        {64, 32, 8, 100, 4, 2, 1},  /* over the threading threshold */
+        {16, 16, 3, 20, 12, 2, 2},  /* 6 query heads per kv head: blocks of 4 and 2 */
+        {32, 24, 2, 70, 9, 1, 1},   /* one kv head for 9 query heads */
+    };
+    tt_seed(51);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int kv = 0; kv < 2; kv++)
+            for (int causal = 0; causal < 2; causal++)
+                for (int mask = 0; mask < 2; mask++)
+                    check_attention(&cases[c], kv ? OX_DTYPE_F16 : OX_DTYPE_F32, causal, mask,
+                                    (int)(c + (size_t)causal + (size_t)mask) % 3);
+}
+
+/* Head sizes over one tile (1024): the query and value are done in chunks. */
+OX_TEST(attention_wide_heads)
+{
+    static const att_case c = {1100, 1030, 2, 5, 2, 1, 1};
+    tt_seed(52);
+    check_attention(&c, OX_DTYPE_F32, 1, 1, TT_CONTIGUOUS);
+    check_attention(&c, OX_DTYPE_F16, 0, 0, TT_TRANSPOSED);
+}
+
+OX_TEST(attention_exact_values)
+{
+    /* one query, keys with scores {0, ln 3}: weights {1/4, 3/4}, so the
+     * output is 1/4 v0 + 3/4 v1 = {4, -1} for v0 = {1, 2}, v1 = {5, -2} */
+    int64_t qne[4] = {1, 1, 1, 1}, kne[4] = {1, 2, 1, 1}, vne[4] = {2, 2, 1, 1};
+    int64_t dne[4] = {2, 1, 1, 1}, mne[4] = {2, 1, 1, 1};
+    test_tensor q = tt_new(OX_DTYPE_F32, qne, 0), k = tt_new(OX_DTYPE_F32, kne, 0);
+    test_tensor v = tt_new(OX_DTYPE_F32, vne, 0), d = tt_new(OX_DTYPE_F32, dne, 0);
+    test_tensor m = tt_new(OX_DTYPE_F32, mne, 0);
+    tt_set(&q, 0, 1);
+    tt_set(&k, 0, 0);
+    tt_set(&k, 1, log(3.0));
+    static const double vv[4] = {1, 2, 5, -2};
+    for (int i = 0; i < 4; i++) tt_set(&v, i, vv[i]);
+    ox_attention_params p = {.scale = 1.0f, .causal = 0};
+    ASSERT_EQ(ox__cpu_attention(tt_exec(), &d.v, &q.v, &k.v, &v.v, NULL, &p), OX_OK);
+    ASSERT_NEAR(tt_get(&d, 0), 4, 1e-6);
+    ASSERT_NEAR(tt_get(&d, 1), -1, 1e-6);
+    /* masking key 1 leaves v0; masking both gives zeros */
+    tt_set(&m, 0, 0);
+    tt_set(&m, 1, -INFINITY);
+    ASSERT_EQ(ox__cpu_attention(tt_exec(), &d.v, &q.v, &k.v, &v.v, &m.v, &p), OX_OK);
+    ASSERT(tt_get(&d, 0) == 1 && tt_get(&d, 1) == 2);
+    tt_set(&m, 0, -INFINITY);
+    ASSERT_EQ(ox__cpu_attention(tt_exec(), &d.v, &q.v, &k.v, &v.v, &m.v, &p), OX_OK);
+    ASSERT(tt_get(&d, 0) == 0 && tt_get(&d, 1) == 0);
+    /* causal with n_q == n_kv == 2: query 0 sees key 0 only */
+    int64_t q2[4] = {1, 2, 1, 1}, d2[4] = {2, 2, 1, 1};
+    test_tensor qq = tt_new(OX_DTYPE_F32, q2, 0), dd = tt_new(OX_DTYPE_F32, d2, 0);
+    tt_set(&qq, 0, 1);
+    tt_set(&qq, 1, 1);
+    p.causal = 1;
+    ASSERT_EQ(ox__cpu_attention(tt_exec(), &dd.v, &qq.v, &k.v, &v.v, NULL, &p), OX_OK);
+    ASSERT(tt_get(&dd, 0) == 1 && tt_get(&dd, 1) == 2);
+    ASSERT_NEAR(tt_get(&dd, 2), 4, 1e-6);
+    ASSERT_NEAR(tt_get(&dd, 3), -1, 1e-6);
+}
+
+OX_TEST_MAIN(attention_shapes, attention_wide_heads, attention_exact_values)

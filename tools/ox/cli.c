@@ -1,0 +1,327 @@
+/* Helpers shared by the commands of the ox tool: option parsing, messages,
+ * context and device selection, formatting and JSON output. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- option parsing ------------------------------------------------------ */
+
+void cli_parser_init(cli_parser *parser, const cli_command *command, int argc, char **argv)
+{
+    parser->command = command;
+    parser->argc = argc;
+    parser->argv = argv;
+    parser->next = 1;
+    parser->operands_only = 0;
+}
+
+static int find_option(const cli_command *command, const char *name, size_t length)
+{
+    for (int i = 0; command->options[i].name; i++) {
+        const char *candidate = command->options[i].name;
+        if (strlen(candidate) == length && strncmp(candidate, name, length) == 0) return i;
+    }
+    return -1;
+}
+
+int cli_parse_next(cli_parser *parser, const char **value)
+{
+    *value = NULL;
+    if (parser->next >= parser->argc) return CLI_PARSE_END;
+
+    const char *arg = parser->argv[parser->next++];
+    int takes_operands = parser->command->operands != NULL;
+    if (parser->operands_only) {
+        *value = arg;
+        return CLI_PARSE_OPERAND;
+    }
+    if (strcmp(arg, "--") == 0) {
+        if (takes_operands) {
+            parser->operands_only = 1;
+            return cli_parse_next(parser, value);
+        }
+        if (parser->next < parser->argc) {
+            cli_usage_error(parser->command, "unexpected argument '%s'",
+                            parser->argv[parser->next]);
+            return CLI_PARSE_ERROR;
+        }
+        return CLI_PARSE_END;
+    }
+    if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) return CLI_PARSE_HELP;
+    if (arg[0] != '-' || arg[1] == '\0') {
+        if (takes_operands) {
+            *value = arg;
+            return CLI_PARSE_OPERAND;
+        }
+        cli_usage_error(parser->command, "unexpected argument '%s'", arg);
+        return CLI_PARSE_ERROR;
+    }
+    if (arg[1] != '-') {
+        cli_usage_error(parser->command, "unknown option '%s'", arg);
+        return CLI_PARSE_ERROR;
+    }
+
+    const char *name = arg + 2;
+    const char *equals = strchr(name, '=');
+    size_t length = equals ? (size_t)(equals - name) : strlen(name);
+    int index = find_option(parser->command, name, length);
+    if (index < 0) {
+        cli_usage_error(parser->command, "unknown option '--%.*s'", (int)length, name);
+        return CLI_PARSE_ERROR;
+    }
+
+    const cli_option *option = &parser->command->options[index];
+    if (!option->argument) {
+        if (equals) {
+            cli_usage_error(parser->command, "option '--%s' takes no argument", option->name);
+            return CLI_PARSE_ERROR;
+        }
+        return index;
+    }
+    if (equals) {
+        *value = equals + 1;
+        return index;
+    }
+    if (parser->next >= parser->argc) {
+        cli_usage_error(parser->command, "option '--%s' needs an argument (%s)", option->name,
+                        option->argument);
+        return CLI_PARSE_ERROR;
+    }
+    *value = parser->argv[parser->next++];
+    return index;
+}
+
+int cli_parse_stop(const cli_command *command, int parse_result)
+{
+    if (parse_result == CLI_PARSE_HELP) {
+        cli_print_usage(command, stdout);
+        return CLI_EXIT_OK;
+    }
+    return CLI_EXIT_USAGE;
+}
+
+/* ---- messages ------------------------------------------------------------- */
+
+void cli_print_usage(const cli_command *command, FILE *out)
+{
+    const cli_option *options = command->options;
+    int width = (int)strlen("-h, --help");
+    for (int i = 0; options[i].name; i++) {
+        int w = 6 + (int)strlen(options[i].name);
+        if (options[i].argument) w += 1 + (int)strlen(options[i].argument);
+        if (w > width) width = w;
+    }
+
+    fprintf(out, "Usage: ox %s [OPTIONS]%s%s\n\n", command->name, command->operands ? " " : "",
+            command->operands ? command->operands : "");
+    fprintf(out, "%s\n\nOptions:\n", command->description);
+    for (int i = 0; options[i].name; i++) {
+        char spelling[128];
+        snprintf(spelling, sizeof spelling, "    --%s%s%s", options[i].name,
+                 options[i].argument ? " " : "", options[i].argument ? options[i].argument : "");
+        /* Help text may hold '\n': continue under the first line. */
+        const char *help = options[i].help;
+        int length = (int)strcspn(help, "\n");
+        fprintf(out, "  %-*s  %.*s\n", width, spelling, length, help);
+        while (help[length] == '\n') {
+            help += length + 1;
+            length = (int)strcspn(help, "\n");
+            fprintf(out, "  %-*s  %.*s\n", width, "", length, help);
+        }
+    }
+    fprintf(out, "  %-*s  %s\n", width, "-h, --help", "show this help and exit");
+}
+
+static void print_message(const cli_command *command, const char *format, va_list args)
+    CLI_PRINTF(2, 0);
+
+static void print_message(const cli_command *command, const char *format, va_list args)
+{
+    if (command) fprintf(stderr, "ox %s: ", command->name);
+    else fputs("ox: ", stderr);
+    vfprintf(stderr, format, args);
+    fputc('\n', stderr);
+}
+
+int cli_usage_error(const cli_command *command, const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    print_message(command, format, args);
+    va_end(args);
+    if (command) fprintf(stderr, "Try 'ox %s --help'.\n", command->name);
+    else fputs("Try 'ox --help'.\n", stderr);
+    return CLI_EXIT_USAGE;
+}
+
+int cli_error(const cli_command *command, const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    print_message(command, format, args);
+    va_end(args);
+    return CLI_EXIT_FAILURE;
+}
+
+int cli_library_error(const cli_command *command, const ox_context *ctx, ox_status status)
+{
+    const char *message = ox_errmsg(ctx);
+    if (!message || !message[0]) message = ox_status_str(status);
+    return cli_error(command, "%s", message);
+}
+
+/* ---- the runtime ------------------------------------------------------------ */
+
+int cli_context_open(const cli_command *command, ox_context **ctx)
+{
+    ox_status status = ox_context_create(NULL, ctx);
+    if (status != OX_OK) return cli_library_error(command, NULL, status);
+    return CLI_EXIT_OK;
+}
+
+static ox_status list_all_devices(ox_context *ctx, ox_device **devices, int capacity, int *count)
+{
+    ox_status status = ox_device_count(ctx, count);
+    for (int i = 0; status == OX_OK && i < *count && i < capacity; i++)
+        status = ox_device_get(ctx, i, &devices[i]);
+    return status;
+}
+
+int cli_devices_select(const cli_command *command, ox_context *ctx, const char *selection,
+                       ox_device ***devices, int *count)
+{
+    ox_device **list = NULL;
+    int total = 0, filled = 0;
+    ox_status status;
+
+    *devices = NULL;
+    *count = 0;
+    /* First size the list, then fill it. */
+    if (selection) status = ox_device_select(ctx, selection, NULL, 0, &total);
+    else status = ox_device_count(ctx, &total);
+    if (status != OX_OK) return cli_library_error(command, ctx, status);
+    if (total <= 0) return CLI_EXIT_OK;
+
+    list = malloc((size_t)total * sizeof *list);
+    if (!list) return cli_error(command, "out of memory listing %d devices", total);
+    if (selection) status = ox_device_select(ctx, selection, list, total, &filled);
+    else status = list_all_devices(ctx, list, total, &filled);
+    if (status != OX_OK) {
+        free(list);
+        return cli_library_error(command, ctx, status);
+    }
+    *devices = list;
+    *count = filled < total ? filled : total;
+    return CLI_EXIT_OK;
+}
+
+int cli_device_info(const cli_command *command, const ox_device *device, ox_device_info *info)
+{
+    memset(info, 0, sizeof *info);
+    info->struct_size = sizeof *info;
+    ox_status status = ox_device_get_info(device, info);
+    if (status != OX_OK) return cli_library_error(command, ox_device_context(device), status);
+    return CLI_EXIT_OK;
+}
+
+/* ---- formatting -------------------------------------------------------------- */
+
+void cli_format_bytes(uint64_t bytes, char *buffer, size_t size)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    if (bytes < 1024) {
+        snprintf(buffer, size, "%u B", (unsigned)bytes);
+        return;
+    }
+    double value = (double)bytes;
+    size_t unit = 0;
+    while (value >= 1024.0 && unit + 1 < sizeof units / sizeof units[0]) {
+        value /= 1024.0;
+        unit++;
+    }
+    snprintf(buffer, size, "%.1f %s", value, units[unit]);
+}
+
+const char *cli_feature_name(int bit, char *buffer, size_t size)
+{
+    const char *name = ox_feature_str(bit);
+    if (name) return name;
+    snprintf(buffer, size, "bit%d", bit);
+    return buffer;
+}
+
+void cli_format_features(uint64_t features, char *buffer, size_t size)
+{
+    size_t used = 0;
+    if (size == 0) return;
+    buffer[0] = '\0';
+    for (int bit = 0; bit < 64; bit++) {
+        if (!(features & (UINT64_C(1) << bit))) continue;
+        char unknown[16];
+        const char *name = cli_feature_name(bit, unknown, sizeof unknown);
+        int n = snprintf(buffer + used, size - used, "%s%s", used ? " " : "", name);
+        if (n < 0 || (size_t)n >= size - used) break; /* truncated: keep what fits */
+        used += (size_t)n;
+    }
+}
+
+void cli_format_seconds(double seconds, char *buffer, size_t size)
+{
+    if (seconds < 1e-6) snprintf(buffer, size, "%.0f ns", seconds * 1e9);
+    else if (seconds < 1e-3) snprintf(buffer, size, "%.1f us", seconds * 1e6);
+    else if (seconds < 1.0) snprintf(buffer, size, "%.2f ms", seconds * 1e3);
+    else snprintf(buffer, size, "%.2f s", seconds);
+}
+
+double cli_seconds(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+}
+
+/* ---- JSON ---------------------------------------------------------------------- */
+
+cJSON *cli_json_document(void)
+{
+    cJSON *root = cJSON_CreateObject();
+    if (root && !cJSON_AddStringToObject(root, "version", ox_version_string())) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+void cli_json_add_u64(cJSON *object, const char *name, uint64_t value)
+{
+    cJSON_AddNumberToObject(object, name, (double)value);
+}
+
+int cli_json_write(const cli_command *command, const cJSON *root, const char *path)
+{
+    int code = CLI_EXIT_OK;
+    char *text = root ? cJSON_Print(root) : NULL;
+    if (!text) return cli_error(command, "out of memory while writing JSON");
+
+    int to_stdout = strcmp(path, "-") == 0;
+    FILE *out = to_stdout ? stdout : fopen(path, "w");
+    if (!out) {
+        code = cli_error(command, "cannot open '%s': %s", path, strerror(errno));
+        goto out_free_text;
+    }
+    fputs(text, out);
+    fputc('\n', out);
+    int failed = ferror(out);
+    if (to_stdout) failed |= fflush(out) != 0;
+    else failed |= fclose(out) != 0;
+    if (failed)
+        code = cli_error(command, "cannot write '%s': %s", to_stdout ? "standard output" : path,
+                         strerror(errno));
+out_free_text:
+    cJSON_free(text);
+    return code;
+}

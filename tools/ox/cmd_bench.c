@@ -1,0 +1,272 @@
+/* 'ox bench': time a few ops at sizes that matter on each selected device
+ * and print the achieved GFLOP/s (matmul, attention) or GB/s (add, softmax,
+ * rms_norm, copy). Each case: one warm-up call, then the best of several,
+ * each waited for with ox_queue_finish. The op cases come from check_ops.c. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "cli.h"
+
+enum { OPTION_DEVICE, OPTION_JSON, OPTION_QUICK };
+
+static const cli_option bench_options[] = {
+    [OPTION_DEVICE] = {"device", "SEL", "benchmark the devices SEL selects (default: all)"},
+    [OPTION_JSON] = {"json", NULL, "print one JSON object instead of the table"},
+    [OPTION_QUICK] = {"quick", NULL, "smaller sizes and fewer runs"},
+    {NULL, NULL, NULL},
+};
+
+static const char *const bench_names[] = {"matmul", "attention", "add", "softmax", "rms_norm",
+                                          "copy"};
+#define BENCH_COUNT (int)(sizeof bench_names / sizeof bench_names[0])
+
+/* ---- the cases ------------------------------------------------------------------ */
+
+#define ADD(expression)                                                  \
+    do {                                                                 \
+        op_case add_case_ = (expression);                                \
+        if (op_case_list_add(list, &add_case_) != 0) return -1;          \
+    } while (0)
+
+/* The cases of bench_names[which]. Returns 0, or -1 out of memory. */
+static int bench_cases(int which, int quick, op_case_list *list)
+{
+    const ox_dtype f32 = OX_DTYPE_F32, f16 = OX_DTYPE_F16;
+    /* Memory-bound ops: 4096 x 4096 F32 = 64 MiB per tensor (4 MiB quick). */
+    const int64_t side = quick ? 1024 : 4096;
+    const int64_t big[4] = {side, side, 1, 1};
+    switch (which) {
+    case 0: { /* matmul: square (F32 and F16 a, the weights), matrix-vector */
+        static const int64_t full[] = {512, 1024}, small[] = {256};
+        const int64_t *sizes = quick ? small : full;
+        int64_t vector = quick ? 1024 : 4096;
+        for (int s = 0; s < (quick ? 1 : 2); s++) {
+            ADD(op_case_matmul(f32, f32, sizes[s], sizes[s], sizes[s], 0, NULL, NULL));
+            ADD(op_case_matmul(f16, f32, sizes[s], sizes[s], sizes[s], 0, NULL, NULL));
+        }
+        /* One token through a weight matrix stored as rows of K. */
+        ADD(op_case_matmul(f32, f32, 1, vector, vector, OX_MATMUL_TRANS_B, NULL, NULL));
+        ADD(op_case_matmul(f32, f16, 1, vector, vector, OX_MATMUL_TRANS_B, NULL, NULL));
+        return 0;
+    }
+    case 1: /* attention: decode over a long cache, causal prefill; F16 cache */
+        ADD(op_case_attention(f16, 128, 128, 1, quick ? 1024 : 4096, 32, 8, 1, 0, 0));
+        ADD(op_case_attention(f16, 128, 128, quick ? 128 : 512, quick ? 128 : 512, 8, 2, 1, 1,
+                              0));
+        return 0;
+    case 2:
+        ADD(op_case_binary(OX_BINARY_ADD, f32, big, big, 0));
+        ADD(op_case_binary(OX_BINARY_ADD, f16, big, big, 0));
+        return 0;
+    case 3: ADD(op_case_softmax(f32, big, -1, 0, 0, 1.0f)); return 0;
+    case 4: ADD(op_case_norm(1, f32, big, 1, 0, 1e-6f)); return 0;
+    case 5:
+        ADD(op_case_copy(f32, f32, big, 0));
+        ADD(op_case_copy(f32, f16, big, 0));
+        return 0;
+    default: return 0;
+    }
+}
+
+#undef ADD
+
+/* ---- output ----------------------------------------------------------------------- */
+
+typedef struct bench_table {
+    int device_width, op_width, dtype_width, shape_width;
+} bench_table;
+
+static void table_layout(bench_table *t, ox_device **devices, int count,
+                         const op_case_list *cases)
+{
+    t->device_width = (int)strlen("DEVICE");
+    t->op_width = (int)strlen("OP");
+    t->dtype_width = (int)strlen("DTYPE");
+    t->shape_width = (int)strlen("SHAPE");
+    for (int i = 0; i < count; i++) {
+        ox_device_info info = {.struct_size = sizeof info};
+        if (ox_device_get_info(devices[i], &info) == OX_OK &&
+            (int)strlen(info.id) > t->device_width)
+            t->device_width = (int)strlen(info.id);
+    }
+    for (int i = 0; i < cases->count; i++) {
+        const op_case *c = &cases->cases[i];
+        if ((int)strlen(c->op) > t->op_width) t->op_width = (int)strlen(c->op);
+        if ((int)strlen(c->dtype) > t->dtype_width) t->dtype_width = (int)strlen(c->dtype);
+        if ((int)strlen(c->shape) > t->shape_width) t->shape_width = (int)strlen(c->shape);
+    }
+}
+
+static void print_row(const bench_table *t, const char *device, const op_case *c,
+                      const char *time, const char *rate)
+{
+    printf("%-*s  %-*s  %-*s  %-*s  %9s  %s\n", t->device_width, device, t->op_width, c->op,
+           t->dtype_width, c->dtype, t->shape_width, c->shape, time, rate);
+    fflush(stdout);
+}
+
+static cJSON *result_json(const op_case *c, double seconds, int runs, double rate,
+                          const char *error)
+{
+    cJSON *object = cJSON_CreateObject();
+    cJSON_AddStringToObject(object, "op", c->op);
+    cJSON_AddStringToObject(object, "dtype", c->dtype);
+    cJSON_AddStringToObject(object, "shape", c->shape);
+    cJSON_AddNumberToObject(object, "seconds", seconds);
+    cJSON_AddNumberToObject(object, "runs", runs);
+    if (!error && c->flops > 0) cJSON_AddNumberToObject(object, "gflops", rate);
+    else cJSON_AddNullToObject(object, "gflops");
+    if (!error && c->flops <= 0) cJSON_AddNumberToObject(object, "gbps", rate);
+    else cJSON_AddNullToObject(object, "gbps");
+    if (error) cJSON_AddStringToObject(object, "error", error);
+    else cJSON_AddNullToObject(object, "error");
+    return object;
+}
+
+/* ---- the command ---------------------------------------------------------------------- */
+
+/* Run every case on one device. Returns the number that ran; *failed
+ * counts the errors. */
+static int bench_device(const cli_command *command, const bench_table *t, ox_device *device,
+                        const op_case_list *cases, int quick, cJSON *devices, int *failed)
+{
+    ox_device_info info;
+    int ran = 0;
+    if (cli_device_info(command, device, &info) != CLI_EXIT_OK) {
+        ++*failed;
+        return 0;
+    }
+    cJSON *results = NULL;
+    if (devices) {
+        cJSON *object = cJSON_CreateObject();
+        cJSON_AddStringToObject(object, "id", info.id);
+        cJSON_AddStringToObject(object, "name", info.name);
+        cJSON_AddStringToObject(object, "backend", info.backend);
+        results = cJSON_AddArrayToObject(object, "results");
+        cJSON_AddItemToArray(devices, object);
+    }
+    for (int i = 0; i < cases->count; i++) {
+        const op_case *c = &cases->cases[i];
+        char error[1024], time[32], rate[64];
+        double best = 0;
+        int runs = 0;
+        ox_status s = op_case_time(c, device, quick ? 3 : 10, quick ? 0.5 : 2.0, &best, &runs,
+                                   error, sizeof error);
+        double value = 0;
+        if (s == OX_OK) {
+            value = (c->flops > 0 ? c->flops : op_case_bytes(c)) / best / 1e9;
+            cli_format_seconds(best, time, sizeof time);
+            snprintf(rate, sizeof rate, "%.2f %s", value, c->flops > 0 ? "GFLOP/s" : "GB/s");
+            ran++;
+        } else {
+            snprintf(time, sizeof time, "-");
+            snprintf(rate, sizeof rate, "ERROR: %.*s", (int)strcspn(error, "\n"), error);
+            ++*failed;
+        }
+        if (!devices) print_row(t, info.id, c, time, rate);
+        if (results)
+            cJSON_AddItemToArray(results,
+                                 result_json(c, best, runs, value, s == OX_OK ? NULL : error));
+    }
+    if (ran == 0 && cases->count > 0) {
+        /* A benchmark that ran nothing must not pass. */
+        cli_error(command, "nothing ran on %s: every case failed", info.id);
+        ++*failed;
+    }
+    return ran;
+}
+
+static int run_bench(const cli_command *command, int argc, char **argv)
+{
+    const char *selection = "all", *value;
+    int json = 0, quick = 0, option, wanted[BENCH_COUNT] = {0}, any = 0;
+    cli_parser parser;
+
+    cli_parser_init(&parser, command, argc, argv);
+    while ((option = cli_parse_next(&parser, &value)) >= 0 || option == CLI_PARSE_OPERAND) {
+        if (option == OPTION_DEVICE) selection = value;
+        else if (option == OPTION_JSON) json = 1;
+        else if (option == OPTION_QUICK) quick = 1;
+        else if (option == CLI_PARSE_OPERAND) {
+            int found = 0;
+            for (int i = 0; i < BENCH_COUNT; i++)
+                if (strcmp(value, bench_names[i]) == 0) found = wanted[i] = any = 1;
+            if (!found) {
+                char list[128] = "";
+                for (int i = 0; i < BENCH_COUNT; i++)
+                    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+                             i ? ", " : "", bench_names[i]);
+                return cli_usage_error(command, "unknown op '%s'; the ops are: %s", value, list);
+            }
+        }
+    }
+    if (option != CLI_PARSE_END) return cli_parse_stop(command, option);
+
+    op_case_list cases = {0};
+    ox_context *ctx = NULL;
+    ox_device **devices = NULL;
+    cJSON *root = NULL, *device_array = NULL;
+    bench_table t;
+    int count = 0, failed = 0, code = CLI_EXIT_OK;
+    for (int i = 0; i < BENCH_COUNT; i++)
+        if ((!any || wanted[i]) && bench_cases(i, quick, &cases) != 0) {
+            code = cli_error(command, "out of memory");
+            goto out_free_cases;
+        }
+    code = cli_context_open(command, &ctx);
+    if (code != CLI_EXIT_OK) goto out_free_cases;
+    code = cli_devices_select(command, ctx, selection, &devices, &count);
+    if (code != CLI_EXIT_OK) goto out_free_context;
+    if (count == 0) {
+        code = cli_error(command, "the selection '%s' names no device: nothing was measured",
+                         selection);
+        goto out_free_devices;
+    }
+    if (json) {
+        root = cli_json_document();
+        device_array = root ? cJSON_AddArrayToObject(root, "devices") : NULL;
+        if (!device_array) {
+            code = cli_error(command, "out of memory");
+            goto out_free_json;
+        }
+        cJSON_AddBoolToObject(root, "quick", quick);
+    }
+
+    table_layout(&t, devices, count, &cases);
+    if (!json)
+        printf("%-*s  %-*s  %-*s  %-*s  %9s  %s\n", t.device_width, "DEVICE", t.op_width, "OP",
+               t.dtype_width, "DTYPE", t.shape_width, "SHAPE", "TIME", "RATE");
+    for (int i = 0; i < count; i++)
+        bench_device(command, &t, devices[i], &cases, quick, device_array, &failed);
+    code = failed ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+    if (root) {
+        cJSON_AddBoolToObject(root, "passed", code == CLI_EXIT_OK);
+        if (cli_json_write(command, root, "-") != CLI_EXIT_OK) code = CLI_EXIT_FAILURE;
+    }
+out_free_json:
+    cJSON_Delete(root);
+out_free_devices:
+    free(devices);
+out_free_context:
+    ox_context_free(ctx);
+out_free_cases:
+    op_case_list_free(&cases);
+    return code;
+}
+
+const cli_command cmd_bench = {
+    .name = "bench",
+    .summary = "measure GFLOP/s and GB/s of a few ops on each device",
+    .description =
+        "Time the ops named (default: all of matmul, attention, add, softmax,\n"
+        "rms_norm, copy) on each selected device: one warm-up call, then the best\n"
+        "of up to 10 (3 with --quick), each waited for with ox_queue_finish.\n"
+        "matmul (512^3, 1024^3, and 1 x 4096 x 4096 matrix-vector; F32 and F16\n"
+        "weights) and attention report GFLOP/s; the others GB/s over the bytes\n"
+        "read and written once (64 MiB tensors). Results are not checked: run\n"
+        "'ox check' for that. Exits 1 if a case fails or nothing ran on a device.",
+    .options = bench_options,
+    .run = run_bench,
+    .operands = "[OP...]",
+};
