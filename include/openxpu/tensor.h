@@ -22,15 +22,26 @@ extern "C" {
 
 #define OX_MAX_DIMS 4
 
-/* Element types. X(NAME, value, "name", size in bytes) */
+/* Element types: X(NAME, value, "name", bytes per block, elements per block).
+ * Plain types have blocks of one element. Quantized types are the GGUF
+ * (ggml) block formats, bit-exact: a row of ne[0] elements holds
+ * ne[0] / block elements blocks, so ne[0] must be a multiple of the block. */
 #define OX_DTYPE_LIST(X)                                                     \
-    X(F32, 0, "f32", 4)                                                      \
-    X(F16, 1, "f16", 2)                                                      \
-    X(BF16, 2, "bf16", 2)                                                    \
-    X(I32, 3, "i32", 4)
+    X(F32, 0, "f32", 4, 1)                                                   \
+    X(F16, 1, "f16", 2, 1)                                                   \
+    X(BF16, 2, "bf16", 2, 1)                                                 \
+    X(I32, 3, "i32", 4, 1)                                                   \
+    X(Q4_0, 4, "q4_0", 18, 32)                                               \
+    X(Q4_1, 5, "q4_1", 20, 32)                                               \
+    X(Q5_0, 6, "q5_0", 22, 32)                                               \
+    X(Q5_1, 7, "q5_1", 24, 32)                                               \
+    X(Q8_0, 8, "q8_0", 34, 32)                                               \
+    X(Q4_K, 9, "q4_k", 144, 256)                                             \
+    X(Q5_K, 10, "q5_k", 176, 256)                                            \
+    X(Q6_K, 11, "q6_k", 210, 256)
 
 typedef enum ox_dtype {
-#define OX__DTYPE_ENUM(name, value, text, size) OX_DTYPE_##name = value,
+#define OX__DTYPE_ENUM(name, value, text, bytes, block) OX_DTYPE_##name = value,
     OX_DTYPE_LIST(OX__DTYPE_ENUM)
 #undef OX__DTYPE_ENUM
     OX_DTYPE_COUNT
@@ -39,8 +50,18 @@ typedef enum ox_dtype {
 /* "f32", "f16", ...; "unknown" for other values. Static string. */
 OX_API const char *ox_dtype_str(ox_dtype dtype);
 
-/* Bytes per element; 0 for an unknown type. */
+/* Bytes per block (per element for plain types); 0 for an unknown type. */
 OX_API size_t ox_dtype_size(ox_dtype dtype);
+
+/* Elements per block: 1 for plain types, 32 or 256 for quantized ones; 0
+ * for an unknown type. */
+OX_API int64_t ox_dtype_block(ox_dtype dtype);
+
+/* True for the quantized block types (Q4_0 ... Q6_K). */
+OX_API bool ox_dtype_is_quantized(ox_dtype dtype);
+
+/* Bytes of a row of n elements (n a multiple of the block); 0 if n is not. */
+OX_API size_t ox_dtype_row_size(ox_dtype dtype, int64_t n);
 
 /* The dtype named `name` ("f16"), case-insensitive. OX_ERR_NOT_FOUND if none. */
 OX_API ox_status ox_dtype_from_str(const char *name, ox_dtype *dtype);
@@ -50,7 +71,8 @@ typedef struct ox_tensor {
     size_t offset;              /* bytes from the start of the buffer */
     ox_dtype dtype;
     int64_t ne[OX_MAX_DIMS];    /* elements along each dimension, ne[0] innermost */
-    int64_t nb[OX_MAX_DIMS];    /* stride of each dimension, in bytes */
+    int64_t nb[OX_MAX_DIMS];    /* stride of each dimension, in bytes; for
+                                   quantized types nb[0] is the block size */
 } ox_tensor;
 
 /* A contiguous row-major tensor of ne0 x ne1 x ne2 x ne3 elements at
@@ -88,6 +110,15 @@ OX_API ox_status ox_tensor_alloc(ox_device *device, ox_dtype dtype, int64_t ne0,
  * nelements * dtype size. */
 OX_API ox_status ox_tensor_write(const ox_tensor *t, const void *src, size_t size);
 OX_API ox_status ox_tensor_read(const ox_tensor *t, void *dst, size_t size);
+
+/* Convert a row of n elements (n a multiple of the dtype's block) between
+ * its storage form and float: F32, F16, BF16 (round to nearest even) and
+ * every quantized type (dequantization is bit-exact with the GGUF formats;
+ * quantization picks block scales by a simple search and stays within the
+ * error each format allows). OX_ERR_INVALID for I32, unknown dtypes or a
+ * partial block. */
+OX_API ox_status ox_row_to_f32(ox_dtype dtype, const void *src, float *dst, int64_t n);
+OX_API ox_status ox_row_from_f32(ox_dtype dtype, const float *src, void *dst, int64_t n);
 
 /* Conversions between float and the 16-bit types (round to nearest even). */
 OX_API uint16_t ox_f32_to_f16(float f);

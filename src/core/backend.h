@@ -59,6 +59,16 @@ typedef struct ox__kernel_arg {
     size_t size;        /* OX__ARG_SCALAR: bytes */
 } ox__kernel_arg;
 
+/* A tensor as a native operator receives it: a backend buffer, a byte
+ * offset, and the shape and byte strides of openxpu/tensor.h. */
+typedef struct ox__native_tensor {
+    void *buffer;
+    uint64_t offset;
+    int dtype;            /* ox_dtype */
+    int64_t ne[4];
+    int64_t nb[4];        /* bytes */
+} ox__native_tensor;
+
 /* What the core offers a backend. Valid from init until shutdown. */
 typedef struct ox__host {
     uint32_t abi_version;
@@ -159,6 +169,17 @@ typedef struct ox__backend_iface {
     ox_status (*kernel_launch)(void *queue, void *kernel, const size_t groups[3],
                                const size_t local[3], int n_args, const ox__kernel_arg *args,
                                void **event);
+
+    /* ---- native operators: vendor libraries as fast paths ---- */
+
+    /* dst = op(a) . op(b) as ox_matmul defines it (openxpu/ops.h), with a
+     * vendor BLAS. Return OX_ERR_UNSUPPORTED, without touching anything, for
+     * any case the library does not handle (dtypes, strides, a missing
+     * library): the core then runs the portable kernel. Not called when the
+     * user sets OX_NATIVE_LIBS=0. (optional: NULL, always the kernel) */
+    ox_status (*native_matmul)(void *queue, const ox__native_tensor *dst,
+                               const ox__native_tensor *a, const ox__native_tensor *b,
+                               unsigned flags);
 } ox__backend_iface;
 
 /* The required slots, for the loader's check: every slot except those

@@ -183,6 +183,8 @@ ox_status ox_context_create(const ox_context_options *options, ox_context **out)
     ctx->log_level = env_level != OX_LOG_DEFAULT ? env_level
                    : opts.log_level != OX_LOG_DEFAULT ? opts.log_level : OX_LOG_WARN;
     ctx->num_threads = opts.num_threads;
+    const char *native = getenv("OX_NATIVE_LIBS");
+    ctx->native_libs = !(native && strcmp(native, "0") == 0);
     pthread_mutex_init(&ctx->lock, NULL);
     list_init(&ctx->buffers);
     list_init(&ctx->queues);

@@ -86,6 +86,7 @@ struct ox_context {
     void *log_user;
     ox_log_level log_level;
     int num_threads;
+    bool native_libs;    /* vendor libraries as fast paths (OX_NATIVE_LIBS != 0) */
     ox__backend *backends;
     int backend_count;
     ox_device *devices;

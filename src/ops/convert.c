@@ -22,7 +22,7 @@ void ox__row_f32_to_f16_f16c(const float *src, uint16_t *dst, int64_t n);
 const char *ox_dtype_str(ox_dtype dtype)
 {
     switch (dtype) {
-#define OX__DTYPE_STR(name, value, text, size) \
+#define OX__DTYPE_STR(name, value, text, size, block) \
     case OX_DTYPE_##name: return text;
         OX_DTYPE_LIST(OX__DTYPE_STR)
 #undef OX__DTYPE_STR
@@ -33,12 +33,35 @@ const char *ox_dtype_str(ox_dtype dtype)
 size_t ox_dtype_size(ox_dtype dtype)
 {
     switch (dtype) {
-#define OX__DTYPE_SIZE(name, value, text, size) \
+#define OX__DTYPE_SIZE(name, value, text, size, block) \
     case OX_DTYPE_##name: return size;
         OX_DTYPE_LIST(OX__DTYPE_SIZE)
 #undef OX__DTYPE_SIZE
     default: return 0;
     }
+}
+
+int64_t ox_dtype_block(ox_dtype dtype)
+{
+    switch (dtype) {
+#define OX__DTYPE_BLOCK(name, value, text, size, block) \
+    case OX_DTYPE_##name: return block;
+        OX_DTYPE_LIST(OX__DTYPE_BLOCK)
+#undef OX__DTYPE_BLOCK
+    default: return 0;
+    }
+}
+
+bool ox_dtype_is_quantized(ox_dtype dtype)
+{
+    return ox_dtype_block(dtype) > 1;
+}
+
+size_t ox_dtype_row_size(ox_dtype dtype, int64_t n)
+{
+    int64_t block = ox_dtype_block(dtype);
+    if (block <= 0 || n < 0 || n % block) return 0;
+    return (size_t)(n / block) * ox_dtype_size(dtype);
 }
 
 ox_status ox_dtype_from_str(const char *name, ox_dtype *dtype)
@@ -47,7 +70,7 @@ ox_status ox_dtype_from_str(const char *name, ox_dtype *dtype)
         const char *text;
         ox_dtype dtype;
     } names[] = {
-#define OX__DTYPE_NAME(name, value, text, size) {text, OX_DTYPE_##name},
+#define OX__DTYPE_NAME(name, value, text, size, block) {text, OX_DTYPE_##name},
         OX_DTYPE_LIST(OX__DTYPE_NAME)
 #undef OX__DTYPE_NAME
     };

@@ -232,9 +232,31 @@ ox_status ox__dev_rope(const ox__op *op, const ox_tensor *dst, const ox_tensor *
     return run_elementwise(&l, "rope", "rope", dst);
 }
 
+static ox__native_tensor native_tensor(const ox_tensor *t)
+{
+    ox__native_tensor n = {.buffer = t->buffer->memory->impl,
+                           .offset = t->buffer->offset + t->offset, .dtype = (int)t->dtype};
+    memcpy(n.ne, t->ne, sizeof n.ne);
+    memcpy(n.nb, t->nb, sizeof n.nb);
+    return n;
+}
+
 ox_status ox__dev_matmul(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
                          const ox_tensor *b, unsigned flags)
 {
+    const ox__backend_iface *be = op->device->backend->iface;
+    if (be->native_matmul && op->ctx->native_libs) {
+        ox__native_tensor nd = native_tensor(dst), na = native_tensor(a), nb = native_tensor(b);
+        ox_status s = be->native_matmul(op->queue->impl, &nd, &na, &nb, flags);
+        if (s != OX_ERR_UNSUPPORTED) {
+            if (s != OX_OK) {
+                char message[OX__ERRMSG_MAX];
+                ox__copy_string(message, sizeof message, ox_errmsg(op->ctx));
+                return ox__fail(op->ctx, s, "%s: %s: %s", op->name, op->device->info.id, message);
+            }
+            return OX_OK;
+        }
+    }
     launch l = {.op = op};
     bool ta = flags & OX_MATMUL_TRANS_A, tb = flags & OX_MATMUL_TRANS_B;
     int64_t ea = (int64_t)ox_dtype_size(a->dtype), eb = (int64_t)ox_dtype_size(b->dtype);

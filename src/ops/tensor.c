@@ -12,9 +12,10 @@ ox_tensor ox_tensor_make(ox_buffer *buffer, size_t offset, ox_dtype dtype, int64
 {
     ox_tensor t = {.buffer = buffer, .offset = offset, .dtype = dtype,
                    .ne = {ne0, ne1, ne2, ne3}};
-    int64_t size = (int64_t)ox_dtype_size(dtype);
-    t.nb[0] = size;
-    for (int i = 1; i < OX_MAX_DIMS; i++) t.nb[i] = t.nb[i - 1] * t.ne[i - 1];
+    int64_t block = ox_dtype_block(dtype) > 0 ? ox_dtype_block(dtype) : 1;
+    t.nb[0] = (int64_t)ox_dtype_size(dtype);
+    t.nb[1] = t.nb[0] * (ne0 / block);
+    for (int i = 2; i < OX_MAX_DIMS; i++) t.nb[i] = t.nb[i - 1] * t.ne[i - 1];
     return t;
 }
 
@@ -26,9 +27,10 @@ int64_t ox_tensor_nelements(const ox_tensor *t)
 bool ox_tensor_is_contiguous(const ox_tensor *t)
 {
     int64_t expect = (int64_t)ox_dtype_size(t->dtype);
+    int64_t block = ox_dtype_block(t->dtype) > 0 ? ox_dtype_block(t->dtype) : 1;
     for (int i = 0; i < OX_MAX_DIMS; i++) {
         if (t->ne[i] != 1 && t->nb[i] != expect) return false;
-        expect *= t->ne[i];
+        expect *= i == 0 ? t->ne[0] / block : t->ne[i];
     }
     return true;
 }
@@ -69,6 +71,17 @@ ox_status ox__tensor_check(ox_context *ctx, const char *op, const char *what, co
     ox_status s = ox__handle_check_in(ctx, t->buffer, OX__HANDLE_BUFFER, op, buffer_of, NULL);
     if (s != OX_OK) return s;
     size_t esize = ox_dtype_size(t->dtype);
+    int64_t block = ox_dtype_block(t->dtype);
+    if (block > 1) { /* quantized: whole blocks, packed along rows */
+        if (t->ne[0] <= 0 || t->ne[0] % block || t->nb[0] != (int64_t)esize)
+            return ox__fail(ctx, OX_ERR_INVALID,
+                            "%s: %s %s: %s rows must hold whole blocks of %lld elements, %zu bytes "
+                            "apart (ne[0] %lld, nb[0] %lld)",
+                            op, what, ox__shape_str(t, shape, sizeof shape),
+                            ox_dtype_str(t->dtype), (long long)block, esize, (long long)t->ne[0],
+                            (long long)t->nb[0]);
+        esize = 1; /* blocks have no alignment */
+    }
     if (t->offset % esize)
         return ox__fail(ctx, OX_ERR_INVALID, "%s: %s: offset %zu is not a multiple of the %zu-byte "
                         "element", op, what, t->offset, esize);
@@ -87,8 +100,9 @@ ox_status ox__tensor_check(ox_context *ctx, const char *op, const char *what, co
         if (nb > ((int64_t)1 << 50))
             return ox__fail(ctx, OX_ERR_INVALID, "%s: %s: stride %d is %lld bytes", op, what, i,
                             (long long)t->nb[i]);
-        uint64_t span = (uint64_t)(t->ne[i] - 1) * (uint64_t)nb; /* < 2^90? no: 2^40 * 2^50 */
-        if (t->ne[i] > 1 && span / (uint64_t)(t->ne[i] - 1) != (uint64_t)nb)
+        int64_t count = i == 0 && block > 1 ? t->ne[0] / block : t->ne[i];
+        uint64_t span = (uint64_t)(count - 1) * (uint64_t)nb;
+        if (count > 1 && span / (uint64_t)(count - 1) != (uint64_t)nb)
             return ox__fail(ctx, OX_ERR_OUT_OF_RANGE, "%s: %s %s spans too many bytes", op, what,
                             ox__shape_str(t, shape, sizeof shape));
         if (t->nb[i] < 0) {
@@ -131,6 +145,12 @@ ox_status ox_tensor_alloc(ox_device *device, ox_dtype dtype, int64_t ne0, int64_
     if ((unsigned)dtype >= OX_DTYPE_COUNT)
         return ox__fail(ctx, OX_ERR_INVALID, "%s: unknown dtype %d", __func__, (int)dtype);
     int64_t ne[4] = {ne0, ne1, ne2, ne3};
+    int64_t block = ox_dtype_block(dtype);
+    if (ne0 <= 0 || ne0 % block)
+        return ox__fail(ctx, OX_ERR_INVALID, "%s: a %s row of %lld elements is not a whole number "
+                        "of %lld-element blocks", __func__, ox_dtype_str(dtype), (long long)ne0,
+                        (long long)block);
+    ne[0] = ne0 / block; /* count blocks along rows */
     uint64_t bytes = ox_dtype_size(dtype);
     for (int i = 0; i < 4; i++) {
         if (ne[i] <= 0 || ne[i] > ((int64_t)1 << 40) || bytes * (uint64_t)ne[i] / (uint64_t)ne[i] != bytes)
@@ -160,7 +180,8 @@ static ox_status tensor_transfer(const ox_tensor *t, void *host, size_t size, bo
     if (s != OX_OK) return s;
     if ((s = ox__tensor_check(ctx, func, "t", t)) != OX_OK) return s;
     if (!host) return ox__fail(ctx, OX_ERR_INVALID, "%s: host pointer is NULL", func);
-    uint64_t bytes = (uint64_t)ox_tensor_nelements(t) * ox_dtype_size(t->dtype);
+    uint64_t bytes = (uint64_t)(ox_tensor_nelements(t) / ox_dtype_block(t->dtype)) *
+                     ox_dtype_size(t->dtype);
     if (size != bytes)
         return ox__fail(ctx, OX_ERR_INVALID, "%s: host size %zu bytes, but the tensor holds %llu",
                         func, size, (unsigned long long)bytes);

@@ -21,6 +21,13 @@ done
 [ -e "$libdir/libopenxpu.a" ] || fail "libopenxpu.a not installed"
 [ -e "$libdir/pkgconfig/openxpu.pc" ] || fail "openxpu.pc not installed"
 [ -e "$libdir/cmake/OpenXPU/OpenXPUConfig.cmake" ] || fail "OpenXPUConfig.cmake not installed"
+if [ -e "$build/lib/libox-opencl.so" ]; then
+    [ -e "$libdir/openxpu/libox-opencl.so" ] || fail "the opencl plugin is not installed in $libdir/openxpu"
+    # The installed library finds its plugins beside itself, in openxpu/.
+    OX_LOG=info "$prefix/bin/ox" devices --json | grep -q '"name":[[:space:]]*"opencl"' ||
+        fail "installed ox does not load the installed opencl plugin"
+    echo "ok   installed plugin is found beside the installed library"
+fi
 echo "ok   installed files"
 
 "$prefix/bin/ox" --version | grep -q "OpenXPU" || fail "installed ox --version"

@@ -36,7 +36,7 @@ OX_TEST(dtype_names_and_sizes)
     ox_dtype dt;
     ASSERT_EQ(ox_dtype_from_str("F16", &dt), OX_OK);
     ASSERT_EQ(dt, OX_DTYPE_F16);
-    ASSERT_EQ(ox_dtype_from_str("q4_k", &dt), OX_ERR_NOT_FOUND);
+    ASSERT_EQ(ox_dtype_from_str("q3_k", &dt), OX_ERR_NOT_FOUND);
 }
 
 OX_TEST(strided_tensor_round_trip)
