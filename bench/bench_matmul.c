@@ -1,7 +1,10 @@
 /* bench_matmul: the CPU matmul (ox__cpu_matmul) against OpenBLAS on the same
  * shapes, in the same run, with the same number of threads.
  *
- *   bench_matmul [--threads N] [--reps N] [--json]
+ *   bench_matmul [--threads N] [--reps N] [--kernels avx2|generic] [--json]
+ *
+ * --kernels hides the CPU's wider SIMD from ours, to measure the AVX2 or the
+ * portable kernels on a machine that has more.
  *
  * For every shape: ours with F32 operands, ours with F16 weights (b), and
  * OpenBLAS cblas_sgemm (cblas_sgemv for the matrix-vector shape), each
@@ -18,6 +21,7 @@
 
 #include "core/cpu_features.h"
 #include "core/threadpool.h"
+#include "openxpu/device.h"
 #include "ops/cpu_ops.h"
 #include "ops/matmul.h"
 
@@ -231,12 +235,14 @@ done:
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: bench_matmul [--threads N] [--reps N] [--json]\n");
+    fprintf(stderr, "usage: bench_matmul [--threads N] [--reps N] [--kernels avx2|generic] "
+                    "[--json]\n");
 }
 
 int main(int argc, char **argv)
 {
     int threads = 2, reps = 5, json = 0;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) {
             json = 1;
@@ -244,6 +250,8 @@ int main(int argc, char **argv)
             threads = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
             reps = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--kernels") == 0 && i + 1 < argc) {
+            only = argv[++i];
         } else {
             usage();
             return 2;
@@ -254,6 +262,16 @@ int main(int argc, char **argv)
         return 2;
     }
     const ox__cpu_info *cpu = ox__cpu_detect();
+    uint64_t features = cpu->features;
+    if (only && strcmp(only, "avx2") == 0) {
+        features &= ~(OX_FEATURE_BIT(OX_FEATURE_AVX512F) | OX_FEATURE_BIT(OX_FEATURE_AVX512BW) |
+                      OX_FEATURE_BIT(OX_FEATURE_AVX512VL));
+    } else if (only && strcmp(only, "generic") == 0) {
+        features = 0;
+    } else if (only) {
+        usage();
+        return 2;
+    }
     ox__pool *pool = NULL;
     if (ox__pool_create(threads, &pool) != OX_OK) {
         fprintf(stderr, "bench_matmul: cannot start %d threads\n", threads);
@@ -266,7 +284,7 @@ int main(int argc, char **argv)
 #endif
     double load[1] = {0};
     if (getloadavg(load, 1) < 1) load[0] = -1;
-    const char *kernels = ox__cpu_matmul_kernels(cpu->features);
+    const char *kernels = ox__cpu_matmul_kernels(features);
 
     result results[SHAPE_COUNT];
     int ok = 1;
@@ -279,7 +297,7 @@ int main(int argc, char **argv)
         printf("%-24s %12s %12s %12s %10s %10s\n", "", "GFLOP/s", "GFLOP/s", "GFLOP/s", "", "");
     }
     for (size_t i = 0; i < SHAPE_COUNT; i++) {
-        ok &= bench_shape(&shapes[i], pool, cpu->features, reps, &results[i]);
+        ok &= bench_shape(&shapes[i], pool, features, reps, &results[i]);
         const result *r = &results[i];
         if (json) continue;
         printf("%-24s %12.1f %12.1f", shapes[i].name, r->ours_f32, r->ours_f16);

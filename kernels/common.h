@@ -32,6 +32,15 @@ FN void ox_store_bf16(GLOBAL ox_bf16 *p, i64 i, float v)
 #define OX_STORAGE_1 ox_half
 #define OX_STORAGE_2 ox_bf16
 #define OX_STORAGE_3 int
+/* quantized types: raw bytes, read with ox_dequant (OX_QUANT) */
+#define OX_STORAGE_4 uchar
+#define OX_STORAGE_5 uchar
+#define OX_STORAGE_6 uchar
+#define OX_STORAGE_7 uchar
+#define OX_STORAGE_8 uchar
+#define OX_STORAGE_9 uchar
+#define OX_STORAGE_10 uchar
+#define OX_STORAGE_11 uchar
 #define OX_STORAGE(dt) OX_CAT(OX_STORAGE_, dt)
 #define OX_LOAD_0(p, i) ((p)[i])
 #define OX_LOAD_1(p, i) ox_load_half((p), (i))
@@ -44,10 +53,92 @@ FN void ox_store_bf16(GLOBAL ox_bf16 *p, i64 i, float v)
 #define OX_STORE_3(p, i, v) ((p)[i] = (int)(v))
 #define OX_STORE(dt, p, i, v) OX_CAT(OX_STORE_, dt)(p, i, v)
 
-/* A 4-d shape with strides in elements, passed as scalar arguments:
- *   ARG_SHAPE(a) -> i64 a_ne0..a_ne3, i64 a_nb0..a_nb3 (element strides) */
+/* A 4-d shape with strides in elements (in bytes for quantized types),
+ * passed as scalar arguments:
+ *   ARG_SHAPE(a) -> i64 a_ne0..a_ne3, i64 a_nb0..a_nb3 */
 #define ARG_SHAPE(t) i64 t##_ne0, i64 t##_ne1, i64 t##_ne2, i64 t##_ne3, \
                      i64 t##_nb0, i64 t##_nb1, i64 t##_nb2, i64 t##_nb3
 /* Element offset of (i0, i1, i2, i3) in tensor t. */
 #define OX_AT(t, i0, i1, i2, i3) \
     ((i0) * t##_nb0 + (i1) * t##_nb1 + (i2) * t##_nb2 + (i3) * t##_nb3)
+
+#ifdef OX_QUANT
+/* Quantized GGUF block formats: element k of a row of blocks starting at
+ * byte pointer `row`, as float. Slow per element but exact; kernels that
+ * care about speed walk whole blocks. */
+FN float ox_q_half(GLOBAL const uchar *p)
+{
+    return ox_half_to_float((ushort)(p[0] | (p[1] << 8)));
+}
+
+/* Q4_K / Q5_K: 6-bit scale and min of sub-block j (0..7) from scales[12]. */
+FN void ox_q_scale_min_k4(GLOBAL const uchar *s, int j, float *sc, float *mn)
+{
+    if (j < 4) {
+        *sc = (float)(s[j] & 63);
+        *mn = (float)(s[j + 4] & 63);
+    } else {
+        *sc = (float)((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4));
+        *mn = (float)((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
+    }
+}
+
+FN float ox_dequant(GLOBAL const uchar *row, i64 k)
+{
+#if DT_Q == 4 /* Q4_0: {f16 d; u8 qs[16]}, x = (q - 8) d */
+    GLOBAL const uchar *b = row + (k / 32) * 18;
+    int j = (int)(k % 32);
+    int q = j < 16 ? (b[2 + j] & 0xF) : (b[2 + j - 16] >> 4);
+    return (float)(q - 8) * ox_q_half(b);
+#elif DT_Q == 5 /* Q4_1: {f16 d, m; u8 qs[16]}, x = q d + m */
+    GLOBAL const uchar *b = row + (k / 32) * 20;
+    int j = (int)(k % 32);
+    int q = j < 16 ? (b[4 + j] & 0xF) : (b[4 + j - 16] >> 4);
+    return (float)q * ox_q_half(b) + ox_q_half(b + 2);
+#elif DT_Q == 6 || DT_Q == 7 /* Q5_0 {f16 d; u8 qh[4]; qs[16]}, Q5_1 {d, m; qh; qs} */
+    const int m_bytes = DT_Q == 7 ? 2 : 0;
+    GLOBAL const uchar *b = row + (k / 32) * (22 + m_bytes);
+    int j = (int)(k % 32);
+    GLOBAL const uchar *qh = b + 2 + m_bytes, *qs = qh + 4;
+    int low = j < 16 ? (qs[j] & 0xF) : (qs[j - 16] >> 4);
+    int high = (qh[j / 8] >> (j % 8)) & 1;
+    int q = low | (high << 4);
+#if DT_Q == 6
+    return (float)(q - 16) * ox_q_half(b);
+#else
+    return (float)q * ox_q_half(b) + ox_q_half(b + 2);
+#endif
+#elif DT_Q == 8 /* Q8_0: {f16 d; i8 qs[32]} */
+    GLOBAL const uchar *b = row + (k / 32) * 34;
+    int q = (int)b[2 + k % 32];
+    return (float)(q > 127 ? q - 256 : q) * ox_q_half(b);
+#elif DT_Q == 9 || DT_Q == 10 /* Q4_K {d, dmin; scales[12]; qs[128]}, Q5_K adds qh[32] */
+    GLOBAL const uchar *b = row + (k / 256) * (DT_Q == 9 ? 144 : 176);
+    int e = (int)(k % 256), pair = e / 64, within = e % 64, l = within % 32;
+    int sub = 2 * pair + within / 32;
+    float sc, mn;
+    ox_q_scale_min_k4(b + 4, sub, &sc, &mn);
+#if DT_Q == 9
+    int byte = b[16 + 32 * pair + l];
+#else
+    int byte = b[48 + 32 * pair + l];
+#endif
+    int q = within < 32 ? (byte & 0xF) : (byte >> 4);
+#if DT_Q == 10
+    q += ((b[16 + l] >> sub) & 1) << 4;
+#endif
+    return ox_q_half(b) * sc * (float)q - ox_q_half(b + 2) * mn;
+#elif DT_Q == 11 /* Q6_K: {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d} */
+    GLOBAL const uchar *b = row + (k / 256) * 210;
+    int e = (int)(k % 256), half_ = e / 128, r = e % 128, quarter = r / 32, l = r % 32;
+    GLOBAL const uchar *ql = b + 64 * half_, *qh = b + 128 + 32 * half_;
+    int lowbits = quarter == 0 ? (ql[l] & 0xF) : quarter == 1 ? (ql[l + 32] & 0xF)
+                : quarter == 2 ? (ql[l] >> 4) : (ql[l + 32] >> 4);
+    int q = (lowbits | (((qh[l] >> (2 * quarter)) & 3) << 4)) - 32;
+    int s = (int)b[192 + 8 * half_ + l / 16 + 2 * quarter];
+    return ox_q_half(b + 208) * (float)(s > 127 ? s - 256 : s) * (float)q;
+#else
+    return 0.0f;
+#endif
+}
+#endif /* OX_QUANT */

@@ -64,6 +64,12 @@ FN float ox_load_half(const ox_half *p, i64 i)
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(p[i]));
     return f;
 }
+FN float ox_half_to_float(unsigned short bits)
+{
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(bits));
+    return f;
+}
 FN void ox_store_half(ox_half *p, i64 i, float v)
 {
     unsigned short h;

@@ -64,6 +64,12 @@ FN float ox_load_half(const ox_half *p, i64 i)
     __builtin_memcpy(&h, &bits, 2);
     return (float)h;
 }
+FN float ox_half_to_float(unsigned short bits)
+{
+    _Float16 h;
+    __builtin_memcpy(&h, &bits, 2);
+    return (float)h;
+}
 FN void ox_store_half(ox_half *p, i64 i, float v)
 {
     _Float16 h = (_Float16)v;

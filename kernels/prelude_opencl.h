@@ -63,6 +63,10 @@ typedef half ox_half;
 typedef ushort ox_bf16;
 #define ox_load_half(p, i) vload_half((i), (p))
 #define ox_store_half(p, i, v) vstore_half_rte((v), (i), (p))
+FN float ox_half_to_float(ushort bits)
+{
+    return vload_half(0, (const half *)&bits);
+}
 
 /* atomics on global memory */
 #define ox_atomic_add_int(p, v) atomic_add((p), (v))

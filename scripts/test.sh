@@ -30,4 +30,9 @@ echo "== conformance: ox check --device cpu,opencl:0"
 "$root/build-test/release/bin/ox" check --device cpu,opencl:0 \
     --json "$root/build-test/check.json" --html "$root/build-test/check.html"
 run_suite sanitize -DCMAKE_BUILD_TYPE=Debug -DOX_SANITIZE=ON -DCMAKE_C_COMPILER=clang
+
+# Fuzz the GGUF reader for a bounded time (FUZZ_SECONDS, default 60) on top
+# of its seed corpus, which every suite above already replays.
+echo "== fuzz: GGUF reader"
+"$root/scripts/fuzz.sh"
 echo "== all test suites passed"

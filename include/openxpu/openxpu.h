@@ -27,5 +27,6 @@
 #include "openxpu/device.h"
 #include "openxpu/buffer.h"
 #include "openxpu/queue.h"
+#include "openxpu/gguf.h"
 
 #endif /* OPENXPU_OPENXPU_H */

@@ -53,10 +53,11 @@ static void arg_buffer(launch *l, const ox_tensor *t)
                                             .offset = t->buffer->offset + t->offset};
 }
 
-/* ARG_BUF + ARG_SHAPE of a tensor. */
+/* ARG_BUF + ARG_SHAPE of a tensor: strides in elements, or in bytes for
+ * quantized types (whose rows kernels read through ox_dequant). */
 static void arg_tensor(launch *l, const ox_tensor *t)
 {
-    int64_t esize = (int64_t)ox_dtype_size(t->dtype);
+    int64_t esize = ox_dtype_is_quantized(t->dtype) ? 1 : (int64_t)ox_dtype_size(t->dtype);
     arg_buffer(l, t);
     for (int i = 0; i < OX_MAX_DIMS; i++) arg_i64(l, t->ne[i]);
     for (int i = 0; i < OX_MAX_DIMS; i++) arg_i64(l, t->nb[i] / esize);
@@ -67,6 +68,14 @@ static void option(launch *l, const char *name, long value)
     size_t used = strlen(l->options);
     snprintf(l->options + used, sizeof l->options - used, "%s-D%s=%ld", used ? " " : "", name,
              value);
+}
+
+/* Kernels reading a quantized tensor get ox_dequant for its type. */
+static void quant_option(launch *l, ox_dtype dtype)
+{
+    if (!ox_dtype_is_quantized(dtype)) return;
+    option(l, "OX_QUANT", 1);
+    option(l, "DT_Q", dtype);
 }
 
 /* Build (or find) the program and launch `kernel`. */
@@ -261,11 +270,13 @@ ox_status ox__dev_matmul(const ox__op *op, const ox_tensor *dst, const ox_tensor
     bool ta = flags & OX_MATMUL_TRANS_A, tb = flags & OX_MATMUL_TRANS_B;
     int64_t ea = (int64_t)ox_dtype_size(a->dtype), eb = (int64_t)ox_dtype_size(b->dtype);
     int64_t M = dst->ne[1], N = dst->ne[0], K = ta ? a->ne[1] : a->ne[0];
+    if (ox_dtype_is_quantized(b->dtype)) eb = 1; /* byte strides; rows of K (TRANS_B) */
     int64_t a_sm = (ta ? a->nb[0] : a->nb[1]) / ea, a_sk = (ta ? a->nb[1] : a->nb[0]) / ea;
     int64_t b_sk = (tb ? b->nb[0] : b->nb[1]) / eb, b_sn = (tb ? b->nb[1] : b->nb[0]) / eb;
     size_t batches = (size_t)(dst->ne[2] * dst->ne[3]);
     option(&l, "DT_A", a->dtype);
     option(&l, "DT_B", b->dtype);
+    quant_option(&l, b->dtype);
     arg_tensor(&l, dst);
     arg_tensor(&l, a);
     arg_tensor(&l, b);
@@ -311,6 +322,7 @@ ox_status ox__dev_get_rows(const ox__op *op, const ox_tensor *dst, const ox_tens
     launch l = {.op = op};
     option(&l, "DT_S", table->dtype);
     option(&l, "DT_D", dst->dtype);
+    quant_option(&l, table->dtype);
     arg_tensor(&l, dst);
     arg_tensor(&l, table);
     arg_tensor(&l, ids);
@@ -322,6 +334,7 @@ ox_status ox__dev_copy(const ox__op *op, const ox_tensor *dst, const ox_tensor *
     launch l = {.op = op};
     option(&l, "DT_S", src->dtype);
     option(&l, "DT_D", dst->dtype);
+    quant_option(&l, src->dtype);
     arg_tensor(&l, dst);
     arg_tensor(&l, src);
     return run_elementwise(&l, "movement", "copy", dst);

@@ -17,9 +17,13 @@
  * packing: one dot product per output over contiguous weight rows, or a
  * scaled row sum (axpy) when the weight is stored the other way.
  *
+ * Scratch (packed blocks) is kept by the calling thread between calls, so
+ * repeated products do not fault in fresh pages each time.
+ *
  * Determinism: every element of dst is summed in order of k within each kc
  * slice, slice after slice, with kc depending only on K and the kernel, so
- * the bits do not depend on the thread count or on how tasks fall. */
+ * the bits do not depend on the thread count or on how tasks fall; the
+ * matrix-vector loops likewise sum each output the same way in any task. */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -28,6 +32,7 @@
 #include "openxpu/device.h"
 #include "ops/cpu_ops.h"
 #include "ops/matmul.h"
+#include "ops/quant.h"
 
 /* ---- kernels ---------------------------------------------------------------- */
 
@@ -215,6 +220,7 @@ typedef struct gemm_job {
     int64_t n_blocks;      /* B blocks per batch */
     /* shared mode: the current batch and block */
     int64_t batch, jc, nc_cur;
+    int64_t pack_tasks;       /* tasks packing the block */
     int64_t tasks_m, tasks_n; /* rows x columns split of the block into tasks */
     float *shared_b;
     /* per-thread scratch */
@@ -323,14 +329,14 @@ static void independent_task(void *arg, size_t task, int thread)
     }
 }
 
-/* Shared mode, step 1: task = a group of B panels of the current block. */
-#define PACK_GROUP 8
+/* Shared mode, step 1: task = a group of B panels of the current block,
+ * dealt out evenly over pack_tasks tasks. */
 static void pack_task(void *arg, size_t task, int thread)
 {
     const gemm_job *job = arg;
     int64_t panels = (job->nc_cur + job->ks->nr - 1) / job->ks->nr;
-    int64_t p0 = (int64_t)task * PACK_GROUP;
-    int64_t p1 = p0 + PACK_GROUP < panels ? p0 + PACK_GROUP : panels;
+    int64_t p0 = (int64_t)task * panels / job->pack_tasks;
+    int64_t p1 = ((int64_t)task + 1) * panels / job->pack_tasks;
     float *tmp = thread_scratch(job, thread) + job->a_floats;
     const char *a, *b;
     char *d;
@@ -474,8 +480,8 @@ static ox_status gemm(const ox__cpu_exec *x, gemm_job *job, int threads)
                 int64_t panels = (job->nc_cur + ks->nr - 1) / ks->nr;
                 job->tasks_n = (want + job->tasks_m - 1) / job->tasks_m;
                 if (job->tasks_n > panels) job->tasks_n = panels;
-                ox__pool_run(x->pool, (size_t)((panels + PACK_GROUP - 1) / PACK_GROUP), pack_task,
-                             job);
+                job->pack_tasks = panels < want ? panels : want;
+                ox__pool_run(x->pool, (size_t)job->pack_tasks, pack_task, job);
                 ox__pool_run(x->pool, (size_t)(job->tasks_m * job->tasks_n), multiply_task, job);
             }
         }
@@ -571,6 +577,7 @@ static ox_status gemv(const ox__cpu_exec *x, gemv_job *job, const ox__view *xv, 
 ox_status ox__cpu_matmul(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a,
                          const ox__view *b, unsigned flags)
 {
+    if (ox_dtype_is_quantized(b->dtype)) return ox__cpu_matmul_quant(x, dst, a, b, flags);
     const kernel_set *ks = choose_kernels(x->features);
     int threads = x->pool ? ox__pool_size(x->pool) : 1;
     bool ta = flags & OX_MATMUL_TRANS_A, tb = flags & OX_MATMUL_TRANS_B;

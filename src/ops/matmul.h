@@ -14,7 +14,8 @@
 #include "openxpu/tensor.h"
 
 /* c[MR x NR] (rows ldc floats apart) = (accumulate ? c : 0) + a . b over kc,
- * accumulating each element in order of k with fused multiply-adds. */
+ * each element summed from zero in order of k (with fused multiply-adds in
+ * the SIMD kernels), then added to c. */
 typedef void (*ox__mm_tile_fn)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
                                int accumulate);
 

@@ -1,7 +1,8 @@
 /* AVX2 + FMA matmul kernels (see matmul.h): a 6 x 16 register-blocked tile
- * (12 accumulators, two B vectors, one broadcast of A at a time), and the
- * matrix-vector dot and axpy loops, which read F32, F16 (F16C) or BF16
- * weights and convert them in registers. */
+ * (12 accumulators, two B vectors, one broadcast of A at a time), the
+ * transposing packer (8 x 8 register transposes), and the matrix-vector dot
+ * and axpy loops, which read F32, F16 (F16C) or BF16 weights and convert
+ * them in registers. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -101,8 +102,8 @@ static inline __attribute__((always_inline)) __m256 load8(ox_dtype type, const v
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-/* ROWS rows of dtype TYPE at once; every row is summed in the same order
- * whatever ROWS is: two 8-lane accumulators over 16-element steps, the
+/* `rows` (1 or 4) rows of dtype `type` at once; every row is summed in the
+ * same order either way: two 8-lane accumulators over 16-element steps, the
  * tail zero-padded into one more step, then a fixed-order reduction. */
 static inline __attribute__((always_inline)) void dot_rows(const float *x, const char *w,
                                                            int64_t row_stride, ox_dtype type,

@@ -1,7 +1,8 @@
 /* AVX-512 matmul kernels (see matmul.h): a 14 x 32 register-blocked tile
- * (28 accumulators, two B vectors, one broadcast of A at a time), and the
- * matrix-vector dot and axpy loops, which read F32, F16 or BF16 weights and
- * convert them in registers. */
+ * (28 accumulators, two B vectors, one broadcast of A at a time), the
+ * transposing packer (16 x 16 register transposes), and the matrix-vector
+ * dot and axpy loops, which read F32, F16 or BF16 weights and convert them
+ * in registers. */
 #include <immintrin.h>
 
 #include "ops/matmul.h"
@@ -117,8 +118,8 @@ static inline __attribute__((always_inline)) __m512 load16_masked(ox_dtype type,
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/* ROWS rows of dtype TYPE at once; every row is summed in the same order
- * whatever ROWS is: two 16-lane accumulators over 32-element steps, the
+/* `rows` (1 or 4) rows of dtype `type` at once; every row is summed in the
+ * same order either way: two 16-lane accumulators over 32-element steps, the
  * tail masked into the same accumulators, then a fixed-order reduction. */
 static inline __attribute__((always_inline)) void dot_rows(const float *x, const char *w,
                                                            int64_t row_stride, ox_dtype type,

@@ -1,5 +1,6 @@
 /* Data movement on the CPU: get_rows, copy (with dtype conversion, so also
- * contiguous / transpose / permute of strided views) and concat. Each op
+ * contiguous / transpose / permute of strided views, and dequantization of
+ * quantized rows) and concat. Each op
  * walks dst in row-major order, piece of row by piece of row, and copies
  * from where that piece comes from: bytes when the dtypes match (exact,
  * NaN payloads and I32 included), through F32 tiles when they differ. */
@@ -106,6 +107,45 @@ static void transpose_task(void *arg, size_t task, int thread)
     }
 }
 
+/* A quantized source (get_rows table or copy src) is dequantized by whole
+ * rows, which hold whole blocks: task = a range of dst rows. */
+static void dequantize_task(void *arg, size_t task, int thread)
+{
+    const move_job *j = arg;
+    const ox__view *dst = j->dst, *src = j->src;
+    const int64_t *ne = dst->ne, block = ox_dtype_block(src->dtype);
+    int64_t begin, end, block_bytes = (int64_t)ox_dtype_size(src->dtype);
+    float buf[OX__TILE];
+    (void)thread;
+    ox__task_range(task, j->n_tasks, ne[1] * ne[2] * ne[3], &begin, &end);
+    for (int64_t r = begin; r < end; r++) {
+        int64_t idx[3] = {r % ne[1], r / ne[1] % ne[2], r / ne[1] / ne[2]};
+        int64_t at[3] = {idx[0], idx[1], idx[2]};
+        if (j->kind == MOVE_GET_ROWS) {
+            at[0] = id_at(j->ids, idx);
+            at[1] %= src->ne[2];
+            at[2] %= src->ne[3];
+        }
+        const char *sp = ox__view_at(src, 0, at[0], at[1], at[2]);
+        char *dp = ox__view_at(dst, 0, idx[0], idx[1], idx[2]);
+        for (int64_t t = 0; t < ne[0]; t += OX__TILE) { /* OX__TILE holds whole blocks */
+            int64_t m = ox__min64(ne[0] - t, OX__TILE);
+            float *d = ox__tile_out(dst, dp + t * dst->nb[0], buf);
+            (void)ox_row_to_f32(src->dtype, sp + t / block * block_bytes, d, m);
+            ox__tile_done(dst, dp + t * dst->nb[0], d, m);
+        }
+    }
+}
+
+static ox_status dequantize_run(const ox__cpu_exec *x, move_job *j)
+{
+    const int64_t *ne = j->dst->ne;
+    int64_t rows = ne[1] * ne[2] * ne[3];
+    j->n_tasks = ox__task_count(x, rows * ne[0], rows);
+    if (rows > 0) ox__cpu_run(x, j->n_tasks, dequantize_task, j);
+    return OX_OK;
+}
+
 static ox_status move_run(const ox__cpu_exec *x, move_job *j)
 {
     const int64_t *ne = j->dst->ne;
@@ -127,12 +167,14 @@ ox_status ox__cpu_get_rows(const ox__cpu_exec *x, const ox__view *dst, const ox_
                 if (id < 0 || id >= table->ne[1]) return OX_ERR_OUT_OF_RANGE;
             }
     move_job j = {.kind = MOVE_GET_ROWS, .dst = dst, .src = table, .ids = ids};
+    if (ox_dtype_is_quantized(table->dtype)) return dequantize_run(x, &j);
     return move_run(x, &j);
 }
 
 ox_status ox__cpu_copy(const ox__cpu_exec *x, const ox__view *dst, const ox__view *src)
 {
     move_job j = {.kind = MOVE_COPY, .dst = dst, .src = src};
+    if (ox_dtype_is_quantized(src->dtype)) return dequantize_run(x, &j);
     const int64_t *ne = dst->ne;
     int64_t nb0 = src->nb[0] < 0 ? -src->nb[0] : src->nb[0];
     int64_t nb1 = src->nb[1] < 0 ? -src->nb[1] : src->nb[1];

@@ -367,10 +367,19 @@ ox_status ox_matmul(ox_queue *q, const ox_tensor *dst, const ox_tensor *a, const
     ox_status s = op_begin(&op, "ox_matmul", q);
     if (s != OX_OK || (s = arg(&op, "dst", dst, false)) || (s = arg(&op, "a", a, false)) ||
         (s = arg(&op, "b", b, false)) || (s = want_dtype(&op, "dst", dst, OX_DTYPE_F32)) ||
-        (s = want_float(&op, "a", a)) || (s = want_float(&op, "b", b)))
+        (s = want_float(&op, "a", a)))
         return s;
     if (flags & ~(unsigned)(OX_MATMUL_TRANS_A | OX_MATMUL_TRANS_B))
         return ox__fail(op.ctx, OX_ERR_INVALID, "ox_matmul: unknown flags 0x%x", flags);
+    if (!ox_dtype_is_quantized(b->dtype)) {
+        if ((s = want_float(&op, "b", b))) return s;
+    } else if (!(flags & OX_MATMUL_TRANS_B) || a->dtype != OX_DTYPE_F32) {
+        return ox__fail(op.ctx, OX_ERR_INVALID,
+                        "ox_matmul: b is %s, quantized: it must be stored as N rows of K "
+                        "(OX_MATMUL_TRANS_B%s) and a must be f32 (a is %s)",
+                        ox_dtype_str(b->dtype), flags & OX_MATMUL_TRANS_B ? "" : ", not set",
+                        ox_dtype_str(a->dtype));
+    }
     int64_t M = flags & OX_MATMUL_TRANS_A ? a->ne[0] : a->ne[1];
     int64_t Ka = flags & OX_MATMUL_TRANS_A ? a->ne[1] : a->ne[0];
     int64_t Kb = flags & OX_MATMUL_TRANS_B ? b->ne[0] : b->ne[1];
@@ -401,9 +410,13 @@ ox_status ox_get_rows(ox_queue *q, const ox_tensor *dst, const ox_tensor *table,
     char sd[96], st[96], si[96];
     ox_status s = op_begin(&op, "ox_get_rows", q);
     if (s != OX_OK || (s = arg(&op, "dst", dst, false)) || (s = arg(&op, "table", table, false)) ||
-        (s = arg(&op, "ids", ids, false)) || (s = want_float(&op, "table", table)) ||
-        (s = want_dtype(&op, "ids", ids, OX_DTYPE_I32)))
+        (s = arg(&op, "ids", ids, false)) || (s = want_dtype(&op, "ids", ids, OX_DTYPE_I32)))
         return s;
+    if (ox_dtype_is_quantized(table->dtype)) { /* rows are dequantized */
+        if ((s = want_dtype(&op, "dst", dst, OX_DTYPE_F32))) return s;
+    } else if ((s = want_float(&op, "table", table))) {
+        return s;
+    }
     if (dst->dtype != OX_DTYPE_F32 && dst->dtype != table->dtype)
         return ox__fail(op.ctx, OX_ERR_INVALID, "ox_get_rows: dst is %s; it must be f32 or %s",
                         ox_dtype_str(dst->dtype), ox_dtype_str(table->dtype));
@@ -432,6 +445,14 @@ ox_status ox_copy(ox_queue *q, const ox_tensor *dst, const ox_tensor *src)
     if ((dst->dtype == OX_DTYPE_I32) != (src->dtype == OX_DTYPE_I32))
         return ox__fail(op.ctx, OX_ERR_INVALID, "ox_copy: cannot convert %s to %s",
                         ox_dtype_str(src->dtype), ox_dtype_str(dst->dtype));
+    if (ox_dtype_is_quantized(dst->dtype) || ox_dtype_is_quantized(src->dtype)) {
+        if (!is_float(dst->dtype)) /* quantized -> quantized, or a float -> quantized */
+            return ox__fail(op.ctx, OX_ERR_INVALID,
+                            "ox_copy: cannot convert %s to %s: quantized tensors are only read "
+                            "(dequantized into f32, f16 or bf16); quantize rows with "
+                            "ox_row_from_f32",
+                            ox_dtype_str(src->dtype), ox_dtype_str(dst->dtype));
+    }
     if (op.cpu) {
         ox__view vd = view(dst), vs = view(src);
         return ox__cpu_copy(&op.exec, &vd, &vs);

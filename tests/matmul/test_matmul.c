@@ -16,6 +16,7 @@
 
 #include "core/cpu_features.h"
 #include "core/threadpool.h"
+#include "openxpu/device.h"
 #include "ops/cpu_ops.h"
 #include "ops/reference.h"
 #include "ox_test.h"
@@ -170,12 +171,31 @@ static void check_case(const mm_case *c, int threads)
     free(run_case(c, threads, detected_features(), 1));
 }
 
+/* The case with each kernel set the CPU can run: the best, AVX2, portable. */
+static void check_case_kernels(const mm_case *c, int threads)
+{
+    const uint64_t avx2 = OX_FEATURE_BIT(OX_FEATURE_AVX2) | OX_FEATURE_BIT(OX_FEATURE_FMA) |
+                          OX_FEATURE_BIT(OX_FEATURE_F16C);
+    uint64_t best = detected_features();
+    free(run_case(c, threads, best, 1));
+    if ((best & avx2) == avx2 && (best & ~avx2) != 0) free(run_case(c, threads, best & avx2, 1));
+    if (best != 0) free(run_case(c, threads, 0, 1));
+}
+
 /* The case with every combination of transposes. */
 static void check_all_flags(mm_case c, int threads)
 {
     for (unsigned flags = 0; flags < 4; flags++) {
         c.flags = flags;
         check_case(&c, threads);
+    }
+}
+
+static void check_all_flags_kernels(mm_case c, int threads)
+{
+    for (unsigned flags = 0; flags < 4; flags++) {
+        c.flags = flags;
+        check_case_kernels(&c, threads);
     }
 }
 
@@ -213,16 +233,18 @@ OX_TEST(odd_sizes)
     check_all_flags((mm_case){.M = 65, .K = 129, .N = 33}, 2);
 }
 
-/* One past the micro-tile (14 x 32, 6 x 16, 4 x 16), the K slice (384,
- * 256), the A block (224, 144) sizes, and two B blocks (K x N > 2M). */
+/* One past the micro-tiles (AVX-512 14 x 32, AVX2 6 x 16, portable 4 x 16),
+ * the K slices (1024, 512, 256), the A blocks (224, 72, 64 rows), and two B
+ * blocks (K x N above 2M floats), with every kernel set the CPU has. */
 OX_TEST(block_edges)
 {
-    check_all_flags((mm_case){.M = 15, .K = 385, .N = 33}, 2);
-    check_all_flags((mm_case){.M = 7, .K = 257, .N = 17}, 2);
-    check_all_flags((mm_case){.M = 225, .K = 769, .N = 97}, 2);
-    check_all_flags((mm_case){.M = 145, .K = 100, .N = 250}, 2);
-    check_case(&(mm_case){.M = 33, .K = 2100, .N = 1000}, 2);
-    check_case(&(mm_case){.M = 33, .K = 2100, .N = 1000, .flags = OX_MATMUL_TRANS_B}, 1);
+    check_all_flags_kernels((mm_case){.M = 15, .K = 1025, .N = 33}, 2);
+    check_all_flags_kernels((mm_case){.M = 7, .K = 513, .N = 17}, 2);
+    check_all_flags_kernels((mm_case){.M = 5, .K = 257, .N = 17}, 1);
+    check_all_flags_kernels((mm_case){.M = 225, .K = 300, .N = 97}, 2);
+    check_all_flags_kernels((mm_case){.M = 73, .K = 100, .N = 250}, 2);
+    check_case_kernels(&(mm_case){.M = 33, .K = 2100, .N = 1000}, 2);
+    check_case_kernels(&(mm_case){.M = 33, .K = 2100, .N = 1000, .flags = OX_MATMUL_TRANS_B}, 1);
 }
 
 OX_TEST(crosses_blocks_300x700x513)
@@ -355,7 +377,7 @@ OX_TEST(kernels_agree)
     uint64_t options[2] = {0, best & avx2};
     const mm_case cases[] = {
         {.M = 65, .K = 129, .N = 33},
-        {.M = 150, .K = 700, .N = 260, .flags = OX_MATMUL_TRANS_A | OX_MATMUL_TRANS_B},
+        {.M = 150, .K = 1100, .N = 260, .flags = OX_MATMUL_TRANS_A | OX_MATMUL_TRANS_B},
         {.M = 100, .K = 300, .N = 200, .flags = OX_MATMUL_TRANS_B, .tb = OX_DTYPE_BF16},
         {.M = 1, .K = 1000, .N = 300, .flags = OX_MATMUL_TRANS_B, .tb = OX_DTYPE_F16},
         {.M = 1, .K = 1000, .N = 300, .tb = OX_DTYPE_BF16},

@@ -53,6 +53,7 @@ struct cli_command {
 extern const cli_command cmd_devices;
 extern const cli_command cmd_check;
 extern const cli_command cmd_bench;
+extern const cli_command cmd_inspect;
 
 /* ---- option parsing ----------------------------------------------------- */
 

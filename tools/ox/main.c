@@ -9,6 +9,7 @@ static const cli_command *const commands[] = {
     &cmd_devices,
     &cmd_check,
     &cmd_bench,
+    &cmd_inspect,
 };
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])
 

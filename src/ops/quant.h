@@ -1,0 +1,144 @@
+/* Quantized weights: the GGUF (ggml) block formats, bit-exact, and the
+ * integer dot products the CPU matmul uses with them.
+ *
+ * Layouts (little-endian; "f16" is an IEEE half; element e of a block):
+ *   Q4_0  {f16 d; u8 qs[16]}                x = (q - 8) d
+ *   Q4_1  {f16 d, m; u8 qs[16]}             x = q d + m
+ *   Q5_0  {f16 d; u8 qh[4]; u8 qs[16]}      x = (q - 16) d
+ *   Q5_1  {f16 d, m; u8 qh[4]; u8 qs[16]}   x = q d + m
+ *   Q8_0  {f16 d; i8 qs[32]}                x = q d
+ *     32-element blocks: element e < 16 is the low nibble of qs[e], e >= 16
+ *     the high nibble of qs[e - 16]; Q5's fifth bit is bit e of qh (read as
+ *     one little-endian u32).
+ *   Q4_K  {f16 d, dmin; u8 scales[12]; u8 qs[128]}       x = d sc_s q - dmin m_s
+ *   Q5_K  {f16 d, dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]}
+ *     256 elements in 8 sub-blocks s = e / 32, each with a 6-bit scale sc_s
+ *     and min m_s packed in `scales` (s < 4: low 6 bits of scales[s] and
+ *     scales[s + 4]; s >= 4: the nibbles of scales[s + 4], with the top two
+ *     bits in bits 6-7 of scales[s - 4] and scales[s]). Element
+ *     e = 64 g + 32 h + l has q in the low (h = 0) or high (h = 1) nibble of
+ *     qs[32 g + l]; Q5_K adds 16 when bit 2 g + h of qh[l] is set.
+ *   Q6_K  {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}  x = d sc_(e/16) (q - 32)
+ *     e = 128 p + 32 t + l: low 4 bits from ql[64 p + 32 (t & 1) + l] (low
+ *     nibble for t < 2, high for t >= 2), top 2 bits from bits 2t..2t+1 of
+ *     qh[32 p + l].
+ * Dequantization evaluates the formulas in float in this order (d sc first
+ * in the K types), as ggml's reference code does. */
+#ifndef OX_OPS_QUANT_H
+#define OX_OPS_QUANT_H
+
+#include <stdint.h>
+
+#include "ops/cpu_ops.h"
+
+#define OX_QK 32   /* elements per block of the 32-element types */
+#define OX_QK_K 256 /* elements per K-type super-block */
+
+typedef struct ox__block_q4_0 {
+    uint16_t d;
+    uint8_t qs[OX_QK / 2];
+} ox__block_q4_0;
+
+typedef struct ox__block_q4_1 {
+    uint16_t d, m;
+    uint8_t qs[OX_QK / 2];
+} ox__block_q4_1;
+
+typedef struct ox__block_q5_0 {
+    uint16_t d;
+    uint8_t qh[4];
+    uint8_t qs[OX_QK / 2];
+} ox__block_q5_0;
+
+typedef struct ox__block_q5_1 {
+    uint16_t d, m;
+    uint8_t qh[4];
+    uint8_t qs[OX_QK / 2];
+} ox__block_q5_1;
+
+typedef struct ox__block_q8_0 {
+    uint16_t d;
+    int8_t qs[OX_QK];
+} ox__block_q8_0;
+
+typedef struct ox__block_q4_k {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qs[OX_QK_K / 2];
+} ox__block_q4_k;
+
+typedef struct ox__block_q5_k {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qh[OX_QK_K / 8];
+    uint8_t qs[OX_QK_K / 2];
+} ox__block_q5_k;
+
+typedef struct ox__block_q6_k {
+    uint8_t ql[OX_QK_K / 2];
+    uint8_t qh[OX_QK_K / 4];
+    int8_t scales[OX_QK_K / 16];
+    uint16_t d;
+} ox__block_q6_k;
+
+_Static_assert(sizeof(ox__block_q4_0) == 18, "q4_0 block");
+_Static_assert(sizeof(ox__block_q4_1) == 20, "q4_1 block");
+_Static_assert(sizeof(ox__block_q5_0) == 22, "q5_0 block");
+_Static_assert(sizeof(ox__block_q5_1) == 24, "q5_1 block");
+_Static_assert(sizeof(ox__block_q8_0) == 34, "q8_0 block");
+_Static_assert(sizeof(ox__block_q4_k) == 144, "q4_k block");
+_Static_assert(sizeof(ox__block_q5_k) == 176, "q5_k block");
+_Static_assert(sizeof(ox__block_q6_k) == 210, "q6_k block");
+
+/* Sub-block s (0..7) scale and min of a Q4_K / Q5_K block's packed scales. */
+static inline void ox__k_scale_min(const uint8_t scales[12], int s, int *sc, int *m)
+{
+    if (s < 4) {
+        *sc = scales[s] & 63;
+        *m = scales[s + 4] & 63;
+    } else {
+        *sc = (scales[s + 4] & 0xF) | ((scales[s - 4] >> 6) << 4);
+        *m = (scales[s + 4] >> 4) | ((scales[s] >> 6) << 4);
+    }
+}
+
+/* Rows of n elements (n a multiple of the block) of a quantized dtype,
+ * scalar code; dtype and n were checked by the caller. */
+void ox__dequantize_row(ox_dtype dtype, const void *src, float *dst, int64_t n);
+void ox__quantize_row(ox_dtype dtype, const float *src, void *dst, int64_t n);
+
+/* ---- the matmul's integer dot products ------------------------------------------ */
+
+/* An activation (a row of the F32 operand) quantized to 8 bits per block
+ * of 32: x ~ d qs, with sum = sum of qs (for the formats with a min). */
+typedef struct ox__block_q8a {
+    float d;
+    int32_t sum;
+    int8_t qs[OX_QK];
+} ox__block_q8a;
+
+/* Quantize n floats (n a multiple of 32) to n / 32 activation blocks:
+ * d = max |x| / 127, qs = round(x / d). */
+void ox__quantize_q8a(const float *src, ox__block_q8a *dst, int64_t n);
+
+/* dot(weight row w of n elements of the kernel's dtype, activation a). */
+typedef float (*ox__qdot_fn)(int64_t n, const void *w, const ox__block_q8a *a);
+
+/* Scalar kernels (quant.c), the reference for the SIMD ones. */
+ox__qdot_fn ox__qdot_scalar(ox_dtype dtype);
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define OX_QUANT_HAVE_X86 1
+/* quant_avx2.c: needs AVX2, FMA and F16C. NULL for a dtype it lacks. */
+ox__qdot_fn ox__qdot_avx2(ox_dtype dtype);
+#endif
+
+/* quant_matmul.c: dst = a . bᵀ with b quantized ({K, N} rows, TRANS_B), a
+ * F32 (TRANS_A allowed), as checked by ox_matmul. */
+ox_status ox__cpu_matmul_quant(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a,
+                               const ox__view *b, unsigned flags);
+
+/* Name of the dot kernels used with these feature bits: "avx2" or "scalar". */
+const char *ox__cpu_quant_kernels(uint64_t features);
+
+#endif /* OX_OPS_QUANT_H */

@@ -1,0 +1,218 @@
+/* AVX2 dot products of quantized weight rows with 8-bit activation blocks
+ * (see quant.h), compiled with -mavx2 -mfma -mf16c and called only when the
+ * CPU has them. Each 32-element block is unpacked to 32 bytes of codes and
+ * multiplied with the activation's bytes by vpmaddubsw (unsigned x signed
+ * pairs into 16 bits; signed codes go through the sign trick) and vpmaddwd
+ * into 8 exact 32-bit sums, then scaled in float. The integer sums equal
+ * the scalar kernels'; only the order of the float additions differs. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "ops/quant.h"
+
+static inline float half(uint16_t h)
+{
+    return _cvtsh_ss(h);
+}
+
+static inline float hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline __m256i load32(const void *p)
+{
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+/* 16 bytes of nibbles as 32 codes: low nibbles first, then the high ones. */
+static inline __m256i nibbles(const uint8_t *qs)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)qs), m4 = _mm_set1_epi8(0xF);
+    __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+}
+
+/* Byte e is 0x10 where bit e of the little-endian 32 bits at qh is set. */
+static inline __m256i fifth_bits(const uint8_t *qh)
+{
+    uint32_t bits;
+    memcpy(&bits, qh, sizeof bits);
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2,
+                                            2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), spread);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+/* 8 sums of 4 products each: unsigned codes u, signed activations a. */
+static inline __m256i dot_u8(__m256i u, __m256i a)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, a), _mm256_set1_epi16(1));
+}
+
+/* The same for signed codes w (in [-128, 127]). */
+static inline __m256i dot_i8(__m256i w, __m256i a)
+{
+    return dot_u8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
+}
+
+static inline __m256 scaled(__m256i s, float scale, __m256 acc)
+{
+    return _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(s), acc);
+}
+
+static float dot_q4_0(int64_t n, const void *w, const ox__block_q8a *a)
+{
+    const ox__block_q4_0 *b = w;
+    const __m256i eight = _mm256_set1_epi8(8);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t blocks = n / OX_QK, i = 0;
+    for (; i + 2 <= blocks; i += 2, b += 2, a += 2) { /* two chains hide the FMA latency */
+        __m256i q0 = _mm256_sub_epi8(nibbles(b[0].qs), eight);
+        __m256i q1 = _mm256_sub_epi8(nibbles(b[1].qs), eight);
+        acc0 = scaled(dot_i8(q0, load32(a[0].qs)), half(b[0].d) * a[0].d, acc0);
+        acc1 = scaled(dot_i8(q1, load32(a[1].qs)), half(b[1].d) * a[1].d, acc1);
+    }
+    if (i < blocks)
+        acc0 = scaled(dot_i8(_mm256_sub_epi8(nibbles(b->qs), eight), load32(a->qs)),
+                      half(b->d) * a->d, acc0);
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+static float dot_q4_1(int64_t n, const void *w, const ox__block_q8a *a)
+{
+    const ox__block_q4_1 *b = w;
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (int64_t i = 0; i < n / OX_QK; i++, b++, a++) {
+        acc = scaled(dot_u8(nibbles(b->qs), load32(a->qs)), half(b->d) * a->d, acc);
+        mins += half(b->m) * a->d * (float)a->sum;
+    }
+    return hsum(acc) + mins;
+}
+
+static float dot_q5_0(int64_t n, const void *w, const ox__block_q8a *a)
+{
+    const ox__block_q5_0 *b = w;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / OX_QK; i++, b++, a++) {
+        __m256i q = _mm256_or_si256(nibbles(b->qs), fifth_bits(b->qh));
+        q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+        acc = scaled(dot_i8(q, load32(a->qs)), half(b->d) * a->d, acc);
+    }
+    return hsum(acc);
+}
+
+static float dot_q5_1(int64_t n, const void *w, const ox__block_q8a *a)
+{
+    const ox__block_q5_1 *b = w;
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (int64_t i = 0; i < n / OX_QK; i++, b++, a++) {
+        __m256i q = _mm256_or_si256(nibbles(b->qs), fifth_bits(b->qh));
+        acc = scaled(dot_u8(q, load32(a->qs)), half(b->d) * a->d, acc);
+        mins += half(b->m) * a->d * (float)a->sum;
+    }
+    return hsum(acc) + mins;
+}
+
+static float dot_q8_0(int64_t n, const void *w, const ox__block_q8a *a)
+{
+    const ox__block_q8_0 *b = w;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t blocks = n / OX_QK, i = 0;
+    for (; i + 2 <= blocks; i += 2, b += 2, a += 2) {
+        acc0 = scaled(dot_i8(load32(b[0].qs), load32(a[0].qs)), half(b[0].d) * a[0].d, acc0);
+        acc1 = scaled(dot_i8(load32(b[1].qs), load32(a[1].qs)), half(b[1].d) * a[1].d, acc1);
+    }
+    if (i < blocks) acc0 = scaled(dot_i8(load32(b->qs), load32(a->qs)), half(b->d) * a->d, acc0);
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+/* Q4_K / Q5_K super-blocks (qh NULL for Q4_K); returns the sum of the
+ * mins' terms, adding the rest to *acc. */
+static inline float k_block(uint16_t dh, uint16_t dminh, const uint8_t *scales, const uint8_t *qs,
+                            const uint8_t *qh, const ox__block_q8a *a, __m256 *acc)
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
+    float d = half(dh), mins = 0;
+    __m256i high = qh ? load32(qh) : _mm256_setzero_si256();
+    for (int s = 0; s < 8; s++) {
+        int sc, m;
+        ox__k_scale_min(scales, s, &sc, &m);
+        mins += (float)m * a[s].d * (float)a[s].sum;
+        __m256i q = load32(qs + 32 * (s / 2));
+        q = _mm256_and_si256(s % 2 ? _mm256_srli_epi16(q, 4) : q, m4);
+        if (qh) {
+            __m256i h = _mm256_and_si256(_mm256_srl_epi16(high, _mm_cvtsi32_si128(s)), one);
+            q = _mm256_or_si256(q, _mm256_slli_epi16(h, 4));
+        }
+        *acc = scaled(dot_u8(q, load32(a[s].qs)), d * (float)sc * a[s].d, *acc);
+    }
+    return half(dminh) * mins;
+}
+
+static float dot_q4_k(int64_t n, const void *w, const ox__block_q8a *a)
+{
+    const ox__block_q4_k *b = w;
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (int64_t i = 0; i < n / OX_QK_K; i++, b++, a += 8)
+        mins += k_block(b->d, b->dmin, b->scales, b->qs, NULL, a, &acc);
+    return hsum(acc) - mins;
+}
+
+static float dot_q5_k(int64_t n, const void *w, const ox__block_q8a *a)
+{
+    const ox__block_q5_k *b = w;
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (int64_t i = 0; i < n / OX_QK_K; i++, b++, a += 8)
+        mins += k_block(b->d, b->dmin, b->scales, b->qs, b->qh, a, &acc);
+    return hsum(acc) - mins;
+}
+
+static float dot_q6_k(int64_t n, const void *w, const ox__block_q8a *a)
+{
+    const ox__block_q6_k *b = w;
+    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / OX_QK_K; i++, b++) {
+        float d = half(b->d);
+        for (int s = 0; s < 8; s++, a++) {
+            int p = s / 4, t = s % 4;
+            __m256i lo = load32(b->ql + 64 * p + 32 * (t & 1));
+            lo = _mm256_and_si256(t < 2 ? lo : _mm256_srli_epi16(lo, 4), m4);
+            __m256i hi = _mm256_srl_epi16(load32(b->qh + 32 * p), _mm_cvtsi32_si128(2 * t));
+            hi = _mm256_slli_epi16(_mm256_and_si256(hi, m2), 4);
+            __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, hi), _mm256_set1_epi8(32));
+            __m256i av = load32(a->qs);
+            __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(av, q));
+            /* elements 0-15 (low lane) have scale 2s, 16-31 scale 2s + 1 */
+            __m256i sc = _mm256_inserti128_si256(_mm256_set1_epi16(b->scales[2 * s]),
+                                                 _mm_set1_epi16(b->scales[2 * s + 1]), 1);
+            acc = scaled(_mm256_madd_epi16(pairs, sc), d * a->d, acc);
+        }
+    }
+    return hsum(acc);
+}
+
+ox__qdot_fn ox__qdot_avx2(ox_dtype dtype)
+{
+    switch (dtype) {
+    case OX_DTYPE_Q4_0: return dot_q4_0;
+    case OX_DTYPE_Q4_1: return dot_q4_1;
+    case OX_DTYPE_Q5_0: return dot_q5_0;
+    case OX_DTYPE_Q5_1: return dot_q5_1;
+    case OX_DTYPE_Q8_0: return dot_q8_0;
+    case OX_DTYPE_Q4_K: return dot_q4_k;
+    case OX_DTYPE_Q5_K: return dot_q5_k;
+    case OX_DTYPE_Q6_K: return dot_q6_k;
+    default: return NULL;
+    }
+}

@@ -1,0 +1,185 @@
+/* Tests of 'ox inspect': run the binary that OX_BIN names on a generated
+ * GGUF file and on broken ones. */
+#include <spawn.h>
+
+#include <cjson/cJSON.h>
+
+#include "gguf_sample.h"
+#include "ox_test.h"
+
+extern char **environ;
+
+typedef struct ox_run {
+    int status;
+    char out[65536];
+    char err[8192];
+} ox_run;
+
+static void read_into(FILE *file, char *buf, size_t cap)
+{
+    rewind(file);
+    size_t n = fread(buf, 1, cap - 1, file);
+    buf[n] = '\0';
+    fclose(file);
+}
+
+/* Run "ox ARGS..." (args ends with NULL). */
+static ox_run *run_ox(const char *const *args)
+{
+    const char *bin = getenv("OX_BIN");
+    ASSERT_MSG(bin && bin[0], "OX_BIN must name the ox binary (ctest sets it)");
+    char *argv[16];
+    int argc = 0;
+    argv[argc++] = (char *)bin;
+    while (args[argc - 1]) {
+        ASSERT(argc < 15);
+        argv[argc] = (char *)args[argc - 1];
+        argc++;
+    }
+    argv[argc] = NULL;
+    FILE *out = tmpfile(), *err = tmpfile();
+    ASSERT(out && err);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fileno(out), STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, fileno(err), STDERR_FILENO);
+    pid_t pid;
+    int rc = posix_spawn(&pid, bin, &actions, NULL, argv, environ);
+    ASSERT_MSG(rc == 0, "cannot run %s: %s", bin, strerror(rc));
+    posix_spawn_file_actions_destroy(&actions);
+    int wstatus = 0;
+    ASSERT(waitpid(pid, &wstatus, 0) == pid);
+    ox_run *run = calloc(1, sizeof *run);
+    ASSERT(run != NULL);
+    run->status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+    read_into(out, run->out, sizeof run->out);
+    read_into(err, run->err, sizeof run->err);
+    return run;
+}
+
+#define RUN_OX(...) run_ox((const char *const[]){__VA_ARGS__, NULL})
+
+/* Write the sample (patched at `at` with `v` when at != 0) to a temp file. */
+static void write_sample(char *path, size_t at, uint32_t v)
+{
+    ox_context_options options = {.struct_size = sizeof options, .flags = OX_CONTEXT_NO_PLUGINS};
+    ox_context *ctx;
+    ASSERT_OK(NULL, ox_context_create(&options, &ctx));
+    unsigned char *file;
+    size_t size;
+    ASSERT_OK(ctx, sample_build(ctx, 3, 0, &file, &size));
+    if (at) memcpy(file + at, &v, 4);
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    ASSERT(write(fd, file, size) == (ssize_t)size);
+    close(fd);
+    free(file);
+    ox_context_free(ctx);
+}
+
+OX_TEST(inspect_text)
+{
+    char path[] = "/tmp/ox_test_inspect_XXXXXX";
+    write_sample(path, 0, 0);
+    ox_run *run = RUN_OX("inspect", path);
+    unlink(path);
+    ASSERT_MSG(run->status == 0, "exit %d: %s", run->status, run->err);
+    ASSERT_CONTAINS(run->out, "Architecture:      testarch");
+    ASSERT_CONTAINS(run->out, "Name:              Sample");
+    ASSERT_CONTAINS(run->out, "Context length:    2048");
+    ASSERT_CONTAINS(run->out, "Vocabulary:        5");
+    ASSERT_CONTAINS(run->out, "GGUF v3");
+    ASSERT_CONTAINS(run->out, "q4_k 1");
+    ASSERT_CONTAINS(run->out, "q2_k 1");
+    ASSERT(strstr(run->out, "blk.0.ffn_up.weight") == NULL);
+    free(run);
+}
+
+OX_TEST(inspect_tensors)
+{
+    char path[] = "/tmp/ox_test_inspect_XXXXXX";
+    write_sample(path, 0, 0);
+    ox_run *run = RUN_OX("inspect", "--tensors", path);
+    unlink(path);
+    ASSERT_MSG(run->status == 0, "exit %d: %s", run->status, run->err);
+    ASSERT_CONTAINS(run->out, "NAME");
+    ASSERT_CONTAINS(run->out, "blk.0.ffn_down.weight");
+    ASSERT_CONTAINS(run->out, "256 x 1 x 1 x 2");
+    ASSERT_CONTAINS(run->out, "q6_k");
+    free(run);
+}
+
+OX_TEST(inspect_json)
+{
+    char path[] = "/tmp/ox_test_inspect_XXXXXX";
+    write_sample(path, 0, 0);
+    ox_run *run = RUN_OX("inspect", "--json", "--tensors", path);
+    unlink(path);
+    ASSERT_MSG(run->status == 0, "exit %d: %s", run->status, run->err);
+    cJSON *root = cJSON_Parse(run->out);
+    ASSERT_MSG(root != NULL, "not JSON: %s", run->out);
+    ASSERT_STR_EQ(cJSON_GetStringValue(cJSON_GetObjectItem(root, "architecture")), "testarch");
+    ASSERT_EQ(cJSON_GetNumberValue(cJSON_GetObjectItem(root, "context_length")), 2048);
+    ASSERT_EQ(cJSON_GetNumberValue(cJSON_GetObjectItem(root, "vocab_size")), 5);
+    ASSERT_EQ(cJSON_GetNumberValue(cJSON_GetObjectItem(root, "tensor_count")), 9);
+    ASSERT(cJSON_IsNull(cJSON_GetObjectItem(root, "embedding_length")));
+    cJSON *q4k = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "tensor_types"), "q4_k");
+    ASSERT_EQ(cJSON_GetNumberValue(cJSON_GetObjectItem(q4k, "bytes")), 144);
+    cJSON *tensors = cJSON_GetObjectItem(root, "tensors");
+    ASSERT_EQ(cJSON_GetArraySize(tensors), 9);
+    cJSON *first = cJSON_GetArrayItem(tensors, 0);
+    ASSERT_STR_EQ(cJSON_GetStringValue(cJSON_GetObjectItem(first, "name")), "token_embd.weight");
+    ASSERT_STR_EQ(cJSON_GetStringValue(cJSON_GetObjectItem(first, "type")), "f32");
+    ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(first, "shape")), 2);
+    cJSON_Delete(root);
+    free(run);
+}
+
+OX_TEST(inspect_broken_files)
+{
+    char path[] = "/tmp/ox_test_inspect_XXXXXX";
+    write_sample(path, 4, 1); /* version 1 */
+    ox_run *run = RUN_OX("inspect", path);
+    unlink(path);
+    ASSERT_EQ(run->status, 1);
+    ASSERT_CONTAINS(run->err, "ox inspect: gguf: ");
+    ASSERT_CONTAINS(run->err, "version 1 is not supported");
+    ASSERT_CONTAINS(run->err, "at byte 4");
+    free(run);
+
+    char empty[] = "/tmp/ox_test_inspect_XXXXXX";
+    int fd = mkstemp(empty);
+    ASSERT(fd >= 0);
+    close(fd);
+    run = RUN_OX("inspect", empty);
+    unlink(empty);
+    ASSERT_EQ(run->status, 1);
+    ASSERT_CONTAINS(run->err, "empty file");
+    ASSERT_CONTAINS(run->err, "byte 0");
+    free(run);
+
+    run = RUN_OX("inspect", "/tmp");
+    ASSERT_EQ(run->status, 1);
+    ASSERT_CONTAINS(run->err, "is a directory");
+    free(run);
+}
+
+OX_TEST(inspect_usage)
+{
+    ox_run *run = RUN_OX("inspect");
+    ASSERT_EQ(run->status, 2);
+    ASSERT_CONTAINS(run->err, "no FILE given");
+    free(run);
+    run = RUN_OX("inspect", "a.gguf", "b.gguf");
+    ASSERT_EQ(run->status, 2);
+    free(run);
+    run = RUN_OX("inspect", "--bogus", "a.gguf");
+    ASSERT_EQ(run->status, 2);
+    free(run);
+    run = RUN_OX("inspect", "--help");
+    ASSERT_EQ(run->status, 0);
+    ASSERT_CONTAINS(run->out, "--tensors");
+    free(run);
+}
+
+OX_TEST_MAIN(inspect_text, inspect_tensors, inspect_json, inspect_broken_files, inspect_usage)

@@ -1,0 +1,551 @@
+/* Quantized dtypes (src/ops/quant*.c): bit-exact dequantization of GGUF
+ * blocks built by hand here, quantize -> dequantize round trips within each
+ * format's error, the CPU matmul with quantized weights against the
+ * double-precision reference on the dequantized weights, and the public
+ * API's refusals. OX_TEST_VERBOSE=1 prints every measured NMSE. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openxpu/openxpu.h>
+#include <openxpu/ops.h>
+
+#include "core/cpu_features.h"
+#include "core/threadpool.h"
+#include "ops/cpu_ops.h"
+#include "ops/quant.h"
+#include "ops/reference.h"
+#include "ox_test.h"
+
+static const ox_dtype quant_types[] = {OX_DTYPE_Q4_0, OX_DTYPE_Q4_1, OX_DTYPE_Q5_0,
+                                       OX_DTYPE_Q5_1, OX_DTYPE_Q8_0, OX_DTYPE_Q4_K,
+                                       OX_DTYPE_Q5_K, OX_DTYPE_Q6_K};
+#define QUANT_TYPE_COUNT (sizeof quant_types / sizeof quant_types[0])
+
+static uint64_t rng = 0x243F6A8885A308D3ull;
+
+static uint64_t next_u64(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static int rand_int(int lo, int hi) /* inclusive */
+{
+    return lo + (int)(next_u64() % (uint64_t)(hi - lo + 1));
+}
+
+/* Standard normal (Box-Muller). */
+static float rand_normal(void)
+{
+    double u1 = ((double)(next_u64() >> 11) + 1) * 0x1p-53, u2 = (double)(next_u64() >> 11) * 0x1p-53;
+    return (float)(sqrt(-2 * log(u1)) * cos(2 * 3.14159265358979323846 * u2));
+}
+
+static int verbose(void)
+{
+    return getenv("OX_TEST_VERBOSE") != NULL;
+}
+
+static double nmse_f(const float *x, const float *ref, int64_t n)
+{
+    double err = 0, sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        err += ((double)x[i] - ref[i]) * ((double)x[i] - ref[i]);
+        sum += (double)ref[i] * ref[i];
+    }
+    return sum > 0 ? err / sum : err;
+}
+
+/* ---- (1) hand-built blocks --------------------------------------------------------
+ * Each test picks codes, scales and mins at random, packs them into the
+ * bytes following the published layout (written out here independently of
+ * src/ops/quant.c), and compares the library's dequantization with the
+ * format's formula, evaluated in float in ggml's order, exactly. */
+
+static void put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void set_bit(uint8_t *bytes, int bit, int value)
+{
+    if (value) bytes[bit / 8] |= (uint8_t)(1u << (bit % 8));
+}
+
+static void expect_exact(ox_dtype dtype, const uint8_t *block, const float *want, int n)
+{
+    float got[256];
+    ASSERT_EQ(ox_row_to_f32(dtype, block, got, n), OX_OK);
+    for (int e = 0; e < n; e++)
+        ASSERT_MSG(memcmp(&got[e], &want[e], sizeof(float)) == 0, "%s element %d: %.9g, want %.9g",
+                   ox_dtype_str(dtype), e, got[e], want[e]);
+}
+
+/* Q4_0, Q4_1, Q5_0, Q5_1: {d, [m], [qh u32], qs[16]}; element e < 16 in
+ * the low nibble of qs[e], e >= 16 in the high nibble of qs[e - 16]; bit 4
+ * of element e is bit e of qh. */
+static void check_32_block(ox_dtype dtype, int bits, int has_min)
+{
+    for (int rep = 0; rep < 20; rep++) {
+        uint8_t block[24] = {0};
+        int q[32], off = 0;
+        uint16_t dh = (uint16_t)rand_int(0x1000, 0x3bff) | (rep % 2 ? 0x8000 : 0), mh = 0;
+        put_u16(block, dh);
+        off = 2;
+        if (has_min) {
+            mh = (uint16_t)rand_int(0x1000, 0x3bff) | (rep % 3 ? 0x8000 : 0);
+            put_u16(block + 2, mh);
+            off = 4;
+        }
+        uint8_t *qh = block + off, *qs = block + off + (bits == 5 ? 4 : 0);
+        for (int e = 0; e < 32; e++) {
+            q[e] = rand_int(0, (1 << bits) - 1);
+            qs[e % 16] |= (uint8_t)((q[e] & 0xF) << (e < 16 ? 0 : 4));
+            if (bits == 5) set_bit(qh, e, q[e] >> 4);
+        }
+        float d = ox_f16_to_f32(dh), m = ox_f16_to_f32(mh), want[32];
+        for (int e = 0; e < 32; e++)
+            want[e] = has_min ? (float)q[e] * d + m : (float)(q[e] - (1 << (bits - 1))) * d;
+        expect_exact(dtype, block, want, 32);
+    }
+}
+
+OX_TEST(exact_q4_0_q4_1_q5_0_q5_1)
+{
+    check_32_block(OX_DTYPE_Q4_0, 4, 0);
+    check_32_block(OX_DTYPE_Q4_1, 4, 1);
+    check_32_block(OX_DTYPE_Q5_0, 5, 0);
+    check_32_block(OX_DTYPE_Q5_1, 5, 1);
+}
+
+OX_TEST(exact_q8_0)
+{
+    for (int rep = 0; rep < 20; rep++) {
+        uint8_t block[34];
+        uint16_t dh = (uint16_t)rand_int(0x0400, 0x3bff);
+        put_u16(block, dh);
+        float want[32];
+        for (int e = 0; e < 32; e++) {
+            int8_t v = (int8_t)rand_int(-128, 127);
+            memcpy(&block[2 + e], &v, 1);
+            want[e] = (float)v * ox_f16_to_f32(dh);
+        }
+        expect_exact(OX_DTYPE_Q8_0, block, want, 32);
+    }
+}
+
+/* Q4_K / Q5_K: {d, dmin, scales[12], [qh[32]], qs[128]}. The 6-bit scale
+ * and min of sub-block s: s < 4 in the low 6 bits of scales[s] and
+ * scales[4 + s]; s >= 4 in the low / high nibble of scales[8 + s - 4] with
+ * the top 2 bits in bits 6-7 of scales[s - 4] / scales[s]. Element
+ * 64 g + 32 h + l: nibble h of qs[32 g + l]; bit 4 is bit 2 g + h of qh[l].
+ * Value: (d * sc) * q - (dmin * m). */
+static void check_k_block(ox_dtype dtype, int bits)
+{
+    for (int rep = 0; rep < 20; rep++) {
+        uint8_t block[176] = {0};
+        int sc[8], mn[8], q[256];
+        uint16_t dh = (uint16_t)rand_int(0x0400, 0x2fff), dminh = (uint16_t)rand_int(0x0400, 0x2fff);
+        put_u16(block, dh);
+        put_u16(block + 2, dminh);
+        uint8_t *scales = block + 4, *qh = block + 16, *qs = block + (bits == 5 ? 48 : 16);
+        for (int s = 0; s < 8; s++) {
+            sc[s] = rand_int(0, 63);
+            mn[s] = rand_int(0, 63);
+            if (s < 4) {
+                scales[s] |= (uint8_t)sc[s];
+                scales[4 + s] |= (uint8_t)mn[s];
+            } else {
+                scales[8 + s - 4] = (uint8_t)((sc[s] & 0xF) | (mn[s] & 0xF) << 4);
+                scales[s - 4] |= (uint8_t)((sc[s] >> 4) << 6);
+                scales[s] |= (uint8_t)((mn[s] >> 4) << 6);
+            }
+        }
+        for (int e = 0; e < 256; e++) {
+            int g = e / 64, h = e % 64 / 32, l = e % 32;
+            q[e] = rand_int(0, (1 << bits) - 1);
+            qs[32 * g + l] |= (uint8_t)((q[e] & 0xF) << (4 * h));
+            if (bits == 5) set_bit(&qh[l], 2 * g + h, q[e] >> 4);
+        }
+        float want[256], d = ox_f16_to_f32(dh), dmin = ox_f16_to_f32(dminh);
+        for (int e = 0; e < 256; e++) {
+            float ds = d * (float)sc[e / 32], dm = dmin * (float)mn[e / 32];
+            want[e] = ds * (float)q[e] - dm;
+        }
+        expect_exact(dtype, block, want, 256);
+    }
+}
+
+OX_TEST(exact_q4_k_q5_k)
+{
+    check_k_block(OX_DTYPE_Q4_K, 4);
+    check_k_block(OX_DTYPE_Q5_K, 5);
+}
+
+/* Q6_K: {ql[128], qh[64], i8 scales[16], d}. Element 128 p + 32 t + l: low
+ * 4 bits in ql[64 p + 32 (t % 2) + l] (low nibble for t < 2, high for
+ * t >= 2), top 2 bits in bits 2t, 2t+1 of qh[32 p + l]; scale e / 16.
+ * Value: (d * sc) * (q - 32). */
+OX_TEST(exact_q6_k)
+{
+    for (int rep = 0; rep < 20; rep++) {
+        uint8_t block[210] = {0};
+        int q[256], sc[16];
+        uint8_t *ql = block, *qh = block + 128, *scales = block + 192;
+        uint16_t dh = (uint16_t)rand_int(0x0400, 0x2fff) | (rep % 2 ? 0x8000 : 0);
+        put_u16(block + 208, dh);
+        for (int s = 0; s < 16; s++) {
+            int8_t v = (int8_t)rand_int(-128, 127);
+            sc[s] = v;
+            memcpy(&scales[s], &v, 1);
+        }
+        for (int e = 0; e < 256; e++) {
+            int p = e / 128, t = e % 128 / 32, l = e % 32;
+            q[e] = rand_int(0, 63);
+            ql[64 * p + 32 * (t % 2) + l] |= (uint8_t)((q[e] & 0xF) << (t < 2 ? 0 : 4));
+            qh[32 * p + l] |= (uint8_t)((q[e] >> 4) << (2 * t));
+        }
+        float want[256], d = ox_f16_to_f32(dh);
+        for (int e = 0; e < 256; e++) want[e] = d * (float)sc[e / 16] * (float)(q[e] - 32);
+        expect_exact(OX_DTYPE_Q6_K, block, want, 256);
+    }
+}
+
+/* ---- (2) round trips -----------------------------------------------------------------
+ * Standard normal data. A uniform quantizer with step s errs by s^2 / 12 on
+ * average; with the step set by the block's extremes (max |x| of 32
+ * normals is about 2.1, a range about 4.1; 16 normals: 1.8), plus the
+ * rounding of the scales to f16 / 6 / 8 bits:
+ *   type  step           predicted  measured  bound
+ *   Q8_0  2.1/127        2.3e-5     2.9e-5    1e-4
+ *   Q4_0  2.1/8          5.7e-3     7.4e-3    1e-2  (7 steps above zero, 8 below)
+ *   Q4_1  4.1/15         6.2e-3     6.1e-3    1e-2
+ *   Q4_K  as Q4_1, 6-bit sub-block scales, searched  5.2e-3  8e-3
+ *   Q5_0  2.1/16         1.4e-3     1.9e-3    3e-3
+ *   Q5_1  4.1/31         1.5e-3     1.4e-3    3e-3
+ *   Q5_K  as Q5_1                   1.2e-3    3e-3
+ *   Q6_K  1.8/32         2.6e-4     3.2e-4    5e-4  (16-element sub-blocks)
+ * The data are fixed (seeded), so the margins only cover compilers. */
+static double round_trip_bound(ox_dtype t)
+{
+    switch (t) {
+    case OX_DTYPE_Q8_0: return 1e-4;
+    case OX_DTYPE_Q4_0:
+    case OX_DTYPE_Q4_1: return 1e-2;
+    case OX_DTYPE_Q4_K: return 8e-3;
+    case OX_DTYPE_Q6_K: return 5e-4;
+    default: return 3e-3;
+    }
+}
+
+OX_TEST(round_trips)
+{
+    enum { N = 256 * 64 };
+    float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y);
+    uint8_t *q = malloc(N * 2);
+    ASSERT(x && y && q);
+    for (int i = 0; i < N; i++) x[i] = rand_normal();
+    for (int i = 0; i < 256; i++) x[i] = 0; /* an all-zero block of every size */
+    for (size_t t = 0; t < QUANT_TYPE_COUNT; t++) {
+        ox_dtype dt = quant_types[t];
+        ASSERT_EQ(ox_row_from_f32(dt, x, q, N), OX_OK);
+        ASSERT_EQ(ox_row_to_f32(dt, q, y, N), OX_OK);
+        for (int i = 0; i < 256; i++) ASSERT_MSG(y[i] == 0, "%s: zero block gives %g", ox_dtype_str(dt), y[i]);
+        double e = nmse_f(y, x, N);
+        if (verbose()) printf("  %s round trip nmse %.3g (bound %.3g)\n", ox_dtype_str(dt), e, round_trip_bound(dt));
+        ASSERT_MSG(e <= round_trip_bound(dt), "%s: nmse %.3g > %.3g", ox_dtype_str(dt), e,
+                   round_trip_bound(dt));
+    }
+    /* scaled data (tiny and large magnitudes) keeps its relative error */
+    for (int i = 0; i < N; i++) x[i] *= (i / 256) % 2 ? 1e-3f : 300.0f;
+    for (size_t t = 0; t < QUANT_TYPE_COUNT; t++) {
+        ox_dtype dt = quant_types[t];
+        ASSERT_EQ(ox_row_from_f32(dt, x, q, N), OX_OK);
+        ASSERT_EQ(ox_row_to_f32(dt, q, y, N), OX_OK);
+        double e = nmse_f(y, x, N);
+        ASSERT_MSG(e <= round_trip_bound(dt), "%s scaled: nmse %.3g", ox_dtype_str(dt), e);
+    }
+    free(x);
+    free(y);
+    free(q);
+}
+
+OX_TEST(row_api_refusals)
+{
+    float f[64] = {0};
+    uint8_t b[256] = {0};
+    ASSERT_EQ(ox_row_to_f32(OX_DTYPE_Q4_0, b, f, 48), OX_ERR_INVALID);  /* partial block */
+    ASSERT_EQ(ox_row_from_f32(OX_DTYPE_Q6_K, f, b, 64), OX_ERR_INVALID); /* partial block */
+    ASSERT_EQ(ox_row_to_f32(OX_DTYPE_I32, b, f, 4), OX_ERR_INVALID);
+    ASSERT_EQ(ox_row_to_f32((ox_dtype)99, b, f, 4), OX_ERR_INVALID);
+    ASSERT_EQ(ox_row_to_f32(OX_DTYPE_Q8_0, NULL, f, 32), OX_ERR_INVALID);
+    ASSERT_EQ(ox_row_from_f32(OX_DTYPE_F16, f, b, 7), OX_OK);
+    ASSERT_EQ(ox_row_to_f32(OX_DTYPE_F16, b, f, 7), OX_OK);
+}
+
+/* ---- (3) the quantized matmul ----------------------------------------------------------
+ * Against the reference product with the dequantized weights, only the
+ * activations' 8-bit rounding counts: per element an error of step^2 / 12
+ * with step = max |a| / 127 over 32 normals, an NMSE about 2.5e-5 on dst
+ * on average (measured 1.6e-5 .. 4.8e-5 over the larger cases). A case
+ * with few outputs is a small sample of that (7 outputs measured up to
+ * 1.8e-4), so the bound is 5e-4: an error in a block's scale, offset or
+ * bit order gives 1e-2 or more. */
+#define MATMUL_BOUND 5e-4
+
+typedef struct qcase {
+    ox_dtype type;
+    int64_t M, K, N, B2; /* b batches; a has one that repeats */
+    unsigned flags;      /* TRANS_B always; TRANS_A optional */
+} qcase;
+
+typedef struct qresult {
+    float *out;      /* dst, M x N x B2 */
+    double nmse;     /* against the reference */
+} qresult;
+
+static qresult run_qcase(const qcase *c, int threads, uint64_t features)
+{
+    int64_t M = c->M, K = c->K, N = c->N, B2 = c->B2 ? c->B2 : 1;
+    int ta = (c->flags & OX_MATMUL_TRANS_A) != 0;
+    size_t row_bytes = ox_dtype_row_size(c->type, K);
+    uint64_t saved = rng;
+    rng = 0x9E3779B97F4A7C15ull ^ (uint64_t)(M * 131 + K * 7 + N + (int64_t)c->type * 1000003);
+    float *a = malloc((size_t)(M * K) * sizeof *a), *wrow = malloc((size_t)K * sizeof *wrow);
+    char *b = malloc(row_bytes * (size_t)(N * B2));
+    float *d = malloc((size_t)(M * N * B2) * sizeof *d);
+    ox_ref_tensor ra = {.data = malloc((size_t)(M * K) * sizeof(double)),
+                        .ne = {ta ? M : K, ta ? K : M, 1, 1}};
+    ox_ref_tensor rb = {.data = malloc((size_t)(K * N * B2) * sizeof(double)), .ne = {K, N, B2, 1}};
+    ox_ref_tensor rd = {.data = malloc((size_t)(M * N * B2) * sizeof(double)), .ne = {N, M, B2, 1}};
+    ASSERT(a && wrow && b && d && ra.data && rb.data && rd.data);
+    for (int64_t i = 0; i < M * K; i++) {
+        a[i] = rand_normal();
+        ra.data[i] = a[i];
+    }
+    for (int64_t r = 0; r < N * B2; r++) {
+        for (int64_t k = 0; k < K; k++) wrow[k] = rand_normal();
+        ASSERT_EQ(ox_row_from_f32(c->type, wrow, b + (size_t)r * row_bytes, K), OX_OK);
+        ASSERT_EQ(ox_row_to_f32(c->type, b + (size_t)r * row_bytes, wrow, K), OX_OK);
+        for (int64_t k = 0; k < K; k++) rb.data[r * K + k] = wrow[k];
+    }
+    ox__view va = {.data = (char *)a, .dtype = OX_DTYPE_F32, .ne = {ra.ne[0], ra.ne[1], 1, 1}};
+    va.nb[0] = 4;
+    va.nb[1] = 4 * ra.ne[0];
+    va.nb[2] = va.nb[3] = va.nb[1] * ra.ne[1];
+    ox__view vb = {.data = b, .dtype = c->type, .ne = {K, N, B2, 1}};
+    vb.nb[0] = (int64_t)ox_dtype_size(c->type);
+    vb.nb[1] = (int64_t)row_bytes;
+    vb.nb[2] = vb.nb[3] = vb.nb[1] * N;
+    vb.nb[3] *= B2;
+    ox__view vd = {.data = (char *)d, .dtype = OX_DTYPE_F32, .ne = {N, M, B2, 1}};
+    vd.nb[0] = 4;
+    vd.nb[1] = 4 * N;
+    vd.nb[2] = vd.nb[1] * M;
+    vd.nb[3] = vd.nb[2] * B2;
+
+    ox__pool *pool = NULL;
+    ASSERT_EQ(ox__pool_create(threads, &pool), OX_OK);
+    ox__cpu_exec x = {.pool = pool, .features = features};
+    ASSERT_EQ(ox__cpu_matmul(&x, &vd, &va, &vb, c->flags | OX_MATMUL_TRANS_B), OX_OK);
+    ox__pool_free(pool);
+
+    ox_ref_matmul(&rd, &ra, &rb, c->flags | OX_MATMUL_TRANS_B);
+    double *got = malloc((size_t)(M * N * B2) * sizeof *got);
+    ASSERT(got);
+    for (int64_t i = 0; i < M * N * B2; i++) got[i] = d[i];
+    qresult res = {.out = d, .nmse = ox_ref_nmse(got, rd.data, M * N * B2)};
+    if (verbose())
+        printf("  %s M %lld K %lld N %lld B2 %lld flags %u threads %d features %#llx: nmse %.3g\n",
+               ox_dtype_str(c->type), (long long)M, (long long)K, (long long)N, (long long)B2,
+               c->flags, threads, (unsigned long long)features, res.nmse);
+    free(got);
+    free(a);
+    free(wrow);
+    free(b);
+    free(ra.data);
+    free(rb.data);
+    free(rd.data);
+    rng = saved;
+    return res;
+}
+
+static void check_qcase(const qcase *c)
+{
+    uint64_t best = ox__cpu_detect()->features;
+    qresult one = run_qcase(c, 1, best), two = run_qcase(c, 2, best);
+    size_t bytes = (size_t)(c->M * c->N * (c->B2 ? c->B2 : 1)) * sizeof(float);
+    ASSERT_MSG(one.nmse <= MATMUL_BOUND, "%s M %lld K %lld N %lld: nmse %.3g > %.3g",
+               ox_dtype_str(c->type), (long long)c->M, (long long)c->K, (long long)c->N, one.nmse,
+               MATMUL_BOUND);
+    ASSERT_MSG(memcmp(one.out, two.out, bytes) == 0, "%s M %lld K %lld N %lld: 1 and 2 threads differ",
+               ox_dtype_str(c->type), (long long)c->M, (long long)c->K, (long long)c->N);
+    /* the scalar kernels: the same integer sums, float sums in another
+     * order, so equal to float rounding (NMSE far below 1e-10) */
+    qresult scalar = run_qcase(c, 2, 0);
+    int64_t n = c->M * c->N * (c->B2 ? c->B2 : 1);
+    double *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
+    ASSERT(x && y);
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = scalar.out[i];
+        y[i] = one.out[i];
+    }
+    double e = ox_ref_nmse(x, y, n);
+    ASSERT_MSG(e <= 1e-10, "%s: scalar and %s kernels differ, nmse %.3g", ox_dtype_str(c->type),
+               ox__cpu_quant_kernels(best), e);
+    free(x);
+    free(y);
+    free(one.out);
+    free(two.out);
+    free(scalar.out);
+}
+
+OX_TEST(matmul_matches_dequantized)
+{
+    for (size_t t = 0; t < QUANT_TYPE_COUNT; t++) {
+        ox_dtype dt = quant_types[t];
+        check_qcase(&(qcase){.type = dt, .M = 1, .K = 256, .N = 7});
+        check_qcase(&(qcase){.type = dt, .M = 1, .K = 4096, .N = 129});
+        check_qcase(&(qcase){.type = dt, .M = 3, .K = 1024, .N = 65});
+        check_qcase(&(qcase){.type = dt, .M = 5, .K = 512, .N = 33, .flags = OX_MATMUL_TRANS_A});
+        check_qcase(&(qcase){.type = dt, .M = 2, .K = 768, .N = 17, .B2 = 3});
+    }
+    /* the 32-element types with K of one block */
+    check_qcase(&(qcase){.type = OX_DTYPE_Q4_0, .M = 4, .K = 32, .N = 5});
+    check_qcase(&(qcase){.type = OX_DTYPE_Q8_0, .M = 1, .K = 96, .N = 3});
+}
+
+/* ---- (4) the public API ------------------------------------------------------------------ */
+
+typedef struct fixture {
+    ox_context *ctx;
+    ox_device *cpu;
+    ox_queue *q;
+} fixture;
+
+static fixture setup(void)
+{
+    fixture f;
+    int n;
+    ox_context_options o = {.struct_size = sizeof o, .flags = OX_CONTEXT_NO_PLUGINS,
+                            .log_level = OX_LOG_OFF};
+    ASSERT_OK(NULL, ox_context_create(&o, &f.ctx));
+    ASSERT_OK(f.ctx, ox_device_select(f.ctx, "cpu", &f.cpu, 1, &n));
+    ASSERT_OK(f.ctx, ox_queue_create(f.cpu, &f.q));
+    return f;
+}
+
+/* A quantized K x N weight from normal data; its dequantized values in deq. */
+static ox_tensor quant_weight(fixture *f, ox_dtype dt, int64_t K, int64_t N, float *deq)
+{
+    ox_tensor w;
+    size_t bytes = ox_dtype_row_size(dt, K) * (size_t)N;
+    float *rows = malloc((size_t)(K * N) * sizeof *rows);
+    uint8_t *q = malloc(bytes);
+    ASSERT(rows && q);
+    for (int64_t i = 0; i < K * N; i++) rows[i] = rand_normal();
+    ASSERT_EQ(ox_row_from_f32(dt, rows, q, K * N), OX_OK);
+    ASSERT_EQ(ox_row_to_f32(dt, q, deq, K * N), OX_OK);
+    ASSERT_OK(f->ctx, ox_tensor_alloc(f->cpu, dt, K, N, 1, 1, &w));
+    ASSERT_OK(f->ctx, ox_tensor_write(&w, q, bytes));
+    free(rows);
+    free(q);
+    return w;
+}
+
+OX_TEST(api_matmul_get_rows_copy)
+{
+    fixture f = setup();
+    enum { K = 512, N = 9, M = 2 };
+    float deq[K * N], a_host[M * K], out[M * N];
+    ox_tensor w = quant_weight(&f, OX_DTYPE_Q4_K, K, N, deq), a, dst;
+    for (int i = 0; i < M * K; i++) a_host[i] = rand_normal();
+    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, K, M, 1, 1, &a));
+    ASSERT_OK(f.ctx, ox_tensor_write(&a, a_host, sizeof a_host));
+    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, N, M, 1, 1, &dst));
+    ASSERT_OK(f.ctx, ox_matmul(f.q, &dst, &a, &w, OX_MATMUL_TRANS_B));
+    ASSERT_OK(f.ctx, ox_tensor_read(&dst, out, sizeof out));
+    double got[M * N], want[M * N];
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = 0;
+            for (int k = 0; k < K; k++) s += (double)a_host[m * K + k] * deq[n * K + k];
+            want[m * N + n] = s;
+            got[m * N + n] = out[m * N + n];
+        }
+    ASSERT(ox_ref_nmse(got, want, M * N) <= MATMUL_BOUND);
+
+    /* get_rows: rows 8, 0, 3 dequantized, bit-exact */
+    int32_t ids_host[3] = {8, 0, 3};
+    float rows[3 * K];
+    ox_tensor ids, got_rows;
+    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_I32, 3, 1, 1, 1, &ids));
+    ASSERT_OK(f.ctx, ox_tensor_write(&ids, ids_host, sizeof ids_host));
+    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, K, 3, 1, 1, &got_rows));
+    ASSERT_OK(f.ctx, ox_get_rows(f.q, &got_rows, &w, &ids));
+    ASSERT_OK(f.ctx, ox_tensor_read(&got_rows, rows, sizeof rows));
+    for (int r = 0; r < 3; r++)
+        ASSERT(memcmp(rows + r * K, deq + ids_host[r] * K, K * sizeof(float)) == 0);
+
+    /* copy: the whole weight into f16, and a transposed f32 view */
+    ox_tensor h, t;
+    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F16, K, N, 1, 1, &h));
+    ASSERT_OK(f.ctx, ox_copy(f.q, &h, &w));
+    uint16_t hv[K * N];
+    ASSERT_OK(f.ctx, ox_tensor_read(&h, hv, sizeof hv));
+    for (int i = 0; i < K * N; i++) ASSERT(hv[i] == ox_f32_to_f16(deq[i]));
+    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, N, K, 1, 1, &t));
+    ox_tensor tv = ox_tensor_transpose(&t); /* ne {K, N} over {N, K} storage */
+    ASSERT_OK(f.ctx, ox_copy(f.q, &tv, &w));
+    static float tf[K * N];
+    ASSERT_OK(f.ctx, ox_tensor_read(&t, tf, sizeof tf));
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) ASSERT(tf[k * N + n] == deq[n * K + k]);
+    ox_context_free(f.ctx);
+}
+
+OX_TEST(api_refusals)
+{
+    fixture f = setup();
+    static float deq[256 * 4];
+    ox_tensor w = quant_weight(&f, OX_DTYPE_Q4_0, 256, 4, deq), a, a16, dst, dst_t;
+    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, 256, 1, 1, 1, &a));
+    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F16, 256, 1, 1, 1, &a16));
+    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, 4, 1, 1, 1, &dst));
+    /* without TRANS_B the weight would be K = 4 rows of N = 256 */
+    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, 256, 4, 1, 1, &dst_t));
+    ASSERT_EQ(ox_matmul(f.q, &dst_t, &a, &w, 0), OX_ERR_INVALID);
+    ASSERT_CONTAINS(ox_errmsg(f.ctx), "q4_0");
+    ASSERT_CONTAINS(ox_errmsg(f.ctx), "OX_MATMUL_TRANS_B");
+    ASSERT_EQ(ox_matmul(f.q, &dst, &a16, &w, OX_MATMUL_TRANS_B), OX_ERR_INVALID);
+    ASSERT_CONTAINS(ox_errmsg(f.ctx), "a must be f32");
+    /* a view of 48 elements a row: not whole blocks of 32 */
+    ox_tensor part = w;
+    part.ne[0] = 48;
+    ASSERT_EQ(ox_matmul(f.q, &dst, &a, &part, OX_MATMUL_TRANS_B), OX_ERR_INVALID);
+    ASSERT_CONTAINS(ox_errmsg(f.ctx), "whole blocks");
+    /* K of a does not match */
+    ox_tensor a_short;
+    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, 224, 1, 1, 1, &a_short));
+    ASSERT_EQ(ox_matmul(f.q, &dst, &a_short, &w, OX_MATMUL_TRANS_B), OX_ERR_INVALID);
+    ASSERT_CONTAINS(ox_errmsg(f.ctx), "shapes do not fit");
+    /* copy into a quantized tensor, and get_rows into one, are refused */
+    ox_tensor wf, ids;
+    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, 256, 4, 1, 1, &wf));
+    ASSERT_EQ(ox_copy(f.q, &w, &wf), OX_ERR_INVALID);
+    ASSERT_CONTAINS(ox_errmsg(f.ctx), "ox_row_from_f32");
+    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_I32, 1, 1, 1, 1, &ids));
+    ox_tensor one_row = w;
+    one_row.ne[1] = 1;
+    ASSERT_EQ(ox_get_rows(f.q, &one_row, &w, &ids), OX_ERR_INVALID);
+    ASSERT_CONTAINS(ox_errmsg(f.ctx), "f32");
+    ox_context_free(f.ctx);
+}
+
+OX_TEST_MAIN(exact_q4_0_q4_1_q5_0_q5_1, exact_q8_0, exact_q4_k_q5_k, exact_q6_k, round_trips,
+             row_api_refusals, matmul_matches_dequantized, api_matmul_get_rows_copy, api_refusals)
