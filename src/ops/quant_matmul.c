@@ -8,7 +8,7 @@
  * Every row of a is first quantized to 8-bit blocks of 32 with an F32
  * scale (like ggml's q8 activations); then each output is one integer dot
  * product per block of the weight row, scaled in float (quant.c scalar,
- * quant_avx2.c SIMD, chosen from the CPU's features). The weight rows are
+ * quant_avx2.c or quant_neon.c SIMD, chosen from the CPU's features). The weight rows are
  * shared out over the threads in big contiguous chunks; each output is
  * computed by one call in a fixed order, so the bits do not depend on the
  * number of threads.
@@ -34,14 +34,25 @@ static bool have_avx2(uint64_t features)
     return (features & avx2) == avx2;
 }
 
+#ifdef __aarch64__
+/* quant_neon.c: NULL for a dtype it lacks; dotprod needs OX_FEATURE_ARM_DOTPROD. */
+ox__qdot_fn ox__qdot_neon(ox_dtype dtype, bool dotprod);
+#define HAVE_NEON(features) ((features) & OX_FEATURE_BIT(OX_FEATURE_NEON))
+#define HAVE_DOTPROD(features) ((features) & OX_FEATURE_BIT(OX_FEATURE_ARM_DOTPROD))
+#endif
+
 static ox__qdot_fn choose_dot(ox_dtype dtype, uint64_t features)
 {
 #ifdef OX_QUANT_HAVE_X86
     if (have_avx2(features) && ox__qdot_avx2(dtype)) return ox__qdot_avx2(dtype);
 #else
     (void)have_avx2;
-    (void)features;
 #endif
+#ifdef __aarch64__
+    if (HAVE_NEON(features) && ox__qdot_neon(dtype, HAVE_DOTPROD(features)))
+        return ox__qdot_neon(dtype, HAVE_DOTPROD(features));
+#endif
+    (void)features;
     return ox__qdot_scalar(dtype);
 }
 
@@ -51,8 +62,11 @@ const char *ox__cpu_quant_kernels(uint64_t features)
     if (have_avx2(features)) return "avx2";
 #else
     (void)have_avx2;
-    (void)features;
 #endif
+#ifdef __aarch64__
+    if (HAVE_NEON(features)) return HAVE_DOTPROD(features) ? "neon-dotprod" : "neon";
+#endif
+    (void)features;
     return "scalar";
 }
 
