@@ -21,6 +21,16 @@ typedef struct ox_buffer ox_buffer;
  * caller: free it with ox_buffer_free (or it goes with the context). */
 OX_API ox_status ox_buffer_alloc(ox_device *device, size_t size, ox_buffer **out);
 
+/* A buffer over `size` bytes of existing host memory at `ptr`, without a
+ * copy: how model weights stay memory-mapped. Only devices that address
+ * host memory support it (the CPU); others give OX_ERR_UNSUPPORTED (copy
+ * with ox_buffer_alloc + ox_buffer_write instead). The memory stays the
+ * caller's and must outlive the buffer and its views; freeing the buffer
+ * does not release it. Read-only memory (a PROT_READ mapping) may only be
+ * read: writing through such a buffer faults. *out is owned by the caller:
+ * free it with ox_buffer_free. */
+OX_API ox_status ox_buffer_wrap_host(ox_device *device, void *ptr, size_t size, ox_buffer **out);
+
 /* A view of `size` bytes of `parent` starting at `offset`, sharing its
  * memory. The view keeps the memory alive: freeing the parent first is
  * allowed. Views of views are allowed (offsets add up). *out is owned by the

@@ -28,5 +28,6 @@
 #include "openxpu/buffer.h"
 #include "openxpu/queue.h"
 #include "openxpu/gguf.h"
+#include "openxpu/llm.h"
 
 #endif /* OPENXPU_OPENXPU_H */

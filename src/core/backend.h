@@ -180,6 +180,13 @@ typedef struct ox__backend_iface {
     ox_status (*native_matmul)(void *queue, const ox__native_tensor *dst,
                                const ox__native_tensor *a, const ox__native_tensor *b,
                                unsigned flags);
+
+    /* A buffer over `size` bytes of host memory at `ptr`, without a copy,
+     * for devices that address host memory (the CPU; unified-memory GPUs).
+     * The memory stays the caller's; buffer_free must not release it.
+     * (optional: NULL, ox_buffer_wrap_host then fails with
+     * OX_ERR_UNSUPPORTED) */
+    ox_status (*buffer_wrap_host)(void *device, void *ptr, size_t size, void **buffer);
 } ox__backend_iface;
 
 /* The required slots, for the loader's check: every slot except those

@@ -87,6 +87,33 @@ err_free_memory:
     return s;
 }
 
+ox_status ox_buffer_wrap_host(ox_device *device, void *ptr, size_t size, ox_buffer **out)
+{
+    ox_context *ctx;
+    ox_status s = ox__handle_check(device, OX__HANDLE_DEVICE, __func__, "device", &ctx);
+    if (s != OX_OK) return s;
+    if (!out) return ox__fail(ctx, OX_ERR_INVALID, "%s: out is NULL", __func__);
+    *out = NULL;
+    if (!ptr || size == 0)
+        return ox__fail(ctx, OX_ERR_INVALID, "%s: ptr is NULL or size is 0", __func__);
+    const ox__backend_iface *be = device->backend->iface;
+    if (!be->buffer_wrap_host)
+        return ox__fail(ctx, OX_ERR_UNSUPPORTED,
+                        "%s: %s cannot address host memory; allocate and copy instead", __func__,
+                        device->info.id);
+    if ((s = ox__device_open(device, __func__)) != OX_OK) return s;
+    ox__memory *memory = ox__calloc(ctx, 1, sizeof *memory);
+    if (!memory) return ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "%s: out of host memory", __func__);
+    memory->device = device;
+    memory->size = size;
+    s = be->buffer_wrap_host(device->impl, ptr, size, &memory->impl);
+    if (s == OX_OK) s = buffer_new(ctx, memory, 0, size, __func__, out);
+    if (s == OX_OK) return OX_OK;
+    if (memory->impl) be->buffer_free(device->impl, memory->impl);
+    ox__free(ctx, memory, sizeof *memory);
+    return s;
+}
+
 ox_status ox_buffer_sub(ox_buffer *parent, size_t offset, size_t size, ox_buffer **out)
 {
     ox_context *ctx;

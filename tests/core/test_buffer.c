@@ -450,7 +450,37 @@ OX_TEST(transfer_null_host_pointer)
     ox_context_free(ctx);
 }
 
-OX_TEST_MAIN(round_trip_sizes, partial_writes_and_reads, sub_buffer_shares_memory,
+/* Wrapped host memory: the buffer reads and writes the caller's array in
+ * place, views work, and freeing the buffer leaves the array alone. */
+OX_TEST(wrap_host_memory_in_place)
+{
+    ox_context *ctx = test_cpu_context();
+    ox_device *cpu;
+    ASSERT_OK(ctx, ox_device_get(ctx, 0, &cpu));
+    unsigned char host[256];
+    for (int i = 0; i < 256; i++) host[i] = (unsigned char)i;
+    ox_buffer *b, *view;
+    ASSERT_OK(ctx, ox_buffer_wrap_host(cpu, host, sizeof host, &b));
+    unsigned char back[16];
+    ASSERT_OK(ctx, ox_buffer_read(b, 100, back, sizeof back));
+    for (int i = 0; i < 16; i++) ASSERT_EQ(back[i], 100 + i);
+    const unsigned char seven[4] = {7, 7, 7, 7};
+    ASSERT_OK(ctx, ox_buffer_sub(b, 200, 8, &view));
+    ASSERT_OK(ctx, ox_buffer_write(view, 4, seven, sizeof seven));
+    ASSERT_EQ(host[204], 7);
+    ASSERT_EQ(host[207], 7);
+    ASSERT_EQ(host[208], 208);
+    ASSERT_EQ(ox_buffer_read(b, 250, back, 16), OX_ERR_OUT_OF_RANGE);
+    ox_buffer_free(view);
+    ox_buffer_free(b); /* must not free `host` (ASan would report it) */
+    host[0] = 42;
+    ASSERT_EQ(host[0], 42);
+    ASSERT_EQ(ox_buffer_wrap_host(cpu, NULL, 16, &b), OX_ERR_INVALID);
+    ASSERT_EQ(ox_buffer_wrap_host(cpu, host, 0, &b), OX_ERR_INVALID);
+    ox_context_free(ctx);
+}
+
+OX_TEST_MAIN(wrap_host_memory_in_place, round_trip_sizes, partial_writes_and_reads, sub_buffer_shares_memory,
              sub_buffer_outlives_parent, sub_buffer_range_checks, fill_patterns,
              fill_argument_checks, copy_within_one_buffer, copy_between_views_of_one_buffer,
              copy_between_buffers, zero_size_transfers_are_no_ops, alloc_size_zero_is_an_error,

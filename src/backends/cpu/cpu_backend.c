@@ -3,6 +3,7 @@
  * queue is done when the enqueue call returns, so events are born complete.
  * Large copies are spread over the pool's threads: one core cannot reach the
  * memory bandwidth of the machine. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ typedef struct cpu_state {
 typedef struct cpu_buffer {
     unsigned char *data;
     size_t size;
+    bool owned; /* false: wrapped host memory, not ours to free */
 } cpu_buffer;
 
 /* Every CPU event is complete at birth; they all share this one object. */
@@ -109,6 +111,17 @@ static ox_status cpu_buffer_alloc(void *device, size_t size, void **buffer)
 #endif
     b->data = data;
     b->size = size;
+    b->owned = true;
+    *buffer = b;
+    return OX_OK;
+}
+
+static ox_status cpu_buffer_wrap_host(void *device, void *ptr, size_t size, void **buffer)
+{
+    cpu_state *st = device;
+    cpu_buffer *b = st->host->alloc(st->host->core, sizeof *b);
+    if (!b) return st->host->fail(st->host->core, OX_ERR_OUT_OF_MEMORY, "out of host memory");
+    *b = (cpu_buffer){.data = ptr, .size = size, .owned = false};
     *buffer = b;
     return OX_OK;
 }
@@ -117,7 +130,7 @@ static void cpu_buffer_free(void *device, void *buffer)
 {
     cpu_state *st = device;
     cpu_buffer *b = buffer;
-    free(b->data);
+    if (b->owned) free(b->data);
     st->host->free(st->host->core, b, sizeof *b);
 }
 
@@ -275,6 +288,7 @@ static const ox__backend_iface cpu_iface = {
     .event_wait = cpu_event_wait,
     .event_query = cpu_event_query,
     .event_release = cpu_event_release,
+    .buffer_wrap_host = cpu_buffer_wrap_host,
 };
 
 const ox__backend_iface *ox__cpu_backend(void)

@@ -1,0 +1,106 @@
+/* OpenXPU language models: load a GGUF model onto a device and evaluate
+ * tokens with a KV cache.
+ *
+ * A model is a set of weights (memory-mapped from the file on the CPU, no
+ * copy; copied to other devices) and hyper-parameters read from the GGUF
+ * metadata. A session holds one sequence's KV cache and position: evaluate a
+ * prompt in one call (batched), then one token per call. Architectures are
+ * graph builders over the op library (openxpu/ops.h): no kernels of their
+ * own. Supported: gemma3. */
+#ifndef OPENXPU_LLM_H
+#define OPENXPU_LLM_H
+
+#include "openxpu/gguf.h"
+#include "openxpu/ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ox_model ox_model;
+typedef struct ox_session ox_session;
+
+/* Hyper-parameters of a loaded model. Set struct_size before the call. */
+typedef struct ox_model_info {
+    size_t struct_size;
+    char arch[32];        /* "gemma3" */
+    char name[128];       /* general.name, or "" */
+    int n_vocab;
+    int n_embd;
+    int n_layer;
+    int n_head;
+    int n_head_kv;
+    int head_dim;
+    int n_ff;
+    int n_ctx_train;      /* context length the model was trained for */
+    uint64_t weight_bytes; /* bytes of tensor data */
+} ox_model_info;
+
+/* Load the model in the GGUF file `path` for `device`. An unsupported
+ * architecture is an error naming it; a missing key or tensor names it.
+ * *out is owned by the caller: free with ox_model_free (before the
+ * context). */
+OX_API ox_status ox_model_load(ox_device *device, const char *path, ox_model **out);
+OX_API void ox_model_free(ox_model *model);
+OX_API ox_status ox_model_get_info(const ox_model *model, ox_model_info *info);
+
+/* The model's GGUF file (for its tokenizer); borrowed until ox_model_free. */
+OX_API const ox_gguf *ox_model_gguf(const ox_model *model);
+
+/* A session of up to n_ctx tokens (0: min(model's trained context, 4096)).
+ * *out is owned by the caller: free with ox_session_free. */
+OX_API ox_status ox_session_create(ox_model *model, int n_ctx, ox_session **out);
+OX_API void ox_session_free(ox_session *session);
+
+/* Evaluate n tokens at the session's position (all at once), append them to
+ * the KV cache and, if logits is not NULL, write the n_vocab logits of the
+ * last token there. Fails without changing the session if the tokens would
+ * pass the context (the message says by how much) or an id is out of the
+ * vocabulary. */
+OX_API ox_status ox_session_eval(ox_session *session, const int32_t *tokens, int n, float *logits);
+
+/* Tokens evaluated so far, and the session's capacity. */
+OX_API int ox_session_position(const ox_session *session);
+OX_API int ox_session_capacity(const ox_session *session);
+
+/* Forget everything after the first `position` tokens (0: start over). */
+OX_API ox_status ox_session_rewind(ox_session *session, int position);
+
+/* ---- sampling ---------------------------------------------------------------- */
+
+typedef struct ox_sampler ox_sampler;
+
+/* Zero-initialize, set struct_size, then what you need. Filters apply in
+ * this order: repetition penalty, top-k, temperature, top-p, min-p; then a
+ * draw from the remaining distribution. temperature <= 0 is greedy (the
+ * first largest logit after the repetition penalty). */
+typedef struct ox_sampler_params {
+    size_t struct_size;
+    float temperature;     /* 0: greedy */
+    int top_k;             /* 0: off */
+    float top_p;           /* 0 or 1: off */
+    float min_p;           /* 0: off; keep p >= min_p * p_max */
+    float repeat_penalty;  /* 0 or 1: off; > 1 makes recent tokens less likely */
+    int repeat_last_n;     /* how many recent tokens the penalty looks at (default 64) */
+    uint64_t seed;         /* same seed, same logits, same tokens */
+} ox_sampler_params;
+
+/* ctx receives error messages and provides memory. *out is owned by the
+ * caller: free with ox_sampler_free. */
+OX_API ox_status ox_sampler_create(ox_context *ctx, const ox_sampler_params *params,
+                                   ox_sampler **out);
+OX_API void ox_sampler_free(ox_sampler *sampler);
+
+/* Pick the next token from n_vocab logits (not modified). */
+OX_API ox_status ox_sampler_sample(ox_sampler *sampler, const float *logits, int n_vocab,
+                                   int32_t *token);
+
+/* Record a token of the sequence (prompt and generated), for the
+ * repetition penalty. */
+OX_API void ox_sampler_accept(ox_sampler *sampler, int32_t token);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* OPENXPU_LLM_H */

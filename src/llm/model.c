@@ -1,0 +1,529 @@
+/* Language models from GGUF files: weights as tensors over the file (wrapped
+ * without a copy where the device addresses host memory), sessions with a
+ * KV cache, and the forward pass of each architecture written as calls to
+ * the op library (openxpu/ops.h).
+ *
+ * Gemma 3 (per layer, x the residual stream [n_embd, n_tokens]):
+ *   h = rms_norm(x) * attn_norm
+ *   q, k, v = h Wq, h Wk, h Wv; q, k rms-normed per head; rope (neox) on q, k
+ *   o = attention(q, k, v) Wo, rms_norm(o) * post_attention_norm; x += o
+ *   h = rms_norm(x) * ffn_norm
+ *   f = (gelu_tanh(h Wgate) * (h Wup)) Wdown, rms_norm(f) * post_ffw_norm; x += f
+ * with embeddings scaled by sqrt(n_embd), sliding-window attention on five
+ * layers of six (rope base 10000) and global attention on every sixth
+ * (rope base from the file), output = rms_norm(x) * output_norm . token_embd. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "openxpu/llm.h"
+
+#define MAX_LAYERS 256
+
+typedef struct layer {
+    ox_tensor attn_norm, wq, wk, wv, wo, q_norm, k_norm, post_attn_norm;
+    ox_tensor ffn_norm, w_gate, w_up, w_down, post_ffw_norm;
+    bool swa;          /* sliding-window attention */
+    float rope_base;
+} layer;
+
+struct ox_model {
+    ox_context *ctx;
+    ox_device *device;
+    ox_gguf *gguf;
+    ox_buffer *weights;    /* the file's tensor data on the device */
+    size_t weights_offset; /* where the data section starts in `weights` */
+    ox_model_info info;
+    float eps;
+    int swa_window;
+    ox_tensor tok_embd, output_norm, output;
+    layer *layers;
+};
+
+struct ox_session {
+    ox_model *model;
+    ox_queue *queue;
+    int n_ctx;
+    int pos;
+    ox_tensor *k_cache, *v_cache; /* per layer: [head_dim, n_ctx, n_head_kv] f32 */
+};
+
+/* ---- metadata and tensors ---------------------------------------------------- */
+
+static ox_status meta_int(ox_model *m, const char *key, bool required, int64_t fallback,
+                          int64_t *value)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", m->info.arch, key);
+    int64_t i = ox_gguf_find(m->gguf, full);
+    if (i < 0) {
+        if (required)
+            return ox__fail(m->ctx, OX_ERR_FORMAT, "ox_model_load: metadata key %s is missing",
+                            full);
+        *value = fallback;
+        return OX_OK;
+    }
+    return ox_gguf_get_int(m->gguf, i, value);
+}
+
+static ox_status meta_float(ox_model *m, const char *key, double fallback, double *value)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", m->info.arch, key);
+    int64_t i = ox_gguf_find(m->gguf, full);
+    if (i < 0) {
+        *value = fallback;
+        return OX_OK;
+    }
+    return ox_gguf_get_float(m->gguf, i, value);
+}
+
+/* The weight `name` as a tensor over the model's weight buffer, checked to
+ * have `ndims` dimensions of the given sizes (-1: any). */
+static ox_status weight(ox_model *m, const char *name, int64_t ne0, int64_t ne1, ox_tensor *t)
+{
+    int64_t i = ox_gguf_find_tensor(m->gguf, name);
+    if (i < 0) return ox__fail(m->ctx, OX_ERR_FORMAT, "ox_model_load: tensor %s is missing", name);
+    ox_gguf_tensor_info ti = {.struct_size = sizeof ti};
+    ox_status s = ox_gguf_tensor_info_get(m->gguf, i, &ti);
+    if (s != OX_OK) return s;
+    if (ti.dtype == OX_DTYPE_COUNT)
+        return ox__fail(m->ctx, OX_ERR_UNSUPPORTED, "ox_model_load: tensor %s has type %s, which "
+                        "OpenXPU cannot compute with", name, ti.type_name);
+    if ((ne0 >= 0 && ti.ne[0] != ne0) || (ne1 >= 0 && ti.ne[1] != ne1))
+        return ox__fail(m->ctx, OX_ERR_FORMAT,
+                        "ox_model_load: tensor %s is %lld x %lld, expected %lld x %lld", name,
+                        (long long)ti.ne[0], (long long)ti.ne[1], (long long)ne0, (long long)ne1);
+    *t = ox_tensor_make(m->weights, m->weights_offset + ti.offset, ti.dtype, ti.ne[0], ti.ne[1],
+                        ti.ne[2], ti.ne[3]);
+    return OX_OK;
+}
+
+/* Put the file's tensor data on the device: wrapped in place where the
+ * device addresses host memory (the CPU), copied otherwise. */
+static ox_status place_weights(ox_model *m)
+{
+    size_t file_size;
+    const unsigned char *base = ox_gguf_file_data(m->gguf, &file_size);
+    uint64_t data_offset = ox_gguf_data_offset(m->gguf);
+    ox_status s = ox_buffer_wrap_host(m->device, (void *)(uintptr_t)base, file_size, &m->weights);
+    if (s == OX_OK) {
+        m->weights_offset = (size_t)data_offset;
+        return OX_OK;
+    }
+    if (s != OX_ERR_UNSUPPORTED) return s;
+    size_t size = file_size - (size_t)data_offset;
+    if ((s = ox_buffer_alloc(m->device, size, &m->weights)) != OX_OK) return s;
+    m->weights_offset = 0;
+    return ox_buffer_write(m->weights, 0, base + data_offset, size);
+}
+
+static ox_status load_gemma3(ox_model *m)
+{
+    ox_model_info *in = &m->info;
+    int64_t v;
+    double f;
+    ox_status s;
+#define INT_KEY(key, field)                                               \
+    if ((s = meta_int(m, key, true, 0, &v)) != OX_OK) return s;          \
+    in->field = (int)v;
+    INT_KEY("embedding_length", n_embd)
+    INT_KEY("block_count", n_layer)
+    INT_KEY("attention.head_count", n_head)
+    INT_KEY("feed_forward_length", n_ff)
+    INT_KEY("context_length", n_ctx_train)
+#undef INT_KEY
+    if ((s = meta_int(m, "attention.head_count_kv", false, in->n_head, &v))) return s;
+    in->n_head_kv = (int)v;
+    if ((s = meta_int(m, "attention.key_length", false, in->n_embd / in->n_head, &v))) return s;
+    in->head_dim = (int)v;
+    if ((s = meta_int(m, "attention.sliding_window", false, 0, &v))) return s;
+    m->swa_window = (int)v;
+    if ((s = meta_float(m, "attention.layer_norm_rms_epsilon", 1e-6, &f))) return s;
+    m->eps = (float)f;
+    double rope_base;
+    if ((s = meta_float(m, "rope.freq_base", 10000.0, &rope_base))) return s;
+    if (in->n_layer <= 0 || in->n_layer > MAX_LAYERS || in->n_head <= 0 || in->n_head_kv <= 0 ||
+        in->n_head % in->n_head_kv || in->head_dim <= 0 || in->n_embd <= 0)
+        return ox__fail(m->ctx, OX_ERR_FORMAT, "ox_model_load: inconsistent hyper-parameters "
+                        "(%d layers, %d heads, %d kv heads, head size %d)",
+                        in->n_layer, in->n_head, in->n_head_kv, in->head_dim);
+
+    int64_t E = in->n_embd, D = in->head_dim, F = in->n_ff;
+    if ((s = weight(m, "token_embd.weight", E, -1, &m->tok_embd))) return s;
+    in->n_vocab = (int)m->tok_embd.ne[1];
+    if ((s = weight(m, "output_norm.weight", E, 1, &m->output_norm))) return s;
+    m->output = m->tok_embd; /* tied */
+    if (ox_gguf_find_tensor(m->gguf, "output.weight") >= 0 &&
+        (s = weight(m, "output.weight", E, in->n_vocab, &m->output)))
+        return s;
+    m->layers = ox__calloc(m->ctx, (size_t)in->n_layer, sizeof *m->layers);
+    if (!m->layers) return ox__fail(m->ctx, OX_ERR_OUT_OF_MEMORY, "ox_model_load: out of memory");
+    for (int il = 0; il < in->n_layer; il++) {
+        layer *L = &m->layers[il];
+        char name[96];
+#define W(field, tname, ne0, ne1)                                          \
+    snprintf(name, sizeof name, "blk.%d." tname ".weight", il);            \
+    if ((s = weight(m, name, ne0, ne1, &L->field)) != OX_OK) return s;
+        W(attn_norm, "attn_norm", E, 1)
+        W(wq, "attn_q", E, in->n_head * D)
+        W(wk, "attn_k", E, in->n_head_kv * D)
+        W(wv, "attn_v", E, in->n_head_kv * D)
+        W(wo, "attn_output", in->n_head * D, E)
+        W(q_norm, "attn_q_norm", D, 1)
+        W(k_norm, "attn_k_norm", D, 1)
+        W(post_attn_norm, "post_attention_norm", E, 1)
+        W(ffn_norm, "ffn_norm", E, 1)
+        W(w_gate, "ffn_gate", E, F)
+        W(w_up, "ffn_up", E, F)
+        W(w_down, "ffn_down", F, E)
+        W(post_ffw_norm, "post_ffw_norm", E, 1)
+#undef W
+        /* Five sliding-window layers, then one global layer, repeating. */
+        L->swa = m->swa_window > 0 && il % 6 != 5;
+        L->rope_base = L->swa ? 10000.0f : (float)rope_base;
+    }
+    return OX_OK;
+}
+
+ox_status ox_model_load(ox_device *device, const char *path, ox_model **out)
+{
+    ox_context *ctx = ox_device_context(device);
+    if (!ctx) return OX_ERR_INVALID_HANDLE;
+    if (!out) return ox__fail(ctx, OX_ERR_INVALID, "ox_model_load: out is NULL");
+    *out = NULL;
+    ox_model *m = ox__calloc(ctx, 1, sizeof *m);
+    if (!m) return ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "ox_model_load: out of memory");
+    m->ctx = ctx;
+    m->device = device;
+    m->info.struct_size = sizeof m->info;
+    ox_status s = ox_gguf_open(ctx, path, &m->gguf);
+    if (s != OX_OK) goto err_free;
+    const char *text;
+    size_t len;
+    int64_t key = ox_gguf_find(m->gguf, "general.architecture");
+    if (key < 0 || ox_gguf_get_string(m->gguf, key, &text, &len) != OX_OK) {
+        s = ox__fail(ctx, OX_ERR_FORMAT, "ox_model_load: %s has no general.architecture", path);
+        goto err_free;
+    }
+    snprintf(m->info.arch, sizeof m->info.arch, "%.*s", (int)len, text);
+    key = ox_gguf_find(m->gguf, "general.name");
+    if (key >= 0 && ox_gguf_get_string(m->gguf, key, &text, &len) == OX_OK)
+        snprintf(m->info.name, sizeof m->info.name, "%.*s", (int)len, text);
+    if (strcmp(m->info.arch, "gemma3") != 0) {
+        s = ox__fail(ctx, OX_ERR_UNSUPPORTED,
+                     "ox_model_load: architecture '%s' of %s is not supported (supported: gemma3)",
+                     m->info.arch, path);
+        goto err_free;
+    }
+    if ((s = place_weights(m)) != OX_OK || (s = load_gemma3(m)) != OX_OK) goto err_free;
+    for (int64_t i = 0; i < ox_gguf_tensor_count(m->gguf); i++) {
+        ox_gguf_tensor_info ti = {.struct_size = sizeof ti};
+        if (ox_gguf_tensor_info_get(m->gguf, i, &ti) == OX_OK) m->info.weight_bytes += ti.nbytes;
+    }
+    *out = m;
+    return OX_OK;
+err_free:
+    ox_model_free(m);
+    return s;
+}
+
+void ox_model_free(ox_model *m)
+{
+    if (!m) return;
+    ox_context *ctx = m->ctx;
+    ox__free(ctx, m->layers, sizeof *m->layers * (size_t)(m->info.n_layer > 0 ? m->info.n_layer : 0));
+    ox_buffer_free(m->weights);
+    ox_gguf_close(m->gguf);
+    ox__free(ctx, m, sizeof *m);
+}
+
+ox_status ox_model_get_info(const ox_model *m, ox_model_info *info)
+{
+    if (!m || !info || info->struct_size < sizeof *info)
+        return ox__fail(m ? m->ctx : NULL, OX_ERR_INVALID,
+                        "ox_model_get_info: model or info is NULL, or info->struct_size is wrong");
+    *info = m->info;
+    return OX_OK;
+}
+
+const ox_gguf *ox_model_gguf(const ox_model *m)
+{
+    return m ? m->gguf : NULL;
+}
+
+/* ---- sessions ---------------------------------------------------------------- */
+
+ox_status ox_session_create(ox_model *m, int n_ctx, ox_session **out)
+{
+    if (!m || !out) return ox__fail(NULL, OX_ERR_INVALID, "ox_session_create: model or out is NULL");
+    *out = NULL;
+    ox_context *ctx = m->ctx;
+    if (n_ctx <= 0) n_ctx = m->info.n_ctx_train < 4096 ? m->info.n_ctx_train : 4096;
+    if (n_ctx > m->info.n_ctx_train)
+        return ox__fail(ctx, OX_ERR_INVALID, "ox_session_create: n_ctx %d exceeds the model's "
+                        "context length %d", n_ctx, m->info.n_ctx_train);
+    ox_session *se = ox__calloc(ctx, 1, sizeof *se);
+    int L = m->info.n_layer;
+    if (!se) return ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "ox_session_create: out of memory");
+    se->model = m;
+    se->n_ctx = n_ctx;
+    se->k_cache = ox__calloc(ctx, (size_t)L, sizeof *se->k_cache);
+    se->v_cache = ox__calloc(ctx, (size_t)L, sizeof *se->v_cache);
+    ox_status s = se->k_cache && se->v_cache ? ox_queue_create(m->device, &se->queue)
+                                             : ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int il = 0; s == OX_OK && il < L; il++) {
+        s = ox_tensor_alloc(m->device, OX_DTYPE_F32, m->info.head_dim, n_ctx, m->info.n_head_kv,
+                            1, &se->k_cache[il]);
+        if (s == OX_OK)
+            s = ox_tensor_alloc(m->device, OX_DTYPE_F32, m->info.head_dim, n_ctx,
+                                m->info.n_head_kv, 1, &se->v_cache[il]);
+    }
+    if (s != OX_OK) {
+        ox_session_free(se);
+        return s;
+    }
+    *out = se;
+    return OX_OK;
+}
+
+void ox_session_free(ox_session *se)
+{
+    if (!se) return;
+    ox_context *ctx = se->model->ctx;
+    int L = se->model->info.n_layer;
+    for (int il = 0; il < L; il++) {
+        if (se->k_cache) ox_buffer_free(se->k_cache[il].buffer);
+        if (se->v_cache) ox_buffer_free(se->v_cache[il].buffer);
+    }
+    ox__free(ctx, se->k_cache, sizeof *se->k_cache * (size_t)L);
+    ox__free(ctx, se->v_cache, sizeof *se->v_cache * (size_t)L);
+    ox_queue_free(se->queue);
+    ox__free(ctx, se, sizeof *se);
+}
+
+int ox_session_position(const ox_session *se)
+{
+    return se ? se->pos : 0;
+}
+
+int ox_session_capacity(const ox_session *se)
+{
+    return se ? se->n_ctx : 0;
+}
+
+ox_status ox_session_rewind(ox_session *se, int position)
+{
+    if (!se) return ox__fail(NULL, OX_ERR_INVALID, "ox_session_rewind: session is NULL");
+    if (position < 0 || position > se->pos)
+        return ox__fail(se->model->ctx, OX_ERR_OUT_OF_RANGE,
+                        "ox_session_rewind: position %d is outside 0..%d", position, se->pos);
+    se->pos = position;
+    return OX_OK;
+}
+
+/* ---- the forward pass ------------------------------------------------------------ */
+
+/* Scratch tensors of one evaluation of n tokens. */
+typedef struct scratch {
+    ox_tensor x, h, q, k, v, att, o, g, u, ids, pos, mask, last, logits;
+} scratch;
+
+static void scratch_free(scratch *sc)
+{
+    ox_tensor *all[] = {&sc->x, &sc->h, &sc->q, &sc->k, &sc->v, &sc->att, &sc->o,
+                        &sc->g, &sc->u, &sc->ids, &sc->pos, &sc->mask, &sc->logits};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) ox_buffer_free(all[i]->buffer);
+}
+
+static ox_status scratch_alloc(ox_session *se, int n, scratch *sc)
+{
+    const ox_model_info *in = &se->model->info;
+    ox_device *d = se->model->device;
+    int64_t E = in->n_embd, D = in->head_dim, H = in->n_head, Hkv = in->n_head_kv;
+    int n_kv = se->pos + n;
+    memset(sc, 0, sizeof *sc);
+    ox_status s;
+    if ((s = ox_tensor_alloc(d, OX_DTYPE_F32, E, n, 1, 1, &sc->x)) ||
+        (s = ox_tensor_alloc(d, OX_DTYPE_F32, E, n, 1, 1, &sc->h)) ||
+        (s = ox_tensor_alloc(d, OX_DTYPE_F32, H * D, n, 1, 1, &sc->q)) ||
+        (s = ox_tensor_alloc(d, OX_DTYPE_F32, Hkv * D, n, 1, 1, &sc->k)) ||
+        (s = ox_tensor_alloc(d, OX_DTYPE_F32, Hkv * D, n, 1, 1, &sc->v)) ||
+        (s = ox_tensor_alloc(d, OX_DTYPE_F32, H * D, n, 1, 1, &sc->att)) ||
+        (s = ox_tensor_alloc(d, OX_DTYPE_F32, E, n, 1, 1, &sc->o)) ||
+        (s = ox_tensor_alloc(d, OX_DTYPE_F32, in->n_ff, n, 1, 1, &sc->g)) ||
+        (s = ox_tensor_alloc(d, OX_DTYPE_F32, in->n_ff, n, 1, 1, &sc->u)) ||
+        (s = ox_tensor_alloc(d, OX_DTYPE_I32, n, 1, 1, 1, &sc->ids)) ||
+        (s = ox_tensor_alloc(d, OX_DTYPE_I32, n, 1, 1, 1, &sc->pos)) ||
+        (s = ox_tensor_alloc(d, OX_DTYPE_F32, n_kv, n, 1, 1, &sc->mask)) ||
+        (s = ox_tensor_alloc(d, OX_DTYPE_F32, in->n_vocab, 1, 1, 1, &sc->logits)))
+        scratch_free(sc);
+    return s;
+}
+
+/* A [rows of D] x n_heads x n_tokens view of a [n_heads * D, n_tokens] tensor. */
+static ox_tensor heads(const ox_tensor *t, int64_t D)
+{
+    ox_tensor v = *t;
+    int64_t H = t->ne[0] / D, n = t->ne[1];
+    v.ne[0] = D;
+    v.ne[1] = H;
+    v.ne[2] = n;
+    v.ne[3] = 1;
+    v.nb[1] = D * 4;
+    v.nb[2] = t->nb[1];
+    v.nb[3] = t->nb[1] * n;
+    return v;
+}
+
+/* The same, with tokens in dimension 1 and heads in 2, as attention wants. */
+static ox_tensor tokens_by_head(const ox_tensor *t, int64_t D)
+{
+    static const int axes[4] = {0, 2, 1, 3};
+    ox_tensor hv = heads(t, D);
+    return ox_tensor_permute(&hv, axes);
+}
+
+static ox_status attention_block(ox_session *se, const layer *L, scratch *sc, int n)
+{
+    ox_model *m = se->model;
+    const ox_model_info *in = &m->info;
+    ox_queue *q = se->queue;
+    int64_t D = in->head_dim;
+    int n_kv = se->pos + n;
+    ox_status s;
+    ox_tensor qh = heads(&sc->q, D), kh = heads(&sc->k, D), vh = heads(&sc->v, D);
+    ox_rope_params rope = {.mode = OX_ROPE_NEOX, .n_dims = (int)D, .freq_base = L->rope_base,
+                           .freq_scale = 1.0f};
+    if ((s = ox_matmul(q, &sc->q, &sc->h, &L->wq, OX_MATMUL_TRANS_B)) ||
+        (s = ox_matmul(q, &sc->k, &sc->h, &L->wk, OX_MATMUL_TRANS_B)) ||
+        (s = ox_matmul(q, &sc->v, &sc->h, &L->wv, OX_MATMUL_TRANS_B)) ||
+        (s = ox_rms_norm(q, &qh, &qh, &L->q_norm, m->eps)) ||
+        (s = ox_rms_norm(q, &kh, &kh, &L->k_norm, m->eps)) ||
+        (s = ox_rope(q, &qh, &qh, &sc->pos, &rope)) || (s = ox_rope(q, &kh, &kh, &sc->pos, &rope)))
+        return s;
+    /* Append k and v to the caches: [D, n_ctx, Hkv] viewed as [D, Hkv, n]
+     * at position pos. */
+    int il = (int)(L - m->layers);
+    ox_tensor kc = se->k_cache[il], vc = se->v_cache[il];
+    ox_tensor kdst = kc, vdst = vc;
+    for (int c = 0; c < 2; c++) {
+        ox_tensor *dst = c ? &vdst : &kdst;
+        const ox_tensor *cache = c ? &vc : &kc;
+        dst->offset = cache->offset + (size_t)se->pos * (size_t)cache->nb[1];
+        dst->ne[1] = in->n_head_kv;
+        dst->nb[1] = cache->nb[2];
+        dst->ne[2] = n;
+        dst->nb[2] = cache->nb[1];
+        if ((s = ox_copy(q, dst, c ? &vh : &kh))) return s;
+    }
+    kc.ne[1] = n_kv;
+    vc.ne[1] = n_kv;
+    ox_tensor qt = tokens_by_head(&sc->q, D), at = tokens_by_head(&sc->att, D);
+    ox_attention_params ap = {.scale = 1.0f / sqrtf((float)D), .causal = 1};
+    const ox_tensor *mask = NULL;
+    ox_tensor mview = sc->mask;
+    if (L->swa && n_kv > m->swa_window) mask = &mview;
+    if ((s = ox_attention(q, &at, &qt, &kc, &vc, mask, &ap)) ||
+        (s = ox_matmul(q, &sc->o, &sc->att, &L->wo, OX_MATMUL_TRANS_B)) ||
+        (s = ox_rms_norm(q, &sc->o, &sc->o, &L->post_attn_norm, m->eps)))
+        return s;
+    return ox_add(q, &sc->x, &sc->x, &sc->o);
+}
+
+static ox_status ffn_block(ox_session *se, const layer *L, scratch *sc)
+{
+    ox_model *m = se->model;
+    ox_queue *q = se->queue;
+    ox_status s;
+    if ((s = ox_rms_norm(q, &sc->h, &sc->x, &L->ffn_norm, m->eps)) ||
+        (s = ox_matmul(q, &sc->g, &sc->h, &L->w_gate, OX_MATMUL_TRANS_B)) ||
+        (s = ox_matmul(q, &sc->u, &sc->h, &L->w_up, OX_MATMUL_TRANS_B)) ||
+        (s = ox_unary(q, OX_UNARY_GELU_TANH, &sc->g, &sc->g)) ||
+        (s = ox_mul(q, &sc->g, &sc->g, &sc->u)) ||
+        (s = ox_matmul(q, &sc->o, &sc->g, &L->w_down, OX_MATMUL_TRANS_B)) ||
+        (s = ox_rms_norm(q, &sc->o, &sc->o, &L->post_ffw_norm, m->eps)))
+        return s;
+    return ox_add(q, &sc->x, &sc->x, &sc->o);
+}
+
+/* Inputs: token ids, positions, and the sliding-window mask (-inf where a
+ * query is window or more positions past a key). */
+static ox_status upload_inputs(ox_session *se, const int32_t *tokens, int n, scratch *sc)
+{
+    ox_context *ctx = se->model->ctx;
+    int n_kv = se->pos + n, window = se->model->swa_window;
+    size_t mask_count = (size_t)n_kv * (size_t)n;
+    int32_t *pos = ox__alloc(ctx, (size_t)n * sizeof *pos);
+    float *mask = ox__alloc(ctx, mask_count * sizeof *mask);
+    ox_status s = OX_OK;
+    if (!pos || !mask) {
+        s = ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "ox_session_eval: out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        pos[i] = se->pos + i;
+        for (int j = 0; j < n_kv; j++)
+            mask[(size_t)i * (size_t)n_kv + (size_t)j] =
+                window > 0 && pos[i] - j >= window ? -INFINITY : 0.0f;
+    }
+    if ((s = ox_tensor_write(&sc->ids, tokens, (size_t)n * sizeof *tokens)) ||
+        (s = ox_tensor_write(&sc->pos, pos, (size_t)n * sizeof *pos)))
+        goto out;
+    s = ox_tensor_write(&sc->mask, mask, mask_count * sizeof *mask);
+out:
+    ox__free(ctx, pos, (size_t)n * sizeof *pos);
+    ox__free(ctx, mask, mask_count * sizeof *mask);
+    return s;
+}
+
+ox_status ox_session_eval(ox_session *se, const int32_t *tokens, int n, float *logits)
+{
+    if (!se || !tokens || n <= 0)
+        return ox__fail(se ? se->model->ctx : NULL, OX_ERR_INVALID,
+                        "ox_session_eval: session or tokens is NULL, or n <= 0");
+    ox_model *m = se->model;
+    const ox_model_info *in = &m->info;
+    if (n > se->n_ctx - se->pos)
+        return ox__fail(m->ctx, OX_ERR_OUT_OF_RANGE,
+                        "ox_session_eval: %d tokens at position %d pass the context of %d by %d",
+                        n, se->pos, se->n_ctx, se->pos + n - se->n_ctx);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= in->n_vocab)
+            return ox__fail(m->ctx, OX_ERR_OUT_OF_RANGE,
+                            "ox_session_eval: token %d (#%d) is outside the vocabulary of %d",
+                            tokens[i], i, in->n_vocab);
+    scratch sc;
+    ox_status s = scratch_alloc(se, n, &sc);
+    if (s != OX_OK) return s;
+    ox_queue *q = se->queue;
+    if ((s = upload_inputs(se, tokens, n, &sc)) ||
+        (s = ox_get_rows(q, &sc.x, &m->tok_embd, &sc.ids)) ||
+        (s = ox_scale(q, &sc.x, &sc.x, sqrtf((float)in->n_embd), 0.0f)))
+        goto out;
+    for (int il = 0; il < in->n_layer; il++) {
+        const layer *L = &m->layers[il];
+        if ((s = ox_rms_norm(q, &sc.h, &sc.x, &L->attn_norm, m->eps)) ||
+            (s = attention_block(se, L, &sc, n)) || (s = ffn_block(se, L, &sc)))
+            goto out;
+    }
+    if (logits) {
+        ox_tensor last = sc.x, hl = sc.h;
+        last.offset += (size_t)(n - 1) * (size_t)sc.x.nb[1];
+        last.ne[1] = 1;
+        hl.ne[1] = 1;
+        if ((s = ox_rms_norm(q, &hl, &last, &m->output_norm, m->eps)) ||
+            (s = ox_matmul(q, &sc.logits, &hl, &m->output, OX_MATMUL_TRANS_B)) ||
+            (s = ox_queue_finish(q)) ||
+            (s = ox_tensor_read(&sc.logits, logits, (size_t)in->n_vocab * sizeof *logits)))
+            goto out;
+    } else if ((s = ox_queue_finish(q))) {
+        goto out;
+    }
+    se->pos += n;
+out:
+    scratch_free(&sc);
+    return s;
+}
