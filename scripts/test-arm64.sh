@@ -32,7 +32,7 @@ cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 \
     -DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc \
     -DCMAKE_CROSSCOMPILING_EMULATOR="$(command -v qemu-aarch64)" \
-    -DOX_BUILD_TOOLS=OFF -DOX_BUILD_BENCH=OFF >"$dir.configure.log" 2>&1 ||
+    -DOX_BUILD_TOOLS=OFF -DOX_BUILD_BENCH=OFF -DOX_WERROR=ON >"$dir.configure.log" 2>&1 ||
     { cat "$dir.configure.log"; exit 1; }
 cmake --build "$dir" -j "$jobs"
 

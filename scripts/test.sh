@@ -31,6 +31,11 @@ echo "== conformance: ox check --device cpu,opencl:0"
     --json "$root/build-test/check.json" --html "$root/build-test/check.html"
 run_suite sanitize -DCMAKE_BUILD_TYPE=Debug -DOX_SANITIZE=ON -DCMAKE_C_COMPILER=clang
 
+# The ARM NEON kernels, cross-built and run under qemu on two CPU models
+# (with and without the dotprod extension).
+echo "== arm64: NEON kernels under qemu"
+"$root/scripts/test-arm64.sh"
+
 # Fuzz the GGUF reader for a bounded time (FUZZ_SECONDS, default 60) on top
 # of its seed corpus, which every suite above already replays.
 echo "== fuzz: GGUF reader"

@@ -28,6 +28,7 @@
 #include "openxpu/buffer.h"
 #include "openxpu/queue.h"
 #include "openxpu/gguf.h"
+#include "openxpu/tokenizer.h"
 #include "openxpu/llm.h"
 
 #endif /* OPENXPU_OPENXPU_H */

@@ -583,7 +583,7 @@ static ox_status parse(ox_gguf *g)
     /* c.pos <= size, alignment < 2^32: no overflow. */
     g->data_offset = (c.pos + g->alignment - 1) / g->alignment * g->alignment;
 
-    int64_t duplicate, original;
+    int64_t duplicate = -1, original = -1;
     char shown[300];
     status = build_index(g, g->kv_count, kv_name, &g->kv_index, &g->kv_index_capacity,
                          &duplicate, &original);
@@ -638,7 +638,7 @@ ox_status ox_gguf_open_memory(ox_context *ctx, const void *data, size_t size, ox
     if (!data && size)
         return ox__fail(ctx, OX_ERR_INVALID, "ox_gguf_open_memory: data is NULL but size is %zu",
                         size);
-    ox_gguf *g;
+    ox_gguf *g = NULL;
     if ((status = gguf_new(ctx, "<memory>", &g)) != OX_OK) return status;
     g->data = data;
     g->size = size;
@@ -656,7 +656,7 @@ ox_status ox_gguf_open(ox_context *ctx, const char *path, ox_gguf **out)
     if (status != OX_OK) return status;
     if (!path) return ox__fail(ctx, OX_ERR_INVALID, "ox_gguf_open: path is NULL");
 
-    ox_gguf *g;
+    ox_gguf *g = NULL;
     if ((status = gguf_new(ctx, path, &g)) != OX_OK) return status;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block */
     if (fd < 0) {

@@ -174,6 +174,7 @@ void ox__store_f(ox_dtype dtype, void *p, float v)
     }
 }
 
+#ifdef OX_HAVE_F16C_ROWS
 /* Whether to use the F16C row code: 0 unknown yet, 1 no, 2 yes. */
 static atomic_int f16c_state;
 
@@ -189,6 +190,7 @@ static int have_f16c(void)
     }
     return state == 2;
 }
+#endif
 
 void ox__row_to_f32(ox_dtype dtype, const void *src, float *dst, int64_t n)
 {

@@ -8,10 +8,10 @@
  * Every row of a is first quantized to 8-bit blocks of 32 with an F32
  * scale (like ggml's q8 activations); then each output is one integer dot
  * product per block of the weight row, scaled in float (quant.c scalar,
- * quant_avx2.c or quant_neon.c SIMD, chosen from the CPU's features). The weight rows are
- * shared out over the threads in big contiguous chunks; each output is
- * computed by one call in a fixed order, so the bits do not depend on the
- * number of threads.
+ * quant_avx2.c or quant_neon.c SIMD, chosen from the CPU's features). The
+ * weight rows are shared out over the threads in big contiguous chunks;
+ * each output is computed by one call in a fixed order, so the bits do not
+ * depend on the number of threads.
  *
  * Error: against the F32 product with the dequantized weights, only the
  * activation's rounding counts: a step of max|a| / 127 per block of 32, an
@@ -36,7 +36,6 @@ static bool have_avx2(uint64_t features)
 
 #ifdef __aarch64__
 /* quant_neon.c: NULL for a dtype it lacks; dotprod needs OX_FEATURE_ARM_DOTPROD. */
-ox__qdot_fn ox__qdot_neon(ox_dtype dtype, bool dotprod);
 #define HAVE_NEON(features) ((features) & OX_FEATURE_BIT(OX_FEATURE_NEON))
 #define HAVE_DOTPROD(features) ((features) & OX_FEATURE_BIT(OX_FEATURE_ARM_DOTPROD))
 #endif

@@ -15,7 +15,6 @@
 #include "ops/quant.h"
 
 /* quant_matmul.c calls this (declared there too, as quant.h is x86-only). */
-ox__qdot_fn ox__qdot_neon(ox_dtype dtype, bool dotprod);
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 

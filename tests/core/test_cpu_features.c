@@ -45,6 +45,7 @@ OX_TEST(memory_bytes)
     ASSERT_NEAR((double)info->memory_bytes, expected, expected * 0.01);
 }
 
+#if defined(__x86_64__) || defined(__i386__)
 /* Lowercase, whitespace runs collapsed to one space, trimmed. */
 static void normalize(const char *src, char *dst, size_t cap)
 {
@@ -61,6 +62,7 @@ static void normalize(const char *src, char *dst, size_t cap)
     }
     dst[n] = '\0';
 }
+#endif
 
 OX_TEST(name_and_vendor)
 {

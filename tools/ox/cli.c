@@ -60,18 +60,24 @@ int cli_parse_next(cli_parser *parser, const char **value)
         cli_usage_error(parser->command, "unexpected argument '%s'", arg);
         return CLI_PARSE_ERROR;
     }
-    if (arg[1] != '-') {
-        cli_usage_error(parser->command, "unknown option '%s'", arg);
-        return CLI_PARSE_ERROR;
-    }
-
-    const char *name = arg + 2;
-    const char *equals = strchr(name, '=');
-    size_t length = equals ? (size_t)(equals - name) : strlen(name);
-    int index = find_option(parser->command, name, length);
-    if (index < 0) {
-        cli_usage_error(parser->command, "unknown option '--%.*s'", (int)length, name);
-        return CLI_PARSE_ERROR;
+    const char *equals = NULL;
+    int index = -1;
+    if (arg[1] != '-') { /* -x: a short name, its value in the next argument */
+        for (int i = 0; arg[2] == '\0' && parser->command->options[i].name; i++)
+            if (parser->command->options[i].short_name == arg[1]) index = i;
+        if (index < 0) {
+            cli_usage_error(parser->command, "unknown option '%s'", arg);
+            return CLI_PARSE_ERROR;
+        }
+    } else {
+        const char *name = arg + 2;
+        equals = strchr(name, '=');
+        size_t length = equals ? (size_t)(equals - name) : strlen(name);
+        index = find_option(parser->command, name, length);
+        if (index < 0) {
+            cli_usage_error(parser->command, "unknown option '--%.*s'", (int)length, name);
+            return CLI_PARSE_ERROR;
+        }
     }
 
     const cli_option *option = &parser->command->options[index];
@@ -111,7 +117,7 @@ void cli_print_usage(const cli_command *command, FILE *out)
     const cli_option *options = command->options;
     int width = (int)strlen("-h, --help");
     for (int i = 0; options[i].name; i++) {
-        int w = 6 + (int)strlen(options[i].name);
+        int w = 8 + (int)strlen(options[i].name);
         if (options[i].argument) w += 1 + (int)strlen(options[i].argument);
         if (w > width) width = w;
     }
@@ -121,7 +127,9 @@ void cli_print_usage(const cli_command *command, FILE *out)
     fprintf(out, "%s\n\nOptions:\n", command->description);
     for (int i = 0; options[i].name; i++) {
         char spelling[128];
-        snprintf(spelling, sizeof spelling, "    --%s%s%s", options[i].name,
+        char short_form[8] = "";
+        if (options[i].short_name) snprintf(short_form, sizeof short_form, "-%c, ", options[i].short_name);
+        snprintf(spelling, sizeof spelling, "  %4s--%s%s%s", short_form, options[i].name,
                  options[i].argument ? " " : "", options[i].argument ? options[i].argument : "");
         /* Help text may hold '\n': continue under the first line. */
         const char *help = options[i].help;

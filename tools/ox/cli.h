@@ -33,6 +33,7 @@ typedef struct cli_option {
     const char *name;     /* long name without dashes: "device" */
     const char *argument; /* placeholder for its value ("SEL"); NULL: a flag */
     const char *help;     /* one line for --help */
+    char short_name;      /* 'p' for -p, or 0 */
 } cli_option;
 
 typedef struct cli_command cli_command;
@@ -54,11 +55,13 @@ extern const cli_command cmd_devices;
 extern const cli_command cmd_check;
 extern const cli_command cmd_bench;
 extern const cli_command cmd_inspect;
+extern const cli_command cmd_tokenize;
+extern const cli_command cmd_run;
 
 /* ---- option parsing ----------------------------------------------------- */
 
 /* Walks argv[1..] of a command. Accepts --name, --name VALUE, --name=VALUE,
- * -h/--help and "--"; operands (arguments not starting with '-', and every
+ * -x and -x VALUE for options with a short name, -h/--help and "--"; operands (arguments not starting with '-', and every
  * argument after "--") only if the command takes them; anything else is a
  * usage error. */
 typedef struct cli_parser {

@@ -10,6 +10,8 @@ static const cli_command *const commands[] = {
     &cmd_check,
     &cmd_bench,
     &cmd_inspect,
+    &cmd_tokenize,
+    &cmd_run,
 };
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])
 

@@ -1,0 +1,129 @@
+/* Models: bad input is refused before any work, with a message naming the
+ * problem; and the real Gemma 3 270M (fetched by scripts/fetch-model.sh)
+ * runs, greedy decoding is deterministic, and its first greedy tokens
+ * match llama.cpp's (tests/data/gemma3/, when recorded). */
+#include <openxpu/openxpu.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "ox_test.h"
+
+static ox_context *cpu_context(ox_device **cpu)
+{
+    ox_context *ctx;
+    int n;
+    ox_context_options o = {.struct_size = sizeof o, .flags = OX_CONTEXT_NO_PLUGINS,
+                            .log_level = OX_LOG_OFF};
+    ASSERT_OK(NULL, ox_context_create(&o, &ctx));
+    ASSERT_OK(ctx, ox_device_select(ctx, "cpu", cpu, 1, &n));
+    return ctx;
+}
+
+/* A small GGUF file with the given architecture and no tensors. */
+static void write_stub(ox_context *ctx, const char *path, const char *arch)
+{
+    ox_gguf_writer *w;
+    ASSERT_OK(ctx, ox_gguf_writer_create(ctx, &w));
+    ASSERT_OK(ctx, ox_gguf_writer_add_string(w, "general.architecture", arch, strlen(arch)));
+    char key[64];
+    const uint32_t values[5] = {640, 2, 4, 2048, 1024};
+    const char *names[5] = {"embedding_length", "block_count", "attention.head_count",
+                            "feed_forward_length", "context_length"};
+    for (int i = 0; i < 5; i++) {
+        snprintf(key, sizeof key, "%s.%s", arch, names[i]);
+        ASSERT_OK(ctx, ox_gguf_writer_add_scalar(w, key, OX_GGUF_UINT32, &values[i]));
+    }
+    ASSERT_OK(ctx, ox_gguf_writer_write_file(w, path));
+    ox_gguf_writer_free(w);
+}
+
+OX_TEST(unsupported_architecture_is_named)
+{
+    ox_device *cpu;
+    ox_context *ctx = cpu_context(&cpu);
+    char path[] = "/tmp/ox-model-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    close(fd);
+    write_stub(ctx, path, "mamba9");
+    ox_model *m = NULL;
+    ASSERT_EQ(ox_model_load(cpu, path, &m), OX_ERR_UNSUPPORTED);
+    ASSERT_CONTAINS(ox_errmsg(ctx), "architecture 'mamba9'");
+    ASSERT(m == NULL);
+    write_stub(ctx, path, "gemma3");
+    ASSERT_EQ(ox_model_load(cpu, path, &m), OX_ERR_FORMAT);
+    ASSERT_CONTAINS(ox_errmsg(ctx), "token_embd.weight is missing");
+    unlink(path);
+    ASSERT(ox_model_load(cpu, "/nonexistent/model.gguf", &m) != OX_OK);
+    ASSERT_CONTAINS(ox_errmsg(ctx), "/nonexistent/model.gguf");
+    ox_context_free(ctx);
+}
+
+/* The real model's path from scripts/fetch-model.sh, or skip saying why. */
+static const char *real_model(void)
+{
+    static char path[4096];
+    const char *script = getenv("OX_FETCH_MODEL");
+    if (!script) OX_SKIP("OX_FETCH_MODEL is not set (run through ctest)");
+    char command[4200];
+    snprintf(command, sizeof command, "%s 2>&1", script);
+    FILE *p = popen(command, "r");
+    if (!p) OX_SKIP("cannot run %s", script);
+    char line[4096] = "";
+    while (fgets(line, sizeof line, p)) snprintf(path, sizeof path, "%s", line);
+    int status = pclose(p);
+    path[strcspn(path, "\n")] = '\0';
+    if (status != 0) OX_SKIP("real model unavailable: %s", path);
+    return path;
+}
+
+static void greedy(ox_session *s, int n_vocab, const int32_t *prompt, int n_prompt, int32_t *out,
+                   int n_out)
+{
+    float *logits = malloc((size_t)n_vocab * sizeof *logits);
+    ASSERT(logits);
+    ASSERT_EQ(ox_session_eval(s, prompt, n_prompt, logits), OX_OK);
+    for (int i = 0; i < n_out; i++) {
+        int best = 0;
+        for (int v = 1; v < n_vocab; v++)
+            if (logits[v] > logits[best]) best = v;
+        out[i] = best;
+        ASSERT_EQ(ox_session_eval(s, &out[i], 1, logits), OX_OK);
+    }
+    free(logits);
+}
+
+OX_TEST(real_model_runs_and_is_deterministic)
+{
+    const char *path = real_model();
+    ox_device *cpu;
+    ox_context *ctx = cpu_context(&cpu);
+    ox_model *m;
+    ASSERT_OK(ctx, ox_model_load(cpu, path, &m));
+    ox_model_info info = {.struct_size = sizeof info};
+    ASSERT_OK(ctx, ox_model_get_info(m, &info));
+    ASSERT_STR_EQ(info.arch, "gemma3");
+    ASSERT_EQ(info.n_vocab, 262144);
+    ASSERT_EQ(info.n_layer, 18);
+    /* "<bos>The capital of France is" */
+    const int32_t prompt[] = {2, 818, 5279, 529, 7001, 563};
+    int32_t a[12], b[12];
+    ox_session *s;
+    ASSERT_OK(ctx, ox_session_create(m, 64, &s));
+    greedy(s, info.n_vocab, prompt, 6, a, 12);
+    ASSERT_OK(ctx, ox_session_rewind(s, 0));
+    greedy(s, info.n_vocab, prompt, 6, b, 12);
+    for (int i = 0; i < 12; i++) ASSERT_EQ(a[i], b[i]);
+    /* Bad input to a session: past the context, outside the vocabulary. */
+    int32_t many[64] = {0};
+    ASSERT_EQ(ox_session_eval(s, many, 64, NULL), OX_ERR_OUT_OF_RANGE);
+    ASSERT_CONTAINS(ox_errmsg(ctx), "pass the context of 64");
+    const int32_t bad = 262144;
+    ASSERT_EQ(ox_session_eval(s, &bad, 1, NULL), OX_ERR_OUT_OF_RANGE);
+    ASSERT_CONTAINS(ox_errmsg(ctx), "outside the vocabulary");
+    ox_session_free(s);
+    ox_model_free(m);
+    ox_context_free(ctx);
+}
+
+OX_TEST_MAIN(unsupported_architecture_is_named, real_model_runs_and_is_deterministic)

@@ -1,0 +1,430 @@
+/* 'ox run MODEL': generate text with a GGUF language model on any device.
+ * stdout carries only the generated text (streamed as it is produced);
+ * speeds, memory and errors go to stderr, so the output can be piped.
+ * Ctrl-C stops generation cleanly: what was generated is kept. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+enum {
+    OPTION_PROMPT,
+    OPTION_FILE,
+    OPTION_INTERACTIVE,
+    OPTION_N_PREDICT,
+    OPTION_DEVICE,
+    OPTION_TEMP,
+    OPTION_TOP_K,
+    OPTION_TOP_P,
+    OPTION_MIN_P,
+    OPTION_REPEAT_PENALTY,
+    OPTION_SEED,
+    OPTION_CTX,
+    OPTION_CHAT,
+    OPTION_NO_BOS,
+    OPTION_STOP,
+    OPTION_JSON,
+};
+
+static const cli_option run_options[] = {
+    [OPTION_PROMPT] = {"prompt", "TEXT", "the prompt", 'p'},
+    [OPTION_FILE] = {"file", "FILE", "read the prompt from FILE", 'f'},
+    [OPTION_INTERACTIVE] = {"interactive", NULL, "chat: read turns from stdin, one per line", 'i'},
+    [OPTION_N_PREDICT] = {"n-predict", "N", "tokens to generate (default 128; -1: until the end)", 'n'},
+    [OPTION_DEVICE] = {"device", "SEL", "device to run on (default: OX_DEVICE, a GPU, else the CPU)", 0},
+    [OPTION_TEMP] = {"temp", "T", "temperature (default 0.8; 0: greedy)", 0},
+    [OPTION_TOP_K] = {"top-k", "K", "keep the K most likely tokens (default 40; 0: off)", 0},
+    [OPTION_TOP_P] = {"top-p", "P", "nucleus sampling (default 0.95; 1: off)", 0},
+    [OPTION_MIN_P] = {"min-p", "P", "drop tokens below P x the best (default 0.05; 0: off)", 0},
+    [OPTION_REPEAT_PENALTY] = {"repeat-penalty", "R", "penalize the last 64 tokens (default 1: off)", 0},
+    [OPTION_SEED] = {"seed", "S", "random seed (default: from the clock, printed)", 's'},
+    [OPTION_CTX] = {"ctx", "N", "context size in tokens (default: min(model, 4096))", 'c'},
+    [OPTION_CHAT] = {"chat", NULL, "wrap the prompt in the model's chat template", 0},
+    [OPTION_NO_BOS] = {"no-bos", NULL, "do not start the prompt with the BOS token", 0},
+    [OPTION_STOP] = {"stop", "TEXT", "stop when the output contains TEXT", 0},
+    [OPTION_JSON] = {"json", NULL, "print one JSON object (text, tokens, speeds) at the end", 0},
+    {NULL, NULL, NULL, 0},
+};
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+typedef struct run_options_t {
+    const char *model, *prompt, *file, *device, *stop;
+    int n_predict, n_ctx;
+    bool interactive, chat, no_bos, json;
+    ox_sampler_params sampling;
+    bool seed_given;
+} run_opts;
+
+typedef struct run_state {
+    const cli_command *command;
+    ox_context *ctx;
+    ox_model *model;
+    ox_session *session;
+    ox_tokenizer *tok;
+    ox_sampler *sampler;
+    ox_model_info info;
+    float *logits;
+    int32_t *generated; /* ids since the start of the reply, for streaming decode */
+    size_t n_generated, cap_generated;
+    size_t printed;     /* bytes of the reply already written */
+    double prompt_seconds, gen_seconds;
+    int prompt_tokens, gen_tokens;
+    char *text;         /* the reply so far (for --stop and --json) */
+    size_t text_len;
+} run_state;
+
+static int parse_number(const cli_command *c, const char *name, const char *value, double lo,
+                        double hi, double *out)
+{
+    char *end;
+    double v = strtod(value, &end);
+    if (*value == '\0' || *end != '\0' || !(v >= lo && v <= hi))
+        return cli_usage_error(c, "--%s: '%s' is not a number in [%g, %g]", name, value, lo, hi);
+    *out = v;
+    return CLI_EXIT_OK;
+}
+
+static int parse_options(const cli_command *c, int argc, char **argv, run_opts *o)
+{
+    cli_parser p;
+    const char *value;
+    double v;
+    int index, status;
+    *o = (run_opts){.n_predict = 128, .sampling = {.struct_size = sizeof o->sampling,
+                    .temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
+                    .repeat_penalty = 1.0f, .repeat_last_n = 64}};
+    cli_parser_init(&p, c, argc, argv);
+    while ((index = cli_parse_next(&p, &value)) != CLI_PARSE_END) {
+        status = CLI_EXIT_OK;
+        switch (index) {
+        case CLI_PARSE_OPERAND:
+            if (o->model) return cli_usage_error(c, "one model only ('%s' and '%s')", o->model, value);
+            o->model = value;
+            break;
+        case OPTION_PROMPT: o->prompt = value; break;
+        case OPTION_FILE: o->file = value; break;
+        case OPTION_INTERACTIVE: o->interactive = o->chat = true; break;
+        case OPTION_DEVICE: o->device = value; break;
+        case OPTION_STOP: o->stop = value; break;
+        case OPTION_CHAT: o->chat = true; break;
+        case OPTION_NO_BOS: o->no_bos = true; break;
+        case OPTION_JSON: o->json = true; break;
+#define NUMBER(opt, lo, hi, assign)                                                         \
+    case opt:                                                                               \
+        status = parse_number(c, run_options[opt].name, value, lo, hi, &v);                \
+        if (status == CLI_EXIT_OK) assign;                                                  \
+        break;
+        NUMBER(OPTION_N_PREDICT, -1, 1e7, o->n_predict = (int)v)
+        NUMBER(OPTION_TEMP, 0, 100, o->sampling.temperature = (float)v)
+        NUMBER(OPTION_TOP_K, 0, 1e9, o->sampling.top_k = (int)v)
+        NUMBER(OPTION_TOP_P, 0, 1, o->sampling.top_p = (float)v)
+        NUMBER(OPTION_MIN_P, 0, 1, o->sampling.min_p = (float)v)
+        NUMBER(OPTION_REPEAT_PENALTY, 0, 100, o->sampling.repeat_penalty = (float)v)
+        NUMBER(OPTION_SEED, 0, 1.8e19, (o->sampling.seed = (uint64_t)v, o->seed_given = true))
+        NUMBER(OPTION_CTX, 0, 1e7, o->n_ctx = (int)v)
+#undef NUMBER
+        default: return cli_parse_stop(c, index);
+        }
+        if (status != CLI_EXIT_OK) return status;
+    }
+    if (!o->model) return cli_usage_error(c, "which model? (ox run MODEL -p PROMPT)");
+    if (!o->prompt && !o->file && !o->interactive)
+        return cli_usage_error(c, "give a prompt with -p TEXT or -f FILE, or -i to chat");
+    if ((o->prompt != NULL) + (o->file != NULL) > 1)
+        return cli_usage_error(c, "-p and -f cannot be used together");
+    if (!o->seed_given) o->sampling.seed = (uint64_t)time(NULL);
+    return CLI_EXIT_OK;
+}
+
+/* ---- generation ------------------------------------------------------------ */
+
+static int append_text(run_state *st, const char *bytes, size_t n)
+{
+    char *grown = realloc(st->text, st->text_len + n + 1);
+    if (!grown) return cli_error(st->command, "out of memory");
+    st->text = grown;
+    memcpy(st->text + st->text_len, bytes, n);
+    st->text_len += n;
+    st->text[st->text_len] = '\0';
+    return CLI_EXIT_OK;
+}
+
+/* Decode the reply so far and write the bytes not yet written. Decoding
+ * the whole reply keeps the spaces a piece-by-piece decode would drop. */
+static int stream(run_state *st, bool to_stdout)
+{
+    size_t len = 0;
+    ox_status s = ox_tokenizer_decode(st->tok, st->generated, st->n_generated, NULL, 0, &len);
+    if (s != OX_OK) return cli_library_error(st->command, st->ctx, s);
+    char *buf = malloc(len + 1);
+    if (!buf) return cli_error(st->command, "out of memory");
+    s = ox_tokenizer_decode(st->tok, st->generated, st->n_generated, buf, len + 1, &len);
+    int status = s == OX_OK ? CLI_EXIT_OK : cli_library_error(st->command, st->ctx, s);
+    if (status == CLI_EXIT_OK && len > st->printed) {
+        if (to_stdout) {
+            fwrite(buf + st->printed, 1, len - st->printed, stdout);
+            fflush(stdout);
+        }
+        status = append_text(st, buf + st->printed, len - st->printed);
+        st->printed = len;
+    }
+    free(buf);
+    return status;
+}
+
+static int push_generated(run_state *st, int32_t id)
+{
+    if (st->n_generated == st->cap_generated) {
+        size_t cap = st->cap_generated ? st->cap_generated * 2 : 256;
+        int32_t *grown = realloc(st->generated, cap * sizeof *grown);
+        if (!grown) return cli_error(st->command, "out of memory");
+        st->generated = grown;
+        st->cap_generated = cap;
+    }
+    st->generated[st->n_generated++] = id;
+    return CLI_EXIT_OK;
+}
+
+/* The prompt as tokens: the chat template when asked (Gemma's turns), BOS
+ * first unless --no-bos. *ids is malloc'ed. */
+static int encode_prompt(run_state *st, const run_opts *o, const char *text, bool first_turn,
+                         int32_t **ids, size_t *count)
+{
+    static const char before[] = "<start_of_turn>user\n",
+                      after[] = "<end_of_turn>\n<start_of_turn>model\n";
+    size_t n = sizeof before + strlen(text) + sizeof after;
+    char *full = malloc(n);
+    if (!full) return cli_error(st->command, "out of memory");
+    if (o->chat) snprintf(full, n, "%s%s%s", before, text, after);
+    else snprintf(full, n, "%s", text);
+    unsigned flags = (o->chat ? OX_TOKENIZE_PARSE_SPECIAL : 0) |
+                     (first_turn && !o->no_bos ? OX_TOKENIZE_ADD_BOS : 0);
+    ox_status s = ox_tokenizer_encode(st->tok, full, strlen(full), flags, NULL, 0, count);
+    *ids = s == OX_OK ? malloc((*count ? *count : 1) * sizeof **ids) : NULL;
+    if (s == OX_OK && !*ids) s = OX_ERR_OUT_OF_MEMORY;
+    if (s == OX_OK) s = ox_tokenizer_encode(st->tok, full, strlen(full), flags, *ids, *count, count);
+    free(full);
+    if (s != OX_OK) {
+        free(*ids);
+        *ids = NULL;
+        return cli_library_error(st->command, st->ctx, s);
+    }
+    return CLI_EXIT_OK;
+}
+
+/* Evaluate the prompt, then sample and evaluate token by token. */
+static int generate(run_state *st, const run_opts *o, const int32_t *prompt, size_t n_prompt)
+{
+    int room = ox_session_capacity(st->session) - ox_session_position(st->session);
+    if ((int)n_prompt >= room)
+        return cli_error(st->command, "the prompt has %zu tokens but only %d fit in the context "
+                         "(--ctx %d)", n_prompt, room - 1, ox_session_capacity(st->session));
+    double t0 = cli_seconds();
+    ox_status s = ox_session_eval(st->session, prompt, (int)n_prompt, st->logits);
+    if (s != OX_OK) return cli_library_error(st->command, st->ctx, s);
+    st->prompt_seconds += cli_seconds() - t0;
+    st->prompt_tokens += (int)n_prompt;
+    for (size_t i = 0; i < n_prompt; i++) ox_sampler_accept(st->sampler, prompt[i]);
+
+    int32_t eos = ox_tokenizer_eos(st->tok), eot = ox_tokenizer_eot(st->tok);
+    t0 = cli_seconds();
+    for (int i = 0; (o->n_predict < 0 || i < o->n_predict) && !interrupted; i++) {
+        int32_t id;
+        if ((s = ox_sampler_sample(st->sampler, st->logits, st->info.n_vocab, &id)) != OX_OK)
+            return cli_library_error(st->command, st->ctx, s);
+        if (id == eos || id == eot) break;
+        ox_sampler_accept(st->sampler, id);
+        int status = push_generated(st, id);
+        if (status == CLI_EXIT_OK) status = stream(st, !o->json);
+        if (status != CLI_EXIT_OK) return status;
+        st->gen_tokens++;
+        if (o->stop && strstr(st->text ? st->text : "", o->stop)) break;
+        if (ox_session_position(st->session) >= ox_session_capacity(st->session)) {
+            fprintf(stderr, "\nox run: the context of %d tokens is full\n",
+                    ox_session_capacity(st->session));
+            break;
+        }
+        if ((s = ox_session_eval(st->session, &id, 1, st->logits)) != OX_OK)
+            return cli_library_error(st->command, st->ctx, s);
+    }
+    st->gen_seconds += cli_seconds() - t0;
+    return CLI_EXIT_OK;
+}
+
+static char *read_file(const cli_command *c, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_error(c, "cannot open %s", path);
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+    char chunk[65536];
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (len + n + 1 > cap) {
+            cap = (len + n + 1) * 2;
+            char *grown = realloc(buf, cap);
+            if (!grown) break;
+            buf = grown;
+        }
+        memcpy(buf + len, chunk, n);
+        len += n;
+    }
+    fclose(f);
+    if (!buf) buf = calloc(1, 1);
+    else buf[len] = '\0';
+    return buf;
+}
+
+static void report(const run_state *st, const run_opts *o)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double rss_mib = (double)ru.ru_maxrss / 1024.0;
+    double pp = st->prompt_seconds > 0 ? st->prompt_tokens / st->prompt_seconds : 0;
+    double tg = st->gen_seconds > 0 ? st->gen_tokens / st->gen_seconds : 0;
+    if (o->json) {
+        cJSON *doc = cli_json_document();
+        if (!doc) return;
+        cJSON_AddStringToObject(doc, "text", st->text ? st->text : "");
+        cJSON *ids = cJSON_AddArrayToObject(doc, "tokens");
+        for (size_t i = 0; ids && i < st->n_generated; i++)
+            cJSON_AddItemToArray(ids, cJSON_CreateNumber(st->generated[i]));
+        cJSON_AddNumberToObject(doc, "prompt_tokens", st->prompt_tokens);
+        cJSON_AddNumberToObject(doc, "prompt_tokens_per_second", pp);
+        cJSON_AddNumberToObject(doc, "generated_tokens", st->gen_tokens);
+        cJSON_AddNumberToObject(doc, "generation_tokens_per_second", tg);
+        cJSON_AddNumberToObject(doc, "peak_rss_mib", rss_mib);
+        cli_json_add_u64(doc, "seed", o->sampling.seed);
+        char *text = cJSON_Print(doc);
+        if (text) puts(text);
+        free(text);
+        cJSON_Delete(doc);
+        return;
+    }
+    fprintf(stderr, "\n\nprompt: %d tokens in %.2f s, %.1f tokens/s\n", st->prompt_tokens,
+            st->prompt_seconds, pp);
+    fprintf(stderr, "generation: %d tokens in %.2f s, %.1f tokens/s\n", st->gen_tokens,
+            st->gen_seconds, tg);
+    fprintf(stderr, "peak memory: %.0f MiB (weights %.0f MiB, memory-mapped), seed %llu\n",
+            rss_mib, (double)st->info.weight_bytes / 1048576.0,
+            (unsigned long long)o->sampling.seed);
+}
+
+static int open_all(run_state *st, const run_opts *o)
+{
+    ox_device *device;
+    ox_status s;
+    int n = 0, status = cli_context_open(st->command, &st->ctx);
+    if (status != CLI_EXIT_OK) return status;
+    s = o->device ? ox_device_select(st->ctx, o->device, &device, 1, &n)
+                  : ox_device_default(st->ctx, &device);
+    if (s == OX_OK && o->device && n != 1)
+        return cli_error(st->command, "--device %s names %d devices; ox run uses one", o->device, n);
+    if (s == OX_OK) s = ox_model_load(device, o->model, &st->model);
+    if (s == OX_OK) {
+        st->info.struct_size = sizeof st->info;
+        s = ox_model_get_info(st->model, &st->info);
+    }
+    if (s == OX_OK) s = ox_tokenizer_load(st->ctx, ox_model_gguf(st->model), &st->tok);
+    if (s == OX_OK) s = ox_session_create(st->model, o->n_ctx, &st->session);
+    if (s == OX_OK) s = ox_sampler_create(st->ctx, &o->sampling, &st->sampler);
+    if (s != OX_OK) return cli_library_error(st->command, st->ctx, s);
+    st->logits = malloc((size_t)st->info.n_vocab * sizeof *st->logits);
+    if (!st->logits) return cli_error(st->command, "out of memory");
+    return CLI_EXIT_OK;
+}
+
+static void close_all(run_state *st)
+{
+    free(st->logits);
+    free(st->generated);
+    free(st->text);
+    ox_sampler_free(st->sampler);
+    ox_session_free(st->session);
+    ox_tokenizer_free(st->tok);
+    ox_model_free(st->model);
+    ox_context_free(st->ctx);
+}
+
+static int run_turn(run_state *st, const run_opts *o, const char *text, bool first)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int status = encode_prompt(st, o, text, first, &ids, &n);
+    if (status == CLI_EXIT_OK) {
+        st->n_generated = st->printed = 0;
+        status = generate(st, o, ids, n);
+        if (status == CLI_EXIT_OK && o->chat && !interrupted) {
+            /* Close the model's turn so the next one follows the template. */
+            static const char end[] = "<end_of_turn>\n";
+            int32_t end_ids[8];
+            size_t m = 0;
+            if (ox_tokenizer_encode(st->tok, end, sizeof end - 1, OX_TOKENIZE_PARSE_SPECIAL,
+                                    end_ids, 8, &m) == OX_OK &&
+                (int)m < ox_session_capacity(st->session) - ox_session_position(st->session))
+                ox_session_eval(st->session, end_ids, (int)m, NULL);
+        }
+    }
+    free(ids);
+    return status;
+}
+
+static int run_run(const cli_command *command, int argc, char **argv)
+{
+    run_opts o;
+    int status = parse_options(command, argc, argv, &o);
+    if (status != CLI_EXIT_OK) return status;
+    run_state st = {.command = command};
+    struct sigaction sa = {.sa_handler = on_sigint};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    status = open_all(&st, &o);
+    if (status == CLI_EXIT_OK && !o.interactive) {
+        char *text = o.file ? read_file(command, o.file) : NULL;
+        if (o.file && !text) status = CLI_EXIT_FAILURE;
+        else status = run_turn(&st, &o, o.file ? text : o.prompt, true);
+        free(text);
+    } else if (status == CLI_EXIT_OK) {
+        char line[8192];
+        bool first = true;
+        if (isatty(0)) fprintf(stderr, "> ");
+        while (!interrupted && fgets(line, sizeof line, stdin)) {
+            line[strcspn(line, "\n")] = '\0';
+            if (!*line) continue;
+            if ((status = run_turn(&st, &o, line, first)) != CLI_EXIT_OK) break;
+            first = false;
+            fputc('\n', stdout);
+            if (isatty(0)) fprintf(stderr, "> ");
+        }
+    }
+    if (st.session) report(&st, &o);
+    close_all(&st);
+    if (interrupted && status == CLI_EXIT_OK) return 130;
+    return status;
+}
+
+const cli_command cmd_run = {
+    .name = "run",
+    .summary = "generate text with a GGUF language model",
+    .description =
+        "Generate text with the GGUF model MODEL on one device. The generated text\n"
+        "streams to stdout (no prompt echo, no logs); speeds and peak memory go to\n"
+        "stderr. --temp 0 is greedy. Ctrl-C stops cleanly, keeping what was\n"
+        "generated. Supported architectures: gemma3.",
+    .options = run_options,
+    .run = run_run,
+    .operands = "MODEL",
+};
