@@ -132,10 +132,11 @@ ox__qdot_fn ox__qdot_scalar(ox_dtype dtype);
 #define OX_QUANT_HAVE_X86 1
 /* quant_avx2.c: needs AVX2, FMA and F16C. NULL for a dtype it lacks. */
 ox__qdot_fn ox__qdot_avx2(ox_dtype dtype);
+#endif
+
 #if defined(__aarch64__)
 /* NEON kernels (quant_neon.c); dotprod: use vdotq_s32 (ARMv8.2 dotprod). */
 ox__qdot_fn ox__qdot_neon(ox_dtype dtype, bool dotprod);
-#endif
 #endif
 
 /* quant_matmul.c: dst = a . bᵀ with b quantized ({K, N} rows, TRANS_B), a

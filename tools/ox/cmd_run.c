@@ -208,7 +208,7 @@ static int encode_prompt(run_state *st, const run_opts *o, const char *text, boo
     if (!full) return cli_error(st->command, "out of memory");
     if (o->chat) snprintf(full, n, "%s%s%s", before, text, after);
     else snprintf(full, n, "%s", text);
-    unsigned flags = (o->chat ? OX_TOKENIZE_PARSE_SPECIAL : 0) |
+    unsigned flags = OX_TOKENIZE_PARSE_SPECIAL | /* as llama.cpp does */
                      (first_turn && !o->no_bos ? OX_TOKENIZE_ADD_BOS : 0);
     ox_status s = ox_tokenizer_encode(st->tok, full, strlen(full), flags, NULL, 0, count);
     *ids = s == OX_OK ? malloc((*count ? *count : 1) * sizeof **ids) : NULL;

@@ -1,0 +1,201 @@
+/* Gemma 3 270M against llama.cpp, an independent implementation, on data
+ * it recorded (tests/data/gemma3/, see its README for the commands):
+ *   - the first step's logits: the same top-20 tokens in order where their
+ *     logits differ by more than the tolerance, every top-20 logit within
+ *     LOGIT_TOLERANCE of llama.cpp's, and the same mean and spread;
+ *   - greedy decoding: the same tokens as llama.cpp up to the first step
+ *     where llama.cpp's two best logits were closer than LOGIT_TOLERANCE
+ *     (a near tie, which two correct implementations may break either way),
+ *     and at least MIN_MATCH tokens for the prompts without such a tie early.
+ * The tolerance covers legitimate differences: llama.cpp keeps the KV cache
+ * in F16 and rounds activations to 8 bits in other block sizes. */
+#include <openxpu/openxpu.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ox_test.h"
+
+#define LOGIT_TOLERANCE 0.25
+#define MAX_STEPS 64
+
+static const char *model_path(void)
+{
+    static char path[4096];
+    const char *script = getenv("OX_FETCH_MODEL");
+    if (!script) OX_SKIP("OX_FETCH_MODEL is not set (run through ctest)");
+    char command[4200];
+    snprintf(command, sizeof command, "%s 2>&1", script);
+    FILE *p = popen(command, "r");
+    if (!p) OX_SKIP("cannot run %s", script);
+    char line[4096] = "";
+    while (fgets(line, sizeof line, p)) snprintf(path, sizeof path, "%s", line);
+    int status = pclose(p);
+    path[strcspn(path, "\n")] = '\0';
+    if (status != 0) OX_SKIP("real model unavailable: %s", path);
+    return path;
+}
+
+static FILE *data_file(const char *name)
+{
+    const char *dir = getenv("OX_GEMMA3_DATA");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir ? dir : ".", name);
+    FILE *f = fopen(path, "r");
+    ASSERT_MSG(f, "cannot open %s", path);
+    return f;
+}
+
+static int parse_ids(const char *text, int32_t *ids, int cap)
+{
+    int n = 0;
+    char *end;
+    for (long v = strtol(text, &end, 10); end != text && n < cap; v = strtol(text, &end, 10)) {
+        ids[n++] = (int32_t)v;
+        text = end;
+    }
+    return n;
+}
+
+typedef struct ref_run {
+    int32_t prompt[256];
+    int n_prompt;
+    int32_t ids[MAX_STEPS];
+    double margin[MAX_STEPS];
+    int n_steps;
+} ref_run;
+
+/* The next "prompt_ids / steps / gen_ids" block of greedy.txt; 0 at the end. */
+static int next_run(FILE *f, ref_run *r)
+{
+    char line[8192];
+    memset(r, 0, sizeof *r);
+    int in_steps = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "prompt_ids:", 11) == 0) {
+            r->n_prompt = parse_ids(line + 11, r->prompt, 256);
+        } else if (strncmp(line, "steps", 5) == 0) {
+            in_steps = 1;
+        } else if (strncmp(line, "gen_ids:", 8) == 0) {
+            return r->n_prompt > 0 && r->n_steps > 0;
+        } else if (in_steps && r->n_steps < MAX_STEPS) {
+            int i, id;
+            double logit, margin;
+            if (sscanf(line, "%d %d %lf %lf", &i, &id, &logit, &margin) == 4) {
+                r->ids[r->n_steps] = id;
+                r->margin[r->n_steps++] = margin;
+            }
+        }
+    }
+    return 0;
+}
+
+typedef struct fixture {
+    ox_context *ctx;
+    ox_model *model;
+    ox_session *session;
+    float *logits;
+    int n_vocab;
+} fixture;
+
+static fixture open_model(void)
+{
+    fixture fx;
+    const char *path = model_path();
+    ox_device *cpu;
+    int n;
+    ox_context_options o = {.struct_size = sizeof o, .flags = OX_CONTEXT_NO_PLUGINS,
+                            .log_level = OX_LOG_OFF};
+    ASSERT_OK(NULL, ox_context_create(&o, &fx.ctx));
+    ASSERT_OK(fx.ctx, ox_device_select(fx.ctx, "cpu", &cpu, 1, &n));
+    ASSERT_OK(fx.ctx, ox_model_load(cpu, path, &fx.model));
+    ox_model_info info = {.struct_size = sizeof info};
+    ASSERT_OK(fx.ctx, ox_model_get_info(fx.model, &info));
+    fx.n_vocab = info.n_vocab;
+    ASSERT_OK(fx.ctx, ox_session_create(fx.model, 512, &fx.session));
+    fx.logits = malloc((size_t)fx.n_vocab * sizeof *fx.logits);
+    ASSERT(fx.logits);
+    return fx;
+}
+
+static int argmax(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+OX_TEST(first_step_logits_agree)
+{
+    fixture fx = open_model();
+    FILE *f = data_file("logits.txt");
+    char line[4096];
+    int32_t prompt[64];
+    int n_prompt = 0, checked = 0;
+    double mean_ref = 0, std_ref = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "prompt_ids:", 11) == 0) {
+            n_prompt = parse_ids(line + 11, prompt, 64);
+            ASSERT_OK(fx.ctx, ox_session_eval(fx.session, prompt, n_prompt, fx.logits));
+        } else if (strncmp(line, "logits_stats:", 13) == 0) {
+            const char *m = strstr(line, "mean="), *s = strstr(line, "stddev=");
+            ASSERT(m && s);
+            mean_ref = atof(m + 5);
+            std_ref = atof(s + 7);
+        } else if (n_prompt > 0) {
+            int rank, id;
+            double logit;
+            if (sscanf(line, "%d %d %lf", &rank, &id, &logit) == 3 && id >= 0 && id < fx.n_vocab) {
+                ASSERT_NEAR(fx.logits[id], logit, LOGIT_TOLERANCE);
+                checked++;
+            }
+        }
+    }
+    fclose(f);
+    ASSERT_MSG(checked >= 10, "only %d reference logits found in logits.txt", checked);
+    double mean = 0, var = 0;
+    for (int i = 0; i < fx.n_vocab; i++) mean += fx.logits[i];
+    mean /= fx.n_vocab;
+    for (int i = 0; i < fx.n_vocab; i++) var += (fx.logits[i] - mean) * (fx.logits[i] - mean);
+    ASSERT_NEAR(mean, mean_ref, LOGIT_TOLERANCE);
+    ASSERT_NEAR(sqrt(var / fx.n_vocab), std_ref, LOGIT_TOLERANCE);
+    printf("  %d top logits within %.2f of llama.cpp; mean %.4f (%.4f), stddev %.4f (%.4f)\n",
+           checked, LOGIT_TOLERANCE, mean, mean_ref, sqrt(var / fx.n_vocab), std_ref);
+}
+
+OX_TEST(greedy_tokens_match_llama_cpp)
+{
+    fixture fx = open_model();
+    FILE *f = data_file("greedy.txt");
+    ref_run r;
+    int runs = 0, full_matches = 0;
+    while (next_run(f, &r)) {
+        ASSERT_OK(fx.ctx, ox_session_rewind(fx.session, 0));
+        ASSERT_OK(fx.ctx, ox_session_eval(fx.session, r.prompt, r.n_prompt, fx.logits));
+        /* Must agree up to (not including) the first near tie. */
+        int must = r.n_steps, matched = 0;
+        for (int i = 0; i < r.n_steps; i++)
+            if (r.margin[i] < LOGIT_TOLERANCE) {
+                must = i;
+                break;
+            }
+        for (int i = 0; i < r.n_steps; i++) {
+            int32_t id = argmax(fx.logits, fx.n_vocab);
+            if (id != r.ids[i]) break;
+            matched++;
+            ASSERT_OK(fx.ctx, ox_session_eval(fx.session, &id, 1, fx.logits));
+        }
+        printf("  prompt %d: %d of %d greedy tokens as llama.cpp (first near tie at step %d)\n",
+               runs, matched, r.n_steps, must);
+        ASSERT_MSG(matched >= must, "prompt %d: diverged at step %d, before the first near tie "
+                   "(step %d)", runs, matched, must);
+        full_matches += matched == r.n_steps;
+        runs++;
+    }
+    fclose(f);
+    ASSERT_MSG(runs >= 4, "only %d reference runs in greedy.txt", runs);
+    ASSERT_MSG(full_matches >= 1, "no prompt matched llama.cpp for all of its tokens");
+}
+
+OX_TEST_MAIN(first_step_logits_agree, greedy_tokens_match_llama_cpp)
