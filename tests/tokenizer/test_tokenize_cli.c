@@ -1,62 +1,12 @@
 /* Tests of 'ox tokenize': run the binary OX_BIN names on the gpt-2 and
  * llama-spm vocabularies of tests/data/tokenizer. */
-#include <spawn.h>
 
 #include <cjson/cJSON.h>
 
 #include "ox_test.h"
+#include "run_ox.h"
 
-extern char **environ;
 
-typedef struct ox_run {
-    int status;
-    char out[65536];
-    char err[8192];
-} ox_run;
-
-static void read_into(FILE *file, char *buf, size_t cap)
-{
-    rewind(file);
-    size_t n = fread(buf, 1, cap - 1, file);
-    buf[n] = '\0';
-    fclose(file);
-}
-
-/* Run "ox ARGS..." (args ends with NULL). */
-static ox_run *run_ox(const char *const *args)
-{
-    const char *bin = getenv("OX_BIN");
-    ASSERT_MSG(bin && bin[0], "OX_BIN must name the ox binary (ctest sets it)");
-    char *argv[16];
-    int argc = 0;
-    argv[argc++] = (char *)bin;
-    while (args[argc - 1]) {
-        ASSERT(argc < 15);
-        argv[argc] = (char *)args[argc - 1];
-        argc++;
-    }
-    argv[argc] = NULL;
-    FILE *out = tmpfile(), *err = tmpfile();
-    ASSERT(out && err);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fileno(out), STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, fileno(err), STDERR_FILENO);
-    pid_t pid;
-    int rc = posix_spawn(&pid, bin, &actions, NULL, argv, environ);
-    ASSERT_MSG(rc == 0, "cannot run %s: %s", bin, strerror(rc));
-    posix_spawn_file_actions_destroy(&actions);
-    int wstatus = 0;
-    ASSERT(waitpid(pid, &wstatus, 0) == pid);
-    ox_run *run = calloc(1, sizeof *run);
-    ASSERT(run != NULL);
-    run->status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
-    read_into(out, run->out, sizeof run->out);
-    read_into(err, run->err, sizeof run->err);
-    return run;
-}
-
-#define RUN_OX(...) run_ox((const char *const[]){__VA_ARGS__, NULL})
 #define GPT2 OX_TOKENIZER_DATA "/ggml-vocab-gpt-2.gguf"
 #define SPM OX_TOKENIZER_DATA "/ggml-vocab-llama-spm.gguf"
 

@@ -84,6 +84,9 @@ typedef struct run_state {
     size_t text_len;
 } run_state;
 
+/* parse_options' result when --help was printed: exit 0, run nothing. */
+#define RUN_HELP_SHOWN (-1)
+
 static int parse_number(const cli_command *c, const char *name, const char *value, double lo,
                         double hi, double *out)
 {
@@ -134,6 +137,9 @@ static int parse_options(const cli_command *c, int argc, char **argv, run_opts *
         NUMBER(OPTION_SEED, 0, 1.8e19, (o->sampling.seed = (uint64_t)v, o->seed_given = true))
         NUMBER(OPTION_CTX, 0, 1e7, o->n_ctx = (int)v)
 #undef NUMBER
+        case CLI_PARSE_HELP:
+            cli_parse_stop(c, index);
+            return RUN_HELP_SHOWN;
         default: return cli_parse_stop(c, index);
         }
         if (status != CLI_EXIT_OK) return status;
@@ -386,6 +392,7 @@ static int run_run(const cli_command *command, int argc, char **argv)
 {
     run_opts o;
     int status = parse_options(command, argc, argv, &o);
+    if (status == RUN_HELP_SHOWN) return CLI_EXIT_OK;
     if (status != CLI_EXIT_OK) return status;
     run_state st = {.command = command};
     struct sigaction sa = {.sa_handler = on_sigint};

@@ -27,7 +27,7 @@ static void print_usage(FILE *out)
     fputs("Usage: ox [--help] [--version] COMMAND [OPTIONS]\n"
           "\n"
           "The OpenXPU command-line tool: list, check and benchmark the compute\n"
-          "devices OpenXPU finds on this machine.\n"
+          "devices OpenXPU finds on this machine, and run GGUF models on them.\n"
           "\n"
           "Commands:\n",
           out);
@@ -44,6 +44,8 @@ static void print_usage(FILE *out)
           "  OX_BACKEND_PATH  more directories (':'-separated) to load backend plugins from\n"
           "  OX_LOG           log level: debug, info, warn, error, off\n"
           "  OX_NUM_THREADS   worker threads of the CPU backend\n"
+          "  OX_CACHE_DIR     compiled-kernel cache (default ~/.cache/openxpu; off: none)\n"
+          "  OX_NATIVE_LIBS   0: no vendor libraries (cuBLAS...), portable kernels only\n"
           "\n"
           "Exit status: 0 on success, 1 on failure, 2 on a bad command line.\n"
           "Run 'ox COMMAND --help' for the options of a command.\n",

@@ -1,0 +1,99 @@
+/* Tests of 'ox run': usage and bad input give the right exit status and a
+ * message on stderr only; on the real model, greedy output goes to stdout
+ * alone (no prompt echo, no logs) and the speeds to stderr. */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+
+#include "ox_test.h"
+#include "run_ox.h"
+
+OX_TEST(help_and_usage_errors)
+{
+    ox_run *r = RUN_OX("run", "--help");
+    ASSERT_EQ(r->status, 0);
+    ASSERT_CONTAINS(r->out, "--temp");
+    ASSERT_STR_EQ(r->err, "");
+    free(r);
+    r = RUN_OX("run");
+    ASSERT_EQ(r->status, 2);
+    ASSERT_CONTAINS(r->err, "which model");
+    ASSERT_STR_EQ(r->out, "");
+    free(r);
+    r = RUN_OX("run", "model.gguf");
+    ASSERT_EQ(r->status, 2);
+    ASSERT_CONTAINS(r->err, "-p TEXT");
+    free(r);
+    r = RUN_OX("run", "model.gguf", "-p", "hi", "--temp", "abc");
+    ASSERT_EQ(r->status, 2);
+    ASSERT_CONTAINS(r->err, "--temp");
+    free(r);
+}
+
+OX_TEST(bad_model_file_is_named)
+{
+    ox_run *r = RUN_OX("run", "/etc/hostname", "-p", "hi");
+    ASSERT_EQ(r->status, 1);
+    ASSERT_CONTAINS(r->err, "not a GGUF file");
+    ASSERT_STR_EQ(r->out, "");
+    free(r);
+    r = RUN_OX("run", "/nonexistent.gguf", "-p", "hi");
+    ASSERT_EQ(r->status, 1);
+    ASSERT_CONTAINS(r->err, "/nonexistent.gguf");
+    free(r);
+}
+
+static const char *real_model(void)
+{
+    static char path[4096];
+    const char *script = getenv("OX_FETCH_MODEL");
+    if (!script) OX_SKIP("OX_FETCH_MODEL is not set (run through ctest)");
+    char command[4200];
+    snprintf(command, sizeof command, "%s 2>&1", script);
+    FILE *p = popen(command, "r");
+    if (!p) OX_SKIP("cannot run %s", script);
+    char line[4096] = "";
+    while (fgets(line, sizeof line, p)) snprintf(path, sizeof path, "%s", line);
+    int status = pclose(p);
+    path[strcspn(path, "\n")] = '\0';
+    if (status != 0) OX_SKIP("real model unavailable: %s", path);
+    return path;
+}
+
+OX_TEST(greedy_text_on_stdout_only)
+{
+    const char *model = real_model();
+    /* llama.cpp's greedy continuation of this prompt begins " the capital
+     * of the country of France" (tests/data/gemma3/greedy.txt). */
+    ox_run *r = RUN_OX("run", model, "-p", "The capital of France is", "--temp", "0", "-n", "8",
+                       "--ctx", "256");
+    ASSERT_EQ(r->status, 0);
+    ASSERT_MSG(strncmp(r->out, " the capital of the country of France", 37) == 0,
+               "stdout is \"%s\"", r->out);
+    ASSERT(strstr(r->out, "The capital of France is") == NULL); /* no prompt echo */
+    ASSERT(strstr(r->out, "tokens/s") == NULL);                 /* no logs */
+    ASSERT_CONTAINS(r->err, "generation: 8 tokens");
+    ASSERT_CONTAINS(r->err, "peak memory");
+    free(r);
+    /* A prompt longer than the context is refused before generating. */
+    r = RUN_OX("run", model, "-p", "one two three four five six seven eight nine ten", "--ctx",
+               "8", "--temp", "0");
+    ASSERT_EQ(r->status, 1);
+    ASSERT_CONTAINS(r->err, "fit in the context");
+    ASSERT_STR_EQ(r->out, "");
+    free(r);
+    /* --json: the tokens and speeds as one object on stdout. */
+    r = RUN_OX("run", model, "-p", "def fibonacci(n):", "--temp", "0", "-n", "4", "--json",
+               "--ctx", "128");
+    ASSERT_EQ(r->status, 0);
+    cJSON *doc = cJSON_Parse(r->out);
+    ASSERT_MSG(doc, "stdout is not JSON: %s", r->out);
+    cJSON *tokens = cJSON_GetObjectItem(doc, "tokens");
+    ASSERT(cJSON_GetArraySize(tokens) == 4);
+    /* llama.cpp: 107 140 584 538 */
+    ASSERT_EQ(cJSON_GetArrayItem(tokens, 0)->valueint, 107);
+    ASSERT_EQ(cJSON_GetArrayItem(tokens, 3)->valueint, 538);
+    cJSON_Delete(doc);
+    free(r);
+}
+
+OX_TEST_MAIN(help_and_usage_errors, bad_model_file_is_named, greedy_text_on_stdout_only)
