@@ -118,6 +118,14 @@ static fixture open_model(void)
     return fx;
 }
 
+static void close_model(fixture *fx)
+{
+    free(fx->logits);
+    ox_session_free(fx->session);
+    ox_model_free(fx->model);
+    ox_context_free(fx->ctx);
+}
+
 static int argmax(const float *x, int n)
 {
     int best = 0;
@@ -162,6 +170,7 @@ OX_TEST(first_step_logits_agree)
     ASSERT_NEAR(sqrt(var / fx.n_vocab), std_ref, LOGIT_TOLERANCE);
     printf("  %d top logits within %.2f of llama.cpp; mean %.4f (%.4f), stddev %.4f (%.4f)\n",
            checked, LOGIT_TOLERANCE, mean, mean_ref, sqrt(var / fx.n_vocab), std_ref);
+    close_model(&fx);
 }
 
 OX_TEST(greedy_tokens_match_llama_cpp)
@@ -196,6 +205,7 @@ OX_TEST(greedy_tokens_match_llama_cpp)
     fclose(f);
     ASSERT_MSG(runs >= 4, "only %d reference runs in greedy.txt", runs);
     ASSERT_MSG(full_matches >= 1, "no prompt matched llama.cpp for all of its tokens");
+    close_model(&fx);
 }
 
 OX_TEST_MAIN(first_step_logits_agree, greedy_tokens_match_llama_cpp)

@@ -57,6 +57,7 @@ extern const cli_command cmd_bench;
 extern const cli_command cmd_inspect;
 extern const cli_command cmd_tokenize;
 extern const cli_command cmd_run;
+extern const cli_command cmd_bench_model;
 
 /* ---- option parsing ----------------------------------------------------- */
 

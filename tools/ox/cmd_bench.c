@@ -11,10 +11,10 @@
 enum { OPTION_DEVICE, OPTION_JSON, OPTION_QUICK };
 
 static const cli_option bench_options[] = {
-    [OPTION_DEVICE] = {"device", "SEL", "benchmark the devices SEL selects (default: all)"},
-    [OPTION_JSON] = {"json", NULL, "print one JSON object instead of the table"},
-    [OPTION_QUICK] = {"quick", NULL, "smaller sizes and fewer runs"},
-    {NULL, NULL, NULL},
+    [OPTION_DEVICE] = {"device", "SEL", "benchmark the devices SEL selects (default: all)", 0},
+    [OPTION_JSON] = {"json", NULL, "print one JSON object instead of the table", 0},
+    [OPTION_QUICK] = {"quick", NULL, "smaller sizes and fewer runs", 0},
+    {NULL, NULL, NULL, 0},
 };
 
 static const char *const bench_names[] = {"matmul", "attention", "add", "softmax", "rms_norm",

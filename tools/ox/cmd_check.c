@@ -13,18 +13,18 @@
 enum { OPTION_DEVICE, OPTION_OP, OPTION_QUICK, OPTION_JSON, OPTION_HTML };
 
 static const cli_option check_options[] = {
-    [OPTION_DEVICE] = {"device", "SEL", "check the devices SEL selects (default: all)"},
+    [OPTION_DEVICE] = {"device", "SEL", "check the devices SEL selects (default: all)", 0},
     [OPTION_OP] = {"op", "NAME",
                    "check only NAME: an op (matmul, gelu, ...), a family (binary,\n"
-                   "unary, reduce, norm) or 'runtime'; a comma-separated list"},
+                   "unary, reduce, norm) or 'runtime'; a comma-separated list", 0},
     [OPTION_QUICK] = {"quick", NULL,
                       "a smaller grid of op cases, and skip the largest (64 MiB)\n"
-                      "transfers"},
+                      "transfers", 0},
     [OPTION_JSON] = {"json", "FILE",
                      "also write a JSON report to FILE; '-' writes it to standard\n"
-                     "output and the table to standard error"},
-    [OPTION_HTML] = {"html", "FILE", "also write a self-contained HTML report to FILE"},
-    {NULL, NULL, NULL},
+                     "output and the table to standard error", 0},
+    [OPTION_HTML] = {"html", "FILE", "also write a self-contained HTML report to FILE", 0},
+    {NULL, NULL, NULL, 0},
 };
 
 static const char *const result_names[] = {

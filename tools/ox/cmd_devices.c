@@ -8,11 +8,11 @@
 enum { OPTION_JSON, OPTION_DEVICE };
 
 static const cli_option devices_options[] = {
-    [OPTION_JSON] = {"json", NULL, "print one JSON object instead of tables"},
+    [OPTION_JSON] = {"json", NULL, "print one JSON object instead of tables", 0},
     [OPTION_DEVICE] = {"device", "SEL",
                        "list only the devices SEL selects: cpu, opencl:0, cuda:*,\n"
-                       "all, default, or a comma-separated list of these"},
-    {NULL, NULL, NULL},
+                       "all, default, or a comma-separated list of these", 0},
+    {NULL, NULL, NULL, 0},
 };
 
 /* ---- a small text table: columns padded to their widest cell ---------------- */

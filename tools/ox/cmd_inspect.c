@@ -8,9 +8,9 @@
 enum { OPTION_TENSORS, OPTION_JSON };
 
 static const cli_option inspect_options[] = {
-    [OPTION_TENSORS] = {"tensors", NULL, "also list every tensor: name, type, shape, bytes, offset"},
-    [OPTION_JSON] = {"json", NULL, "print one JSON object instead of text"},
-    {NULL, NULL, NULL},
+    [OPTION_TENSORS] = {"tensors", NULL, "also list every tensor: name, type, shape, bytes, offset", 0},
+    [OPTION_JSON] = {"json", NULL, "print one JSON object instead of text", 0},
+    {NULL, NULL, NULL, 0},
 };
 
 /* llama.cpp's general.file_type values (enum llama_ftype) that name one

@@ -8,13 +8,13 @@
 enum { OPTION_PROMPT, OPTION_FILE, OPTION_IDS, OPTION_NO_BOS, OPTION_SPECIAL, OPTION_JSON };
 
 static const cli_option tokenize_options[] = {
-    [OPTION_PROMPT] = {"prompt", "TEXT", "the text to tokenize (also -p)"},
-    [OPTION_FILE] = {"file", "FILE", "tokenize the bytes of FILE (also -f)"},
-    [OPTION_IDS] = {"ids", NULL, "print only the ids, space-separated"},
-    [OPTION_NO_BOS] = {"no-bos", NULL, "do not add the BOS token the vocabulary asks for"},
-    [OPTION_SPECIAL] = {"special", NULL, "parse control-token texts such as <|im_start|>"},
-    [OPTION_JSON] = {"json", NULL, "print {\"ids\":[...],\"pieces\":[...]}"},
-    {NULL, NULL, NULL},
+    [OPTION_PROMPT] = {"prompt", "TEXT", "the text to tokenize (also -p)", 0},
+    [OPTION_FILE] = {"file", "FILE", "tokenize the bytes of FILE (also -f)", 0},
+    [OPTION_IDS] = {"ids", NULL, "print only the ids, space-separated", 0},
+    [OPTION_NO_BOS] = {"no-bos", NULL, "do not add the BOS token the vocabulary asks for", 0},
+    [OPTION_SPECIAL] = {"special", NULL, "parse control-token texts such as <|im_start|>", 0},
+    [OPTION_JSON] = {"json", NULL, "print {\"ids\":[...],\"pieces\":[...]}", 0},
+    {NULL, NULL, NULL, 0},
 };
 
 static char *read_file(const cli_command *command, const char *path, size_t *size)

@@ -12,6 +12,7 @@ static const cli_command *const commands[] = {
     &cmd_inspect,
     &cmd_tokenize,
     &cmd_run,
+    &cmd_bench_model,
 };
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])
 

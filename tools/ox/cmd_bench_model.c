@@ -1,0 +1,175 @@
+/* 'ox bench-model MODEL': prompt-processing and generation speed of a GGUF
+ * model, measured like llama-bench: pp = one batch of P tokens into an
+ * empty context, tg = G tokens generated one at a time into an empty
+ * context; each repeated R times, mean and standard deviation reported. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+enum { OPTION_DEVICE, OPTION_PROMPT, OPTION_GEN, OPTION_REPS, OPTION_JSON };
+
+static const cli_option bench_model_options[] = {
+    [OPTION_DEVICE] = {"device", "SEL", "device to run on (default: the default device)", 0},
+    [OPTION_PROMPT] = {"prompt", "P", "prompt tokens of the pp test (default 512; 0: skip)", 'p'},
+    [OPTION_GEN] = {"gen", "G", "generated tokens of the tg test (default 128; 0: skip)", 'n'},
+    [OPTION_REPS] = {"repetitions", "R", "repetitions of each test (default 3)", 'r'},
+    [OPTION_JSON] = {"json", NULL, "print the results as JSON", 0},
+    {NULL, NULL, NULL, 0},
+};
+
+typedef struct result {
+    const char *test;
+    int tokens;
+    double mean, stddev; /* tokens per second */
+} result;
+
+/* Tokens per second of `reps` runs; each run starts from an empty session.
+ * prompt > 0: one batch of `prompt` tokens; else `gen` single tokens. The
+ * logits of the last token of each evaluation are computed (into logits),
+ * as llama-bench does. */
+static ox_status measure(ox_session *s, const int32_t *ids, int prompt, int gen, int reps,
+                         float *logits, result *r)
+{
+    double sum = 0, sum_sq = 0;
+    for (int rep = 0; rep < reps; rep++) {
+        ox_status st = ox_session_rewind(s, 0);
+        if (st != OX_OK) return st;
+        double t0 = cli_seconds();
+        if (prompt > 0) {
+            st = ox_session_eval(s, ids, prompt, logits);
+        } else { /* logits every step, as generation needs them */
+            for (int i = 0; i < gen && st == OX_OK; i++)
+                st = ox_session_eval(s, &ids[i], 1, logits);
+        }
+        if (st != OX_OK) return st;
+        double tps = (prompt > 0 ? prompt : gen) / (cli_seconds() - t0);
+        sum += tps;
+        sum_sq += tps * tps;
+    }
+    r->mean = sum / reps;
+    r->stddev = reps > 1 ? sqrt(fmax(0.0, (sum_sq - sum * sum / reps) / (reps - 1))) : 0.0;
+    return OX_OK;
+}
+
+static int parse_count(const cli_command *c, const char *name, const char *value, int lo, int *out)
+{
+    char *end;
+    long v = strtol(value, &end, 10);
+    if (!*value || *end || v < lo || v > 1000000)
+        return cli_usage_error(c, "--%s: '%s' is not a count >= %d", name, value, lo);
+    *out = (int)v;
+    return CLI_EXIT_OK;
+}
+
+static int run_bench_model(const cli_command *command, int argc, char **argv)
+{
+    const char *model_path = NULL, *device_sel = NULL, *value;
+    int prompt = 512, gen = 128, reps = 3, json = 0, index, status = CLI_EXIT_OK;
+    cli_parser p;
+    cli_parser_init(&p, command, argc, argv);
+    while ((index = cli_parse_next(&p, &value)) != CLI_PARSE_END && status == CLI_EXIT_OK) {
+        switch (index) {
+        case CLI_PARSE_OPERAND:
+            if (model_path) return cli_usage_error(command, "one model only");
+            model_path = value;
+            break;
+        case OPTION_DEVICE: device_sel = value; break;
+        case OPTION_PROMPT: status = parse_count(command, "prompt", value, 0, &prompt); break;
+        case OPTION_GEN: status = parse_count(command, "gen", value, 0, &gen); break;
+        case OPTION_REPS: status = parse_count(command, "repetitions", value, 1, &reps); break;
+        case OPTION_JSON: json = 1; break;
+        default: return cli_parse_stop(command, index);
+        }
+    }
+    if (status != CLI_EXIT_OK) return status;
+    if (!model_path) return cli_usage_error(command, "which model? (ox bench-model MODEL)");
+
+    ox_context *ctx;
+    if ((status = cli_context_open(command, &ctx)) != CLI_EXIT_OK) return status;
+    ox_device *device;
+    ox_model *model = NULL;
+    ox_session *session = NULL;
+    ox_model_info info = {.struct_size = sizeof info};
+    ox_device_info dinfo = {.struct_size = sizeof dinfo};
+    int n = 0, need = (prompt > gen ? prompt : gen) + 1;
+    int32_t *ids = NULL;
+    float *logits = NULL;
+    result results[2];
+    int n_results = 0;
+    ox_status s = device_sel ? ox_device_select(ctx, device_sel, &device, 1, &n)
+                             : ox_device_default(ctx, &device);
+    if (s == OX_OK) s = ox_device_get_info(device, &dinfo);
+    if (s == OX_OK) s = ox_model_load(device, model_path, &model);
+    if (s == OX_OK) s = ox_model_get_info(model, &info);
+    if (s == OX_OK) s = ox_session_create(model, need, &session);
+    if (s != OX_OK) {
+        status = cli_library_error(command, ctx, s);
+        goto out;
+    }
+    ids = malloc((size_t)need * sizeof *ids);
+    logits = malloc((size_t)info.n_vocab * sizeof *logits);
+    if (!ids || !logits) {
+        status = cli_error(command, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < need; i++) ids[i] = (int32_t)((i * 7919 + 1000) % info.n_vocab);
+    if (prompt > 0) {
+        results[n_results] = (result){.test = "pp", .tokens = prompt};
+        if ((s = measure(session, ids, prompt, 0, reps, logits, &results[n_results++])) != OX_OK) goto fail;
+    }
+    if (gen > 0) {
+        results[n_results] = (result){.test = "tg", .tokens = gen};
+        if ((s = measure(session, ids, 0, gen, reps, logits, &results[n_results++])) != OX_OK) goto fail;
+    }
+    if (json) {
+        cJSON *doc = cli_json_document(), *arr = doc ? cJSON_AddArrayToObject(doc, "results") : NULL;
+        if (doc) {
+            cJSON_AddStringToObject(doc, "model", model_path);
+            cJSON_AddStringToObject(doc, "device", dinfo.id);
+            for (int i = 0; arr && i < n_results; i++) {
+                cJSON *o = cJSON_CreateObject();
+                char name[32];
+                snprintf(name, sizeof name, "%s%d", results[i].test, results[i].tokens);
+                cJSON_AddStringToObject(o, "test", name);
+                cJSON_AddNumberToObject(o, "tokens_per_second", results[i].mean);
+                cJSON_AddNumberToObject(o, "stddev", results[i].stddev);
+                cJSON_AddItemToArray(arr, o);
+            }
+            char *text = cJSON_Print(doc);
+            if (text) puts(text);
+            free(text);
+            cJSON_Delete(doc);
+        }
+    } else {
+        printf("| model | size | device | test | t/s |\n|---|---:|---|---:|---:|\n");
+        for (int i = 0; i < n_results; i++)
+            printf("| %s | %.2f MiB | %s | %s%d | %.2f ± %.2f |\n", info.name[0] ? info.name : info.arch,
+                   (double)info.weight_bytes / 1048576.0, dinfo.id, results[i].test,
+                   results[i].tokens, results[i].mean, results[i].stddev);
+    }
+    goto out;
+fail:
+    status = cli_library_error(command, ctx, s);
+out:
+    free(ids);
+    free(logits);
+    ox_session_free(session);
+    ox_model_free(model);
+    ox_context_free(ctx);
+    return status;
+}
+
+const cli_command cmd_bench_model = {
+    .name = "bench-model",
+    .summary = "prompt and generation speed of a GGUF model, like llama-bench",
+    .description =
+        "Measure a GGUF model's speed on one device as llama-bench does: pp = a batch\n"
+        "of P prompt tokens into an empty context, tg = G tokens generated one at a\n"
+        "time; each repeated R times (mean ± standard deviation, tokens/s).\n"
+        "bench/compare-llama.sh runs llama-bench on the same file for the ratio.",
+    .options = bench_model_options,
+    .run = run_bench_model,
+    .operands = "MODEL",
+};
