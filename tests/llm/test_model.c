@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "ox_test.h"
+#include "llm/model_path.h"
 
 static ox_context *cpu_context(ox_device **cpu)
 {
@@ -59,24 +60,6 @@ OX_TEST(unsupported_architecture_is_named)
     ox_context_free(ctx);
 }
 
-/* The real model's path from scripts/fetch-model.sh, or skip saying why. */
-static const char *real_model(void)
-{
-    static char path[4096];
-    const char *script = getenv("OX_FETCH_MODEL");
-    if (!script) OX_SKIP("OX_FETCH_MODEL is not set (run through ctest)");
-    char command[4200];
-    snprintf(command, sizeof command, "%s 2>&1", script);
-    FILE *p = popen(command, "r");
-    if (!p) OX_SKIP("cannot run %s", script);
-    char line[4096] = "";
-    while (fgets(line, sizeof line, p)) snprintf(path, sizeof path, "%s", line);
-    int status = pclose(p);
-    path[strcspn(path, "\n")] = '\0';
-    if (status != 0) OX_SKIP("real model unavailable: %s", path);
-    return path;
-}
-
 static void greedy(ox_session *s, int n_vocab, const int32_t *prompt, int n_prompt, int32_t *out,
                    int n_out)
 {
@@ -95,7 +78,7 @@ static void greedy(ox_session *s, int n_vocab, const int32_t *prompt, int n_prom
 
 OX_TEST(real_model_runs_and_is_deterministic)
 {
-    const char *path = real_model();
+    const char *path = test_real_model();
     ox_device *cpu;
     ox_context *ctx = cpu_context(&cpu);
     ox_model *m;

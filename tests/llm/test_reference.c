@@ -15,26 +15,10 @@
 #include <string.h>
 
 #include "ox_test.h"
+#include "llm/model_path.h"
 
 #define LOGIT_TOLERANCE 0.25
 #define MAX_STEPS 64
-
-static const char *model_path(void)
-{
-    static char path[4096];
-    const char *script = getenv("OX_FETCH_MODEL");
-    if (!script) OX_SKIP("OX_FETCH_MODEL is not set (run through ctest)");
-    char command[4200];
-    snprintf(command, sizeof command, "%s 2>&1", script);
-    FILE *p = popen(command, "r");
-    if (!p) OX_SKIP("cannot run %s", script);
-    char line[4096] = "";
-    while (fgets(line, sizeof line, p)) snprintf(path, sizeof path, "%s", line);
-    int status = pclose(p);
-    path[strcspn(path, "\n")] = '\0';
-    if (status != 0) OX_SKIP("real model unavailable: %s", path);
-    return path;
-}
 
 static FILE *data_file(const char *name)
 {
@@ -101,7 +85,7 @@ typedef struct fixture {
 static fixture open_model(void)
 {
     fixture fx;
-    const char *path = model_path();
+    const char *path = test_real_model();
     ox_device *cpu;
     int n;
     ox_context_options o = {.struct_size = sizeof o, .flags = OX_CONTEXT_NO_PLUGINS,

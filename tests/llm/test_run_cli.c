@@ -2,9 +2,11 @@
  * message on stderr only; on the real model, greedy output goes to stdout
  * alone (no prompt echo, no logs) and the speeds to stderr. */
 #include <cjson/cJSON.h>
+#include <signal.h>
 #include <stdlib.h>
 
 #include "ox_test.h"
+#include "llm/model_path.h"
 #include "run_ox.h"
 
 OX_TEST(help_and_usage_errors)
@@ -42,26 +44,9 @@ OX_TEST(bad_model_file_is_named)
     free(r);
 }
 
-static const char *real_model(void)
-{
-    static char path[4096];
-    const char *script = getenv("OX_FETCH_MODEL");
-    if (!script) OX_SKIP("OX_FETCH_MODEL is not set (run through ctest)");
-    char command[4200];
-    snprintf(command, sizeof command, "%s 2>&1", script);
-    FILE *p = popen(command, "r");
-    if (!p) OX_SKIP("cannot run %s", script);
-    char line[4096] = "";
-    while (fgets(line, sizeof line, p)) snprintf(path, sizeof path, "%s", line);
-    int status = pclose(p);
-    path[strcspn(path, "\n")] = '\0';
-    if (status != 0) OX_SKIP("real model unavailable: %s", path);
-    return path;
-}
-
 OX_TEST(greedy_text_on_stdout_only)
 {
-    const char *model = real_model();
+    const char *model = test_real_model();
     /* llama.cpp's greedy continuation of this prompt begins " the capital
      * of the country of France" (tests/data/gemma3/greedy.txt). */
     ox_run *r = RUN_OX("run", model, "-p", "The capital of France is", "--temp", "0", "-n", "8",
@@ -96,4 +81,41 @@ OX_TEST(greedy_text_on_stdout_only)
     free(r);
 }
 
-OX_TEST_MAIN(help_and_usage_errors, bad_model_file_is_named, greedy_text_on_stdout_only)
+/* Ctrl-C in the middle of a long generation: exit status 130, the text so
+ * far on stdout, the speeds on stderr. */
+OX_TEST(interrupt_keeps_the_output)
+{
+    const char *model = test_real_model();
+    const char *bin = getenv("OX_BIN");
+    ASSERT_MSG(bin && bin[0], "OX_BIN must name the ox binary (ctest sets it)");
+    char *argv[] = {(char *)bin, "run", (char *)model, "-p", "Once upon a time", "--temp", "0",
+                    "-n", "-1", "--ctx", "2048", NULL};
+    FILE *out = tmpfile(), *err = tmpfile();
+    ASSERT(out && err);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fileno(out), STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, fileno(err), STDERR_FILENO);
+    pid_t pid;
+    ASSERT_EQ(posix_spawn(&pid, bin, &actions, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&actions);
+    /* Wait until it has written some text, then interrupt it. */
+    for (int i = 0; i < 600; i++) {
+        usleep(50000);
+        fflush(out);
+        if (ftell(out) > 0 || lseek(fileno(out), 0, SEEK_END) > 20) break;
+    }
+    ASSERT_EQ(kill(pid, SIGINT), 0);
+    int status = 0;
+    ASSERT(waitpid(pid, &status, 0) == pid);
+    ASSERT_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 130,
+               "ox run ended with status 0x%x, not exit 130", status);
+    char text[65536], log[8192];
+    read_into(out, text, sizeof text);
+    read_into(err, log, sizeof log);
+    ASSERT_MSG(strlen(text) > 0, "nothing generated before the interrupt was kept");
+    ASSERT_CONTAINS(log, "generation:");
+}
+
+OX_TEST_MAIN(help_and_usage_errors, bad_model_file_is_named, greedy_text_on_stdout_only,
+             interrupt_keeps_the_output)
