@@ -4,41 +4,25 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backends/dl_load.h"
 #include "backends/cuda/cuda_api.h"
-
-/* The first library of `names` that opens, or NULL. */
-static void *open_first(const char *const *names, size_t n)
-{
-    void *library = NULL;
-    for (size_t i = 0; i < n && !library; i++) library = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-    return library;
-}
-
-/* Store symbol `name` of `library` into the function pointer at `slot`
- * (object to function pointer through memcpy, as POSIX allows). */
-static int resolve(void *library, const char *name, void *slot, size_t size)
-{
-    void *symbol = dlsym(library, name);
-    if (symbol) memcpy(slot, &symbol, size);
-    return symbol != NULL;
-}
 
 int ox__cuda_api_load_driver(ox__cuda_api *api, char *why, size_t cap)
 {
     static const char *const names[] = {"libcuda.so.1"};
-    api->driver = open_first(names, 1);
+    api->driver = ox__dl_open_first(names, 1, NULL);
     if (!api->driver) {
         snprintf(why, cap, "libcuda.so.1 not found (no NVIDIA driver)");
         return 0;
     }
 #define OX__CU_RESOLVE(name, params)                                                          \
-    if (!resolve(api->driver, #name, &api->name, sizeof api->name)) {                         \
+    if (!ox__dl_resolve(api->driver, #name, &api->name, sizeof api->name)) {                         \
         snprintf(why, cap, "libcuda.so.1 lacks %s (a driver older than CUDA 11)", #name);     \
         goto err_close;                                                                       \
     }
     OX__CU_FUNCTIONS(OX__CU_RESOLVE)
 #undef OX__CU_RESOLVE
-    if (!resolve(api->driver, "cuFuncGetParamInfo", &api->cuFuncGetParamInfo,
+    if (!ox__dl_resolve(api->driver, "cuFuncGetParamInfo", &api->cuFuncGetParamInfo,
                  sizeof api->cuFuncGetParamInfo))
         api->cuFuncGetParamInfo = NULL;
     return 1;
@@ -53,14 +37,14 @@ int ox__cuda_api_load_nvrtc(ox__cuda_api *api, char *why, size_t cap)
 {
     static const char *const names[] = {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2",
                                         "libnvrtc.so"};
-    api->nvrtc = open_first(names, sizeof names / sizeof names[0]);
+    api->nvrtc = ox__dl_open_first(names, sizeof names / sizeof names[0], NULL);
     if (!api->nvrtc) {
         snprintf(why, cap, "libnvrtc not found (libnvrtc.so.13, .12 or .11.2 from the CUDA "
                            "toolkit compiles the kernels)");
         return 0;
     }
 #define OX__NVRTC_RESOLVE(name, params)                                                       \
-    if (!resolve(api->nvrtc, #name, &api->name, sizeof api->name)) {                          \
+    if (!ox__dl_resolve(api->nvrtc, #name, &api->name, sizeof api->name)) {                          \
         snprintf(why, cap, "libnvrtc lacks %s (NVRTC older than 11.2)", #name);               \
         goto err_close;                                                                       \
     }

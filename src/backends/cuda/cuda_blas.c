@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "backends/dl_load.h"
 #include "backends/cuda/cuda_api.h"
 #include "backends/cuda/gemm_layout.h"
 
@@ -37,13 +38,6 @@ struct ox__cublas {
                            void *, int, int, long long, int, int, int);
 };
 
-static int resolve(void *library, const char *name, void *slot, size_t size)
-{
-    void *symbol = dlsym(library, name);
-    if (symbol) memcpy(slot, &symbol, size);
-    return symbol != NULL;
-}
-
 /* Open cuBLAS, and create a first handle to see that it works on the
  * device. The library is never closed: like every vendor runtime, it may
  * leave threads behind. */
@@ -53,17 +47,15 @@ static ox__cublas *open_cublas(const ox__host *host, const char *device, cublasH
     ox__cublas *c = host->alloc(host->core, sizeof *c);
     if (!c) return NULL;
     memset(c, 0, sizeof *c);
-    void *library = NULL;
-    size_t i = 0;
-    for (; i < sizeof names / sizeof names[0] && !library; i++)
-        library = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    size_t which = 0;
+    void *library = ox__dl_open_first(names, sizeof names / sizeof names[0], &which);
     const char *why = NULL;
     if (!library)
         why = "libcublas.so.13, .12 or .11 not found";
-    else if (!resolve(library, "cublasCreate_v2", &c->create, sizeof c->create) ||
-             !resolve(library, "cublasDestroy_v2", &c->destroy, sizeof c->destroy) ||
-             !resolve(library, "cublasSetStream_v2", &c->set_stream, sizeof c->set_stream) ||
-             !resolve(library, "cublasGemmStridedBatchedEx", &c->gemm, sizeof c->gemm))
+    else if (!ox__dl_resolve(library, "cublasCreate_v2", &c->create, sizeof c->create) ||
+             !ox__dl_resolve(library, "cublasDestroy_v2", &c->destroy, sizeof c->destroy) ||
+             !ox__dl_resolve(library, "cublasSetStream_v2", &c->set_stream, sizeof c->set_stream) ||
+             !ox__dl_resolve(library, "cublasGemmStridedBatchedEx", &c->gemm, sizeof c->gemm))
         why = "libcublas lacks cublasGemmStridedBatchedEx";
     else if (c->create(handle) != CUBLAS_STATUS_SUCCESS)
         why = "cublasCreate_v2 failed";
@@ -73,7 +65,7 @@ static ox__cublas *open_cublas(const ox__host *host, const char *device, cublasH
                   "kernel", device, why);
     else
         host->log(host->core, OX_LOG_DEBUG, "cuda: matmul through cuBLAS (%s) on %s",
-                  names[i - 1], device);
+                  names[which], device);
     return c;
 }
 

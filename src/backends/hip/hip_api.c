@@ -4,36 +4,21 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backends/dl_load.h"
 #include "backends/hip/hip_api.h"
-
-static void *open_first(const char *const *names, size_t n)
-{
-    void *library = NULL;
-    for (size_t i = 0; i < n && !library; i++) library = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-    return library;
-}
-
-/* Store symbol `name` into the function pointer at `slot` (object to
- * function pointer through memcpy, as POSIX allows). */
-static int resolve(void *library, const char *name, void *slot, size_t size)
-{
-    void *symbol = dlsym(library, name);
-    if (symbol) memcpy(slot, &symbol, size);
-    return symbol != NULL;
-}
 
 int ox__hip_api_load_runtime(ox__hip_api *api, char *why, size_t cap)
 {
     /* ROCm 7, 6, 5; the unversioned name for a Hygon DTK or a custom build */
     static const char *const names[] = {"libamdhip64.so.7", "libamdhip64.so.6",
                                         "libamdhip64.so.5", "libamdhip64.so"};
-    api->runtime = open_first(names, sizeof names / sizeof names[0]);
+    api->runtime = ox__dl_open_first(names, sizeof names / sizeof names[0], NULL);
     if (!api->runtime) {
         snprintf(why, cap, "libamdhip64.so not found (no ROCm or DTK runtime)");
         return 0;
     }
 #define OX__HIP_RESOLVE(name, params)                                                         \
-    if (!resolve(api->runtime, #name, &api->name, sizeof api->name)) {                        \
+    if (!ox__dl_resolve(api->runtime, #name, &api->name, sizeof api->name)) {                        \
         snprintf(why, cap, "libamdhip64 lacks %s (a runtime older than HIP 5)", #name);       \
         goto err_close;                                                                       \
     }
@@ -53,10 +38,10 @@ int ox__hip_api_load_hiprtc(ox__hip_api *api, char *why, size_t cap)
     /* libhiprtc is its own library from ROCm 5.3; before, the runtime holds it */
     static const char *const names[] = {"libhiprtc.so.7", "libhiprtc.so.6", "libhiprtc.so.5",
                                         "libhiprtc.so"};
-    api->hiprtc = open_first(names, sizeof names / sizeof names[0]);
+    api->hiprtc = ox__dl_open_first(names, sizeof names / sizeof names[0], NULL);
     void *library = api->hiprtc ? api->hiprtc : api->runtime;
 #define OX__HIPRTC_RESOLVE(name, params)                                                      \
-    if (!resolve(library, #name, &api->name, sizeof api->name)) {                             \
+    if (!ox__dl_resolve(library, #name, &api->name, sizeof api->name)) {                             \
         snprintf(why, cap, "hiprtc not found (libhiprtc.so, or %s in libamdhip64)", #name);   \
         return 0;                                                                             \
     }
@@ -82,9 +67,9 @@ int ox__hip_device_arch(const ox__hip_api *api, int ordinal, char *arch, size_t 
     } props;
     hipError_t (*query)(void *, int) = NULL;
     size_t offset = 1160;
-    if (!resolve(api->runtime, "hipGetDevicePropertiesR0600", &query, sizeof query)) {
+    if (!ox__dl_resolve(api->runtime, "hipGetDevicePropertiesR0600", &query, sizeof query)) {
         offset = 396;
-        if (!resolve(api->runtime, "hipGetDeviceProperties", &query, sizeof query)) return 0;
+        if (!ox__dl_resolve(api->runtime, "hipGetDeviceProperties", &query, sizeof query)) return 0;
     }
     memset(props.bytes, 0, sizeof props.bytes);
     if (query(props.bytes, ordinal) != hipSuccess) return 0;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "backends/dl_load.h"
 #include "backends/cuda/gemm_layout.h"
 #include "backends/hip/hip_api.h"
 
@@ -38,13 +39,6 @@ struct ox__rocblas {
                            int, int32_t, uint32_t);
 };
 
-static int resolve(void *library, const char *name, void *slot, size_t size)
-{
-    void *symbol = dlsym(library, name);
-    if (symbol) memcpy(slot, &symbol, size);
-    return symbol != NULL;
-}
-
 /* Open rocBLAS, and create a first handle to see that it works on the
  * current device; the library is never closed. */
 static ox__rocblas *open_rocblas(const ox__host *host, const char *device, rocblas_handle *handle)
@@ -54,17 +48,15 @@ static ox__rocblas *open_rocblas(const ox__host *host, const char *device, rocbl
     ox__rocblas *c = host->alloc(host->core, sizeof *c);
     if (!c) return NULL;
     memset(c, 0, sizeof *c);
-    void *library = NULL;
-    size_t i = 0;
-    for (; i < sizeof names / sizeof names[0] && !library; i++)
-        library = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    size_t which = 0;
+    void *library = ox__dl_open_first(names, sizeof names / sizeof names[0], &which);
     const char *why = NULL;
     if (!library)
         why = "librocblas.so not found";
-    else if (!resolve(library, "rocblas_create_handle", &c->create, sizeof c->create) ||
-             !resolve(library, "rocblas_destroy_handle", &c->destroy, sizeof c->destroy) ||
-             !resolve(library, "rocblas_set_stream", &c->set_stream, sizeof c->set_stream) ||
-             !resolve(library, "rocblas_gemm_strided_batched_ex", &c->gemm, sizeof c->gemm))
+    else if (!ox__dl_resolve(library, "rocblas_create_handle", &c->create, sizeof c->create) ||
+             !ox__dl_resolve(library, "rocblas_destroy_handle", &c->destroy, sizeof c->destroy) ||
+             !ox__dl_resolve(library, "rocblas_set_stream", &c->set_stream, sizeof c->set_stream) ||
+             !ox__dl_resolve(library, "rocblas_gemm_strided_batched_ex", &c->gemm, sizeof c->gemm))
         why = "librocblas lacks rocblas_gemm_strided_batched_ex";
     else if (c->create(handle) != rocblas_status_success)
         why = "rocblas_create_handle failed";
@@ -74,7 +66,7 @@ static ox__rocblas *open_rocblas(const ox__host *host, const char *device, rocbl
                   "kernel", device, why);
     else
         host->log(host->core, OX_LOG_DEBUG, "hip: matmul through rocBLAS (%s) on %s",
-                  names[i - 1], device);
+                  names[which], device);
     return c;
 }
 

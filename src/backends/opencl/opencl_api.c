@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backends/dl_load.h"
 #include "backends/opencl/opencl_api.h"
 
 /* X(code, name): the OpenCL 1.2 to 3.0 core codes, then the extension codes
@@ -71,21 +72,18 @@ static const char *const library_names[] = {"libOpenCL.so.1", "libOpenCL.so"};
 int ox__cl_api_load(ox__cl_api *api, char *why, size_t cap)
 {
     memset(api, 0, sizeof *api);
-    for (size_t i = 0; i < sizeof library_names / sizeof library_names[0] && !api->library; i++)
-        api->library = dlopen(library_names[i], RTLD_NOW | RTLD_LOCAL);
+    api->library = ox__dl_open_first(library_names,
+                                     sizeof library_names / sizeof library_names[0], NULL);
     if (!api->library) {
         snprintf(why, cap, "%s not found", library_names[0]);
         return 0;
     }
-    void *sym;
 #define OX__CL_RESOLVE(ret, name, params)                                                 \
-    sym = dlsym(api->library, #name);                                                   \
-    if (!sym) {                                                                         \
+    if (!ox__dl_resolve(api->library, #name, &api->name, sizeof api->name)) {           \
         snprintf(why, cap, "%s lacks %s (an OpenCL runtime older than 1.2)",            \
                  library_names[0], #name);                                              \
         goto err_close;                                                                 \
-    }                                                                                   \
-    memcpy(&api->name, &sym, sizeof api->name); /* object to function pointer, as POSIX allows */
+    }
     OX__CL_FUNCTIONS(OX__CL_RESOLVE)
 #undef OX__CL_RESOLVE
     return 1;
