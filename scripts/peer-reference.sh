@@ -86,6 +86,14 @@ prompts=(
     'def fibonacci(n):'
     'Once upon a time'
     '<start_of_turn>user\nWrite a haiku about the sea.<end_of_turn>\n<start_of_turn>model\n'
+    'The first law of thermodynamics states that'
+    '#include <stdio.h>\n\nint main(void)\n{'
+    'Water boils at'
+    'The Python programming language was created by'
+    'List of prime numbers: 2, 3, 5, 7,'
+    'In 1969, Neil Armstrong'
+    'The mitochondria is'
+    'Q: What is 12 times 12?\nA:'
 )
 n_predict=40
 n_ctx=512

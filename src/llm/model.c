@@ -275,10 +275,10 @@ ox_status ox_session_create(ox_model *m, int n_ctx, ox_session **out)
     ox_status s = se->k_cache && se->v_cache ? ox_queue_create(m->device, &se->queue)
                                              : ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "out of memory");
     for (int il = 0; s == OX_OK && il < L; il++) {
-        s = ox_tensor_alloc(m->device, OX_DTYPE_F32, m->info.head_dim, n_ctx, m->info.n_head_kv,
+        s = ox_tensor_alloc(m->device, OX_DTYPE_F16, m->info.head_dim, n_ctx, m->info.n_head_kv,
                             1, &se->k_cache[il]);
         if (s == OX_OK)
-            s = ox_tensor_alloc(m->device, OX_DTYPE_F32, m->info.head_dim, n_ctx,
+            s = ox_tensor_alloc(m->device, OX_DTYPE_F16, m->info.head_dim, n_ctx,
                                 m->info.n_head_kv, 1, &se->v_cache[il]);
     }
     if (s != OX_OK) {

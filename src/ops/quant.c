@@ -402,18 +402,45 @@ ox_status ox_row_from_f32(ox_dtype dtype, const float *src, void *dst, int64_t n
 
 /* ---- activations and scalar dot products ---------------------------------------------------- */
 
-void ox__quantize_q8a(const float *src, ox__block_q8a *dst, int64_t n)
+/* ggml's rounding: float to nearest int, ties to even (the magic-number
+ * trick of its nearest_int, for |v| < 2^22). */
+static int nearest_even(float v)
 {
+    return (int)lrintf(v);
+}
+
+static void q8a_sums(ox__block_q8a *b)
+{
+    int32_t sum = 0;
+    for (int j = 0; j < OX_QK; j++) sum += b->qs[j];
+    b->sum = sum;
+}
+
+void ox__quantize_q8a(const float *src, ox__block_q8a *dst, int64_t n, ox_dtype weights)
+{
+    if (ox__q8a_is_k(weights)) {
+        /* Q8_K: one scale per 256, iscale = -127 / (signed max), q <= 127. */
+        for (int64_t i = 0; i < n / OX_QK_K; i++, src += OX_QK_K, dst += OX_QK_K / OX_QK) {
+            float max = signed_absmax(src, OX_QK_K);
+            float iscale = max != 0 ? -127.0f / max : 0.0f, d = max != 0 ? 1 / iscale : 0.0f;
+            for (int b = 0; b < OX_QK_K / OX_QK; b++) {
+                for (int j = 0; j < OX_QK; j++) {
+                    int v = nearest_even(iscale * src[b * OX_QK + j]);
+                    dst[b].qs[j] = (int8_t)(v < 127 ? v : 127);
+                }
+                dst[b].d = d;
+                q8a_sums(&dst[b]);
+            }
+        }
+        return;
+    }
+    /* Q8_0: d = max |x| / 127 kept as a half, q = round(x * 127 / max |x|). */
     for (int64_t i = 0; i < n / OX_QK; i++, src += OX_QK, dst++) {
         float amax = fabsf(signed_absmax(src, OX_QK));
-        float d = amax / 127, id = inverse(d);
-        int32_t sum = 0;
-        for (int j = 0; j < OX_QK; j++) {
-            dst->qs[j] = (int8_t)quant_clamp(src[j] * id, -127, 127);
-            sum += dst->qs[j];
-        }
-        dst->d = d;
-        dst->sum = sum;
+        float id = amax != 0 ? 127.0f / amax : 0.0f;
+        for (int j = 0; j < OX_QK; j++) dst->qs[j] = (int8_t)nearest_even(src[j] * id);
+        dst->d = half(ox_f32_to_f16(amax / 127));
+        q8a_sums(dst);
     }
 }
 

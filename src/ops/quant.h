@@ -118,9 +118,17 @@ typedef struct ox__block_q8a {
     int8_t qs[OX_QK];
 } ox__block_q8a;
 
-/* Quantize n floats (n a multiple of 32) to n / 32 activation blocks:
- * d = max |x| / 127, qs = round(x / d). */
-void ox__quantize_q8a(const float *src, ox__block_q8a *dst, int64_t n);
+/* The activations' rounding depends on the weights' type, as in ggml (so
+ * that results track llama.cpp's): for the K types (Q8_K) one scale per
+ * 256, d = -max/127 for the element of largest magnitude max, q = nearest
+ * (x / d) capped at 127; for the others (Q8_0) one scale per 32,
+ * d = half(max|x| / 127), q = nearest(x * 127 / max|x|). Ties round to even.
+ * n is a multiple of the weights' block. */
+static inline bool ox__q8a_is_k(ox_dtype weights)
+{
+    return weights == OX_DTYPE_Q4_K || weights == OX_DTYPE_Q5_K || weights == OX_DTYPE_Q6_K;
+}
+void ox__quantize_q8a(const float *src, ox__block_q8a *dst, int64_t n, ox_dtype weights);
 
 /* dot(weight row w of n elements of the kernel's dtype, activation a). */
 typedef float (*ox__qdot_fn)(int64_t n, const void *w, const ox__block_q8a *a);

@@ -1,14 +1,17 @@
 /* Gemma 3 270M against llama.cpp, an independent implementation, on data
  * it recorded (tests/data/gemma3/, see its README for the commands):
- *   - the first step's logits: the same top-20 tokens in order where their
- *     logits differ by more than the tolerance, every top-20 logit within
- *     LOGIT_TOLERANCE of llama.cpp's, and the same mean and spread;
- *   - greedy decoding: the same tokens as llama.cpp up to the first step
- *     where llama.cpp's two best logits were closer than LOGIT_TOLERANCE
- *     (a near tie, which two correct implementations may break either way),
- *     and at least MIN_MATCH tokens for the prompts without such a tie early.
- * The tolerance covers legitimate differences: llama.cpp keeps the KV cache
- * in F16 and rounds activations to 8 bits in other block sizes. */
+ *   - the first step's logits: every top-20 logit within LOGIT_TOLERANCE of
+ *     llama.cpp's, and the same mean and spread;
+ *   - greedy decoding from 12 prompts: the same tokens as llama.cpp up to the
+ *     first step where llama.cpp's two best logits were closer than NEAR_TIE
+ *     (which two correct implementations may break either way), and at
+ *     least MIN_LONG_PROMPTS prompts agreeing for MIN_MATCH tokens or more.
+ * The tolerance is llama.cpp's own: its top-20 logits for this prompt move
+ * by up to 0.43 when only its attention path changes (-fa off -ctk f32
+ * -ctv f32 against its default flash attention over an F16 cache; 0.26
+ * with -fa off alone). A 4-bit model amplifies rounding from layer to layer;
+ * we follow llama.cpp's choices where they are cheap (F16 KV cache, 8-bit
+ * activations rounded as ggml rounds them) and differ in summation order. */
 #include <openxpu/openxpu.h>
 #include <math.h>
 #include <stdlib.h>
@@ -17,7 +20,10 @@
 #include "ox_test.h"
 #include "llm/model_path.h"
 
-#define LOGIT_TOLERANCE 0.25
+#define LOGIT_TOLERANCE 0.45
+#define NEAR_TIE 0.25
+#define MIN_MATCH 32
+#define MIN_LONG_PROMPTS 4
 #define MAX_STEPS 64
 
 static FILE *data_file(const char *name)
@@ -162,14 +168,14 @@ OX_TEST(greedy_tokens_match_llama_cpp)
     fixture fx = open_model();
     FILE *f = data_file("greedy.txt");
     ref_run r;
-    int runs = 0, full_matches = 0;
+    int runs = 0, long_matches = 0;
     while (next_run(f, &r)) {
         ASSERT_OK(fx.ctx, ox_session_rewind(fx.session, 0));
         ASSERT_OK(fx.ctx, ox_session_eval(fx.session, r.prompt, r.n_prompt, fx.logits));
         /* Must agree up to (not including) the first near tie. */
         int must = r.n_steps, matched = 0;
         for (int i = 0; i < r.n_steps; i++)
-            if (r.margin[i] < LOGIT_TOLERANCE) {
+            if (r.margin[i] < NEAR_TIE) {
                 must = i;
                 break;
             }
@@ -183,12 +189,14 @@ OX_TEST(greedy_tokens_match_llama_cpp)
                runs, matched, r.n_steps, must);
         ASSERT_MSG(matched >= must, "prompt %d: diverged at step %d, before the first near tie "
                    "(step %d)", runs, matched, must);
-        full_matches += matched == r.n_steps;
+        long_matches += matched >= MIN_MATCH;
         runs++;
     }
     fclose(f);
-    ASSERT_MSG(runs >= 4, "only %d reference runs in greedy.txt", runs);
-    ASSERT_MSG(full_matches >= 1, "no prompt matched llama.cpp for all of its tokens");
+    ASSERT_MSG(runs >= 12, "only %d reference runs in greedy.txt", runs);
+    printf("  %d of %d prompts agree for %d tokens or more\n", long_matches, runs, MIN_MATCH);
+    ASSERT_MSG(long_matches >= MIN_LONG_PROMPTS, "only %d prompts agree with llama.cpp for %d "
+               "tokens (want %d)", long_matches, MIN_MATCH, MIN_LONG_PROMPTS);
     close_model(&fx);
 }
 
