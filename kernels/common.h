@@ -62,6 +62,19 @@ FN void ox_store_bf16(GLOBAL ox_bf16 *p, i64 i, float v)
 #define OX_AT(t, i0, i1, i2, i3) \
     ((i0) * t##_nb0 + (i1) * t##_nb1 + (i2) * t##_nb2 + (i3) * t##_nb3)
 
+/* x rounded to the nearest half-precision value (ties to even), as float:
+ * what storing x as a half and loading it back gives, without the store. */
+FN float ox_round_to_half(float x)
+{
+    float ax = ox_fabs(x);
+    if (ax < 6.103515625e-05f) /* below the smallest normal half: steps of 2^-24 */
+        return ox_rint(x * 16777216.0f) * 5.9604644775390625e-08f;
+    if (ax >= 65520.0f) return x > 0 ? OX_INFINITY : -OX_INFINITY;
+    uint u = ox_as_uint(x);
+    u = (u + 0xFFFu + ((u >> 13) & 1u)) & ~0x1FFFu;
+    return ox_as_float(u);
+}
+
 #ifdef OX_QUANT
 /* Quantized GGUF block formats: element k of a row of blocks starting at
  * byte pointer `row`, as float. Slow per element but exact; kernels that

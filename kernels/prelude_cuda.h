@@ -46,6 +46,7 @@ FN int ox__dim(uint3 v, int d) { return d == 0 ? (int)v.x : d == 1 ? (int)v.y : 
 #define ox_sin(x) sinf(x)
 #define ox_cos(x) cosf(x)
 #define ox_floor(x) floorf(x)
+#define ox_rint(x) rintf(x) /* to nearest, ties to even */
 #define ox_isinf(x) isinf(x)
 #define ox_isnan(x) isnan(x)
 #define ox_imin(a, b) min(a, b)

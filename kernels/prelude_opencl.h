@@ -47,6 +47,7 @@ typedef ulong u64;
 #define ox_sin(x) sin(x)
 #define ox_cos(x) cos(x)
 #define ox_floor(x) floor(x)
+#define ox_rint(x) rint(x) /* to nearest, ties to even */
 #define ox_isinf(x) isinf(x)
 #define ox_isnan(x) isnan(x)
 #define ox_imin(a, b) min(a, b)

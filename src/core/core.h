@@ -69,7 +69,14 @@ struct ox_queue {
     ox_context *ctx;
     ox_device *device;
     void *impl;
+    ox_buffer *scratch;  /* ox__queue_scratch's buffer, or NULL */
 };
+
+/* A device buffer of at least `size` bytes for temporaries of the operators
+ * queued on q: reused from call to call (work on one queue runs in order,
+ * so the next operator's use waits for the last one's); it grows by
+ * finishing the queue and reallocating. Owned by the queue. */
+ox_status ox__queue_scratch(ox_queue *q, size_t size, ox_buffer **out);
 
 struct ox_event {
     ox__link link;       /* first: the context's list of events */

@@ -224,7 +224,26 @@ void ox_queue_free(ox_queue *queue)
     ox__untrack(ctx, &queue->link);
     ox__handle_remove(queue);
     queue->device->backend->iface->queue_destroy(queue->impl);
+    ox_buffer_free(queue->scratch);
     ox__free(ctx, queue, sizeof *queue);
+}
+
+ox_status ox__queue_scratch(ox_queue *q, size_t size, ox_buffer **out)
+{
+    size_t have = 0;
+    if (q->scratch && ox_buffer_size(q->scratch, &have) == OX_OK && have >= size) {
+        *out = q->scratch;
+        return OX_OK;
+    }
+    if (q->scratch) {
+        ox_status s = ox_queue_finish(q);
+        if (s != OX_OK) return s;
+        ox_buffer_free(q->scratch);
+        q->scratch = NULL;
+    }
+    ox_status s = ox_buffer_alloc(q->device, size, &q->scratch);
+    if (s == OX_OK) *out = q->scratch;
+    return s;
 }
 
 ox_status ox_queue_device(const ox_queue *queue, ox_device **device)

@@ -238,7 +238,11 @@ ox_status ox__dev_rope(const ox__op *op, const ox_tensor *dst, const ox_tensor *
     arg_i32(&l, params->n_dims);
     arg_f32(&l, params->freq_base);
     arg_f32(&l, params->freq_scale);
-    return run_elementwise(&l, "rope", "rope", dst);
+    /* one work-item per pair and per element past n_dims */
+    size_t local[3] = {group_size(op, 256), 1, 1};
+    size_t n = (size_t)((dst->ne[0] - params->n_dims / 2) * dst->ne[1] * dst->ne[2] * dst->ne[3]);
+    size_t groups[3] = {(n + local[0] - 1) / local[0], 1, 1};
+    return run(&l, "rope", "rope", groups, local);
 }
 
 static ox__native_tensor native_tensor(const ox_tensor *t)
@@ -248,6 +252,36 @@ static ox__native_tensor native_tensor(const ox_tensor *t)
     memcpy(n.ne, t->ne, sizeof n.ne);
     memcpy(n.nb, t->nb, sizeof n.nb);
     return n;
+}
+
+/* The F32 operand of a matmul with quantized weights, rounded to 8 bits as
+ * the CPU rounds it (kernels/matmul.oxc, round_act), into the queue's
+ * scratch buffer as a contiguous {K, M, ne2, ne3} tensor. */
+static ox_status round_activations(const ox__op *op, const ox_tensor *a, ox_dtype weights,
+                                   unsigned flags, ox_tensor *out)
+{
+    bool ta = flags & OX_MATMUL_TRANS_A;
+    int64_t K = ta ? a->ne[1] : a->ne[0], M = ta ? a->ne[0] : a->ne[1];
+    int64_t rows = M * a->ne[2] * a->ne[3];
+    int qblock = weights == OX_DTYPE_Q4_K || weights == OX_DTYPE_Q5_K || weights == OX_DTYPE_Q6_K
+                     ? 256 : 32;
+    ox_buffer *scratch;
+    ox_status s = ox__queue_scratch(op->queue, (size_t)(rows * K) * sizeof(float), &scratch);
+    if (s != OX_OK) return s;
+    *out = ox_tensor_make(scratch, 0, OX_DTYPE_F32, K, M, a->ne[2], a->ne[3]);
+    launch l = {.op = op};
+    option(&l, "QBLOCK", qblock);
+    arg_buffer(&l, out);
+    arg_tensor(&l, a);
+    arg_i64(&l, M);
+    arg_i64(&l, K);
+    arg_i64(&l, (ta ? a->nb[0] : a->nb[1]) / 4);
+    arg_i64(&l, (ta ? a->nb[1] : a->nb[0]) / 4);
+    int64_t n_blocks = rows * (K / qblock);
+    arg_i64(&l, n_blocks);
+    size_t local[3] = {group_size(op, 64), 1, 1};
+    size_t groups[3] = {((size_t)n_blocks + local[0] - 1) / local[0], 1, 1};
+    return run(&l, "matmul", "round_act", groups, local);
 }
 
 ox_status ox__dev_matmul(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
@@ -265,6 +299,13 @@ ox_status ox__dev_matmul(const ox__op *op, const ox_tensor *dst, const ox_tensor
             }
             return OX_OK;
         }
+    }
+    ox_tensor rounded;
+    if (ox_dtype_is_quantized(b->dtype)) {
+        ox_status s = round_activations(op, a, b->dtype, flags, &rounded);
+        if (s != OX_OK) return s;
+        a = &rounded;
+        flags &= ~(unsigned)OX_MATMUL_TRANS_A;
     }
     launch l = {.op = op};
     bool ta = flags & OX_MATMUL_TRANS_A, tb = flags & OX_MATMUL_TRANS_B;

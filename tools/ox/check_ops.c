@@ -213,7 +213,10 @@ static void ref_norm(const op_case *c, ox_ref_tensor *dst, const ox_ref_tensor *
 static ox_status run_rope(ox_queue *q, const op_case *c, const ox_tensor *dst,
                           const ox_tensor *in)
 {
-    return ox_rope(q, dst, &in[0], &in[1], &c->rope);
+    if (!c->kind) return ox_rope(q, dst, &in[0], &in[1], &c->rope);
+    /* in place, as models call it: dst is both the input and the output */
+    ox_status s = ox_copy(q, dst, &in[0]);
+    return s != OX_OK ? s : ox_rope(q, dst, dst, &in[1], &c->rope);
 }
 
 static void ref_rope(const op_case *c, ox_ref_tensor *dst, const ox_ref_tensor *in)
@@ -776,6 +779,16 @@ static int build_rope(op_case_list *list, int quick)
         if (quick && !cases[i].quick) continue;
         for (int t = 0; t < N_FLOAT_TYPES; t++)
             ADD(op_case_rope(float_types[t], cases[i].ne, &cases[i].params));
+    }
+    /* In place (dst == a): each output pair must be computed from the
+     * input before either element is overwritten. */
+    for (int mode = 0; mode < 2; mode++) {
+        static const int64_t ne[4] = {64, 4, 7, 1};
+        ox_rope_params p = {mode ? OX_ROPE_NEOX : OX_ROPE_NORMAL, 64, 10000.0f, 1.0f};
+        op_case c = op_case_rope(OX_DTYPE_F32, ne, &p);
+        c.kind = 1;
+        append(c.shape, sizeof c.shape, ", in place");
+        ADD(c);
     }
     return 0;
 }
