@@ -6,7 +6,8 @@
  * metadata. A session holds one sequence's KV cache and position: evaluate a
  * prompt in one call (batched), then one token per call. Architectures are
  * graph builders over the op library (openxpu/ops.h): no kernels of their
- * own. Supported: gemma3. */
+ * own. Supported: llama (Llama 2/3, TinyLlama, SmolLM and kin), qwen2,
+ * qwen3, gemma3. */
 #ifndef OPENXPU_LLM_H
 #define OPENXPU_LLM_H
 
@@ -23,7 +24,7 @@ typedef struct ox_session ox_session;
 /* Hyper-parameters of a loaded model. Set struct_size before the call. */
 typedef struct ox_model_info {
     size_t struct_size;
-    char arch[32];        /* "gemma3" */
+    char arch[32];        /* "llama", "qwen2", "qwen3" or "gemma3" */
     char name[128];       /* general.name, or "" */
     int n_vocab;
     int n_embd;
@@ -41,6 +42,20 @@ typedef struct ox_model_info {
  * *out is owned by the caller: free with ox_model_free (before the
  * context). */
 OX_API ox_status ox_model_load(ox_device *device, const char *path, ox_model **out);
+
+/* Options of ox_model_load_ex: zero-initialize, set struct_size. */
+typedef struct ox_model_load_options {
+    size_t struct_size;
+    /* Called as the weights reach the device (fraction 0..1, last call
+     * 1), from the loading thread; NULL: none. Weights the device maps
+     * from the file need no copy: one call with 1. */
+    void (*progress)(float fraction, void *user);
+    void *progress_user;
+} ox_model_load_options;
+
+/* ox_model_load with options (NULL: the defaults). */
+OX_API ox_status ox_model_load_ex(ox_device *device, const char *path,
+                                  const ox_model_load_options *options, ox_model **out);
 OX_API void ox_model_free(ox_model *model);
 OX_API ox_status ox_model_get_info(const ox_model *model, ox_model_info *info);
 
@@ -65,6 +80,36 @@ OX_API int ox_session_capacity(const ox_session *session);
 
 /* Forget everything after the first `position` tokens (0: start over). */
 OX_API ox_status ox_session_rewind(ox_session *session, int position);
+
+/* ---- chat templates ------------------------------------------------------------ */
+
+/* One message of a conversation: role "system", "user" or "assistant". */
+typedef struct ox_chat_message {
+    const char *role;
+    const char *content;
+} ox_chat_message;
+
+/* The chat format a model expects: "chatml", "gemma", "llama3", "llama2"
+ * or "zephyr", recognised from the file's tokenizer.chat_template (by its
+ * markers: the Jinja is not run) or, without one, from the architecture and
+ * the vocabulary. NULL if model is NULL. */
+OX_API const char *ox_chat_template_name(const ox_model *model);
+
+/* The family of a Jinja chat template's text, NULL if not recognised. */
+OX_API const char *ox_chat_template_detect(const char *jinja, size_t len);
+
+/* The text that ends an assistant turn in format `name` ("<end_of_turn>",
+ * "<|im_end|>", ...), for stopping generation; NULL for an unknown name. */
+OX_API const char *ox_chat_end_of_turn(const char *name);
+
+/* Write the n messages in format `name` to buf (cap bytes, NUL-terminated)
+ * and the length to *len; with add_generation_prompt, also the opening of
+ * the assistant's turn. A buffer too small fails with OX_ERR_OUT_OF_RANGE
+ * and *len the length needed (call with cap 0 to size it). The BOS token
+ * is not written: the tokenizer adds it. */
+OX_API ox_status ox_chat_apply(ox_context *ctx, const char *name, const ox_chat_message *messages,
+                               size_t n, bool add_generation_prompt, char *buf, size_t cap,
+                               size_t *len);
 
 /* ---- sampling ---------------------------------------------------------------- */
 

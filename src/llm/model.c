@@ -3,15 +3,21 @@
  * KV cache, and the forward pass of each architecture written as calls to
  * the op library (openxpu/ops.h).
  *
- * Gemma 3 (per layer, x the residual stream [n_embd, n_tokens]):
+ * One pre-norm decoder serves every supported architecture; a table says
+ * what each one adds (per layer, x the residual stream [n_embd, n_tokens]):
  *   h = rms_norm(x) * attn_norm
- *   q, k, v = h Wq, h Wk, h Wv; q, k rms-normed per head; rope (neox) on q, k
- *   o = attention(q, k, v) Wo, rms_norm(o) * post_attention_norm; x += o
+ *   q, k, v = h Wq (+ bq), h Wk (+ bk), h Wv (+ bv)     biases: where present
+ *   q, k rms-normed per head (gemma3, qwen3); rope on q, k (adjacent pairs
+ *   for llama, halves for the others)
+ *   o = attention(q, k, v) Wo; rms_norm(o) * post_attention_norm (gemma3)
+ *   x += o
  *   h = rms_norm(x) * ffn_norm
- *   f = (gelu_tanh(h Wgate) * (h Wup)) Wdown, rms_norm(f) * post_ffw_norm; x += f
- * with embeddings scaled by sqrt(n_embd), sliding-window attention on five
- * layers of six (rope base 10000) and global attention on every sixth
- * (rope base from the file), output = rms_norm(x) * output_norm . token_embd. */
+ *   f = (act(h Wgate) * (h Wup)) Wdown, act = silu or gelu_tanh (gemma3);
+ *   rms_norm(f) * post_ffw_norm (gemma3); x += f
+ * and output = rms_norm(x) * output_norm . output (token_embd when tied).
+ * Gemma 3 also scales the embeddings by sqrt(n_embd) and puts five
+ * sliding-window layers (rope base 10000) before each global one. Every
+ * size and constant comes from the file's metadata. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +28,28 @@
 
 #define MAX_LAYERS 256
 
+/* What an architecture adds to the common decoder. */
+typedef struct arch_desc {
+    const char *name;
+    int rope_mode;      /* OX_ROPE_NORMAL or OX_ROPE_NEOX */
+    bool qk_norm;       /* per-head rms_norm of q and k */
+    bool post_norms;    /* rms_norm after attention and after the ffn */
+    bool embd_scale;    /* embeddings * sqrt(n_embd) */
+    bool swa_every6;    /* sliding window on layers il % 6 != 5 */
+    ox_unary_op act;    /* of the ffn's gate */
+} arch_desc;
+
+static const arch_desc ARCHS[] = {
+    {"llama", OX_ROPE_NORMAL, false, false, false, false, OX_UNARY_SILU},
+    {"qwen2", OX_ROPE_NEOX, false, false, false, false, OX_UNARY_SILU},
+    {"qwen3", OX_ROPE_NEOX, true, false, false, false, OX_UNARY_SILU},
+    {"gemma3", OX_ROPE_NEOX, true, true, true, true, OX_UNARY_GELU_TANH},
+};
+#define SUPPORTED_ARCHS "llama, qwen2, qwen3, gemma3"
+
 typedef struct layer {
     ox_tensor attn_norm, wq, wk, wv, wo, q_norm, k_norm, post_attn_norm;
+    ox_tensor bq, bk, bv; /* .buffer NULL where the file has none */
     ox_tensor ffn_norm, w_gate, w_up, w_down, post_ffw_norm;
     bool swa;          /* sliding-window attention */
     float rope_base;
@@ -36,8 +62,11 @@ struct ox_model {
     ox_buffer *weights;    /* the file's tensor data on the device */
     size_t weights_offset; /* where the data section starts in `weights` */
     ox_model_info info;
+    const arch_desc *arch;
     float eps;
     int swa_window;
+    int rope_dims;     /* rotated dimensions of each head (<= head_dim) */
+    float rope_scale;  /* position scale (1 / linear rope scaling factor) */
     ox_tensor tok_embd, output_norm, output;
     layer *layers;
 };
@@ -103,7 +132,7 @@ static ox_status weight(ox_model *m, const char *name, int64_t ne0, int64_t ne1,
 
 /* Put the file's tensor data on the device: wrapped in place where the
  * device addresses host memory (the CPU), copied otherwise. */
-static ox_status place_weights(ox_model *m)
+static ox_status place_weights(ox_model *m, const ox_model_load_options *o)
 {
     size_t file_size;
     const unsigned char *base = ox_gguf_file_data(m->gguf, &file_size);
@@ -111,18 +140,74 @@ static ox_status place_weights(ox_model *m)
     ox_status s = ox_buffer_wrap_host(m->device, (void *)(uintptr_t)base, file_size, &m->weights);
     if (s == OX_OK) {
         m->weights_offset = (size_t)data_offset;
+        if (o && o->progress) o->progress(1.0f, o->progress_user);
         return OX_OK;
     }
     if (s != OX_ERR_UNSUPPORTED) return s;
     size_t size = file_size - (size_t)data_offset;
     if ((s = ox_buffer_alloc(m->device, size, &m->weights)) != OX_OK) return s;
     m->weights_offset = 0;
-    return ox_buffer_write(m->weights, 0, base + data_offset, size);
+    /* in pieces, for the progress callback */
+    const size_t piece = (size_t)64 << 20;
+    for (size_t done = 0; done < size; done += piece) {
+        size_t n = size - done < piece ? size - done : piece;
+        if ((s = ox_buffer_write(m->weights, done, base + data_offset + done, n)) != OX_OK)
+            return s;
+        if (o && o->progress) o->progress((float)((double)(done + n) / (double)size),
+                                          o->progress_user);
+    }
+    if (size == 0 && o && o->progress) o->progress(1.0f, o->progress_user);
+    return OX_OK;
 }
 
-static ox_status load_gemma3(ox_model *m)
+/* A weight the file may lack (biases): left zero (no buffer) when absent. */
+static ox_status optional_weight(ox_model *m, const char *name, int64_t ne0, int64_t ne1,
+                                 ox_tensor *t)
+{
+    memset(t, 0, sizeof *t);
+    return ox_gguf_find_tensor(m->gguf, name) < 0 ? OX_OK : weight(m, name, ne0, ne1, t);
+}
+
+/* Rope settings: rotated dimensions, base, and linear scaling; the kinds
+ * of scaling the op library cannot express are refused by name. */
+static ox_status load_rope(ox_model *m, double *base)
+{
+    int64_t v;
+    double f;
+    ox_status s;
+    if ((s = meta_float(m, "rope.freq_base", 10000.0, base))) return s;
+    if ((s = meta_int(m, "rope.dimension_count", false, m->info.head_dim, &v))) return s;
+    if (v <= 0 || v > m->info.head_dim || v % 2)
+        return ox__fail(m->ctx, OX_ERR_FORMAT, "ox_model_load: %s.rope.dimension_count %lld is "
+                        "not an even number of at most the head size %d", m->info.arch,
+                        (long long)v, m->info.head_dim);
+    m->rope_dims = (int)v;
+    m->rope_scale = 1.0f;
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", m->info.arch);
+    int64_t i = ox_gguf_find(m->gguf, key);
+    const char *type = "none";
+    size_t len = 4;
+    if (i >= 0 && (s = ox_gguf_get_string(m->gguf, i, &type, &len))) return s;
+    if ((s = meta_float(m, "rope.scaling.factor", 0.0, &f))) return s;
+    if (len == 6 && memcmp(type, "linear", 6) == 0 && f > 0) {
+        m->rope_scale = (float)(1.0 / f);
+    } else if (!(len == 4 && memcmp(type, "none", 4) == 0) &&
+               !(len == 6 && memcmp(type, "linear", 6) == 0)) {
+        return ox__fail(m->ctx, OX_ERR_UNSUPPORTED, "ox_model_load: rope scaling '%.*s' is not "
+                        "supported (supported: none, linear)", (int)len, type);
+    }
+    if (ox_gguf_find_tensor(m->gguf, "rope_freqs.weight") >= 0)
+        return ox__fail(m->ctx, OX_ERR_UNSUPPORTED, "ox_model_load: per-frequency rope factors "
+                        "(rope_freqs.weight, Llama 3.1-style long-context scaling) are not "
+                        "supported");
+    return OX_OK;
+}
+
+static ox_status load_decoder(ox_model *m)
 {
     ox_model_info *in = &m->info;
+    const arch_desc *ar = m->arch;
     int64_t v;
     double f;
     ox_status s;
@@ -137,21 +222,33 @@ static ox_status load_gemma3(ox_model *m)
 #undef INT_KEY
     if ((s = meta_int(m, "attention.head_count_kv", false, in->n_head, &v))) return s;
     in->n_head_kv = (int)v;
+    if (in->n_head <= 0 || in->n_embd <= 0)
+        return ox__fail(m->ctx, OX_ERR_FORMAT, "ox_model_load: %d heads of a %d-wide embedding",
+                        in->n_head, in->n_embd);
     if ((s = meta_int(m, "attention.key_length", false, in->n_embd / in->n_head, &v))) return s;
     in->head_dim = (int)v;
-    if ((s = meta_int(m, "attention.sliding_window", false, 0, &v))) return s;
-    m->swa_window = (int)v;
+    if ((s = meta_int(m, "attention.value_length", false, in->head_dim, &v))) return s;
+    if (v != in->head_dim)
+        return ox__fail(m->ctx, OX_ERR_UNSUPPORTED, "ox_model_load: value heads of %lld differ "
+                        "from key heads of %d", (long long)v, in->head_dim);
+    m->swa_window = 0;
+    if (ar->swa_every6) {
+        if ((s = meta_int(m, "attention.sliding_window", false, 0, &v))) return s;
+        m->swa_window = (int)v;
+    }
     if ((s = meta_float(m, "attention.layer_norm_rms_epsilon", 1e-6, &f))) return s;
     m->eps = (float)f;
-    double rope_base;
-    if ((s = meta_float(m, "rope.freq_base", 10000.0, &rope_base))) return s;
-    if (in->n_layer <= 0 || in->n_layer > MAX_LAYERS || in->n_head <= 0 || in->n_head_kv <= 0 ||
-        in->n_head % in->n_head_kv || in->head_dim <= 0 || in->n_embd <= 0)
+    if (in->n_layer <= 0 || in->n_layer > MAX_LAYERS || in->n_head_kv <= 0 ||
+        in->n_head % in->n_head_kv || in->head_dim <= 0 || in->n_ff <= 0 || in->n_ctx_train <= 0)
         return ox__fail(m->ctx, OX_ERR_FORMAT, "ox_model_load: inconsistent hyper-parameters "
-                        "(%d layers, %d heads, %d kv heads, head size %d)",
-                        in->n_layer, in->n_head, in->n_head_kv, in->head_dim);
+                        "(%d layers, %d heads, %d kv heads, head size %d, ffn %d, context %d)",
+                        in->n_layer, in->n_head, in->n_head_kv, in->head_dim, in->n_ff,
+                        in->n_ctx_train);
+    double rope_base;
+    if ((s = load_rope(m, &rope_base))) return s;
 
     int64_t E = in->n_embd, D = in->head_dim, F = in->n_ff;
+    int64_t Q = in->n_head * D, KV = in->n_head_kv * D;
     if ((s = weight(m, "token_embd.weight", E, -1, &m->tok_embd))) return s;
     in->n_vocab = (int)m->tok_embd.ne[1];
     if ((s = weight(m, "output_norm.weight", E, 1, &m->output_norm))) return s;
@@ -165,23 +262,35 @@ static ox_status load_gemma3(ox_model *m)
         layer *L = &m->layers[il];
         char name[96];
 #define W(field, tname, ne0, ne1)                                          \
-    snprintf(name, sizeof name, "blk.%d." tname ".weight", il);            \
+    snprintf(name, sizeof name, "blk.%d." tname, il);                      \
     if ((s = weight(m, name, ne0, ne1, &L->field)) != OX_OK) return s;
-        W(attn_norm, "attn_norm", E, 1)
-        W(wq, "attn_q", E, in->n_head * D)
-        W(wk, "attn_k", E, in->n_head_kv * D)
-        W(wv, "attn_v", E, in->n_head_kv * D)
-        W(wo, "attn_output", in->n_head * D, E)
-        W(q_norm, "attn_q_norm", D, 1)
-        W(k_norm, "attn_k_norm", D, 1)
-        W(post_attn_norm, "post_attention_norm", E, 1)
-        W(ffn_norm, "ffn_norm", E, 1)
-        W(w_gate, "ffn_gate", E, F)
-        W(w_up, "ffn_up", E, F)
-        W(w_down, "ffn_down", F, E)
-        W(post_ffw_norm, "post_ffw_norm", E, 1)
+#define OPT(field, tname, ne0)                                             \
+    snprintf(name, sizeof name, "blk.%d." tname, il);                      \
+    if ((s = optional_weight(m, name, ne0, 1, &L->field)) != OX_OK) return s;
+        W(attn_norm, "attn_norm.weight", E, 1)
+        W(wq, "attn_q.weight", E, Q)
+        W(wk, "attn_k.weight", E, KV)
+        W(wv, "attn_v.weight", E, KV)
+        W(wo, "attn_output.weight", Q, E)
+        OPT(bq, "attn_q.bias", Q)
+        OPT(bk, "attn_k.bias", KV)
+        OPT(bv, "attn_v.bias", KV)
+        if (ar->qk_norm) {
+            W(q_norm, "attn_q_norm.weight", D, 1)
+            W(k_norm, "attn_k_norm.weight", D, 1)
+        }
+        if (ar->post_norms) {
+            W(post_attn_norm, "post_attention_norm.weight", E, 1)
+            W(post_ffw_norm, "post_ffw_norm.weight", E, 1)
+        }
+        W(ffn_norm, "ffn_norm.weight", E, 1)
+        W(w_gate, "ffn_gate.weight", E, F)
+        W(w_up, "ffn_up.weight", E, F)
+        W(w_down, "ffn_down.weight", F, E)
 #undef W
-        /* Five sliding-window layers, then one global layer, repeating. */
+#undef OPT
+        /* Gemma 3: five sliding-window layers (rope base 10000), then one
+         * global layer, repeating. */
         L->swa = m->swa_window > 0 && il % 6 != 5;
         L->rope_base = L->swa ? 10000.0f : (float)rope_base;
     }
@@ -190,10 +299,19 @@ static ox_status load_gemma3(ox_model *m)
 
 ox_status ox_model_load(ox_device *device, const char *path, ox_model **out)
 {
+    return ox_model_load_ex(device, path, NULL, out);
+}
+
+ox_status ox_model_load_ex(ox_device *device, const char *path,
+                           const ox_model_load_options *options, ox_model **out)
+{
     ox_context *ctx = ox_device_context(device);
     if (!ctx) return OX_ERR_INVALID_HANDLE;
     if (!out) return ox__fail(ctx, OX_ERR_INVALID, "ox_model_load: out is NULL");
     *out = NULL;
+    if (options && options->struct_size < sizeof *options)
+        return ox__fail(ctx, OX_ERR_INVALID, "ox_model_load_ex: options->struct_size is %zu; set "
+                        "it to sizeof(ox_model_load_options)", options->struct_size);
     ox_model *m = ox__calloc(ctx, 1, sizeof *m);
     if (!m) return ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "ox_model_load: out of memory");
     m->ctx = ctx;
@@ -212,13 +330,15 @@ ox_status ox_model_load(ox_device *device, const char *path, ox_model **out)
     key = ox_gguf_find(m->gguf, "general.name");
     if (key >= 0 && ox_gguf_get_string(m->gguf, key, &text, &len) == OX_OK)
         snprintf(m->info.name, sizeof m->info.name, "%.*s", (int)len, text);
-    if (strcmp(m->info.arch, "gemma3") != 0) {
+    for (size_t i = 0; i < sizeof ARCHS / sizeof ARCHS[0]; i++)
+        if (strcmp(m->info.arch, ARCHS[i].name) == 0) m->arch = &ARCHS[i];
+    if (!m->arch) {
         s = ox__fail(ctx, OX_ERR_UNSUPPORTED,
-                     "ox_model_load: architecture '%s' of %s is not supported (supported: gemma3)",
-                     m->info.arch, path);
+                     "ox_model_load: architecture '%s' of %s is not supported (supported: "
+                     SUPPORTED_ARCHS ")", m->info.arch, path);
         goto err_free;
     }
-    if ((s = place_weights(m)) != OX_OK || (s = load_gemma3(m)) != OX_OK) goto err_free;
+    if ((s = place_weights(m, options)) != OX_OK || (s = load_decoder(m)) != OX_OK) goto err_free;
     for (int64_t i = 0; i < ox_gguf_tensor_count(m->gguf); i++) {
         ox_gguf_tensor_info ti = {.struct_size = sizeof ti};
         if (ox_gguf_tensor_info_get(m->gguf, i, &ti) == OX_OK) m->info.weight_bytes += ti.nbytes;
@@ -395,14 +515,20 @@ static ox_status attention_block(ox_session *se, const layer *L, scratch *sc, in
     int n_kv = se->pos + n;
     ox_status s;
     ox_tensor qh = heads(&sc->q, D), kh = heads(&sc->k, D), vh = heads(&sc->v, D);
-    ox_rope_params rope = {.mode = OX_ROPE_NEOX, .n_dims = (int)D, .freq_base = L->rope_base,
-                           .freq_scale = 1.0f};
+    ox_rope_params rope = {.mode = m->arch->rope_mode, .n_dims = m->rope_dims,
+                           .freq_base = L->rope_base, .freq_scale = m->rope_scale};
     if ((s = ox_matmul(q, &sc->q, &sc->h, &L->wq, OX_MATMUL_TRANS_B)) ||
         (s = ox_matmul(q, &sc->k, &sc->h, &L->wk, OX_MATMUL_TRANS_B)) ||
-        (s = ox_matmul(q, &sc->v, &sc->h, &L->wv, OX_MATMUL_TRANS_B)) ||
-        (s = ox_rms_norm(q, &qh, &qh, &L->q_norm, m->eps)) ||
-        (s = ox_rms_norm(q, &kh, &kh, &L->k_norm, m->eps)) ||
-        (s = ox_rope(q, &qh, &qh, &sc->pos, &rope)) || (s = ox_rope(q, &kh, &kh, &sc->pos, &rope)))
+        (s = ox_matmul(q, &sc->v, &sc->h, &L->wv, OX_MATMUL_TRANS_B)))
+        return s;
+    if ((L->bq.buffer && (s = ox_add(q, &sc->q, &sc->q, &L->bq))) ||
+        (L->bk.buffer && (s = ox_add(q, &sc->k, &sc->k, &L->bk))) ||
+        (L->bv.buffer && (s = ox_add(q, &sc->v, &sc->v, &L->bv))))
+        return s;
+    if (m->arch->qk_norm && ((s = ox_rms_norm(q, &qh, &qh, &L->q_norm, m->eps)) ||
+                             (s = ox_rms_norm(q, &kh, &kh, &L->k_norm, m->eps))))
+        return s;
+    if ((s = ox_rope(q, &qh, &qh, &sc->pos, &rope)) || (s = ox_rope(q, &kh, &kh, &sc->pos, &rope)))
         return s;
     /* Append k and v to the caches: [D, n_ctx, Hkv] viewed as [D, Hkv, n]
      * at position pos. */
@@ -428,7 +554,7 @@ static ox_status attention_block(ox_session *se, const layer *L, scratch *sc, in
     if (L->swa && n_kv > m->swa_window) mask = &mview;
     if ((s = ox_attention(q, &at, &qt, &kc, &vc, mask, &ap)) ||
         (s = ox_matmul(q, &sc->o, &sc->att, &L->wo, OX_MATMUL_TRANS_B)) ||
-        (s = ox_rms_norm(q, &sc->o, &sc->o, &L->post_attn_norm, m->eps)))
+        (m->arch->post_norms && (s = ox_rms_norm(q, &sc->o, &sc->o, &L->post_attn_norm, m->eps))))
         return s;
     return ox_add(q, &sc->x, &sc->x, &sc->o);
 }
@@ -441,10 +567,10 @@ static ox_status ffn_block(ox_session *se, const layer *L, scratch *sc)
     if ((s = ox_rms_norm(q, &sc->h, &sc->x, &L->ffn_norm, m->eps)) ||
         (s = ox_matmul(q, &sc->g, &sc->h, &L->w_gate, OX_MATMUL_TRANS_B)) ||
         (s = ox_matmul(q, &sc->u, &sc->h, &L->w_up, OX_MATMUL_TRANS_B)) ||
-        (s = ox_unary(q, OX_UNARY_GELU_TANH, &sc->g, &sc->g)) ||
+        (s = ox_unary(q, m->arch->act, &sc->g, &sc->g)) ||
         (s = ox_mul(q, &sc->g, &sc->g, &sc->u)) ||
         (s = ox_matmul(q, &sc->o, &sc->g, &L->w_down, OX_MATMUL_TRANS_B)) ||
-        (s = ox_rms_norm(q, &sc->o, &sc->o, &L->post_ffw_norm, m->eps)))
+        (m->arch->post_norms && (s = ox_rms_norm(q, &sc->o, &sc->o, &L->post_ffw_norm, m->eps))))
         return s;
     return ox_add(q, &sc->x, &sc->x, &sc->o);
 }
@@ -501,7 +627,7 @@ ox_status ox_session_eval(ox_session *se, const int32_t *tokens, int n, float *l
     ox_queue *q = se->queue;
     if ((s = upload_inputs(se, tokens, n, &sc)) ||
         (s = ox_get_rows(q, &sc.x, &m->tok_embd, &sc.ids)) ||
-        (s = ox_scale(q, &sc.x, &sc.x, sqrtf((float)in->n_embd), 0.0f)))
+        (m->arch->embd_scale && (s = ox_scale(q, &sc.x, &sc.x, sqrtf((float)in->n_embd), 0.0f))))
         goto out;
     for (int il = 0; il < in->n_layer; il++) {
         const layer *L = &m->layers[il];

@@ -57,6 +57,9 @@ OX_TEST(unsupported_architecture_is_named)
     unlink(path);
     ASSERT(ox_model_load(cpu, "/nonexistent/model.gguf", &m) != OX_OK);
     ASSERT_CONTAINS(ox_errmsg(ctx), "/nonexistent/model.gguf");
+    ox_model_load_options old = {.struct_size = 4};
+    ASSERT_EQ(ox_model_load_ex(cpu, "/nonexistent/model.gguf", &old, &m), OX_ERR_INVALID);
+    ASSERT_CONTAINS(ox_errmsg(ctx), "struct_size");
     ox_context_free(ctx);
 }
 
@@ -76,13 +79,32 @@ static void greedy(ox_session *s, int n_vocab, const int32_t *prompt, int n_prom
     free(logits);
 }
 
+typedef struct progress_rec {
+    float *fractions;
+    int *calls;
+} progress_rec;
+
+static void record_progress(float fraction, void *user)
+{
+    progress_rec *r = user;
+    if (*r->calls < 4) r->fractions[*r->calls] = fraction;
+    (*r->calls)++;
+}
+
 OX_TEST(real_model_runs_and_is_deterministic)
 {
     const char *path = test_real_model();
     ox_device *cpu;
     ox_context *ctx = cpu_context(&cpu);
     ox_model *m;
-    ASSERT_OK(ctx, ox_model_load(cpu, path, &m));
+    /* Mapped, not copied: one progress call, with 1. */
+    float fractions[4];
+    int calls = 0;
+    ox_model_load_options lo = {.struct_size = sizeof lo, .progress = record_progress,
+                                .progress_user = &(progress_rec){fractions, &calls}};
+    ASSERT_OK(ctx, ox_model_load_ex(cpu, path, &lo, &m));
+    ASSERT_EQ(calls, 1);
+    ASSERT(fractions[0] == 1.0f);
     ox_model_info info = {.struct_size = sizeof info};
     ASSERT_OK(ctx, ox_model_get_info(m, &info));
     ASSERT_STR_EQ(info.arch, "gemma3");

@@ -225,6 +225,19 @@ static void greedy_steps(fixture *fx, ox_session *se, const ref_run *r, int n, i
  * Devices sum in other orders and their exp, tanh and pow differ in the
  * last bits; the model amplifies that to about 0.2 RMS in the logits (up
  * to 1 at the extremes), so a closer tie may break either way. */
+typedef struct progress_log {
+    int calls, monotone;
+    float last;
+} progress_log;
+
+static void on_progress(float fraction, void *user)
+{
+    progress_log *log = user;
+    log->monotone = (log->calls == 0 || fraction >= log->last) && (log->calls == 0 || log->monotone);
+    log->last = fraction;
+    log->calls++;
+}
+
 #define DEVICE_STEPS 32
 #define DEVICE_NEAR_TIE 0.5
 #define DEVICE_PROMPTS 2
@@ -246,7 +259,14 @@ OX_TEST(opencl_greedy_tokens_match_cpu)
         OX_SKIP("no OpenCL device: %s", ox_errmsg(ctx));
     ox_model *model;
     ox_session *se;
-    ASSERT_OK(ctx, ox_model_load(cl, test_real_model(), &model));
+    /* The weights are copied to this device in pieces, reporting progress. */
+    progress_log log = {0};
+    ox_model_load_options lo = {.struct_size = sizeof lo, .progress = on_progress,
+                                .progress_user = &log};
+    ASSERT_OK(ctx, ox_model_load_ex(cl, test_real_model(), &lo, &model));
+    ASSERT_MSG(log.calls >= 3 && log.monotone && log.last == 1.0f,
+               "progress: %d calls, last %g, monotone %d", log.calls, (double)log.last,
+               log.monotone);
     ASSERT_OK(ctx, ox_session_create(model, 256, &se));
 
     FILE *f = data_file("greedy.txt");

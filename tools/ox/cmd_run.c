@@ -25,6 +25,8 @@ enum {
     OPTION_SEED,
     OPTION_CTX,
     OPTION_CHAT,
+    OPTION_SYSTEM,
+    OPTION_TEMPLATE,
     OPTION_NO_BOS,
     OPTION_STOP,
     OPTION_JSON,
@@ -44,6 +46,9 @@ static const cli_option run_options[] = {
     [OPTION_SEED] = {"seed", "S", "random seed (default: from the clock, printed)", 's'},
     [OPTION_CTX] = {"ctx", "N", "context size in tokens (default: min(model, 4096))", 'c'},
     [OPTION_CHAT] = {"chat", NULL, "wrap the prompt in the model's chat template", 0},
+    [OPTION_SYSTEM] = {"system", "TEXT", "chat: a system message before the first turn", 0},
+    [OPTION_TEMPLATE] = {"chat-template", "NAME", "chat: chatml, gemma, llama3, llama2 or zephyr "
+                         "(default: the model's)", 0},
     [OPTION_NO_BOS] = {"no-bos", NULL, "do not start the prompt with the BOS token", 0},
     [OPTION_STOP] = {"stop", "TEXT", "stop when the output contains TEXT", 0},
     [OPTION_JSON] = {"json", NULL, "print one JSON object (text, tokens, speeds) at the end", 0},
@@ -59,7 +64,7 @@ static void on_sigint(int sig)
 }
 
 typedef struct run_options_t {
-    const char *model, *prompt, *file, *device, *stop;
+    const char *model, *prompt, *file, *device, *stop, *system, *chat_template;
     int n_predict, n_ctx;
     bool interactive, chat, no_bos, json;
     ox_sampler_params sampling;
@@ -82,6 +87,11 @@ typedef struct run_state {
     int prompt_tokens, gen_tokens;
     char *text;         /* the reply so far (for --stop and --json) */
     size_t text_len;
+    /* chat: the template, the conversation, and the text the session holds */
+    const char *chat_name, *end_of_turn;
+    ox_chat_message *messages;
+    size_t n_messages;
+    char *history;      /* the formatted conversation evaluated so far, or NULL */
 } run_state;
 
 /* parse_options' result when --help was printed: exit 0, run nothing. */
@@ -121,6 +131,13 @@ static int parse_options(const cli_command *c, int argc, char **argv, run_opts *
         case OPTION_DEVICE: o->device = value; break;
         case OPTION_STOP: o->stop = value; break;
         case OPTION_CHAT: o->chat = true; break;
+        case OPTION_SYSTEM: o->system = value; break;
+        case OPTION_TEMPLATE:
+            if (!ox_chat_end_of_turn(value))
+                return cli_usage_error(c, "--chat-template: '%s' is not chatml, gemma, llama3, "
+                                       "llama2 or zephyr", value);
+            o->chat_template = value;
+            break;
         case OPTION_NO_BOS: o->no_bos = true; break;
         case OPTION_JSON: o->json = true; break;
 #define NUMBER(opt, lo, hi, assign)                                                         \
@@ -149,6 +166,8 @@ static int parse_options(const cli_command *c, int argc, char **argv, run_opts *
         return cli_usage_error(c, "give a prompt with -p TEXT or -f FILE, or -i to chat");
     if ((o->prompt != NULL) + (o->file != NULL) > 1)
         return cli_usage_error(c, "-p and -f cannot be used together");
+    if ((o->system || o->chat_template) && !o->chat)
+        return cli_usage_error(c, "--system and --chat-template need --chat or -i");
     if (!o->seed_given) o->sampling.seed = (uint64_t)time(NULL);
     return CLI_EXIT_OK;
 }
@@ -202,31 +221,99 @@ static int push_generated(run_state *st, int32_t id)
     return CLI_EXIT_OK;
 }
 
-/* The prompt as tokens: the chat template when asked (Gemma's turns), BOS
- * first unless --no-bos. *ids is malloc'ed. */
-static int encode_prompt(run_state *st, const run_opts *o, const char *text, bool first_turn,
-                         int32_t **ids, size_t *count)
+/* Add a message to the conversation (content copied). */
+static int add_message(run_state *st, const char *role, const char *content)
 {
-    static const char before[] = "<start_of_turn>user\n",
-                      after[] = "<end_of_turn>\n<start_of_turn>model\n";
-    size_t n = sizeof before + strlen(text) + sizeof after;
-    char *full = malloc(n);
-    if (!full) return cli_error(st->command, "out of memory");
-    if (o->chat) snprintf(full, n, "%s%s%s", before, text, after);
-    else snprintf(full, n, "%s", text);
-    unsigned flags = OX_TOKENIZE_PARSE_SPECIAL | /* as llama.cpp does */
-                     (first_turn && !o->no_bos ? OX_TOKENIZE_ADD_BOS : 0);
-    ox_status s = ox_tokenizer_encode(st->tok, full, strlen(full), flags, NULL, 0, count);
+    ox_chat_message *grown = realloc(st->messages, (st->n_messages + 1) * sizeof *grown);
+    if (!grown) return cli_error(st->command, "out of memory");
+    st->messages = grown;
+    char *copy = strdup(content);
+    if (!copy) return cli_error(st->command, "out of memory");
+    st->messages[st->n_messages++] = (ox_chat_message){role, copy};
+    return CLI_EXIT_OK;
+}
+
+/* The conversation in the chat template, malloc'ed. */
+static char *format_chat(run_state *st, bool generation_prompt)
+{
+    size_t len = 0;
+    ox_status s = ox_chat_apply(st->ctx, st->chat_name, st->messages, st->n_messages,
+                                generation_prompt, NULL, 0, &len);
+    char *text = s == OX_OK || s == OX_ERR_OUT_OF_RANGE ? malloc(len + 1) : NULL;
+    if (text && ox_chat_apply(st->ctx, st->chat_name, st->messages, st->n_messages,
+                              generation_prompt, text, len + 1, &len) == OX_OK)
+        return text;
+    free(text);
+    cli_library_error(st->command, st->ctx, s == OX_OK ? OX_ERR_OUT_OF_MEMORY : s);
+    return NULL;
+}
+
+static int tokenize(run_state *st, const char *text, bool bos, int32_t **ids, size_t *count)
+{
+    unsigned flags = OX_TOKENIZE_PARSE_SPECIAL | (bos ? OX_TOKENIZE_ADD_BOS : 0);
+    ox_status s = ox_tokenizer_encode(st->tok, text, strlen(text), flags, NULL, 0, count);
     *ids = s == OX_OK ? malloc((*count ? *count : 1) * sizeof **ids) : NULL;
     if (s == OX_OK && !*ids) s = OX_ERR_OUT_OF_MEMORY;
-    if (s == OX_OK) s = ox_tokenizer_encode(st->tok, full, strlen(full), flags, *ids, *count, count);
-    free(full);
+    if (s == OX_OK) s = ox_tokenizer_encode(st->tok, text, strlen(text), flags, *ids, *count, count);
     if (s != OX_OK) {
         free(*ids);
         *ids = NULL;
         return cli_library_error(st->command, st->ctx, s);
     }
     return CLI_EXIT_OK;
+}
+
+/* The tokens to evaluate for this turn, BOS first on the first unless
+ * --no-bos. In chat mode, the conversation with the new user message in the
+ * template, less what the session already holds (when the template does
+ * not extend the old text, the session starts over). *ids is malloc'ed. */
+static int encode_prompt(run_state *st, const run_opts *o, const char *text, int32_t **ids,
+                         size_t *count)
+{
+    if (!o->chat)
+        return tokenize(st, text, ox_session_position(st->session) == 0 && !o->no_bos, ids,
+                        count);
+    int status = add_message(st, "user", text);
+    char *full = status == CLI_EXIT_OK ? format_chat(st, true) : NULL;
+    if (!full) return CLI_EXIT_FAILURE;
+    size_t held = st->history ? strlen(st->history) : 0;
+    if (!st->history || strncmp(full, st->history, held) != 0) {
+        ox_session_rewind(st->session, 0);
+        held = 0;
+    }
+    status = tokenize(st, full + held, held == 0 && !o->no_bos, ids, count);
+    free(st->history);
+    st->history = full;
+    return status;
+}
+
+/* After a chat reply: record it and evaluate the template's closing of the
+ * turn, so that the next turn follows on. */
+static void close_turn(run_state *st)
+{
+    if (add_message(st, "assistant", st->text ? st->text : "") != CLI_EXIT_OK) return;
+    char *after = format_chat(st, false);
+    size_t held = st->history ? strlen(st->history) : 0;
+    if (!after || strncmp(after, st->history, held) != 0 ||
+        strncmp(after + held, st->text ? st->text : "", st->text_len) != 0) {
+        free(after);
+        free(st->history);
+        st->history = NULL; /* the next turn starts over */
+        return;
+    }
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (tokenize(st, after + held + st->text_len, false, &ids, &n) == CLI_EXIT_OK && n > 0 &&
+        (int)n < ox_session_capacity(st->session) - ox_session_position(st->session) &&
+        ox_session_eval(st->session, ids, (int)n, NULL) == OX_OK) {
+        free(st->history);
+        st->history = after;
+    } else {
+        free(after);
+        free(st->history);
+        st->history = NULL;
+    }
+    free(ids);
 }
 
 /* Evaluate the prompt, then sample and evaluate token by token. */
@@ -250,6 +337,10 @@ static int generate(run_state *st, const run_opts *o, const int32_t *prompt, siz
         if ((s = ox_sampler_sample(st->sampler, st->logits, st->info.n_vocab, &id)) != OX_OK)
             return cli_library_error(st->command, st->ctx, s);
         if (id == eos || id == eot) break;
+        if (st->end_of_turn) {
+            const char *piece = ox_tokenizer_token_text(st->tok, id);
+            if (piece && strcmp(piece, st->end_of_turn) == 0) break;
+        }
         ox_sampler_accept(st->sampler, id);
         int status = push_generated(st, id);
         if (status == CLI_EXIT_OK) status = stream(st, !o->json);
@@ -329,6 +420,17 @@ static void report(const run_state *st, const run_opts *o)
             (unsigned long long)o->sampling.seed);
 }
 
+/* A progress bar on stderr while the weights load, on a terminal only. */
+static void load_progress(float fraction, void *user)
+{
+    const char *name = user;
+    int filled = (int)(fraction * 30.0f + 0.5f);
+    fprintf(stderr, "\rloading %s [%.*s%*s] %3d%%", name, filled,
+            "##############################", 30 - filled, "", (int)(fraction * 100.0f + 0.5f));
+    if (fraction >= 1.0f) fprintf(stderr, "\r\033[K"); /* done: clear the line */
+    fflush(stderr);
+}
+
 static int open_all(run_state *st, const run_opts *o)
 {
     ox_device *device;
@@ -339,13 +441,23 @@ static int open_all(run_state *st, const run_opts *o)
                   : ox_device_default(st->ctx, &device);
     if (s == OX_OK && o->device && n != 1)
         return cli_error(st->command, "--device %s names %d devices; ox run uses one", o->device, n);
-    if (s == OX_OK) s = ox_model_load(device, o->model, &st->model);
+    const char *base = strrchr(o->model, '/');
+    ox_model_load_options lo = {.struct_size = sizeof lo,
+                                .progress_user = (void *)(base ? base + 1 : o->model)};
+    if (isatty(2)) lo.progress = load_progress;
+    if (s == OX_OK) s = ox_model_load_ex(device, o->model, &lo, &st->model);
     if (s == OX_OK) {
         st->info.struct_size = sizeof st->info;
         s = ox_model_get_info(st->model, &st->info);
     }
     if (s == OX_OK) s = ox_tokenizer_load(st->ctx, ox_model_gguf(st->model), &st->tok);
     if (s == OX_OK) s = ox_session_create(st->model, o->n_ctx, &st->session);
+    if (s == OX_OK && o->chat) {
+        st->chat_name = o->chat_template ? o->chat_template : ox_chat_template_name(st->model);
+        st->end_of_turn = ox_chat_end_of_turn(st->chat_name);
+        if (o->system && add_message(st, "system", o->system) != CLI_EXIT_OK)
+            return CLI_EXIT_FAILURE;
+    }
     if (s == OX_OK) s = ox_sampler_create(st->ctx, &o->sampling, &st->sampler);
     if (s != OX_OK) return cli_library_error(st->command, st->ctx, s);
     st->logits = malloc((size_t)st->info.n_vocab * sizeof *st->logits);
@@ -355,6 +467,9 @@ static int open_all(run_state *st, const run_opts *o)
 
 static void close_all(run_state *st)
 {
+    for (size_t i = 0; i < st->n_messages; i++) free((char *)st->messages[i].content);
+    free(st->messages);
+    free(st->history);
     free(st->logits);
     free(st->generated);
     free(st->text);
@@ -365,24 +480,17 @@ static void close_all(run_state *st)
     ox_context_free(st->ctx);
 }
 
-static int run_turn(run_state *st, const run_opts *o, const char *text, bool first)
+static int run_turn(run_state *st, const run_opts *o, const char *text)
 {
     int32_t *ids = NULL;
     size_t n = 0;
-    int status = encode_prompt(st, o, text, first, &ids, &n);
+    int status = encode_prompt(st, o, text, &ids, &n);
     if (status == CLI_EXIT_OK) {
         st->n_generated = st->printed = 0;
+        st->text_len = 0;
+        if (st->text) st->text[0] = '\0';
         status = generate(st, o, ids, n);
-        if (status == CLI_EXIT_OK && o->chat && !interrupted) {
-            /* Close the model's turn so the next one follows the template. */
-            static const char end[] = "<end_of_turn>\n";
-            int32_t end_ids[8];
-            size_t m = 0;
-            if (ox_tokenizer_encode(st->tok, end, sizeof end - 1, OX_TOKENIZE_PARSE_SPECIAL,
-                                    end_ids, 8, &m) == OX_OK &&
-                (int)m < ox_session_capacity(st->session) - ox_session_position(st->session))
-                ox_session_eval(st->session, end_ids, (int)m, NULL);
-        }
+        if (status == CLI_EXIT_OK && o->chat && !interrupted) close_turn(st);
     }
     free(ids);
     return status;
@@ -402,17 +510,15 @@ static int run_run(const cli_command *command, int argc, char **argv)
     if (status == CLI_EXIT_OK && !o.interactive) {
         char *text = o.file ? read_file(command, o.file) : NULL;
         if (o.file && !text) status = CLI_EXIT_FAILURE;
-        else status = run_turn(&st, &o, o.file ? text : o.prompt, true);
+        else status = run_turn(&st, &o, o.file ? text : o.prompt);
         free(text);
     } else if (status == CLI_EXIT_OK) {
         char line[8192];
-        bool first = true;
         if (isatty(0)) fprintf(stderr, "> ");
         while (!interrupted && fgets(line, sizeof line, stdin)) {
             line[strcspn(line, "\n")] = '\0';
             if (!*line) continue;
-            if ((status = run_turn(&st, &o, line, first)) != CLI_EXIT_OK) break;
-            first = false;
+            if ((status = run_turn(&st, &o, line)) != CLI_EXIT_OK) break;
             fputc('\n', stdout);
             if (isatty(0)) fprintf(stderr, "> ");
         }
@@ -430,7 +536,9 @@ const cli_command cmd_run = {
         "Generate text with the GGUF model MODEL on one device. The generated text\n"
         "streams to stdout (no prompt echo, no logs); speeds and peak memory go to\n"
         "stderr. --temp 0 is greedy. Ctrl-C stops cleanly, keeping what was\n"
-        "generated. Supported architectures: gemma3.",
+        "generated. --chat and -i use the model's chat template (chatml, gemma,\n"
+        "llama3, llama2 or zephyr). Supported architectures: llama, qwen2, qwen3,\n"
+        "gemma3.",
     .options = run_options,
     .run = run_run,
     .operands = "MODEL",
