@@ -2,9 +2,17 @@
  *
  * A job is published by bumping a generation counter; workers that see the
  * new generation take task indices from a shared atomic counter until none
- * remain, then report done. Between jobs a worker spins for a short while
- * (so back-to-back jobs start in well under a microsecond), then sleeps on a
- * condition variable. */
+ * remain. The caller waits for the tasks, not for the workers: a worker the
+ * OS has not scheduled yet (another process on the cores) must not hold up
+ * every job by a time slice. So a job ends in two steps: when all its tasks
+ * are done the caller closes it (closed = its generation), then waits for
+ * the workers inside it (`active`) to leave. A worker joins by counting
+ * itself active and then checking the job is not closed; with both sides
+ * sequentially consistent, a worker either is seen by the caller's wait or
+ * sees the job closed and stays out, so no worker reads a job's fields
+ * while the caller rewrites them for the next one.
+ * Between jobs a worker spins for a short while (so back-to-back jobs start
+ * in well under a microsecond), then sleeps on a condition variable. */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <errno.h>
 #include <pthread.h>
@@ -49,7 +57,9 @@ struct ox__pool {
     void *arg;
     size_t n_tasks;
     atomic_size_t next_task;
-    atomic_int done;      /* workers finished with the current generation */
+    atomic_size_t tasks_done; /* tasks of the current job finished */
+    atomic_int active;        /* workers inside the current job */
+    atomic_uint closed;       /* the last generation closed to joiners */
 };
 
 static _Thread_local bool tls_in_task;
@@ -87,6 +97,7 @@ static void run_tasks(ox__pool *pool, int thread)
         size_t t = atomic_fetch_add_explicit(&pool->next_task, 1, memory_order_relaxed);
         if (t >= pool->n_tasks) break;
         pool->fn(pool->arg, t, thread);
+        atomic_fetch_add_explicit(&pool->tasks_done, 1, memory_order_release);
     }
     tls_in_task = was_in_task;
 }
@@ -117,8 +128,11 @@ static void *worker_main(void *p)
         }
         if (atomic_load(&pool->stop)) break;
         seen = gen;
-        run_tasks(pool, w->index);
-        atomic_fetch_add_explicit(&pool->done, 1, memory_order_release);
+        atomic_fetch_add(&pool->active, 1);
+        /* Join only a job not closed yet: closed counts up with the
+         * generations, so a closed job has closed - gen <= INT_MAX. */
+        if ((int)(atomic_load(&pool->closed) - gen) < 0) run_tasks(pool, w->index);
+        atomic_fetch_sub(&pool->active, 1);
     }
     return NULL;
 }
@@ -137,7 +151,9 @@ ox_status ox__pool_create(int threads, ox__pool **out)
     atomic_init(&pool->generation, 0);
     atomic_init(&pool->stop, false);
     atomic_init(&pool->next_task, 0);
-    atomic_init(&pool->done, 0);
+    atomic_init(&pool->tasks_done, 0);
+    atomic_init(&pool->active, 0);
+    atomic_init(&pool->closed, 0);
     if (threads > 1) {
         pool->workers = calloc((size_t)threads - 1, sizeof *pool->workers);
         if (!pool->workers) goto err_free_pool;
@@ -196,16 +212,20 @@ void ox__pool_run(ox__pool *pool, size_t n_tasks, ox__pool_fn fn, void *arg)
     pool->arg = arg;
     pool->n_tasks = n_tasks;
     atomic_store_explicit(&pool->next_task, 0, memory_order_relaxed);
-    atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
+    atomic_store_explicit(&pool->tasks_done, 0, memory_order_relaxed);
     pthread_mutex_lock(&pool->lock);
-    atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
+    unsigned gen = atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release) + 1;
     if (pool->sleepers) pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->lock);
 
     run_tasks(pool, 0);
-    int workers = pool->size - 1;
     unsigned spins = 0;
-    while (atomic_load_explicit(&pool->done, memory_order_acquire) < workers) {
+    while (atomic_load_explicit(&pool->tasks_done, memory_order_acquire) < n_tasks) {
+        cpu_relax();
+        if (++spins % 1024 == 0) sched_yield();
+    }
+    atomic_store(&pool->closed, gen);
+    while (atomic_load(&pool->active) > 0) {
         cpu_relax();
         if (++spins % 1024 == 0) sched_yield();
     }
