@@ -65,6 +65,18 @@ OX_API const ox_gguf *ox_model_gguf(const ox_model *model);
 /* A session of up to n_ctx tokens (0: min(model's trained context, 4096)).
  * *out is owned by the caller: free with ox_session_free. */
 OX_API ox_status ox_session_create(ox_model *model, int n_ctx, ox_session **out);
+
+/* Options of ox_session_create_ex: zero-initialize, set struct_size. */
+typedef struct ox_session_options {
+    size_t struct_size;
+    int n_ctx;            /* 0: min(model's trained context, 4096) */
+    int kv_f32;           /* nonzero: keep K and V in F32 (default F16, as
+                           * llama.cpp: half the memory) */
+} ox_session_options;
+
+/* ox_session_create with options (NULL: the defaults). */
+OX_API ox_status ox_session_create_ex(ox_model *model, const ox_session_options *options,
+                                      ox_session **out);
 OX_API void ox_session_free(ox_session *session);
 
 /* Evaluate n tokens at the session's position (all at once), append them to

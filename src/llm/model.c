@@ -378,9 +378,20 @@ const ox_gguf *ox_model_gguf(const ox_model *m)
 
 ox_status ox_session_create(ox_model *m, int n_ctx, ox_session **out)
 {
+    ox_session_options o = {.struct_size = sizeof o, .n_ctx = n_ctx};
+    return ox_session_create_ex(m, &o, out);
+}
+
+ox_status ox_session_create_ex(ox_model *m, const ox_session_options *options, ox_session **out)
+{
     if (!m || !out) return ox__fail(NULL, OX_ERR_INVALID, "ox_session_create: model or out is NULL");
     *out = NULL;
     ox_context *ctx = m->ctx;
+    if (options && options->struct_size < sizeof *options)
+        return ox__fail(ctx, OX_ERR_INVALID, "ox_session_create_ex: options->struct_size is %zu; "
+                        "set it to sizeof(ox_session_options)", options->struct_size);
+    int n_ctx = options ? options->n_ctx : 0;
+    ox_dtype kv = options && options->kv_f32 ? OX_DTYPE_F32 : OX_DTYPE_F16;
     if (n_ctx <= 0) n_ctx = m->info.n_ctx_train < 4096 ? m->info.n_ctx_train : 4096;
     if (n_ctx > m->info.n_ctx_train)
         return ox__fail(ctx, OX_ERR_INVALID, "ox_session_create: n_ctx %d exceeds the model's "
@@ -395,10 +406,10 @@ ox_status ox_session_create(ox_model *m, int n_ctx, ox_session **out)
     ox_status s = se->k_cache && se->v_cache ? ox_queue_create(m->device, &se->queue)
                                              : ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "out of memory");
     for (int il = 0; s == OX_OK && il < L; il++) {
-        s = ox_tensor_alloc(m->device, OX_DTYPE_F16, m->info.head_dim, n_ctx, m->info.n_head_kv,
-                            1, &se->k_cache[il]);
+        s = ox_tensor_alloc(m->device, kv, m->info.head_dim, n_ctx, m->info.n_head_kv, 1,
+                            &se->k_cache[il]);
         if (s == OX_OK)
-            s = ox_tensor_alloc(m->device, OX_DTYPE_F16, m->info.head_dim, n_ctx,
+            s = ox_tensor_alloc(m->device, kv, m->info.head_dim, n_ctx,
                                 m->info.n_head_kv, 1, &se->v_cache[il]);
     }
     if (s != OX_OK) {

@@ -24,6 +24,7 @@ enum {
     OPTION_REPEAT_PENALTY,
     OPTION_SEED,
     OPTION_CTX,
+    OPTION_CACHE_TYPE,
     OPTION_CHAT,
     OPTION_SYSTEM,
     OPTION_TEMPLATE,
@@ -45,6 +46,7 @@ static const cli_option run_options[] = {
     [OPTION_REPEAT_PENALTY] = {"repeat-penalty", "R", "penalize the last 64 tokens (default 1: off)", 0},
     [OPTION_SEED] = {"seed", "S", "random seed (default: from the clock, printed)", 's'},
     [OPTION_CTX] = {"ctx", "N", "context size in tokens (default: min(model, 4096))", 'c'},
+    [OPTION_CACHE_TYPE] = {"cache-type", "TYPE", "KV cache: f16 (default, as llama.cpp) or f32", 0},
     [OPTION_CHAT] = {"chat", NULL, "wrap the prompt in the model's chat template", 0},
     [OPTION_SYSTEM] = {"system", "TEXT", "chat: a system message before the first turn", 0},
     [OPTION_TEMPLATE] = {"chat-template", "NAME", "chat: chatml, gemma, llama3, llama2 or zephyr "
@@ -66,7 +68,7 @@ static void on_sigint(int sig)
 typedef struct run_options_t {
     const char *model, *prompt, *file, *device, *stop, *system, *chat_template;
     int n_predict, n_ctx;
-    bool interactive, chat, no_bos, json;
+    bool interactive, chat, no_bos, json, kv_f32;
     ox_sampler_params sampling;
     bool seed_given;
 } run_opts;
@@ -132,6 +134,11 @@ static int parse_options(const cli_command *c, int argc, char **argv, run_opts *
         case OPTION_STOP: o->stop = value; break;
         case OPTION_CHAT: o->chat = true; break;
         case OPTION_SYSTEM: o->system = value; break;
+        case OPTION_CACHE_TYPE:
+            if (strcmp(value, "f16") != 0 && strcmp(value, "f32") != 0)
+                return cli_usage_error(c, "--cache-type: '%s' is not f16 or f32", value);
+            o->kv_f32 = strcmp(value, "f32") == 0;
+            break;
         case OPTION_TEMPLATE:
             if (!ox_chat_end_of_turn(value))
                 return cli_usage_error(c, "--chat-template: '%s' is not chatml, gemma, llama3, "
@@ -451,7 +458,8 @@ static int open_all(run_state *st, const run_opts *o)
         s = ox_model_get_info(st->model, &st->info);
     }
     if (s == OX_OK) s = ox_tokenizer_load(st->ctx, ox_model_gguf(st->model), &st->tok);
-    if (s == OX_OK) s = ox_session_create(st->model, o->n_ctx, &st->session);
+    ox_session_options so = {.struct_size = sizeof so, .n_ctx = o->n_ctx, .kv_f32 = o->kv_f32};
+    if (s == OX_OK) s = ox_session_create_ex(st->model, &so, &st->session);
     if (s == OX_OK && o->chat) {
         st->chat_name = o->chat_template ? o->chat_template : ox_chat_template_name(st->model);
         st->end_of_turn = ox_chat_end_of_turn(st->chat_name);

@@ -1,0 +1,400 @@
+/* The llama, qwen2 and qwen3 graph builders against llama.cpp, an
+ * independent implementation, on tiny random-weight models that
+ * tests/llm/tiny_model.h writes at run time; tests/data/tiny/ holds what
+ * llama.cpp computed for the very same files (see its README). Per
+ * architecture:
+ *   - <arch>_tokens: the file written here is byte for byte the one
+ *     llama.cpp ran (FNV-1a of the file), and our tokenizer gives its
+ *     prompt ids (BOS as the vocabulary says, special tokens parsed);
+ *   - <arch>_logits: after the first prompt, every top-20 logit within
+ *     LOGIT_TOLERANCE of llama.cpp's, and the mean and standard deviation
+ *     over the vocabulary too;
+ *   - <arch>_greedy: 32 greedy tokens from each of 3 prompts, all equal to
+ *     llama.cpp's up to the first step where its two best logits were
+ *     closer than NEAR_TIE (none is, in the data as made).
+ *
+ * Why 1e-3: llama.cpp ran with F32 weights (one Q8_0 matrix in llama), an
+ * F32 KV cache and no flash attention, its most exact path. A separate
+ * double-precision forward pass of the same files (written for this check,
+ * not kept) agreed with its first-step logits within 1.3e-5 on all nine
+ * prompts and chose the same 288 greedy tokens; a correct F32
+ * implementation differs only in summation order. A builder mistake moves
+ * them far more: that pass, given the other rope pairing, the other rope
+ * base or no q/k norm weights, lands 0.5 to 8 away from llama.cpp's
+ * logits. Two things move them by more than 1e-3 without being wrong:
+ *   - an F16 KV cache: rounding K and V alone moves these logits by up to
+ *     6e-3 to 0.016 (qwen2, qwen3) and 0.07 to 0.11 (llama, whose 8-bit
+ *     rounding of ffn_down's input amplifies it); so these sessions keep K
+ *     and V in F32 (ox_session_options.kv_f32), as llama.cpp did here;
+ *   - llama's ffn_down rounds its input to 8-bit blocks, as ggml does; an
+ *     input within about 1e-6 (relative) of a rounding boundary may round
+ *     the other way here and move later logits by up to about 5e-3. No
+ *     first-step input is that close in the data, and every greedy margin
+ *     is at least 0.019, so neither the logits nor the tokens depend on it. */
+#include <openxpu/openxpu.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ox_test.h"
+#include "llm/tiny_model.h"
+
+#define LOGIT_TOLERANCE 1e-3
+#define NEAR_TIE 1e-3
+#define MAX_STEPS 64
+#define MAX_RUNS 8
+#define MAX_PROMPT 256
+#define TOP_N 20
+
+/* ---- tests/data/tiny/<arch>.txt ------------------------------------------------ */
+
+typedef struct tiny_run {
+    char prompt[MAX_PROMPT];
+    size_t prompt_len;
+    int32_t prompt_ids[MAX_PROMPT];
+    int n_prompt;
+    int32_t ids[MAX_STEPS];
+    double margin[MAX_STEPS];
+    int n_steps;
+} tiny_run;
+
+typedef struct tiny_data {
+    unsigned long long fnv;
+    long long bytes;
+    int n_vocab;
+    tiny_run runs[MAX_RUNS];
+    int n_runs;
+    /* The first prompt's last-position logits. */
+    double mean, stddev;
+    int32_t top_id[TOP_N];
+    double top_logit[TOP_N];
+    int n_top;
+} tiny_data;
+
+static int parse_ids(const char *text, int32_t *ids, int cap)
+{
+    int n = 0;
+    char *end;
+    for (long v = strtol(text, &end, 10); end != text && n < cap; v = strtol(text, &end, 10)) {
+        ids[n++] = (int32_t)v;
+        text = end;
+    }
+    return n;
+}
+
+/* A JSON string as the driver writes it (escapes \" \\ \n \r \t \uXXXX). */
+static size_t parse_json_string(const char *s, char *out, size_t cap)
+{
+    size_t n = 0;
+    ASSERT_MSG(*s == '"', "expected a JSON string: %s", s);
+    for (s++; *s && *s != '"' && n + 4 < cap; s++) {
+        unsigned c = (unsigned char)*s;
+        if (c == '\\') {
+            c = (unsigned char)*++s;
+            if (c == 'n') c = '\n';
+            else if (c == 'r') c = '\r';
+            else if (c == 't') c = '\t';
+            else if (c == 'u') {
+                ASSERT(sscanf(s + 1, "%4x", &c) == 1);
+                s += 4;
+            }
+        }
+        if (c < 0x80) {
+            out[n++] = (char)c;
+        } else if (c < 0x800) {
+            out[n++] = (char)(0xc0 | c >> 6);
+            out[n++] = (char)(0x80 | (c & 0x3f));
+        } else {
+            out[n++] = (char)(0xe0 | c >> 12);
+            out[n++] = (char)(0x80 | (c >> 6 & 0x3f));
+            out[n++] = (char)(0x80 | (c & 0x3f));
+        }
+    }
+    ASSERT_MSG(*s == '"', "unterminated or too long JSON string");
+    out[n] = '\0';
+    return n;
+}
+
+static void read_data(const char *arch, tiny_data *d)
+{
+    const char *dir = getenv("OX_TINY_DATA");
+    char path[4096], line[8192];
+    snprintf(path, sizeof path, "%s/%s.txt", dir ? dir : ".", arch);
+    FILE *f = fopen(path, "r");
+    ASSERT_MSG(f, "cannot open %s (OX_TINY_DATA: run through ctest)", path);
+    memset(d, 0, sizeof *d);
+    tiny_run *r = NULL;
+    int in_steps = 0, in_top = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model:", 6) == 0) {
+            const char *b = strstr(line, "bytes="), *h = strstr(line, "fnv1a64=");
+            ASSERT_MSG(b && h, "%s: malformed line: %s", path, line);
+            d->bytes = atoll(b + 6);
+            d->fnv = strtoull(h + 8, NULL, 16);
+        } else if (strncmp(line, "prompt: ", 8) == 0) {
+            ASSERT_MSG(d->n_runs < MAX_RUNS, "%s: more than %d prompts", path, MAX_RUNS);
+            r = &d->runs[d->n_runs++];
+            r->prompt_len = parse_json_string(line + 8, r->prompt, sizeof r->prompt);
+            in_steps = in_top = 0;
+        } else if (!r) {
+            continue;
+        } else if (strncmp(line, "n_vocab:", 8) == 0) {
+            d->n_vocab = atoi(line + 8);
+        } else if (strncmp(line, "prompt_ids:", 11) == 0) {
+            r->n_prompt = parse_ids(line + 11, r->prompt_ids, MAX_PROMPT);
+        } else if (strncmp(line, "logits_stats:", 13) == 0 && d->n_runs == 1) {
+            const char *m = strstr(line, "mean="), *s = strstr(line, "stddev=");
+            ASSERT_MSG(m && s, "%s: malformed line: %s", path, line);
+            d->mean = atof(m + 5);
+            d->stddev = atof(s + 7);
+        } else if (strncmp(line, "top20", 5) == 0) {
+            in_top = d->n_runs == 1;
+        } else if (strncmp(line, "steps", 5) == 0) {
+            in_steps = 1;
+            in_top = 0;
+        } else if (strncmp(line, "gen_ids:", 8) == 0) {
+            in_steps = 0;
+        } else if (in_top && d->n_top < TOP_N) {
+            int rank, id;
+            double logit;
+            if (sscanf(line, "%d %d %lf", &rank, &id, &logit) == 3) {
+                d->top_id[d->n_top] = id;
+                d->top_logit[d->n_top++] = logit;
+            }
+        } else if (in_steps && r->n_steps < MAX_STEPS) {
+            int i, id;
+            double logit, margin;
+            if (sscanf(line, "%d %d %lf %lf", &i, &id, &logit, &margin) == 4) {
+                r->ids[r->n_steps] = id;
+                r->margin[r->n_steps++] = margin;
+            }
+        }
+    }
+    fclose(f);
+    ASSERT_MSG(d->bytes > 0 && d->n_vocab > 0, "%s: no model: or n_vocab: line", path);
+    ASSERT_MSG(d->n_runs >= 3, "%s: only %d prompts", path, d->n_runs);
+    ASSERT_MSG(d->n_top == TOP_N, "%s: %d top logits, want %d", path, d->n_top, TOP_N);
+    for (int i = 0; i < d->n_runs; i++)
+        ASSERT_MSG(d->runs[i].n_prompt > 0 && d->runs[i].n_steps == 32,
+                   "%s: prompt %d has %d ids and %d steps", path, i, d->runs[i].n_prompt,
+                   d->runs[i].n_steps);
+}
+
+/* ---- the model -------------------------------------------------------------------- */
+
+static unsigned long long file_fnv1a(const char *path, long long *bytes)
+{
+    FILE *f = fopen(path, "rb");
+    ASSERT_MSG(f, "cannot read %s", path);
+    unsigned long long h = 0xcbf29ce484222325ull;
+    unsigned char buf[1 << 16];
+    size_t n;
+    *bytes = 0;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+        for (size_t i = 0; i < n; i++) h = (h ^ buf[i]) * 0x100000001b3ull;
+        *bytes += (long long)n;
+    }
+    fclose(f);
+    return h;
+}
+
+typedef struct fixture {
+    ox_context *ctx;
+    ox_device *cpu;
+    char path[4096]; /* the model file, unlinked once it is open */
+    tiny_data data;
+} fixture;
+
+/* Write `arch`'s tiny model to a temporary file and read its reference data. */
+static void open_fixture(fixture *fx, const char *arch)
+{
+    int n;
+    ox_context_options o = {.struct_size = sizeof o, .flags = OX_CONTEXT_NO_PLUGINS,
+                            .log_level = OX_LOG_OFF};
+    ASSERT_OK(NULL, ox_context_create(&o, &fx->ctx));
+    ASSERT_OK(fx->ctx, ox_device_select(fx->ctx, "cpu", &fx->cpu, 1, &n));
+    read_data(arch, &fx->data);
+
+    const char *test_data = getenv("OX_TEST_DATA"), *tmp = getenv("TMPDIR");
+    char vocab[4096];
+    snprintf(vocab, sizeof vocab, "%s/tokenizer/%s", test_data ? test_data : "tests/data",
+             tiny_model_arch(arch)->vocab);
+    snprintf(fx->path, sizeof fx->path, "%s/ox-tiny-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", arch);
+    int fd = mkstemp(fx->path);
+    ASSERT_MSG(fd >= 0, "cannot create %s", fx->path);
+    close(fd);
+    ox_status s = tiny_model_write(fx->ctx, arch, vocab, fx->path);
+    if (s != OX_OK) unlink(fx->path);
+    ASSERT_MSG(s == OX_OK, "tiny_model_write(%s): %s", arch, tiny_model_errmsg(fx->ctx));
+}
+
+static void close_fixture(fixture *fx)
+{
+    ox_context_free(fx->ctx);
+}
+
+static ox_model *load_model(fixture *fx, const char *arch)
+{
+    ox_model *model;
+    ox_status s = ox_model_load(fx->cpu, fx->path, &model);
+    unlink(fx->path); /* the mapping outlives the name; a failure leaves no file behind */
+    ASSERT_MSG(s == OX_OK, "ox_model_load(tiny-%s): %s (%s)", arch, ox_status_name(s),
+               ox_errmsg(fx->ctx));
+    ox_model_info info = {.struct_size = sizeof info};
+    ASSERT_OK(fx->ctx, ox_model_get_info(model, &info));
+    ASSERT_STR_EQ(info.arch, arch);
+    ASSERT_EQ(info.n_vocab, fx->data.n_vocab);
+    ASSERT_EQ(info.n_embd, TINY_N_EMBD);
+    ASSERT_EQ(info.n_layer, TINY_N_LAYER);
+    ASSERT_EQ(info.n_head, TINY_N_HEAD);
+    ASSERT_EQ(info.n_head_kv, TINY_N_HEAD_KV);
+    ASSERT_EQ(info.head_dim, TINY_HEAD_DIM);
+    ASSERT_EQ(info.n_ff, TINY_N_FF);
+    ASSERT_EQ(info.n_ctx_train, TINY_N_CTX);
+    return model;
+}
+
+/* The first largest logit, as the driver picks it. */
+static int32_t argmax(const float *x, int n)
+{
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+/* ---- the checks -------------------------------------------------------------------- */
+
+static void check_tokens(const char *arch)
+{
+    fixture fx;
+    open_fixture(&fx, arch);
+    long long bytes;
+    unsigned long long fnv = file_fnv1a(fx.path, &bytes);
+    ox_gguf *g;
+    ox_status s = ox_gguf_open(fx.ctx, fx.path, &g);
+    unlink(fx.path); /* the mapping outlives the name; a failure leaves no file behind */
+    ASSERT_OK(fx.ctx, s);
+    ASSERT_MSG(fnv == fx.data.fnv && bytes == fx.data.bytes,
+               "tiny-%s: the file written here (%lld bytes, fnv1a64 %016llx) is not the one "
+               "llama.cpp ran (%lld, %016llx): tiny_model.h changed; regenerate "
+               "tests/data/tiny with scripts/peer-reference-tiny.sh", arch, bytes, fnv,
+               fx.data.bytes, fx.data.fnv);
+
+    ox_tokenizer *tok;
+    ASSERT_OK(fx.ctx, ox_tokenizer_load(fx.ctx, g, &tok));
+    ASSERT_EQ(ox_tokenizer_vocab_size(tok), fx.data.n_vocab);
+    for (int i = 0; i < fx.data.n_runs; i++) {
+        const tiny_run *r = &fx.data.runs[i];
+        int32_t ids[MAX_PROMPT];
+        size_t n;
+        ASSERT_OK(fx.ctx, ox_tokenizer_encode(tok, r->prompt, r->prompt_len,
+                                              OX_TOKENIZE_ADD_BOS | OX_TOKENIZE_PARSE_SPECIAL,
+                                              ids, MAX_PROMPT, &n));
+        int same = (int)n == r->n_prompt;
+        for (int j = 0; same && j < r->n_prompt; j++) same = ids[j] == r->prompt_ids[j];
+        if (!same) {
+            fprintf(stderr, "  tiny-%s, \"%s\": ours", arch, r->prompt);
+            for (size_t j = 0; j < n; j++) fprintf(stderr, " %d", ids[j]);
+            fprintf(stderr, "; llama.cpp");
+            for (int j = 0; j < r->n_prompt; j++) fprintf(stderr, " %d", r->prompt_ids[j]);
+            fputc('\n', stderr);
+        }
+        ASSERT_MSG(same, "tiny-%s: prompt \"%s\" tokenizes differently", arch, r->prompt);
+    }
+    printf("  tiny-%s: file as llama.cpp's (%lld bytes); %d prompts tokenize as in llama.cpp\n",
+           arch, bytes, fx.data.n_runs);
+    ox_tokenizer_free(tok);
+    ox_gguf_close(g);
+    close_fixture(&fx);
+}
+
+static void check_logits(const char *arch)
+{
+    fixture fx;
+    open_fixture(&fx, arch);
+    ox_model *model = load_model(&fx, arch);
+    ox_session *se;
+    int n_vocab = fx.data.n_vocab;
+    float *logits = malloc((size_t)n_vocab * sizeof *logits);
+    ASSERT(logits);
+    ox_session_options so = {.struct_size = sizeof so, .n_ctx = TINY_N_CTX, .kv_f32 = 1};
+    ASSERT_OK(fx.ctx, ox_session_create_ex(model, &so, &se));
+    const tiny_run *r = &fx.data.runs[0];
+    ASSERT_OK(fx.ctx, ox_session_eval(se, r->prompt_ids, r->n_prompt, logits));
+
+    double worst = 0;
+    for (int i = 0; i < fx.data.n_top; i++) {
+        int32_t id = fx.data.top_id[i];
+        ASSERT_MSG(id >= 0 && id < n_vocab, "top-20 id %d out of the vocabulary", id);
+        double diff = fabs(logits[id] - fx.data.top_logit[i]);
+        if (diff > worst) worst = diff;
+        ASSERT_MSG(diff <= LOGIT_TOLERANCE, "tiny-%s: logit of token %d (rank %d): %.6f, "
+                   "llama.cpp %.6f", arch, id, i, logits[id], fx.data.top_logit[i]);
+    }
+    double mean = 0, var = 0;
+    for (int i = 0; i < n_vocab; i++) mean += logits[i];
+    mean /= n_vocab;
+    for (int i = 0; i < n_vocab; i++) var += (logits[i] - mean) * (logits[i] - mean);
+    double stddev = sqrt(var / n_vocab);
+    ASSERT_NEAR(mean, fx.data.mean, LOGIT_TOLERANCE);
+    ASSERT_NEAR(stddev, fx.data.stddev, LOGIT_TOLERANCE);
+    printf("  tiny-%s: top-20 logits within %.1e of llama.cpp's (tolerance %.0e); mean %.6f "
+           "(%.6f), stddev %.6f (%.6f)\n", arch, worst, LOGIT_TOLERANCE, mean, fx.data.mean,
+           stddev, fx.data.stddev);
+    free(logits);
+    ox_session_free(se);
+    ox_model_free(model);
+    close_fixture(&fx);
+}
+
+static void check_greedy(const char *arch)
+{
+    fixture fx;
+    open_fixture(&fx, arch);
+    ox_model *model = load_model(&fx, arch);
+    ox_session *se;
+    int n_vocab = fx.data.n_vocab;
+    float *logits = malloc((size_t)n_vocab * sizeof *logits);
+    ASSERT(logits);
+    ox_session_options so = {.struct_size = sizeof so, .n_ctx = TINY_N_CTX, .kv_f32 = 1};
+    ASSERT_OK(fx.ctx, ox_session_create_ex(model, &so, &se));
+    for (int p = 0; p < fx.data.n_runs; p++) {
+        const tiny_run *r = &fx.data.runs[p];
+        int must = r->n_steps, matched = 0;
+        for (int i = 0; i < r->n_steps && must == r->n_steps; i++)
+            if (r->margin[i] < NEAR_TIE) must = i;
+        ASSERT_OK(fx.ctx, ox_session_rewind(se, 0));
+        ASSERT_OK(fx.ctx, ox_session_eval(se, r->prompt_ids, r->n_prompt, logits));
+        for (int i = 0; i < r->n_steps; i++) {
+            int32_t id = argmax(logits, n_vocab);
+            if (id != r->ids[i]) {
+                ASSERT_MSG(i >= must, "tiny-%s, \"%s\": step %d chose %d, llama.cpp %d (its "
+                           "margin %.6f)", arch, r->prompt, i, id, r->ids[i], r->margin[i]);
+                break;
+            }
+            matched++;
+            ASSERT_OK(fx.ctx, ox_session_eval(se, &id, 1, logits));
+        }
+        printf("  tiny-%s, \"%s\": %d of %d greedy tokens as llama.cpp's%s\n", arch, r->prompt,
+               matched, r->n_steps, must < r->n_steps ? " (then a near tie)" : "");
+    }
+    free(logits);
+    ox_session_free(se);
+    ox_model_free(model);
+    close_fixture(&fx);
+}
+
+OX_TEST(llama_tokens) { check_tokens("llama"); }
+OX_TEST(llama_logits) { check_logits("llama"); }
+OX_TEST(llama_greedy) { check_greedy("llama"); }
+OX_TEST(qwen2_tokens) { check_tokens("qwen2"); }
+OX_TEST(qwen2_logits) { check_logits("qwen2"); }
+OX_TEST(qwen2_greedy) { check_greedy("qwen2"); }
+OX_TEST(qwen3_tokens) { check_tokens("qwen3"); }
+OX_TEST(qwen3_logits) { check_logits("qwen3"); }
+OX_TEST(qwen3_greedy) { check_greedy("qwen3"); }
+
+OX_TEST_MAIN(llama_tokens, llama_logits, llama_greedy, qwen2_tokens, qwen2_logits, qwen2_greedy,
+             qwen3_tokens, qwen3_logits, qwen3_greedy)
