@@ -38,6 +38,8 @@
 #include <unistd.h>
 
 #include "ox_test.h"
+#include "test_helpers.h"
+#include "run_ox.h"
 #include "llm/tiny_model.h"
 
 #define LOGIT_TOLERANCE 1e-3
@@ -386,6 +388,97 @@ static void check_greedy(const char *arch)
     close_fixture(&fx);
 }
 
+/* Loading, a session and one evaluation with the host allocator failing
+ * from every Nth request on: each failure is an error status with a
+ * message, never a crash, and everything allocated comes back (ASan
+ * checks the rest). Steps 0..99 one by one, then a stride through the
+ * rest of a successful run's requests. */
+OX_TEST(out_of_memory_anywhere_is_an_error)
+{
+    fixture fx;
+    open_fixture(&fx, "llama");
+    const int32_t prompt[] = {1, 15043, 3186};
+    float *logits = malloc((size_t)fx.data.n_vocab * sizeof *logits);
+    ASSERT(logits);
+    long total = -1, tried = 0, failed = 0;
+    for (long from = 0; total < 0 || from <= total; from += from < 100 ? 1 : 97) {
+        test_alloc a;
+        test_alloc_init(&a, from);
+        ox_context_options o = {.struct_size = sizeof o, .flags = OX_CONTEXT_NO_PLUGINS,
+                                .log_level = OX_LOG_OFF};
+        test_alloc_attach(&a, &o);
+        ox_context *ctx = NULL;
+        ox_device *cpu;
+        ox_model *model = NULL;
+        ox_session *se = NULL;
+        int n;
+        ox_status s = ox_context_create(&o, &ctx);
+        if (s == OX_OK) s = ox_device_select(ctx, "cpu", &cpu, 1, &n);
+        if (s == OX_OK) s = ox_model_load(cpu, fx.path, &model);
+        if (s == OX_OK) s = ox_session_create(model, 64, &se);
+        if (s == OX_OK) s = ox_session_eval(se, prompt, 3, logits);
+        if (s != OX_OK) {
+            ASSERT_MSG(atomic_load(&a.failures) > 0, "failed with no allocation refused: %s",
+                       ctx ? ox_errmsg(ctx) : ox_status_name(s));
+            if (ctx) ASSERT_MSG(ox_errmsg(ctx)[0], "no message for %s", ox_status_name(s));
+            failed++;
+        } else if (atomic_load(&a.failures) == 0 && total < 0) {
+            total = atomic_load(&a.attempts); /* a run that needed nothing refused */
+        }
+        ox_session_free(se);
+        ox_model_free(model);
+        ox_context_free(ctx);
+        ASSERT_ALLOC_BALANCED(&a);
+        tried++;
+        if (total < 0 && atomic_load(&a.failures) == 0) total = atomic_load(&a.attempts);
+    }
+    printf("  %ld allocation points tried of %ld, %ld failed cleanly\n", tried, total, failed);
+    ASSERT(failed > 0);
+    free(logits);
+    unlink(fx.path);
+    close_fixture(&fx);
+}
+
+/* ox run on a tiny model: an absent device, a file without a tokenizer and
+ * chat mode, with the problem named on stderr and nothing on stdout. */
+OX_TEST(ox_run_bad_input_and_chat)
+{
+    const char *bin = getenv("OX_BIN");
+    if (!bin || !*bin) OX_SKIP("the ox tool was not built (OX_BUILD_TOOLS=OFF)");
+    fixture fx;
+    open_fixture(&fx, "llama");
+    ox_run *r = RUN_OX("run", fx.path, "-p", "hi", "--device", "nosuch:0");
+    ASSERT_EQ(r->status, 1);
+    ASSERT_CONTAINS(r->err, "nosuch");
+    ASSERT_STR_EQ(r->out, "");
+    free(r);
+    /* chat: the llama vocabulary has no chat tokens, so llama2's [INST] */
+    r = RUN_OX("run", fx.path, "--chat", "-p", "hi", "-n", "4", "--temp", "0", "--json");
+    ASSERT_MSG(r->status == 0, "ox run --chat: %s", r->err);
+    ASSERT_CONTAINS(r->out, "\"generated_tokens\":");
+    free(r);
+    r = RUN_OX("run", fx.path, "-p", "hi", "--system", "be brief");
+    ASSERT_EQ(r->status, 2);
+    ASSERT_CONTAINS(r->err, "--chat");
+    free(r);
+    char bare[4200];
+    snprintf(bare, sizeof bare, "%s-notok", fx.path);
+    const char *test_data = getenv("OX_TEST_DATA");
+    char vocab[4096];
+    snprintf(vocab, sizeof vocab, "%s/tokenizer/%s", test_data ? test_data : "tests/data",
+             tiny_model_arch("llama")->vocab);
+    ASSERT_MSG(tiny_model_write_ex(fx.ctx, "llama", vocab, bare, TINY_NO_TOKENIZER) == OX_OK,
+               "%s", tiny_model_errmsg(fx.ctx));
+    r = RUN_OX("run", bare, "-p", "hi");
+    unlink(bare);
+    ASSERT_EQ(r->status, 1);
+    ASSERT_CONTAINS(r->err, "tokenizer");
+    ASSERT_STR_EQ(r->out, "");
+    free(r);
+    unlink(fx.path);
+    close_fixture(&fx);
+}
+
 OX_TEST(llama_tokens) { check_tokens("llama"); }
 OX_TEST(llama_logits) { check_logits("llama"); }
 OX_TEST(llama_greedy) { check_greedy("llama"); }
@@ -396,5 +489,5 @@ OX_TEST(qwen3_tokens) { check_tokens("qwen3"); }
 OX_TEST(qwen3_logits) { check_logits("qwen3"); }
 OX_TEST(qwen3_greedy) { check_greedy("qwen3"); }
 
-OX_TEST_MAIN(llama_tokens, llama_logits, llama_greedy, qwen2_tokens, qwen2_logits, qwen2_greedy,
+OX_TEST_MAIN(out_of_memory_anywhere_is_an_error, ox_run_bad_input_and_chat, llama_tokens, llama_logits, llama_greedy, qwen2_tokens, qwen2_logits, qwen2_greedy,
              qwen3_tokens, qwen3_logits, qwen3_greedy)

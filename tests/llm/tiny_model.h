@@ -391,8 +391,11 @@ static inline ox_status tiny_add_block(ox_gguf_writer *w, tiny_tensors *t, const
  * to `out_path`, with the tokenizer of the GGUF file `vocab_path` (see
  * tiny_archs for the one each architecture expects). On failure,
  * tiny_model_errmsg(ctx) says why. */
-static inline ox_status tiny_model_write(ox_context *ctx, const char *arch, const char *vocab_path,
-                                         const char *out_path)
+#define TINY_NO_TOKENIZER 1u /* tiny_model_write_ex: leave the tokenizer out */
+
+static inline ox_status tiny_model_write_ex(ox_context *ctx, const char *arch,
+                                            const char *vocab_path, const char *out_path,
+                                            unsigned flags)
 {
     tiny_model_error[0] = '\0';
     const tiny_arch *a = tiny_model_arch(arch);
@@ -407,7 +410,7 @@ static inline ox_status tiny_model_write(ox_context *ctx, const char *arch, cons
     s = ox_gguf_writer_add_string(w, "general.architecture", arch, strlen(arch));
     if (!s) s = ox_gguf_writer_add_string(w, "general.name", name, strlen(name));
     if (!s) s = tiny_add_hparams(w, a);
-    if (!s) s = tiny_copy_tokenizer(ctx, vocab_path, a->pre, w);
+    if (!s && !(flags & TINY_NO_TOKENIZER)) s = tiny_copy_tokenizer(ctx, vocab_path, a->pre, w);
 
     /* n_vocab from the copied token list. */
     int64_t n_vocab = 0;
@@ -436,6 +439,12 @@ static inline ox_status tiny_model_write(ox_context *ctx, const char *arch, cons
     ox_gguf_writer_free(w);
     for (int i = 0; i < t.count; i++) free(t.data[i]);
     return s;
+}
+
+static inline ox_status tiny_model_write(ox_context *ctx, const char *arch, const char *vocab_path,
+                                         const char *out_path)
+{
+    return tiny_model_write_ex(ctx, arch, vocab_path, out_path, 0);
 }
 
 #endif /* OX_TESTS_TINY_MODEL_H */
