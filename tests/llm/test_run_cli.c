@@ -4,10 +4,26 @@
 #include <cjson/cJSON.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include "ox_test.h"
 #include "llm/model_path.h"
 #include "run_ox.h"
+
+/* Peak RSS beyond the mapped file and the cache: ~31 MiB of heap (the
+ * tokenizer's tables for 262,144 tokens, logits, scratch) plus the shared
+ * libraries the backends load (PoCL's LLVM: ~55 MiB resident here). */
+#define RSS_OVERHEAD_MIB 96
+
+/* Sanitizers and -O0 builds use far more memory: the bound is for release
+ * builds, which CI's first pass is. */
+#if defined(__SANITIZE_ADDRESS__) || defined(OX_TEST_UNOPTIMIZED)
+#define RSS_UNCHECKED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RSS_UNCHECKED 1
+#endif
+#endif
 
 OX_TEST(help_and_usage_errors)
 {
@@ -77,6 +93,21 @@ OX_TEST(greedy_text_on_stdout_only)
     /* llama.cpp: 107 140 584 538 */
     ASSERT_EQ(cJSON_GetArrayItem(tokens, 0)->valueint, 107);
     ASSERT_EQ(cJSON_GetArrayItem(tokens, 3)->valueint, 538);
+    /* Memory: the mapped file, the cache (18 layers x 2 x 256 x 2 bytes per
+     * token = 18 KiB, 2.25 MiB for 128 tokens), and at most RSS_OVERHEAD_MIB
+     * more (measured: about 85 MiB in a release build with PoCL). */
+    double rss = cJSON_GetObjectItem(doc, "peak_rss_mib")->valuedouble;
+    struct stat st;
+    ASSERT(stat(model, &st) == 0);
+    double bound = (double)st.st_size / 1048576.0 + 2.25 + RSS_OVERHEAD_MIB;
+#ifdef RSS_UNCHECKED
+    printf("  peak RSS %.0f MiB (bound %.0f MiB not checked: sanitized or unoptimized build)\n",
+           rss, bound);
+#else
+    printf("  peak RSS %.0f MiB, bound %.0f MiB\n", rss, bound);
+    ASSERT_MSG(rss <= bound, "peak RSS %.0f MiB > file + cache + %d MiB = %.0f MiB", rss,
+               RSS_OVERHEAD_MIB, bound);
+#endif
     cJSON_Delete(doc);
     free(r);
 }
