@@ -9,6 +9,7 @@ packages=(
     opencl-headers ocl-icd-libopencl1             # OpenCL types; the ICD loader
     pocl-opencl-icd clinfo                        # an OpenCL device on the CPU
     libopenblas-dev                               # the peer of the matmul benchmark
+    libopenmpi-dev openmpi-bin                    # ox run --mpi and its mpirun test
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross   # cross-build the ARM (NEON) code...
     qemu-user                                     # ...and run its tests emulated
 )

@@ -24,20 +24,10 @@ static inline void read_into(FILE *file, char *buf, size_t cap)
     fclose(file);
 }
 
-/* Run "ox ARGS..." (args ends with NULL). */
-static inline ox_run *run_ox(const char *const *args)
+/* Run argv[0] (looked up in PATH) with argv (ends with NULL), capturing
+ * stdout, stderr and the exit status. */
+static inline ox_run *run_program(char *const *argv)
 {
-    const char *bin = getenv("OX_BIN");
-    ASSERT_MSG(bin && bin[0], "OX_BIN must name the ox binary (ctest sets it)");
-    char *argv[16];
-    int argc = 0;
-    argv[argc++] = (char *)bin;
-    while (args[argc - 1]) {
-        ASSERT(argc < 15);
-        argv[argc] = (char *)args[argc - 1];
-        argc++;
-    }
-    argv[argc] = NULL;
     FILE *out = tmpfile(), *err = tmpfile();
     ASSERT(out && err);
     posix_spawn_file_actions_t actions;
@@ -45,8 +35,8 @@ static inline ox_run *run_ox(const char *const *args)
     posix_spawn_file_actions_adddup2(&actions, fileno(out), STDOUT_FILENO);
     posix_spawn_file_actions_adddup2(&actions, fileno(err), STDERR_FILENO);
     pid_t pid;
-    int rc = posix_spawn(&pid, bin, &actions, NULL, argv, environ);
-    ASSERT_MSG(rc == 0, "cannot run %s: %s", bin, strerror(rc));
+    int rc = posix_spawnp(&pid, argv[0], &actions, NULL, argv, environ);
+    ASSERT_MSG(rc == 0, "cannot run %s: %s", argv[0], strerror(rc));
     posix_spawn_file_actions_destroy(&actions);
     int wstatus = 0;
     ASSERT(waitpid(pid, &wstatus, 0) == pid);
@@ -58,6 +48,24 @@ static inline ox_run *run_ox(const char *const *args)
     return run;
 }
 
+/* Run "ox ARGS..." (args ends with NULL). */
+static inline ox_run *run_ox(const char *const *args)
+{
+    const char *bin = getenv("OX_BIN");
+    ASSERT_MSG(bin && bin[0], "OX_BIN must name the ox binary (ctest sets it)");
+    char *argv[32];
+    int argc = 0;
+    argv[argc++] = (char *)bin;
+    while (args[argc - 1]) {
+        ASSERT(argc < 31);
+        argv[argc] = (char *)args[argc - 1];
+        argc++;
+    }
+    argv[argc] = NULL;
+    return run_program(argv);
+}
+
 #define RUN_OX(...) run_ox((const char *const[]){__VA_ARGS__, NULL})
+#define RUN_PROGRAM(...) run_program((char *const[]){__VA_ARGS__, NULL})
 
 #endif /* OX_TEST_RUN_OX_H */

@@ -34,7 +34,9 @@ typedef struct ox_model_info {
     int head_dim;
     int n_ff;
     int n_ctx_train;      /* context length the model was trained for */
-    uint64_t weight_bytes; /* bytes of tensor data */
+    uint64_t weight_bytes; /* bytes of tensor data (all layers) */
+    int first_layer, last_layer; /* the layers loaded: [first, last) */
+    uint64_t loaded_bytes; /* bytes of tensor data this model placed on its device */
 } ox_model_info;
 
 /* Load the model in the GGUF file `path` for `device`. An unsupported
@@ -51,6 +53,11 @@ typedef struct ox_model_load_options {
      * from the file need no copy: one call with 1. */
     void (*progress)(float fraction, void *user);
     void *progress_user;
+    /* A pipeline stage: only layers [first_layer, last_layer) (both 0: all),
+     * with the embeddings when first_layer is 0 and the output when
+     * last_layer is the model's last. Devices that copy weights copy only
+     * these; see ox_session_eval_range. */
+    int first_layer, last_layer;
 } ox_model_load_options;
 
 /* ox_model_load with options (NULL: the defaults). */
@@ -86,12 +93,91 @@ OX_API void ox_session_free(ox_session *session);
  * vocabulary. */
 OX_API ox_status ox_session_eval(ox_session *session, const int32_t *tokens, int n, float *logits);
 
+/* One pipeline stage's part of an evaluation, for a model loaded with a
+ * layer range: input `tokens` when the range starts at layer 0, else
+ * `hidden_in` (n x n_embd floats, the previous stage's hidden_out); output
+ * the last token's logits when the range ends at the last layer (if logits
+ * is not NULL), else hidden_out (n x n_embd floats). ox_session_eval is
+ * this call on a whole model. */
+OX_API ox_status ox_session_eval_range(ox_session *session, const int32_t *tokens,
+                                       const float *hidden_in, int n, float *hidden_out,
+                                       float *logits);
+
 /* Tokens evaluated so far, and the session's capacity. */
 OX_API int ox_session_position(const ox_session *session);
 OX_API int ox_session_capacity(const ox_session *session);
 
 /* Forget everything after the first `position` tokens (0: start over). */
 OX_API ox_status ox_session_rewind(ox_session *session, int position);
+
+/* ---- pipelines: one model over several devices ---------------------------------- */
+
+/* A model cut into contiguous layer ranges, one per device (any backends),
+ * in proportion to each device's measured speed: the devices pool into one
+ * "super-node". Evaluations pass the hidden states from device to device;
+ * the results are the one-device results up to each device's rounding.
+ * A device that fails (backend, device or device-memory errors) is dropped:
+ * the pipeline plans again on the others and replays the tokens so far, so
+ * the call that saw the failure still succeeds (one warning is logged).
+ * OX_FAULT_DEVICE=ID [OX_FAULT_AFTER=N] makes device ID fail from the Nth
+ * evaluation on, for tests. */
+typedef struct ox_pipeline ox_pipeline;
+
+typedef struct ox_pipeline_options {
+    size_t struct_size;
+    int n_ctx;              /* 0: min(model's trained context, 4096) */
+    int kv_f32;             /* as ox_session_options */
+    /* Relative speed of each device (as many as devices); NULL: measured
+     * once per device (a quantized matrix-vector product) and cached in
+     * $XDG_CACHE_HOME/openxpu/calibration (OX_CALIBRATION_FILE overrides). */
+    const double *speeds;
+    void (*progress)(float fraction, void *user); /* weights reaching each device */
+    void *progress_user;
+    /* Only layers [first_layer, last_layer) (both 0: all), as one rank of a
+     * pipeline across processes: see ox_pipeline_eval_range. */
+    int first_layer, last_layer;
+} ox_pipeline_options;
+
+/* One stage of a plan or pipeline. */
+typedef struct ox_stage_info {
+    size_t struct_size;
+    char device[48];         /* the device's id, "opencl:0" */
+    int first_layer, last_layer; /* layers [first, last) */
+    double speed;            /* the device's share of the total speed */
+    uint64_t weight_bytes;   /* weights of its layers (and embeddings/output) */
+    uint64_t kv_bytes;       /* its KV cache at the context size */
+    uint64_t need_bytes;     /* device memory it needs (the CPU maps weights: no copy) */
+} ox_stage_info;
+
+/* The placement of the model in `path` on n devices, without loading it:
+ * stages[0..n) filled. A device list that names one device twice, more
+ * devices than layers, or a model that does not fit a device's memory (the
+ * message says how much is missing where) is an error. */
+OX_API ox_status ox_pipeline_plan(ox_context *ctx, const char *path, ox_device *const *devices,
+                                  int n, const ox_pipeline_options *options,
+                                  ox_stage_info *stages);
+
+/* Plan and load. *out is owned by the caller: ox_pipeline_free. */
+OX_API ox_status ox_pipeline_create(ox_context *ctx, const char *path, ox_device *const *devices,
+                                    int n, const ox_pipeline_options *options, ox_pipeline **out);
+OX_API void ox_pipeline_free(ox_pipeline *pipeline);
+
+/* As ox_session_eval, over the whole pipeline. */
+OX_API ox_status ox_pipeline_eval(ox_pipeline *pipeline, const int32_t *tokens, int n,
+                                  float *logits);
+/* As ox_session_eval_range, for a pipeline over a range of layers. */
+OX_API ox_status ox_pipeline_eval_range(ox_pipeline *pipeline, const int32_t *tokens,
+                                        const float *hidden_in, int n, float *hidden_out,
+                                        float *logits);
+OX_API ox_status ox_pipeline_rewind(ox_pipeline *pipeline, int position);
+OX_API int ox_pipeline_position(const ox_pipeline *pipeline);
+OX_API int ox_pipeline_capacity(const ox_pipeline *pipeline);
+
+/* The stages as they are now (after a failure, fewer). */
+OX_API int ox_pipeline_stage_count(const ox_pipeline *pipeline);
+OX_API ox_status ox_pipeline_stage_get(const ox_pipeline *pipeline, int i, ox_stage_info *info);
+/* Stage i's model (stage 0's for the tokenizer and the hyper-parameters). */
+OX_API ox_model *ox_pipeline_model(const ox_pipeline *pipeline, int i);
 
 /* ---- chat templates ------------------------------------------------------------ */
 

@@ -31,7 +31,8 @@ extern "C" {
     X(ERR_MISUSE, -10, "API misuse")                                         \
     X(ERR_INTERNAL, -11, "internal error")                                   \
     X(ERR_BUILD, -12, "kernel build failed")                                 \
-    X(ERR_FORMAT, -13, "malformed input")
+    X(ERR_FORMAT, -13, "malformed input")                                    \
+    X(ERR_DEVICE_LOST, -14, "the device failed or was lost")
 
 typedef enum ox_status {
 #define OX__STATUS_ENUM(name, value, text) OX_##name = value,

@@ -56,7 +56,7 @@ static bool cache_dir(char *dir, size_t cap)
 }
 
 /* mkdir -p */
-static bool make_dirs(char *path)
+bool ox__make_dirs(char *path)
 {
     for (char *p = path + 1; *p; p++) {
         if (*p != '/') continue;
@@ -150,7 +150,7 @@ void ox__cache_store(ox_context *ctx, const char *key, const void *data, size_t 
     if (size == 0 || !entry_path(key, path, sizeof path)) return;
     char *slash = strrchr(path, '/');
     *slash = '\0';
-    bool dir_ok = make_dirs(path);
+    bool dir_ok = ox__make_dirs(path);
     *slash = '/';
     if (!dir_ok) {
         ox__log(ctx, OX_LOG_WARN, "kernel cache: cannot create the directory of %s: %s", path,

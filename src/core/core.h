@@ -133,6 +133,9 @@ void *ox__calloc(ox_context *ctx, size_t count, size_t size);
 void ox__free(ox_context *ctx, void *ptr, size_t size);
 char *ox__strdup(ox_context *ctx, const char *s);
 
+/* mkdir -p (cache.c); path is modified and restored. */
+bool ox__make_dirs(char *path);
+
 /* ---- handle registry (handle.c) ---------------------------------------- */
 
 /* Every public handle is registered while alive, so that a NULL, freed,

@@ -59,12 +59,12 @@ struct ox_model {
     ox_context *ctx;
     ox_device *device;
     ox_gguf *gguf;
-    ox_buffer *weights;    /* the file's tensor data on the device */
-    size_t weights_offset; /* where the data section starts in `weights` */
+    ox_buffer *weights;    /* the tensor data on the device: the whole file, or copies */
     ox_model_info info;
     const arch_desc *arch;
     float eps;
     int swa_window;
+    int first, last;   /* the layers loaded: [first, last) */
     int rope_dims;     /* rotated dimensions of each head (<= head_dim) */
     float rope_scale;  /* position scale (1 / linear rope scaling factor) */
     ox_tensor tok_embd, output_norm, output;
@@ -109,8 +109,9 @@ static ox_status meta_float(ox_model *m, const char *key, double fallback, doubl
     return ox_gguf_get_float(m->gguf, i, value);
 }
 
-/* The weight `name` as a tensor over the model's weight buffer, checked to
- * have `ndims` dimensions of the given sizes (-1: any). */
+/* The weight `name`, checked to have the given sizes (-1: any), as a tensor
+ * whose offset is its data's offset in the file; place_weights gives it a
+ * buffer. */
 static ox_status weight(ox_model *m, const char *name, int64_t ne0, int64_t ne1, ox_tensor *t)
 {
     int64_t i = ox_gguf_find_tensor(m->gguf, name);
@@ -125,39 +126,98 @@ static ox_status weight(ox_model *m, const char *name, int64_t ne0, int64_t ne1,
         return ox__fail(m->ctx, OX_ERR_FORMAT,
                         "ox_model_load: tensor %s is %lld x %lld, expected %lld x %lld", name,
                         (long long)ti.ne[0], (long long)ti.ne[1], (long long)ne0, (long long)ne1);
-    *t = ox_tensor_make(m->weights, m->weights_offset + ti.offset, ti.dtype, ti.ne[0], ti.ne[1],
-                        ti.ne[2], ti.ne[3]);
+    *t = ox_tensor_make(NULL, (size_t)ox_gguf_data_offset(m->gguf) + ti.offset, ti.dtype, ti.ne[0],
+                        ti.ne[1], ti.ne[2], ti.ne[3]);
     return OX_OK;
 }
 
-/* Put the file's tensor data on the device: wrapped in place where the
- * device addresses host memory (the CPU), copied otherwise. */
+static size_t tensor_bytes(const ox_tensor *t)
+{
+    return ox_dtype_row_size(t->dtype, t->ne[0]) * (size_t)(t->ne[1] * t->ne[2] * t->ne[3]);
+}
+
+/* Every weight tensor the model uses (NULL-terminated; absent biases have
+ * no size). */
+static int weight_list(ox_model *m, ox_tensor **list, int cap)
+{
+    int n = 0;
+#define ADD(t) if (n < cap - 1) list[n++] = &(t)
+    if (m->first == 0 || m->last == m->info.n_layer) ADD(m->tok_embd);
+    if (m->last == m->info.n_layer) {
+        ADD(m->output_norm);
+        ADD(m->output);
+    }
+    for (int il = m->first; il < m->last; il++) {
+        layer *L = &m->layers[il];
+        ox_tensor *all[] = {&L->attn_norm, &L->wq,     &L->wk,     &L->wv,          &L->wo,
+                            &L->q_norm,    &L->k_norm, &L->post_attn_norm, &L->bq, &L->bk,
+                            &L->bv,        &L->ffn_norm, &L->w_gate, &L->w_up,   &L->w_down,
+                            &L->post_ffw_norm};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            if (all[i]->ne[0] > 0) ADD(*all[i]);
+    }
+#undef ADD
+    list[n] = NULL;
+    return n;
+}
+
+/* Put the weights on the device: the whole file wrapped in place where the
+ * device addresses host memory (the CPU: nothing is copied or read), else
+ * one buffer holding copies of the tensors this model (or stage) uses. */
 static ox_status place_weights(ox_model *m, const ox_model_load_options *o)
 {
     size_t file_size;
     const unsigned char *base = ox_gguf_file_data(m->gguf, &file_size);
-    uint64_t data_offset = ox_gguf_data_offset(m->gguf);
-    ox_status s = ox_buffer_wrap_host(m->device, (void *)(uintptr_t)base, file_size, &m->weights);
+    enum { MAX_WEIGHTS = 16 * MAX_LAYERS + 8 };
+    ox_tensor **list = ox__alloc(m->ctx, MAX_WEIGHTS * sizeof *list);
+    size_t *dest = ox__alloc(m->ctx, MAX_WEIGHTS * sizeof *dest);
+    ox_status s = list && dest ? OX_OK : ox__fail(m->ctx, OX_ERR_OUT_OF_MEMORY,
+                                                  "ox_model_load: out of memory");
+    int n = s == OX_OK ? weight_list(m, list, MAX_WEIGHTS) : 0;
+    if (s == OX_OK)
+        s = ox_buffer_wrap_host(m->device, (void *)(uintptr_t)base, file_size, &m->weights);
     if (s == OX_OK) {
-        m->weights_offset = (size_t)data_offset;
+        for (int i = 0; i < n; i++) list[i]->buffer = m->weights; /* offsets are the file's */
+        m->info.loaded_bytes = 0;
         if (o && o->progress) o->progress(1.0f, o->progress_user);
-        return OX_OK;
+        goto out;
     }
-    if (s != OX_ERR_UNSUPPORTED) return s;
-    size_t size = file_size - (size_t)data_offset;
-    if ((s = ox_buffer_alloc(m->device, size, &m->weights)) != OX_OK) return s;
-    m->weights_offset = 0;
-    /* in pieces, for the progress callback */
-    const size_t piece = (size_t)64 << 20;
-    for (size_t done = 0; done < size; done += piece) {
-        size_t n = size - done < piece ? size - done : piece;
-        if ((s = ox_buffer_write(m->weights, done, base + data_offset + done, n)) != OX_OK)
-            return s;
-        if (o && o->progress) o->progress((float)((double)(done + n) / (double)size),
-                                          o->progress_user);
+    if (s != OX_ERR_UNSUPPORTED) goto out;
+    /* Copies: each distinct tensor once (a tied output shares the
+     * embeddings), 256-byte aligned. */
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        dest[i] = SIZE_MAX;
+        for (int j = 0; j < i; j++)
+            if (list[j]->offset == list[i]->offset) dest[i] = dest[j];
+        if (dest[i] != SIZE_MAX) continue;
+        dest[i] = total;
+        total += (tensor_bytes(list[i]) + 255) & ~(size_t)255;
     }
-    if (size == 0 && o && o->progress) o->progress(1.0f, o->progress_user);
-    return OX_OK;
+    m->info.loaded_bytes = total;
+    if ((s = ox_buffer_alloc(m->device, total ? total : 256, &m->weights)) != OX_OK) goto out;
+    size_t done = 0;
+    for (int i = 0; i < n && s == OX_OK; i++) {
+        bool first_copy = true;
+        for (int j = 0; j < i; j++) first_copy &= list[j]->offset != list[i]->offset;
+        size_t bytes = tensor_bytes(list[i]), from = list[i]->offset;
+        if (first_copy) {
+            s = ox_buffer_write(m->weights, dest[i], base + from, bytes);
+            done += (bytes + 255) & ~(size_t)255;
+            if (s == OX_OK && o && o->progress)
+                o->progress(total ? (float)((double)done / (double)total) : 1.0f,
+                            o->progress_user);
+        }
+    }
+    for (int i = 0; i < n && s == OX_OK; i++) {
+        list[i]->buffer = m->weights;
+        list[i]->offset = dest[i];
+    }
+    if (s == OX_OK && n == 0 && o && o->progress) o->progress(1.0f, o->progress_user);
+out:
+    ox__free(m->ctx, list, MAX_WEIGHTS * sizeof *list);
+    ox__free(m->ctx, dest, MAX_WEIGHTS * sizeof *dest);
+    return s;
 }
 
 /* A weight the file may lack (biases): left zero (no buffer) when absent. */
@@ -246,6 +306,12 @@ static ox_status load_decoder(ox_model *m)
                         in->n_ctx_train);
     double rope_base;
     if ((s = load_rope(m, &rope_base))) return s;
+    if (m->last == 0 && m->first == 0) m->last = in->n_layer;
+    if (m->first < 0 || m->first >= m->last || m->last > in->n_layer)
+        return ox__fail(m->ctx, OX_ERR_INVALID, "ox_model_load: layers [%d, %d) are not a range "
+                        "of the model's %d", m->first, m->last, in->n_layer);
+    in->first_layer = m->first;
+    in->last_layer = m->last;
 
     int64_t E = in->n_embd, D = in->head_dim, F = in->n_ff;
     int64_t Q = in->n_head * D, KV = in->n_head_kv * D;
@@ -258,7 +324,7 @@ static ox_status load_decoder(ox_model *m)
         return s;
     m->layers = ox__calloc(m->ctx, (size_t)in->n_layer, sizeof *m->layers);
     if (!m->layers) return ox__fail(m->ctx, OX_ERR_OUT_OF_MEMORY, "ox_model_load: out of memory");
-    for (int il = 0; il < in->n_layer; il++) {
+    for (int il = m->first; il < m->last; il++) {
         layer *L = &m->layers[il];
         char name[96];
 #define W(field, tname, ne0, ne1)                                          \
@@ -338,7 +404,11 @@ ox_status ox_model_load_ex(ox_device *device, const char *path,
                      SUPPORTED_ARCHS ")", m->info.arch, path);
         goto err_free;
     }
-    if ((s = place_weights(m, options)) != OX_OK || (s = load_decoder(m)) != OX_OK) goto err_free;
+    if (options) {
+        m->first = options->first_layer;
+        m->last = options->last_layer;
+    }
+    if ((s = load_decoder(m)) != OX_OK || (s = place_weights(m, options)) != OX_OK) goto err_free;
     for (int64_t i = 0; i < ox_gguf_tensor_count(m->gguf); i++) {
         ox_gguf_tensor_info ti = {.struct_size = sizeof ti};
         if (ox_gguf_tensor_info_get(m->gguf, i, &ti) == OX_OK) m->info.weight_bytes += ti.nbytes;
@@ -405,7 +475,7 @@ ox_status ox_session_create_ex(ox_model *m, const ox_session_options *options, o
     se->v_cache = ox__calloc(ctx, (size_t)L, sizeof *se->v_cache);
     ox_status s = se->k_cache && se->v_cache ? ox_queue_create(m->device, &se->queue)
                                              : ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "out of memory");
-    for (int il = 0; s == OX_OK && il < L; il++) {
+    for (int il = m->first; s == OX_OK && il < m->last; il++) {
         s = ox_tensor_alloc(m->device, kv, m->info.head_dim, n_ctx, m->info.n_head_kv, 1,
                             &se->k_cache[il]);
         if (s == OX_OK)
@@ -426,8 +496,8 @@ void ox_session_free(ox_session *se)
     ox_context *ctx = se->model->ctx;
     int L = se->model->info.n_layer;
     for (int il = 0; il < L; il++) {
-        if (se->k_cache) ox_buffer_free(se->k_cache[il].buffer);
-        if (se->v_cache) ox_buffer_free(se->v_cache[il].buffer);
+        if (se->k_cache && se->k_cache[il].buffer) ox_buffer_free(se->k_cache[il].buffer);
+        if (se->v_cache && se->v_cache[il].buffer) ox_buffer_free(se->v_cache[il].buffer);
     }
     ox__free(ctx, se->k_cache, sizeof *se->k_cache * (size_t)L);
     ox__free(ctx, se->v_cache, sizeof *se->v_cache * (size_t)L);
@@ -586,7 +656,7 @@ static ox_status ffn_block(ox_session *se, const layer *L, scratch *sc)
     return ox_add(q, &sc->x, &sc->x, &sc->o);
 }
 
-/* Inputs: token ids, positions, and the sliding-window mask (-inf where a
+/* Inputs: token ids (if any), positions, and the sliding-window mask (-inf where a
  * query is window or more positions past a key). */
 static ox_status upload_inputs(ox_session *se, const int32_t *tokens, int n, scratch *sc)
 {
@@ -606,7 +676,7 @@ static ox_status upload_inputs(ox_session *se, const int32_t *tokens, int n, scr
             mask[(size_t)i * (size_t)n_kv + (size_t)j] =
                 window > 0 && pos[i] - j >= window ? -INFINITY : 0.0f;
     }
-    if ((s = ox_tensor_write(&sc->ids, tokens, (size_t)n * sizeof *tokens)) ||
+    if ((tokens && (s = ox_tensor_write(&sc->ids, tokens, (size_t)n * sizeof *tokens))) ||
         (s = ox_tensor_write(&sc->pos, pos, (size_t)n * sizeof *pos)))
         goto out;
     s = ox_tensor_write(&sc->mask, mask, mask_count * sizeof *mask);
@@ -618,16 +688,33 @@ out:
 
 ox_status ox_session_eval(ox_session *se, const int32_t *tokens, int n, float *logits)
 {
-    if (!se || !tokens || n <= 0)
+    if (se && (se->model->first != 0 || se->model->last != se->model->info.n_layer))
+        return ox__fail(se->model->ctx, OX_ERR_MISUSE, "ox_session_eval: the model holds layers "
+                        "[%d, %d) only; use ox_session_eval_range", se->model->first,
+                        se->model->last);
+    return ox_session_eval_range(se, tokens, NULL, n, NULL, logits);
+}
+
+ox_status ox_session_eval_range(ox_session *se, const int32_t *tokens, const float *hidden_in,
+                                int n, float *hidden_out, float *logits)
+{
+    if (!se || n <= 0)
         return ox__fail(se ? se->model->ctx : NULL, OX_ERR_INVALID,
-                        "ox_session_eval: session or tokens is NULL, or n <= 0");
+                        "ox_session_eval: session is NULL, or n <= 0");
     ox_model *m = se->model;
     const ox_model_info *in = &m->info;
+    bool embeds = m->first == 0, outputs = m->last == in->n_layer;
+    if (embeds ? !tokens : !hidden_in)
+        return ox__fail(m->ctx, OX_ERR_INVALID, "ox_session_eval: layers [%d, %d) take %s, which "
+                        "is NULL", m->first, m->last, embeds ? "tokens" : "hidden_in");
+    if (!outputs && !hidden_out)
+        return ox__fail(m->ctx, OX_ERR_INVALID, "ox_session_eval: layers [%d, %d) give "
+                        "hidden_out, which is NULL", m->first, m->last);
     if (n > se->n_ctx - se->pos)
         return ox__fail(m->ctx, OX_ERR_OUT_OF_RANGE,
                         "ox_session_eval: %d tokens at position %d pass the context of %d by %d",
                         n, se->pos, se->n_ctx, se->pos + n - se->n_ctx);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; embeds && i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= in->n_vocab)
             return ox__fail(m->ctx, OX_ERR_OUT_OF_RANGE,
                             "ox_session_eval: token %d (#%d) is outside the vocabulary of %d",
@@ -636,17 +723,26 @@ ox_status ox_session_eval(ox_session *se, const int32_t *tokens, int n, float *l
     ox_status s = scratch_alloc(se, n, &sc);
     if (s != OX_OK) return s;
     ox_queue *q = se->queue;
-    if ((s = upload_inputs(se, tokens, n, &sc)) ||
-        (s = ox_get_rows(q, &sc.x, &m->tok_embd, &sc.ids)) ||
-        (m->arch->embd_scale && (s = ox_scale(q, &sc.x, &sc.x, sqrtf((float)in->n_embd), 0.0f))))
+    size_t hidden_bytes = (size_t)n * (size_t)in->n_embd * sizeof(float);
+    if ((s = upload_inputs(se, embeds ? tokens : NULL, n, &sc))) goto out;
+    if (embeds) {
+        if ((s = ox_get_rows(q, &sc.x, &m->tok_embd, &sc.ids)) ||
+            (m->arch->embd_scale &&
+             (s = ox_scale(q, &sc.x, &sc.x, sqrtf((float)in->n_embd), 0.0f))))
+            goto out;
+    } else if ((s = ox_tensor_write(&sc.x, hidden_in, hidden_bytes))) {
         goto out;
-    for (int il = 0; il < in->n_layer; il++) {
+    }
+    for (int il = m->first; il < m->last; il++) {
         const layer *L = &m->layers[il];
         if ((s = ox_rms_norm(q, &sc.h, &sc.x, &L->attn_norm, m->eps)) ||
             (s = attention_block(se, L, &sc, n)) || (s = ffn_block(se, L, &sc)))
             goto out;
     }
-    if (logits) {
+    if (!outputs) {
+        if ((s = ox_queue_finish(q)) || (s = ox_tensor_read(&sc.x, hidden_out, hidden_bytes)))
+            goto out;
+    } else if (logits) {
         ox_tensor last = sc.x, hl = sc.h;
         last.offset += (size_t)(n - 1) * (size_t)sc.x.nb[1];
         last.ne[1] = 1;

@@ -53,7 +53,7 @@ OX_TEST(status_codes_ok_is_zero_errors_negative)
 
 OX_TEST(status_unknown_code)
 {
-    static const int unknown[] = {1, 42, -14, -999, -2147483647};
+    static const int unknown[] = {1, 42, -15, -999, -2147483647};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         ox_status code = (ox_status)unknown[i];
         ASSERT_STR_EQ(ox_status_str(code), "unknown status");

@@ -479,6 +479,160 @@ OX_TEST(ox_run_bad_input_and_chat)
     close_fixture(&fx);
 }
 
+/* ---- pipelines over several devices ------------------------------------------ */
+
+/* The layers as two stages on the CPU, chained by hand through
+ * ox_session_eval_range: the very logits of the whole model. */
+OX_TEST(range_stages_equal_the_whole_model)
+{
+    fixture fx;
+    open_fixture(&fx, "llama");
+    const tiny_run *r = &fx.data.runs[0];
+    int V = fx.data.n_vocab;
+    float *whole = malloc((size_t)V * sizeof *whole), *split = malloc((size_t)V * sizeof *split);
+    float *hidden = malloc((size_t)r->n_prompt * TINY_N_EMBD * sizeof *hidden);
+    ASSERT(whole && split && hidden);
+    ox_model *m[3];
+    ox_session *se[3];
+    const int ranges[3][2] = {{0, 0}, {0, 1}, {1, 2}};
+    for (int i = 0; i < 3; i++) {
+        ox_model_load_options lo = {.struct_size = sizeof lo, .first_layer = ranges[i][0],
+                                    .last_layer = ranges[i][1]};
+        ASSERT_OK(fx.ctx, ox_model_load_ex(fx.cpu, fx.path, &lo, &m[i]));
+        ASSERT_OK(fx.ctx, ox_session_create(m[i], 64, &se[i]));
+    }
+    unlink(fx.path);
+    ASSERT_OK(fx.ctx, ox_session_eval(se[0], r->prompt_ids, r->n_prompt, whole));
+    ASSERT_OK(fx.ctx, ox_session_eval_range(se[1], r->prompt_ids, NULL, r->n_prompt, hidden,
+                                            NULL));
+    ASSERT_OK(fx.ctx, ox_session_eval_range(se[2], NULL, hidden, r->n_prompt, NULL, split));
+    ASSERT(memcmp(whole, split, (size_t)V * sizeof *whole) == 0);
+    /* a stage is not a whole model, and takes what its range needs */
+    ASSERT_EQ(ox_session_eval(se[1], r->prompt_ids, 1, whole), OX_ERR_MISUSE);
+    ASSERT_CONTAINS(ox_errmsg(fx.ctx), "ox_session_eval_range");
+    ASSERT_EQ(ox_session_eval_range(se[2], r->prompt_ids, NULL, 1, NULL, split), OX_ERR_INVALID);
+    ASSERT_CONTAINS(ox_errmsg(fx.ctx), "hidden_in");
+    ox_model_load_options bad = {.struct_size = sizeof bad, .first_layer = 1, .last_layer = 5};
+    ox_model *nope;
+    ASSERT_EQ(ox_model_load_ex(fx.cpu, "/nonexistent", &bad, &nope), OX_ERR_IO);
+    for (int i = 0; i < 3; i++) {
+        ox_session_free(se[i]);
+        ox_model_free(m[i]);
+    }
+    free(whole);
+    free(split);
+    free(hidden);
+    close_fixture(&fx);
+}
+
+static int warnings;
+
+static void count_warnings(void *user, ox_log_level level, const char *message)
+{
+    (void)user;
+    if (level == OX_LOG_WARN && strstr(message, "failed")) warnings++;
+}
+
+/* A pipeline over the CPU and the OpenCL device (PoCL here): llama.cpp's
+ * greedy tokens, as on one device; with fault_after > 0 the OpenCL device
+ * fails from that evaluation on and the rest runs on the CPU alone. */
+static void pipeline_greedy(const char *arch, int fault_after)
+{
+    const char *plugin = getenv("OX_OPENCL_PLUGIN");
+    if (!plugin || !*plugin) OX_SKIP("no OpenCL plugin was built (OX_OPENCL_PLUGIN is empty)");
+    fixture fx;
+    open_fixture(&fx, arch);
+    setenv("OX_BACKEND_PATH", plugin, 1);
+    char faults[16];
+    snprintf(faults, sizeof faults, "%d", fault_after);
+    if (fault_after > 0) {
+        setenv("OX_FAULT_DEVICE", "opencl:0", 1);
+        setenv("OX_FAULT_AFTER", faults, 1);
+    }
+    ox_context *ctx;
+    ox_context_options o = {.struct_size = sizeof o, .log = count_warnings,
+                            .log_level = OX_LOG_WARN};
+    ASSERT_OK(NULL, ox_context_create(&o, &ctx));
+    ox_device *devices[2];
+    int n = 0;
+    if (ox_device_select(ctx, "cpu,opencl:0", devices, 2, &n) != OX_OK || n != 2) {
+        unlink(fx.path);
+        OX_SKIP("no OpenCL device: %s", ox_errmsg(ctx));
+    }
+    const double speeds[2] = {1.0, 1.0}; /* one layer each */
+    ox_pipeline_options po = {.struct_size = sizeof po, .n_ctx = TINY_N_CTX, .kv_f32 = 1,
+                              .speeds = speeds};
+    ox_pipeline *pipe;
+    ox_status s = ox_pipeline_create(ctx, fx.path, devices, 2, &po, &pipe);
+    if (s != OX_OK) unlink(fx.path);
+    ASSERT_OK(ctx, s); /* the file stays: after a failure the pipeline loads it again */
+    ASSERT_EQ(ox_pipeline_stage_count(pipe), 2);
+    ox_stage_info si = {.struct_size = sizeof si};
+    ASSERT_OK(ctx, ox_pipeline_stage_get(pipe, 1, &si));
+    ASSERT_STR_EQ(si.device, "opencl:0");
+    ASSERT(si.first_layer == 1 && si.last_layer == 2);
+    float *logits = malloc((size_t)fx.data.n_vocab * sizeof *logits);
+    ASSERT(logits);
+    for (int p = 0; p < fx.data.n_runs; p++) {
+        const tiny_run *r = &fx.data.runs[p];
+        ASSERT_OK(ctx, ox_pipeline_rewind(pipe, 0));
+        ASSERT_OK(ctx, ox_pipeline_eval(pipe, r->prompt_ids, r->n_prompt, logits));
+        for (int i = 0; i < r->n_steps; i++) {
+            int32_t id = argmax(logits, fx.data.n_vocab);
+            ASSERT_MSG(id == r->ids[i], "tiny-%s over cpu,opencl:0, \"%s\": step %d chose %d, "
+                       "llama.cpp %d", arch, r->prompt, i, id, r->ids[i]);
+            ASSERT_OK(ctx, ox_pipeline_eval(pipe, &id, 1, logits));
+        }
+        ASSERT_EQ(ox_pipeline_position(pipe), r->n_prompt + r->n_steps);
+    }
+    printf("  tiny-%s on cpu:0 + opencl:0%s: %d prompts x 32 greedy tokens as llama.cpp's\n",
+           arch, fault_after > 0 ? " (opencl:0 failing)" : "", fx.data.n_runs);
+    if (fault_after > 0) {
+        ASSERT_EQ(ox_pipeline_stage_count(pipe), 1);
+        ASSERT_OK(ctx, ox_pipeline_stage_get(pipe, 0, &si));
+        ASSERT_STR_EQ(si.device, "cpu:0");
+        ASSERT_EQ(warnings, 1);
+    } else {
+        ASSERT_EQ(warnings, 0);
+    }
+    free(logits);
+    ox_pipeline_free(pipe);
+    ox_context_free(ctx);
+    unlink(fx.path);
+    close_fixture(&fx);
+}
+
+OX_TEST(pipeline_cpu_opencl_llama) { pipeline_greedy("llama", 0); }
+OX_TEST(pipeline_cpu_opencl_qwen3) { pipeline_greedy("qwen3", 0); }
+OX_TEST(pipeline_survives_a_failing_device) { pipeline_greedy("qwen2", 12); }
+
+/* Planning refuses what cannot work before loading anything. */
+OX_TEST(plan_refuses_what_cannot_work)
+{
+    fixture fx;
+    open_fixture(&fx, "qwen3");
+    ox_stage_info st[2];
+    ox_pipeline_options po = {.struct_size = sizeof po, .n_ctx = 64};
+    const double speeds[1] = {1.0};
+    po.speeds = speeds;
+    ASSERT_OK(fx.ctx, ox_pipeline_plan(fx.ctx, fx.path, &fx.cpu, 1, &po, st));
+    ASSERT(st[0].first_layer == 0 && st[0].last_layer == TINY_N_LAYER);
+    ASSERT(st[0].weight_bytes > 0 && st[0].kv_bytes == 64ull * 2 * 16 * 2 * 2 * TINY_N_LAYER);
+    ox_device *twice[2] = {fx.cpu, fx.cpu};
+    const double two[2] = {1.0, 1.0};
+    po.speeds = two;
+    ASSERT_EQ(ox_pipeline_plan(fx.ctx, fx.path, twice, 2, &po, st), OX_ERR_INVALID);
+    ASSERT_CONTAINS(ox_errmsg(fx.ctx), "twice");
+    /* a KV cache larger than the machine */
+    po.speeds = speeds;
+    po.n_ctx = 2000000000;
+    ASSERT_EQ(ox_pipeline_plan(fx.ctx, fx.path, &fx.cpu, 1, &po, st), OX_ERR_DEVICE_MEMORY);
+    ASSERT_CONTAINS(ox_errmsg(fx.ctx), "does not fit: cpu:0 needs");
+    ASSERT_CONTAINS(ox_errmsg(fx.ctx), "missing");
+    unlink(fx.path);
+    close_fixture(&fx);
+}
+
 OX_TEST(llama_tokens) { check_tokens("llama"); }
 OX_TEST(llama_logits) { check_logits("llama"); }
 OX_TEST(llama_greedy) { check_greedy("llama"); }
@@ -489,5 +643,8 @@ OX_TEST(qwen3_tokens) { check_tokens("qwen3"); }
 OX_TEST(qwen3_logits) { check_logits("qwen3"); }
 OX_TEST(qwen3_greedy) { check_greedy("qwen3"); }
 
-OX_TEST_MAIN(out_of_memory_anywhere_is_an_error, ox_run_bad_input_and_chat, llama_tokens, llama_logits, llama_greedy, qwen2_tokens, qwen2_logits, qwen2_greedy,
+OX_TEST_MAIN(out_of_memory_anywhere_is_an_error, ox_run_bad_input_and_chat,
+             range_stages_equal_the_whole_model, pipeline_cpu_opencl_llama,
+             pipeline_cpu_opencl_qwen3, pipeline_survives_a_failing_device,
+             plan_refuses_what_cannot_work, llama_tokens, llama_logits, llama_greedy, qwen2_tokens, qwen2_logits, qwen2_greedy,
              qwen3_tokens, qwen3_logits, qwen3_greedy)

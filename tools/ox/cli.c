@@ -191,6 +191,33 @@ int cli_context_open(const cli_command *command, ox_context **ctx)
     return CLI_EXIT_OK;
 }
 
+int cli_select_devices(const cli_command *command, ox_context *ctx, const char *selection,
+                       ox_device **devices, int *n)
+{
+    ox_status s = selection ? ox_device_select(ctx, selection, devices, CLI_MAX_DEVICES, n)
+                            : ox_device_default(ctx, &devices[0]);
+    if (s != OX_OK) return cli_library_error(command, ctx, s);
+    if (!selection) *n = 1;
+    if (*n > CLI_MAX_DEVICES)
+        return cli_error(command, "--device %s names %d devices; at most %d", selection, *n,
+                         CLI_MAX_DEVICES);
+    return CLI_EXIT_OK;
+}
+
+void cli_describe_stages(const ox_pipeline *pipe, char *text, size_t cap)
+{
+    size_t used = 0;
+    text[0] = '\0';
+    for (int i = 0; i < ox_pipeline_stage_count(pipe) && used < cap; i++) {
+        ox_stage_info si = {.struct_size = sizeof si};
+        if (ox_pipeline_stage_get(pipe, i, &si) != OX_OK) continue;
+        int k = snprintf(text + used, cap - used, "%s%s layers %d-%d", i ? ", " : "", si.device,
+                         si.first_layer, si.last_layer - 1);
+        if (k < 0) break;
+        used += (size_t)k;
+    }
+}
+
 static ox_status list_all_devices(ox_context *ctx, ox_device **devices, int capacity, int *count)
 {
     ox_status status = ox_device_count(ctx, count);

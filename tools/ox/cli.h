@@ -58,6 +58,7 @@ extern const cli_command cmd_inspect;
 extern const cli_command cmd_tokenize;
 extern const cli_command cmd_run;
 extern const cli_command cmd_bench_model;
+extern const cli_command cmd_plan;
 
 /* ---- option parsing ----------------------------------------------------- */
 
@@ -112,6 +113,15 @@ int cli_library_error(const cli_command *command, const ox_context *ctx, ox_stat
 /* Create a context with default options; on failure print ox_errmsg(NULL)
  * and return CLI_EXIT_FAILURE. The caller frees *ctx with ox_context_free. */
 int cli_context_open(const cli_command *command, ox_context **ctx);
+
+#define CLI_MAX_DEVICES 16
+/* The devices of a --device selection ("cpu", "cpu,opencl:0", "all"; NULL:
+ * the default device), at most CLI_MAX_DEVICES, into devices[] and *n. */
+int cli_select_devices(const cli_command *command, ox_context *ctx, const char *selection,
+                       ox_device **devices, int *n);
+
+/* "cpu:0 layers 0-15, opencl:0 layers 16-17" for a pipeline's stages. */
+void cli_describe_stages(const ox_pipeline *pipe, char *text, size_t cap);
 
 /* The devices `selection` names (see ox_device_select), or every device
  * when it is NULL. *devices is malloc'ed (NULL when *count is 0) and freed

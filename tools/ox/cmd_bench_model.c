@@ -11,7 +11,8 @@
 enum { OPTION_DEVICE, OPTION_PROMPT, OPTION_GEN, OPTION_REPS, OPTION_JSON };
 
 static const cli_option bench_model_options[] = {
-    [OPTION_DEVICE] = {"device", "SEL", "device to run on (default: the default device)", 0},
+    [OPTION_DEVICE] = {"device", "SEL", "device(s): one, a list (cpu,opencl:0) or all (default: "
+                       "the default device)", 0},
     [OPTION_PROMPT] = {"prompt", "P", "prompt tokens of the pp test (default 512; 0: skip)", 'p'},
     [OPTION_GEN] = {"gen", "G", "generated tokens of the tg test (default 128; 0: skip)", 'n'},
     [OPTION_REPS] = {"repetitions", "R", "repetitions of each test (default 3)", 'r'},
@@ -29,19 +30,19 @@ typedef struct result {
  * prompt > 0: one batch of `prompt` tokens; else `gen` single tokens. The
  * logits of the last token of each evaluation are computed (into logits),
  * as llama-bench does. */
-static ox_status measure(ox_session *s, const int32_t *ids, int prompt, int gen, int reps,
+static ox_status measure(ox_pipeline *s, const int32_t *ids, int prompt, int gen, int reps,
                          float *logits, result *r)
 {
     double sum = 0, sum_sq = 0;
     for (int rep = 0; rep < reps; rep++) {
-        ox_status st = ox_session_rewind(s, 0);
+        ox_status st = ox_pipeline_rewind(s, 0);
         if (st != OX_OK) return st;
         double t0 = cli_seconds();
         if (prompt > 0) {
-            st = ox_session_eval(s, ids, prompt, logits);
+            st = ox_pipeline_eval(s, ids, prompt, logits);
         } else { /* logits every step, as generation needs them */
             for (int i = 0; i < gen && st == OX_OK; i++)
-                st = ox_session_eval(s, &ids[i], 1, logits);
+                st = ox_pipeline_eval(s, &ids[i], 1, logits);
         }
         if (st != OX_OK) return st;
         double tps = (prompt > 0 ? prompt : gen) / (cli_seconds() - t0);
@@ -88,25 +89,28 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
 
     ox_context *ctx;
     if ((status = cli_context_open(command, &ctx)) != CLI_EXIT_OK) return status;
-    ox_device *device;
-    ox_model *model = NULL;
-    ox_session *session = NULL;
+    ox_device *devices[CLI_MAX_DEVICES];
+    ox_pipeline *session = NULL;
     ox_model_info info = {.struct_size = sizeof info};
-    ox_device_info dinfo = {.struct_size = sizeof dinfo};
+    char device_text[512] = "";
     int n = 0, need = (prompt > gen ? prompt : gen) + 1;
     int32_t *ids = NULL;
     float *logits = NULL;
     result results[2];
     int n_results = 0;
-    ox_status s = device_sel ? ox_device_select(ctx, device_sel, &device, 1, &n)
-                             : ox_device_default(ctx, &device);
-    if (s == OX_OK) s = ox_device_get_info(device, &dinfo);
-    if (s == OX_OK) s = ox_model_load(device, model_path, &model);
-    if (s == OX_OK) s = ox_model_get_info(model, &info);
-    if (s == OX_OK) s = ox_session_create(model, need, &session);
+    if ((status = cli_select_devices(command, ctx, device_sel, devices, &n)) != CLI_EXIT_OK)
+        goto out;
+    ox_pipeline_options po = {.struct_size = sizeof po, .n_ctx = need};
+    ox_status s = ox_pipeline_create(ctx, model_path, devices, n, &po, &session);
+    if (s == OX_OK) s = ox_model_get_info(ox_pipeline_model(session, 0), &info);
     if (s != OX_OK) {
         status = cli_library_error(command, ctx, s);
         goto out;
+    }
+    cli_describe_stages(session, device_text, sizeof device_text);
+    if (n == 1) { /* one device: its id alone */
+        char *space = strchr(device_text, ' ');
+        if (space) *space = '\0';
     }
     ids = malloc((size_t)need * sizeof *ids);
     logits = malloc((size_t)info.n_vocab * sizeof *logits);
@@ -127,7 +131,7 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
         cJSON *doc = cli_json_document(), *arr = doc ? cJSON_AddArrayToObject(doc, "results") : NULL;
         if (doc) {
             cJSON_AddStringToObject(doc, "model", model_path);
-            cJSON_AddStringToObject(doc, "device", dinfo.id);
+            cJSON_AddStringToObject(doc, "device", device_text);
             for (int i = 0; arr && i < n_results; i++) {
                 cJSON *o = cJSON_CreateObject();
                 char name[32];
@@ -146,7 +150,7 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
         printf("| model | size | device | test | t/s |\n|---|---:|---|---:|---:|\n");
         for (int i = 0; i < n_results; i++)
             printf("| %s | %.2f MiB | %s | %s%d | %.2f ± %.2f |\n", info.name[0] ? info.name : info.arch,
-                   (double)info.weight_bytes / 1048576.0, dinfo.id, results[i].test,
+                   (double)info.weight_bytes / 1048576.0, device_text, results[i].test,
                    results[i].tokens, results[i].mean, results[i].stddev);
     }
     goto out;
@@ -155,8 +159,7 @@ fail:
 out:
     free(ids);
     free(logits);
-    ox_session_free(session);
-    ox_model_free(model);
+    ox_pipeline_free(session);
     ox_context_free(ctx);
     return status;
 }
@@ -165,7 +168,8 @@ const cli_command cmd_bench_model = {
     .name = "bench-model",
     .summary = "prompt and generation speed of a GGUF model, like llama-bench",
     .description =
-        "Measure a GGUF model's speed on one device as llama-bench does: pp = a batch\n"
+        "Measure a GGUF model's speed on a device (or several, the layers split by\n"
+        "speed) as llama-bench does: pp = a batch\n"
         "of P prompt tokens into an empty context, tg = G tokens generated one at a\n"
         "time; each repeated R times (mean ± standard deviation, tokens/s).\n"
         "bench/compare-llama.sh runs llama-bench on the same file for the ratio.",

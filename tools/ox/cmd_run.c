@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "mpi_link.h"
 
 enum {
     OPTION_PROMPT,
@@ -31,6 +32,7 @@ enum {
     OPTION_NO_BOS,
     OPTION_STOP,
     OPTION_JSON,
+    OPTION_MPI,
 };
 
 static const cli_option run_options[] = {
@@ -38,7 +40,8 @@ static const cli_option run_options[] = {
     [OPTION_FILE] = {"file", "FILE", "read the prompt from FILE", 'f'},
     [OPTION_INTERACTIVE] = {"interactive", NULL, "chat: read turns from stdin, one per line", 'i'},
     [OPTION_N_PREDICT] = {"n-predict", "N", "tokens to generate (default 128; -1: until the end)", 'n'},
-    [OPTION_DEVICE] = {"device", "SEL", "device to run on (default: OX_DEVICE, a GPU, else the CPU)", 0},
+    [OPTION_DEVICE] = {"device", "SEL", "device(s) to run on: one, a list (cpu,opencl:0) or all, "
+                       "the layers split by speed (default: OX_DEVICE, a GPU, else the CPU)", 0},
     [OPTION_TEMP] = {"temp", "T", "temperature (default 0.8; 0: greedy)", 0},
     [OPTION_TOP_K] = {"top-k", "K", "keep the K most likely tokens (default 40; 0: off)", 0},
     [OPTION_TOP_P] = {"top-p", "P", "nucleus sampling (default 0.95; 1: off)", 0},
@@ -54,6 +57,8 @@ static const cli_option run_options[] = {
     [OPTION_NO_BOS] = {"no-bos", NULL, "do not start the prompt with the BOS token", 0},
     [OPTION_STOP] = {"stop", "TEXT", "stop when the output contains TEXT", 0},
     [OPTION_JSON] = {"json", NULL, "print one JSON object (text, tokens, speeds) at the end", 0},
+    [OPTION_MPI] = {"mpi", NULL, "split the layers across the ranks of mpirun (each rank on its "
+                    "--device)", 0},
     {NULL, NULL, NULL, 0},
 };
 
@@ -68,7 +73,7 @@ static void on_sigint(int sig)
 typedef struct run_options_t {
     const char *model, *prompt, *file, *device, *stop, *system, *chat_template;
     int n_predict, n_ctx;
-    bool interactive, chat, no_bos, json, kv_f32;
+    bool interactive, chat, no_bos, json, kv_f32, mpi;
     ox_sampler_params sampling;
     bool seed_given;
 } run_opts;
@@ -77,7 +82,10 @@ typedef struct run_state {
     const cli_command *command;
     ox_context *ctx;
     ox_model *model;
-    ox_session *session;
+    ox_pipeline *pipe;  /* one stage per device (of this rank's layers, with --mpi) */
+    int rank, ranks;    /* --mpi: this process and how many; else 0 and 1 */
+    float *hidden;      /* --mpi: this rank's output, n x n_embd */
+    int hidden_tokens;
     ox_tokenizer *tok;
     ox_sampler *sampler;
     ox_model_info info;
@@ -147,6 +155,7 @@ static int parse_options(const cli_command *c, int argc, char **argv, run_opts *
             break;
         case OPTION_NO_BOS: o->no_bos = true; break;
         case OPTION_JSON: o->json = true; break;
+        case OPTION_MPI: o->mpi = true; break;
 #define NUMBER(opt, lo, hi, assign)                                                         \
     case opt:                                                                               \
         status = parse_number(c, run_options[opt].name, value, lo, hi, &v);                \
@@ -228,6 +237,205 @@ static int push_generated(run_state *st, int32_t id)
     return CLI_EXIT_OK;
 }
 
+/* ---- the engine: a pipeline, or a chain of MPI ranks ----------------------------
+ *
+ * With --mpi, rank r evaluates layers [r L / N, (r + 1) L / N) on its own
+ * devices. Rank 0 tokenizes, samples and prints; for each evaluation it
+ * sends {op, n, position} and its hidden states to rank 1, which runs its
+ * layers and passes on; the last rank sends {status} and the logits back
+ * to rank 0. A rank that fails passes its status down the chain instead, so
+ * every rank stays in step and rank 0 reports the error. */
+
+enum { MPI_EVAL = 1, MPI_REWIND = 2, MPI_STOP = 3 };
+
+typedef struct mpi_header {
+    int32_t op, n, position, status, want_logits;
+} mpi_header;
+
+static int engine_position(const run_state *st)
+{
+    return ox_pipeline_position(st->pipe);
+}
+
+static int engine_capacity(const run_state *st)
+{
+    return ox_pipeline_capacity(st->pipe);
+}
+
+static ox_status grow_hidden(run_state *st, int n)
+{
+    if (n <= st->hidden_tokens) return OX_OK;
+    free(st->hidden);
+    st->hidden = malloc((size_t)n * (size_t)st->info.n_embd * sizeof *st->hidden);
+    st->hidden_tokens = st->hidden ? n : 0;
+    return st->hidden ? OX_OK : OX_ERR_OUT_OF_MEMORY;
+}
+
+static ox_status mpi_lost(run_state *st, const char *what)
+{
+    fprintf(stderr, "ox run: rank %d: MPI %s failed\n", st->rank, what);
+    mpi_link_abort(1);
+    return OX_ERR_IO;
+}
+
+static ox_status engine_eval(run_state *st, const int32_t *tokens, int n, float *logits)
+{
+    if (st->ranks <= 1) return ox_pipeline_eval(st->pipe, tokens, n, logits);
+    mpi_header h = {MPI_EVAL, n, engine_position(st), OX_OK, logits != NULL};
+    ox_status s = grow_hidden(st, n);
+    if (s == OX_OK) s = ox_pipeline_eval_range(st->pipe, tokens, NULL, n, st->hidden, NULL);
+    h.status = s;
+    size_t bytes = (size_t)n * (size_t)st->info.n_embd * sizeof(float);
+    if (mpi_link_send(&h, sizeof h, 1) ||
+        (s == OX_OK && mpi_link_send(st->hidden, bytes, 1)))
+        return mpi_lost(st, "send");
+    mpi_header reply;
+    if (mpi_link_recv(&reply, sizeof reply, st->ranks - 1)) return mpi_lost(st, "receive");
+    if (reply.status == OX_OK && logits &&
+        mpi_link_recv(logits, (size_t)st->info.n_vocab * sizeof *logits, st->ranks - 1))
+        return mpi_lost(st, "receive");
+    if (s == OX_OK && reply.status != OX_OK)
+        fprintf(stderr, "ox run: rank %d failed: %s\n", reply.n, ox_status_str(reply.status));
+    if (s != OX_OK && engine_position(st) > h.position) ox_pipeline_rewind(st->pipe, h.position);
+    if (s == OX_OK && reply.status != OX_OK) ox_pipeline_rewind(st->pipe, h.position);
+    return s != OX_OK ? s : (ox_status)reply.status;
+}
+
+static void engine_rewind(run_state *st, int position)
+{
+    ox_pipeline_rewind(st->pipe, position);
+    if (st->ranks <= 1) return;
+    mpi_header h = {MPI_REWIND, 0, position, OX_OK, 0}, reply;
+    if (mpi_link_send(&h, sizeof h, 1) || mpi_link_recv(&reply, sizeof reply, st->ranks - 1))
+        mpi_lost(st, "rewind");
+}
+
+/* Ranks 1..N-1: run this rank's layers for each request from the rank
+ * before, until told to stop. */
+static int mpi_worker(run_state *st)
+{
+    bool last = st->rank == st->ranks - 1;
+    float *logits = last ? malloc((size_t)st->info.n_vocab * sizeof *logits) : NULL;
+    float *in = NULL;
+    int in_tokens = 0, status = CLI_EXIT_OK;
+    if (last && !logits) return cli_error(st->command, "rank %d: out of memory", st->rank);
+    for (;;) {
+        mpi_header h;
+        if (mpi_link_recv(&h, sizeof h, st->rank - 1)) {
+            mpi_lost(st, "receive");
+            break;
+        }
+        if (h.op == MPI_STOP) {
+            if (!last) mpi_link_send(&h, sizeof h, st->rank + 1);
+            break;
+        }
+        size_t bytes = (size_t)h.n * (size_t)st->info.n_embd * sizeof(float);
+        if (h.op == MPI_EVAL && h.status == OX_OK) {
+            if (h.n > in_tokens) {
+                free(in);
+                in = malloc(bytes);
+                in_tokens = in ? h.n : 0;
+            }
+            if (!in || grow_hidden(st, h.n) != OX_OK) {
+                mpi_lost(st, "buffer");
+                break;
+            }
+            if (mpi_link_recv(in, bytes, st->rank - 1)) {
+                mpi_lost(st, "receive");
+                break;
+            }
+            ox_status s = ox_pipeline_eval_range(st->pipe, NULL, in, h.n, last ? NULL : st->hidden,
+                                                 last && h.want_logits ? logits : NULL);
+            if (s != OX_OK) {
+                fprintf(stderr, "ox run: rank %d: %s\n", st->rank, ox_errmsg(st->ctx));
+                h.status = s;
+                h.n = st->rank; /* who failed, for rank 0's message */
+            }
+        } else if (h.op == MPI_REWIND) {
+            ox_pipeline_rewind(st->pipe, h.position);
+        }
+        int bad;
+        if (!last) {
+            bad = mpi_link_send(&h, sizeof h, st->rank + 1) ||
+                  (h.op == MPI_EVAL && h.status == OX_OK && mpi_link_send(st->hidden, bytes,
+                                                                           st->rank + 1));
+        } else {
+            bad = mpi_link_send(&h, sizeof h, 0) ||
+                  (h.op == MPI_EVAL && h.status == OX_OK && h.want_logits &&
+                   mpi_link_send(logits, (size_t)st->info.n_vocab * sizeof *logits, 0));
+        }
+        if (bad) {
+            mpi_lost(st, "send");
+            break;
+        }
+    }
+    free(in);
+    free(logits);
+    return status;
+}
+
+/* --mpi, before anything is loaded: every rank must read the same model
+ * file (its size and a checksum of its first MiB, the header and tensor
+ * table); rank r's share of the layers. */
+static int mpi_agree(run_state *st, const run_opts *o, int *first, int *last)
+{
+    typedef struct fingerprint {
+        uint64_t size, fnv;
+        int32_t n_layer, ok;
+    } fingerprint;
+    fingerprint mine = {0}, all[256];
+    if (st->ranks > 256) return cli_error(st->command, "--mpi: at most 256 ranks");
+    FILE *f = fopen(o->model, "rb");
+    if (f) {
+        unsigned char buf[65536];
+        size_t n, total = 0;
+        mine.fnv = 1469598103934665603ull;
+        while (total < (1u << 20) && (n = fread(buf, 1, sizeof buf, f)) > 0) {
+            for (size_t i = 0; i < n; i++) mine.fnv = (mine.fnv ^ buf[i]) * 1099511628211ull;
+            total += n;
+        }
+        fseek(f, 0, SEEK_END);
+        mine.size = (uint64_t)ftell(f);
+        fclose(f);
+        ox_gguf *g;
+        if (ox_gguf_open(st->ctx, o->model, &g) == OX_OK) {
+            const char *arch;
+            size_t len;
+            int64_t k = ox_gguf_find(g, "general.architecture"), v;
+            char key[96];
+            if (k >= 0 && ox_gguf_get_string(g, k, &arch, &len) == OX_OK) {
+                snprintf(key, sizeof key, "%.*s.block_count", (int)len, arch);
+                k = ox_gguf_find(g, key);
+                if (k >= 0 && ox_gguf_get_int(g, k, &v) == OX_OK) mine.n_layer = (int32_t)v;
+            }
+            ox_gguf_close(g);
+        }
+        mine.ok = mine.n_layer > 0;
+    }
+    if (mpi_link_allgather(&mine, sizeof mine, all)) return cli_error(st->command, "MPI failed");
+    for (int r = 0; r < st->ranks; r++) {
+        if (!all[r].ok)
+            return st->rank == 0 ? cli_error(st->command, "--mpi: rank %d cannot read the model "
+                                             "%s", r, o->model) : CLI_EXIT_FAILURE;
+        if (all[r].size != all[0].size || all[r].fnv != all[0].fnv)
+            return st->rank == 0 ? cli_error(st->command, "--mpi: the ranks disagree on the model "
+                                             "file: rank 0 has %llu bytes (checksum %016llx), "
+                                             "rank %d %llu bytes (checksum %016llx)",
+                                             (unsigned long long)all[0].size,
+                                             (unsigned long long)all[0].fnv, r,
+                                             (unsigned long long)all[r].size,
+                                             (unsigned long long)all[r].fnv)
+                                 : CLI_EXIT_FAILURE;
+    }
+    int L = all[0].n_layer;
+    if (st->ranks > L)
+        return st->rank == 0 ? cli_error(st->command, "--mpi: %d ranks for %d layers", st->ranks, L)
+                             : CLI_EXIT_FAILURE;
+    *first = (int)((long)st->rank * L / st->ranks);
+    *last = (int)((long)(st->rank + 1) * L / st->ranks);
+    return CLI_EXIT_OK;
+}
+
 /* Add a message to the conversation (content copied). */
 static int add_message(run_state *st, const char *role, const char *content)
 {
@@ -278,14 +486,14 @@ static int encode_prompt(run_state *st, const run_opts *o, const char *text, int
                          size_t *count)
 {
     if (!o->chat)
-        return tokenize(st, text, ox_session_position(st->session) == 0 && !o->no_bos, ids,
+        return tokenize(st, text, engine_position(st) == 0 && !o->no_bos, ids,
                         count);
     int status = add_message(st, "user", text);
     char *full = status == CLI_EXIT_OK ? format_chat(st, true) : NULL;
     if (!full) return CLI_EXIT_FAILURE;
     size_t held = st->history ? strlen(st->history) : 0;
     if (!st->history || strncmp(full, st->history, held) != 0) {
-        ox_session_rewind(st->session, 0);
+        engine_rewind(st, 0);
         held = 0;
     }
     status = tokenize(st, full + held, held == 0 && !o->no_bos, ids, count);
@@ -311,8 +519,8 @@ static void close_turn(run_state *st)
     int32_t *ids = NULL;
     size_t n = 0;
     if (tokenize(st, after + held + st->text_len, false, &ids, &n) == CLI_EXIT_OK && n > 0 &&
-        (int)n < ox_session_capacity(st->session) - ox_session_position(st->session) &&
-        ox_session_eval(st->session, ids, (int)n, NULL) == OX_OK) {
+        (int)n < engine_capacity(st) - engine_position(st) &&
+        engine_eval(st, ids, (int)n, NULL) == OX_OK) {
         free(st->history);
         st->history = after;
     } else {
@@ -326,12 +534,12 @@ static void close_turn(run_state *st)
 /* Evaluate the prompt, then sample and evaluate token by token. */
 static int generate(run_state *st, const run_opts *o, const int32_t *prompt, size_t n_prompt)
 {
-    int room = ox_session_capacity(st->session) - ox_session_position(st->session);
+    int room = engine_capacity(st) - engine_position(st);
     if ((int)n_prompt >= room)
         return cli_error(st->command, "the prompt has %zu tokens but only %d fit in the context "
-                         "(--ctx %d)", n_prompt, room - 1, ox_session_capacity(st->session));
+                         "(--ctx %d)", n_prompt, room - 1, engine_capacity(st));
     double t0 = cli_seconds();
-    ox_status s = ox_session_eval(st->session, prompt, (int)n_prompt, st->logits);
+    ox_status s = engine_eval(st, prompt, (int)n_prompt, st->logits);
     if (s != OX_OK) return cli_library_error(st->command, st->ctx, s);
     st->prompt_seconds += cli_seconds() - t0;
     st->prompt_tokens += (int)n_prompt;
@@ -354,12 +562,12 @@ static int generate(run_state *st, const run_opts *o, const int32_t *prompt, siz
         if (status != CLI_EXIT_OK) return status;
         st->gen_tokens++;
         if (o->stop && strstr(st->text ? st->text : "", o->stop)) break;
-        if (ox_session_position(st->session) >= ox_session_capacity(st->session)) {
+        if (engine_position(st) >= engine_capacity(st)) {
             fprintf(stderr, "\nox run: the context of %d tokens is full\n",
-                    ox_session_capacity(st->session));
+                    engine_capacity(st));
             break;
         }
-        if ((s = ox_session_eval(st->session, &id, 1, st->logits)) != OX_OK)
+        if ((s = engine_eval(st, &id, 1, st->logits)) != OX_OK)
             return cli_library_error(st->command, st->ctx, s);
     }
     st->gen_seconds += cli_seconds() - t0;
@@ -440,26 +648,33 @@ static void load_progress(float fraction, void *user)
 
 static int open_all(run_state *st, const run_opts *o)
 {
-    ox_device *device;
     ox_status s;
     int n = 0, status = cli_context_open(st->command, &st->ctx);
     if (status != CLI_EXIT_OK) return status;
-    s = o->device ? ox_device_select(st->ctx, o->device, &device, 1, &n)
-                  : ox_device_default(st->ctx, &device);
-    if (s == OX_OK && o->device && n != 1)
-        return cli_error(st->command, "--device %s names %d devices; ox run uses one", o->device, n);
+    ox_device *devices[CLI_MAX_DEVICES];
+    if ((status = cli_select_devices(st->command, st->ctx, o->device, devices, &n)) != CLI_EXIT_OK)
+        return status;
+    s = OX_OK;
+    int first = 0, last = 0;
+    if (st->ranks > 1 && (status = mpi_agree(st, o, &first, &last)) != CLI_EXIT_OK) return status;
     const char *base = strrchr(o->model, '/');
-    ox_model_load_options lo = {.struct_size = sizeof lo,
-                                .progress_user = (void *)(base ? base + 1 : o->model)};
-    if (isatty(2)) lo.progress = load_progress;
-    if (s == OX_OK) s = ox_model_load_ex(device, o->model, &lo, &st->model);
+    ox_pipeline_options po = {.struct_size = sizeof po, .n_ctx = o->n_ctx, .kv_f32 = o->kv_f32,
+                              .progress_user = (void *)(base ? base + 1 : o->model),
+                              .first_layer = first, .last_layer = last};
+    if (isatty(2) && st->rank == 0) po.progress = load_progress;
+    if (s == OX_OK) s = ox_pipeline_create(st->ctx, o->model, devices, n, &po, &st->pipe);
     if (s == OX_OK) {
+        st->model = ox_pipeline_model(st->pipe, 0);
         st->info.struct_size = sizeof st->info;
         s = ox_model_get_info(st->model, &st->info);
     }
     if (s == OX_OK) s = ox_tokenizer_load(st->ctx, ox_model_gguf(st->model), &st->tok);
-    ox_session_options so = {.struct_size = sizeof so, .n_ctx = o->n_ctx, .kv_f32 = o->kv_f32};
-    if (s == OX_OK) s = ox_session_create_ex(st->model, &so, &st->session);
+    if (s == OX_OK && (n > 1 || st->ranks > 1)) {
+        char stages[512];
+        cli_describe_stages(st->pipe, stages, sizeof stages);
+        if (st->ranks > 1) fprintf(stderr, "ox run: rank %d of %d: %s\n", st->rank, st->ranks, stages);
+        else fprintf(stderr, "ox run: %s\n", stages);
+    }
     if (s == OX_OK && o->chat) {
         st->chat_name = o->chat_template ? o->chat_template : ox_chat_template_name(st->model);
         st->end_of_turn = ox_chat_end_of_turn(st->chat_name);
@@ -482,9 +697,9 @@ static void close_all(run_state *st)
     free(st->generated);
     free(st->text);
     ox_sampler_free(st->sampler);
-    ox_session_free(st->session);
+    ox_pipeline_free(st->pipe);
+    free(st->hidden);
     ox_tokenizer_free(st->tok);
-    ox_model_free(st->model);
     ox_context_free(st->ctx);
 }
 
@@ -510,11 +725,41 @@ static int run_run(const cli_command *command, int argc, char **argv)
     int status = parse_options(command, argc, argv, &o);
     if (status == RUN_HELP_SHOWN) return CLI_EXIT_OK;
     if (status != CLI_EXIT_OK) return status;
-    run_state st = {.command = command};
+    run_state st = {.command = command, .ranks = 1};
     struct sigaction sa = {.sa_handler = on_sigint};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
+    if (o.mpi) {
+        if (!mpi_link_available())
+            return cli_error(command, "--mpi: MPI is off in this build (no MPI was found when "
+                             "ox was built; install libopenmpi-dev and rebuild)");
+        if (mpi_link_init(&st.rank, &st.ranks) != 0) return cli_error(command, "MPI_Init failed");
+        if (o.interactive && st.ranks > 1) {
+            mpi_link_finalize();
+            return cli_usage_error(command, "--mpi runs one prompt (-p or -f), not -i");
+        }
+    }
     status = open_all(&st, &o);
+    if (st.ranks > 1) { /* every rank loaded its layers, or none goes on */
+        int32_t mine = status, all[256];
+        if (mpi_link_allgather(&mine, sizeof mine, all)) mpi_lost(&st, "allgather");
+        for (int r = 0; r < st.ranks && status == CLI_EXIT_OK; r++)
+            if (all[r] != CLI_EXIT_OK) {
+                if (st.rank == 0) fprintf(stderr, "ox run: rank %d could not start\n", r);
+                status = CLI_EXIT_FAILURE;
+            }
+        if (status != CLI_EXIT_OK) {
+            close_all(&st);
+            mpi_link_finalize();
+            return status;
+        }
+    }
+    if (st.ranks > 1 && st.rank > 0) { /* a worker: run layers for rank 0 until it stops */
+        if (status == CLI_EXIT_OK) status = mpi_worker(&st);
+        close_all(&st);
+        mpi_link_finalize();
+        return status;
+    }
     if (status == CLI_EXIT_OK && !o.interactive) {
         char *text = o.file ? read_file(command, o.file) : NULL;
         if (o.file && !text) status = CLI_EXIT_FAILURE;
@@ -531,8 +776,13 @@ static int run_run(const cli_command *command, int argc, char **argv)
             if (isatty(0)) fprintf(stderr, "> ");
         }
     }
-    if (st.session) report(&st, &o);
+    if (st.pipe) report(&st, &o);
+    if (st.ranks > 1) {
+        mpi_header stop = {MPI_STOP, 0, 0, OX_OK, 0};
+        mpi_link_send(&stop, sizeof stop, 1);
+    }
     close_all(&st);
+    if (o.mpi) mpi_link_finalize();
     if (interrupted && status == CLI_EXIT_OK) return 130;
     return status;
 }
@@ -541,7 +791,9 @@ const cli_command cmd_run = {
     .name = "run",
     .summary = "generate text with a GGUF language model",
     .description =
-        "Generate text with the GGUF model MODEL on one device. The generated text\n"
+        "Generate text with the GGUF model MODEL on a device, or several (--device\n"
+        "cpu,opencl:0 or all: the layers split by speed), or several processes\n"
+        "(mpirun -np N ox run --mpi: the layers split across the ranks). The text\n"
         "streams to stdout (no prompt echo, no logs); speeds and peak memory go to\n"
         "stderr. --temp 0 is greedy. Ctrl-C stops cleanly, keeping what was\n"
         "generated. --chat and -i use the model's chat template (chatml, gemma,\n"

@@ -13,6 +13,7 @@ static const cli_command *const commands[] = {
     &cmd_tokenize,
     &cmd_run,
     &cmd_bench_model,
+    &cmd_plan,
 };
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])
 
