@@ -2,7 +2,10 @@
  * "super-node"). The model's layers are cut into contiguous ranges, one per
  * device, in proportion to each device's measured speed; each stage is a
  * model loaded with that layer range (ox_model_load_ex) and its session.
- * An evaluation runs the stages in order, passing the hidden states [n,
+ * The layers are shared so that each device reads a share of the weights
+ * per token in proportion to its speed, the output projection counting for
+ * the last stage, which goes to the fastest device. An evaluation runs the
+ * stages in order, passing the hidden states [n,
  * n_embd] from one device to the next through host memory; the last stage
  * gives the logits. Every stage computes exactly what the whole model
  * computes for its layers, so the result is the one-device result, up to
@@ -199,6 +202,8 @@ static ox_status plan(ox_context *ctx, const char *path, ox_device *const *devic
                       ox_stage_info *out)
 {
     ox_gguf *g;
+    uint64_t *cum = NULL;
+    int L0 = 0, L1 = 0;
     ox_status s = ox_gguf_open(ctx, path, &g);
     if (s != OX_OK) return s;
     const char *text;
@@ -218,7 +223,8 @@ static ox_status plan(ox_context *ctx, const char *path, ox_device *const *devic
         s = ox__fail(ctx, OX_ERR_FORMAT, "ox_pipeline: %s has no %s.block_count", path, arch);
         goto out;
     }
-    int L0 = o ? o->first_layer : 0, L1 = o && o->last_layer ? o->last_layer : n_layer;
+    L0 = o ? o->first_layer : 0;
+    L1 = o && o->last_layer ? o->last_layer : n_layer;
     if (L0 < 0 || L0 >= L1 || L1 > n_layer) {
         s = ox__fail(ctx, OX_ERR_INVALID, "ox_pipeline: layers [%d, %d) are not a range of the "
                      "model's %d", L0, L1, n_layer);
@@ -235,11 +241,28 @@ static ox_status plan(ox_context *ctx, const char *path, ox_device *const *devic
                             (o && o->kv_f32 ? 4u : 2u);
     uint64_t embd = tensor_size(g, "token_embd.weight"), output = tensor_size(g, "output.weight");
     uint64_t out_norm = tensor_size(g, "output_norm.weight");
+    /* Each stage reads its weights once per token: share the bytes (the
+     * output projection on the last stage included) in proportion to the
+     * speeds, cutting between layers. */
+    uint64_t tail = L1 == n_layer ? out_norm + (output ? output : embd) : 0, all_bytes = tail;
+    cum = ox__alloc(ctx, (size_t)(L1 - L0 + 1) * sizeof *cum);
+    if (!cum) {
+        s = ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "ox_pipeline: out of memory");
+        goto out;
+    }
+    cum[0] = 0;
+    for (int il = L0; il < L1; il++) cum[il - L0 + 1] = cum[il - L0] + layer_bytes(g, il);
+    all_bytes += cum[L1 - L0];
     double acc = 0;
     int first = L0;
     for (int i = 0; i < n; i++) {
         acc += speeds[i];
-        int last = i == n - 1 ? L1 : L0 + (int)lround((double)(L1 - L0) * acc / total);
+        double want = (double)all_bytes * acc / total;
+        int last = L0;
+        while (last < L1 && (double)cum[last - L0 + 1] <= want + 0.5 * (double)(cum[last - L0 + 1] -
+                                                                            cum[last - L0]))
+            last++;
+        if (i == n - 1) last = L1;
         if (last < first + 1) last = first + 1;          /* at least one layer each */
         if (last > L1 - (n - 1 - i)) last = L1 - (n - 1 - i); /* and for the rest */
         ox_stage_info *st = &out[i];
@@ -271,6 +294,7 @@ static ox_status plan(ox_context *ctx, const char *path, ox_device *const *devic
         first = last;
     }
 out:
+    if (cum) ox__free(ctx, cum, (size_t)(L1 - L0 + 1) * sizeof *cum);
     ox_gguf_close(g);
     return s;
 }
@@ -297,14 +321,35 @@ static ox_status get_speeds(ox_context *ctx, ox_device *const *devices, int n,
     return OX_OK;
 }
 
+/* The fastest device takes the last stage, which computes the output
+ * projection (often the largest matrix); the others keep their order. */
+static void fastest_last(ox_device **devices, double *speeds, int n)
+{
+    int best = n - 1;
+    for (int i = 0; i < n; i++)
+        if (speeds[i] > speeds[best]) best = i;
+    ox_device *d = devices[best];
+    double sp = speeds[best];
+    for (int i = best; i < n - 1; i++) {
+        devices[i] = devices[i + 1];
+        speeds[i] = speeds[i + 1];
+    }
+    devices[n - 1] = d;
+    speeds[n - 1] = sp;
+}
+
 ox_status ox_pipeline_plan(ox_context *ctx, const char *path, ox_device *const *devices, int n,
                            const ox_pipeline_options *options, ox_stage_info *stages)
 {
     if (!path || !devices || !stages)
         return ox__fail(ctx, OX_ERR_INVALID, "ox_pipeline_plan: path, devices or stages is NULL");
     double speeds[MAX_STAGES];
+    ox_device *order[MAX_STAGES];
     ox_status s = get_speeds(ctx, devices, n, options, speeds);
-    return s != OX_OK ? s : plan(ctx, path, devices, speeds, n, options, stages);
+    if (s != OX_OK) return s;
+    memcpy(order, devices, (size_t)n * sizeof *order);
+    fastest_last(order, speeds, n);
+    return plan(ctx, path, order, speeds, n, options, stages);
 }
 
 /* ---- the pipeline ------------------------------------------------------------ */
@@ -378,6 +423,7 @@ ox_status ox_pipeline_create(ox_context *ctx, const char *path, ox_device *const
         memcpy(p->path, path, len);
         memcpy(p->devices, devices, (size_t)n * sizeof *devices);
         p->n_devices = n;
+        fastest_last(p->devices, p->speeds, n);
         s = build(p);
     }
     if (s != OX_OK) {

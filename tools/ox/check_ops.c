@@ -1275,8 +1275,13 @@ static const char *index_text(const int64_t ne[4], int64_t e, char *buffer, size
         i[d] = e % ne[d];
         e /= ne[d];
     }
-    snprintf(buffer, size, "[%lld,%lld,%lld,%lld]", (long long)i[0], (long long)i[1],
+    char text[96]; /* four 20-digit numbers fit */
+    snprintf(text, sizeof text, "[%lld,%lld,%lld,%lld]", (long long)i[0], (long long)i[1],
              (long long)i[2], (long long)i[3]);
+    size_t n = strlen(text);
+    if (n >= size) n = size - 1;
+    memcpy(buffer, text, n);
+    buffer[n] = '\0';
     return buffer;
 }
 

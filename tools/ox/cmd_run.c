@@ -122,7 +122,7 @@ static int parse_options(const cli_command *c, int argc, char **argv, run_opts *
 {
     cli_parser p;
     const char *value;
-    double v;
+    double v = 0;
     int index, status;
     *o = (run_opts){.n_predict = 128, .sampling = {.struct_size = sizeof o->sampling,
                     .temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
