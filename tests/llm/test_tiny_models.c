@@ -633,6 +633,31 @@ OX_TEST(plan_refuses_what_cannot_work)
     close_fixture(&fx);
 }
 
+/* ox plan: the placement as JSON, and its usage errors. */
+OX_TEST(ox_plan_cli)
+{
+    const char *bin = getenv("OX_BIN");
+    if (!bin || !*bin) OX_SKIP("the ox tool was not built (OX_BUILD_TOOLS=OFF)");
+    fixture fx;
+    open_fixture(&fx, "qwen2");
+    ox_run *r = RUN_OX("plan", fx.path, "--device", "cpu", "--ctx", "128", "--json");
+    ASSERT_MSG(r->status == 0, "ox plan: %s", r->err);
+    ASSERT_CONTAINS(r->out, "\"device\":\t\"cpu:0\"");
+    ASSERT_CONTAINS(r->out, "\"last_layer\":\t1");
+    ASSERT_CONTAINS(r->out, "\"kv_bytes\":\t32768");
+    free(r);
+    r = RUN_OX("plan", fx.path, "--device", "cpu,nosuch:3");
+    ASSERT_EQ(r->status, 1);
+    ASSERT_CONTAINS(r->err, "nosuch");
+    free(r);
+    r = RUN_OX("plan");
+    ASSERT_EQ(r->status, 2);
+    ASSERT_CONTAINS(r->err, "which model");
+    free(r);
+    unlink(fx.path);
+    close_fixture(&fx);
+}
+
 OX_TEST(llama_tokens) { check_tokens("llama"); }
 OX_TEST(llama_logits) { check_logits("llama"); }
 OX_TEST(llama_greedy) { check_greedy("llama"); }
@@ -646,5 +671,5 @@ OX_TEST(qwen3_greedy) { check_greedy("qwen3"); }
 OX_TEST_MAIN(out_of_memory_anywhere_is_an_error, ox_run_bad_input_and_chat,
              range_stages_equal_the_whole_model, pipeline_cpu_opencl_llama,
              pipeline_cpu_opencl_qwen3, pipeline_survives_a_failing_device,
-             plan_refuses_what_cannot_work, llama_tokens, llama_logits, llama_greedy, qwen2_tokens, qwen2_logits, qwen2_greedy,
+             plan_refuses_what_cannot_work, ox_plan_cli, llama_tokens, llama_logits, llama_greedy, qwen2_tokens, qwen2_logits, qwen2_greedy,
              qwen3_tokens, qwen3_logits, qwen3_greedy)
