@@ -58,6 +58,13 @@ typedef struct ox_model_load_options {
      * last_layer is the model's last. Devices that copy weights copy only
      * these; see ox_session_eval_range. */
     int first_layer, last_layer;
+    /* Tensor parallel: the layers' matrices (q, k, v, o, gate, up, down)
+     * split by output rows over tp_count devices, tp_devices[0] being
+     * `device`, in proportion to tp_shares; each matrix product then runs on
+     * all of them at once. tp_count 0 or 1: off. */
+    ox_device *const *tp_devices;
+    const double *tp_shares;
+    int tp_count;
 } ox_model_load_options;
 
 /* ox_model_load with options (NULL: the defaults). */
@@ -136,6 +143,11 @@ typedef struct ox_pipeline_options {
     /* Only layers [first_layer, last_layer) (both 0: all), as one rank of a
      * pipeline across processes: see ox_pipeline_eval_range. */
     int first_layer, last_layer;
+    /* Nonzero: instead of a range of layers per device, split every layer's
+     * matrices by rows over all the devices (tensor parallel), in
+     * proportion to their speeds; the fastest runs the rest. Each matrix
+     * product then runs on every device at once. */
+    int tensor_parallel;
 } ox_pipeline_options;
 
 /* One stage of a plan or pipeline. */
@@ -173,7 +185,8 @@ OX_API ox_status ox_pipeline_rewind(ox_pipeline *pipeline, int position);
 OX_API int ox_pipeline_position(const ox_pipeline *pipeline);
 OX_API int ox_pipeline_capacity(const ox_pipeline *pipeline);
 
-/* The stages as they are now (after a failure, fewer). */
+/* The stages as they are now (after a failure, fewer); with tensor
+ * parallelism, one entry per device, all over the same layers. */
 OX_API int ox_pipeline_stage_count(const ox_pipeline *pipeline);
 OX_API ox_status ox_pipeline_stage_get(const ox_pipeline *pipeline, int i, ox_stage_info *info);
 /* Stage i's model (stage 0's for the tokenizer and the hyper-parameters). */

@@ -27,6 +27,10 @@
 #include "openxpu/llm.h"
 
 #define MAX_LAYERS 256
+#define MAX_TP 8 /* devices sharing a layer's matrices */
+
+/* The layer matrices a tensor-parallel model splits by output rows. */
+enum { MAT_Q, MAT_K, MAT_V, MAT_O, MAT_GATE, MAT_UP, MAT_DOWN, N_MATS };
 
 /* What an architecture adds to the common decoder. */
 typedef struct arch_desc {
@@ -53,6 +57,9 @@ typedef struct layer {
     ox_tensor ffn_norm, w_gate, w_up, w_down, post_ffw_norm;
     bool swa;          /* sliding-window attention */
     float rope_base;
+    /* tensor parallel: rows [cut[i], cut[i+1]) of each matrix on device i */
+    ox_tensor part[N_MATS][MAX_TP];
+    int64_t cut[N_MATS][MAX_TP + 1];
 } layer;
 
 struct ox_model {
@@ -69,11 +76,18 @@ struct ox_model {
     float rope_scale;  /* position scale (1 / linear rope scaling factor) */
     ox_tensor tok_embd, output_norm, output;
     layer *layers;
+    /* tensor parallel: device 0 is `device`; the others hold row slices */
+    int n_tp;
+    ox_device *tp_device[MAX_TP];
+    ox_buffer *tp_weights[MAX_TP];
 };
 
 struct ox_session {
     ox_model *model;
     ox_queue *queue;
+    ox_queue *tp_queue[MAX_TP]; /* [0] unused: the main queue */
+    float *tp_host;             /* host staging of one matmul's input or output */
+    size_t tp_host_bytes;
     int n_ctx;
     int pos;
     ox_tensor *k_cache, *v_cache; /* per layer: [head_dim, n_ctx, n_head_kv] f32 */
@@ -178,7 +192,6 @@ static ox_status place_weights(ox_model *m, const ox_model_load_options *o)
         s = ox_buffer_wrap_host(m->device, (void *)(uintptr_t)base, file_size, &m->weights);
     if (s == OX_OK) {
         for (int i = 0; i < n; i++) list[i]->buffer = m->weights; /* offsets are the file's */
-        m->info.loaded_bytes = 0;
         if (o && o->progress) o->progress(1.0f, o->progress_user);
         goto out;
     }
@@ -194,7 +207,7 @@ static ox_status place_weights(ox_model *m, const ox_model_load_options *o)
         dest[i] = total;
         total += (tensor_bytes(list[i]) + 255) & ~(size_t)255;
     }
-    m->info.loaded_bytes = total;
+    m->info.loaded_bytes += total;
     if ((s = ox_buffer_alloc(m->device, total ? total : 256, &m->weights)) != OX_OK) goto out;
     size_t done = 0;
     for (int i = 0; i < n && s == OX_OK; i++) {
@@ -363,6 +376,93 @@ static ox_status load_decoder(ox_model *m)
     return OX_OK;
 }
 
+/* ---- tensor parallel ------------------------------------------------------------ */
+
+static ox_tensor *matrix(layer *L, int id)
+{
+    ox_tensor *all[N_MATS] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+    return all[id];
+}
+
+/* Cut every layer matrix by rows in proportion to the shares and put the
+ * helpers' slices on their devices (mapped where the device maps host
+ * memory, else copied: only their rows). Runs before place_weights, while
+ * the tensors' offsets are the file's. */
+static ox_status split_matrices(ox_model *m, const ox_model_load_options *o)
+{
+    if (o->tp_count > MAX_TP || !o->tp_devices || !o->tp_shares || o->tp_devices[0] != m->device)
+        return ox__fail(m->ctx, OX_ERR_INVALID, "ox_model_load: tensor parallel over %d devices "
+                        "(2 to %d) needs tp_devices (the first the model's device) and "
+                        "tp_shares", o->tp_count, MAX_TP);
+    double total = 0;
+    for (int i = 0; i < o->tp_count; i++) {
+        if (!(o->tp_shares[i] > 0) || !o->tp_devices[i])
+            return ox__fail(m->ctx, OX_ERR_INVALID, "ox_model_load: tensor-parallel device %d "
+                            "is NULL or its share is not positive", i);
+        total += o->tp_shares[i];
+        m->tp_device[i] = o->tp_devices[i];
+    }
+    m->n_tp = o->tp_count;
+    for (int il = m->first; il < m->last; il++) {
+        layer *L = &m->layers[il];
+        for (int id = 0; id < N_MATS; id++) {
+            const ox_tensor *W = matrix(L, id);
+            int64_t N = W->ne[1];
+            double acc = 0;
+            L->cut[id][0] = 0;
+            for (int i = 0; i < m->n_tp; i++) {
+                acc += o->tp_shares[i];
+                L->cut[id][i + 1] = i == m->n_tp - 1 ? N : (int64_t)llround((double)N * acc / total);
+                L->part[id][i] = *W;
+                L->part[id][i].offset = W->offset + (size_t)L->cut[id][i] * (size_t)W->nb[1];
+                L->part[id][i].ne[1] = L->cut[id][i + 1] - L->cut[id][i];
+            }
+        }
+    }
+    size_t file_size;
+    const unsigned char *base = ox_gguf_file_data(m->gguf, &file_size);
+    for (int i = 1; i < m->n_tp; i++) {
+        ox_status s = ox_buffer_wrap_host(m->tp_device[i], (void *)(uintptr_t)base, file_size,
+                                          &m->tp_weights[i]);
+        bool copy = s == OX_ERR_UNSUPPORTED;
+        if (s != OX_OK && !copy) return s;
+        size_t total_bytes = 0;
+        for (int il = m->first; copy && il < m->last; il++)
+            for (int id = 0; id < N_MATS; id++)
+                total_bytes += (tensor_bytes(&m->layers[il].part[id][i]) + 255) & ~(size_t)255;
+        if (copy && (s = ox_buffer_alloc(m->tp_device[i], total_bytes ? total_bytes : 256,
+                                         &m->tp_weights[i])) != OX_OK)
+            return s;
+        size_t at = 0;
+        for (int il = m->first; il < m->last; il++)
+            for (int id = 0; id < N_MATS; id++) {
+                ox_tensor *part = &m->layers[il].part[id][i];
+                part->buffer = m->tp_weights[i];
+                if (!copy) continue;
+                size_t bytes = tensor_bytes(part);
+                if (bytes && (s = ox_buffer_write(m->tp_weights[i], at, base + part->offset,
+                                                  bytes)) != OX_OK)
+                    return s;
+                part->offset = at;
+                at += (bytes + 255) & ~(size_t)255;
+                m->info.loaded_bytes += bytes;
+            }
+    }
+    return OX_OK;
+}
+
+/* After place_weights: slice 0 is the first rows of the main device's copy. */
+static void main_slices(ox_model *m)
+{
+    for (int il = m->first; m->n_tp > 1 && il < m->last; il++)
+        for (int id = 0; id < N_MATS; id++) {
+            layer *L = &m->layers[il];
+            int64_t rows = L->part[id][0].ne[1];
+            L->part[id][0] = *matrix(L, id);
+            L->part[id][0].ne[1] = rows;
+        }
+}
+
 ox_status ox_model_load(ox_device *device, const char *path, ox_model **out)
 {
     return ox_model_load_ex(device, path, NULL, out);
@@ -408,7 +508,10 @@ ox_status ox_model_load_ex(ox_device *device, const char *path,
         m->first = options->first_layer;
         m->last = options->last_layer;
     }
-    if ((s = load_decoder(m)) != OX_OK || (s = place_weights(m, options)) != OX_OK) goto err_free;
+    if ((s = load_decoder(m)) != OX_OK) goto err_free;
+    if (options && options->tp_count > 1 && (s = split_matrices(m, options)) != OX_OK) goto err_free;
+    if ((s = place_weights(m, options)) != OX_OK) goto err_free;
+    main_slices(m);
     for (int64_t i = 0; i < ox_gguf_tensor_count(m->gguf); i++) {
         ox_gguf_tensor_info ti = {.struct_size = sizeof ti};
         if (ox_gguf_tensor_info_get(m->gguf, i, &ti) == OX_OK) m->info.weight_bytes += ti.nbytes;
@@ -426,6 +529,8 @@ void ox_model_free(ox_model *m)
     ox_context *ctx = m->ctx;
     ox__free(ctx, m->layers, sizeof *m->layers * (size_t)(m->info.n_layer > 0 ? m->info.n_layer : 0));
     ox_buffer_free(m->weights);
+    for (int i = 1; i < MAX_TP; i++)
+        if (m->tp_weights[i]) ox_buffer_free(m->tp_weights[i]);
     ox_gguf_close(m->gguf);
     ox__free(ctx, m, sizeof *m);
 }
@@ -475,6 +580,7 @@ ox_status ox_session_create_ex(ox_model *m, const ox_session_options *options, o
     se->v_cache = ox__calloc(ctx, (size_t)L, sizeof *se->v_cache);
     ox_status s = se->k_cache && se->v_cache ? ox_queue_create(m->device, &se->queue)
                                              : ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int i = 1; s == OX_OK && i < m->n_tp; i++) s = ox_queue_create(m->tp_device[i], &se->tp_queue[i]);
     for (int il = m->first; s == OX_OK && il < m->last; il++) {
         s = ox_tensor_alloc(m->device, kv, m->info.head_dim, n_ctx, m->info.n_head_kv, 1,
                             &se->k_cache[il]);
@@ -502,6 +608,8 @@ void ox_session_free(ox_session *se)
     ox__free(ctx, se->k_cache, sizeof *se->k_cache * (size_t)L);
     ox__free(ctx, se->v_cache, sizeof *se->v_cache * (size_t)L);
     ox_queue_free(se->queue);
+    for (int i = 1; i < MAX_TP; i++) ox_queue_free(se->tp_queue[i]);
+    free(se->tp_host);
     ox__free(ctx, se, sizeof *se);
 }
 
@@ -530,19 +638,28 @@ ox_status ox_session_rewind(ox_session *se, int position)
 /* Scratch tensors of one evaluation of n tokens. */
 typedef struct scratch {
     ox_tensor x, h, q, k, v, att, o, g, u, ids, pos, mask, last, logits;
+    /* tensor parallel: the main device's staging of the helpers' rows, and
+     * each helper's input and output */
+    ox_tensor tp_stage, tp_in[MAX_TP], tp_out[MAX_TP];
 } scratch;
 
 static void scratch_free(scratch *sc)
 {
     ox_tensor *all[] = {&sc->x, &sc->h, &sc->q, &sc->k, &sc->v, &sc->att, &sc->o,
-                        &sc->g, &sc->u, &sc->ids, &sc->pos, &sc->mask, &sc->logits};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) ox_buffer_free(all[i]->buffer);
+                        &sc->g, &sc->u, &sc->ids, &sc->pos, &sc->mask, &sc->logits, &sc->tp_stage};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (all[i]->buffer) ox_buffer_free(all[i]->buffer);
+    for (int i = 1; i < MAX_TP; i++) {
+        if (sc->tp_in[i].buffer) ox_buffer_free(sc->tp_in[i].buffer);
+        if (sc->tp_out[i].buffer) ox_buffer_free(sc->tp_out[i].buffer);
+    }
 }
 
 static ox_status scratch_alloc(ox_session *se, int n, scratch *sc)
 {
     const ox_model_info *in = &se->model->info;
-    ox_device *d = se->model->device;
+    ox_model *m = se->model;
+    ox_device *d = m->device;
     int64_t E = in->n_embd, D = in->head_dim, H = in->n_head, Hkv = in->n_head_kv;
     int n_kv = se->pos + n;
     memset(sc, 0, sizeof *sc);
@@ -560,8 +677,81 @@ static ox_status scratch_alloc(ox_session *se, int n, scratch *sc)
         (s = ox_tensor_alloc(d, OX_DTYPE_I32, n, 1, 1, 1, &sc->pos)) ||
         (s = ox_tensor_alloc(d, OX_DTYPE_F32, n_kv, n, 1, 1, &sc->mask)) ||
         (s = ox_tensor_alloc(d, OX_DTYPE_F32, in->n_vocab, 1, 1, 1, &sc->logits)))
-        scratch_free(sc);
+        goto fail;
+    if (m->n_tp > 1) {
+        /* the widest input and output of any layer matrix */
+        int64_t wide = E > H * D ? E : H * D;
+        if (in->n_ff > wide) wide = in->n_ff;
+        if ((s = ox_tensor_alloc(d, OX_DTYPE_F32, wide, n, 1, 1, &sc->tp_stage))) goto fail;
+        for (int i = 1; i < m->n_tp; i++)
+            if ((s = ox_tensor_alloc(m->tp_device[i], OX_DTYPE_F32, wide, n, 1, 1, &sc->tp_in[i])) ||
+                (s = ox_tensor_alloc(m->tp_device[i], OX_DTYPE_F32, wide, n, 1, 1, &sc->tp_out[i])))
+                goto fail;
+    }
+    return OX_OK;
+fail:
+    scratch_free(sc);
     return s;
+}
+
+/* A contiguous [ne0, ne1] view at the start of a scratch tensor. */
+static ox_tensor view2(const ox_tensor *t, int64_t ne0, int64_t ne1)
+{
+    return ox_tensor_make(t->buffer, t->offset, t->dtype, ne0, ne1, 1, 1);
+}
+
+/* dst = in . W^T for layer matrix `id`; with tensor parallelism, each
+ * device computes its rows of dst from the same input (copied to the
+ * helpers through host memory), and the main device gathers them. */
+static ox_status mm(ox_session *se, scratch *sc, layer *L, int id, const ox_tensor *dst,
+                    const ox_tensor *in)
+{
+    ox_model *m = se->model;
+    ox_queue *q = se->queue;
+    if (m->n_tp <= 1) return ox_matmul(q, dst, in, matrix(L, id), OX_MATMUL_TRANS_B);
+    int64_t K = in->ne[0], n = in->ne[1], N = dst->ne[0];
+    size_t in_bytes = (size_t)(K * n) * sizeof(float), out_bytes = (size_t)(N * n) * sizeof(float);
+    size_t need = in_bytes > out_bytes ? in_bytes : out_bytes;
+    if (need > se->tp_host_bytes) {
+        free(se->tp_host);
+        se->tp_host = malloc(need);
+        se->tp_host_bytes = se->tp_host ? need : 0;
+        if (!se->tp_host)
+            return ox__fail(m->ctx, OX_ERR_OUT_OF_MEMORY, "ox_session_eval: out of memory");
+    }
+    ox_status s;
+    if ((s = ox_queue_finish(q)) || (s = ox_tensor_read(in, se->tp_host, in_bytes))) return s;
+    for (int i = 1; i < m->n_tp; i++) {
+        int64_t rows = L->cut[id][i + 1] - L->cut[id][i];
+        if (rows == 0) continue;
+        ox_tensor tin = view2(&sc->tp_in[i], K, n), tout = view2(&sc->tp_out[i], rows, n);
+        if ((s = ox_tensor_write(&tin, se->tp_host, in_bytes)) ||
+            (s = ox_matmul(se->tp_queue[i], &tout, &tin, &L->part[id][i], OX_MATMUL_TRANS_B)))
+            return s;
+    }
+    /* the main device's rows straight into dst's first columns */
+    int64_t rows0 = L->cut[id][1];
+    if (rows0 > 0) {
+        ox_tensor stage = view2(&sc->tp_stage, rows0, n), part = *dst;
+        part.ne[0] = rows0;
+        if ((s = ox_matmul(q, &stage, in, &L->part[id][0], OX_MATMUL_TRANS_B)) ||
+            (s = ox_copy(q, &part, &stage)))
+            return s;
+    }
+    for (int i = 1; i < m->n_tp; i++) {
+        int64_t rows = L->cut[id][i + 1] - L->cut[id][i];
+        if (rows == 0) continue;
+        size_t bytes = (size_t)(rows * n) * sizeof(float);
+        ox_tensor tout = view2(&sc->tp_out[i], rows, n), part = *dst;
+        ox_tensor stage = view2(&sc->tp_stage, rows, n);
+        stage.offset += (size_t)(L->cut[id][i] * n) * sizeof(float);
+        part.offset += (size_t)L->cut[id][i] * sizeof(float);
+        part.ne[0] = rows;
+        if ((s = ox_queue_finish(se->tp_queue[i])) || (s = ox_tensor_read(&tout, se->tp_host, bytes)) ||
+            (s = ox_tensor_write(&stage, se->tp_host, bytes)) || (s = ox_copy(q, &part, &stage)))
+            return s;
+    }
+    return OX_OK;
 }
 
 /* A [rows of D] x n_heads x n_tokens view of a [n_heads * D, n_tokens] tensor. */
@@ -587,7 +777,7 @@ static ox_tensor tokens_by_head(const ox_tensor *t, int64_t D)
     return ox_tensor_permute(&hv, axes);
 }
 
-static ox_status attention_block(ox_session *se, const layer *L, scratch *sc, int n)
+static ox_status attention_block(ox_session *se, layer *L, scratch *sc, int n)
 {
     ox_model *m = se->model;
     const ox_model_info *in = &m->info;
@@ -598,9 +788,8 @@ static ox_status attention_block(ox_session *se, const layer *L, scratch *sc, in
     ox_tensor qh = heads(&sc->q, D), kh = heads(&sc->k, D), vh = heads(&sc->v, D);
     ox_rope_params rope = {.mode = m->arch->rope_mode, .n_dims = m->rope_dims,
                            .freq_base = L->rope_base, .freq_scale = m->rope_scale};
-    if ((s = ox_matmul(q, &sc->q, &sc->h, &L->wq, OX_MATMUL_TRANS_B)) ||
-        (s = ox_matmul(q, &sc->k, &sc->h, &L->wk, OX_MATMUL_TRANS_B)) ||
-        (s = ox_matmul(q, &sc->v, &sc->h, &L->wv, OX_MATMUL_TRANS_B)))
+    if ((s = mm(se, sc, L, MAT_Q, &sc->q, &sc->h)) || (s = mm(se, sc, L, MAT_K, &sc->k, &sc->h)) ||
+        (s = mm(se, sc, L, MAT_V, &sc->v, &sc->h)))
         return s;
     if ((L->bq.buffer && (s = ox_add(q, &sc->q, &sc->q, &L->bq))) ||
         (L->bk.buffer && (s = ox_add(q, &sc->k, &sc->k, &L->bk))) ||
@@ -634,23 +823,22 @@ static ox_status attention_block(ox_session *se, const layer *L, scratch *sc, in
     ox_tensor mview = sc->mask;
     if (L->swa && n_kv > m->swa_window) mask = &mview;
     if ((s = ox_attention(q, &at, &qt, &kc, &vc, mask, &ap)) ||
-        (s = ox_matmul(q, &sc->o, &sc->att, &L->wo, OX_MATMUL_TRANS_B)) ||
+        (s = mm(se, sc, L, MAT_O, &sc->o, &sc->att)) ||
         (m->arch->post_norms && (s = ox_rms_norm(q, &sc->o, &sc->o, &L->post_attn_norm, m->eps))))
         return s;
     return ox_add(q, &sc->x, &sc->x, &sc->o);
 }
 
-static ox_status ffn_block(ox_session *se, const layer *L, scratch *sc)
+static ox_status ffn_block(ox_session *se, layer *L, scratch *sc)
 {
     ox_model *m = se->model;
     ox_queue *q = se->queue;
     ox_status s;
     if ((s = ox_rms_norm(q, &sc->h, &sc->x, &L->ffn_norm, m->eps)) ||
-        (s = ox_matmul(q, &sc->g, &sc->h, &L->w_gate, OX_MATMUL_TRANS_B)) ||
-        (s = ox_matmul(q, &sc->u, &sc->h, &L->w_up, OX_MATMUL_TRANS_B)) ||
+        (s = mm(se, sc, L, MAT_GATE, &sc->g, &sc->h)) || (s = mm(se, sc, L, MAT_UP, &sc->u, &sc->h)) ||
         (s = ox_unary(q, m->arch->act, &sc->g, &sc->g)) ||
         (s = ox_mul(q, &sc->g, &sc->g, &sc->u)) ||
-        (s = ox_matmul(q, &sc->o, &sc->g, &L->w_down, OX_MATMUL_TRANS_B)) ||
+        (s = mm(se, sc, L, MAT_DOWN, &sc->o, &sc->g)) ||
         (m->arch->post_norms && (s = ox_rms_norm(q, &sc->o, &sc->o, &L->post_ffw_norm, m->eps))))
         return s;
     return ox_add(q, &sc->x, &sc->x, &sc->o);
@@ -734,7 +922,7 @@ ox_status ox_session_eval_range(ox_session *se, const int32_t *tokens, const flo
         goto out;
     }
     for (int il = m->first; il < m->last; il++) {
-        const layer *L = &m->layers[il];
+        layer *L = &m->layers[il];
         if ((s = ox_rms_norm(q, &sc.h, &sc.x, &L->attn_norm, m->eps)) ||
             (s = attention_block(se, L, &sc, n)) || (s = ffn_block(se, L, &sc)))
             goto out;

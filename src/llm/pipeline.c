@@ -48,6 +48,12 @@ struct ox_pipeline {
     int n_devices;
     stage stages[MAX_STAGES];
     int n_stages;
+    /* what each device does: one entry per stage, or with tensor
+     * parallelism one per device sharing the single stage */
+    ox_stage_info infos[MAX_STAGES];
+    ox_device *info_device[MAX_STAGES];
+    int n_infos;
+    bool tp;
     int n_embd, n_vocab, n_ctx;
     int n_layer;       /* the model's */
     int first, last;   /* the layers this pipeline covers */
@@ -253,6 +259,39 @@ static ox_status plan(ox_context *ctx, const char *path, ox_device *const *devic
     cum[0] = 0;
     for (int il = L0; il < L1; il++) cum[il - L0 + 1] = cum[il - L0] + layer_bytes(g, il);
     all_bytes += cum[L1 - L0];
+    if (o && o->tensor_parallel && n > 1) {
+        /* every device runs every layer's matrices on its share of the
+         * rows; the last (fastest) device holds the rest of the model, the
+         * KV cache and the output */
+        for (int i = 0; i < n; i++) {
+            ox_stage_info *st = &out[i];
+            memset(st, 0, sizeof *st);
+            st->struct_size = sizeof *st;
+            ox_device_info di = {.struct_size = sizeof di};
+            if ((s = ox_device_get_info(devices[i], &di)) != OX_OK) goto out;
+            snprintf(st->device, sizeof st->device, "%s", di.id);
+            st->first_layer = L0;
+            st->last_layer = L1;
+            st->speed = speeds[i] / total;
+            bool main_device = i == n - 1;
+            st->weight_bytes = main_device ? cum[L1 - L0] + tail + (L0 == 0 ? embd : 0)
+                                           : (uint64_t)((double)cum[L1 - L0] * st->speed);
+            st->kv_bytes = main_device ? kv_per_layer * (uint64_t)(L1 - L0) : 0;
+            uint64_t scratch = 512ull * 16u * (uint64_t)n_embd * 4u;
+            bool mapped = strcmp(di.backend, "cpu") == 0;
+            st->need_bytes = (mapped ? 0 : st->weight_bytes) + st->kv_bytes + scratch;
+            if (di.memory_bytes && st->need_bytes > di.memory_bytes) {
+                s = ox__fail(ctx, OX_ERR_DEVICE_MEMORY, "ox_pipeline: the model does not fit: %s "
+                             "needs %.1f MiB (weights %.1f, KV cache %.1f), has %.1f MiB: %.1f "
+                             "MiB missing", di.id, (double)st->need_bytes / 1048576.0,
+                             (double)st->weight_bytes / 1048576.0,
+                             (double)st->kv_bytes / 1048576.0, (double)di.memory_bytes / 1048576.0,
+                             (double)(st->need_bytes - di.memory_bytes) / 1048576.0);
+                goto out;
+            }
+        }
+        goto out;
+    }
     double acc = 0;
     int first = L0;
     for (int i = 0; i < n; i++) {
@@ -370,15 +409,37 @@ static ox_status build(ox_pipeline *p)
     ox_stage_info infos[MAX_STAGES];
     ox_status s = plan(p->ctx, p->path, p->devices, p->speeds, p->n_devices, &p->options, infos);
     if (s != OX_OK) return s;
-    for (int i = 0; i < p->n_devices && s == OX_OK; i++) {
+    p->tp = p->options.tensor_parallel && p->n_devices > 1;
+    memcpy(p->infos, infos, (size_t)p->n_devices * sizeof *infos);
+    memcpy(p->info_device, p->devices, (size_t)p->n_devices * sizeof *p->devices);
+    p->n_infos = p->n_devices;
+    int n_stages = p->tp ? 1 : p->n_devices;
+    /* tensor parallel: the main (last, fastest) device first, then helpers */
+    ox_device *tp_devices[MAX_STAGES];
+    double tp_shares[MAX_STAGES];
+    if (p->tp) {
+        tp_devices[0] = p->devices[p->n_devices - 1];
+        tp_shares[0] = p->speeds[p->n_devices - 1];
+        for (int i = 0; i + 1 < p->n_devices; i++) {
+            tp_devices[i + 1] = p->devices[i];
+            tp_shares[i + 1] = p->speeds[i];
+        }
+    }
+    for (int i = 0; i < n_stages && s == OX_OK; i++) {
         stage *st = &p->stages[i];
-        st->device = p->devices[i];
-        st->info = infos[i];
+        int k = p->tp ? p->n_devices - 1 : i;
+        st->device = p->devices[k];
+        st->info = infos[k];
         ox_model_load_options lo = {.struct_size = sizeof lo,
                                     .progress = p->options.progress,
                                     .progress_user = p->options.progress_user,
-                                    .first_layer = infos[i].first_layer,
-                                    .last_layer = infos[i].last_layer};
+                                    .first_layer = infos[k].first_layer,
+                                    .last_layer = infos[k].last_layer};
+        if (p->tp) {
+            lo.tp_devices = tp_devices;
+            lo.tp_shares = tp_shares;
+            lo.tp_count = p->n_devices;
+        }
         ox_session_options so = {.struct_size = sizeof so, .n_ctx = p->options.n_ctx,
                                  .kv_f32 = p->options.kv_f32};
         s = ox_model_load_ex(st->device, p->path, &lo, &st->model);
@@ -452,12 +513,16 @@ static bool device_failure(ox_status s)
     return s == OX_ERR_BACKEND || s == OX_ERR_DEVICE_LOST || s == OX_ERR_DEVICE_MEMORY;
 }
 
-/* OX_FAULT_DEVICE / OX_FAULT_AFTER: fail this stage now? */
-static bool fault_injected(const ox_pipeline *p, const stage *st)
+/* OX_FAULT_DEVICE / OX_FAULT_AFTER: the device (index in p->infos) that
+ * fails now, or -1. With tensor parallelism every device takes part in
+ * the one stage; else only stage `i`'s. */
+static int fault_injected(const ox_pipeline *p, int i)
 {
     const char *id = getenv("OX_FAULT_DEVICE"), *after = getenv("OX_FAULT_AFTER");
-    if (!id || strcmp(id, st->info.device) != 0) return false;
-    return p->evals >= (after && *after ? atol(after) : 1);
+    if (!id || p->evals < (after && *after ? atol(after) : 1)) return -1;
+    for (int k = 0; k < p->n_infos; k++)
+        if ((p->tp || k == i) && strcmp(id, p->infos[k].device) == 0) return k;
+    return -1;
 }
 
 static ox_status grow_hidden(ox_pipeline *p, int n)
@@ -480,7 +545,18 @@ static ox_status grow_hidden(ox_pipeline *p, int n)
     return OX_OK;
 }
 
-/* One pass through the stages; *failed is the stage that failed, or -1.
+/* With tensor parallelism, which device a failure of the one stage came
+ * from: the one the error message names, else the last helper. */
+static int culprit(const ox_pipeline *p)
+{
+    const char *message = ox_errmsg(p->ctx);
+    for (int k = 0; k < p->n_infos; k++)
+        if (strstr(message, p->infos[k].device)) return k;
+    return 0;
+}
+
+/* One pass through the stages; *failed is the device (index in p->infos)
+ * that failed, or -1.
  * The first stage takes tokens or hidden_in, the last gives logits or
  * hidden_out, as the range of layers says. */
 static ox_status run_stages(ox_pipeline *p, const int32_t *tokens, const float *hidden_in, int n,
@@ -490,9 +566,11 @@ static ox_status run_stages(ox_pipeline *p, const int32_t *tokens, const float *
     *failed = -1;
     for (int i = 0; s == OX_OK && i < p->n_stages; i++) {
         stage *st = &p->stages[i];
-        if (fault_injected(p, st)) {
+        int broken = fault_injected(p, i);
+        if (broken >= 0) {
             s = ox__fail(p->ctx, OX_ERR_DEVICE_LOST, "%s: fault injected (OX_FAULT_DEVICE)",
-                         st->info.device);
+                         p->infos[broken].device);
+            *failed = broken;
         } else {
             bool last = i == p->n_stages - 1;
             const float *in = i ? p->hidden[(i - 1) % 2] : hidden_in;
@@ -500,7 +578,7 @@ static ox_status run_stages(ox_pipeline *p, const int32_t *tokens, const float *
             s = ox_session_eval_range(st->session, i ? NULL : tokens, in, n, out,
                                       last ? logits : NULL);
         }
-        if (s != OX_OK) *failed = i;
+        if (s != OX_OK && *failed < 0) *failed = p->tp ? culprit(p) : i;
     }
     return s;
 }
@@ -539,9 +617,9 @@ static ox_status remember(ox_pipeline *p, const int32_t *tokens, const float *hi
 static ox_status recover(ox_pipeline *p, int failed, ox_status why)
 {
     char dropped[64], message[OX__ERRMSG_MAX];
-    snprintf(dropped, sizeof dropped, "%s", p->stages[failed].info.device);
+    snprintf(dropped, sizeof dropped, "%s", p->infos[failed].device);
     ox__copy_string(message, sizeof message, ox_errmsg(p->ctx));
-    ox_device *gone = p->stages[failed].device;
+    ox_device *gone = p->info_device[failed];
     int k = 0;
     for (int i = 0; i < p->n_devices; i++)
         if (p->devices[i] != gone) {
@@ -553,9 +631,9 @@ static ox_status recover(ox_pipeline *p, int failed, ox_status why)
     ox_status s = build(p);
     if (s != OX_OK) return s;
     char rest[256] = "";
-    for (int i = 0; i < p->n_stages; i++)
+    for (int i = 0; i < p->n_infos; i++)
         snprintf(rest + strlen(rest), sizeof rest - strlen(rest), "%s%s", i ? "," : "",
-                 p->stages[i].info.device);
+                 p->infos[i].device);
     ox__log(p->ctx, OX_LOG_WARN, "device %s failed (%s: %s); continuing on %s, replaying %d "
             "tokens", dropped, ox_status_str(why), message, rest, p->n_history);
     int failed_again;
@@ -591,7 +669,7 @@ ox_status ox_pipeline_eval_range(ox_pipeline *p, const int32_t *tokens, const fl
     int position = p->n_history;
     p->evals++;
     ox_status s = run_stages(p, tokens, hidden_in, n, hidden_out, logits, &failed);
-    while (s != OX_OK && device_failure(s) && failed >= 0 && p->n_devices > 1) {
+    while (s != OX_OK && device_failure(s) && failed >= 0 && p->n_infos > 1) {
         /* the stages before the failed one moved on: rebuild from the history */
         if ((s = recover(p, failed, s)) != OX_OK) return s;
         s = run_stages(p, tokens, hidden_in, n, hidden_out, logits, &failed);
@@ -632,19 +710,20 @@ int ox_pipeline_capacity(const ox_pipeline *p)
 
 int ox_pipeline_stage_count(const ox_pipeline *p)
 {
-    return p ? p->n_stages : 0;
+    return p ? p->n_infos : 0;
 }
 
 ox_status ox_pipeline_stage_get(const ox_pipeline *p, int i, ox_stage_info *info)
 {
-    if (!p || !info || info->struct_size < sizeof *info || i < 0 || i >= p->n_stages)
+    if (!p || !info || info->struct_size < sizeof *info || i < 0 || i >= p->n_infos)
         return ox__fail(p ? p->ctx : NULL, OX_ERR_INVALID, "ox_pipeline_stage_get: bad "
                         "pipeline, info or stage index %d", i);
-    *info = p->stages[i].info;
+    *info = p->infos[i];
     return OX_OK;
 }
 
 ox_model *ox_pipeline_model(const ox_pipeline *p, int i)
 {
+    if (p && p->tp) i = 0; /* one model shared by every device */
     return p && i >= 0 && i < p->n_stages ? p->stages[i].model : NULL;
 }

@@ -536,7 +536,7 @@ static void count_warnings(void *user, ox_log_level level, const char *message)
 /* A pipeline over the CPU and the OpenCL device (PoCL here): llama.cpp's
  * greedy tokens, as on one device; with fault_after > 0 the OpenCL device
  * fails from that evaluation on and the rest runs on the CPU alone. */
-static void pipeline_greedy(const char *arch, int fault_after)
+static void pipeline_greedy(const char *arch, int fault_after, int tensor)
 {
     const char *plugin = getenv("OX_OPENCL_PLUGIN");
     if (!plugin || !*plugin) OX_SKIP("no OpenCL plugin was built (OX_OPENCL_PLUGIN is empty)");
@@ -559,9 +559,9 @@ static void pipeline_greedy(const char *arch, int fault_after)
         unlink(fx.path);
         OX_SKIP("no OpenCL device: %s", ox_errmsg(ctx));
     }
-    const double speeds[2] = {1.0, 1.0}; /* one layer each */
+    const double speeds[2] = {1.0, 1.0}; /* one layer each, or half of every matrix */
     ox_pipeline_options po = {.struct_size = sizeof po, .n_ctx = TINY_N_CTX, .kv_f32 = 1,
-                              .speeds = speeds};
+                              .speeds = speeds, .tensor_parallel = tensor};
     ox_pipeline *pipe;
     ox_status s = ox_pipeline_create(ctx, fx.path, devices, 2, &po, &pipe);
     if (s != OX_OK) unlink(fx.path);
@@ -570,7 +570,8 @@ static void pipeline_greedy(const char *arch, int fault_after)
     ox_stage_info si = {.struct_size = sizeof si};
     ASSERT_OK(ctx, ox_pipeline_stage_get(pipe, 1, &si));
     ASSERT_STR_EQ(si.device, "opencl:0");
-    ASSERT(si.first_layer == 1 && si.last_layer == 2);
+    if (tensor) ASSERT(si.first_layer == 0 && si.last_layer == 2 && si.speed == 0.5);
+    else ASSERT(si.first_layer == 1 && si.last_layer == 2);
     float *logits = malloc((size_t)fx.data.n_vocab * sizeof *logits);
     ASSERT(logits);
     for (int p = 0; p < fx.data.n_runs; p++) {
@@ -585,8 +586,9 @@ static void pipeline_greedy(const char *arch, int fault_after)
         }
         ASSERT_EQ(ox_pipeline_position(pipe), r->n_prompt + r->n_steps);
     }
-    printf("  tiny-%s on cpu:0 + opencl:0%s: %d prompts x 32 greedy tokens as llama.cpp's\n",
-           arch, fault_after > 0 ? " (opencl:0 failing)" : "", fx.data.n_runs);
+    printf("  tiny-%s on cpu:0 + opencl:0 (%s)%s: %d prompts x 32 greedy tokens as llama.cpp's\n",
+           arch, tensor ? "tensor parallel" : "a layer each",
+           fault_after > 0 ? ", opencl:0 failing" : "", fx.data.n_runs);
     if (fault_after > 0) {
         ASSERT_EQ(ox_pipeline_stage_count(pipe), 1);
         ASSERT_OK(ctx, ox_pipeline_stage_get(pipe, 0, &si));
@@ -602,9 +604,11 @@ static void pipeline_greedy(const char *arch, int fault_after)
     close_fixture(&fx);
 }
 
-OX_TEST(pipeline_cpu_opencl_llama) { pipeline_greedy("llama", 0); }
-OX_TEST(pipeline_cpu_opencl_qwen3) { pipeline_greedy("qwen3", 0); }
-OX_TEST(pipeline_survives_a_failing_device) { pipeline_greedy("qwen2", 12); }
+OX_TEST(pipeline_cpu_opencl_llama) { pipeline_greedy("llama", 0, 0); }
+OX_TEST(pipeline_cpu_opencl_qwen3) { pipeline_greedy("qwen3", 0, 0); }
+OX_TEST(pipeline_survives_a_failing_device) { pipeline_greedy("qwen2", 12, 0); }
+OX_TEST(tensor_parallel_cpu_opencl_llama) { pipeline_greedy("llama", 0, 1); }
+OX_TEST(tensor_parallel_survives_a_failing_device) { pipeline_greedy("qwen3", 7, 1); }
 
 /* Planning refuses what cannot work before loading anything. */
 OX_TEST(plan_refuses_what_cannot_work)
@@ -671,5 +675,6 @@ OX_TEST(qwen3_greedy) { check_greedy("qwen3"); }
 OX_TEST_MAIN(out_of_memory_anywhere_is_an_error, ox_run_bad_input_and_chat,
              range_stages_equal_the_whole_model, pipeline_cpu_opencl_llama,
              pipeline_cpu_opencl_qwen3, pipeline_survives_a_failing_device,
+             tensor_parallel_cpu_opencl_llama, tensor_parallel_survives_a_failing_device,
              plan_refuses_what_cannot_work, ox_plan_cli, llama_tokens, llama_logits, llama_greedy, qwen2_tokens, qwen2_logits, qwen2_greedy,
              qwen3_tokens, qwen3_logits, qwen3_greedy)

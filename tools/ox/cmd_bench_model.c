@@ -8,11 +8,12 @@
 
 #include "cli.h"
 
-enum { OPTION_DEVICE, OPTION_PROMPT, OPTION_GEN, OPTION_REPS, OPTION_JSON };
+enum { OPTION_DEVICE, OPTION_SPLIT, OPTION_PROMPT, OPTION_GEN, OPTION_REPS, OPTION_JSON };
 
 static const cli_option bench_model_options[] = {
     [OPTION_DEVICE] = {"device", "SEL", "device(s): one, a list (cpu,opencl:0) or all (default: "
                        "the default device)", 0},
+    [OPTION_SPLIT] = {"split", "HOW", "several devices: layer (default) or tensor", 0},
     [OPTION_PROMPT] = {"prompt", "P", "prompt tokens of the pp test (default 512; 0: skip)", 'p'},
     [OPTION_GEN] = {"gen", "G", "generated tokens of the tg test (default 128; 0: skip)", 'n'},
     [OPTION_REPS] = {"repetitions", "R", "repetitions of each test (default 3)", 'r'},
@@ -67,7 +68,7 @@ static int parse_count(const cli_command *c, const char *name, const char *value
 static int run_bench_model(const cli_command *command, int argc, char **argv)
 {
     const char *model_path = NULL, *device_sel = NULL, *value;
-    int prompt = 512, gen = 128, reps = 3, json = 0, index, status = CLI_EXIT_OK;
+    int prompt = 512, gen = 128, reps = 3, json = 0, tensor = 0, index, status = CLI_EXIT_OK;
     cli_parser p;
     cli_parser_init(&p, command, argc, argv);
     while ((index = cli_parse_next(&p, &value)) != CLI_PARSE_END && status == CLI_EXIT_OK) {
@@ -77,6 +78,11 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
             model_path = value;
             break;
         case OPTION_DEVICE: device_sel = value; break;
+        case OPTION_SPLIT:
+            if (strcmp(value, "layer") != 0 && strcmp(value, "tensor") != 0)
+                return cli_usage_error(command, "--split: '%s' is not layer or tensor", value);
+            tensor = strcmp(value, "tensor") == 0;
+            break;
         case OPTION_PROMPT: status = parse_count(command, "prompt", value, 0, &prompt); break;
         case OPTION_GEN: status = parse_count(command, "gen", value, 0, &gen); break;
         case OPTION_REPS: status = parse_count(command, "repetitions", value, 1, &reps); break;
@@ -100,7 +106,7 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
     int n_results = 0;
     if ((status = cli_select_devices(command, ctx, device_sel, devices, &n)) != CLI_EXIT_OK)
         goto out;
-    ox_pipeline_options po = {.struct_size = sizeof po, .n_ctx = need};
+    ox_pipeline_options po = {.struct_size = sizeof po, .n_ctx = need, .tensor_parallel = tensor};
     ox_status s = ox_pipeline_create(ctx, model_path, devices, n, &po, &session);
     if (s == OX_OK) s = ox_model_get_info(ox_pipeline_model(session, 0), &info);
     if (s != OX_OK) {

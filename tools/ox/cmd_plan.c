@@ -8,11 +8,13 @@
 
 #include "cli.h"
 
-enum { OPTION_DEVICE, OPTION_CTX, OPTION_CACHE_TYPE, OPTION_JSON };
+enum { OPTION_DEVICE, OPTION_SPLIT, OPTION_CTX, OPTION_CACHE_TYPE, OPTION_JSON };
 
 static const cli_option plan_options[] = {
     [OPTION_DEVICE] = {"device", "SEL", "devices: a list (cpu,opencl:0) or all (default: the "
                        "default device)", 0},
+    [OPTION_SPLIT] = {"split", "HOW", "layer (ranges of layers, default) or tensor (every matrix "
+                      "by rows)", 0},
     [OPTION_CTX] = {"ctx", "N", "context size in tokens (default: min(model, 4096))", 'c'},
     [OPTION_CACHE_TYPE] = {"cache-type", "TYPE", "KV cache: f16 (default) or f32", 0},
     [OPTION_JSON] = {"json", NULL, "print one JSON object", 0},
@@ -38,6 +40,11 @@ static int run_plan(const cli_command *command, int argc, char **argv)
             model = value;
             break;
         case OPTION_DEVICE: device_sel = value; break;
+        case OPTION_SPLIT:
+            if (strcmp(value, "layer") != 0 && strcmp(value, "tensor") != 0)
+                return cli_usage_error(command, "--split: '%s' is not layer or tensor", value);
+            po.tensor_parallel = strcmp(value, "tensor") == 0;
+            break;
         case OPTION_CTX: {
             char *end;
             long v = strtol(value, &end, 10);

@@ -32,7 +32,9 @@ enum {
     OPTION_NO_BOS,
     OPTION_STOP,
     OPTION_JSON,
+    OPTION_SPLIT,
     OPTION_MPI,
+    OPTION_COUNT
 };
 
 static const cli_option run_options[] = {
@@ -57,9 +59,11 @@ static const cli_option run_options[] = {
     [OPTION_NO_BOS] = {"no-bos", NULL, "do not start the prompt with the BOS token", 0},
     [OPTION_STOP] = {"stop", "TEXT", "stop when the output contains TEXT", 0},
     [OPTION_JSON] = {"json", NULL, "print one JSON object (text, tokens, speeds) at the end", 0},
+    [OPTION_SPLIT] = {"split", "HOW", "several devices: layer (ranges of layers, default) or tensor "
+                      "(every matrix by rows)", 0},
     [OPTION_MPI] = {"mpi", NULL, "split the layers across the ranks of mpirun (each rank on its "
                     "--device)", 0},
-    {NULL, NULL, NULL, 0},
+    [OPTION_COUNT] = {NULL, NULL, NULL, 0},
 };
 
 static volatile sig_atomic_t interrupted;
@@ -73,7 +77,7 @@ static void on_sigint(int sig)
 typedef struct run_options_t {
     const char *model, *prompt, *file, *device, *stop, *system, *chat_template;
     int n_predict, n_ctx;
-    bool interactive, chat, no_bos, json, kv_f32, mpi;
+    bool interactive, chat, no_bos, json, kv_f32, mpi, tensor_split;
     ox_sampler_params sampling;
     bool seed_given;
 } run_opts;
@@ -156,6 +160,11 @@ static int parse_options(const cli_command *c, int argc, char **argv, run_opts *
         case OPTION_NO_BOS: o->no_bos = true; break;
         case OPTION_JSON: o->json = true; break;
         case OPTION_MPI: o->mpi = true; break;
+        case OPTION_SPLIT:
+            if (strcmp(value, "layer") != 0 && strcmp(value, "tensor") != 0)
+                return cli_usage_error(c, "--split: '%s' is not layer or tensor", value);
+            o->tensor_split = strcmp(value, "tensor") == 0;
+            break;
 #define NUMBER(opt, lo, hi, assign)                                                         \
     case opt:                                                                               \
         status = parse_number(c, run_options[opt].name, value, lo, hi, &v);                \
@@ -660,7 +669,8 @@ static int open_all(run_state *st, const run_opts *o)
     const char *base = strrchr(o->model, '/');
     ox_pipeline_options po = {.struct_size = sizeof po, .n_ctx = o->n_ctx, .kv_f32 = o->kv_f32,
                               .progress_user = (void *)(base ? base + 1 : o->model),
-                              .first_layer = first, .last_layer = last};
+                              .first_layer = first, .last_layer = last,
+                              .tensor_parallel = o->tensor_split};
     if (isatty(2) && st->rank == 0) po.progress = load_progress;
     if (s == OX_OK) s = ox_pipeline_create(st->ctx, o->model, devices, n, &po, &st->pipe);
     if (s == OX_OK) {
