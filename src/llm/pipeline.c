@@ -274,7 +274,10 @@ static ox_status plan(ox_context *ctx, const char *path, ox_device *const *devic
             st->last_layer = L1;
             st->speed = speeds[i] / total;
             bool main_device = i == n - 1;
-            st->weight_bytes = main_device ? cum[L1 - L0] + tail + (L0 == 0 ? embd : 0)
+            /* a tied output is the embeddings: count them once */
+            bool tied_in_tail = L1 == n_layer && !output;
+            st->weight_bytes = main_device ? cum[L1 - L0] + tail +
+                                                 (L0 == 0 && !tied_in_tail ? embd : 0)
                                            : (uint64_t)((double)cum[L1 - L0] * st->speed);
             st->kv_bytes = main_device ? kv_per_layer * (uint64_t)(L1 - L0) : 0;
             uint64_t scratch = 512ull * 16u * (uint64_t)n_embd * 4u;
