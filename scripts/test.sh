@@ -33,6 +33,15 @@ echo "== conformance: ox check --device cpu,opencl:0"
 run_suite sanitize -DCMAKE_BUILD_TYPE=Debug -DOX_SANITIZE=ON -DCMAKE_C_COMPILER=clang \
     -DCMAKE_C_FLAGS_DEBUG="-g -O1"
 
+# A build without MPI still works, and ox run --mpi says MPI is off.
+echo "== no MPI: ox run --mpi says so"
+cmake -S "$root" -B "$root/build-test/nompi" -G Ninja -DOX_WERROR=ON -DOX_WITH_MPI=OFF \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$root/build-test/nompi.configure.log" 2>&1 ||
+    { cat "$root/build-test/nompi.configure.log"; exit 1; }
+grep -q "ox run --mpi: off" "$root/build-test/nompi.configure.log"
+cmake --build "$root/build-test/nompi" -j "$jobs" --target ox test_mpi
+(cd "$root/build-test/nompi" && ctest --output-on-failure -R test_mpi)
+
 # The ARM NEON kernels, cross-built and run under qemu on two CPU models
 # (with and without the dotprod extension).
 echo "== arm64: NEON kernels under qemu"
