@@ -202,6 +202,32 @@ static int64_t meta(const ox_gguf *g, const char *arch, const char *key, int64_t
     return i >= 0 && ox_gguf_get_int(g, i, &v) == OX_OK ? v : fallback;
 }
 
+static double mib(uint64_t bytes)
+{
+    return (double)bytes / 1048576.0;
+}
+
+/* Device memory a stage needs: its weights (none on the CPU backend, which
+ * maps the file), its KV cache, and scratch for a 512-token batch of about
+ * 16 activations of n_embd. */
+static uint64_t device_need(const ox_device_info *di, const ox_stage_info *st, int n_embd)
+{
+    bool mapped = strcmp(di->backend, "cpu") == 0;
+    return (mapped ? 0 : st->weight_bytes) + st->kv_bytes + 512ull * 16u * (uint64_t)n_embd * 4u;
+}
+
+/* A stage that needs more than its device's memory: an error saying how
+ * much is missing where. */
+static ox_status check_fits(ox_context *ctx, const ox_device_info *di, const ox_stage_info *st)
+{
+    if (!di->memory_bytes || st->need_bytes <= di->memory_bytes) return OX_OK;
+    return ox__fail(ctx, OX_ERR_DEVICE_MEMORY, "ox_pipeline: the model does not fit: %s needs "
+                    "%.1f MiB for layers %d-%d (weights %.1f, KV cache %.1f), has %.1f MiB: "
+                    "%.1f MiB missing", di->id, mib(st->need_bytes), st->first_layer,
+                    st->last_layer - 1, mib(st->weight_bytes), mib(st->kv_bytes),
+                    mib(di->memory_bytes), mib(st->need_bytes - di->memory_bytes));
+}
+
 /* Cut the layers in proportion to the speeds and size each stage. */
 static ox_status plan(ox_context *ctx, const char *path, ox_device *const *devices,
                       const double *speeds, int n, const ox_pipeline_options *o,
@@ -280,18 +306,8 @@ static ox_status plan(ox_context *ctx, const char *path, ox_device *const *devic
                                                  (L0 == 0 && !tied_in_tail ? embd : 0)
                                            : (uint64_t)((double)cum[L1 - L0] * st->speed);
             st->kv_bytes = main_device ? kv_per_layer * (uint64_t)(L1 - L0) : 0;
-            uint64_t scratch = 512ull * 16u * (uint64_t)n_embd * 4u;
-            bool mapped = strcmp(di.backend, "cpu") == 0;
-            st->need_bytes = (mapped ? 0 : st->weight_bytes) + st->kv_bytes + scratch;
-            if (di.memory_bytes && st->need_bytes > di.memory_bytes) {
-                s = ox__fail(ctx, OX_ERR_DEVICE_MEMORY, "ox_pipeline: the model does not fit: %s "
-                             "needs %.1f MiB (weights %.1f, KV cache %.1f), has %.1f MiB: %.1f "
-                             "MiB missing", di.id, (double)st->need_bytes / 1048576.0,
-                             (double)st->weight_bytes / 1048576.0,
-                             (double)st->kv_bytes / 1048576.0, (double)di.memory_bytes / 1048576.0,
-                             (double)(st->need_bytes - di.memory_bytes) / 1048576.0);
-                goto out;
-            }
+            st->need_bytes = device_need(&di, st, n_embd);
+            if ((s = check_fits(ctx, &di, st)) != OX_OK) goto out;
         }
         goto out;
     }
@@ -320,19 +336,8 @@ static ox_status plan(ox_context *ctx, const char *path, ox_device *const *devic
         if (first == 0) st->weight_bytes += embd;
         if (last == n_layer) st->weight_bytes += out_norm + (output ? output : (first ? embd : 0));
         st->kv_bytes = kv_per_layer * (uint64_t)(last - first);
-        /* scratch: a 512-token batch of about 16 activations of n_embd */
-        uint64_t scratch = 512ull * 16u * (uint64_t)n_embd * 4u;
-        bool mapped = strcmp(di.backend, "cpu") == 0; /* the CPU backend maps the file */
-        st->need_bytes = (mapped ? 0 : st->weight_bytes) + st->kv_bytes + scratch;
-        if (di.memory_bytes && st->need_bytes > di.memory_bytes) {
-            s = ox__fail(ctx, OX_ERR_DEVICE_MEMORY, "ox_pipeline: the model does not fit: %s "
-                         "needs %.1f MiB for layers %d-%d (weights %.1f, KV cache %.1f), has "
-                         "%.1f MiB: %.1f MiB missing", di.id, (double)st->need_bytes / 1048576.0,
-                         first, last - 1, (double)st->weight_bytes / 1048576.0,
-                         (double)st->kv_bytes / 1048576.0, (double)di.memory_bytes / 1048576.0,
-                         (double)(st->need_bytes - di.memory_bytes) / 1048576.0);
-            goto out;
-        }
+        st->need_bytes = device_need(&di, st, n_embd);
+        if ((s = check_fits(ctx, &di, st)) != OX_OK) goto out;
         first = last;
     }
 out:

@@ -312,17 +312,26 @@ static void check_tokens(const char *arch)
     close_fixture(&fx);
 }
 
+/* The fixture, its model on the CPU, a session with K and V in F32 (as
+ * llama.cpp ran) and room for the logits. */
+static float *open_session(fixture *fx, const char *arch, ox_model **model, ox_session **se)
+{
+    open_fixture(fx, arch);
+    *model = load_model(fx, arch);
+    float *logits = malloc((size_t)fx->data.n_vocab * sizeof *logits);
+    ASSERT(logits);
+    ox_session_options so = {.struct_size = sizeof so, .n_ctx = TINY_N_CTX, .kv_f32 = 1};
+    ASSERT_OK(fx->ctx, ox_session_create_ex(*model, &so, se));
+    return logits;
+}
+
 static void check_logits(const char *arch)
 {
     fixture fx;
-    open_fixture(&fx, arch);
-    ox_model *model = load_model(&fx, arch);
+    ox_model *model;
     ox_session *se;
+    float *logits = open_session(&fx, arch, &model, &se);
     int n_vocab = fx.data.n_vocab;
-    float *logits = malloc((size_t)n_vocab * sizeof *logits);
-    ASSERT(logits);
-    ox_session_options so = {.struct_size = sizeof so, .n_ctx = TINY_N_CTX, .kv_f32 = 1};
-    ASSERT_OK(fx.ctx, ox_session_create_ex(model, &so, &se));
     const tiny_run *r = &fx.data.runs[0];
     ASSERT_OK(fx.ctx, ox_session_eval(se, r->prompt_ids, r->n_prompt, logits));
 
@@ -354,14 +363,10 @@ static void check_logits(const char *arch)
 static void check_greedy(const char *arch)
 {
     fixture fx;
-    open_fixture(&fx, arch);
-    ox_model *model = load_model(&fx, arch);
+    ox_model *model;
     ox_session *se;
+    float *logits = open_session(&fx, arch, &model, &se);
     int n_vocab = fx.data.n_vocab;
-    float *logits = malloc((size_t)n_vocab * sizeof *logits);
-    ASSERT(logits);
-    ox_session_options so = {.struct_size = sizeof so, .n_ctx = TINY_N_CTX, .kv_f32 = 1};
-    ASSERT_OK(fx.ctx, ox_session_create_ex(model, &so, &se));
     for (int p = 0; p < fx.data.n_runs; p++) {
         const tiny_run *r = &fx.data.runs[p];
         int must = r->n_steps, matched = 0;

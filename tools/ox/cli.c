@@ -191,6 +191,15 @@ int cli_context_open(const cli_command *command, ox_context **ctx)
     return CLI_EXIT_OK;
 }
 
+int cli_parse_choice(const cli_command *command, const char *option, const char *value,
+                     const char *first, const char *second, bool *is_second)
+{
+    if (strcmp(value, first) != 0 && strcmp(value, second) != 0)
+        return cli_usage_error(command, "--%s: '%s' is not %s or %s", option, value, first, second);
+    *is_second = strcmp(value, second) == 0;
+    return CLI_EXIT_OK;
+}
+
 int cli_select_devices(const cli_command *command, ox_context *ctx, const char *selection,
                        ox_device **devices, int *n)
 {

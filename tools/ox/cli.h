@@ -114,6 +114,11 @@ int cli_library_error(const cli_command *command, const ox_context *ctx, ox_stat
  * and return CLI_EXIT_FAILURE. The caller frees *ctx with ox_context_free. */
 int cli_context_open(const cli_command *command, ox_context **ctx);
 
+/* An option taking one of two words ("f16" or "f32"): *second is whether
+ * value is the second; anything else is a usage error naming the option. */
+int cli_parse_choice(const cli_command *command, const char *option, const char *value,
+                     const char *first, const char *second, bool *is_second);
+
 #define CLI_MAX_DEVICES 16
 /* The devices of a --device selection ("cpu", "cpu,opencl:0", "all"; NULL:
  * the default device), at most CLI_MAX_DEVICES, into devices[] and *n. */

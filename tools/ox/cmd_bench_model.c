@@ -68,7 +68,8 @@ static int parse_count(const cli_command *c, const char *name, const char *value
 static int run_bench_model(const cli_command *command, int argc, char **argv)
 {
     const char *model_path = NULL, *device_sel = NULL, *value;
-    int prompt = 512, gen = 128, reps = 3, json = 0, tensor = 0, index, status = CLI_EXIT_OK;
+    int prompt = 512, gen = 128, reps = 3, json = 0, index, status = CLI_EXIT_OK;
+    bool tensor = false;
     cli_parser p;
     cli_parser_init(&p, command, argc, argv);
     while ((index = cli_parse_next(&p, &value)) != CLI_PARSE_END && status == CLI_EXIT_OK) {
@@ -79,9 +80,7 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
             break;
         case OPTION_DEVICE: device_sel = value; break;
         case OPTION_SPLIT:
-            if (strcmp(value, "layer") != 0 && strcmp(value, "tensor") != 0)
-                return cli_usage_error(command, "--split: '%s' is not layer or tensor", value);
-            tensor = strcmp(value, "tensor") == 0;
+            status = cli_parse_choice(command, "split", value, "layer", "tensor", &tensor);
             break;
         case OPTION_PROMPT: status = parse_count(command, "prompt", value, 0, &prompt); break;
         case OPTION_GEN: status = parse_count(command, "gen", value, 0, &gen); break;

@@ -31,6 +31,7 @@ static int run_plan(const cli_command *command, int argc, char **argv)
     const char *model = NULL, *device_sel = NULL, *value;
     ox_pipeline_options po = {.struct_size = sizeof po};
     int json = 0, index, status = CLI_EXIT_OK;
+    bool tensor = false, f32 = false;
     cli_parser p;
     cli_parser_init(&p, command, argc, argv);
     while ((index = cli_parse_next(&p, &value)) != CLI_PARSE_END) {
@@ -41,9 +42,7 @@ static int run_plan(const cli_command *command, int argc, char **argv)
             break;
         case OPTION_DEVICE: device_sel = value; break;
         case OPTION_SPLIT:
-            if (strcmp(value, "layer") != 0 && strcmp(value, "tensor") != 0)
-                return cli_usage_error(command, "--split: '%s' is not layer or tensor", value);
-            po.tensor_parallel = strcmp(value, "tensor") == 0;
+            status = cli_parse_choice(command, "split", value, "layer", "tensor", &tensor);
             break;
         case OPTION_CTX: {
             char *end;
@@ -54,14 +53,15 @@ static int run_plan(const cli_command *command, int argc, char **argv)
             break;
         }
         case OPTION_CACHE_TYPE:
-            if (strcmp(value, "f16") != 0 && strcmp(value, "f32") != 0)
-                return cli_usage_error(command, "--cache-type: '%s' is not f16 or f32", value);
-            po.kv_f32 = strcmp(value, "f32") == 0;
+            status = cli_parse_choice(command, "cache-type", value, "f16", "f32", &f32);
             break;
         case OPTION_JSON: json = 1; break;
         default: return cli_parse_stop(command, index);
         }
+        if (status != CLI_EXIT_OK) return status;
     }
+    po.tensor_parallel = tensor;
+    po.kv_f32 = f32;
     if (!model) return cli_usage_error(command, "which model? (ox plan MODEL --device SEL)");
     ox_context *ctx;
     if ((status = cli_context_open(command, &ctx)) != CLI_EXIT_OK) return status;

@@ -147,9 +147,7 @@ static int parse_options(const cli_command *c, int argc, char **argv, run_opts *
         case OPTION_CHAT: o->chat = true; break;
         case OPTION_SYSTEM: o->system = value; break;
         case OPTION_CACHE_TYPE:
-            if (strcmp(value, "f16") != 0 && strcmp(value, "f32") != 0)
-                return cli_usage_error(c, "--cache-type: '%s' is not f16 or f32", value);
-            o->kv_f32 = strcmp(value, "f32") == 0;
+            status = cli_parse_choice(c, "cache-type", value, "f16", "f32", &o->kv_f32);
             break;
         case OPTION_TEMPLATE:
             if (!ox_chat_end_of_turn(value))
@@ -161,9 +159,7 @@ static int parse_options(const cli_command *c, int argc, char **argv, run_opts *
         case OPTION_JSON: o->json = true; break;
         case OPTION_MPI: o->mpi = true; break;
         case OPTION_SPLIT:
-            if (strcmp(value, "layer") != 0 && strcmp(value, "tensor") != 0)
-                return cli_usage_error(c, "--split: '%s' is not layer or tensor", value);
-            o->tensor_split = strcmp(value, "tensor") == 0;
+            status = cli_parse_choice(c, "split", value, "layer", "tensor", &o->tensor_split);
             break;
 #define NUMBER(opt, lo, hi, assign)                                                         \
     case opt:                                                                               \
