@@ -207,6 +207,22 @@ static double mib(uint64_t bytes)
     return (double)bytes / 1048576.0;
 }
 
+/* A stage's device, layers and share; its device's description in *di. */
+static ox_status stage_start(ox_device *device, int first, int last, double share,
+                             ox_stage_info *st, ox_device_info *di)
+{
+    memset(st, 0, sizeof *st);
+    st->struct_size = sizeof *st;
+    *di = (ox_device_info){.struct_size = sizeof *di};
+    ox_status s = ox_device_get_info(device, di);
+    if (s != OX_OK) return s;
+    snprintf(st->device, sizeof st->device, "%s", di->id);
+    st->first_layer = first;
+    st->last_layer = last;
+    st->speed = share;
+    return OX_OK;
+}
+
 /* Device memory a stage needs: its weights (none on the CPU backend, which
  * maps the file), its KV cache, and scratch for a 512-token batch of about
  * 16 activations of n_embd. */
@@ -291,14 +307,8 @@ static ox_status plan(ox_context *ctx, const char *path, ox_device *const *devic
          * KV cache and the output */
         for (int i = 0; i < n; i++) {
             ox_stage_info *st = &out[i];
-            memset(st, 0, sizeof *st);
-            st->struct_size = sizeof *st;
-            ox_device_info di = {.struct_size = sizeof di};
-            if ((s = ox_device_get_info(devices[i], &di)) != OX_OK) goto out;
-            snprintf(st->device, sizeof st->device, "%s", di.id);
-            st->first_layer = L0;
-            st->last_layer = L1;
-            st->speed = speeds[i] / total;
+            ox_device_info di;
+            if ((s = stage_start(devices[i], L0, L1, speeds[i] / total, st, &di))) goto out;
             bool main_device = i == n - 1;
             /* a tied output is the embeddings: count them once */
             bool tied_in_tail = L1 == n_layer && !output;
@@ -324,14 +334,8 @@ static ox_status plan(ox_context *ctx, const char *path, ox_device *const *devic
         if (last < first + 1) last = first + 1;          /* at least one layer each */
         if (last > L1 - (n - 1 - i)) last = L1 - (n - 1 - i); /* and for the rest */
         ox_stage_info *st = &out[i];
-        memset(st, 0, sizeof *st);
-        st->struct_size = sizeof *st;
-        ox_device_info di = {.struct_size = sizeof di};
-        if ((s = ox_device_get_info(devices[i], &di)) != OX_OK) goto out;
-        snprintf(st->device, sizeof st->device, "%s", di.id);
-        st->first_layer = first;
-        st->last_layer = last;
-        st->speed = speeds[i] / total;
+        ox_device_info di;
+        if ((s = stage_start(devices[i], first, last, speeds[i] / total, st, &di))) goto out;
         for (int il = first; il < last; il++) st->weight_bytes += layer_bytes(g, il);
         if (first == 0) st->weight_bytes += embd;
         if (last == n_layer) st->weight_bytes += out_norm + (output ? output : (first ? embd : 0));
