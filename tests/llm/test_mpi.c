@@ -109,5 +109,18 @@ OX_TEST(without_mpi_the_option_says_so)
     free(r);
 }
 
-OX_TEST_MAIN(without_mpi_the_option_says_so)
+/* ... and everything else runs as ever. */
+OX_TEST(without_mpi_one_process_runs)
+{
+    ox_bin();
+    char model[4096];
+    write_tiny("qwen2", model, sizeof model);
+    ox_run *r = RUN_OX("run", model, "-p", "hi", "-n", "4", "--temp", "0");
+    unlink(model);
+    ASSERT_MSG(r->status == 0, "ox run: %s", r->err);
+    ASSERT_CONTAINS(r->err, "generation: 4 tokens");
+    free(r);
+}
+
+OX_TEST_MAIN(without_mpi_the_option_says_so, without_mpi_one_process_runs)
 #endif
