@@ -72,6 +72,7 @@ struct ox_model {
     float eps;
     int swa_window;
     int first, last;   /* the layers loaded: [first, last) */
+    bool host_embd;    /* embeddings looked up in the mapped file, not copied */
     int rope_dims;     /* rotated dimensions of each head (<= head_dim) */
     float rope_scale;  /* position scale (1 / linear rope scaling factor) */
     ox_tensor tok_embd, output_norm, output;
@@ -156,7 +157,7 @@ static int weight_list(ox_model *m, ox_tensor **list, int cap)
 {
     int n = 0;
 #define ADD(t) if (n < cap - 1) list[n++] = &(t)
-    if (m->first == 0 || m->last == m->info.n_layer) ADD(m->tok_embd);
+    if (m->first == 0 && !m->host_embd) ADD(m->tok_embd); /* a tied output is m->output */
     if (m->last == m->info.n_layer) {
         ADD(m->output_norm);
         ADD(m->output);
@@ -196,6 +197,13 @@ static ox_status place_weights(ox_model *m, const ox_model_load_options *o)
         goto out;
     }
     if (s != OX_ERR_UNSUPPORTED) goto out;
+    /* A device that copies: the embedding table (often the largest tensor)
+     * stays in the mapped file and the few rows a batch needs are looked up
+     * on the host, as llama.cpp keeps it on the CPU; unless it is also the
+     * output projection here. */
+    m->host_embd = m->first == 0 &&
+                   !(m->last == m->info.n_layer && m->output.offset == m->tok_embd.offset);
+    if (m->host_embd) n = weight_list(m, list, MAX_WEIGHTS);
     /* Copies: each distinct tensor once (a tied output shares the
      * embeddings), 256-byte aligned. */
     size_t total = 0;
@@ -874,6 +882,23 @@ out:
     return s;
 }
 
+/* The embeddings of n tokens from the mapped file, into x on the device. */
+static ox_status host_rows(ox_model *m, const int32_t *tokens, int n, const ox_tensor *x)
+{
+    size_t file_size, row = ox_dtype_row_size(m->tok_embd.dtype, m->tok_embd.ne[0]);
+    const unsigned char *base = ox_gguf_file_data(m->gguf, &file_size);
+    size_t bytes = (size_t)n * (size_t)m->info.n_embd * sizeof(float);
+    float *rows = ox__alloc(m->ctx, bytes);
+    if (!rows) return ox__fail(m->ctx, OX_ERR_OUT_OF_MEMORY, "ox_session_eval: out of memory");
+    ox_status s = OX_OK;
+    for (int i = 0; i < n && s == OX_OK; i++)
+        s = ox_row_to_f32(m->tok_embd.dtype, base + m->tok_embd.offset + (size_t)tokens[i] * row,
+                          rows + (size_t)i * (size_t)m->info.n_embd, m->info.n_embd);
+    if (s == OX_OK) s = ox_tensor_write(x, rows, bytes);
+    ox__free(m->ctx, rows, bytes);
+    return s;
+}
+
 ox_status ox_session_eval(ox_session *se, const int32_t *tokens, int n, float *logits)
 {
     if (se && (se->model->first != 0 || se->model->last != se->model->info.n_layer))
@@ -914,7 +939,8 @@ ox_status ox_session_eval_range(ox_session *se, const int32_t *tokens, const flo
     size_t hidden_bytes = (size_t)n * (size_t)in->n_embd * sizeof(float);
     if ((s = upload_inputs(se, embeds ? tokens : NULL, n, &sc))) goto out;
     if (embeds) {
-        if ((s = ox_get_rows(q, &sc.x, &m->tok_embd, &sc.ids)) ||
+        if ((s = m->host_embd ? host_rows(m, tokens, n, &sc.x)
+                              : ox_get_rows(q, &sc.x, &m->tok_embd, &sc.ids)) ||
             (m->arch->embd_scale &&
              (s = ox_scale(q, &sc.x, &sc.x, sqrtf((float)in->n_embd), 0.0f))))
             goto out;

@@ -337,7 +337,10 @@ static ox_status plan(ox_context *ctx, const char *path, ox_device *const *devic
         ox_device_info di;
         if ((s = stage_start(devices[i], first, last, speeds[i] / total, st, &di))) goto out;
         for (int il = first; il < last; il++) st->weight_bytes += layer_bytes(g, il);
-        if (first == 0) st->weight_bytes += embd;
+        /* a device that copies looks embeddings up in the mapped file,
+         * unless they are also its output projection */
+        bool mapped = strcmp(di.backend, "cpu") == 0;
+        if (first == 0 && (mapped || (last == n_layer && !output))) st->weight_bytes += embd;
         if (last == n_layer) st->weight_bytes += out_norm + (output ? output : (first ? embd : 0));
         st->kv_bytes = kv_per_layer * (uint64_t)(last - first);
         st->need_bytes = device_need(&di, st, n_embd);
