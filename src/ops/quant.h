@@ -133,6 +133,11 @@ void ox__quantize_q8a(const float *src, ox__block_q8a *dst, int64_t n, ox_dtype 
 /* dot(weight row w of n elements of the kernel's dtype, activation a). */
 typedef float (*ox__qdot_fn)(int64_t n, const void *w, const ox__block_q8a *a);
 
+/* Four activation rows (at a, a + stride, ... blocks) against one weight
+ * row: out[r] is exactly what ox__qdot_fn gives for row r. */
+typedef void (*ox__qdot4_fn)(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride,
+                             float out[4]);
+
 /* Scalar kernels (quant.c), the reference for the SIMD ones. */
 ox__qdot_fn ox__qdot_scalar(ox_dtype dtype);
 
@@ -140,6 +145,8 @@ ox__qdot_fn ox__qdot_scalar(ox_dtype dtype);
 #define OX_QUANT_HAVE_X86 1
 /* quant_avx2.c: needs AVX2, FMA and F16C. NULL for a dtype it lacks. */
 ox__qdot_fn ox__qdot_avx2(ox_dtype dtype);
+/* Four-row variants for batches (prompts), NULL for a dtype without one. */
+ox__qdot4_fn ox__qdot4_avx2(ox_dtype dtype);
 #endif
 
 #if defined(__aarch64__)

@@ -202,6 +202,69 @@ static float dot_q6_k(int64_t n, const void *w, const ox__block_q8a *a)
     return hsum(acc);
 }
 
+/* Four activation rows against one weight row (rows r at a + r * stride):
+ * the weight block is decoded once for the four. Each row's sums and
+ * float accumulation follow the one-row kernel above step by step, so the
+ * results are the same bits whatever the batch. */
+static void dot4_q5_0(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride,
+                      float out[4])
+{
+    const ox__block_q5_0 *b = w;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    for (int64_t i = 0; i < n / OX_QK; i++, b++) {
+        __m256i q = _mm256_or_si256(nibbles(b->qs), fifth_bits(b->qh));
+        q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+        __m256i u = _mm256_sign_epi8(q, q);
+        float d = half(b->d);
+        for (int r = 0; r < 4; r++) {
+            const ox__block_q8a *ar = a + r * stride + i;
+            __m256i sum = dot_u8(u, _mm256_sign_epi8(load32(ar->qs), q));
+            acc[r] = scaled(sum, d * ar->d, acc[r]);
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] = hsum(acc[r]);
+}
+
+static void dot4_q8_0(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride,
+                      float out[4])
+{
+    const ox__block_q8_0 *b = w;
+    __m256 acc0[4], acc1[4];
+    for (int r = 0; r < 4; r++) acc0[r] = acc1[r] = _mm256_setzero_ps();
+    int64_t blocks = n / OX_QK, i = 0;
+    for (; i + 2 <= blocks; i += 2) {
+        __m256i q0 = load32(b[i].qs), q1 = load32(b[i + 1].qs);
+        __m256i u0 = _mm256_sign_epi8(q0, q0), u1 = _mm256_sign_epi8(q1, q1);
+        float d0 = half(b[i].d), d1 = half(b[i + 1].d);
+        for (int r = 0; r < 4; r++) {
+            const ox__block_q8a *ar = a + r * stride + i;
+            acc0[r] = scaled(dot_u8(u0, _mm256_sign_epi8(load32(ar[0].qs), q0)), d0 * ar[0].d,
+                             acc0[r]);
+            acc1[r] = scaled(dot_u8(u1, _mm256_sign_epi8(load32(ar[1].qs), q1)), d1 * ar[1].d,
+                             acc1[r]);
+        }
+    }
+    if (i < blocks) {
+        __m256i q = load32(b[i].qs), u = _mm256_sign_epi8(q, q);
+        float d = half(b[i].d);
+        for (int r = 0; r < 4; r++) {
+            const ox__block_q8a *ar = a + r * stride + i;
+            acc0[r] = scaled(dot_u8(u, _mm256_sign_epi8(load32(ar->qs), q)), d * ar->d, acc0[r]);
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] = hsum(_mm256_add_ps(acc0[r], acc1[r]));
+}
+
+ox__qdot4_fn ox__qdot4_avx2(ox_dtype dtype)
+{
+    switch (dtype) {
+    case OX_DTYPE_Q5_0: return dot4_q5_0;
+    case OX_DTYPE_Q8_0: return dot4_q8_0;
+    default: return NULL;
+    }
+}
+
 ox__qdot_fn ox__qdot_avx2(ox_dtype dtype)
 {
     switch (dtype) {

@@ -58,6 +58,18 @@ static ox__qdot_fn choose_dot(ox_dtype dtype, uint64_t features)
     return ox__qdot_scalar(dtype);
 }
 
+/* The four-row kernel goes with the one-row kernel it matches bit for bit. */
+static ox__qdot4_fn choose_dot4(ox_dtype dtype, uint64_t features)
+{
+#ifdef OX_QUANT_HAVE_X86
+    if (have_avx2(features) && choose_dot(dtype, features) == ox__qdot_avx2(dtype))
+        return ox__qdot4_avx2(dtype);
+#endif
+    (void)dtype;
+    (void)features;
+    return NULL;
+}
+
 const char *ox__cpu_quant_kernels(uint64_t features)
 {
 #ifdef OX_QUANT_HAVE_X86
@@ -74,6 +86,7 @@ const char *ox__cpu_quant_kernels(uint64_t features)
 
 typedef struct qmm_job {
     ox__qdot_fn dot;
+    ox__qdot4_fn dot4; /* or NULL */
     const ox__view *dst, *b;
     const ox__block_q8a *act; /* rows (m, j2, j3) of a at ((j3 * A2 + j2) * M + m) * blocks */
     int64_t M, N, K, a_ne2, a_ne3, blocks;
@@ -94,7 +107,14 @@ static void qmm_task(void *arg, size_t task, int thread)
     char *d = dst->data + i2 * dst->nb[2] + i3 * dst->nb[3];
     for (int64_t n = n0; n < n1; n++) {
         const char *row = w + n * b->nb[1];
-        for (int64_t m = 0; m < job->M; m++) {
+        int64_t m = 0;
+        for (; job->dot4 && m + 4 <= job->M; m += 4) { /* decode the row once for four */
+            float y[4];
+            job->dot4(job->K, row, act + m * job->blocks, job->blocks, y);
+            for (int r = 0; r < 4; r++)
+                memcpy(d + n * dst->nb[0] + (m + r) * dst->nb[1], &y[r], sizeof y[r]);
+        }
+        for (; m < job->M; m++) {
             float y = job->dot(job->K, row, act + m * job->blocks);
             memcpy(d + n * dst->nb[0] + m * dst->nb[1], &y, sizeof y);
         }
@@ -109,7 +129,8 @@ ox_status ox__cpu_matmul_quant(const ox__cpu_exec *x, const ox__view *dst, const
     int64_t am = ta ? a->nb[0] : a->nb[1], ak = ta ? a->nb[1] : a->nb[0];
     int64_t n_batch = dst->ne[2] * dst->ne[3], rows = M * a->ne[2] * a->ne[3];
     int threads = x->pool ? ox__pool_size(x->pool) : 1;
-    qmm_job job = {.dot = choose_dot(b->dtype, x->features), .dst = dst, .b = b, .M = M, .N = N,
+    qmm_job job = {.dot = choose_dot(b->dtype, x->features), .dot4 = choose_dot4(b->dtype, x->features),
+                   .dst = dst, .b = b, .M = M, .N = N,
                    .K = K, .a_ne2 = a->ne[2], .a_ne3 = a->ne[3], .blocks = K / OX_QK};
     ox__block_q8a *act = malloc((size_t)(rows * job.blocks) * sizeof *act);
     float *row = malloc((size_t)K * sizeof *row);

@@ -509,6 +509,38 @@ OX_TEST(api_matmul_get_rows_copy)
     ox_context_free(f.ctx);
 }
 
+/* A batch of rows gives each row the bits it gets alone (the four-row
+ * kernels follow the one-row ones step by step), so a prompt evaluated at
+ * once and token by token agree exactly, for every weight type. */
+OX_TEST(batch_rows_equal_single_rows)
+{
+    fixture f = setup();
+    enum { K = 512, N = 5, M = 7 };
+    static const ox_dtype types[] = {OX_DTYPE_Q4_0, OX_DTYPE_Q4_1, OX_DTYPE_Q5_0, OX_DTYPE_Q5_1,
+                                     OX_DTYPE_Q8_0, OX_DTYPE_Q4_K, OX_DTYPE_Q5_K, OX_DTYPE_Q6_K};
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        float deq[K * N], a_host[M * K], batch[M * N], one[N];
+        ox_tensor w = quant_weight(&f, types[t], K, N, deq), a, dst, a1, d1;
+        for (int i = 0; i < M * K; i++) a_host[i] = rand_normal();
+        ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, K, M, 1, 1, &a));
+        ASSERT_OK(f.ctx, ox_tensor_write(&a, a_host, sizeof a_host));
+        ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, N, M, 1, 1, &dst));
+        ASSERT_OK(f.ctx, ox_matmul(f.q, &dst, &a, &w, OX_MATMUL_TRANS_B));
+        ASSERT_OK(f.ctx, ox_tensor_read(&dst, batch, sizeof batch));
+        ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, K, 1, 1, 1, &a1));
+        ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, N, 1, 1, 1, &d1));
+        for (int m = 0; m < M; m++) {
+            ASSERT_OK(f.ctx, ox_tensor_write(&a1, a_host + m * K, K * sizeof(float)));
+            ASSERT_OK(f.ctx, ox_matmul(f.q, &d1, &a1, &w, OX_MATMUL_TRANS_B));
+            ASSERT_OK(f.ctx, ox_tensor_read(&d1, one, sizeof one));
+            ASSERT_MSG(memcmp(one, batch + m * N, sizeof one) == 0,
+                       "%s: row %d of a batch of %d differs from the row alone",
+                       ox_dtype_str(types[t]), m, M);
+        }
+    }
+    ox_context_free(f.ctx);
+}
+
 OX_TEST(api_refusals)
 {
     fixture f = setup();
@@ -548,4 +580,5 @@ OX_TEST(api_refusals)
 }
 
 OX_TEST_MAIN(exact_q4_0_q4_1_q5_0_q5_1, exact_q8_0, exact_q4_k_q5_k, exact_q6_k, round_trips,
-             row_api_refusals, matmul_matches_dequantized, api_matmul_get_rows_copy, api_refusals)
+             row_api_refusals, matmul_matches_dequantized, api_matmul_get_rows_copy,
+             batch_rows_equal_single_rows, api_refusals)
