@@ -256,11 +256,91 @@ static void dot4_q8_0(int64_t n, const void *w, const ox__block_q8a *a, int64_t 
     for (int r = 0; r < 4; r++) out[r] = hsum(_mm256_add_ps(acc0[r], acc1[r]));
 }
 
+/* Q4_K / Q5_K (qh NULL for Q4_K), four rows; k_block's steps per row. */
+static void dot4_k(int64_t n, const void *w, size_t block_bytes, bool five,
+                   const ox__block_q8a *a, int64_t stride, float out[4])
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
+    __m256 acc[4];
+    float mins[4] = {0, 0, 0, 0};
+    for (int r = 0; r < 4; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / OX_QK_K; i++) {
+        const unsigned char *blk = (const unsigned char *)w + (size_t)i * block_bytes;
+        const ox__block_q4_k *b4 = (const ox__block_q4_k *)blk;
+        const ox__block_q5_k *b5 = (const ox__block_q5_k *)blk;
+        const uint8_t *scales = five ? b5->scales : b4->scales, *qs = five ? b5->qs : b4->qs;
+        float d = half(five ? b5->d : b4->d), block_mins[4] = {0, 0, 0, 0};
+        __m256i high = five ? load32(b5->qh) : _mm256_setzero_si256();
+        for (int sb = 0; sb < 8; sb++) {
+            int sc, m;
+            ox__k_scale_min(scales, sb, &sc, &m);
+            __m256i q = load32(qs + 32 * (sb / 2));
+            q = _mm256_and_si256(sb % 2 ? _mm256_srli_epi16(q, 4) : q, m4);
+            if (five) {
+                __m256i h = _mm256_and_si256(_mm256_srl_epi16(high, _mm_cvtsi32_si128(sb)), one);
+                q = _mm256_or_si256(q, _mm256_slli_epi16(h, 4));
+            }
+            for (int r = 0; r < 4; r++) {
+                const ox__block_q8a *ar = a + r * stride + i * 8 + sb;
+                block_mins[r] += (float)m * ar->d * (float)ar->sum;
+                acc[r] = scaled(dot_u8(q, load32(ar->qs)), d * (float)sc * ar->d, acc[r]);
+            }
+        }
+        float dmin = half(five ? b5->dmin : b4->dmin);
+        for (int r = 0; r < 4; r++) mins[r] += dmin * block_mins[r];
+    }
+    for (int r = 0; r < 4; r++) out[r] = hsum(acc[r]) - mins[r];
+}
+
+static void dot4_q4_k(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride,
+                      float out[4])
+{
+    dot4_k(n, w, sizeof(ox__block_q4_k), false, a, stride, out);
+}
+
+static void dot4_q5_k(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride,
+                      float out[4])
+{
+    dot4_k(n, w, sizeof(ox__block_q5_k), true, a, stride, out);
+}
+
+static void dot4_q6_k(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride,
+                      float out[4])
+{
+    const ox__block_q6_k *b = w;
+    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
+    __m256 acc[4];
+    for (int r = 0; r < 4; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / OX_QK_K; i++, b++) {
+        float d = half(b->d);
+        for (int sb = 0; sb < 8; sb++) {
+            int p = sb / 4, t = sb % 4;
+            __m256i lo = load32(b->ql + 64 * p + 32 * (t & 1));
+            lo = _mm256_and_si256(t < 2 ? lo : _mm256_srli_epi16(lo, 4), m4);
+            __m256i hi = _mm256_srl_epi16(load32(b->qh + 32 * p), _mm_cvtsi32_si128(2 * t));
+            hi = _mm256_slli_epi16(_mm256_and_si256(hi, m2), 4);
+            __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, hi), _mm256_set1_epi8(32));
+            __m256i u = _mm256_sign_epi8(q, q);
+            __m256i sc = _mm256_inserti128_si256(_mm256_set1_epi16(b->scales[2 * sb]),
+                                                 _mm_set1_epi16(b->scales[2 * sb + 1]), 1);
+            for (int r = 0; r < 4; r++) {
+                const ox__block_q8a *ar = a + r * stride + i * 8 + sb;
+                __m256i pairs = _mm256_maddubs_epi16(u, _mm256_sign_epi8(load32(ar->qs), q));
+                acc[r] = scaled(_mm256_madd_epi16(pairs, sc), d * ar->d, acc[r]);
+            }
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] = hsum(acc[r]);
+}
+
 ox__qdot4_fn ox__qdot4_avx2(ox_dtype dtype)
 {
     switch (dtype) {
     case OX_DTYPE_Q5_0: return dot4_q5_0;
     case OX_DTYPE_Q8_0: return dot4_q8_0;
+    case OX_DTYPE_Q4_K: return dot4_q4_k;
+    case OX_DTYPE_Q5_K: return dot4_q5_k;
+    case OX_DTYPE_Q6_K: return dot4_q6_k;
     default: return NULL;
     }
 }
