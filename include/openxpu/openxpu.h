@@ -27,6 +27,7 @@
 #include "openxpu/device.h"
 #include "openxpu/buffer.h"
 #include "openxpu/queue.h"
+#include "openxpu/kernel.h"
 #include "openxpu/gguf.h"
 #include "openxpu/tokenizer.h"
 #include "openxpu/llm.h"

@@ -100,9 +100,12 @@ static ox_status read_options(const ox_context_options *options, ox_context_opti
 
 static void free_objects(ox_context *ctx)
 {
-    /* Events, then queues (which wait for their work), then buffers. */
+    /* Events, then queues (which wait for their work), then user programs,
+     * then buffers. */
     while (ctx->events.next != &ctx->events) ox_event_free((ox_event *)ctx->events.next);
     while (ctx->queues.next != &ctx->queues) ox_queue_free((ox_queue *)ctx->queues.next);
+    while (ctx->programs.next != &ctx->programs)
+        ox_program_free((ox_program *)ctx->programs.next);
     while (ctx->buffers.next != &ctx->buffers) ox_buffer_free((ox_buffer *)ctx->buffers.next);
 }
 
@@ -189,6 +192,7 @@ ox_status ox_context_create(const ox_context_options *options, ox_context **out)
     list_init(&ctx->buffers);
     list_init(&ctx->queues);
     list_init(&ctx->events);
+    list_init(&ctx->programs);
 
     if (ox__handle_add(ctx, OX__HANDLE_CONTEXT, NULL) != OX_OK) {
         pthread_mutex_destroy(&ctx->lock);

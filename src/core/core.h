@@ -26,7 +26,9 @@ typedef enum ox__handle_type {
     OX__HANDLE_DEVICE,
     OX__HANDLE_BUFFER,
     OX__HANDLE_QUEUE,
-    OX__HANDLE_EVENT
+    OX__HANDLE_EVENT,
+    OX__HANDLE_PROGRAM,
+    OX__HANDLE_KERNEL
 } ox__handle_type;
 
 typedef struct ox__backend {
@@ -99,8 +101,13 @@ struct ox_context {
     ox_device *devices;
     int device_count;
     pthread_mutex_t lock; /* guards the lists below */
-    ox__link buffers, queues, events; /* list heads */
+    ox__link buffers, queues, events, programs; /* list heads */
 };
+
+/* A public event around a backend event `impl` of `device` (queue.c);
+ * on failure the backend event is waited for and released. */
+ox_status ox__event_wrap(ox_context *ctx, ox_device *device, void *impl, const char *func,
+                         ox_event **out);
 
 /* Track or untrack an object in one of the context's lists. */
 void ox__track(ox_context *ctx, ox__link *head, ox__link *link);

@@ -138,6 +138,8 @@ const char *ox__handle_type_name(ox__handle_type type)
     case OX__HANDLE_BUFFER: return "buffer";
     case OX__HANDLE_QUEUE: return "queue";
     case OX__HANDLE_EVENT: return "event";
+    case OX__HANDLE_PROGRAM: return "program";
+    case OX__HANDLE_KERNEL: return "kernel";
     }
     return "handle";
 }

@@ -199,6 +199,11 @@ out:
     return s;
 }
 
+const char *ox__kernel_name(const ox__kernel *kernel)
+{
+    return kernel->name;
+}
+
 ox_status ox__kernel_launch(ox_device *device, void *queue, ox__kernel *kernel,
                             const size_t groups[3], const size_t local[3], int n_args,
                             const ox__kernel_arg *args, void **event)

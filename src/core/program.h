@@ -35,6 +35,9 @@ ox_status ox__kernel_launch(ox_device *device, void *queue, ox__kernel *kernel,
                             const size_t groups[3], const size_t local[3], int n_args,
                             const ox__kernel_arg *args, void **event);
 
+/* A kernel's name, as asked for. */
+const char *ox__kernel_name(const ox__kernel *kernel);
+
 /* The embedded source of kernels/<name>.oxc, or NULL. */
 const char *ox__kernel_source(const char *name);
 /* The embedded prelude for a kernel language, or NULL. */

@@ -135,8 +135,8 @@ static ox_status run_xfer(ox_context *ctx, ox_device *device, void *queue, const
 
 /* ---- events ---------------------------------------------------------------- */
 
-static ox_status event_wrap(ox_context *ctx, ox_device *device, void *impl, const char *func,
-                            ox_event **out)
+ox_status ox__event_wrap(ox_context *ctx, ox_device *device, void *impl, const char *func,
+                         ox_event **out)
 {
     ox_event *ev = ox__calloc(ctx, 1, sizeof *ev);
     if (!ev || ox__handle_add(ev, OX__HANDLE_EVENT, ctx) != OX_OK) {
@@ -292,7 +292,7 @@ static ox_status queue_xfer(ox_queue *queue, const xfer *x, const char *func, ox
     s = x->size ? run_xfer(ctx, queue->device, queue->impl, x, event ? &ev : NULL)
                 : (event ? be->queue_marker(queue->impl, &ev) : OX_OK);
     if (s != OX_OK) return backend_failed(ctx, s, func, queue->device);
-    return event ? event_wrap(ctx, queue->device, ev, func, event) : OX_OK;
+    return event ? ox__event_wrap(ctx, queue->device, ev, func, event) : OX_OK;
 }
 
 ox_status ox_queue_write(ox_queue *queue, ox_buffer *buffer, size_t offset, const void *src,
@@ -337,7 +337,7 @@ ox_status ox_queue_marker(ox_queue *queue, ox_event **event)
     void *ev;
     s = queue->device->backend->iface->queue_marker(queue->impl, &ev);
     if (s != OX_OK) return backend_failed(ctx, s, __func__, queue->device);
-    return event_wrap(ctx, queue->device, ev, __func__, event);
+    return ox__event_wrap(ctx, queue->device, ev, __func__, event);
 }
 
 ox_status ox_queue_wait_event(ox_queue *queue, ox_event *event)
