@@ -336,7 +336,7 @@ static ox_status plan(ox_context *ctx, const char *path, ox_device *const *devic
         ox_stage_info *st = &out[i];
         ox_device_info di;
         if ((s = stage_start(devices[i], first, last, speeds[i] / total, st, &di))) goto out;
-        for (int il = first; il < last; il++) st->weight_bytes += layer_bytes(g, il);
+        st->weight_bytes = cum[last - L0] - cum[first - L0]; /* its layers, summed once above */
         /* a device that copies looks embeddings up in the mapped file,
          * unless they are also its output projection */
         bool mapped = strcmp(di.backend, "cpu") == 0;
