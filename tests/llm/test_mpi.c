@@ -13,14 +13,13 @@
 
 static void write_tiny(const char *arch, char *path, size_t cap)
 {
-    const char *tmp = getenv("TMPDIR"), *data = getenv("OX_TEST_DATA");
+    const char *tmp = getenv("TMPDIR");
     snprintf(path, cap, "%s/ox-mpi-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", arch);
     int fd = mkstemp(path);
     ASSERT(fd >= 0);
     close(fd);
     char vocab[4096];
-    snprintf(vocab, sizeof vocab, "%s/tokenizer/%s", data ? data : "tests/data",
-             tiny_model_arch(arch)->vocab);
+    tiny_vocab_path(arch, vocab, sizeof vocab);
     ox_context *ctx;
     ox_context_options o = {.struct_size = sizeof o, .flags = OX_CONTEXT_NO_PLUGINS};
     ASSERT_OK(NULL, ox_context_create(&o, &ctx));

@@ -218,10 +218,9 @@ static void open_fixture(fixture *fx, const char *arch)
     ASSERT_OK(fx->ctx, ox_device_select(fx->ctx, "cpu", &fx->cpu, 1, &n));
     read_data(arch, &fx->data);
 
-    const char *test_data = getenv("OX_TEST_DATA"), *tmp = getenv("TMPDIR");
+    const char *tmp = getenv("TMPDIR");
     char vocab[4096];
-    snprintf(vocab, sizeof vocab, "%s/tokenizer/%s", test_data ? test_data : "tests/data",
-             tiny_model_arch(arch)->vocab);
+    tiny_vocab_path(arch, vocab, sizeof vocab);
     snprintf(fx->path, sizeof fx->path, "%s/ox-tiny-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", arch);
     int fd = mkstemp(fx->path);
     ASSERT_MSG(fd >= 0, "cannot create %s", fx->path);
@@ -468,10 +467,8 @@ OX_TEST(ox_run_bad_input_and_chat)
     free(r);
     char bare[4200];
     snprintf(bare, sizeof bare, "%s-notok", fx.path);
-    const char *test_data = getenv("OX_TEST_DATA");
     char vocab[4096];
-    snprintf(vocab, sizeof vocab, "%s/tokenizer/%s", test_data ? test_data : "tests/data",
-             tiny_model_arch("llama")->vocab);
+    tiny_vocab_path("llama", vocab, sizeof vocab);
     ASSERT_MSG(tiny_model_write_ex(fx.ctx, "llama", vocab, bare, TINY_NO_TOKENIZER) == OX_OK,
                "%s", tiny_model_errmsg(fx.ctx));
     r = RUN_OX("run", bare, "-p", "hi");

@@ -447,4 +447,12 @@ static inline ox_status tiny_model_write(ox_context *ctx, const char *arch, cons
     return tiny_model_write_ex(ctx, arch, vocab_path, out_path, 0);
 }
 
+/* The vocabulary file `arch` takes, under OX_TEST_DATA (ctest sets it;
+ * else tests/data from the source tree). */
+static inline void tiny_vocab_path(const char *arch, char *path, size_t cap)
+{
+    const char *data = getenv("OX_TEST_DATA");
+    snprintf(path, cap, "%s/tokenizer/%s", data ? data : "tests/data", tiny_model_arch(arch)->vocab);
+}
+
 #endif /* OX_TESTS_TINY_MODEL_H */
