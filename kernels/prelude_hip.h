@@ -9,6 +9,11 @@
 #define GLOBAL
 #define LOCAL
 #define LOCAL_ARRAY(type, name, n) __shared__ type name[n]
+/* user kernels: the kernel itself becomes a device function called by a
+ * generated entry point, which places LOCAL parameters in dynamic shared
+ * memory (src/core/kernel_sig.c) */
+#define OX__KERNEL_FN static __device__ __forceinline__ void
+#define OX__DYNAMIC_LOCAL(name) extern __shared__ __align__(16) unsigned char name[]
 #define CONSTANT __constant__
 #define RESTRICT __restrict__
 #define BARRIER() __syncthreads()

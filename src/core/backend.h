@@ -41,14 +41,15 @@ typedef enum ox__kernel_language {
     OX__KERNEL_NONE = 0,   /* no portable kernels (the CPU runs native code) */
     OX__KERNEL_OPENCL = 1, /* OpenCL C 1.2 */
     OX__KERNEL_CUDA = 2,   /* CUDA C++ through NVRTC */
-    OX__KERNEL_HIP = 3     /* HIP through hiprtc */
+    OX__KERNEL_HIP = 3,    /* HIP through hiprtc */
+    OX__KERNEL_C = 4       /* C11 through the system's compiler (the CPU's user kernels) */
 } ox__kernel_language;
 
 /* One argument of a kernel launch. */
 typedef enum ox__arg_kind {
     OX__ARG_BUFFER = 1, /* backend buffer + byte offset: two kernel parameters */
-    OX__ARG_SCALAR = 2, /* `size` bytes at `value`: int, uint, float, long, ulong */
-    OX__ARG_LOCAL = 3   /* reserved: local memory sizes are compile-time defines */
+    OX__ARG_SCALAR = 2, /* `size` bytes at `value`: 1, 2, 4 or 8 */
+    OX__ARG_LOCAL = 3   /* `size` bytes of local memory per work-group (a LOCAL parameter) */
 } ox__arg_kind;
 
 typedef struct ox__kernel_arg {
@@ -56,7 +57,7 @@ typedef struct ox__kernel_arg {
     void *buffer;       /* OX__ARG_BUFFER */
     uint64_t offset;    /* OX__ARG_BUFFER: bytes */
     const void *value;  /* OX__ARG_SCALAR */
-    size_t size;        /* OX__ARG_SCALAR: bytes */
+    size_t size;        /* OX__ARG_SCALAR, OX__ARG_LOCAL: bytes */
 } ox__kernel_arg;
 
 /* A tensor as a native operator receives it: a backend buffer, a byte
@@ -187,6 +188,15 @@ typedef struct ox__backend_iface {
      * (optional: NULL, ox_buffer_wrap_host then fails with
      * OX_ERR_UNSUPPORTED) */
     ox_status (*buffer_wrap_host)(void *device, void *ptr, size_t size, void **buffer);
+
+    /* Compile `source` (prelude included) for the backend's kernel language
+     * without a device: the portability check of `ox kernel-check` on a
+     * machine without the vendor's GPU. OX_OK or OX_ERR_BUILD, with *log as
+     * for program_build; OX_ERR_UNSUPPORTED, saying why, when the compiler
+     * is not there. `target` receives what was compiled for ("PTX for
+     * compute_80, NVRTC 13.0"). (optional: NULL, checks need a device) */
+    ox_status (*program_check)(void *state, const char *source, const char *options, char **log,
+                               char *target, size_t target_cap);
 } ox__backend_iface;
 
 /* The required slots, for the loader's check: every slot except those

@@ -119,7 +119,7 @@ static const char *check_iface(const ox__backend_iface *iface, char *why, size_t
         OX__BACKEND_KERNEL_SLOTS(OX__CHECK_SLOT)
     }
 #undef OX__CHECK_SLOT
-    if (iface->kernel_language > OX__KERNEL_HIP) {
+    if (iface->kernel_language > OX__KERNEL_C) {
         snprintf(why, cap, "its kernel language %d is unknown", (int)iface->kernel_language);
         return why;
     }

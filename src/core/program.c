@@ -3,8 +3,10 @@
  * form on disk), kernels looked up by name, launches. Also the embedded
  * kernel sources and each device's table of programs built for ops. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "core/kernel_sig.h"
 #include "core/program.h"
 
 struct ox__embedded_kernel {
@@ -23,6 +25,7 @@ struct ox__kernel {
 struct ox__program {
     ox_device *device;
     void *impl;
+    ox__sig_program sig; /* user programs: the kernels' parameters */
     pthread_mutex_t lock; /* guards kernels */
     ox__kernel *kernels;
 };
@@ -57,6 +60,7 @@ const char *ox__kernel_prelude(ox__kernel_language language)
     case OX__KERNEL_OPENCL: return embedded("prelude_opencl.h");
     case OX__KERNEL_CUDA: return embedded("prelude_cuda.h");
     case OX__KERNEL_HIP: return embedded("prelude_hip.h");
+    case OX__KERNEL_C: return embedded("prelude_c.h");
     case OX__KERNEL_NONE: break;
     }
     return NULL;
@@ -89,8 +93,56 @@ const char *const *ox__kernel_source_names(void)
 
 /* ---- programs ------------------------------------------------------------------ */
 
-ox_status ox__program_build(ox_device *device, const char *what, const char *source,
-                            const char *options, ox__program **out)
+/* prelude + common helpers + '#line 1 "what"' (so compiler messages name
+ * the program and count the lines of the source itself) + source, for a
+ * kernel language; *n bytes from ox__alloc. NULL with the failure
+ * recorded. */
+static char *assemble(ox_context *ctx, ox__kernel_language language, const char *what,
+                      const char *source, size_t *n)
+{
+    char line_reset[96];
+    snprintf(line_reset, sizeof line_reset, "\n#line 1 \"%.64s\"\n", what);
+    const char *prelude = ox__kernel_prelude(language);
+    const char *common = embedded("common.h");
+    if (!prelude || !common) {
+        ox__fail(ctx, OX_ERR_INTERNAL, "%s: no prelude for kernel language %d", what,
+                 (int)language);
+        return NULL;
+    }
+    *n = strlen(prelude) + 1 + strlen(common) + strlen(line_reset) + strlen(source) + 1;
+    char *full = ox__alloc(ctx, *n);
+    if (!full) {
+        ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
+        return NULL;
+    }
+    snprintf(full, *n, "%s\n%s%s%s", prelude, common, line_reset, source);
+    return full;
+}
+
+/* The compiler's failure as the message: what, where, the backend's words
+ * and the log. */
+static ox_status build_failed(ox_context *ctx, ox_status s, const char *what, const char *where,
+                              const char *log)
+{
+    char message[OX__ERRMSG_MAX];
+    ox__copy_string(message, sizeof message, ox_errmsg(ctx));
+    return ox__fail(ctx, s, "%s: kernel build failed on %s: %s%s%s", what, where, message,
+                    log ? "\ncompiler log:\n" : "", log ? log : "");
+}
+
+/* The log handed to the caller (malloc'ed) or logged at debug level. */
+static void keep_log(ox_context *ctx, const char *what, const char *where, char *log,
+                     char **warnings)
+{
+    if (log && *log) {
+        ox__log(ctx, OX_LOG_DEBUG, "%s: compiler log on %s:\n%s", what, where, log);
+        if (warnings) *warnings = strdup(log);
+    }
+    if (log) ox__free(ctx, log, strlen(log) + 1);
+}
+
+static ox_status build(ox_device *device, const char *what, const char *source,
+                       const char *options, ox__program **out, char **warnings)
 {
     ox_context *ctx = device->ctx;
     const ox__backend_iface *be = device->backend->iface;
@@ -101,50 +153,104 @@ ox_status ox__program_build(ox_device *device, const char *what, const char *sou
                         device->info.id);
     ox_status s = ox__device_open(device, what);
     if (s != OX_OK) return s;
-    const char *prelude = ox__kernel_prelude(be->kernel_language);
-    if (!prelude)
-        return ox__fail(ctx, OX_ERR_INTERNAL, "%s: no prelude for the kernel language of %s",
-                        what, device->info.id);
-
-    /* prelude + common helpers + "#line 1" (so compiler messages count the
-     * lines of the source itself) + source */
-    static const char line_reset[] = "\n#line 1\n";
-    const char *common = embedded("common.h");
-    if (!common) return ox__fail(ctx, OX_ERR_INTERNAL, "%s: kernels/common.h is not embedded", what);
-    size_t n = strlen(prelude) + 1 + strlen(common) + sizeof line_reset - 1 + strlen(source) + 1;
-    char *full = ox__alloc(ctx, n);
-    if (!full) return ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
-    snprintf(full, n, "%s\n%s%s%s", prelude, common, line_reset, source);
-
+    size_t n;
+    char *full = assemble(ctx, be->kernel_language, what, source, &n);
+    if (!full) return ox_errcode(ctx);
     ox__program *p = ox__calloc(ctx, 1, sizeof *p);
     if (!p) {
-        s = ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
-        goto err_free_source;
+        ox__free(ctx, full, n);
+        return ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
     }
-    char *log = NULL;
+    char *log = NULL, where[200];
+    snprintf(where, sizeof where, "%s (%s)", device->info.id, device->info.name);
     s = be->program_build(device->impl, full, options ? options : "", &p->impl, &log);
+    ox__free(ctx, full, n);
     if (s != OX_OK) {
-        char message[OX__ERRMSG_MAX];
-        ox__copy_string(message, sizeof message, ox_errmsg(ctx));
-        ox__fail(ctx, s, "%s: kernel build failed on %s (%s): %s%s%s", what, device->info.id,
-                 device->info.name, message, log ? "\ncompiler log:\n" : "", log ? log : "");
-        goto err_free_program;
+        build_failed(ctx, s, what, where, log);
+        if (log) ox__free(ctx, log, strlen(log) + 1);
+        ox__free(ctx, p, sizeof *p);
+        return s;
     }
-    if (log && *log) ox__log(ctx, OX_LOG_DEBUG, "%s: compiler log on %s:\n%s", what,
-                             device->info.id, log);
-    if (log) ox__free(ctx, log, strlen(log) + 1);
+    keep_log(ctx, what, where, log, warnings);
     p->device = device;
     pthread_mutex_init(&p->lock, NULL);
-    ox__free(ctx, full, n);
     *out = p;
     return OX_OK;
+}
 
-err_free_program:
-    if (log) ox__free(ctx, log, strlen(log) + 1);
-    ox__free(ctx, p, sizeof *p);
-err_free_source:
+ox_status ox__program_build(ox_device *device, const char *what, const char *source,
+                            const char *options, ox__program **out)
+{
+    return build(device, what, source, options, out, NULL);
+}
+
+/* The user's source as the language compiles it: its kernels read and,
+ * for C, CUDA and HIP, their entry points added. *wrapped (malloc'ed) is
+ * NULL where the source goes as it is. */
+static ox_status prepare_user(ox_context *ctx, ox__kernel_language language, const char *what,
+                              const char *source, const char *options, ox__sig_program *sig,
+                              char **wrapped)
+{
+    *wrapped = NULL;
+    ox_status s = ox__sig_parse(ctx, what, source, options, sig);
+    if (s != OX_OK) return s;
+    if (language == OX__KERNEL_C || language == OX__KERNEL_CUDA || language == OX__KERNEL_HIP) {
+        if (!(*wrapped = ox__sig_wrap(source, sig, language))) {
+            ox__sig_free(sig);
+            return ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
+        }
+    }
+    return OX_OK;
+}
+
+ox_status ox__program_build_user(ox_device *device, const char *what, const char *source,
+                                 const char *options, ox__program **out, char **warnings)
+{
+    ox__sig_program sig;
+    char *wrapped;
+    *out = NULL;
+    ox_status s = prepare_user(device->ctx, device->backend->iface->kernel_language, what, source,
+                               options, &sig, &wrapped);
+    if (s != OX_OK) return s;
+    s = build(device, what, wrapped ? wrapped : source, options, out, warnings);
+    free(wrapped);
+    if (s != OX_OK) {
+        ox__sig_free(&sig);
+        return s;
+    }
+    (*out)->sig = sig;
+    return OX_OK;
+}
+
+ox_status ox__program_check_user(ox__backend *backend, ox_context *ctx, const char *what,
+                                 const char *source, const char *options, char *target,
+                                 size_t target_cap, char **warnings)
+{
+    const ox__backend_iface *be = backend->iface;
+    if (!be->program_check)
+        return ox__fail(ctx, OX_ERR_UNSUPPORTED, "%s: %s has no device here and no compiler that "
+                        "works without one", what, be->name);
+    ox__sig_program sig;
+    char *wrapped;
+    ox_status s = prepare_user(ctx, be->kernel_language, what, source, options, &sig, &wrapped);
+    if (s != OX_OK) return s;
+    size_t n;
+    char *full = assemble(ctx, be->kernel_language, what, wrapped ? wrapped : source, &n);
+    free(wrapped);
+    ox__sig_free(&sig);
+    if (!full) return ox_errcode(ctx);
+    char *log = NULL;
+    s = be->program_check(backend->state, full, options ? options : "", &log, target, target_cap);
     ox__free(ctx, full, n);
+    if (s == OX_ERR_BUILD) build_failed(ctx, s, what, target, log);
+    if (s == OX_OK) keep_log(ctx, what, target, log, warnings);
+    else if (log) ox__free(ctx, log, strlen(log) + 1);
     return s;
+}
+
+const ox__sig_kernel *ox__kernel_sig(const ox__kernel *kernel)
+{
+    return ox__sig_find(&kernel->program->sig, kernel->name);
 }
 
 void ox__program_free(ox__program *program)
@@ -158,6 +264,7 @@ void ox__program_free(ox__program *program)
         ox__free(ctx, k, sizeof *k);
     }
     be->program_free(program->impl);
+    ox__sig_free(&program->sig);
     pthread_mutex_destroy(&program->lock);
     ox__free(ctx, program, sizeof *program);
 }

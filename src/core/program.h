@@ -19,6 +19,23 @@ ox_status ox__program_build(ox_device *device, const char *what, const char *sou
                             const char *options, ox__program **out);
 void ox__program_free(ox__program *program);
 
+/* Build a user program: as ox__program_build, after reading the kernels'
+ * parameter lists (kernel_sig.h) and, for the languages that need them,
+ * adding their entry points. */
+ox_status ox__program_build_user(ox_device *device, const char *what, const char *source,
+                                 const char *options, ox__program **out, char **warnings);
+/* Compile a user program for a backend's kernel language without a device
+ * (its program_check slot): OX_OK, OX_ERR_BUILD with the compiler's log in
+ * the message, or OX_ERR_UNSUPPORTED saying why it cannot be checked.
+ * `target` receives what was compiled for; *warnings (when not NULL) the
+ * compiler's messages on success, malloc'ed, or NULL. */
+ox_status ox__program_check_user(ox__backend *backend, ox_context *ctx, const char *what,
+                                 const char *source, const char *options, char *target,
+                                 size_t target_cap, char **warnings);
+/* The parameters of a user program's kernel; NULL for ops' programs and
+ * kernels the source does not define at file scope. */
+const struct ox__sig_kernel *ox__kernel_sig(const ox__kernel *kernel);
+
 /* The kernel `name` of a program, created on first use and owned by the
  * program. */
 ox_status ox__program_kernel(ox__program *program, const char *name, ox__kernel **out);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "core/kernel_sig.h"
 #include "core/program.h"
 #include "openxpu/kernel.h"
 
@@ -14,11 +15,12 @@
 struct ox_kernel {
     ox_program *program;
     ox__kernel *impl;
+    const ox__sig_kernel *sig; /* the parameters as the source declares them */
     ox_kernel *next;
-    int n_args;              /* highest index set + 1 */
+    int n_args;              /* the parameters, or (no sig) the highest index set + 1 */
     bool set[MAX_ARGS];
     ox__kernel_arg args[MAX_ARGS];
-    unsigned char values[MAX_ARGS][8];
+    _Alignas(8) unsigned char values[MAX_ARGS][8];
 };
 
 struct ox_program {
@@ -39,13 +41,12 @@ ox_status ox_program_build(ox_device *device, const char *source, const char *op
         return ox__fail(ctx, OX_ERR_INVALID, "%s: source or out is NULL", __func__);
     *out = NULL;
     if (device->backend->iface->kernel_language == OX__KERNEL_NONE)
-        return ox__fail(ctx, OX_ERR_UNSUPPORTED,
-                        "%s: %s runs native code only; user kernels run on OpenCL, CUDA and HIP "
-                        "devices (for the CPU, an OpenCL CPU device such as PoCL)", __func__,
-                        device->info.id);
+        return ox__fail(ctx, OX_ERR_UNSUPPORTED, "%s: %s runs native code only, not user kernels",
+                        __func__, device->info.id);
     ox_program *p = ox__calloc(ctx, 1, sizeof *p);
     if (!p) return ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "%s: out of host memory", __func__);
-    if ((s = ox__program_build(device, "user program", source, options, &p->impl)) != OX_OK) {
+    if ((s = ox__program_build_user(device, "user program", source, options, &p->impl, NULL)) !=
+        OX_OK) {
         ox__free(ctx, p, sizeof *p);
         return s;
     }
@@ -102,6 +103,8 @@ ox_status ox_program_kernel(ox_program *program, const char *name, ox_kernel **o
     }
     k->program = program;
     k->impl = impl;
+    k->sig = ox__kernel_sig(impl);
+    k->n_args = k->sig ? k->sig->n_params : 0;
     k->next = program->kernels;
     program->kernels = k;
     *out = k;
@@ -113,11 +116,28 @@ static const char *kernel_name(const ox_kernel *k)
     return ox__kernel_name(k->impl);
 }
 
-static ox_status check_index(ox_context *ctx, const ox_kernel *k, int index, const char *func)
+static const char *kind_name(ox__arg_kind kind)
 {
-    if (index < 0 || index >= MAX_ARGS)
-        return ox__fail(ctx, OX_ERR_OUT_OF_RANGE, "%s: kernel '%s': argument %d is outside 0..%d",
-                        func, kernel_name(k), index, MAX_ARGS - 1);
+    return kind == OX__ARG_BUFFER ? "a buffer (ARG_BUF)"
+           : kind == OX__ARG_LOCAL ? "local memory (LOCAL type *)"
+                                   : "a scalar";
+}
+
+/* Index in range and, where the source's parameters are known, of the
+ * kind the kernel declares there. */
+static ox_status check_arg(ox_context *ctx, const ox_kernel *k, int index, ox__arg_kind kind,
+                           const char *func)
+{
+    int limit = k->sig ? k->sig->n_params : MAX_ARGS;
+    if (index < 0 || index >= limit)
+        return ox__fail(ctx, OX_ERR_OUT_OF_RANGE, "%s: kernel '%s' on %s: argument %d does not "
+                        "exist; it takes %d%s", func, kernel_name(k), k->program->device->info.id,
+                        index, limit, k->sig ? "" : " at most");
+    if (k->sig && k->sig->params[index].kind != kind)
+        return ox__fail(ctx, OX_ERR_INVALID, "%s: kernel '%s' on %s: argument %d ('%s') is %s, "
+                        "not %s", func, kernel_name(k), k->program->device->info.id, index,
+                        k->sig->params[index].name, kind_name(k->sig->params[index].kind),
+                        kind_name(kind));
     return OX_OK;
 }
 
@@ -131,7 +151,8 @@ ox_status ox_kernel_set_buffer(ox_kernel *kernel, int index, ox_buffer *buffer)
 {
     ox_context *ctx;
     ox_status s = ox__handle_check(kernel, OX__HANDLE_KERNEL, __func__, "kernel", &ctx);
-    if (s != OX_OK || (s = check_index(ctx, kernel, index, __func__)) != OX_OK) return s;
+    if (s != OX_OK || (s = check_arg(ctx, kernel, index, OX__ARG_BUFFER, __func__)) != OX_OK)
+        return s;
     if ((s = ox__handle_check(buffer, OX__HANDLE_BUFFER, __func__, "buffer", NULL)) != OX_OK)
         return s;
     ox_device *device = kernel->program->device;
@@ -150,15 +171,39 @@ ox_status ox_kernel_set_scalar(ox_kernel *kernel, int index, const void *value, 
 {
     ox_context *ctx;
     ox_status s = ox__handle_check(kernel, OX__HANDLE_KERNEL, __func__, "kernel", &ctx);
-    if (s != OX_OK || (s = check_index(ctx, kernel, index, __func__)) != OX_OK) return s;
-    if (!value || (size != 4 && size != 8))
-        return ox__fail(ctx, OX_ERR_INVALID, "%s: kernel '%s': argument %d: a scalar of %zu "
-                        "bytes%s; scalars are 4 (int, uint, float) or 8 bytes (long, ulong, "
-                        "double)", __func__, kernel_name(kernel), index, size,
-                        value ? "" : " at NULL");
+    if (s != OX_OK || (s = check_arg(ctx, kernel, index, OX__ARG_SCALAR, __func__)) != OX_OK)
+        return s;
+    const ox__sig_param *p = kernel->sig ? &kernel->sig->params[index] : NULL;
+    if (!value || (size != 1 && size != 2 && size != 4 && size != 8) || (p && size != p->size)) {
+        char declared[320] = "scalars are 1, 2, 4 or 8 bytes";
+        if (p)
+            snprintf(declared, sizeof declared, "'%s' is declared '%s', %zu bytes", p->name,
+                     p->type, p->size);
+        return ox__fail(ctx, OX_ERR_INVALID, "%s: kernel '%s' on %s: argument %d: a scalar of "
+                        "%zu bytes%s; %s", __func__, kernel_name(kernel),
+                        kernel->program->device->info.id, index, size, value ? "" : " at NULL",
+                        declared);
+    }
     memcpy(kernel->values[index], value, size);
     kernel->args[index] = (ox__kernel_arg){.kind = OX__ARG_SCALAR,
                                            .value = kernel->values[index], .size = size};
+    mark_set(kernel, index);
+    return OX_OK;
+}
+
+ox_status ox_kernel_set_local(ox_kernel *kernel, int index, size_t bytes)
+{
+    ox_context *ctx;
+    ox_status s = ox__handle_check(kernel, OX__HANDLE_KERNEL, __func__, "kernel", &ctx);
+    if (s != OX_OK || (s = check_arg(ctx, kernel, index, OX__ARG_LOCAL, __func__)) != OX_OK)
+        return s;
+    const ox_device *device = kernel->program->device;
+    if (bytes == 0 || bytes > device->info.local_memory_bytes)
+        return ox__fail(ctx, OX_ERR_INVALID, "%s: kernel '%s': argument %d: %zu bytes of local "
+                        "memory; %s gives a work-group 1 to %llu", __func__, kernel_name(kernel),
+                        index, bytes, device->info.id,
+                        (unsigned long long)device->info.local_memory_bytes);
+    kernel->args[index] = (ox__kernel_arg){.kind = OX__ARG_LOCAL, .size = bytes};
     mark_set(kernel, index);
     return OX_OK;
 }
@@ -182,8 +227,17 @@ ox_status ox_kernel_launch(ox_queue *queue, ox_kernel *kernel, const size_t glob
                         queue->device->info.id);
     for (int i = 0; i < kernel->n_args; i++)
         if (!kernel->set[i])
-            return ox__fail(ctx, OX_ERR_INVALID, "%s: kernel '%s': argument %d is not set",
-                            __func__, kernel_name(kernel), i);
+            return ox__fail(ctx, OX_ERR_INVALID, "%s: kernel '%s' on %s: argument %d%s%s%s is "
+                            "not set", __func__, kernel_name(kernel), device->info.id, i,
+                            kernel->sig ? " ('" : "", kernel->sig ? kernel->sig->params[i].name : "",
+                            kernel->sig ? "')" : "");
+    const int *wg = kernel->sig ? kernel->sig->reqd_wg : NULL;
+    if (wg && wg[0] && (local[0] != (size_t)wg[0] || local[1] != (size_t)wg[1] ||
+                        local[2] != (size_t)wg[2]))
+        return ox__fail(ctx, OX_ERR_INVALID, "%s: kernel '%s' on %s is KERNEL_WG(%d, %d, %d); "
+                        "the launch asks for work-groups of %zu x %zu x %zu", __func__,
+                        kernel_name(kernel), device->info.id, wg[0], wg[1], wg[2], local[0],
+                        local[1], local[2]);
     size_t groups[3];
     for (int d = 0; d < 3; d++) {
         if (local[d] == 0 || global[d] % local[d])
@@ -197,4 +251,38 @@ ox_status ox_kernel_launch(ox_queue *queue, ox_kernel *kernel, const size_t glob
                           kernel->args, event ? &ev : NULL);
     if (s != OX_OK) return s;
     return event ? ox__event_wrap(ctx, device, ev, __func__, event) : OX_OK;
+}
+
+ox_status ox_program_check(ox_context *ctx, const char *backend, const char *source,
+                           const char *options, char *target, size_t target_cap, char **warnings)
+{
+    if (!ctx) return OX_ERR_INVALID;
+    if (warnings) *warnings = NULL;
+    if (target && target_cap) target[0] = '\0';
+    if (!backend || !source)
+        return ox__fail(ctx, OX_ERR_INVALID, "%s: backend or source is NULL", __func__);
+    ox__backend *be = NULL;
+    for (int i = 0; i < ctx->backend_count && !be; i++)
+        if (strcmp(ctx->backends[i].iface->name, backend) == 0) be = &ctx->backends[i];
+    if (!be)
+        return ox__fail(ctx, OX_ERR_NOT_FOUND, "%s: no backend '%s' is loaded (its plugin is not "
+                        "installed)", __func__, backend);
+    if (be->iface->kernel_language == OX__KERNEL_NONE)
+        return ox__fail(ctx, OX_ERR_UNSUPPORTED, "%s: %s runs native code only", __func__,
+                        backend);
+    char scratch[160];
+    if (!target || !target_cap) target = scratch, target_cap = sizeof scratch;
+    for (int i = 0; i < ctx->device_count; i++) {
+        ox_device *device = &ctx->devices[i];
+        if (device->backend != be) continue;
+        /* a device of the backend: build for it, as a launch would */
+        snprintf(target, target_cap, "%s (%s)", device->info.id, device->info.name);
+        ox__program *program;
+        ox_status s = ox__program_build_user(device, "user program", source, options, &program,
+                                             warnings);
+        if (s == OX_OK) ox__program_free(program);
+        return s;
+    }
+    return ox__program_check_user(be, ctx, "user program", source, options, target, target_cap,
+                                  warnings);
 }

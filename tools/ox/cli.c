@@ -369,3 +369,32 @@ out_free_text:
     cJSON_free(text);
     return code;
 }
+
+char *cli_read_file(const cli_command *command, const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_error(command, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, n = 0;
+    char *data = malloc(cap);
+    while (data) {
+        n += fread(data + n, 1, cap - 1 - n, f);
+        if (n < cap - 1) break;
+        char *bigger = realloc(data, cap * 2);
+        if (!bigger) free(data);
+        data = bigger;
+        cap *= 2;
+    }
+    if (!data || ferror(f)) {
+        cli_error(command, "cannot read %s", path);
+        free(data);
+        data = NULL;
+    } else {
+        data[n] = '\0';
+    }
+    fclose(f);
+    *size = n;
+    return data;
+}

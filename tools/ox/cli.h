@@ -59,6 +59,7 @@ extern const cli_command cmd_tokenize;
 extern const cli_command cmd_run;
 extern const cli_command cmd_bench_model;
 extern const cli_command cmd_plan;
+extern const cli_command cmd_kernel_check;
 
 /* ---- option parsing ----------------------------------------------------- */
 
@@ -137,6 +138,10 @@ int cli_devices_select(const cli_command *command, ox_context *ctx, const char *
 
 /* Describe a device; on failure print the error and return CLI_EXIT_FAILURE. */
 int cli_device_info(const cli_command *command, const ox_device *device, ox_device_info *info);
+
+/* The bytes of a file, malloc'ed, NUL-terminated past *size; NULL after
+ * printing why. */
+char *cli_read_file(const cli_command *command, const char *path, size_t *size);
 
 /* ---- formatting ----------------------------------------------------------- */
 

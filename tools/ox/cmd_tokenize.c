@@ -17,33 +17,6 @@ static const cli_option tokenize_options[] = {
     {NULL, NULL, NULL, 0},
 };
 
-static char *read_file(const cli_command *command, const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cli_error(command, "cannot open %s", path);
-        return NULL;
-    }
-    size_t cap = 4096, n = 0;
-    char *data = malloc(cap);
-    while (data) {
-        n += fread(data + n, 1, cap - n, f);
-        if (n < cap) break;
-        char *bigger = realloc(data, cap * 2);
-        if (!bigger) free(data);
-        data = bigger;
-        cap *= 2;
-    }
-    if (!data || ferror(f)) {
-        cli_error(command, "cannot read %s", path);
-        free(data);
-        data = NULL;
-    }
-    fclose(f);
-    *size = n;
-    return data;
-}
-
 /* Print a piece quoted, with control bytes escaped. */
 static void print_piece(const char *s)
 {
@@ -91,7 +64,7 @@ static int run_tokenize(const cli_command *command, int argc, char **argv)
 
     size_t len = 0;
     char *owned = NULL;
-    if (file && !(owned = read_file(command, file, &len))) return CLI_EXIT_FAILURE;
+    if (file && !(owned = cli_read_file(command, file, &len))) return CLI_EXIT_FAILURE;
     const char *text = owned ? owned : prompt;
     if (!owned) len = strlen(prompt);
 

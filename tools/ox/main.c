@@ -14,6 +14,7 @@ static const cli_command *const commands[] = {
     &cmd_run,
     &cmd_bench_model,
     &cmd_plan,
+    &cmd_kernel_check,
 };
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])
 
@@ -34,8 +35,8 @@ static void print_usage(FILE *out)
           "Commands:\n",
           out);
     for (size_t i = 0; i < COMMAND_COUNT; i++)
-        fprintf(out, "  %-9s %s\n", commands[i]->name, commands[i]->summary);
-    fprintf(out, "  %-9s %s\n", "help", "show this help, or a command's with 'ox help COMMAND'");
+        fprintf(out, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
+    fprintf(out, "  %-12s %s\n", "help", "show this help, or a command's with 'ox help COMMAND'");
     fputs("\n"
           "Options:\n"
           "  -h, --help     show this help and exit\n"

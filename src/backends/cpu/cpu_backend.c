@@ -12,6 +12,7 @@
 #include "core/backend.h"
 #include "core/cpu_features.h"
 #include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/cpu_kernels.h"
 #include "core/threadpool.h"
 
 #define BUFFER_ALIGNMENT 64
@@ -22,6 +23,7 @@
 typedef struct cpu_state {
     const ox__host *host;
     ox__pool *pool;
+    struct cpu_kernels *kernels; /* user kernels' launch state, made on first launch */
 } cpu_state;
 
 typedef struct cpu_buffer {
@@ -38,6 +40,7 @@ static ox_status cpu_init(const ox__host *host, void **state)
     cpu_state *st = host->alloc(host->core, sizeof *st);
     if (!st) return host->fail(host->core, OX_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
     st->host = host;
+    st->kernels = NULL;
     ox_status s = ox__pool_create(host->num_threads, &st->pool);
     if (s != OX_OK) {
         host->free(host->core, st, sizeof *st);
@@ -52,6 +55,7 @@ static void cpu_shutdown(void *state)
 {
     cpu_state *st = state;
     if (!st) return;
+    ox__cpu_kernels_free(st->kernels);
     ox__pool_free(st->pool);
     st->host->free(st->host->core, st, sizeof *st);
 }
@@ -72,7 +76,7 @@ static ox_status cpu_device_info(void *state, int index, ox_device_info *info)
     snprintf(info->vendor, sizeof info->vendor, "%s", ci->vendor);
     info->memory_bytes = ci->memory_bytes;
     info->max_alloc_bytes = ci->memory_bytes;
-    info->local_memory_bytes = 0;
+    info->local_memory_bytes = OX__CPU_LOCAL_BYTES; /* for user kernels */
     info->compute_units = (uint32_t)ox__pool_size(st->pool);
     info->max_work_group_size = 1024;
     info->clock_mhz = ci->clock_mhz;
@@ -288,6 +292,12 @@ static const ox__backend_iface cpu_iface = {
     .event_wait = cpu_event_wait,
     .event_query = cpu_event_query,
     .event_release = cpu_event_release,
+    .kernel_language = OX__KERNEL_C,
+    .program_build = ox__cpu_program_build,
+    .program_free = ox__cpu_program_free,
+    .kernel_create = ox__cpu_kernel_create,
+    .kernel_free = ox__cpu_kernel_free,
+    .kernel_launch = ox__cpu_kernel_launch,
     .buffer_wrap_host = cpu_buffer_wrap_host,
 };
 
@@ -304,4 +314,19 @@ unsigned char *ox__cpu_buffer_data(void *buffer)
 ox__pool *ox__cpu_device_pool(void *device)
 {
     return ((cpu_state *)device)->pool;
+}
+
+const ox__host *ox__cpu_device_host(void *device)
+{
+    return ((cpu_state *)device)->host;
+}
+
+struct cpu_kernels **ox__cpu_device_kernels(void *device)
+{
+    return &((cpu_state *)device)->kernels;
+}
+
+void *ox__cpu_completed_event(void)
+{
+    return &completed_event;
 }

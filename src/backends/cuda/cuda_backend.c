@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -609,18 +610,24 @@ static char *compile_log(const cuda_state *st, nvrtcProgram program)
     return log;
 }
 
-/* Compile with NVRTC for the device's target. On success *image holds the
- * cubin or the PTX (host memory, *size bytes). */
-static ox_status compile(const cuda_device *d, const char *source, const char *options,
-                         void **image, size_t *size, char **log)
+/* What NVRTC compiles for: a device's target, or a GPU-less check's. */
+typedef struct compile_target {
+    const char *target; /* "sm_90", "compute_80" */
+    const char *name;   /* the device, in messages */
+    bool cubin;
+} compile_target;
+
+/* Compile with NVRTC for `to`. On success *image holds the cubin or the PTX
+ * (host memory, *size bytes). */
+static ox_status compile(const cuda_state *st, compile_target to, const char *source,
+                         const char *options, void **image, size_t *size, char **log)
 {
-    const cuda_state *st = d->state;
     const ox__cuda_api *cu = &st->api;
     const char *argv[MAX_OPTIONS + 2];
     char arch[48], detail[256];
     int argc = 0;
     ox_status s = OX_OK;
-    snprintf(arch, sizeof arch, "--gpu-architecture=%s", d->entry->target);
+    snprintf(arch, sizeof arch, "--gpu-architecture=%s", to.target);
     snprintf(detail, sizeof detail, "options '%.200s'", options);
     argv[argc++] = arch;
     argv[argc++] = "--std=c++17";
@@ -648,14 +655,12 @@ static ox_status compile(const cuda_device *d, const char *source, const char *o
         *log = compile_log(st, program);
     }
     if (r == NVRTC_SUCCESS) {
-        call = is_cubin(d->entry) ? "nvrtcGetCUBIN" : "nvrtcGetPTX";
-        r = is_cubin(d->entry) ? cu->nvrtcGetCUBINSize(program, size)
-                               : cu->nvrtcGetPTXSize(program, size);
+        call = to.cubin ? "nvrtcGetCUBIN" : "nvrtcGetPTX";
+        r = to.cubin ? cu->nvrtcGetCUBINSize(program, size) : cu->nvrtcGetPTXSize(program, size);
         *image = r == NVRTC_SUCCESS ? host_alloc(st, *size) : NULL;
         if (r == NVRTC_SUCCESS && !*image) s = fail_no_memory(st, "a compiled program");
         else if (r == NVRTC_SUCCESS)
-            r = is_cubin(d->entry) ? cu->nvrtcGetCUBIN(program, *image)
-                                   : cu->nvrtcGetPTX(program, *image);
+            r = to.cubin ? cu->nvrtcGetCUBIN(program, *image) : cu->nvrtcGetPTX(program, *image);
         if (r != NVRTC_SUCCESS && *image) host_free(st, *image, *size);
     }
     if (r != NVRTC_SUCCESS)
@@ -664,8 +669,8 @@ static ox_status compile(const cuda_device *d, const char *source, const char *o
                                ? OX_ERR_BUILD
                                : OX_ERR_BACKEND,
                            "cuda: %s failed: %s (%d) on %s (NVRTC %s, %s): %s", call,
-                           cu->nvrtcGetErrorString(r), r, d->entry->info.name, st->nvrtc_version,
-                           d->entry->target, detail);
+                           cu->nvrtcGetErrorString(r), r, to.name, st->nvrtc_version, to.target,
+                           detail);
     if (program) cu->nvrtcDestroyProgram(&program);
     host_free(st, copy, copy_size);
     return s;
@@ -751,7 +756,8 @@ static ox_status cuda_program_build(void *device, const char *source, const char
     if (!p->module) {
         void *image = NULL;
         size_t size = 0;
-        s = compile(d, source, options, &image, &size, log);
+        compile_target to = {d->entry->target, d->entry->info.name, is_cubin(d->entry)};
+        s = compile(d->state, to, source, options, &image, &size, log);
         if (s == OX_OK) {
             s = load_image(d, image, size, key, &p->module);
             host_free(st, image, size);
@@ -829,6 +835,8 @@ static int argument_fits(const cuda_kernel *k, const ox__kernel_arg *a, int firs
     if (k->parameters < 0) return 1;
     if (a->kind == OX__ARG_BUFFER)
         return first + 1 < k->parameters && k->sizes[first] == 8 && k->sizes[first + 1] == 8;
+    if (a->kind == OX__ARG_LOCAL) /* the generated entry point takes its offset */
+        return first < k->parameters && k->sizes[first] == 8;
     return first < k->parameters && k->sizes[first] == a->size;
 }
 
@@ -841,6 +849,8 @@ static ox_status cuda_kernel_launch(void *queue, void *kernel, const size_t grou
     const ox__host *host = q->device->state->host;
     void *parameters[MAX_PARAMETERS];
     CUdeviceptr pointers[MAX_PARAMETERS];
+    uint64_t local_offsets[MAX_PARAMETERS];
+    uint64_t local_bytes = 0; /* LOCAL parameters: pieces of dynamic shared memory */
     int n = 0;
     for (int i = 0; i < 3; i++)
         if (local[i] == 0 || local[i] > UINT_MAX || groups[i] > UINT_MAX)
@@ -852,11 +862,9 @@ static ox_status cuda_kernel_launch(void *queue, void *kernel, const size_t grou
         return event ? cuda_queue_marker(q, event) : OX_OK;
     for (int i = 0; i < n_args; i++) {
         const ox__kernel_arg *a = &args[i];
-        if (a->kind != OX__ARG_BUFFER && a->kind != OX__ARG_SCALAR)
-            return host->fail(host->core, OX_ERR_UNSUPPORTED,
-                              "cuda: kernel '%s', argument %d: only buffer and scalar arguments "
-                              "exist (local memory sizes are -D defines)",
-                              k->name, i);
+        if (a->kind != OX__ARG_BUFFER && a->kind != OX__ARG_SCALAR && a->kind != OX__ARG_LOCAL)
+            return host->fail(host->core, OX_ERR_INVALID,
+                              "cuda: kernel '%s', argument %d: of no known kind", k->name, i);
         if (n + 2 > MAX_PARAMETERS)
             return host->fail(host->core, OX_ERR_UNSUPPORTED,
                               "cuda: kernel '%s': more than %d parameters", k->name,
@@ -871,6 +879,11 @@ static ox_status cuda_kernel_launch(void *queue, void *kernel, const size_t grou
             pointers[i] = address(a->buffer, 0);
             parameters[n++] = &pointers[i];
             parameters[n++] = (void *)&a->offset;
+        } else if (a->kind == OX__ARG_LOCAL) {
+            local_bytes = (local_bytes + 15) & ~(uint64_t)15;
+            local_offsets[i] = local_bytes;
+            local_bytes += a->size;
+            parameters[n++] = &local_offsets[i];
         } else {
             parameters[n++] = (void *)a->value;
         }
@@ -885,7 +898,8 @@ static ox_status cuda_kernel_launch(void *queue, void *kernel, const size_t grou
     if (s != OX_OK) return s;
     CUresult r = q->device->state->api.cuLaunchKernel(
         k->function, (unsigned)groups[0], (unsigned)groups[1], (unsigned)groups[2],
-        (unsigned)local[0], (unsigned)local[1], (unsigned)local[2], 0, q->stream, parameters, NULL);
+        (unsigned)local[0], (unsigned)local[1], (unsigned)local[2], (unsigned)local_bytes,
+        q->stream, parameters, NULL);
     if (r != CUDA_SUCCESS) {
         char detail[256];
         snprintf(detail, sizeof detail, "kernel '%s', %zu x %zu x %zu groups of %zu x %zu x %zu",
@@ -913,6 +927,31 @@ static ox_status cuda_native_matmul(void *queue, const ox__native_tensor *dst,
                           q->stream, dst, a, b, flags);
     pthread_mutex_unlock(&d->blas_lock);
     pop(d);
+    return s;
+}
+
+/* A user's kernel compiled to PTX without a GPU: NVRTC alone. */
+#define CHECK_TARGET "compute_80"
+
+static ox_status cuda_program_check(void *state, const char *source, const char *options,
+                                    char **log, char *target, size_t target_cap)
+{
+    cuda_state *st = state;
+    *log = NULL;
+    if (!st->api.nvrtc) {
+        char why[256];
+        if (!ox__cuda_api_load_nvrtc(&st->api, why, sizeof why))
+            return st->host->fail(st->host->core, OX_ERR_UNSUPPORTED, "cuda: %s", why);
+        int major = 0, minor = 0;
+        st->api.nvrtcVersion(&major, &minor);
+        snprintf(st->nvrtc_version, sizeof st->nvrtc_version, "%d.%d", major, minor);
+    }
+    snprintf(target, target_cap, "PTX for %s, NVRTC %s", CHECK_TARGET, st->nvrtc_version);
+    compile_target to = {CHECK_TARGET, "no device", false};
+    void *image = NULL;
+    size_t size = 0;
+    ox_status s = compile(st, to, source, options, &image, &size, log);
+    if (s == OX_OK) host_free(st, image, size);
     return s;
 }
 
@@ -947,6 +986,7 @@ static const ox__backend_iface cuda_iface = {
     .kernel_create = cuda_kernel_create,
     .kernel_free = cuda_kernel_free,
     .kernel_launch = cuda_kernel_launch,
+    .program_check = cuda_program_check,
     .native_matmul = cuda_native_matmul,
 };
 

@@ -538,18 +538,20 @@ static char *compile_log(const hip_state *st, hiprtcProgram program)
  * memory, *size bytes) in *image. --gpu-architecture is the spelling every
  * hiprtc accepts (newer ones translate it to --offload-arch); the full
  * target ID keeps the device's sramecc/xnack modes. */
-static ox_status compile(const hip_device *d, const char *source, const char *options,
-                         void **image, size_t *size, char **log)
+/* Compile with hiprtc for `arch` ("" : hiprtc's default); `name` is the
+ * device in messages. */
+static ox_status compile(const hip_state *st, const char *arch_id, const char *name,
+                         const char *source, const char *options, void **image, size_t *size,
+                         char **log)
 {
-    const hip_state *st = d->state;
     const ox__hip_api *api = &st->api;
     const char *argv[MAX_OPTIONS + 1];
     char arch[96], detail[256];
     int argc = 0;
     ox_status s = OX_OK;
     snprintf(detail, sizeof detail, "options '%.200s'", options);
-    if (d->entry->arch[0]) {
-        snprintf(arch, sizeof arch, "--gpu-architecture=%s", d->entry->arch);
+    if (arch_id[0]) {
+        snprintf(arch, sizeof arch, "--gpu-architecture=%s", arch_id);
         argv[argc++] = arch;
     }
     size_t copy_size = strlen(options) + 1;
@@ -589,8 +591,8 @@ static ox_status compile(const hip_device *d, const char *source, const char *op
                                ? OX_ERR_BUILD
                                : OX_ERR_BACKEND,
                            "hip: %s failed: %s (%d) on %s (hiprtc %s, %s): %s", call,
-                           api->hiprtcGetErrorString(r), r, d->entry->info.name,
-                           st->hiprtc_version, d->entry->arch, detail);
+                           api->hiprtcGetErrorString(r), r, name, st->hiprtc_version, arch_id,
+                           detail);
     if (program) api->hiprtcDestroyProgram(&program);
     host_free(st, copy, copy_size);
     return s;
@@ -646,7 +648,8 @@ static ox_status hip_program_build(void *device, const char *source, const char 
     if (!p->module) {
         void *image = NULL;
         size_t size = 0;
-        s = compile(d, source, options, &image, &size, log);
+        s = compile(d->state, d->entry->arch, d->entry->info.name, source, options, &image, &size,
+                    log);
         if (s == OX_OK) {
             hipError_t r = st->api.hipModuleLoadData(&p->module, image);
             if (r != hipSuccess)
@@ -724,6 +727,8 @@ static ox_status hip_kernel_launch(void *queue, void *kernel, const size_t group
     hip_kernel *k = kernel;
     const ox__host *host = q->device->state->host;
     void *parameters[MAX_PARAMETERS];
+    uint64_t local_offsets[MAX_PARAMETERS];
+    uint64_t local_bytes = 0; /* LOCAL parameters: pieces of dynamic shared memory */
     int n = 0;
     for (int i = 0; i < 3; i++)
         if (local[i] == 0 || local[i] > UINT_MAX || groups[i] > UINT_MAX)
@@ -734,14 +739,18 @@ static ox_status hip_kernel_launch(void *queue, void *kernel, const size_t group
     if (!groups[0] || !groups[1] || !groups[2]) return event ? hip_queue_marker(q, event) : OX_OK;
     for (int i = 0; i < n_args; i++) {
         const ox__kernel_arg *a = &args[i];
-        if ((a->kind != OX__ARG_BUFFER && a->kind != OX__ARG_SCALAR) || n + 2 > MAX_PARAMETERS)
+        if (n + 2 > MAX_PARAMETERS)
             return host->fail(host->core, OX_ERR_UNSUPPORTED,
-                              "hip: kernel '%s', argument %d: only buffer and scalar arguments, "
-                              "at most %d parameters",
-                              k->name, i, MAX_PARAMETERS);
+                              "hip: kernel '%s', argument %d: at most %d parameters", k->name, i,
+                              MAX_PARAMETERS);
         if (a->kind == OX__ARG_BUFFER) {
             parameters[n++] = (void *)&a->buffer;
             parameters[n++] = (void *)&a->offset;
+        } else if (a->kind == OX__ARG_LOCAL) {
+            local_bytes = (local_bytes + 15) & ~(uint64_t)15;
+            local_offsets[i] = local_bytes;
+            local_bytes += a->size;
+            parameters[n++] = &local_offsets[i];
         } else {
             parameters[n++] = (void *)a->value;
         }
@@ -750,7 +759,8 @@ static ox_status hip_kernel_launch(void *queue, void *kernel, const size_t group
     if (s != OX_OK) return s;
     hipError_t r = q->device->state->api.hipModuleLaunchKernel(
         k->function, (unsigned)groups[0], (unsigned)groups[1], (unsigned)groups[2],
-        (unsigned)local[0], (unsigned)local[1], (unsigned)local[2], 0, q->stream, parameters, NULL);
+        (unsigned)local[0], (unsigned)local[1], (unsigned)local[2], (unsigned)local_bytes,
+        q->stream, parameters, NULL);
     if (r != hipSuccess) {
         char detail[256];
         snprintf(detail, sizeof detail, "kernel '%s', %zu x %zu x %zu groups of %zu x %zu x %zu",
@@ -774,6 +784,31 @@ static ox_status hip_native_matmul(void *queue, const ox__native_tensor *dst,
     s = ox__rocblas_matmul(&d->blas, &q->blas_handle, d->state->host, d->entry->info.name,
                            q->stream, dst, a, b, flags);
     pthread_mutex_unlock(&d->blas_lock);
+    return s;
+}
+
+/* A user's kernel compiled without a GPU: hiprtc alone, for gfx90a. */
+#define CHECK_ARCH "gfx90a"
+
+static ox_status hip_program_check(void *state, const char *source, const char *options,
+                                   char **log, char *target, size_t target_cap)
+{
+    hip_state *st = state;
+    *log = NULL;
+    if (!st->api.hiprtc) {
+        char why[256];
+        if (!ox__hip_api_load_hiprtc(&st->api, why, sizeof why))
+            return st->host->fail(st->host->core, OX_ERR_UNSUPPORTED, "hip: %s", why);
+        int major = 0, minor = 0;
+        st->api.hiprtcVersion(&major, &minor);
+        snprintf(st->hiprtc_version, sizeof st->hiprtc_version, "%d.%d", major, minor);
+    }
+    snprintf(target, target_cap, "code object for %s, hiprtc %s", CHECK_ARCH, st->hiprtc_version);
+    void *image = NULL;
+    size_t size = 0;
+    ox_status s = compile(st, CHECK_ARCH, "no device", source, options, &image, &size,
+                          log);
+    if (s == OX_OK) host_free(st, image, size);
     return s;
 }
 
@@ -808,6 +843,7 @@ static const ox__backend_iface hip_iface = {
     .kernel_create = hip_kernel_create,
     .kernel_free = hip_kernel_free,
     .kernel_launch = hip_kernel_launch,
+    .program_check = hip_program_check,
     .native_matmul = hip_native_matmul,
 };
 

@@ -851,6 +851,8 @@ static cl_int set_args_and_enqueue(opencl_queue *q, opencl_kernel *k, cl_uint di
             err = cl->clSetKernelArg(k->kernel, index++, sizeof mem, &mem);
             if (err == CL_SUCCESS)
                 err = cl->clSetKernelArg(k->kernel, index++, sizeof offset, &offset);
+        } else if (a->kind == OX__ARG_LOCAL) {
+            err = cl->clSetKernelArg(k->kernel, index++, a->size, NULL);
         } else {
             err = cl->clSetKernelArg(k->kernel, index++, a->size, a->value);
         }
@@ -890,11 +892,10 @@ static ox_status opencl_kernel_launch(void *queue, void *kernel, const size_t gr
         return event ? opencl_queue_marker(q, event) : OX_OK;
     while (dims > 1 && global[dims - 1] == 1) dims--;
     for (int i = 0; i < n_args; i++) {
-        if (args[i].kind != OX__ARG_BUFFER && args[i].kind != OX__ARG_SCALAR)
-            return host->fail(host->core, OX_ERR_UNSUPPORTED,
-                              "opencl: kernel '%s', argument %d: only buffer and scalar "
-                              "arguments exist (local memory sizes are -D defines)",
-                              k->name, i);
+        if (args[i].kind != OX__ARG_BUFFER && args[i].kind != OX__ARG_SCALAR &&
+            args[i].kind != OX__ARG_LOCAL)
+            return host->fail(host->core, OX_ERR_INVALID,
+                              "opencl: kernel '%s', argument %d: of no known kind", k->name, i);
         parameters += args[i].kind == OX__ARG_BUFFER ? 2 : 1;
     }
     if (parameters != k->parameters)

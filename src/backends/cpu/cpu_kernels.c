@@ -1,0 +1,749 @@
+/* User kernels on the CPU: the portable dialect compiled as C11 by the
+ * system's C compiler into a shared object, kept in the kernel cache, loaded
+ * with dlopen, and run one work-group per thread-pool task.
+ *
+ * Work-items of a group run in a loop (ox__group_NAME) when the program has
+ * no barriers. With barriers each work-item is a fiber (ucontext) with its
+ * own stack: BARRIER() switches back to this file's scheduler, which runs
+ * every other work-item of the group up to the same barrier before any goes
+ * on. So barriers and local memory mean what they mean on a GPU; a group
+ * whose work-items split at a barrier (some return, some wait, or they wait
+ * at different barriers) is stopped with an error naming the line.
+ *
+ * Local memory is one arena per thread (OX__CPU_LOCAL_BYTES): LOCAL
+ * parameters first, then LOCAL_ARRAYs claimed in declaration order. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/cpu_kernels.h"
+#include "core/backend.h"
+#include "core/threadpool.h"
+
+#define OX__C_ABI_ONLY
+#include "../../../kernels/prelude_c.h"
+
+#define FIBER_STACK ((size_t)128 << 10)
+#define MAX_LOG ((size_t)64 << 10)
+#define MAX_ARGS 32
+
+extern char **environ;
+
+#if defined(__SANITIZE_ADDRESS__)
+#define OX_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define OX_ASAN 1
+#endif
+#endif
+#ifdef OX_ASAN
+void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
+void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
+                                     size_t *size_old);
+#endif
+
+typedef void (*entry_fn)(void *const *args, struct ox__item *w);
+
+typedef struct cpu_program {
+    const ox__host *host;
+    void *dl;
+    bool barriers; /* the source has BARRIER: work-items run as fibers */
+} cpu_program;
+
+typedef struct cpu_kernel {
+    cpu_program *program;
+    entry_fn group, item;
+    char name[64];
+} cpu_kernel;
+
+enum { FIBER_READY, FIBER_BARRIER, FIBER_DONE };
+
+typedef struct fiber {
+    ucontext_t uc;
+    unsigned char *stack; /* mmap'ed, guard page first */
+    int state, line;
+} fiber;
+
+/* What one launch shares between its tasks. */
+typedef struct launch {
+    cpu_kernel *kernel;
+    bool barriers;
+    size_t groups[3];
+    int local[3];
+    int n_args;
+    void *slots[MAX_ARGS];        /* buffer pointers; local: offsets in the arena */
+    void *args[MAX_ARGS];         /* what the entry points receive */
+    bool is_local[MAX_ARGS];
+    unsigned long local_start;
+    atomic_int failed;
+    char error[512];
+    struct thread_state *threads;
+} launch;
+
+/* Per pool thread: its arena, fibers and the way back from a failure. */
+typedef struct thread_state thread_state;
+struct thread_state {
+    unsigned char *arena;
+    fiber *fibers;
+    int n_fibers;
+    struct ox__item *items;
+    ucontext_t scheduler;
+    int current;
+    bool in_fibers;
+    bool aborted;
+    jmp_buf escape;
+    launch *run;
+    entry_fn entry;
+    void *const *args;
+#ifdef OX_ASAN
+    const void *sched_bottom;
+    size_t sched_size;
+#endif
+};
+
+struct cpu_kernels {
+    const ox__host *host;
+    int n_threads;
+    thread_state *threads;
+};
+
+/* ---- compiling ------------------------------------------------------------------ */
+
+/* The C compiler to use: $OX_CC, else cc, gcc or clang from PATH. */
+static bool find_compiler(char *path, size_t cap)
+{
+    const char *env = getenv("OX_CC");
+    const char *names[] = {env && *env ? env : NULL, "cc", "gcc", "clang"};
+    const char *dirs = getenv("PATH");
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (!names[i]) continue;
+        if (strchr(names[i], '/')) {
+            if (access(names[i], X_OK) == 0 && snprintf(path, cap, "%s", names[i]) < (int)cap)
+                return true;
+            if (i == 0) return false; /* an explicit OX_CC that is not there */
+            continue;
+        }
+        for (const char *d = dirs ? dirs : "/usr/bin:/bin"; *d;) {
+            size_t len = strcspn(d, ":");
+            if (len && snprintf(path, cap, "%.*s/%s", (int)len, d, names[i]) < (int)cap &&
+                access(path, X_OK) == 0)
+                return true;
+            d += len + (d[len] == ':');
+        }
+        if (i == 0) return false;
+    }
+    return false;
+}
+
+const char *ox__cpu_compiler(char *path, size_t cap)
+{
+    return find_compiler(path, cap) ? path : NULL;
+}
+
+#define BASE_FLAGS                                                                      \
+    "-std=gnu11 -O2 -fPIC -shared -fvisibility=hidden -ffp-contract=off -fno-math-errno " \
+    "-fno-diagnostics-show-caret"
+
+/* argv for the compiler: the base flags, $OX_CC_FLAGS, the user's -D/-U/-I
+ * options. Returns the count, or -1 (message in why) for another option. */
+static int compiler_argv(char *words, const char **argv, int cap, const char *compiler,
+                         const char *src, const char *out, char *why, size_t why_cap)
+{
+    int n = 0;
+    argv[n++] = compiler;
+    for (char *w = strtok(words, " \t\n"); w; w = strtok(NULL, " \t\n")) {
+        if (n + 5 >= cap) {
+            snprintf(why, why_cap, "too many build options");
+            return -1;
+        }
+        argv[n++] = w;
+    }
+    argv[n++] = "-o";
+    argv[n++] = out;
+    argv[n++] = src;
+    argv[n++] = "-lm";
+    argv[n] = NULL;
+    return n;
+}
+
+/* Check the user's options: the CPU's compiler gets -D, -U and -I only. */
+static bool options_ok(const char *options, char *why, size_t cap)
+{
+    char copy[2048];
+    if (snprintf(copy, sizeof copy, "%s", options) >= (int)sizeof copy) {
+        snprintf(why, cap, "build options longer than %zu bytes", sizeof copy - 1);
+        return false;
+    }
+    for (char *save, *w = strtok_r(copy, " \t\n", &save); w; w = strtok_r(NULL, " \t\n", &save)) {
+        if (strncmp(w, "-D", 2) != 0 && strncmp(w, "-U", 2) != 0 && strncmp(w, "-I", 2) != 0) {
+            snprintf(why, cap, "build option '%.64s' is not for every device: options are -D, -U "
+                     "and -I", w);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool write_file(const char *path, const void *data, size_t size)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return false;
+    const unsigned char *p = data;
+    while (size) {
+        ssize_t w = write(fd, p, size);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            close(fd);
+            return false;
+        }
+        p += w, size -= (size_t)w;
+    }
+    return close(fd) == 0;
+}
+
+/* Read at most `limit` bytes of a file into host memory (*size set). */
+static void *read_file(const ox__host *host, const char *path, size_t limit, size_t *size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_size < 0) {
+        close(fd);
+        return NULL;
+    }
+    size_t n = (size_t)st.st_size < limit ? (size_t)st.st_size : limit;
+    char *data = host->alloc(host->core, n + 1);
+    size_t got = 0;
+    while (data && got < n) {
+        ssize_t r = read(fd, data + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (data) data[got] = '\0';
+    *size = got;
+    return data;
+}
+
+/* Run the compiler; its output goes to log_path. The exit status, or -1. */
+static int run_compiler(const char *const *argv, const char *log_path)
+{
+    posix_spawn_file_actions_t fa;
+    if (posix_spawn_file_actions_init(&fa) != 0) return -1;
+    posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) return -1;
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* dlopen the shared object in `data` (from the cache) through a file of
+ * its own name: the loader takes a name it has seen for the object it
+ * loaded then, so names are never reused while a program lives. */
+static void *open_image(const void *data, size_t size, char *why, size_t cap)
+{
+    const char *tmp = getenv("TMPDIR");
+    char path[600];
+    snprintf(path, sizeof path, "%s/openxpu-kernel-XXXXXX.so", tmp && *tmp ? tmp : "/tmp");
+    int fd = mkstemps(path, 3);
+    if (fd < 0) {
+        snprintf(why, cap, "cannot create %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    close(fd);
+    if (!write_file(path, data, size)) {
+        snprintf(why, cap, "cannot write %s: %s", path, strerror(errno));
+        unlink(path);
+        return NULL;
+    }
+    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!dl) snprintf(why, cap, "%s", dlerror());
+    unlink(path);
+    return dl;
+}
+
+static bool abi_ok(void *dl, char *why, size_t cap)
+{
+    const int *version = dlsym(dl, "ox__c_abi_version");
+    if (!version || *version != OX__C_ABI_VERSION || !dlsym(dl, "ox__c_barriers")) {
+        snprintf(why, cap, "the compiled object is not of this library's kernel ABI %d",
+                 OX__C_ABI_VERSION);
+        return false;
+    }
+    return true;
+}
+
+ox_status ox__cpu_program_build(void *device, const char *source, const char *options,
+                                void **program, char **log)
+{
+    const ox__host *host = ox__cpu_device_host(device);
+    char compiler[1024], why[512];
+    *program = NULL;
+    *log = NULL;
+    if (!options_ok(options, why, sizeof why))
+        return host->fail(host->core, OX_ERR_BUILD, "cpu: %s", why);
+    if (!find_compiler(compiler, sizeof compiler)) {
+        const char *env = getenv("OX_CC");
+        return host->fail(host->core, OX_ERR_UNSUPPORTED,
+                          "cpu: no C compiler found (%s%s%s): user kernels on the CPU are "
+                          "compiled at run time; install one (gcc or clang), set OX_CC, or build "
+                          "for an OpenCL CPU device (PoCL), which `ox devices` lists",
+                          env && *env ? "OX_CC=" : "tried cc, gcc and clang in PATH",
+                          env && *env ? env : "", env && *env ? " is not executable" : "");
+    }
+    struct stat cst;
+    if (stat(compiler, &cst) != 0) memset(&cst, 0, sizeof cst);
+    const char *extra = getenv("OX_CC_FLAGS");
+    if (!extra) extra = "";
+
+    /* the cache key: everything the object depends on */
+    size_t key_size = strlen(compiler) + strlen(extra) + strlen(options) + strlen(source) + 256;
+    char *key = host->alloc(host->core, key_size);
+    if (!key) return host->fail(host->core, OX_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+    snprintf(key, key_size, "cpu-c|abi %d|%s %lld %lld|" BASE_FLAGS " %s|%s|%s", OX__C_ABI_VERSION,
+             compiler, (long long)cst.st_size, (long long)cst.st_mtime, extra, options, source);
+    cpu_program *p = host->alloc(host->core, sizeof *p);
+    if (!p) {
+        host->free(host->core, key, key_size);
+        return host->fail(host->core, OX_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+    }
+    p->host = host;
+    p->dl = NULL;
+
+    void *image;
+    size_t image_size;
+    if (host->cache_load(host->core, key, &image, &image_size) == OX_OK) {
+        p->dl = open_image(image, image_size, why, sizeof why);
+        host->free(host->core, image, image_size);
+        if (p->dl && !abi_ok(p->dl, why, sizeof why)) dlclose(p->dl), p->dl = NULL;
+        if (!p->dl) host->log(host->core, OX_LOG_DEBUG, "cpu: cached kernel object unusable: %s", why);
+    }
+    ox_status s = OX_OK;
+    if (!p->dl) {
+        const char *tmp = getenv("TMPDIR");
+        char dir[512], src[600], out[600], logp[600];
+        snprintf(dir, sizeof dir, "%s/openxpu-cc-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(dir)) {
+            s = host->fail(host->core, OX_ERR_IO, "cpu: cannot create a directory %s: %s", dir,
+                           strerror(errno));
+            goto out;
+        }
+        snprintf(src, sizeof src, "%s/kernel.c", dir);
+        snprintf(out, sizeof out, "%s/kernel.so", dir);
+        snprintf(logp, sizeof logp, "%s/log.txt", dir);
+        size_t words_size = strlen(BASE_FLAGS) + strlen(extra) + strlen(options) + 3;
+        char *words = host->alloc(host->core, words_size);
+        const char *argv[96];
+        int argc = -1;
+        if (words) {
+            snprintf(words, words_size, BASE_FLAGS " %s %s", extra, options);
+            argc = compiler_argv(words, argv, 96, compiler, src, out, why, sizeof why);
+        } else {
+            snprintf(why, sizeof why, "out of host memory");
+        }
+        int rc = -2;
+        if (argc > 0 && write_file(src, source, strlen(source)))
+            rc = run_compiler(argv, logp);
+        size_t log_size = 0;
+        char *text = rc == -2 ? NULL : read_file(host, logp, MAX_LOG, &log_size);
+        if (rc != 0) {
+            if (rc == -2)
+                s = host->fail(host->core, OX_ERR_BUILD, "cpu: cannot run the compiler: %s",
+                               argc < 0 ? why : "cannot write the source");
+            else if (rc == -1)
+                s = host->fail(host->core, OX_ERR_BUILD, "cpu: %s did not run to the end",
+                               compiler);
+            else
+                s = host->fail(host->core, OX_ERR_BUILD, "cpu: %s failed (exit status %d)",
+                               compiler, rc);
+            *log = text;
+        } else {
+            if (text && log_size) *log = text;
+            else if (text) host->free(host->core, text, log_size + 1);
+            size_t so_size;
+            void *so = read_file(host, out, (size_t)1 << 30, &so_size);
+            if (so) {
+                host->cache_store(host->core, key, so, so_size);
+                host->free(host->core, so, so_size + 1);
+            }
+            p->dl = dlopen(out, RTLD_NOW | RTLD_LOCAL);
+            if (!p->dl || !abi_ok(p->dl, why, sizeof why)) {
+                if (!p->dl) snprintf(why, sizeof why, "%s", dlerror());
+                else dlclose(p->dl), p->dl = NULL;
+                s = host->fail(host->core, OX_ERR_BUILD, "cpu: the object %s built cannot be "
+                               "loaded: %s (is OX_CC a compiler for this machine?)", compiler, why);
+            }
+        }
+        if (words) host->free(host->core, words, words_size);
+        unlink(src), unlink(out), unlink(logp), rmdir(dir);
+    }
+out:
+    host->free(host->core, key, key_size);
+    if (s == OX_OK) p->barriers = *(const int *)dlsym(p->dl, "ox__c_barriers") != 0;
+    if (s != OX_OK) {
+        host->free(host->core, p, sizeof *p);
+        return s;
+    }
+    *program = p;
+    return OX_OK;
+}
+
+void ox__cpu_program_free(void *program)
+{
+    cpu_program *p = program;
+    if (!p) return;
+    if (p->dl) dlclose(p->dl);
+    p->host->free(p->host->core, p, sizeof *p);
+}
+
+ox_status ox__cpu_kernel_create(void *program, const char *name, void **kernel)
+{
+    cpu_program *p = program;
+    const ox__host *host = p->host;
+    char symbol[128];
+    cpu_kernel *k = host->alloc(host->core, sizeof *k);
+    if (!k) return host->fail(host->core, OX_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+    k->program = p;
+    snprintf(k->name, sizeof k->name, "%s", name);
+    snprintf(symbol, sizeof symbol, "ox__group_%s", name);
+    k->group = (entry_fn)(uintptr_t)dlsym(p->dl, symbol);
+    snprintf(symbol, sizeof symbol, "ox__item_%s", name);
+    k->item = (entry_fn)(uintptr_t)dlsym(p->dl, symbol);
+    if (!k->group || !k->item) {
+        host->free(host->core, k, sizeof *k);
+        return host->fail(host->core, OX_ERR_NOT_FOUND, "cpu: the program has no kernel '%s'",
+                          name);
+    }
+    *kernel = k;
+    return OX_OK;
+}
+
+void ox__cpu_kernel_free(void *kernel)
+{
+    cpu_kernel *k = kernel;
+    if (k) k->program->host->free(k->program->host->core, k, sizeof *k);
+}
+
+/* ---- running ------------------------------------------------------------------------ */
+
+static void launch_fail(launch *run, const char *fmt, ...) OX__PRINTF(2, 3);
+static void launch_fail(launch *run, const char *fmt, ...)
+{
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&run->failed, &expected, 1)) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(run->error, sizeof run->error, fmt, ap);
+    va_end(ap);
+}
+
+static void switch_to_scheduler(thread_state *ts, fiber *f, bool dying)
+{
+#ifdef OX_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(dying ? NULL : &fake, ts->sched_bottom, ts->sched_size);
+    if (dying) return; /* uc_link takes us back */
+    swapcontext(&f->uc, &ts->scheduler);
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#else
+    if (dying) return;
+    swapcontext(&f->uc, &ts->scheduler);
+#endif
+}
+
+static __thread thread_state *fiber_owner;
+
+static void fiber_main(void)
+{
+    thread_state *ts = fiber_owner;
+#ifdef OX_ASAN
+    __sanitizer_finish_switch_fiber(NULL, &ts->sched_bottom, &ts->sched_size);
+#endif
+    int i = ts->current;
+    ts->entry(ts->args, &ts->items[i]);
+    ts->fibers[i].state = FIBER_DONE;
+    switch_to_scheduler(ts, &ts->fibers[i], true);
+}
+
+static void on_barrier(struct ox__item *w, int line)
+{
+    thread_state *ts = w->grp->runtime;
+    if (!ts->in_fibers) {
+        /* the program was judged barrier-free: only a macro hiding BARRIER
+         * can bring us here */
+        launch_fail(ts->run, "kernel '%s': a barrier (line %d) in a program run without "
+                    "barriers: write BARRIER() in the source itself", ts->run->kernel->name, line);
+        longjmp(ts->escape, 1);
+    }
+    fiber *f = &ts->fibers[ts->current];
+    f->state = FIBER_BARRIER;
+    f->line = line;
+    switch_to_scheduler(ts, f, false);
+}
+
+static void on_fail(struct ox__item *w, const char *what, unsigned long value)
+{
+    thread_state *ts = w->grp->runtime;
+    launch_fail(ts->run, "kernel '%s', group (%d, %d, %d): %s %lu exceeds the %lu the CPU "
+                "gives a work-group", ts->run->kernel->name, w->grp->gid[0], w->grp->gid[1],
+                w->grp->gid[2], what, value, w->grp->local_cap);
+    if (!ts->in_fibers) longjmp(ts->escape, 1);
+    ts->aborted = true;
+    fiber *f = &ts->fibers[ts->current];
+    for (;;) switch_to_scheduler(ts, f, false); /* never resumed */
+}
+
+static bool grow_fibers(thread_state *ts, int n)
+{
+    if (n <= ts->n_fibers) return true;
+    fiber *f = realloc(ts->fibers, (size_t)n * sizeof *f);
+    if (!f) return false;
+    ts->fibers = f;
+    struct ox__item *items = realloc(ts->items, (size_t)n * sizeof *items);
+    if (!items) return false;
+    ts->items = items;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    for (int i = ts->n_fibers; i < n; i++) {
+        void *stack = mmap(NULL, FIBER_STACK + page, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+        if (stack == MAP_FAILED) return false;
+        mprotect(stack, page, PROT_NONE); /* a guard page below the stack */
+        f[i].stack = stack;
+        ts->n_fibers = i + 1;
+    }
+    return true;
+}
+
+static void run_fibers(thread_state *ts, struct ox__group *grp, int n)
+{
+    launch *run = ts->run;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    ts->in_fibers = true;
+    ts->aborted = false;
+    fiber_owner = ts;
+    int i = 0;
+    for (int z = 0; z < grp->lsize[2]; z++)
+        for (int y = 0; y < grp->lsize[1]; y++)
+            for (int x = 0; x < grp->lsize[0]; x++, i++) {
+                ts->items[i] = (struct ox__item){.lid = {x, y, z},
+                                                 .local_cursor = grp->local_start, .grp = grp};
+                fiber *f = &ts->fibers[i];
+                getcontext(&f->uc);
+                f->uc.uc_stack.ss_sp = f->stack + page;
+                f->uc.uc_stack.ss_size = FIBER_STACK;
+                f->uc.uc_link = &ts->scheduler;
+                makecontext(&f->uc, fiber_main, 0);
+                f->state = FIBER_READY;
+            }
+    int live = n;
+    while (live > 0) {
+        int waiting = 0, returned = 0, line = -1, other = -1, first_returned = -1;
+        for (i = 0; i < n; i++) {
+            fiber *f = &ts->fibers[i];
+            if (f->state == FIBER_DONE) continue;
+            ts->current = i;
+#ifdef OX_ASAN
+            void *fake = NULL;
+            __sanitizer_start_switch_fiber(&fake, f->stack + page, FIBER_STACK);
+            swapcontext(&ts->scheduler, &f->uc);
+            __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#else
+            swapcontext(&ts->scheduler, &f->uc);
+#endif
+            if (ts->aborted) return;
+            if (f->state == FIBER_DONE) {
+                live--, returned++;
+                if (first_returned < 0) first_returned = i;
+            } else {
+                waiting++;
+                if (line < 0) line = f->line;
+                else if (f->line != line && other < 0) other = f->line;
+            }
+        }
+        const struct ox__item *w = &ts->items[first_returned < 0 ? 0 : first_returned];
+        if (waiting && returned) {
+            launch_fail(run, "kernel '%s', group (%d, %d, %d): work-item (%d, %d, %d) returned "
+                        "while others wait at the barrier on line %d: every work-item of a group "
+                        "must reach every barrier", run->kernel->name, grp->gid[0], grp->gid[1],
+                        grp->gid[2], w->lid[0], w->lid[1], w->lid[2], line);
+            return;
+        }
+        if (other >= 0) {
+            launch_fail(run, "kernel '%s', group (%d, %d, %d): work-items wait at different "
+                        "barriers (lines %d and %d): every work-item of a group must reach the "
+                        "same barriers", run->kernel->name, grp->gid[0], grp->gid[1], grp->gid[2],
+                        line < other ? line : other, line < other ? other : line);
+            return;
+        }
+        for (i = 0; i < n; i++)
+            if (ts->fibers[i].state == FIBER_BARRIER) ts->fibers[i].state = FIBER_READY;
+    }
+}
+
+/* A barrier of a group of one work-item: nothing to wait for. */
+static void lone_barrier(struct ox__item *w, int line)
+{
+    (void)w, (void)line;
+}
+
+static void run_group(void *arg, size_t task, int thread)
+{
+    launch *run = arg;
+    if (atomic_load_explicit(&run->failed, memory_order_relaxed)) return;
+    thread_state *ts = &run->threads[thread];
+    int n = run->local[0] * run->local[1] * run->local[2];
+    struct ox__group grp = {
+        .lsize = {run->local[0], run->local[1], run->local[2]},
+        .ngroups = {(int)run->groups[0], (int)run->groups[1], (int)run->groups[2]},
+        .local_mem = ts->arena,
+        .local_cap = OX__CPU_LOCAL_BYTES,
+        .local_start = run->local_start,
+        .barrier = n == 1 ? lone_barrier : on_barrier,
+        .fail = on_fail,
+        .runtime = ts,
+    };
+    grp.gid[0] = (int)(task % run->groups[0]);
+    grp.gid[1] = (int)(task / run->groups[0] % run->groups[1]);
+    grp.gid[2] = (int)(task / run->groups[0] / run->groups[1]);
+    void *args[MAX_ARGS], *locals[MAX_ARGS];
+    for (int i = 0; i < run->n_args; i++) {
+        args[i] = run->args[i];
+        if (run->is_local[i]) {
+            locals[i] = ts->arena + (uintptr_t)run->slots[i];
+            args[i] = &locals[i];
+        }
+    }
+    ts->run = run;
+    ts->args = args;
+    if (!run->barriers || n == 1) { /* the work-items in a loop */
+        ts->in_fibers = false;
+        struct ox__item w = {.grp = &grp};
+        if (setjmp(ts->escape) == 0) run->kernel->group(args, &w);
+        return;
+    }
+    ts->entry = run->kernel->item;
+    run_fibers(ts, &grp, n);
+}
+
+static void free_thread(thread_state *ts)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    for (int i = 0; i < ts->n_fibers; i++) munmap(ts->fibers[i].stack, FIBER_STACK + page);
+    free(ts->fibers);
+    free(ts->items);
+    free(ts->arena);
+    memset(ts, 0, sizeof *ts);
+}
+
+void ox__cpu_kernels_free(struct cpu_kernels *state)
+{
+    if (!state) return;
+    for (int i = 0; i < state->n_threads; i++) free_thread(&state->threads[i]);
+    free(state->threads);
+    free(state);
+}
+
+ox_status ox__cpu_kernel_launch(void *queue, void *kernel, const size_t groups[3],
+                                const size_t local[3], int n_args, const ox__kernel_arg *args,
+                                void **event)
+{
+    cpu_kernel *k = kernel;
+    const ox__host *host = k->program->host;
+    ox__pool *pool = ox__cpu_device_pool(queue);
+    struct cpu_kernels **slot = ox__cpu_device_kernels(queue);
+    int threads = ox__pool_size(pool);
+    if (event) *event = NULL;
+    if (n_args > MAX_ARGS)
+        return host->fail(host->core, OX_ERR_INVALID, "cpu: kernel '%s': more than %d arguments",
+                          k->name, MAX_ARGS);
+    size_t total = 1;
+    for (int d = 0; d < 3; d++) {
+        if (local[d] == 0 || local[d] > 1024 || groups[d] > INT32_MAX ||
+            (groups[d] && total > SIZE_MAX / groups[d]))
+            return host->fail(host->core, OX_ERR_INVALID, "cpu: kernel '%s': %zu groups of %zu "
+                              "work-items in dimension %d is not a valid range", k->name,
+                              groups[d], local[d], d);
+        total *= groups[d];
+    }
+    if (!*slot) {
+        struct cpu_kernels *st = calloc(1, sizeof *st);
+        if (!st || !(st->threads = calloc((size_t)threads, sizeof *st->threads))) {
+            free(st);
+            return host->fail(host->core, OX_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+        }
+        st->n_threads = threads;
+        *slot = st;
+    }
+    struct cpu_kernels *st = *slot;
+
+    launch *run = calloc(1, sizeof *run);
+    if (!run) return host->fail(host->core, OX_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+    run->kernel = k;
+    run->threads = st->threads;
+    run->barriers = k->program->barriers;
+    for (int d = 0; d < 3; d++) run->groups[d] = groups[d], run->local[d] = (int)local[d];
+    run->n_args = n_args;
+    unsigned long local_bytes = 0;
+    for (int i = 0; i < n_args; i++) {
+        const ox__kernel_arg *a = &args[i];
+        if (a->kind == OX__ARG_BUFFER) {
+            run->slots[i] = ox__cpu_buffer_data(a->buffer) + a->offset;
+            run->args[i] = &run->slots[i];
+        } else if (a->kind == OX__ARG_SCALAR) {
+            run->args[i] = (void *)a->value;
+        } else { /* local memory: 16-byte aligned pieces of the arena */
+            local_bytes = (local_bytes + 15) & ~15ul;
+            run->slots[i] = (void *)(uintptr_t)local_bytes;
+            run->is_local[i] = true;
+            if (a->size > OX__CPU_LOCAL_BYTES - local_bytes) {
+                free(run);
+                return host->fail(host->core, OX_ERR_INVALID, "cpu: kernel '%s', argument %d: "
+                                  "%zu bytes of local memory exceed the %lu the CPU gives a "
+                                  "work-group (%lu taken by earlier arguments)", k->name, i,
+                                  a->size, (unsigned long)OX__CPU_LOCAL_BYTES, local_bytes);
+            }
+            local_bytes += a->size;
+        }
+    }
+    run->local_start = local_bytes;
+    int n = (int)(local[0] * local[1] * local[2]);
+    for (int t = 0; t < threads; t++) {
+        thread_state *ts = &st->threads[t];
+        if (!ts->arena && !(ts->arena = aligned_alloc(64, OX__CPU_LOCAL_BYTES))) goto oom;
+        if (run->barriers && n > 1 && !grow_fibers(ts, n)) goto oom;
+    }
+    if (total) ox__pool_run(pool, total, run_group, run);
+    ox_status s = OX_OK;
+    if (atomic_load(&run->failed))
+        s = host->fail(host->core, OX_ERR_INVALID, "cpu: %s", run->error);
+    free(run);
+    if (s == OX_OK && event) *event = ox__cpu_completed_event();
+    return s;
+
+oom:
+    free(run);
+    return host->fail(host->core, OX_ERR_OUT_OF_MEMORY, "cpu: out of memory for the work-groups "
+                      "of kernel '%s' (%d fibers per thread)", k->name, n);
+}
