@@ -56,4 +56,33 @@ cmake --build "$work/cmake" >"$work/build.log" 2>&1 || { cat "$work/build.log"; 
 "$work/cmake/consumer_shared" | grep -q "consumer ok" || fail "CMake shared program"
 "$work/cmake/consumer_static" | grep -q "consumer ok" || fail "CMake static program"
 echo "ok   find_package(OpenXPU) programs (shared and static)"
-echo "4 passed, 0 failed"
+
+# The user-kernel examples (examples/), built against the installed library
+# and run on every device present: each checks its kernel against the host
+# and must pass on the CPU and, where the OpenCL plugin was built, on the
+# OpenCL device (PoCL in CI). A CPU without a C compiler would say so.
+examples=$src/../../examples
+cmake -S "$examples" -B "$work/examples" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_C_COMPILER="$cc" \
+      -DCMAKE_C_FLAGS="$cflags" -DCMAKE_EXE_LINKER_FLAGS="$cflags" >"$work/examples.log" 2>&1 \
+    || { cat "$work/examples.log"; fail "configure examples/"; }
+cmake --build "$work/examples" >>"$work/examples.log" 2>&1 || { cat "$work/examples.log"; fail "build examples/"; }
+for example in saxpy bias_gelu reduce; do
+    out=$("$work/examples/$example" "$examples/kernels" 2>&1) || { echo "$out"; fail "example $example"; }
+    echo "$out" | sed 's/^/     /'
+    echo "$out" | grep -A2 '^cpu:0' | grep -q '^    ok' || { echo "$out"; fail "example $example did not run on the CPU"; }
+    if [ -e "$build/lib/libox-opencl.so" ] && "$prefix/bin/ox" devices | grep -q 'opencl:0'; then
+        echo "$out" | grep -A2 '^opencl:0' | grep -q '^    ok' || fail "example $example did not run on opencl:0"
+    else
+        echo "     (no OpenCL device here: $example ran on the CPU only)"
+    fi
+done
+echo "ok   examples/ saxpy, bias_gelu, reduce on every device"
+
+# Their kernels pass the portability check for every API this machine
+# compiles for (CUDA through NVRTC when the toolkit is installed).
+for kernel in "$examples"/kernels/*.oxc; do
+    out=$("$prefix/bin/ox" kernel-check "$kernel" 2>&1) || { echo "$out"; fail "ox kernel-check $kernel"; }
+    echo "$out" | sed 's/^/     /'
+done
+echo "ok   ox kernel-check on the examples' kernels"
+echo "6 passed, 0 failed"
