@@ -608,10 +608,127 @@ OX_TEST(bench_usage)
     run_free(&none);
 }
 
+/* ---- ox kernel-check --------------------------------------------------------- */
+
+/* A kernel file in a fresh temporary folder; its path in `path`. */
+static void write_kernel(char *path, size_t cap, const char *text)
+{
+    char dir[] = "/tmp/ox-kernel-check-XXXXXX";
+    ASSERT(mkdtemp(dir) != NULL);
+    snprintf(path, cap, "%s/k.oxc", dir);
+    FILE *f = fopen(path, "w");
+    ASSERT(f != NULL);
+    fputs(text, f);
+    ASSERT_EQ(fclose(f), 0);
+}
+
+static const char TILE_KERNEL[] =
+    "KERNEL tile_sum(ARG_BUF(float, out), ARG_BUF(const float, x))\n"
+    "{\n"
+    "    BUF(float, out);\n"
+    "    BUF(const float, x);\n"
+    "    LOCAL_ARRAY(float, t, WG);\n"
+    "    t[ox_local_id(0)] = x[ox_global_id(0)];\n"
+    "    BARRIER();\n"
+    "    if (ox_local_id(0) == 0) out[ox_group_id(0)] = t[0] + t[WG - 1];\n"
+    "}\n";
+
+OX_TEST(kernel_check_compiles_with_defines)
+{
+    char path[256];
+    write_kernel(path, sizeof path, TILE_KERNEL);
+    ox_run run = RUN_OX("kernel-check", path, "-DWG=64", "--api", "cpu", "--json");
+    if (run.status == 1 && strstr(run.out, "no C compiler"))
+        OX_SKIP("no C compiler here: %s", run.out);
+    ASSERT_MSG(run.status == 0, "%s%s", run.out, run.err);
+    cJSON *root = parse_json(run.out);
+    ASSERT_STR_EQ(json_string(root, "options"), "-DWG=64");
+    ASSERT(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "portable")));
+    const cJSON *apis = cJSON_GetObjectItemCaseSensitive(root, "apis");
+    ASSERT_EQ(cJSON_GetArraySize(apis), 1);
+    ASSERT_STR_EQ(json_string(cJSON_GetArrayItem(apis, 0), "api"), "cpu");
+    ASSERT_STR_EQ(json_string(cJSON_GetArrayItem(apis, 0), "result"), "compiles");
+    cJSON_Delete(root);
+    run_free(&run);
+    /* without the define, WG is undeclared: it fails, with the compiler's words */
+    run = RUN_OX("kernel-check", path, "--api", "cpu");
+    ASSERT_EQ(run.status, 1);
+    ASSERT_CONTAINS(run.out, "cpu     FAILS");
+    ASSERT_CONTAINS(run.out, "user program:5:");
+    ASSERT_CONTAINS(run.out, "WG");
+    ASSERT_CONTAINS(run.out, "does not compile everywhere it was checked");
+    run_free(&run);
+    remove(path);
+}
+
+OX_TEST(kernel_check_names_what_does_not_port)
+{
+    char path[256];
+    /* an OpenCL vector type: OpenCL takes it, C and CUDA do not */
+    write_kernel(path, sizeof path,
+                 "KERNEL k(ARG_BUF(float, y))\n"
+                 "{\n"
+                 "    BUF(float, y);\n"
+                 "    float4 v = (float4)(1.0f);\n"
+                 "    y[ox_global_id(0)] = v.x;\n"
+                 "}\n");
+    ox_run run = RUN_OX("kernel-check", path, "--json");
+    ASSERT_EQ(run.status, 1);
+    cJSON *root = parse_json(run.out);
+    ASSERT(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(root, "portable")));
+    const cJSON *api;
+    int fails = 0, compiles = 0;
+    cJSON_ArrayForEach(api, cJSON_GetObjectItemCaseSensitive(root, "apis")) {
+        const char *name = json_string(api, "api"), *result = json_string(api, "result");
+        printf("  %s: %s\n", name, result);
+        if (strcmp(result, "fails") == 0) {
+            fails++;
+            ASSERT_CONTAINS(json_string(api, "messages"), "float4");
+        }
+        compiles += strcmp(result, "compiles") == 0;
+        if (strcmp(name, "opencl") == 0 && strcmp(result, "not checked") != 0)
+            ASSERT_STR_EQ(result, "compiles");
+        if (strcmp(name, "cpu") == 0 && strcmp(result, "not checked") != 0)
+            ASSERT_STR_EQ(result, "fails");
+    }
+    ASSERT(fails >= 1);
+    cJSON_Delete(root);
+    run_free(&run);
+    /* a parameter no device can take: refused before any compiler, named */
+    remove(path);
+    write_kernel(path, sizeof path, "KERNEL k(size_t n) { }\n");
+    run = RUN_OX("kernel-check", path, "--api", "cpu,opencl");
+    ASSERT_EQ(run.status, 1);
+    ASSERT_CONTAINS(run.out, "scalar type 'size_t'");
+    run_free(&run);
+    remove(path);
+}
+
+OX_TEST(kernel_check_usage)
+{
+    ox_run run = RUN_OX("kernel-check");
+    ASSERT_EQ(run.status, 2);
+    ASSERT_CONTAINS(run.err, "which kernel file?");
+    run_free(&run);
+    run = RUN_OX("kernel-check", "k.oxc", "--api", "metal");
+    ASSERT_EQ(run.status, 2);
+    ASSERT_CONTAINS(run.err, "'metal' is none of cpu, opencl, cuda, hip");
+    run_free(&run);
+    run = RUN_OX("kernel-check", "/nonexistent/k.oxc");
+    ASSERT_EQ(run.status, 1);
+    ASSERT_CONTAINS(run.err, "cannot open /nonexistent/k.oxc");
+    run_free(&run);
+    run = RUN_OX("kernel-check", "--help");
+    ASSERT_EQ(run.status, 0);
+    ASSERT_CONTAINS(run.out, "Usage: ox kernel-check");
+    run_free(&run);
+}
+
 OX_TEST_MAIN(version, help_lists_commands, help_for_a_command, unknown_command, no_command,
              unknown_option, missing_option_argument, devices_table, devices_json,
              devices_selected, devices_bad_selection, check_cpu_quick, check_op_filter,
              check_op_unknown, check_html_report, check_json_ops, check_json_stdout,
              check_json_file, check_nothing_selected_fails, check_nothing_ran_fails,
              check_opencl_quick,
-             bench_matmul_cpu, bench_json, bench_usage)
+             bench_matmul_cpu, bench_json, bench_usage, kernel_check_compiles_with_defines,
+             kernel_check_names_what_does_not_port, kernel_check_usage)
