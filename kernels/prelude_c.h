@@ -53,7 +53,15 @@ struct ox__group {
 #include <string.h>
 
 #define OX__ENTRY __attribute__((visibility("default")))
+/* The work-item being run. A kernel receives it as a hidden first
+ * parameter of the same name, which hides this thread-local copy: the
+ * kernel's own geometry costs no thread-local access; helper functions
+ * (FN) read the copy, set per group and after every barrier. */
 static __thread struct ox__item *ox__wi;
+static inline void ox__set_item(struct ox__item *w)
+{
+    ox__wi = w;
+}
 
 /* kernels, helpers, memory spaces */
 #define KERNEL void
@@ -75,24 +83,25 @@ typedef unsigned long long u64;
 
 /* local memory: all work-items of a group get the same address for the
  * same LOCAL_ARRAY, because each claims arrays in the same order */
-static inline void *ox__local_array(unsigned long bytes, unsigned long align)
+static inline void *ox__local_array(struct ox__item *w, unsigned long bytes,
+                                    unsigned long align)
 {
-    struct ox__item *w = ox__wi;
     unsigned long at = (w->local_cursor + align - 1) & ~(align - 1);
     if (at + bytes > w->grp->local_cap) w->grp->fail(w, "local memory (bytes)", at + bytes);
     w->local_cursor = at + bytes;
     return w->grp->local_mem + at;
 }
 #define LOCAL_ARRAY(type, name, n) \
-    type *name = (type *)ox__local_array(sizeof(type) * (unsigned long)(n), _Alignof(type))
+    type *name = (type *)ox__local_array(ox__wi, sizeof(type) * (unsigned long)(n), _Alignof(type))
 
 /* barriers: the work-item pointer lives on the fiber's own stack across the
- * switch, since other work-items of the group reset ox__wi meanwhile */
-#define BARRIER()                                  \
-    do {                                           \
-        struct ox__item *ox__self = ox__wi;        \
+ * switch; the thread-local copy, which other work-items of the group reset
+ * meanwhile, is set back */
+#define BARRIER()                                   \
+    do {                                            \
+        struct ox__item *ox__self = ox__wi;         \
         ox__self->grp->barrier(ox__self, __LINE__); \
-        ox__wi = ox__self;                         \
+        ox__set_item(ox__self);                     \
     } while (0)
 #define BARRIER_GLOBAL() BARRIER()
 
@@ -109,12 +118,13 @@ static inline void *ox__local_array(unsigned long bytes, unsigned long align)
 
 /* every work-item of the group at (x, y, z) in turn: the loop of
  * ox__group_NAME */
-#define OX__FOR_ITEMS(w)                                               \
-    for (int ox__z = 0; ox__z < (w)->grp->lsize[2]; ox__z++)           \
-        for (int ox__y = 0; ox__y < (w)->grp->lsize[1]; ox__y++)       \
-            for (int ox__x = 0; ox__x < (w)->grp->lsize[0]; ox__x++)   \
-                if (((w)->lid[0] = ox__x, (w)->lid[1] = ox__y, (w)->lid[2] = ox__z, \
-                     (w)->local_cursor = (w)->grp->local_start, 1))
+#define OX__FOR_ITEMS(w)                                                                 \
+    for (int ox__z = 0, ox__nz = (w)->grp->lsize[2]; ox__z < ox__nz; ox__z++)            \
+        for (int ox__y = 0, ox__ny = (w)->grp->lsize[1]; ox__y < ox__ny; ox__y++)        \
+            for (int ox__x = ((w)->lid[1] = ox__y, (w)->lid[2] = ox__z, 0),              \
+                     ox__nx = (w)->grp->lsize[0];                                        \
+                 ox__x < ox__nx; ox__x++)                                                \
+                if (((w)->lid[0] = ox__x, (w)->local_cursor = (w)->grp->local_start, 1))
 
 /* float math: single precision only */
 #define ox_exp(x) expf(x)

@@ -32,6 +32,7 @@ typedef struct ox__sig_kernel {
     int reqd_wg[3];               /* KERNEL_WG(x, y, z); all 0 for KERNEL */
     size_t keyword_at, keyword_len; /* "KERNEL" or "KERNEL_WG(...)" in the source */
     size_t name_at;
+    size_t params_at, params_end; /* the parameter list's '(' and ')' */
 } ox__sig_kernel;
 
 typedef struct ox__sig_program {

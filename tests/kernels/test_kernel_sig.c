@@ -68,11 +68,15 @@ OX_TEST(parameters_of_every_kind)
     /* entry points: the user's kernels renamed in place, lines kept */
     char *c = ox__sig_wrap(src, &sig, OX__KERNEL_C);
     ASSERT(c != NULL);
-    ASSERT_CONTAINS(c, "OX__KERNEL_FN ox__user_first(ARG_BUF(const OX_STORAGE(1), x)");
-    ASSERT_CONTAINS(c, "OX__KERNEL_FN ox__user_second(void)");
+    /* C: the work-item as a hidden first parameter */
+    ASSERT_CONTAINS(c, "OX__KERNEL_FN ox__user_first(struct ox__item *ox__wi, ARG_BUF(const "
+                       "OX_STORAGE(1), x)");
+    ASSERT_CONTAINS(c, "OX__KERNEL_FN ox__user_second(struct ox__item *ox__wi) { }");
     ASSERT_CONTAINS(c, "OX__ENTRY void ox__group_first(");
-    ASSERT_CONTAINS(c, "(LOCAL float *)*(void *const *)ox__a[1]");
-    ASSERT_CONTAINS(c, "*(REAL *)ox__a[7]");
+    ASSERT_CONTAINS(c, "LOCAL float * ox__p1 = (LOCAL float *)*(void *const *)ox__a[1];");
+    ASSERT_CONTAINS(c, "REAL ox__p7 = *(REAL *)ox__a[7];");
+    ASSERT_CONTAINS(c, "GLOBAL const OX_STORAGE(1) *ox__p0 = (GLOBAL const OX_STORAGE(1) "
+                       "*)*(void *const *)ox__a[0];");
     ASSERT_CONTAINS(c, "ox__c_barriers = 1");
     const char *entries = strstr(c, "\n/* entry points");
     ASSERT(entries != NULL);
@@ -87,6 +91,7 @@ OX_TEST(parameters_of_every_kind)
     ASSERT_CONTAINS(cuda, "OX__DYNAMIC_LOCAL(ox__dl);");
     ASSERT_CONTAINS(cuda, "ox__user_first(x_base, x_off, (LOCAL float *)(ox__dl + ox__l_tile)");
     ASSERT_CONTAINS(cuda, "KERNEL_WG(32, 2, 1) second()");
+    ASSERT_CONTAINS(cuda, "OX__KERNEL_FN ox__user_second(void) { }");
     free(cuda);
     ox__sig_free(&sig);
     ox_context_free(ctx);

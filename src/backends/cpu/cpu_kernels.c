@@ -13,6 +13,9 @@
  * Local memory is one arena per thread (OX__CPU_LOCAL_BYTES): LOCAL
  * parameters first, then LOCAL_ARRAYs claimed in declaration order. */
 #define _GNU_SOURCE
+/* _longjmp between fiber stacks: the fortified longjmp refuses to jump to
+ * another stack. */
+#undef _FORTIFY_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -74,9 +77,13 @@ typedef struct cpu_kernel {
 enum { FIBER_READY, FIBER_BARRIER, FIBER_DONE };
 
 typedef struct fiber {
-    ucontext_t uc;
+    ucontext_t uc;        /* the first entry */
+    jmp_buf jump;         /* where it waits at a barrier */
     unsigned char *stack; /* mmap'ed, guard page first */
+    unsigned char *stack_base; /* above the guard page */
     int state, line;
+    bool made;    /* makecontext'ed onto its stack */
+    bool started; /* entered: resumed through `jump` */
 } fiber;
 
 /* What one launch shares between its tasks. */
@@ -90,6 +97,7 @@ typedef struct launch {
     void *args[MAX_ARGS];         /* what the entry points receive */
     bool is_local[MAX_ARGS];
     unsigned long local_start;
+    size_t total, chunk;          /* groups in all; per task */
     atomic_int failed;
     char error[512];
     struct thread_state *threads;
@@ -103,6 +111,8 @@ struct thread_state {
     int n_fibers;
     struct ox__item *items;
     ucontext_t scheduler;
+    ucontext_t context_template; /* getcontext's, copied into each fiber */
+    jmp_buf back;         /* the scheduler, while a fiber runs */
     int current;
     bool in_fibers;
     bool aborted;
@@ -269,12 +279,12 @@ static void *open_image(const void *data, size_t size, char *why, size_t cap)
     snprintf(path, sizeof path, "%s/openxpu-kernel-XXXXXX.so", tmp && *tmp ? tmp : "/tmp");
     int fd = mkstemps(path, 3);
     if (fd < 0) {
-        snprintf(why, cap, "cannot create %s: %s", path, strerror(errno));
+        snprintf(why, cap, "cannot create %.300s: %s", path, strerror(errno));
         return NULL;
     }
     close(fd);
     if (!write_file(path, data, size)) {
-        snprintf(why, cap, "cannot write %s: %s", path, strerror(errno));
+        snprintf(why, cap, "cannot write %.300s: %s", path, strerror(errno));
         unlink(path);
         return NULL;
     }
@@ -459,21 +469,51 @@ static void launch_fail(launch *run, const char *fmt, ...)
     va_end(ap);
 }
 
-static void switch_to_scheduler(thread_state *ts, fiber *f, bool dying)
+/* ---- switching between the scheduler and the work-items' fibers ----
+ *
+ * Fiber i of a pool thread runs work-item i of every group that thread
+ * runs: it loops, running one work-item and then yielding, so a fiber is
+ * made (makecontext) and first entered (swapcontext) once, not once per
+ * group. After that, without AddressSanitizer, every switch is
+ * _setjmp/_longjmp: no system call (swapcontext saves and restores the
+ * signal mask with one each way). With AddressSanitizer, swapcontext
+ * throughout, each switch announced to it, so that it knows which stack is
+ * live. A fiber left in the middle of a work-item (the launch failed) is
+ * made afresh the next time. */
+
+static __thread thread_state *fiber_owner;
+
+/* Scheduler to fiber; returns when the fiber waits at a barrier, ends its
+ * work-item, or stops the launch. */
+__attribute__((noinline)) static void resume(thread_state *ts, fiber *f)
 {
 #ifdef OX_ASAN
     void *fake = NULL;
-    __sanitizer_start_switch_fiber(dying ? NULL : &fake, ts->sched_bottom, ts->sched_size);
-    if (dying) return; /* uc_link takes us back */
-    swapcontext(&f->uc, &ts->scheduler);
+    f->started = true;
+    __sanitizer_start_switch_fiber(&fake, f->stack_base, FIBER_STACK);
+    swapcontext(&ts->scheduler, &f->uc);
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #else
-    if (dying) return;
-    swapcontext(&f->uc, &ts->scheduler);
+    if (_setjmp(ts->back) == 0) {
+        if (f->started) _longjmp(f->jump, 1);
+        f->started = true;
+        swapcontext(&ts->scheduler, &f->uc); /* comes back through ts->back */
+    }
 #endif
 }
 
-static __thread thread_state *fiber_owner;
+/* Fiber to scheduler; returns when the scheduler resumes the fiber. */
+__attribute__((noinline)) static void yield(thread_state *ts, fiber *f)
+{
+#ifdef OX_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(&fake, ts->sched_bottom, ts->sched_size);
+    swapcontext(&f->uc, &ts->scheduler);
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#else
+    if (_setjmp(f->jump) == 0) _longjmp(ts->back, 1);
+#endif
+}
 
 static void fiber_main(void)
 {
@@ -482,9 +522,11 @@ static void fiber_main(void)
     __sanitizer_finish_switch_fiber(NULL, &ts->sched_bottom, &ts->sched_size);
 #endif
     int i = ts->current;
-    ts->entry(ts->args, &ts->items[i]);
-    ts->fibers[i].state = FIBER_DONE;
-    switch_to_scheduler(ts, &ts->fibers[i], true);
+    for (;;) { /* work-item i of one group, then of the next */
+        ts->entry(ts->args, &ts->items[i]);
+        ts->fibers[i].state = FIBER_DONE;
+        yield(ts, &ts->fibers[i]);
+    }
 }
 
 static void on_barrier(struct ox__item *w, int line)
@@ -500,7 +542,7 @@ static void on_barrier(struct ox__item *w, int line)
     fiber *f = &ts->fibers[ts->current];
     f->state = FIBER_BARRIER;
     f->line = line;
-    switch_to_scheduler(ts, f, false);
+    yield(ts, f);
 }
 
 static void on_fail(struct ox__item *w, const char *what, unsigned long value)
@@ -511,19 +553,22 @@ static void on_fail(struct ox__item *w, const char *what, unsigned long value)
                 w->grp->gid[2], what, value, w->grp->local_cap);
     if (!ts->in_fibers) longjmp(ts->escape, 1);
     ts->aborted = true;
-    fiber *f = &ts->fibers[ts->current];
-    for (;;) switch_to_scheduler(ts, f, false); /* never resumed */
+    yield(ts, &ts->fibers[ts->current]); /* never resumed: the fiber is made afresh */
+    abort();
 }
 
 static bool grow_fibers(thread_state *ts, int n)
 {
     if (n <= ts->n_fibers) return true;
+    if (ts->n_fibers == 0 && getcontext(&ts->context_template) != 0) return false;
     fiber *f = realloc(ts->fibers, (size_t)n * sizeof *f);
     if (!f) return false;
     ts->fibers = f;
     struct ox__item *items = realloc(ts->items, (size_t)n * sizeof *items);
     if (!items) return false;
     ts->items = items;
+    /* saved contexts do not survive a move: every fiber is made afresh */
+    for (int i = 0; i < ts->n_fibers; i++) f[i].started = f[i].made = false;
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     for (int i = ts->n_fibers; i < n; i++) {
         void *stack = mmap(NULL, FIBER_STACK + page, PROT_READ | PROT_WRITE,
@@ -531,15 +576,25 @@ static bool grow_fibers(thread_state *ts, int n)
         if (stack == MAP_FAILED) return false;
         mprotect(stack, page, PROT_NONE); /* a guard page below the stack */
         f[i].stack = stack;
+        f[i].stack_base = (unsigned char *)stack + page;
+        f[i].started = f[i].made = false;
         ts->n_fibers = i + 1;
     }
     return true;
 }
 
+/* Forget the fibers of a group that did not end normally: they stopped in
+ * the middle of a work-item. */
+static void discard_fibers(thread_state *ts, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (ts->fibers[i].state != FIBER_DONE) ts->fibers[i].started = ts->fibers[i].made = false;
+}
+
+/* One group's work-items as fibers, each run up to a barrier in turn. */
 static void run_fibers(thread_state *ts, struct ox__group *grp, int n)
 {
     launch *run = ts->run;
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
     ts->in_fibers = true;
     ts->aborted = false;
     fiber_owner = ts;
@@ -550,12 +605,15 @@ static void run_fibers(thread_state *ts, struct ox__group *grp, int n)
                 ts->items[i] = (struct ox__item){.lid = {x, y, z},
                                                  .local_cursor = grp->local_start, .grp = grp};
                 fiber *f = &ts->fibers[i];
-                getcontext(&f->uc);
-                f->uc.uc_stack.ss_sp = f->stack + page;
-                f->uc.uc_stack.ss_size = FIBER_STACK;
-                f->uc.uc_link = &ts->scheduler;
-                makecontext(&f->uc, fiber_main, 0);
                 f->state = FIBER_READY;
+                if (f->made) continue;
+                f->uc = ts->context_template;
+                f->uc.uc_stack.ss_sp = f->stack_base;
+                f->uc.uc_stack.ss_size = FIBER_STACK;
+                f->uc.uc_link = NULL; /* fiber_main never returns */
+                makecontext(&f->uc, fiber_main, 0);
+                f->made = true;
+                f->started = false;
             }
     int live = n;
     while (live > 0) {
@@ -564,15 +622,11 @@ static void run_fibers(thread_state *ts, struct ox__group *grp, int n)
             fiber *f = &ts->fibers[i];
             if (f->state == FIBER_DONE) continue;
             ts->current = i;
-#ifdef OX_ASAN
-            void *fake = NULL;
-            __sanitizer_start_switch_fiber(&fake, f->stack + page, FIBER_STACK);
-            swapcontext(&ts->scheduler, &f->uc);
-            __sanitizer_finish_switch_fiber(fake, NULL, NULL);
-#else
-            swapcontext(&ts->scheduler, &f->uc);
-#endif
-            if (ts->aborted) return;
+            resume(ts, f);
+            if (ts->aborted) {
+                discard_fibers(ts, n);
+                return;
+            }
             if (f->state == FIBER_DONE) {
                 live--, returned++;
                 if (first_returned < 0) first_returned = i;
@@ -588,6 +642,7 @@ static void run_fibers(thread_state *ts, struct ox__group *grp, int n)
                         "while others wait at the barrier on line %d: every work-item of a group "
                         "must reach every barrier", run->kernel->name, grp->gid[0], grp->gid[1],
                         grp->gid[2], w->lid[0], w->lid[1], w->lid[2], line);
+            discard_fibers(ts, n);
             return;
         }
         if (other >= 0) {
@@ -595,10 +650,33 @@ static void run_fibers(thread_state *ts, struct ox__group *grp, int n)
                         "barriers (lines %d and %d): every work-item of a group must reach the "
                         "same barriers", run->kernel->name, grp->gid[0], grp->gid[1], grp->gid[2],
                         line < other ? line : other, line < other ? other : line);
+            discard_fibers(ts, n);
             return;
         }
         for (i = 0; i < n; i++)
             if (ts->fibers[i].state == FIBER_BARRIER) ts->fibers[i].state = FIBER_READY;
+    }
+}
+
+/* The group ids of group number g (x fastest). */
+static void group_id(const launch *run, size_t g, int gid[3])
+{
+    gid[0] = (int)(g % run->groups[0]);
+    gid[1] = (int)(g / run->groups[0] % run->groups[1]);
+    gid[2] = (int)(g / run->groups[0] / run->groups[1]);
+}
+
+/* Groups [first, last) with their work-items in loops; a failure comes back
+ * through escape. */
+__attribute__((noinline)) static void run_loops(thread_state *ts, const launch *run,
+                                                void *const *args, struct ox__group *grp,
+                                                size_t first, size_t last)
+{
+    struct ox__item w = {.grp = grp};
+    if (setjmp(ts->escape) != 0) return;
+    for (size_t g = first; g < last; g++) {
+        group_id(run, g, grp->gid);
+        run->kernel->group(args, &w);
     }
 }
 
@@ -608,10 +686,14 @@ static void lone_barrier(struct ox__item *w, int line)
     (void)w, (void)line;
 }
 
-static void run_group(void *arg, size_t task, int thread)
+/* One task: a run of consecutive groups, so that each thread streams
+ * through its own part of the data. */
+static void run_groups(void *arg, size_t task, int thread)
 {
     launch *run = arg;
     if (atomic_load_explicit(&run->failed, memory_order_relaxed)) return;
+    size_t first = task * run->chunk, last = first + run->chunk;
+    if (last > run->total) last = run->total;
     thread_state *ts = &run->threads[thread];
     int n = run->local[0] * run->local[1] * run->local[2];
     struct ox__group grp = {
@@ -624,9 +706,6 @@ static void run_group(void *arg, size_t task, int thread)
         .fail = on_fail,
         .runtime = ts,
     };
-    grp.gid[0] = (int)(task % run->groups[0]);
-    grp.gid[1] = (int)(task / run->groups[0] % run->groups[1]);
-    grp.gid[2] = (int)(task / run->groups[0] / run->groups[1]);
     void *args[MAX_ARGS], *locals[MAX_ARGS];
     for (int i = 0; i < run->n_args; i++) {
         args[i] = run->args[i];
@@ -637,14 +716,17 @@ static void run_group(void *arg, size_t task, int thread)
     }
     ts->run = run;
     ts->args = args;
-    if (!run->barriers || n == 1) { /* the work-items in a loop */
+    if (!run->barriers || n == 1) {
         ts->in_fibers = false;
-        struct ox__item w = {.grp = &grp};
-        if (setjmp(ts->escape) == 0) run->kernel->group(args, &w);
+        run_loops(ts, run, args, &grp, first, last);
         return;
     }
     ts->entry = run->kernel->item;
-    run_fibers(ts, &grp, n);
+    for (size_t g = first; g < last; g++) {
+        if (atomic_load_explicit(&run->failed, memory_order_relaxed)) return;
+        group_id(run, g, grp.gid);
+        run_fibers(ts, &grp, n);
+    }
 }
 
 static void free_thread(thread_state *ts)
@@ -734,7 +816,11 @@ ox_status ox__cpu_kernel_launch(void *queue, void *kernel, const size_t groups[3
         if (!ts->arena && !(ts->arena = aligned_alloc(64, OX__CPU_LOCAL_BYTES))) goto oom;
         if (run->barriers && n > 1 && !grow_fibers(ts, n)) goto oom;
     }
-    if (total) ox__pool_run(pool, total, run_group, run);
+    /* consecutive groups per task: about 16 tasks per thread, for balance */
+    run->total = total;
+    run->chunk = total / ((size_t)threads * 16);
+    if (run->chunk == 0) run->chunk = 1;
+    if (total) ox__pool_run(pool, (total + run->chunk - 1) / run->chunk, run_groups, run);
     ox_status s = OX_OK;
     if (atomic_load(&run->failed))
         s = host->fail(host->core, OX_ERR_INVALID, "cpu: %s", run->error);
