@@ -7,7 +7,9 @@
  * The kernels are the examples' (examples/kernels): SAXPY over 2^24 floats
  * (no barrier: work-items in a loop), bias + GELU over 4096 x 1024 (2-d
  * groups), and the tiled reduction of 2^24 floats (eight barriers per
- * work-item: fibers). Each launch is timed to completion (queue finished),
+ * work-item: fibers), and the cost of a barrier: a kernel that passes 100
+ * barriers per work-item in groups of 256, reported in nanoseconds per
+ * work-item and barrier. Each launch is timed to completion (queue finished),
  * best of --reps (5) after one warm-up; GB/s counts the bytes the kernel
  * must move. Results are checked against the host first; a wrong result
  * fails the program. Without an OpenCL device the peer column says so. */
@@ -57,17 +59,35 @@ static char *read_text(const char *name)
         }                                                                          \
     } while (0)
 
+/* 2 x ROUNDS barriers per work-item, little else */
+#define ROUNDS 50
+static const char BARRIERS[] =
+    "KERNEL barriers(ARG_BUF(float, y), int rounds)\n"
+    "{\n"
+    "    BUF(float, y);\n"
+    "    LOCAL_ARRAY(float, t, 256);\n"
+    "    float v = 0.0f;\n"
+    "    for (int r = 0; r < rounds; r++) {\n"
+    "        t[ox_local_id(0)] = (float)r;\n"
+    "        BARRIER();\n"
+    "        v += t[(ox_local_id(0) + 1) % ox_local_size(0)];\n"
+    "        BARRIER();\n"
+    "    }\n"
+    "    y[ox_global_id(0)] = v;\n"
+    "}\n";
+enum { BGROUPS = 64 };
+
 typedef struct device_run {
     ox_context *ctx;
     ox_device *device;
     ox_queue *queue;
-    ox_kernel *saxpy, *gelu, *reduce;
+    ox_kernel *saxpy, *gelu, *reduce, *barriers;
     ox_buffer *x, *y, *bias, *parts;
 } device_run;
 
 static ox_kernel *kernel(device_run *d, const char *file, const char *name)
 {
-    char *source = read_text(file);
+    char *source = file ? read_text(file) : strdup(BARRIERS);
     if (!source) {
         fprintf(stderr, "bench_user_kernels: cannot read %s/%s\n", EXAMPLE_KERNEL_DIR, file);
         exit(1);
@@ -85,6 +105,7 @@ static void setup(device_run *d, const float *x, const float *bias)
     d->saxpy = kernel(d, "saxpy.oxc", "saxpy");
     d->gelu = kernel(d, "bias_gelu.oxc", "bias_gelu");
     d->reduce = kernel(d, "reduce.oxc", "partial_sums");
+    d->barriers = kernel(d, NULL, "barriers");
     CHECK(d->ctx, ox_buffer_alloc(d->device, (size_t)N * 4, &d->x));
     CHECK(d->ctx, ox_buffer_alloc(d->device, (size_t)N * 4, &d->y));
     CHECK(d->ctx, ox_buffer_alloc(d->device, COLS * 4, &d->bias));
@@ -107,6 +128,9 @@ static void setup(device_run *d, const float *x, const float *bias)
     CHECK(d->ctx, ox_kernel_set_buffer(d->reduce, 1, d->x));
     CHECK(d->ctx, ox_kernel_set_local(d->reduce, 2, WG * sizeof(float)));
     CHECK(d->ctx, ox_kernel_set_scalar(d->reduce, 3, &n64, sizeof n64));
+    int rounds = ROUNDS;
+    CHECK(d->ctx, ox_kernel_set_buffer(d->barriers, 0, d->y));
+    CHECK(d->ctx, ox_kernel_set_scalar(d->barriers, 1, &rounds, sizeof rounds));
     CHECK(d->ctx, ox_queue_finish(d->queue));
 }
 
@@ -116,9 +140,12 @@ static double time_case(device_run *d, int c, int reps)
     static const size_t g_saxpy[3] = {N, 1, 1}, l_saxpy[3] = {256, 1, 1};
     static const size_t g_gelu[3] = {COLS, ROWS, 1}, l_gelu[3] = {64, 4, 1};
     static const size_t g_red[3] = {(size_t)RGROUPS * WG, 1, 1}, l_red[3] = {WG, 1, 1};
-    ox_kernel *k = c == 0 ? d->saxpy : c == 1 ? d->gelu : d->reduce;
-    const size_t *g = c == 0 ? g_saxpy : c == 1 ? g_gelu : g_red;
-    const size_t *l = c == 0 ? l_saxpy : c == 1 ? l_gelu : l_red;
+    static const size_t g_bar[3] = {(size_t)BGROUPS * 256, 1, 1};
+    ox_kernel *const kernels[4] = {d->saxpy, d->gelu, d->reduce, d->barriers};
+    const size_t *const globals[4] = {g_saxpy, g_gelu, g_red, g_bar};
+    const size_t *const locals[4] = {l_saxpy, l_gelu, l_red, l_red};
+    ox_kernel *k = kernels[c];
+    const size_t *g = globals[c], *l = locals[c];
     double best = 1e30;
     for (int r = 0; r <= reps; r++) {
         double t0 = now_s();
@@ -162,7 +189,7 @@ int main(int argc, char **argv)
     static const char *const ids[2] = {"cpu", "opencl:0"};
     device_run runs[2] = {{0}};
     int present[2] = {0, 0};
-    double seconds[2][3] = {{0}};
+    double seconds[2][4] = {{0}};
     for (int i = 0; i < 2; i++) {
         device_run *d = &runs[i];
         CHECK(NULL, ox_context_create(NULL, &d->ctx));
@@ -170,7 +197,7 @@ int main(int argc, char **argv)
         if (ox_device_select(d->ctx, ids[i], &d->device, 1, &n) != OX_OK || n != 1) continue;
         CHECK(d->ctx, ox_queue_create(d->device, &d->queue));
         setup(d, x, bias);
-        for (int c = 0; c < 3; c++) seconds[i][c] = time_case(d, c, reps);
+        for (int c = 0; c < 4; c++) seconds[i][c] = time_case(d, c, reps);
         if (!check_sum(d, want)) {
             fprintf(stderr, "bench_user_kernels: %s: the reduction is wrong\n", ids[i]);
             return 1;
@@ -194,7 +221,22 @@ int main(int argc, char **argv)
         else
             printf("%-22s %12.2f %12s %10s\n", names[c], ours, "no device", "-");
     }
-    if (json) printf("]}\n");
+    /* the barrier: nanoseconds per work-item and barrier, one thread's time
+     * (the CPU device's threads run groups side by side) */
+    double per = (double)BGROUPS * 256 * 2 * ROUNDS;
+    int threads = 1;
+    ox_device_info info = {.struct_size = sizeof info};
+    if (ox_device_get_info(runs[0].device, &info) == OX_OK) threads = (int)info.compute_units;
+    double ours_ns = seconds[0][3] * threads / per * 1e9;
+    double peer_ns = present[1] ? seconds[1][3] * threads / per * 1e9 : 0;
+    if (json) {
+        printf(", {\"case\": \"barrier\", \"cpu_ns\": %.2f, \"pocl_ns\": %.2f}]}\n", ours_ns,
+               peer_ns);
+    } else {
+        printf("%-22s %12s %12s\n", "barrier, ns per item", "cpu", "PoCL");
+        if (present[1]) printf("%-22s %12.1f %12.1f\n", "(x threads)", ours_ns, peer_ns);
+        else printf("%-22s %12.1f %12s\n", "(x threads)", ours_ns, "no device");
+    }
     for (int i = 0; i < 2; i++) ox_context_free(runs[i].ctx);
     free(x);
     return 0;

@@ -76,9 +76,15 @@ typedef struct cpu_kernel {
 
 enum { FIBER_READY, FIBER_BARRIER, FIBER_DONE };
 
+#if defined(__GNUC__) && (!defined(__clang__) || defined(__x86_64__))
+typedef void *fiber_jump[5]; /* __builtin_setjmp's buffer */
+#else
+typedef jmp_buf fiber_jump;
+#endif
+
 typedef struct fiber {
     ucontext_t uc;        /* the first entry */
-    jmp_buf jump;         /* where it waits at a barrier */
+    fiber_jump jump;      /* where it waits at a barrier */
     unsigned char *stack; /* mmap'ed, guard page first */
     unsigned char *stack_base; /* above the guard page */
     int state, line;
@@ -112,7 +118,7 @@ struct thread_state {
     struct ox__item *items;
     ucontext_t scheduler;
     ucontext_t context_template; /* getcontext's, copied into each fiber */
-    jmp_buf back;         /* the scheduler, while a fiber runs */
+    fiber_jump back;      /* the scheduler, while a fiber runs */
     int current;
     bool in_fibers;
     bool aborted;
@@ -483,6 +489,27 @@ static void launch_fail(launch *run, const char *fmt, ...)
 
 static __thread thread_state *fiber_owner;
 
+#ifndef OX_ASAN
+/* The compiler's own setjmp/longjmp where it has them (GCC everywhere,
+ * clang on x86-64): three words saved, the registers spilled by the
+ * compiler around the call; else the C library's _setjmp/_longjmp. A jump
+ * is its own function: __builtin_longjmp may not share one with
+ * __builtin_setjmp. */
+#if defined(__GNUC__) && (!defined(__clang__) || defined(__x86_64__))
+#define SAVE(buf) __builtin_setjmp(buf)
+__attribute__((noinline, noreturn)) static void jump(fiber_jump buf)
+{
+    __builtin_longjmp(buf, 1);
+}
+#else
+#define SAVE(buf) _setjmp(buf)
+__attribute__((noinline, noreturn)) static void jump(fiber_jump buf)
+{
+    _longjmp(buf, 1);
+}
+#endif
+#endif
+
 /* Scheduler to fiber; returns when the fiber waits at a barrier, ends its
  * work-item, or stops the launch. */
 __attribute__((noinline)) static void resume(thread_state *ts, fiber *f)
@@ -494,8 +521,8 @@ __attribute__((noinline)) static void resume(thread_state *ts, fiber *f)
     swapcontext(&ts->scheduler, &f->uc);
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #else
-    if (_setjmp(ts->back) == 0) {
-        if (f->started) _longjmp(f->jump, 1);
+    if (SAVE(ts->back) == 0) {
+        if (f->started) jump(f->jump);
         f->started = true;
         swapcontext(&ts->scheduler, &f->uc); /* comes back through ts->back */
     }
@@ -511,7 +538,7 @@ __attribute__((noinline)) static void yield(thread_state *ts, fiber *f)
     swapcontext(&f->uc, &ts->scheduler);
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #else
-    if (_setjmp(f->jump) == 0) _longjmp(ts->back, 1);
+    if (SAVE(f->jump) == 0) jump(ts->back);
 #endif
 }
 
