@@ -55,5 +55,20 @@ for cpu in "${cpus[@]}"; do
     echo "   $cpu: $((total - f)) passed, $f failed"
     passed=$((passed + total - f)) failed=$((failed + f))
 done
+# User kernels on the CPU: the dialect compiled by the cross compiler (an
+# x86 program the emulated process starts natively) and run as AArch64
+# code, barriers as fibers. No OpenCL device here: that half says so.
+echo "== arm64: user kernels on the CPU (OX_CC=aarch64-linux-gnu-gcc)"
+log="$dir/ctest-user-kernels.log"
+(cd "$dir" && QEMU_LD_PREFIX=$sysroot OX_CC=aarch64-linux-gnu-gcc OX_CACHE_DIR=off \
+    ctest -R 'test_user_kernels|test_kernel_sig' --output-on-failure --timeout 600) >"$log" 2>&1 || true
+summary=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" || true)
+[ -n "$summary" ] || { cat "$log"; echo "test-arm64: no ctest summary for the user kernels" >&2; exit 1; }
+[[ $summary =~ ([0-9]+)\ tests?\ failed\ out\ of\ ([0-9]+) ]]
+f=${BASH_REMATCH[1]} total=${BASH_REMATCH[2]}
+[ "$f" -eq 0 ] || cat "$log"
+echo "   user kernels: $((total - f)) passed, $f failed"
+passed=$((passed + total - f)) failed=$((failed + f))
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

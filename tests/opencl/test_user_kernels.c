@@ -6,6 +6,7 @@
  * device. */
 #include <openxpu/openxpu.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,9 +140,10 @@ static int open_devices(fixture *f)
         }
         ASSERT_OK(x->ctx, s);
         ox_program_free(probe);
-        ASSERT_OK(x->ctx, ox_device_select(x->ctx, i == 0 ? "opencl:0" : "cpu", &x->other, 1,
-                                           &got));
-        if (got != 1) x->other = NULL;
+        /* another device, for the foreign-buffer and foreign-queue cases */
+        if (ox_device_select(x->ctx, i == 0 ? "opencl:0" : "cpu", &x->other, 1, &got) != OX_OK ||
+            got != 1)
+            x->other = NULL;
         ASSERT_OK(x->ctx, ox_queue_create(x->dev, &x->q));
         x->id = ids[i];
         n++;
@@ -517,6 +519,60 @@ OX_TEST(cpu_names_local_memory_that_does_not_fit)
     ox_context_free(f.ctx);
 }
 
+/* Two threads, each launching its own reduction (barriers: fibers) on the
+ * CPU at the same time: launches take turns, both sums are right. */
+typedef struct racer {
+    fixture *f;
+    ox_kernel *k;
+    ox_queue *q;
+    ox_buffer *out;
+    int failures;
+} racer;
+
+static void *race(void *arg)
+{
+    racer *r = arg;
+    size_t global[3] = {64 * 128, 1, 1}, local[3] = {128, 1, 1};
+    for (int i = 0; i < 20; i++)
+        if (ox_kernel_launch(r->q, r->k, global, local, NULL) != OX_OK) r->failures++;
+    return NULL;
+}
+
+OX_TEST(cpu_launches_from_two_threads)
+{
+    fixture f = open_cpu();
+    enum { N = 64 * 128 };
+    static float x[N];
+    for (int i = 0; i < N; i++) x[i] = (float)(i % 7);
+    ox_buffer *bx = upload(&f, x, sizeof x);
+    racer r[2];
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) {
+        r[i] = (racer){.f = &f, .k = build(&f, REDUCE_LOCAL_ARGS, NULL, "partial_sums")};
+        ASSERT_OK(f.ctx, ox_queue_create(f.dev, &r[i].q));
+        r[i].out = upload(&f, NULL, 64 * sizeof(float));
+        int n = N;
+        ASSERT_OK(f.ctx, ox_kernel_set_buffer(r[i].k, 0, r[i].out));
+        ASSERT_OK(f.ctx, ox_kernel_set_buffer(r[i].k, 1, bx));
+        ASSERT_OK(f.ctx, ox_kernel_set_local(r[i].k, 2, 128 * sizeof(float)));
+        ASSERT_OK(f.ctx, ox_kernel_set_local(r[i].k, 3, sizeof(int)));
+        ASSERT_OK(f.ctx, ox_kernel_set_scalar(r[i].k, 4, &n, sizeof n));
+    }
+    for (int i = 0; i < 2; i++) ASSERT_EQ(pthread_create(&t[i], NULL, race, &r[i]), 0);
+    for (int i = 0; i < 2; i++) ASSERT_EQ(pthread_join(t[i], NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        ASSERT_EQ(r[i].failures, 0);
+        float parts[64];
+        ASSERT_OK(f.ctx, ox_buffer_read(r[i].out, 0, parts, sizeof parts));
+        for (int g = 0; g < 64; g++) {
+            double want = 1000.0 * 128;
+            for (int j = g * 128; j < (g + 1) * 128; j++) want += x[j];
+            ASSERT_NEAR(parts[g], want, 1e-3);
+        }
+    }
+    ox_context_free(f.ctx);
+}
+
 OX_TEST(cpu_without_a_compiler_says_what_to_do)
 {
     setenv("OX_CC", "/nonexistent/cc", 1);
@@ -538,4 +594,4 @@ OX_TEST_MAIN(saxpy_matches_the_host, sub_buffers_are_arguments, bias_gelu_matche
              tiled_reduction_with_a_local_array, tiled_reduction_with_local_parameters,
              scalars_of_every_size, three_dimensional_geometry, bad_input_is_named,
              cpu_names_a_group_split_at_a_barrier, cpu_names_local_memory_that_does_not_fit,
-             cpu_without_a_compiler_says_what_to_do)
+             cpu_launches_from_two_threads, cpu_without_a_compiler_says_what_to_do)

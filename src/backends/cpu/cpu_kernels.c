@@ -19,6 +19,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <spawn.h>
 #include <stdatomic.h>
@@ -132,11 +133,16 @@ struct thread_state {
 #endif
 };
 
+/* A device's launch state: the pool threads' arenas and fibers, used by
+ * one launch at a time (lock). */
 struct cpu_kernels {
-    const ox__host *host;
+    pthread_mutex_t lock;
     int n_threads;
     thread_state *threads;
 };
+
+/* Guards the creation of every device's launch state. */
+static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- compiling ------------------------------------------------------------------ */
 
@@ -771,8 +777,13 @@ void ox__cpu_kernels_free(struct cpu_kernels *state)
     if (!state) return;
     for (int i = 0; i < state->n_threads; i++) free_thread(&state->threads[i]);
     free(state->threads);
+    pthread_mutex_destroy(&state->lock);
     free(state);
 }
+
+static ox_status launch_locked(cpu_kernel *k, struct cpu_kernels *st, ox__pool *pool,
+                               const size_t groups[3], const size_t local[3], int n_args,
+                               const ox__kernel_arg *args);
 
 ox_status ox__cpu_kernel_launch(void *queue, void *kernel, const size_t groups[3],
                                 const size_t local[3], int n_args, const ox__kernel_arg *args,
@@ -796,17 +807,35 @@ ox_status ox__cpu_kernel_launch(void *queue, void *kernel, const size_t groups[3
                               groups[d], local[d], d);
         total *= groups[d];
     }
+    pthread_mutex_lock(&create_lock);
     if (!*slot) {
         struct cpu_kernels *st = calloc(1, sizeof *st);
         if (!st || !(st->threads = calloc((size_t)threads, sizeof *st->threads))) {
             free(st);
+            pthread_mutex_unlock(&create_lock);
             return host->fail(host->core, OX_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
         }
+        pthread_mutex_init(&st->lock, NULL);
         st->n_threads = threads;
         *slot = st;
     }
     struct cpu_kernels *st = *slot;
+    pthread_mutex_unlock(&create_lock);
 
+    pthread_mutex_lock(&st->lock); /* launches from several threads: one at a time */
+    ox_status s = launch_locked(k, st, pool, groups, local, n_args, args);
+    pthread_mutex_unlock(&st->lock);
+    if (s == OX_OK && event) *event = ox__cpu_completed_event();
+    return s;
+}
+
+static ox_status launch_locked(cpu_kernel *k, struct cpu_kernels *st, ox__pool *pool,
+                               const size_t groups[3], const size_t local[3], int n_args,
+                               const ox__kernel_arg *args)
+{
+    const ox__host *host = k->program->host;
+    int threads = st->n_threads;
+    size_t total = groups[0] * groups[1] * groups[2];
     launch *run = calloc(1, sizeof *run);
     if (!run) return host->fail(host->core, OX_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
     run->kernel = k;
@@ -852,7 +881,6 @@ ox_status ox__cpu_kernel_launch(void *queue, void *kernel, const size_t groups[3
     if (atomic_load(&run->failed))
         s = host->fail(host->core, OX_ERR_INVALID, "cpu: %s", run->error);
     free(run);
-    if (s == OX_OK && event) *event = ox__cpu_completed_event();
     return s;
 
 oom:
