@@ -7,22 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_context.h"
 #include "openxpu/openxpu.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static ox_context *context(void)
-{
-    static ox_context *ctx;
-    if (!ctx) {
-        ox_context_options options = {.struct_size = sizeof options,
-                                      .flags = OX_CONTEXT_NO_PLUGINS,
-                                      .log_level = OX_LOG_OFF,
-                                      .num_threads = 1};
-        if (ox_context_create(&options, &ctx) != OX_OK) abort();
-    }
-    return ctx;
-}
 
 static unsigned read_values(const ox_gguf *g)
 {
@@ -98,7 +87,7 @@ static unsigned read_tensors(const ox_gguf *g)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static volatile unsigned sink;
-    ox_context *ctx = context();
+    ox_context *ctx = fuzz_context();
     ox_gguf *g;
     ox_status status = ox_gguf_open_memory(ctx, data, size, &g);
     if (status == OX_OK) {

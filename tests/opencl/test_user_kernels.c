@@ -175,6 +175,23 @@ static ox_kernel *build(fixture *f, const char *source, const char *options, con
     return k;
 }
 
+/* Launch k and read `bytes` of buffer b back once it has run. */
+static void run_and_read(fixture *f, ox_kernel *k, const size_t global[3], const size_t local[3],
+                         ox_buffer *b, void *out, size_t bytes)
+{
+    ASSERT_OK(f->ctx, ox_kernel_launch(f->q, k, global, local, NULL));
+    ASSERT_OK(f->ctx, ox_queue_finish(f->q));
+    ASSERT_OK(f->ctx, ox_buffer_read(b, 0, out, bytes));
+}
+
+static void saxpy_args(fixture *f, ox_kernel *k, ox_buffer *y, ox_buffer *x, float a, int n)
+{
+    ASSERT_OK(f->ctx, ox_kernel_set_buffer(k, 0, y));
+    ASSERT_OK(f->ctx, ox_kernel_set_buffer(k, 1, x));
+    ASSERT_OK(f->ctx, ox_kernel_set_scalar(k, 2, &a, sizeof a));
+    ASSERT_OK(f->ctx, ox_kernel_set_scalar(k, 3, &n, sizeof n));
+}
+
 OX_TEST(saxpy_matches_the_host)
 {
     FOR_EACH_DEVICE(f) {
@@ -184,11 +201,7 @@ OX_TEST(saxpy_matches_the_host)
         ox_buffer *bx = upload(f, x, sizeof x), *by = upload(f, y, sizeof y);
         ox_kernel *k = build(f, SAXPY, NULL, "saxpy");
         float a = 3.0f;
-        int n = N;
-        ASSERT_OK(f->ctx, ox_kernel_set_buffer(k, 0, by));
-        ASSERT_OK(f->ctx, ox_kernel_set_buffer(k, 1, bx));
-        ASSERT_OK(f->ctx, ox_kernel_set_scalar(k, 2, &a, sizeof a));
-        ASSERT_OK(f->ctx, ox_kernel_set_scalar(k, 3, &n, sizeof n));
+        saxpy_args(f, k, by, bx, a, N);
         size_t global[3] = {1024, 1, 1}, local[3] = {64, 1, 1};
         ox_event *done;
         ASSERT_OK(f->ctx, ox_kernel_launch(f->q, k, global, local, &done));
@@ -209,16 +222,9 @@ OX_TEST(sub_buffers_are_arguments)
         ox_buffer *bx = upload(f, x, sizeof x), *by = upload(f, y, sizeof y), *sub;
         ASSERT_OK(f->ctx, ox_buffer_sub(by, AT * sizeof(float), 64 * sizeof(float), &sub));
         ox_kernel *k = build(f, SAXPY, NULL, "saxpy");
-        float a = 2.0f;
-        int n = 64;
-        ASSERT_OK(f->ctx, ox_kernel_set_buffer(k, 0, sub));
-        ASSERT_OK(f->ctx, ox_kernel_set_buffer(k, 1, bx));
-        ASSERT_OK(f->ctx, ox_kernel_set_scalar(k, 2, &a, sizeof a));
-        ASSERT_OK(f->ctx, ox_kernel_set_scalar(k, 3, &n, sizeof n));
+        saxpy_args(f, k, sub, bx, 2.0f, 64);
         size_t global[3] = {64, 1, 1}, local[3] = {16, 1, 1};
-        ASSERT_OK(f->ctx, ox_kernel_launch(f->q, k, global, local, NULL));
-        ASSERT_OK(f->ctx, ox_queue_finish(f->q));
-        ASSERT_OK(f->ctx, ox_buffer_read(by, 0, out, sizeof out));
+        run_and_read(f, k, global, local, by, out, sizeof out);
         for (int i = 0; i < N; i++)
             ASSERT(out[i] == (i >= AT && i < AT + 64 ? 2.0f * (float)(i - AT) + 1.0f : 1.0f));
     }
@@ -241,9 +247,7 @@ OX_TEST(bias_gelu_matches_the_host)
         ASSERT_OK(f->ctx, ox_kernel_set_scalar(k, 3, &cols, sizeof cols));
         ASSERT_OK(f->ctx, ox_kernel_set_scalar(k, 4, &n, sizeof n));
         size_t global[3] = {256, 1, 1}, local[3] = {32, 1, 1};
-        ASSERT_OK(f->ctx, ox_kernel_launch(f->q, k, global, local, NULL));
-        ASSERT_OK(f->ctx, ox_queue_finish(f->q));
-        ASSERT_OK(f->ctx, ox_buffer_read(by, 0, out, sizeof out));
+        run_and_read(f, k, global, local, by, out, sizeof out);
         for (int i = 0; i < N; i++) {
             double v = (double)x[i] + bias[i % COLS];
             double want = 0.5 * v * (1.0 + tanh(0.7978845608 * (v + 0.044715 * v * v * v)));
@@ -269,9 +273,7 @@ static void check_sums(fixture *f, const char *source, const char *options, bool
     }
     ASSERT_OK(f->ctx, ox_kernel_set_scalar(k, i++, &n, sizeof n));
     size_t global[3] = {(size_t)GROUPS * WG, 1, 1}, local[3] = {WG, 1, 1};
-    ASSERT_OK(f->ctx, ox_kernel_launch(f->q, k, global, local, NULL));
-    ASSERT_OK(f->ctx, ox_queue_finish(f->q));
-    ASSERT_OK(f->ctx, ox_buffer_read(bo, 0, parts, sizeof parts));
+    run_and_read(f, k, global, local, bo, parts, sizeof parts);
     double got = 0;
     for (int g = 0; g < GROUPS; g++) {
         double part = 0;
@@ -318,9 +320,7 @@ OX_TEST(scalars_of_every_size)
         ASSERT_OK(f->ctx, ox_kernel_set_scalar(k, 6, &d, sizeof d));
         ASSERT_OK(f->ctx, ox_kernel_set_scalar(k, 7, &u, sizeof u));
         size_t one[3] = {1, 1, 1};
-        ASSERT_OK(f->ctx, ox_kernel_launch(f->q, k, one, one, NULL));
-        ASSERT_OK(f->ctx, ox_queue_finish(f->q));
-        ASSERT_OK(f->ctx, ox_buffer_read(bo, 0, out, sizeof out));
+        run_and_read(f, k, one, one, bo, out, sizeof out);
         ASSERT_EQ(out[0], 200);
         ASSERT_EQ(out[1], -12345);
         ASSERT_EQ(out[2], -2000000000);
@@ -341,9 +341,7 @@ OX_TEST(three_dimensional_geometry)
         ox_kernel *k = build(f, GEOMETRY, NULL, "geometry");
         ASSERT_OK(f->ctx, ox_kernel_set_buffer(k, 0, bo));
         size_t global[3] = {W, H, D}, local[3] = {LX, LY, LZ};
-        ASSERT_OK(f->ctx, ox_kernel_launch(f->q, k, global, local, NULL));
-        ASSERT_OK(f->ctx, ox_queue_finish(f->q));
-        ASSERT_OK(f->ctx, ox_buffer_read(bo, 0, out, sizeof out));
+        run_and_read(f, k, global, local, bo, out, sizeof out);
         for (int z = 0; z < D; z++)
             for (int y = 0; y < H; y++)
                 for (int x = 0; x < W; x++) {
