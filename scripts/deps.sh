@@ -8,6 +8,7 @@ packages=(
     libcjson-dev                                  # JSON for the ox tool
     opencl-headers ocl-icd-libopencl1             # OpenCL types; the ICD loader
     pocl-opencl-icd clinfo                        # an OpenCL device on the CPU
+    libamdhip64-5 rocm-device-libs                # hiprtc: HIP kernels compile-checked, no GPU
     libopenblas-dev                               # the peer of the matmul benchmark
     libopenmpi-dev openmpi-bin                    # ox run --mpi and its mpirun test
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross   # cross-build the ARM (NEON) code...

@@ -165,9 +165,34 @@ static ox_status start_backend(ox_context *ctx, const ox__backend_iface *iface, 
     return OX_OK;
 }
 
+/* The backends OX_BACKENDS allows ("opencl,cuda"; unset or empty: all),
+ * judged by a plugin's file name, libox-NAME.so, before it is opened: a
+ * vendor runtime that is never opened cannot disturb another (two LLVMs in
+ * one process abort it). */
+static bool plugin_allowed(ox_context *ctx, const char *path)
+{
+    const char *allow = getenv("OX_BACKENDS");
+    if (!allow || !*allow) return true;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    if (n <= 9 || strncmp(base, "libox-", 6) != 0 || strcmp(base + n - 3, ".so") != 0)
+        return true; /* not named like a plugin: the loader's checks decide */
+    const char *name = base + 6;
+    size_t len = n - 9;
+    for (const char *p = allow; *p;) {
+        size_t k = strcspn(p, ",");
+        if (k == len && strncmp(p, name, len) == 0) return true;
+        p += k + (p[k] == ',');
+    }
+    ox__log(ctx, OX_LOG_DEBUG, "plugin %s skipped: OX_BACKENDS=%s", path, allow);
+    return false;
+}
+
 static void load_plugin(ox_context *ctx, const char *path)
 {
     char why[512];
+    if (!plugin_allowed(ctx, path)) return;
     void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
         const char *err = dlerror();

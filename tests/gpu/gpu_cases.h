@@ -2,6 +2,7 @@
  * test_hip.c define the names below and include this file once:
  *   GPU_BACKEND  "cuda" / "hip"       GPU_PLUGIN   the plugin file
  *   GPU_RUNTIME  library whose absence must be the note's reason
+ *   GPU_RUNTIME_LIBRARIES  the sonames the backend tries for it
  *   GPU_BLAS     "cuBLAS" / "rocBLAS" (as the backend logs it)
  *   GPU_BLAS_LIBRARIES  sonames to probe for the vendor BLAS
  *   GPU_PARAMETER_SYMBOL  (optional) the runtime function through which the
@@ -121,7 +122,7 @@ OX_TEST(plugin_loads_and_explains)
         ASSERT(info.note[0] != '\0' && strchr(info.note, '\n') == NULL);
         ASSERT_LOGGED(&log, OX_LOG_DEBUG, OX_LOG_DEBUG, GPU_BACKEND ": ", info.note);
         ASSERT_NOT_LOGGED(&log, OX_LOG_WARN, OX_LOG_ERROR, GPU_BACKEND, NULL);
-        static const char *const runtime[] = {GPU_RUNTIME, NULL};
+        static const char *const runtime[] = {GPU_RUNTIME_LIBRARIES, NULL};
         if (!library_present(runtime)) ASSERT_CONTAINS(info.note, GPU_RUNTIME " not found");
     } else {
         ASSERT_STR_EQ(info.note, "");
@@ -493,8 +494,10 @@ OX_TEST(build_errors_and_missing_kernels)
 
 #ifdef GPU_PARAMETER_SYMBOL
     /* a launch short of parameters is refused, where the driver lists them */
-    static const char *const runtime[] = {GPU_RUNTIME, NULL};
-    void *library = library_present(runtime) ? dlopen(GPU_RUNTIME, RTLD_NOW | RTLD_LOCAL) : NULL;
+    static const char *const runtime[] = {GPU_RUNTIME_LIBRARIES};
+    void *library = NULL;
+    for (size_t i = 0; i < sizeof runtime / sizeof runtime[0] && !library; i++)
+        library = dlopen(runtime[i], RTLD_NOW | RTLD_LOCAL);
     if (library && dlsym(library, GPU_PARAMETER_SYMBOL)) {
         ox_queue *queue;
         ox_buffer *buffer;

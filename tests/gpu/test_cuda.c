@@ -12,6 +12,7 @@
 #define GPU_BACKEND "cuda"
 #define GPU_PLUGIN OX_TEST_GPU_PLUGIN
 #define GPU_RUNTIME "libcuda.so.1"
+#define GPU_RUNTIME_LIBRARIES "libcuda.so.1"
 #define GPU_BLAS "cuBLAS"
 #define GPU_BLAS_LIBRARIES "libcublas.so.13", "libcublas.so.12", "libcublas.so.11"
 #define GPU_PARAMETER_SYMBOL "cuFuncGetParamInfo"

@@ -11,6 +11,7 @@
 #define GPU_BACKEND "hip"
 #define GPU_PLUGIN OX_TEST_GPU_PLUGIN
 #define GPU_RUNTIME "libamdhip64.so"
+#define GPU_RUNTIME_LIBRARIES "libamdhip64.so.7", "libamdhip64.so.6", "libamdhip64.so.5", "libamdhip64.so"
 #define GPU_BLAS "rocBLAS"
 #define GPU_BLAS_LIBRARIES                                                                    \
     "librocblas.so.5", "librocblas.so.4", "librocblas.so.3", "librocblas.so.0", "librocblas.so"
