@@ -551,6 +551,28 @@ OX_TEST(no_default_dirs_searches_only_the_given_path)
     ox_context_free(ctx);
 }
 
+/* OX_BACKENDS names the plugins to load; the others are never opened. */
+OX_TEST(env_backends_allow_list)
+{
+    char path[PATH_CAP];
+    unsetenv("OX_BACKEND_PATH");
+    setenv("OX_BACKENDS", "opencl,fake2", 1);
+    test_log log;
+    test_log_init(&log);
+    ox_context *ctx = context_with(fixtures(path, "fake", "dup", NULL), 0, &log, OX_LOG_DEBUG);
+    ASSERT_EQ(backend_count(ctx), 2); /* cpu (built in) and fake2 */
+    ASSERT_STR_EQ(backend_info(ctx, 1).name, "fake");
+    ASSERT_MSG(ends_with(backend_info(ctx, 1).path, "/libox-fake2.so"), "path \"%s\"",
+               backend_info(ctx, 1).path);
+    ASSERT_LOGGED(&log, OX_LOG_DEBUG, OX_LOG_DEBUG, "libox-fake.so skipped: OX_BACKENDS", NULL);
+    ox_context_free(ctx);
+    setenv("OX_BACKENDS", "cpu", 1); /* the CPU alone */
+    ctx = context_with(fixtures(path, "fake", "dup", NULL), 0, NULL, OX_LOG_DEFAULT);
+    ASSERT_EQ(backend_count(ctx), 1);
+    ox_context_free(ctx);
+    unsetenv("OX_BACKENDS");
+}
+
 OX_TEST(allocator_fault_injection_with_plugin)
 {
     unsetenv("OX_BACKEND_PATH");
@@ -594,7 +616,7 @@ OX_TEST(allocator_fault_injection_with_plugin)
     }
 }
 
-OX_TEST_MAIN(fake_backend_is_loaded, select_fake_devices, default_device_from_env_with_fake,
+OX_TEST_MAIN(env_backends_allow_list, fake_backend_is_loaded, select_fake_devices, default_device_from_env_with_fake,
              fake_buffers, cross_device_copy, fake_queues_and_cross_backend_events,
              fake_alloc_failure, broken_abi_version, broken_missing_slot, broken_null_entry,
              broken_no_entry_symbol, broken_not_a_shared_object, every_broken_fixture_at_once,
