@@ -692,6 +692,7 @@ OX_TEST(kernel_check_names_what_does_not_port)
             ASSERT_STR_EQ(result, "fails");
     }
     ASSERT(fails >= 1);
+    printf("  %d API(s) compile it, %d do not\n", compiles, fails);
     cJSON_Delete(root);
     run_free(&run);
     /* a parameter no device can take: refused before any compiler, named */

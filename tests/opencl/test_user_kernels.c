@@ -444,6 +444,55 @@ OX_TEST(bad_input_is_named)
     }
 }
 
+/* A program built once is loaded from the kernel cache by the next
+ * context (a fresh cache folder, so the first build is a miss). */
+OX_TEST(programs_are_cached)
+{
+    char dir_name[] = "/tmp/ox-user-cache-XXXXXX";
+    const char *dir = mkdtemp(dir_name);
+    ASSERT(dir != NULL);
+    setenv("OX_CACHE_DIR", dir, 1);
+    static const char *ids[2] = {"cpu", "opencl:0"};
+    const char *env = getenv("OX_BACKEND_PATH");
+    int ran = 0;
+    for (int i = 0; i < 2; i++) {
+        for (int round = 0; round < 2; round++) {
+            test_log log;
+            test_log_init(&log);
+            ox_context_options o = test_options(OX_CONTEXT_NO_DEFAULT_PLUGIN_DIRS);
+            if (!(env && *env)) o.backend_path = OX_TEST_OPENCL_PLUGIN;
+            o.log_level = OX_LOG_DEBUG;
+            test_log_attach(&log, &o);
+            ox_context *ctx;
+            ASSERT_OK(NULL, ox_context_create(&o, &ctx));
+            ox_device *dev;
+            int n = 0;
+            ox_program *p;
+            if (ox_device_select(ctx, ids[i], &dev, 1, &n) != OX_OK || n != 1 ||
+                ox_program_build(dev, SAXPY, "-DUNIQUE_TO_THIS_TEST=1", &p) == OX_ERR_UNSUPPORTED) {
+                printf("  %s: not here, not run there\n", ids[i]);
+                ox_context_free(ctx);
+                break;
+            }
+            ox_kernel *k;
+            ASSERT_OK(ctx, ox_program_kernel(p, "saxpy", &k));
+            if (round == 0) {
+                ASSERT_LOGGED(&log, OX_LOG_DEBUG, OX_LOG_DEBUG, "kernel cache: stored", dir);
+            } else {
+                ASSERT_LOGGED(&log, OX_LOG_DEBUG, OX_LOG_DEBUG, "kernel cache: hit", dir);
+                printf("  %s: the second build came from the cache\n", ids[i]);
+                ran++;
+            }
+            ox_context_free(ctx);
+        }
+    }
+    unsetenv("OX_CACHE_DIR");
+    char command[128];
+    snprintf(command, sizeof command, "rm -rf %s", dir);
+    ASSERT_EQ(system(command), 0);
+    if (!ran) OX_SKIP("no device runs user kernels here");
+}
+
 /* The CPU's own checks: barriers that split a group, local arrays that do
  * not fit, no compiler at all. */
 static fixture open_cpu(void)
@@ -591,5 +640,6 @@ OX_TEST(cpu_without_a_compiler_says_what_to_do)
 OX_TEST_MAIN(saxpy_matches_the_host, sub_buffers_are_arguments, bias_gelu_matches_the_host,
              tiled_reduction_with_a_local_array, tiled_reduction_with_local_parameters,
              scalars_of_every_size, three_dimensional_geometry, bad_input_is_named,
+             programs_are_cached,
              cpu_names_a_group_split_at_a_barrier, cpu_names_local_memory_that_does_not_fit,
              cpu_launches_from_two_threads, cpu_without_a_compiler_says_what_to_do)

@@ -117,6 +117,8 @@ struct thread_state {
     fiber *fibers;
     int n_fibers;
     struct ox__item *items;
+    pthread_t owner;      /* the thread its fibers were made on */
+    bool has_owner;
     ucontext_t scheduler;
     ucontext_t context_template; /* getcontext's, copied into each fiber */
     fiber_jump back;      /* the scheduler, while a fiber runs */
@@ -593,7 +595,6 @@ static void on_fail(struct ox__item *w, const char *what, unsigned long value)
 static bool grow_fibers(thread_state *ts, int n)
 {
     if (n <= ts->n_fibers) return true;
-    if (ts->n_fibers == 0 && getcontext(&ts->context_template) != 0) return false;
     fiber *f = realloc(ts->fibers, (size_t)n * sizeof *f);
     if (!f) return false;
     ts->fibers = f;
@@ -624,6 +625,14 @@ static void discard_fibers(thread_state *ts, int n)
         if (ts->fibers[i].state != FIBER_DONE) ts->fibers[i].started = ts->fibers[i].made = false;
 }
 
+/* The context new fibers start from: this thread's signal mask and
+ * floating-point state (a fiber first entered with swapcontext takes
+ * them). */
+__attribute__((noinline)) static bool take_template(thread_state *ts)
+{
+    return getcontext(&ts->context_template) == 0;
+}
+
 /* One group's work-items as fibers, each run up to a barrier in turn. */
 static void run_fibers(thread_state *ts, struct ox__group *grp, int n)
 {
@@ -631,6 +640,19 @@ static void run_fibers(thread_state *ts, struct ox__group *grp, int n)
     ts->in_fibers = true;
     ts->aborted = false;
     fiber_owner = ts;
+    /* Fibers stay with the thread that made them: pool slot 0 is whichever
+     * thread launches, and a fiber resumed on another thread would carry
+     * the first one's thread-local addresses (and AddressSanitizer's
+     * per-thread state) in its saved frames. */
+    if (!ts->has_owner || !pthread_equal(ts->owner, pthread_self())) {
+        for (int i = 0; i < ts->n_fibers; i++) ts->fibers[i].made = ts->fibers[i].started = false;
+        ts->owner = pthread_self();
+        ts->has_owner = take_template(ts);
+        if (!ts->has_owner) {
+            launch_fail(run, "kernel '%s': getcontext failed", run->kernel->name);
+            return;
+        }
+    }
     int i = 0;
     for (int z = 0; z < grp->lsize[2]; z++)
         for (int y = 0; y < grp->lsize[1]; y++)
