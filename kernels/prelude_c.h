@@ -57,7 +57,7 @@ struct ox__group {
  * parameter of the same name, which hides this thread-local copy: the
  * kernel's own geometry costs no thread-local access; helper functions
  * (FN) read the copy, set per group and after every barrier. */
-static __thread struct ox__item *ox__wi;
+static __thread struct ox__item *ox__wi __attribute__((unused));
 static inline void ox__set_item(struct ox__item *w)
 {
     ox__wi = w;

@@ -47,8 +47,9 @@ cmake --build "$root/build-test/nompi" -j "$jobs" --target ox test_mpi
 echo "== arm64: NEON kernels under qemu"
 "$root/scripts/test-arm64.sh"
 
-# Fuzz the GGUF reader for a bounded time (FUZZ_SECONDS, default 60) on top
-# of its seed corpus, which every suite above already replays.
-echo "== fuzz: GGUF reader"
+# Fuzz the GGUF reader and the kernel-parameter reader for a bounded time
+# (FUZZ_SECONDS, default 60, each) on top of their seed corpora, which
+# every suite above already replays.
+echo "== fuzz: the GGUF reader and the kernel-parameter reader"
 "$root/scripts/fuzz.sh"
 echo "== all test suites passed"

@@ -1,0 +1,39 @@
+/* The build variants of the built-in kernels that the op layer uses
+ * (src/ops/device_ops.c), one per kernel family and dtype: what the
+ * compile tests (NVRTC, hiprtc, the C compiler) build. */
+#ifndef OX_TEST_KERNEL_VARIANTS_H
+#define OX_TEST_KERNEL_VARIANTS_H
+
+static const struct variant {
+    const char *file;
+    const char *options;
+} variants[] = {
+    {"elementwise", "-DDT=0 -DOP=0"}, {"elementwise", "-DDT=1 -DOP=3"},
+    {"elementwise", "-DDT=2 -DOP=8"}, {"elementwise", "-DDT=0 -DOP=12"},
+    {"rows", "-DDT=0 -DDT_D=0 -DOP=0 -DWG=256"}, {"rows", "-DDT=1 -DDT_D=3 -DOP=3 -DWG=64"},
+    {"rows", "-DSOFTMAX=1 -DDT=0 -DDT_M=1 -DHAS_MASK=1 -DLOG=0 -DWG=256"},
+    {"rows", "-DSOFTMAX=1 -DDT=2 -DDT_M=0 -DHAS_MASK=0 -DLOG=1 -DWG=64"},
+    {"rows", "-DNORM=1 -DRMS=1 -DDT=0 -DHAS_W=1 -DDT_W=0 -DHAS_B=0 -DDT_B=0 -DWG=256"},
+    {"rows", "-DNORM=1 -DRMS=0 -DDT=1 -DHAS_W=1 -DDT_W=2 -DHAS_B=1 -DDT_B=1 -DWG=64"},
+    {"rope", "-DDT=0 -DNEOX=0"}, {"rope", "-DDT=1 -DNEOX=1"},
+    {"matmul", "-DDT_A=0 -DDT_B=0 -DTK=16 -DWG_M=16 -DWG_N=16 -DRM=4 -DRN=4 -DA_KFAST=1 -DB_KFAST=0"},
+    {"matmul", "-DDT_A=1 -DDT_B=2 -DTK=16 -DWG_M=8 -DWG_N=8 -DRM=2 -DRN=2 -DA_KFAST=0 -DB_KFAST=1"},
+    {"matmul", "-DDT_A=0 -DDT_B=1 -DWG=256"},
+    {"matmul", "-DDT_A=0 -DDT_B=4 -DOX_QUANT=1 -DDT_Q=4 -DWG=256"},
+    {"matmul", "-DDT_A=0 -DDT_B=5 -DOX_QUANT=1 -DDT_Q=5 -DWG=64"},
+    {"matmul", "-DDT_A=0 -DDT_B=6 -DOX_QUANT=1 -DDT_Q=6 -DWG=64"},
+    {"matmul", "-DDT_A=0 -DDT_B=7 -DOX_QUANT=1 -DDT_Q=7 -DWG=64"},
+    {"matmul", "-DDT_A=0 -DDT_B=8 -DOX_QUANT=1 -DDT_Q=8 -DWG=64"},
+    {"matmul", "-DDT_A=0 -DDT_B=9 -DOX_QUANT=1 -DDT_Q=9 -DTK=16 -DWG_M=16 -DWG_N=16 -DRM=4 -DRN=4 -DA_KFAST=1 -DB_KFAST=0"},
+    {"matmul", "-DDT_A=0 -DDT_B=10 -DOX_QUANT=1 -DDT_Q=10 -DWG=256"},
+    {"matmul", "-DDT_A=0 -DDT_B=11 -DOX_QUANT=1 -DDT_Q=11 -DTK=16 -DWG_M=8 -DWG_N=8 -DRM=2 -DRN=2 -DA_KFAST=1 -DB_KFAST=0"},
+    {"movement", "-DDT_S=11 -DDT_D=0 -DOX_QUANT=1 -DDT_Q=11"},
+    {"movement", "-DDT_S=0 -DDT_D=1"}, {"movement", "-DDT_S=3 -DDT_D=3"},
+    {"movement", "-DDT_S=2 -DDT_D=0"},
+    {"attention", "-DDT_K=0 -DDT_V=0 -DWG=64 -DACC=1 -DDMAX=64 -DHAS_MASK=0 -DCAUSAL=1"},
+    {"attention", "-DDT_K=1 -DDT_V=1 -DWG=64 -DACC=4 -DDMAX=256 -DHAS_MASK=1 -DCAUSAL=0"},
+};
+
+#define VARIANT_COUNT (sizeof variants / sizeof variants[0])
+
+#endif /* OX_TEST_KERNEL_VARIANTS_H */
