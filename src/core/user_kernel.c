@@ -31,6 +31,24 @@ struct ox_program {
     ox_kernel *kernels;
 };
 
+/* A CPU that cannot build user kernels (no C compiler): name the OpenCL
+ * CPU device of this context that runs the same source, if there is one. */
+static void name_fallback(ox_context *ctx, const ox_device *device)
+{
+    if (device->info.type != OX_DEVICE_CPU || device->backend->iface != ox__cpu_backend()) return;
+    for (int i = 0; i < ctx->device_count; i++) {
+        const ox_device *d = &ctx->devices[i];
+        if (d->info.type != OX_DEVICE_CPU || d == device ||
+            d->backend->iface->kernel_language != OX__KERNEL_OPENCL)
+            continue;
+        char message[OX__ERRMSG_MAX];
+        ox__copy_string(message, sizeof message, ox_errmsg(ctx));
+        ox__fail(ctx, OX_ERR_UNSUPPORTED, "%s; here that is %s (%s)", message, d->info.id,
+                 d->info.name);
+        return;
+    }
+}
+
 ox_status ox_program_build(ox_device *device, const char *source, const char *options,
                            ox_program **out)
 {
@@ -48,6 +66,7 @@ ox_status ox_program_build(ox_device *device, const char *source, const char *op
     if ((s = ox__program_build_user(device, "user program", source, options, &p->impl, NULL)) !=
         OX_OK) {
         ox__free(ctx, p, sizeof *p);
+        if (s == OX_ERR_UNSUPPORTED) name_fallback(ctx, device);
         return s;
     }
     if (ox__handle_add(p, OX__HANDLE_PROGRAM, ctx) != OX_OK) {

@@ -635,6 +635,21 @@ OX_TEST(cpu_without_a_compiler_says_what_to_do)
                                     "executable)");
     ASSERT_CONTAINS(ox_errmsg(ctx), "OpenCL CPU device");
     ox_context_free(ctx);
+    /* with the OpenCL plugin, the message names the device to use */
+    const char *env = getenv("OX_BACKEND_PATH");
+    if (!(env && *env)) o.backend_path = OX_TEST_OPENCL_PLUGIN;
+    ASSERT_OK(NULL, ox_context_create(&o, &ctx));
+    ox_device *pocl;
+    if (ox_device_select(ctx, "opencl:0", &pocl, 1, &n) == OX_OK && n == 1) {
+        ox_device_info info = {.struct_size = sizeof info};
+        ASSERT_OK(ctx, ox_device_get_info(pocl, &info));
+        ASSERT_OK(ctx, ox_device_select(ctx, "cpu", &cpu, 1, &n));
+        ASSERT_EQ(ox_program_build(cpu, SAXPY, NULL, &p), OX_ERR_UNSUPPORTED);
+        if (info.type == OX_DEVICE_CPU)
+            ASSERT_CONTAINS(ox_errmsg(ctx), "here that is opencl:0");
+        printf("  %s\n", ox_errmsg(ctx));
+    }
+    ox_context_free(ctx);
 }
 
 OX_TEST_MAIN(saxpy_matches_the_host, sub_buffers_are_arguments, bias_gelu_matches_the_host,
