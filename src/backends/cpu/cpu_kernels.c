@@ -240,8 +240,10 @@ static bool write_file(const char *path, const void *data, size_t size)
     return close(fd) == 0;
 }
 
-/* Read at most `limit` bytes of a file into host memory (*size set). */
-static void *read_file(const ox__host *host, const char *path, size_t limit, size_t *size)
+/* Read at most `limit` bytes of a file into host memory, NUL-terminated
+ * (*size set, the allocation *size + 1); text has any NUL byte blanked. */
+static void *read_file(const ox__host *host, const char *path, size_t limit, bool text,
+                       size_t *size)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return NULL;
@@ -260,8 +262,16 @@ static void *read_file(const ox__host *host, const char *path, size_t limit, siz
         got += (size_t)r;
     }
     close(fd);
-    if (data) data[got] = '\0';
-    *size = got;
+    if (data && got != n) { /* a short read: an error, and the size must stay exact */
+        host->free(host->core, data, n + 1);
+        return NULL;
+    }
+    if (data) {
+        data[n] = '\0';
+        for (size_t i = 0; text && i < n; i++) /* strlen + 1 is the size the core frees */
+            if (!data[i]) data[i] = ' ';
+    }
+    *size = n;
     return data;
 }
 
@@ -391,7 +401,7 @@ ox_status ox__cpu_program_build(void *device, const char *source, const char *op
         if (argc > 0 && write_file(src, source, strlen(source)))
             rc = run_compiler(argv, logp);
         size_t log_size = 0;
-        char *text = rc == -2 ? NULL : read_file(host, logp, MAX_LOG, &log_size);
+        char *text = rc == -2 ? NULL : read_file(host, logp, MAX_LOG, true, &log_size);
         if (rc != 0) {
             if (rc == -2)
                 s = host->fail(host->core, OX_ERR_BUILD, "cpu: cannot run the compiler: %s",
@@ -407,7 +417,7 @@ ox_status ox__cpu_program_build(void *device, const char *source, const char *op
             if (text && log_size) *log = text;
             else if (text) host->free(host->core, text, log_size + 1);
             size_t so_size;
-            void *so = read_file(host, out, (size_t)1 << 30, &so_size);
+            void *so = read_file(host, out, (size_t)1 << 30, false, &so_size);
             if (so) {
                 host->cache_store(host->core, key, so, so_size);
                 host->free(host->core, so, so_size + 1);
