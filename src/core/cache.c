@@ -89,9 +89,22 @@ static uint64_t get_u64(const unsigned char *p)
     return v;
 }
 
+/* Set while a build on this thread may read files the key does not name
+ * (user -I folders): such builds neither read nor fill the cache. */
+static _Thread_local bool bypass;
+
+void ox__cache_bypass(bool on)
+{
+    bypass = on;
+}
+
 ox_status ox__cache_load(ox_context *ctx, const char *key, void **data, size_t *size)
 {
     char path[1200];
+    if (bypass) {
+        ox__log(ctx, OX_LOG_DEBUG, "kernel cache: not used (the build includes files)");
+        return OX_ERR_NOT_FOUND;
+    }
     unsigned char header[CACHE_HEADER];
     size_t key_len = strlen(key);
     if (!entry_path(key, path, sizeof path)) return OX_ERR_NOT_FOUND;
@@ -147,6 +160,7 @@ out:
 void ox__cache_store(ox_context *ctx, const char *key, const void *data, size_t size)
 {
     char path[1200], tmp[1300];
+    if (bypass) return;
     if (size == 0 || !entry_path(key, path, sizeof path)) return;
     char *slash = strrchr(path, '/');
     *slash = '\0';

@@ -195,6 +195,9 @@ void ox__host_init(ox_context *ctx, ox__host *host);
 uint64_t ox__hash64(const void *data, size_t size);
 ox_status ox__cache_load(ox_context *ctx, const char *key, void **data, size_t *size);
 void ox__cache_store(ox_context *ctx, const char *key, const void *data, size_t size);
+/* While on, this thread's builds neither read nor fill the cache: their
+ * result depends on files the key cannot name (user -I folders). */
+void ox__cache_bypass(bool on);
 /* Free the programs a device built for ops (at context destruction). */
 void ox__device_free_programs(ox_device *device);
 

@@ -141,6 +141,15 @@ static void keep_log(ox_context *ctx, const char *what, const char *where, char 
     if (log) ox__free(ctx, log, strlen(log) + 1);
 }
 
+/* Options with an include folder (-I): the build may read files that no
+ * cache key names, so it goes without the cache. */
+static bool includes_files(const char *options)
+{
+    for (const char *p = options ? strstr(options, "-I") : NULL; p; p = strstr(p + 2, "-I"))
+        if (p == options || p[-1] == ' ' || p[-1] == '\t') return true;
+    return false;
+}
+
 static ox_status build(ox_device *device, const char *what, const char *source,
                        const char *options, ox__program **out, char **warnings)
 {
@@ -163,7 +172,9 @@ static ox_status build(ox_device *device, const char *what, const char *source,
     }
     char *log = NULL, where[200];
     snprintf(where, sizeof where, "%s (%s)", device->info.id, device->info.name);
+    ox__cache_bypass(includes_files(options));
     s = be->program_build(device->impl, full, options ? options : "", &p->impl, &log);
+    ox__cache_bypass(false);
     ox__free(ctx, full, n);
     if (s != OX_OK) {
         build_failed(ctx, s, what, where, log);
@@ -240,7 +251,9 @@ ox_status ox__program_check_user(ox__backend *backend, ox_context *ctx, const ch
     ox__sig_free(&sig);
     if (!full) return ox_errcode(ctx);
     char *log = NULL;
+    ox__cache_bypass(includes_files(options));
     s = be->program_check(backend->state, full, options ? options : "", &log, target, target_cap);
+    ox__cache_bypass(false);
     ox__free(ctx, full, n);
     if (s == OX_ERR_BUILD) build_failed(ctx, s, what, target, log);
     if (s == OX_OK) keep_log(ctx, what, target, log, warnings);

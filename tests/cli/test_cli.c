@@ -642,7 +642,7 @@ OX_TEST(kernel_check_compiles_with_defines)
         OX_SKIP("no C compiler here: %s", run.out);
     ASSERT_MSG(run.status == 0, "%s%s", run.out, run.err);
     cJSON *root = parse_json(run.out);
-    ASSERT_STR_EQ(json_string(root, "options"), "-DWG=64");
+    ASSERT(strncmp(json_string(root, "options"), "-DWG=64 -I/tmp/ox-kernel-check-", 31) == 0);
     ASSERT(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "portable")));
     const cJSON *apis = cJSON_GetObjectItemCaseSensitive(root, "apis");
     ASSERT_EQ(cJSON_GetArraySize(apis), 1);
@@ -705,6 +705,40 @@ OX_TEST(kernel_check_names_what_does_not_port)
     remove(path);
 }
 
+/* A header beside the kernel file is found, as a compiler would find it. */
+OX_TEST(kernel_check_includes_beside_the_file)
+{
+    char path[256];
+    write_kernel(path, sizeof path,
+                 "#include \"helpers.h\"\n"
+                 "KERNEL twice(ARG_BUF(float, y)) { BUF(float, y); y[ox_global_id(0)] = "
+                 "doubled(y[ox_global_id(0)]); }\n");
+    char header[300];
+    snprintf(header, sizeof header, "%.*s/helpers.h", (int)(strrchr(path, '/') - path), path);
+    FILE *f = fopen(header, "w");
+    ASSERT(f != NULL);
+    fputs("FN float doubled(float v) { return 2.0f * v; }\n", f);
+    ASSERT_EQ(fclose(f), 0);
+    ox_run run = RUN_OX("kernel-check", path, "--api", "cpu,opencl,cuda");
+    printf("%s", run.out);
+    ASSERT_MSG(run.status == 0 || strstr(run.out, "no C compiler"), "%s%s", run.out, run.err);
+    ASSERT(strstr(run.out, "FAILS") == NULL);
+    run_free(&run);
+    /* the header changes, the kernel file does not: no cache may answer
+     * with the old build */
+    f = fopen(header, "w");
+    ASSERT(f != NULL);
+    fputs("FN float doubled(float v) { return 2.0f * v }\n", f); /* no ';' */
+    ASSERT_EQ(fclose(f), 0);
+    run = RUN_OX("kernel-check", path, "--api", "cpu,opencl,cuda");
+    printf("%s", run.out);
+    ASSERT_EQ(run.status, 1);
+    ASSERT(strstr(run.out, "compiles ") == NULL);
+    run_free(&run);
+    remove(header);
+    remove(path);
+}
+
 OX_TEST(kernel_check_usage)
 {
     ox_run run = RUN_OX("kernel-check");
@@ -732,4 +766,5 @@ OX_TEST_MAIN(version, help_lists_commands, help_for_a_command, unknown_command, 
              check_json_file, check_nothing_selected_fails, check_nothing_ran_fails,
              check_opencl_quick,
              bench_matmul_cpu, bench_json, bench_usage, kernel_check_compiles_with_defines,
-             kernel_check_names_what_does_not_port, kernel_check_usage)
+             kernel_check_names_what_does_not_port, kernel_check_includes_beside_the_file,
+             kernel_check_usage)

@@ -210,6 +210,21 @@ static int check_file(const cli_command *command, int argc, char **argv)
         }
     }
     if (!file) return cli_usage_error(command, "which kernel file?");
+    /* the file's folder is on the include path, as for a compiler given
+     * the file itself: #include "helpers.h" beside it works */
+    {
+        const char *slash = strrchr(file, '/');
+        int n = slash ? snprintf(options + options_len, sizeof options - options_len,
+                                 "%s-I%.*s", options_len ? " " : "", (int)(slash - file + 1), file)
+                      : snprintf(options + options_len, sizeof options - options_len,
+                                 "%s-I.", options_len ? " " : "");
+        if (strchr(file, ' '))
+            return cli_usage_error(command, "'%s': a path without blanks, please (it becomes -I)",
+                                   file);
+        if (n < 0 || (size_t)n >= sizeof options - options_len)
+            return cli_usage_error(command, "the options exceed %d bytes", MAX_OPTIONS_TEXT);
+        options_len += (size_t)n;
+    }
     if (apis) {
         for (const char *p = apis; *p;) {
             size_t len = strcspn(p, ",");
@@ -286,7 +301,8 @@ const cli_command cmd_kernel_check = {
         "kernel API this machine can compile for, and report per API whether it compiles,\n"
         "with the compiler's messages: cpu (the system's C compiler), opencl (on the first\n"
         "OpenCL device), cuda (NVRTC, PTX for compute_80; no GPU needed) and hip (hiprtc,\n"
-        "gfx90a; no GPU needed). An API whose compiler or plugin is missing is 'not\n"
+        "gfx90a; no GPU needed). The file's folder is on the include path. An API whose\n"
+        "compiler or plugin is missing is 'not\n"
         "checked', with the reason. Exit status 0 when every checked API compiles, 1 when\n"
         "one fails or none could be checked.",
     .options = kernel_check_options,
