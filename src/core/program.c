@@ -141,8 +141,9 @@ static void keep_log(ox_context *ctx, const char *what, const char *where, char 
     if (log) ox__free(ctx, log, strlen(log) + 1);
 }
 
-/* Options with an include folder (-I): the build may read files that no
- * cache key names, so it goes without the cache. */
+/* Options with an include folder (-I), or a user source with #include:
+ * the build may read files that no cache key names, so it goes without the
+ * cache. */
 static bool includes_files(const char *options)
 {
     for (const char *p = options ? strstr(options, "-I") : NULL; p; p = strstr(p + 2, "-I"))
@@ -151,7 +152,7 @@ static bool includes_files(const char *options)
 }
 
 static ox_status build(ox_device *device, const char *what, const char *source,
-                       const char *options, ox__program **out, char **warnings)
+                       const char *options, bool uncached, ox__program **out, char **warnings)
 {
     ox_context *ctx = device->ctx;
     const ox__backend_iface *be = device->backend->iface;
@@ -172,7 +173,7 @@ static ox_status build(ox_device *device, const char *what, const char *source,
     }
     char *log = NULL, where[200];
     snprintf(where, sizeof where, "%s (%s)", device->info.id, device->info.name);
-    ox__cache_bypass(includes_files(options));
+    ox__cache_bypass(uncached || includes_files(options));
     s = be->program_build(device->impl, full, options ? options : "", &p->impl, &log);
     ox__cache_bypass(false);
     ox__free(ctx, full, n);
@@ -192,7 +193,7 @@ static ox_status build(ox_device *device, const char *what, const char *source,
 ox_status ox__program_build(ox_device *device, const char *what, const char *source,
                             const char *options, ox__program **out)
 {
-    return build(device, what, source, options, out, NULL);
+    return build(device, what, source, options, false, out, NULL);
 }
 
 /* The user's source as the language compiles it: its kernels read and,
@@ -223,7 +224,8 @@ ox_status ox__program_build_user(ox_device *device, const char *what, const char
     ox_status s = prepare_user(device->ctx, device->backend->iface->kernel_language, what, source,
                                options, &sig, &wrapped);
     if (s != OX_OK) return s;
-    s = build(device, what, wrapped ? wrapped : source, options, out, warnings);
+    s = build(device, what, wrapped ? wrapped : source, options, strstr(source, "#include") != NULL,
+              out, warnings);
     free(wrapped);
     if (s != OX_OK) {
         ox__sig_free(&sig);
@@ -251,7 +253,7 @@ ox_status ox__program_check_user(ox__backend *backend, ox_context *ctx, const ch
     ox__sig_free(&sig);
     if (!full) return ox_errcode(ctx);
     char *log = NULL;
-    ox__cache_bypass(includes_files(options));
+    ox__cache_bypass(includes_files(options) || strstr(source, "#include"));
     s = be->program_check(backend->state, full, options ? options : "", &log, target, target_cap);
     ox__cache_bypass(false);
     ox__free(ctx, full, n);
