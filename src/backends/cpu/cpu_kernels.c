@@ -598,8 +598,7 @@ static void on_fail(struct ox__item *w, const char *what, unsigned long value)
                 w->grp->gid[2], what, value, w->grp->local_cap);
     if (!ts->in_fibers) longjmp(ts->escape, 1);
     ts->aborted = true;
-    yield(ts, &ts->fibers[ts->current]); /* never resumed: the fiber is made afresh */
-    abort();
+    for (;;) yield(ts, &ts->fibers[ts->current]); /* never resumed: the fiber is made afresh */
 }
 
 static bool grow_fibers(thread_state *ts, int n)
