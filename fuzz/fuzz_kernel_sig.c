@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/core.h"
 #include "core/kernel_sig.h"
 #include "fuzz_context.h"
 #include "openxpu/openxpu.h"
@@ -53,7 +54,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const ox__kernel_language languages[] = {OX__KERNEL_C, OX__KERNEL_CUDA,
                                                    OX__KERNEL_HIP};
     for (size_t i = 0; i < sizeof languages / sizeof languages[0]; i++) {
-        char *wrapped = ox__sig_wrap(source, &sig, languages[i]);
+        size_t wrapped_size;
+        char *wrapped = ox__sig_wrap(source, &sig, languages[i], &wrapped_size);
         if (!wrapped) continue; /* out of memory */
         /* the last marker: the source itself may hold the same text */
         const char *entries = NULL;
@@ -61,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!entries || count_newlines(wrapped, (size_t)(entries - wrapped)) != lines) abort();
         for (int k = 0; k < sig.n_kernels; k++)
             if (!strstr(wrapped, sig.kernels[k].name)) abort();
-        free(wrapped);
+        ox__free(ctx, wrapped, wrapped_size);
     }
     ox__sig_free(&sig);
     free(text);

@@ -33,7 +33,7 @@ struct ox__group {
     int gid[3];
     int lsize[3];
     int ngroups[3];
-    unsigned char *local_mem;   /* 16-byte aligned */
+    unsigned char *local_mem;   /* as aligned as malloc's memory */
     unsigned long local_cap;    /* bytes */
     unsigned long local_start;  /* after the LOCAL parameters */
     /* wait at a barrier (line: where, in the user's source) */

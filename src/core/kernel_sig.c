@@ -348,8 +348,9 @@ ox_status ox__sig_parse(ox_context *ctx, const char *what, const char *source,
                         const char *options, ox__sig_program *out)
 {
     memset(out, 0, sizeof *out);
+    out->ctx = ctx;
     size_t len = strlen(source);
-    char *s = malloc(len + 1);
+    char *s = ox__alloc(ctx, len + 1);
     if (!s) return ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
     memcpy(s, source, len + 1);
     blank(s, false);
@@ -358,7 +359,7 @@ ox_status ox__sig_parse(ox_context *ctx, const char *what, const char *source,
     blank(s, true);
     parser ps = {.ctx = ctx, .what = what, .s = s, .options = options};
     ox_status st = OX_OK;
-    int depth = 0, cap = 0;
+    int depth = 0;
     for (size_t i = 0; s[i];) {
         char c = s[i];
         if (c == '{' || c == '(' || c == '[') {
@@ -371,14 +372,16 @@ ox_status ox__sig_parse(ox_context *ctx, const char *what, const char *source,
             bool kw = end - i == 6 && strncmp(s + i, "KERNEL", 6) == 0;
             bool kw_wg = end - i == 9 && strncmp(s + i, "KERNEL_WG", 9) == 0;
             if (depth == 0 && (kw || kw_wg)) {
-                if (out->n_kernels == cap) {
-                    int grown = cap ? 2 * cap : 8;
-                    ox__sig_kernel *k = realloc(out->kernels, (size_t)grown * sizeof *k);
+                if (out->n_kernels == out->cap) {
+                    int grown = out->cap ? 2 * out->cap : 8;
+                    ox__sig_kernel *k = ox__alloc(ctx, (size_t)grown * sizeof *k);
                     if (!k) {
                         st = ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
                         break;
                     }
-                    out->kernels = k, cap = grown;
+                    if (out->n_kernels) memcpy(k, out->kernels, (size_t)out->n_kernels * sizeof *k);
+                    ox__free(ctx, out->kernels, (size_t)out->cap * sizeof *k);
+                    out->kernels = k, out->cap = grown;
                 }
                 bool definition = false;
                 size_t next = i + 1;
@@ -402,14 +405,14 @@ ox_status ox__sig_parse(ox_context *ctx, const char *what, const char *source,
             i++;
         }
     }
-    free(s);
+    ox__free(ctx, s, len + 1);
     if (st != OX_OK) ox__sig_free(out);
     return st;
 }
 
 void ox__sig_free(ox__sig_program *sig)
 {
-    free(sig->kernels);
+    if (sig->kernels) ox__free(sig->ctx, sig->kernels, (size_t)sig->cap * sizeof *sig->kernels);
     memset(sig, 0, sizeof *sig);
 }
 
@@ -423,6 +426,7 @@ const ox__sig_kernel *ox__sig_find(const ox__sig_program *sig, const char *name)
 /* ---- entry points ----------------------------------------------------------- */
 
 typedef struct text {
+    ox_context *ctx;
     char *data;
     size_t len, cap;
     bool failed;
@@ -434,11 +438,13 @@ static void put(text *t, const char *s, size_t n)
     if (t->len + n + 1 > t->cap) {
         size_t cap = t->cap ? t->cap : 1024;
         while (cap < t->len + n + 1) cap *= 2;
-        char *d = realloc(t->data, cap);
+        char *d = ox__alloc(t->ctx, cap);
         if (!d) {
             t->failed = true;
             return;
         }
+        if (t->len) memcpy(d, t->data, t->len);
+        ox__free(t->ctx, t->data, t->cap);
         t->data = d, t->cap = cap;
     }
     memcpy(t->data + t->len, s, n);
@@ -532,9 +538,10 @@ static void entry_gpu(text *t, const ox__sig_kernel *k)
     puts_(t, ");\n}\n");
 }
 
-char *ox__sig_wrap(const char *source, const ox__sig_program *sig, ox__kernel_language language)
+char *ox__sig_wrap(const char *source, const ox__sig_program *sig, ox__kernel_language language,
+                   size_t *size)
 {
-    text t = {0};
+    text t = {.ctx = sig->ctx};
     size_t at = 0;
     for (int i = 0; i < sig->n_kernels; i++) {
         const ox__sig_kernel *k = &sig->kernels[i];
@@ -569,8 +576,9 @@ char *ox__sig_wrap(const char *source, const ox__sig_program *sig, ox__kernel_la
         else entry_gpu(&t, &sig->kernels[i]);
     }
     if (t.failed) {
-        free(t.data);
+        ox__free(t.ctx, t.data, t.cap);
         return NULL;
     }
+    *size = t.cap;
     return t.data;
 }

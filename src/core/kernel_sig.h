@@ -36,8 +36,9 @@ typedef struct ox__sig_kernel {
 } ox__sig_kernel;
 
 typedef struct ox__sig_program {
-    int n_kernels;
-    ox__sig_kernel *kernels;      /* malloc'ed */
+    ox_context *ctx;              /* whose allocator holds kernels */
+    int n_kernels, cap;
+    ox__sig_kernel *kernels;
     bool barriers;                /* BARRIER appears in the source or options */
 } ox__sig_program;
 
@@ -54,8 +55,10 @@ const ox__sig_kernel *ox__sig_find(const ox__sig_program *sig, const char *name)
 
 /* The source with every kernel turned into a helper function and an entry
  * point of the kernel's name appended, for the languages that need one
- * (C, CUDA, HIP); line numbers stay those of the source. Returns a malloc'ed
- * string, or NULL when out of memory. */
-char *ox__sig_wrap(const char *source, const ox__sig_program *sig, ox__kernel_language language);
+ * (C, CUDA, HIP); line numbers stay those of the source. Returns a string
+ * from the context's allocator, *size bytes (free with ox__free), or NULL
+ * when out of memory. */
+char *ox__sig_wrap(const char *source, const ox__sig_program *sig, ox__kernel_language language,
+                   size_t *size);
 
 #endif /* OX_CORE_KERNEL_SIG_H */

@@ -130,7 +130,8 @@ static ox_status build_failed(ox_context *ctx, ox_status s, const char *what, co
                     log ? "\ncompiler log:\n" : "", log ? log : "");
 }
 
-/* The log handed to the caller (malloc'ed) or logged at debug level. */
+/* The log handed to the caller (malloc'ed: the caller is the application,
+ * which frees it with free()) and logged at debug level. */
 static void keep_log(ox_context *ctx, const char *what, const char *where, char *log,
                      char **warnings)
 {
@@ -197,17 +198,19 @@ ox_status ox__program_build(ox_device *device, const char *what, const char *sou
 }
 
 /* The user's source as the language compiles it: its kernels read and,
- * for C, CUDA and HIP, their entry points added. *wrapped (malloc'ed) is
- * NULL where the source goes as it is. */
+ * for C, CUDA and HIP, their entry points added. *wrapped (*wrapped_size
+ * bytes from the context's allocator) is NULL where the source goes as it
+ * is. */
 static ox_status prepare_user(ox_context *ctx, ox__kernel_language language, const char *what,
                               const char *source, const char *options, ox__sig_program *sig,
-                              char **wrapped)
+                              char **wrapped, size_t *wrapped_size)
 {
     *wrapped = NULL;
+    *wrapped_size = 0;
     ox_status s = ox__sig_parse(ctx, what, source, options, sig);
     if (s != OX_OK) return s;
     if (language == OX__KERNEL_C || language == OX__KERNEL_CUDA || language == OX__KERNEL_HIP) {
-        if (!(*wrapped = ox__sig_wrap(source, sig, language))) {
+        if (!(*wrapped = ox__sig_wrap(source, sig, language, wrapped_size))) {
             ox__sig_free(sig);
             return ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
         }
@@ -220,13 +223,14 @@ ox_status ox__program_build_user(ox_device *device, const char *what, const char
 {
     ox__sig_program sig;
     char *wrapped;
+    size_t wrapped_size;
     *out = NULL;
     ox_status s = prepare_user(device->ctx, device->backend->iface->kernel_language, what, source,
-                               options, &sig, &wrapped);
+                               options, &sig, &wrapped, &wrapped_size);
     if (s != OX_OK) return s;
     s = build(device, what, wrapped ? wrapped : source, options, strstr(source, "#include") != NULL,
               out, warnings);
-    free(wrapped);
+    if (wrapped) ox__free(device->ctx, wrapped, wrapped_size);
     if (s != OX_OK) {
         ox__sig_free(&sig);
         return s;
@@ -245,11 +249,13 @@ ox_status ox__program_check_user(ox__backend *backend, ox_context *ctx, const ch
                         "works without one", what, be->name);
     ox__sig_program sig;
     char *wrapped;
-    ox_status s = prepare_user(ctx, be->kernel_language, what, source, options, &sig, &wrapped);
+    size_t wrapped_size;
+    ox_status s = prepare_user(ctx, be->kernel_language, what, source, options, &sig, &wrapped,
+                               &wrapped_size);
     if (s != OX_OK) return s;
     size_t n;
     char *full = assemble(ctx, be->kernel_language, what, wrapped ? wrapped : source, &n);
-    free(wrapped);
+    if (wrapped) ox__free(ctx, wrapped, wrapped_size);
     ox__sig_free(&sig);
     if (!full) return ox_errcode(ctx);
     char *log = NULL;

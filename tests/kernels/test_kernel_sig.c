@@ -5,6 +5,7 @@
  * messages; the entry points keep the source's line numbers. */
 #include <string.h>
 
+#include "core/core.h"
 #include "core/kernel_sig.h"
 #include "ox_test.h"
 #include "test_helpers.h"
@@ -66,7 +67,8 @@ OX_TEST(parameters_of_every_kind)
     ASSERT(ox__sig_find(&sig, "in_a_string") == NULL);
 
     /* entry points: the user's kernels renamed in place, lines kept */
-    char *c = ox__sig_wrap(src, &sig, OX__KERNEL_C);
+    size_t c_size, cuda_size;
+    char *c = ox__sig_wrap(src, &sig, OX__KERNEL_C, &c_size);
     ASSERT(c != NULL);
     /* C: the work-item as a hidden first parameter */
     ASSERT_CONTAINS(c, "OX__KERNEL_FN ox__user_first(struct ox__item *ox__wi, ARG_BUF(const "
@@ -83,8 +85,8 @@ OX_TEST(parameters_of_every_kind)
     int lines = 0;
     for (const char *p = c; p < entries; p++) lines += *p == '\n';
     ASSERT_EQ(lines, 13); /* the source's 13 lines, no more */
-    free(c);
-    char *cuda = ox__sig_wrap(src, &sig, OX__KERNEL_CUDA);
+    ox__free(ctx, c, c_size);
+    char *cuda = ox__sig_wrap(src, &sig, OX__KERNEL_CUDA, &cuda_size);
     ASSERT(cuda != NULL);
     ASSERT_CONTAINS(cuda, "KERNEL first(ARG_BUF(const OX_STORAGE(1), x), u64 ox__l_tile, "
                           "const uchar c,");
@@ -92,7 +94,7 @@ OX_TEST(parameters_of_every_kind)
     ASSERT_CONTAINS(cuda, "ox__user_first(x_base, x_off, (LOCAL float *)(ox__dl + ox__l_tile)");
     ASSERT_CONTAINS(cuda, "KERNEL_WG(32, 2, 1) second()");
     ASSERT_CONTAINS(cuda, "OX__KERNEL_FN ox__user_second(void) { }");
-    free(cuda);
+    ox__free(ctx, cuda, cuda_size);
     ox__sig_free(&sig);
     ox_context_free(ctx);
 }

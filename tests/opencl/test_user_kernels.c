@@ -620,6 +620,65 @@ OX_TEST(cpu_launches_from_two_threads)
     ox_context_free(f.ctx);
 }
 
+/* Every host allocation of a build, an argument and a launch on the CPU
+ * failing in turn: each call fails cleanly or succeeds, nothing leaks, and
+ * the first run with no failure gives the right sums. */
+OX_TEST(cpu_survives_allocation_failures)
+{
+    fixture probe = open_cpu(); /* skips without a C compiler */
+    ox_context_free(probe.ctx);
+    enum { N = 1024, WG = 64, GROUPS = N / WG };
+    float x[N], parts[GROUPS];
+    for (int i = 0; i < N; i++) x[i] = (float)(i % 9);
+    int clean_run = 0;
+    for (long k = 0; k < 400 && !clean_run; k++) {
+        test_alloc a;
+        test_alloc_init(&a, -1);
+        ox_context_options o = test_options(OX_CONTEXT_NO_PLUGINS);
+        test_alloc_attach(&a, &o);
+        ox_context *ctx;
+        ASSERT_OK(NULL, ox_context_create(&o, &ctx));
+        ox_device *cpu;
+        int n = 0;
+        ASSERT_OK(ctx, ox_device_select(ctx, "cpu", &cpu, 1, &n));
+        ox_queue *q;
+        ox_buffer *bx, *bo;
+        ASSERT_OK(ctx, ox_queue_create(cpu, &q));
+        ASSERT_OK(ctx, ox_buffer_alloc(cpu, sizeof x, &bx));
+        ASSERT_OK(ctx, ox_buffer_alloc(cpu, sizeof parts, &bo));
+        ASSERT_OK(ctx, ox_buffer_write(bx, 0, x, sizeof x));
+        atomic_store(&a.fail_from, atomic_load(&a.attempts) + k); /* from here on */
+        ox_program *p = NULL;
+        ox_kernel *kern = NULL;
+        int count = N;
+        size_t global[3] = {N, 1, 1}, local[3] = {WG, 1, 1};
+        ox_status s = ox_program_build(cpu, REDUCE_LOCAL_ARGS, NULL, &p);
+        if (s == OX_OK) s = ox_program_kernel(p, "partial_sums", &kern);
+        if (s == OX_OK) s = ox_kernel_set_buffer(kern, 0, bo);
+        if (s == OX_OK) s = ox_kernel_set_buffer(kern, 1, bx);
+        if (s == OX_OK) s = ox_kernel_set_local(kern, 2, WG * sizeof(float));
+        if (s == OX_OK) s = ox_kernel_set_local(kern, 3, sizeof(int));
+        if (s == OX_OK) s = ox_kernel_set_scalar(kern, 4, &count, sizeof count);
+        if (s == OX_OK) s = ox_kernel_launch(q, kern, global, local, NULL);
+        ASSERT_MSG(s == OX_OK || s == OX_ERR_OUT_OF_MEMORY, "failure from allocation %ld: %s (%s)",
+                   k, ox_status_str(s), ox_errmsg(ctx));
+        if (s == OX_OK && atomic_load(&a.failures) == 0) {
+            atomic_store(&a.fail_from, -1);
+            ASSERT_OK(ctx, ox_buffer_read(bo, 0, parts, sizeof parts));
+            for (int g = 0; g < GROUPS; g++) {
+                double want = 1000.0 * WG;
+                for (int j = g * WG; j < (g + 1) * WG; j++) want += x[j];
+                ASSERT_NEAR(parts[g], want, 1e-3);
+            }
+            clean_run = 1;
+            printf("  %ld allocation failures survived before a clean run\n", k);
+        }
+        ox_context_free(ctx);
+        ASSERT_ALLOC_BALANCED(&a);
+    }
+    ASSERT(clean_run);
+}
+
 OX_TEST(cpu_without_a_compiler_says_what_to_do)
 {
     setenv("OX_CC", "/nonexistent/cc", 1);
@@ -657,4 +716,5 @@ OX_TEST_MAIN(saxpy_matches_the_host, sub_buffers_are_arguments, bias_gelu_matche
              scalars_of_every_size, three_dimensional_geometry, bad_input_is_named,
              programs_are_cached,
              cpu_names_a_group_split_at_a_barrier, cpu_names_local_memory_that_does_not_fit,
-             cpu_launches_from_two_threads, cpu_without_a_compiler_says_what_to_do)
+             cpu_launches_from_two_threads, cpu_survives_allocation_failures,
+             cpu_without_a_compiler_says_what_to_do)

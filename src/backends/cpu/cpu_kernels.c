@@ -115,7 +115,7 @@ typedef struct thread_state thread_state;
 struct thread_state {
     unsigned char *arena;
     fiber *fibers;
-    int n_fibers;
+    int n_fibers, cap;    /* fibers made; room in fibers and items */
     struct ox__item *items;
     pthread_t owner;      /* the thread its fibers were made on */
     bool has_owner;
@@ -138,6 +138,7 @@ struct thread_state {
 /* A device's launch state: the pool threads' arenas and fibers, used by
  * one launch at a time (lock). */
 struct cpu_kernels {
+    const ox__host *host;
     pthread_mutex_t lock;
     int n_threads;
     thread_state *threads;
@@ -391,12 +392,13 @@ ox_status ox__cpu_program_build(void *device, const char *source, const char *op
         char *words = host->alloc(host->core, words_size);
         const char *argv[96];
         int argc = -1;
-        if (words) {
-            snprintf(words, words_size, BASE_FLAGS " %s %s", extra, options);
-            argc = compiler_argv(words, argv, 96, compiler, src, out, why, sizeof why);
-        } else {
-            snprintf(why, sizeof why, "out of host memory");
+        if (!words) {
+            rmdir(dir);
+            s = host->fail(host->core, OX_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+            goto out;
         }
+        snprintf(words, words_size, BASE_FLAGS " %s %s", extra, options);
+        argc = compiler_argv(words, argv, 96, compiler, src, out, why, sizeof why);
         int rc = -2;
         if (argc > 0 && write_file(src, source, strlen(source)))
             rc = run_compiler(argv, logp);
@@ -430,7 +432,7 @@ ox_status ox__cpu_program_build(void *device, const char *source, const char *op
                                "loaded: %s (is OX_CC a compiler for this machine?)", compiler, why);
             }
         }
-        if (words) host->free(host->core, words, words_size);
+        host->free(host->core, words, words_size);
         unlink(src), unlink(out), unlink(logp), rmdir(dir);
     }
 out:
@@ -601,26 +603,34 @@ static void on_fail(struct ox__item *w, const char *what, unsigned long value)
     for (;;) yield(ts, &ts->fibers[ts->current]); /* never resumed: the fiber is made afresh */
 }
 
-static bool grow_fibers(thread_state *ts, int n)
+/* Fibers (and work-item records) for n work-items; existing ones are made
+ * afresh if the arrays move, since saved contexts do not survive a move. */
+static bool grow_fibers(const ox__host *host, thread_state *ts, int n)
 {
     if (n <= ts->n_fibers) return true;
-    fiber *f = realloc(ts->fibers, (size_t)n * sizeof *f);
-    if (!f) return false;
-    ts->fibers = f;
-    struct ox__item *items = realloc(ts->items, (size_t)n * sizeof *items);
-    if (!items) return false;
-    ts->items = items;
-    /* saved contexts do not survive a move: every fiber is made afresh */
-    for (int i = 0; i < ts->n_fibers; i++) f[i].started = f[i].made = false;
+    if (n > ts->cap) {
+        fiber *f = host->alloc(host->core, (size_t)n * sizeof *f);
+        struct ox__item *items = host->alloc(host->core, (size_t)n * sizeof *items);
+        if (!f || !items) {
+            host->free(host->core, f, (size_t)n * sizeof *f);
+            host->free(host->core, items, (size_t)n * sizeof *items);
+            return false;
+        }
+        if (ts->n_fibers) memcpy(f, ts->fibers, (size_t)ts->n_fibers * sizeof *f);
+        host->free(host->core, ts->fibers, (size_t)ts->cap * sizeof *f);
+        host->free(host->core, ts->items, (size_t)ts->cap * sizeof *items);
+        ts->fibers = f, ts->items = items, ts->cap = n;
+        for (int i = 0; i < ts->n_fibers; i++) f[i].started = f[i].made = false;
+    }
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     for (int i = ts->n_fibers; i < n; i++) {
         void *stack = mmap(NULL, FIBER_STACK + page, PROT_READ | PROT_WRITE,
                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
         if (stack == MAP_FAILED) return false;
         mprotect(stack, page, PROT_NONE); /* a guard page below the stack */
-        f[i].stack = stack;
-        f[i].stack_base = (unsigned char *)stack + page;
-        f[i].started = f[i].made = false;
+        ts->fibers[i].stack = stack;
+        ts->fibers[i].stack_base = (unsigned char *)stack + page;
+        ts->fibers[i].started = ts->fibers[i].made = false;
         ts->n_fibers = i + 1;
     }
     return true;
@@ -793,23 +803,24 @@ static void run_groups(void *arg, size_t task, int thread)
     }
 }
 
-static void free_thread(thread_state *ts)
+static void free_thread(const ox__host *host, thread_state *ts)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     for (int i = 0; i < ts->n_fibers; i++) munmap(ts->fibers[i].stack, FIBER_STACK + page);
-    free(ts->fibers);
-    free(ts->items);
-    free(ts->arena);
+    host->free(host->core, ts->fibers, (size_t)ts->cap * sizeof *ts->fibers);
+    host->free(host->core, ts->items, (size_t)ts->cap * sizeof *ts->items);
+    host->free(host->core, ts->arena, OX__CPU_LOCAL_BYTES);
     memset(ts, 0, sizeof *ts);
 }
 
 void ox__cpu_kernels_free(struct cpu_kernels *state)
 {
     if (!state) return;
-    for (int i = 0; i < state->n_threads; i++) free_thread(&state->threads[i]);
-    free(state->threads);
+    const ox__host *host = state->host;
+    for (int i = 0; i < state->n_threads; i++) free_thread(host, &state->threads[i]);
+    host->free(host->core, state->threads, (size_t)state->n_threads * sizeof *state->threads);
     pthread_mutex_destroy(&state->lock);
-    free(state);
+    host->free(host->core, state, sizeof *state);
 }
 
 static ox_status launch_locked(cpu_kernel *k, struct cpu_kernels *st, ox__pool *pool,
@@ -840,12 +851,18 @@ ox_status ox__cpu_kernel_launch(void *queue, void *kernel, const size_t groups[3
     }
     pthread_mutex_lock(&create_lock);
     if (!*slot) {
-        struct cpu_kernels *st = calloc(1, sizeof *st);
-        if (!st || !(st->threads = calloc((size_t)threads, sizeof *st->threads))) {
-            free(st);
+        struct cpu_kernels *st = host->alloc(host->core, sizeof *st);
+        thread_state *ts = host->alloc(host->core, (size_t)threads * sizeof *ts);
+        if (!st || !ts) {
+            host->free(host->core, st, sizeof *st);
+            host->free(host->core, ts, (size_t)threads * sizeof *ts);
             pthread_mutex_unlock(&create_lock);
             return host->fail(host->core, OX_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
         }
+        memset(st, 0, sizeof *st);
+        memset(ts, 0, (size_t)threads * sizeof *ts);
+        st->host = host;
+        st->threads = ts;
         pthread_mutex_init(&st->lock, NULL);
         st->n_threads = threads;
         *slot = st;
@@ -867,8 +884,9 @@ static ox_status launch_locked(cpu_kernel *k, struct cpu_kernels *st, ox__pool *
     const ox__host *host = k->program->host;
     int threads = st->n_threads;
     size_t total = groups[0] * groups[1] * groups[2];
-    launch *run = calloc(1, sizeof *run);
+    launch *run = host->alloc(host->core, sizeof *run);
     if (!run) return host->fail(host->core, OX_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+    memset(run, 0, sizeof *run);
     run->kernel = k;
     run->threads = st->threads;
     run->barriers = k->program->barriers;
@@ -887,7 +905,7 @@ static ox_status launch_locked(cpu_kernel *k, struct cpu_kernels *st, ox__pool *
             run->slots[i] = (void *)(uintptr_t)local_bytes;
             run->is_local[i] = true;
             if (a->size > OX__CPU_LOCAL_BYTES - local_bytes) {
-                free(run);
+                host->free(host->core, run, sizeof *run);
                 return host->fail(host->core, OX_ERR_INVALID, "cpu: kernel '%s', argument %d: "
                                   "%zu bytes of local memory exceed the %lu the CPU gives a "
                                   "work-group (%lu taken by earlier arguments)", k->name, i,
@@ -900,8 +918,8 @@ static ox_status launch_locked(cpu_kernel *k, struct cpu_kernels *st, ox__pool *
     int n = (int)(local[0] * local[1] * local[2]);
     for (int t = 0; t < threads; t++) {
         thread_state *ts = &st->threads[t];
-        if (!ts->arena && !(ts->arena = aligned_alloc(64, OX__CPU_LOCAL_BYTES))) goto oom;
-        if (run->barriers && n > 1 && !grow_fibers(ts, n)) goto oom;
+        if (!ts->arena && !(ts->arena = host->alloc(host->core, OX__CPU_LOCAL_BYTES))) goto oom;
+        if (run->barriers && n > 1 && !grow_fibers(host, ts, n)) goto oom;
     }
     /* consecutive groups per task: about 16 tasks per thread, for balance */
     run->total = total;
@@ -911,11 +929,11 @@ static ox_status launch_locked(cpu_kernel *k, struct cpu_kernels *st, ox__pool *
     ox_status s = OX_OK;
     if (atomic_load(&run->failed))
         s = host->fail(host->core, OX_ERR_INVALID, "cpu: %s", run->error);
-    free(run);
+    host->free(host->core, run, sizeof *run);
     return s;
 
 oom:
-    free(run);
+    host->free(host->core, run, sizeof *run);
     return host->fail(host->core, OX_ERR_OUT_OF_MEMORY, "cpu: out of memory for the work-groups "
                       "of kernel '%s' (%d fibers per thread)", k->name, n);
 }
