@@ -69,6 +69,31 @@ OX_API ox_status ox_kernel_set_local(ox_kernel *kernel, int index, size_t bytes)
 OX_API ox_status ox_kernel_launch(ox_queue *queue, ox_kernel *kernel, const size_t global[3],
                                   const size_t local[3], ox_event **event);
 
+/* What a kernel's parameters are, as the source declares them: for
+ * bindings and tools that set arguments generically. */
+typedef enum ox_kernel_arg_kind {
+    OX_KERNEL_ARG_BUFFER = 1, /* ARG_BUF(type, name): ox_kernel_set_buffer */
+    OX_KERNEL_ARG_SCALAR = 2, /* type name: ox_kernel_set_scalar */
+    OX_KERNEL_ARG_LOCAL = 3   /* LOCAL type *name: ox_kernel_set_local */
+} ox_kernel_arg_kind;
+
+typedef struct ox_kernel_arg_info {
+    size_t struct_size;       /* set to sizeof(ox_kernel_arg_info) before the call */
+    ox_kernel_arg_kind kind;
+    char name[64];
+    char type[128];           /* as written: a buffer's element type, a scalar's type,
+                               * a local pointer's type ("LOCAL float *") */
+    size_t size;              /* a scalar's bytes; 0 for buffers and local memory */
+} ox_kernel_arg_info;
+
+/* The kernels a program defines (file-scope KERNEL definitions), by
+ * index; *name is owned by the program. */
+OX_API ox_status ox_program_kernel_count(ox_program *program, int *count);
+OX_API ox_status ox_program_kernel_name(ox_program *program, int index, const char **name);
+/* A kernel's parameters, counted as its arguments are. */
+OX_API ox_status ox_kernel_arg_count(ox_kernel *kernel, int *count);
+OX_API ox_status ox_kernel_get_arg_info(ox_kernel *kernel, int index, ox_kernel_arg_info *info);
+
 /* Does `source` compile for backend `backend` ("cpu", "opencl", "cuda",
  * "hip")? Built for the backend's first device when it has one here, else
  * by its compiler alone where that needs no device (NVRTC, hiprtc): how a

@@ -269,6 +269,11 @@ ox_status ox__program_check_user(ox__backend *backend, ox_context *ctx, const ch
     return s;
 }
 
+const ox__sig_program *ox__program_sig(const ox__program *program)
+{
+    return &program->sig;
+}
+
 const ox__sig_kernel *ox__kernel_sig(const ox__kernel *kernel)
 {
     return ox__sig_find(&kernel->program->sig, kernel->name);

@@ -32,6 +32,8 @@ ox_status ox__program_build_user(ox_device *device, const char *what, const char
 ox_status ox__program_check_user(ox__backend *backend, ox_context *ctx, const char *what,
                                  const char *source, const char *options, char *target,
                                  size_t target_cap, char **warnings);
+/* The kernels a user program's source defines. */
+const struct ox__sig_program *ox__program_sig(const ox__program *program);
 /* The parameters of a user program's kernel; NULL for ops' programs and
  * kernels the source does not define at file scope. */
 const struct ox__sig_kernel *ox__kernel_sig(const ox__kernel *kernel);

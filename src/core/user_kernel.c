@@ -272,6 +272,67 @@ ox_status ox_kernel_launch(ox_queue *queue, ox_kernel *kernel, const size_t glob
     return event ? ox__event_wrap(ctx, device, ev, __func__, event) : OX_OK;
 }
 
+ox_status ox_program_kernel_count(ox_program *program, int *count)
+{
+    ox_context *ctx;
+    ox_status s = ox__handle_check(program, OX__HANDLE_PROGRAM, __func__, "program", &ctx);
+    if (s != OX_OK) return s;
+    if (!count) return ox__fail(ctx, OX_ERR_INVALID, "%s: count is NULL", __func__);
+    *count = ox__program_sig(program->impl)->n_kernels;
+    return OX_OK;
+}
+
+ox_status ox_program_kernel_name(ox_program *program, int index, const char **name)
+{
+    ox_context *ctx;
+    ox_status s = ox__handle_check(program, OX__HANDLE_PROGRAM, __func__, "program", &ctx);
+    if (s != OX_OK) return s;
+    const ox__sig_program *sig = ox__program_sig(program->impl);
+    if (!name) return ox__fail(ctx, OX_ERR_INVALID, "%s: name is NULL", __func__);
+    if (index < 0 || index >= sig->n_kernels)
+        return ox__fail(ctx, OX_ERR_OUT_OF_RANGE, "%s: kernel %d of a program that defines %d",
+                        __func__, index, sig->n_kernels);
+    *name = sig->kernels[index].name;
+    return OX_OK;
+}
+
+ox_status ox_kernel_arg_count(ox_kernel *kernel, int *count)
+{
+    ox_context *ctx;
+    ox_status s = ox__handle_check(kernel, OX__HANDLE_KERNEL, __func__, "kernel", &ctx);
+    if (s != OX_OK) return s;
+    if (!count) return ox__fail(ctx, OX_ERR_INVALID, "%s: count is NULL", __func__);
+    if (!kernel->sig)
+        return ox__fail(ctx, OX_ERR_UNSUPPORTED, "%s: kernel '%s' is not defined at file scope "
+                        "with KERNEL, so its parameters are unknown", __func__,
+                        kernel_name(kernel));
+    *count = kernel->sig->n_params;
+    return OX_OK;
+}
+
+ox_status ox_kernel_get_arg_info(ox_kernel *kernel, int index, ox_kernel_arg_info *info)
+{
+    int count;
+    ox_status s = ox_kernel_arg_count(kernel, &count);
+    if (s != OX_OK) return s;
+    ox_context *ctx = kernel->program->ctx;
+    if (!info || info->struct_size < sizeof *info)
+        return ox__fail(ctx, OX_ERR_INVALID, "%s: info is NULL or its struct_size is not set",
+                        __func__);
+    if (index < 0 || index >= count)
+        return ox__fail(ctx, OX_ERR_OUT_OF_RANGE, "%s: kernel '%s': argument %d does not exist; "
+                        "it takes %d", __func__, kernel_name(kernel), index, count);
+    const ox__sig_param *p = &kernel->sig->params[index];
+    size_t struct_size = info->struct_size;
+    memset(info, 0, sizeof *info);
+    info->struct_size = struct_size;
+    info->kind = (ox_kernel_arg_kind)p->kind;
+    ox__copy_string(info->name, sizeof info->name, p->name);
+    ox__copy_string(info->type, sizeof info->type, p->type);
+    info->size = p->kind == OX__ARG_SCALAR ? p->size : 0;
+    return OX_OK;
+}
+
 ox_status ox_program_check(ox_context *ctx, const char *backend, const char *source,
                            const char *options, char *target, size_t target_cap, char **warnings)
 {

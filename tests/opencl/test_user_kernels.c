@@ -444,6 +444,48 @@ OX_TEST(bad_input_is_named)
     }
 }
 
+/* What a program defines and what each kernel takes, as declared. */
+OX_TEST(kernels_and_parameters_are_listed)
+{
+    FOR_EACH_DEVICE(f) {
+        ox_program *p;
+        ASSERT_OK(f->ctx, ox_program_build(f->dev, REDUCE_LOCAL_ARGS, NULL, &p));
+        int count = -1;
+        const char *name;
+        ASSERT_OK(f->ctx, ox_program_kernel_count(p, &count));
+        ASSERT_EQ(count, 1);
+        ASSERT_OK(f->ctx, ox_program_kernel_name(p, 0, &name));
+        ASSERT_STR_EQ(name, "partial_sums");
+        ASSERT_EQ(ox_program_kernel_name(p, 1, &name), OX_ERR_OUT_OF_RANGE);
+        ox_kernel *k;
+        ASSERT_OK(f->ctx, ox_program_kernel(p, name, &k));
+        ASSERT_OK(f->ctx, ox_kernel_arg_count(k, &count));
+        ASSERT_EQ(count, 5);
+        static const struct {
+            ox_kernel_arg_kind kind;
+            const char *name, *type;
+            size_t size;
+        } want[5] = {{OX_KERNEL_ARG_BUFFER, "out", "float", 0},
+                     {OX_KERNEL_ARG_BUFFER, "x", "const float", 0},
+                     {OX_KERNEL_ARG_LOCAL, "tile", "LOCAL float *", 0},
+                     {OX_KERNEL_ARG_LOCAL, "count", "LOCAL int *", 0},
+                     {OX_KERNEL_ARG_SCALAR, "n", "int", 4}};
+        for (int i = 0; i < 5; i++) {
+            ox_kernel_arg_info info = {.struct_size = sizeof info};
+            ASSERT_OK(f->ctx, ox_kernel_get_arg_info(k, i, &info));
+            ASSERT_EQ(info.kind, want[i].kind);
+            ASSERT_STR_EQ(info.name, want[i].name);
+            ASSERT_STR_EQ(info.type, want[i].type);
+            ASSERT_EQ(info.size, want[i].size);
+        }
+        ox_kernel_arg_info info = {.struct_size = sizeof info};
+        ASSERT_EQ(ox_kernel_get_arg_info(k, 5, &info), OX_ERR_OUT_OF_RANGE);
+        ASSERT_CONTAINS(ox_errmsg(f->ctx), "argument 5 does not exist; it takes 5");
+        info.struct_size = 0;
+        ASSERT_EQ(ox_kernel_get_arg_info(k, 0, &info), OX_ERR_INVALID);
+    }
+}
+
 /* A program built once is loaded from the kernel cache by the next
  * context (a fresh cache folder, so the first build is a miss). */
 OX_TEST(programs_are_cached)
@@ -714,7 +756,7 @@ OX_TEST(cpu_without_a_compiler_says_what_to_do)
 OX_TEST_MAIN(saxpy_matches_the_host, sub_buffers_are_arguments, bias_gelu_matches_the_host,
              tiled_reduction_with_a_local_array, tiled_reduction_with_local_parameters,
              scalars_of_every_size, three_dimensional_geometry, bad_input_is_named,
-             programs_are_cached,
+             kernels_and_parameters_are_listed, programs_are_cached,
              cpu_names_a_group_split_at_a_barrier, cpu_names_local_memory_that_does_not_fit,
              cpu_launches_from_two_threads, cpu_survives_allocation_failures,
              cpu_without_a_compiler_says_what_to_do)
