@@ -23,6 +23,7 @@
 
 #include "ox_test.h"
 #include "llm/model_path.h"
+#include "llm/ref_helpers.h"
 
 #define LOGIT_TOLERANCE 0.75
 #define NEAR_TIE 0.5
@@ -38,17 +39,6 @@ static FILE *data_file(const char *name)
     FILE *f = fopen(path, "r");
     ASSERT_MSG(f, "cannot open %s", path);
     return f;
-}
-
-static int parse_ids(const char *text, int32_t *ids, int cap)
-{
-    int n = 0;
-    char *end;
-    for (long v = strtol(text, &end, 10); end != text && n < cap; v = strtol(text, &end, 10)) {
-        ids[n++] = (int32_t)v;
-        text = end;
-    }
-    return n;
 }
 
 typedef struct ref_run {
@@ -118,14 +108,6 @@ static void close_model(fixture *fx)
     ox_session_free(fx->session);
     ox_model_free(fx->model);
     ox_context_free(fx->ctx);
-}
-
-static int argmax(const float *x, int n)
-{
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
 }
 
 OX_TEST(first_step_logits_agree)

@@ -40,6 +40,7 @@
 #include "ox_test.h"
 #include "test_helpers.h"
 #include "run_ox.h"
+#include "llm/ref_helpers.h"
 #include "llm/tiny_model.h"
 
 #define LOGIT_TOLERANCE 1e-3
@@ -73,17 +74,6 @@ typedef struct tiny_data {
     double top_logit[TOP_N];
     int n_top;
 } tiny_data;
-
-static int parse_ids(const char *text, int32_t *ids, int cap)
-{
-    int n = 0;
-    char *end;
-    for (long v = strtol(text, &end, 10); end != text && n < cap; v = strtol(text, &end, 10)) {
-        ids[n++] = (int32_t)v;
-        text = end;
-    }
-    return n;
-}
 
 /* A JSON string as the driver writes it (escapes \" \\ \n \r \t \uXXXX). */
 static size_t parse_json_string(const char *s, char *out, size_t cap)
@@ -257,14 +247,6 @@ static ox_model *load_model(fixture *fx, const char *arch)
 }
 
 /* The first largest logit, as the driver picks it. */
-static int32_t argmax(const float *x, int n)
-{
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
-
 /* ---- the checks -------------------------------------------------------------------- */
 
 static void check_tokens(const char *arch)
