@@ -10,22 +10,42 @@
 
 extern char **environ;
 
+/* One allocation: free(run) releases the texts too. */
 typedef struct ox_run {
-    int status;
-    char out[65536];
-    char err[8192];
+    int status; /* exit status; 128 + signal if killed */
+    char *out;  /* standard output, NUL-terminated, whole */
+    char *err;  /* standard error */
 } ox_run;
 
-static inline void read_into(FILE *file, char *buf, size_t cap)
+static inline size_t file_size(FILE *file)
 {
+    ASSERT(fseek(file, 0, SEEK_END) == 0);
+    long n = ftell(file);
+    ASSERT(n >= 0);
     rewind(file);
-    size_t n = fread(buf, 1, cap - 1, file);
+    return (size_t)n;
+}
+
+static inline void read_into(FILE *file, char *buf, size_t n)
+{
+    ASSERT(fread(buf, 1, n, file) == n);
     buf[n] = '\0';
     fclose(file);
 }
 
+/* The whole of a (regular) file, NUL-terminated; closes it. Free with
+ * free(). */
+static inline char *read_all(FILE *file)
+{
+    size_t n = file_size(file);
+    char *text = malloc(n + 1);
+    ASSERT(text != NULL);
+    read_into(file, text, n);
+    return text;
+}
+
 /* Run argv[0] (looked up in PATH) with argv (ends with NULL), capturing
- * stdout, stderr and the exit status. */
+ * stdout, stderr and the exit status. Free the result with free(). */
 static inline ox_run *run_program(char *const *argv)
 {
     FILE *out = tmpfile(), *err = tmpfile();
@@ -40,11 +60,14 @@ static inline ox_run *run_program(char *const *argv)
     posix_spawn_file_actions_destroy(&actions);
     int wstatus = 0;
     ASSERT(waitpid(pid, &wstatus, 0) == pid);
-    ox_run *run = calloc(1, sizeof *run);
+    size_t n_out = file_size(out), n_err = file_size(err);
+    ox_run *run = malloc(sizeof *run + n_out + 1 + n_err + 1);
     ASSERT(run != NULL);
     run->status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
-    read_into(out, run->out, sizeof run->out);
-    read_into(err, run->err, sizeof run->err);
+    run->out = (char *)(run + 1);
+    run->err = run->out + n_out + 1;
+    read_into(out, run->out, n_out);
+    read_into(err, run->err, n_err);
     return run;
 }
 

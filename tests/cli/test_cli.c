@@ -1,83 +1,10 @@
 /* Tests of the ox command-line tool: run the binary that OX_BIN names and
  * check its exit status, standard output and standard error. */
-#include <spawn.h>
-
 #include <cjson/cJSON.h>
 
 #include "openxpu/version.h"
 #include "ox_test.h"
-
-extern char **environ;
-
-typedef struct ox_run {
-    int status; /* exit status; 128 + signal if killed */
-    char *out;  /* standard output, NUL-terminated */
-    char *err;  /* standard error */
-} ox_run;
-
-static char *read_all(FILE *file)
-{
-    size_t size = 0, capacity = 4096;
-    char *text = malloc(capacity);
-    ASSERT(text != NULL);
-    rewind(file);
-    for (;;) {
-        size_t n = fread(text + size, 1, capacity - size - 1, file);
-        size += n;
-        if (n == 0) break;
-        if (capacity - size - 1 == 0) {
-            capacity *= 2;
-            text = realloc(text, capacity);
-            ASSERT(text != NULL);
-        }
-    }
-    text[size] = '\0';
-    fclose(file);
-    return text;
-}
-
-/* Run "ox ARGS..." (args ends with NULL) and collect what it wrote. */
-static ox_run run_ox(const char *const *args)
-{
-    const char *bin = getenv("OX_BIN");
-    ASSERT_MSG(bin && bin[0], "OX_BIN must name the ox binary (ctest sets it)");
-
-    char *argv[32];
-    int argc = 0;
-    argv[argc++] = (char *)bin;
-    while (args[argc - 1]) {
-        ASSERT(argc < 31);
-        argv[argc] = (char *)args[argc - 1];
-        argc++;
-    }
-    argv[argc] = NULL;
-
-    FILE *out = tmpfile(), *err = tmpfile();
-    ASSERT(out != NULL && err != NULL);
-    posix_spawn_file_actions_t actions;
-    ASSERT_EQ(posix_spawn_file_actions_init(&actions), 0);
-    ASSERT_EQ(posix_spawn_file_actions_adddup2(&actions, fileno(out), STDOUT_FILENO), 0);
-    ASSERT_EQ(posix_spawn_file_actions_adddup2(&actions, fileno(err), STDERR_FILENO), 0);
-    pid_t pid;
-    int rc = posix_spawn(&pid, bin, &actions, NULL, argv, environ);
-    ASSERT_MSG(rc == 0, "cannot run %s: %s", bin, strerror(rc));
-    posix_spawn_file_actions_destroy(&actions);
-
-    int wstatus = 0;
-    ASSERT(waitpid(pid, &wstatus, 0) == pid);
-    ox_run run = {.status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus)};
-    run.out = read_all(out);
-    run.err = read_all(err);
-    return run;
-}
-
-#define RUN_OX(...) run_ox((const char *const[]){__VA_ARGS__, NULL})
-
-static void run_free(ox_run *run)
-{
-    free(run->out);
-    free(run->err);
-}
+#include "run_ox.h"
 
 /* Parse JSON output, failing the test with the text if it does not parse. */
 static cJSON *parse_json(const char *text)
@@ -104,126 +31,126 @@ static double json_number(const cJSON *object, const char *name)
 
 OX_TEST(version)
 {
-    ox_run run = RUN_OX("--version");
-    ASSERT_EQ(run.status, 0);
-    ASSERT_CONTAINS(run.out, "ox (OpenXPU) ");
-    ASSERT_CONTAINS(run.out, OX_VERSION_STRING);
-    ASSERT_STR_EQ(run.err, "");
-    run_free(&run);
+    ox_run *run = RUN_OX("--version");
+    ASSERT_EQ(run->status, 0);
+    ASSERT_CONTAINS(run->out, "ox (OpenXPU) ");
+    ASSERT_CONTAINS(run->out, OX_VERSION_STRING);
+    ASSERT_STR_EQ(run->err, "");
+    free(run);
 }
 
 OX_TEST(help_lists_commands)
 {
     static const char *const spellings[] = {"--help", "-h", "help"};
     for (size_t i = 0; i < sizeof spellings / sizeof spellings[0]; i++) {
-        ox_run run = RUN_OX(spellings[i]);
-        ASSERT_EQ(run.status, 0);
-        ASSERT_CONTAINS(run.out, "Usage: ox");
-        ASSERT_CONTAINS(run.out, "devices");
-        ASSERT_CONTAINS(run.out, "check");
-        ASSERT_CONTAINS(run.out, "bench");
-        ASSERT_STR_EQ(run.err, "");
-        run_free(&run);
+        ox_run *run = RUN_OX(spellings[i]);
+        ASSERT_EQ(run->status, 0);
+        ASSERT_CONTAINS(run->out, "Usage: ox");
+        ASSERT_CONTAINS(run->out, "devices");
+        ASSERT_CONTAINS(run->out, "check");
+        ASSERT_CONTAINS(run->out, "bench");
+        ASSERT_STR_EQ(run->err, "");
+        free(run);
     }
 }
 
 OX_TEST(help_for_a_command)
 {
-    ox_run help = RUN_OX("help", "check");
-    ox_run option = RUN_OX("check", "--help");
-    ASSERT_EQ(help.status, 0);
-    ASSERT_EQ(option.status, 0);
-    ASSERT_CONTAINS(help.out, "--quick");
-    ASSERT_CONTAINS(help.out, "--json FILE");
-    ASSERT_STR_EQ(help.out, option.out);
-    run_free(&help);
-    run_free(&option);
+    ox_run *help = RUN_OX("help", "check");
+    ox_run *option = RUN_OX("check", "--help");
+    ASSERT_EQ(help->status, 0);
+    ASSERT_EQ(option->status, 0);
+    ASSERT_CONTAINS(help->out, "--quick");
+    ASSERT_CONTAINS(help->out, "--json FILE");
+    ASSERT_STR_EQ(help->out, option->out);
+    free(help);
+    free(option);
 
-    ox_run devices = RUN_OX("devices", "-h");
-    ASSERT_EQ(devices.status, 0);
-    ASSERT_CONTAINS(devices.out, "--device SEL");
-    run_free(&devices);
+    ox_run *devices = RUN_OX("devices", "-h");
+    ASSERT_EQ(devices->status, 0);
+    ASSERT_CONTAINS(devices->out, "--device SEL");
+    free(devices);
 
-    ox_run unknown = RUN_OX("help", "nosuch");
-    ASSERT_EQ(unknown.status, 2);
-    ASSERT_CONTAINS(unknown.err, "unknown command 'nosuch'");
-    run_free(&unknown);
+    ox_run *unknown = RUN_OX("help", "nosuch");
+    ASSERT_EQ(unknown->status, 2);
+    ASSERT_CONTAINS(unknown->err, "unknown command 'nosuch'");
+    free(unknown);
 }
 
 OX_TEST(unknown_command)
 {
-    ox_run run = RUN_OX("frobnicate");
-    ASSERT_EQ(run.status, 2);
-    ASSERT_STR_EQ(run.out, "");
-    ASSERT_CONTAINS(run.err, "ox: unknown command 'frobnicate'");
-    ASSERT_CONTAINS(run.err, "Try 'ox --help'.");
-    run_free(&run);
+    ox_run *run = RUN_OX("frobnicate");
+    ASSERT_EQ(run->status, 2);
+    ASSERT_STR_EQ(run->out, "");
+    ASSERT_CONTAINS(run->err, "ox: unknown command 'frobnicate'");
+    ASSERT_CONTAINS(run->err, "Try 'ox --help'.");
+    free(run);
 }
 
 OX_TEST(no_command)
 {
-    ox_run run = run_ox((const char *const[]){NULL});
-    ASSERT_EQ(run.status, 2);
-    ASSERT_STR_EQ(run.out, "");
-    ASSERT_CONTAINS(run.err, "Try 'ox --help'.");
-    run_free(&run);
+    ox_run *run = run_ox((const char *const[]){NULL});
+    ASSERT_EQ(run->status, 2);
+    ASSERT_STR_EQ(run->out, "");
+    ASSERT_CONTAINS(run->err, "Try 'ox --help'.");
+    free(run);
 }
 
 OX_TEST(unknown_option)
 {
-    ox_run global = RUN_OX("--frobnicate");
-    ASSERT_EQ(global.status, 2);
-    ASSERT_STR_EQ(global.out, "");
-    ASSERT_CONTAINS(global.err, "ox: unknown option '--frobnicate'");
-    run_free(&global);
+    ox_run *global = RUN_OX("--frobnicate");
+    ASSERT_EQ(global->status, 2);
+    ASSERT_STR_EQ(global->out, "");
+    ASSERT_CONTAINS(global->err, "ox: unknown option '--frobnicate'");
+    free(global);
 
-    ox_run command = RUN_OX("devices", "--foo=1");
-    ASSERT_EQ(command.status, 2);
-    ASSERT_STR_EQ(command.out, "");
-    ASSERT_CONTAINS(command.err, "ox devices: unknown option '--foo'");
-    ASSERT_CONTAINS(command.err, "Try 'ox devices --help'.");
-    run_free(&command);
+    ox_run *command = RUN_OX("devices", "--foo=1");
+    ASSERT_EQ(command->status, 2);
+    ASSERT_STR_EQ(command->out, "");
+    ASSERT_CONTAINS(command->err, "ox devices: unknown option '--foo'");
+    ASSERT_CONTAINS(command->err, "Try 'ox devices --help'.");
+    free(command);
 
-    ox_run positional = RUN_OX("check", "extra");
-    ASSERT_EQ(positional.status, 2);
-    ASSERT_CONTAINS(positional.err, "unexpected argument 'extra'");
-    run_free(&positional);
+    ox_run *positional = RUN_OX("check", "extra");
+    ASSERT_EQ(positional->status, 2);
+    ASSERT_CONTAINS(positional->err, "unexpected argument 'extra'");
+    free(positional);
 }
 
 OX_TEST(missing_option_argument)
 {
-    ox_run run = RUN_OX("devices", "--device");
-    ASSERT_EQ(run.status, 2);
-    ASSERT_STR_EQ(run.out, "");
-    ASSERT_CONTAINS(run.err, "ox devices: option '--device' needs an argument");
-    run_free(&run);
+    ox_run *run = RUN_OX("devices", "--device");
+    ASSERT_EQ(run->status, 2);
+    ASSERT_STR_EQ(run->out, "");
+    ASSERT_CONTAINS(run->err, "ox devices: option '--device' needs an argument");
+    free(run);
 
-    ox_run flag = RUN_OX("check", "--quick=yes");
-    ASSERT_EQ(flag.status, 2);
-    ASSERT_CONTAINS(flag.err, "takes no argument");
-    run_free(&flag);
+    ox_run *flag = RUN_OX("check", "--quick=yes");
+    ASSERT_EQ(flag->status, 2);
+    ASSERT_CONTAINS(flag->err, "takes no argument");
+    free(flag);
 }
 
 /* ---- ox devices -------------------------------------------------------------- */
 
 OX_TEST(devices_table)
 {
-    ox_run run = RUN_OX("devices");
-    ASSERT_MSG(run.status == 0, "exit %d: %s", run.status, run.err);
-    ASSERT_CONTAINS(run.out, "ID");
-    ASSERT_CONTAINS(run.out, "MEMORY");
-    ASSERT_CONTAINS(run.out, "cpu:0");
-    ASSERT_CONTAINS(run.out, "iB"); /* a human-readable size */
-    ASSERT_CONTAINS(run.out, "Backends:");
-    ASSERT_CONTAINS(run.out, "(built in)");
-    run_free(&run);
+    ox_run *run = RUN_OX("devices");
+    ASSERT_MSG(run->status == 0, "exit %d: %s", run->status, run->err);
+    ASSERT_CONTAINS(run->out, "ID");
+    ASSERT_CONTAINS(run->out, "MEMORY");
+    ASSERT_CONTAINS(run->out, "cpu:0");
+    ASSERT_CONTAINS(run->out, "iB"); /* a human-readable size */
+    ASSERT_CONTAINS(run->out, "Backends:");
+    ASSERT_CONTAINS(run->out, "(built in)");
+    free(run);
 }
 
 OX_TEST(devices_json)
 {
-    ox_run run = RUN_OX("devices", "--json");
-    ASSERT_MSG(run.status == 0, "exit %d: %s", run.status, run.err);
-    cJSON *root = parse_json(run.out);
+    ox_run *run = RUN_OX("devices", "--json");
+    ASSERT_MSG(run->status == 0, "exit %d: %s", run->status, run->err);
+    cJSON *root = parse_json(run->out);
     ASSERT_STR_EQ(json_string(root, "version"), OX_VERSION_STRING);
 
     const cJSON *devices = cJSON_GetObjectItemCaseSensitive(root, "devices");
@@ -233,7 +160,7 @@ OX_TEST(devices_json)
         const char *id = json_string(device, "id");
         if (id && strcmp(id, "cpu:0") == 0) cpu = device;
     }
-    ASSERT_MSG(cpu != NULL, "no device with id cpu:0 in %s", run.out);
+    ASSERT_MSG(cpu != NULL, "no device with id cpu:0 in %s", run->out);
     ASSERT_STR_EQ(json_string(cpu, "type"), "cpu");
     ASSERT_STR_EQ(json_string(cpu, "backend"), "cpu");
     ASSERT(json_number(cpu, "memory_bytes") > 0);
@@ -247,50 +174,50 @@ OX_TEST(devices_json)
     ASSERT_STR_EQ(json_string(first, "name"), "cpu");
     ASSERT(json_number(first, "device_count") >= 1);
     cJSON_Delete(root);
-    run_free(&run);
+    free(run);
 }
 
 OX_TEST(devices_selected)
 {
-    ox_run run = RUN_OX("devices", "--json", "--device", "cpu");
-    ASSERT_MSG(run.status == 0, "exit %d: %s", run.status, run.err);
-    cJSON *root = parse_json(run.out);
+    ox_run *run = RUN_OX("devices", "--json", "--device", "cpu");
+    ASSERT_MSG(run->status == 0, "exit %d: %s", run->status, run->err);
+    cJSON *root = parse_json(run->out);
     const cJSON *devices = cJSON_GetObjectItemCaseSensitive(root, "devices");
     ASSERT_EQ(cJSON_GetArraySize(devices), 1);
     ASSERT_STR_EQ(json_string(cJSON_GetArrayItem(devices, 0), "id"), "cpu:0");
     cJSON_Delete(root);
-    run_free(&run);
+    free(run);
 }
 
 OX_TEST(devices_bad_selection)
 {
-    ox_run run = RUN_OX("devices", "--device", "nosuch:3");
-    ASSERT_EQ(run.status, 1);
-    ASSERT_STR_EQ(run.out, "");
-    ASSERT_CONTAINS(run.err, "ox devices: ");
-    ASSERT_CONTAINS(run.err, "nosuch");
-    run_free(&run);
+    ox_run *run = RUN_OX("devices", "--device", "nosuch:3");
+    ASSERT_EQ(run->status, 1);
+    ASSERT_STR_EQ(run->out, "");
+    ASSERT_CONTAINS(run->err, "ox devices: ");
+    ASSERT_CONTAINS(run->err, "nosuch");
+    free(run);
 }
 
 /* ---- ox check ----------------------------------------------------------------- */
 
 OX_TEST(check_cpu_quick)
 {
-    ox_run run = RUN_OX("check", "--quick", "--device", "cpu");
-    ASSERT_MSG(run.status == 0, "exit %d:\n%s%s", run.status, run.out, run.err);
-    ASSERT_CONTAINS(run.out, "cpu:0");
-    ASSERT_CONTAINS(run.out, "roundtrip");
-    ASSERT_CONTAINS(run.out, "GB/s");
-    ASSERT_CONTAINS(run.out, "PASSED");
-    ASSERT(strstr(run.out, "FAIL") == NULL);
+    ox_run *run = RUN_OX("check", "--quick", "--device", "cpu");
+    ASSERT_MSG(run->status == 0, "exit %d:\n%s%s", run->status, run->out, run->err);
+    ASSERT_CONTAINS(run->out, "cpu:0");
+    ASSERT_CONTAINS(run->out, "roundtrip");
+    ASSERT_CONTAINS(run->out, "GB/s");
+    ASSERT_CONTAINS(run->out, "PASSED");
+    ASSERT(strstr(run->out, "FAIL") == NULL);
     /* The op rows: every op family, with errors and rates. */
     static const char *const ops[] = {"add", "gelu", "argmax", "softmax", "rms_norm",
                                       "layer_norm", "rope", "matmul", "get_rows", "copy",
                                       "concat", "attention"};
-    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) ASSERT_CONTAINS(run.out, ops[i]);
-    ASSERT_CONTAINS(run.out, "NMSE");
-    ASSERT_CONTAINS(run.out, "GFLOP/s");
-    run_free(&run);
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) ASSERT_CONTAINS(run->out, ops[i]);
+    ASSERT_CONTAINS(run->out, "NMSE");
+    ASSERT_CONTAINS(run->out, "GFLOP/s");
+    free(run);
 }
 
 /* The OP column of every op row that `device` starts in `out`; fails
@@ -314,40 +241,40 @@ static int count_op_rows(const char *out, const char *device, const char *const 
 
 OX_TEST(check_op_filter)
 {
-    ox_run run = RUN_OX("check", "--quick", "--device", "cpu", "--op", "softmax");
-    ASSERT_MSG(run.status == 0, "exit %d:\n%s%s", run.status, run.out, run.err);
+    ox_run *run = RUN_OX("check", "--quick", "--device", "cpu", "--op", "softmax");
+    ASSERT_MSG(run->status == 0, "exit %d:\n%s%s", run->status, run->out, run->err);
     static const char *const softmax[] = {"softmax", NULL};
-    ASSERT(count_op_rows(run.out, "cpu:0", softmax) >= 3);
-    ASSERT(strstr(run.out, "roundtrip") == NULL); /* no runtime group unless asked */
-    ASSERT_CONTAINS(run.out, "PASSED");
-    run_free(&run);
+    ASSERT(count_op_rows(run->out, "cpu:0", softmax) >= 3);
+    ASSERT(strstr(run->out, "roundtrip") == NULL); /* no runtime group unless asked */
+    ASSERT_CONTAINS(run->out, "PASSED");
+    free(run);
 
     /* A family, an exact unary name and the runtime group, as a list. */
     run = RUN_OX("check", "--quick", "--device", "cpu", "--op", "reduce,gelu,runtime");
-    ASSERT_MSG(run.status == 0, "exit %d:\n%s%s", run.status, run.out, run.err);
+    ASSERT_MSG(run->status == 0, "exit %d:\n%s%s", run->status, run->out, run->err);
     static const char *const mixed[] = {"sum",  "mean", "max",  "argmax", "gelu",
                                         "roundtrip", "sub-buffer", "copy-fill", "queue",
                                         "cross-device", "bad-input", NULL};
-    ASSERT(count_op_rows(run.out, "cpu:0", mixed) >= 12);
-    ASSERT_CONTAINS(run.out, "argmax");
-    ASSERT_CONTAINS(run.out, "roundtrip");
-    run_free(&run);
+    ASSERT(count_op_rows(run->out, "cpu:0", mixed) >= 12);
+    ASSERT_CONTAINS(run->out, "argmax");
+    ASSERT_CONTAINS(run->out, "roundtrip");
+    free(run);
 }
 
 OX_TEST(check_op_unknown)
 {
-    ox_run run = RUN_OX("check", "--op", "nosuch");
-    ASSERT_EQ(run.status, 2);
-    ASSERT_STR_EQ(run.out, "");
-    ASSERT_CONTAINS(run.err, "ox check: unknown op 'nosuch'");
-    ASSERT_CONTAINS(run.err, "matmul"); /* lists the names */
-    ASSERT_CONTAINS(run.err, "unary");
-    ASSERT_CONTAINS(run.err, "Try 'ox check --help'.");
-    run_free(&run);
+    ox_run *run = RUN_OX("check", "--op", "nosuch");
+    ASSERT_EQ(run->status, 2);
+    ASSERT_STR_EQ(run->out, "");
+    ASSERT_CONTAINS(run->err, "ox check: unknown op 'nosuch'");
+    ASSERT_CONTAINS(run->err, "matmul"); /* lists the names */
+    ASSERT_CONTAINS(run->err, "unary");
+    ASSERT_CONTAINS(run->err, "Try 'ox check --help'.");
+    free(run);
 
     run = RUN_OX("check", "--op", "softmax,");
-    ASSERT_EQ(run.status, 2);
-    run_free(&run);
+    ASSERT_EQ(run->status, 2);
+    free(run);
 }
 
 static char *temp_path(void)
@@ -370,8 +297,8 @@ static char *read_file(const char *path)
 OX_TEST(check_html_report)
 {
     char *path = temp_path();
-    ox_run run = RUN_OX("check", "--quick", "--device", "cpu", "--html", path);
-    ASSERT_MSG(run.status == 0, "exit %d:\n%s", run.status, run.err);
+    ox_run *run = RUN_OX("check", "--quick", "--device", "cpu", "--html", path);
+    ASSERT_MSG(run->status == 0, "exit %d:\n%s", run->status, run->err);
     char *html = read_file(path);
     unlink(path);
     ASSERT_MSG(strncmp(html, "<!DOCTYPE html>", 15) == 0, "starts with: %.40s", html);
@@ -385,15 +312,15 @@ OX_TEST(check_html_report)
     ASSERT(strstr(html, "https://") == NULL);
     ASSERT(strstr(html, "<script") == NULL);
     free(html);
-    run_free(&run);
+    free(run);
 }
 
 OX_TEST(check_json_ops)
 {
-    ox_run run = RUN_OX("check", "--quick", "--device", "cpu", "--op", "matmul,add", "--json",
+    ox_run *run = RUN_OX("check", "--quick", "--device", "cpu", "--op", "matmul,add", "--json",
                         "-");
-    ASSERT_MSG(run.status == 0, "exit %d:\n%s", run.status, run.err);
-    cJSON *root = parse_json(run.out);
+    ASSERT_MSG(run->status == 0, "exit %d:\n%s", run->status, run->err);
+    cJSON *root = parse_json(run->out);
     ASSERT(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "passed")));
     const cJSON *device = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "devices"), 0);
     ASSERT_STR_EQ(json_string(device, "id"), "cpu:0");
@@ -421,7 +348,7 @@ OX_TEST(check_json_ops)
     ASSERT_EQ(json_number(device, "passed"), matmul + add);
     ASSERT_EQ(json_number(device, "failed"), 0);
     cJSON_Delete(root);
-    run_free(&run);
+    free(run);
 }
 
 /* The report's structure; every check of every device must have passed. */
@@ -453,11 +380,11 @@ static void assert_report_passed(const char *text)
 
 OX_TEST(check_json_stdout)
 {
-    ox_run run = RUN_OX("check", "--quick", "--device", "cpu", "--json", "-");
-    ASSERT_MSG(run.status == 0, "exit %d:\n%s", run.status, run.err);
-    assert_report_passed(run.out);
-    ASSERT_CONTAINS(run.err, "PASSED"); /* the table moved to stderr */
-    run_free(&run);
+    ox_run *run = RUN_OX("check", "--quick", "--device", "cpu", "--json", "-");
+    ASSERT_MSG(run->status == 0, "exit %d:\n%s", run->status, run->err);
+    assert_report_passed(run->out);
+    ASSERT_CONTAINS(run->err, "PASSED"); /* the table moved to stderr */
+    free(run);
 }
 
 OX_TEST(check_json_file)
@@ -466,27 +393,27 @@ OX_TEST(check_json_file)
     int fd = mkstemp(path);
     ASSERT(fd >= 0);
     close(fd);
-    ox_run run = RUN_OX("check", "--quick", "--device", "cpu", "--json", path);
-    ASSERT_MSG(run.status == 0, "exit %d:\n%s", run.status, run.err);
-    ASSERT_CONTAINS(run.out, "PASSED");
+    ox_run *run = RUN_OX("check", "--quick", "--device", "cpu", "--json", path);
+    ASSERT_MSG(run->status == 0, "exit %d:\n%s", run->status, run->err);
+    ASSERT_CONTAINS(run->out, "PASSED");
     FILE *file = fopen(path, "r");
     ASSERT(file != NULL);
     char *text = read_all(file);
     unlink(path);
     assert_report_passed(text);
     free(text);
-    run_free(&run);
+    free(run);
 }
 
 OX_TEST(check_nothing_selected_fails)
 {
     static const char *const selections[] = {"", "nosuch", "cpu:99"};
     for (size_t i = 0; i < sizeof selections / sizeof selections[0]; i++) {
-        ox_run run = RUN_OX("check", "--quick", "--device", selections[i]);
-        ASSERT_MSG(run.status == 1, "selection '%s': exit %d", selections[i], run.status);
-        ASSERT(strstr(run.out, "PASSED") == NULL);
-        ASSERT_CONTAINS(run.err, "ox check: ");
-        run_free(&run);
+        ox_run *run = RUN_OX("check", "--quick", "--device", selections[i]);
+        ASSERT_MSG(run->status == 1, "selection '%s': exit %d", selections[i], run->status);
+        ASSERT(strstr(run->out, "PASSED") == NULL);
+        ASSERT_CONTAINS(run->err, "ox check: ");
+        free(run);
     }
 }
 
@@ -500,17 +427,17 @@ OX_TEST(check_nothing_ran_fails)
     snprintf(path, sizeof path, "%s/fake", fixtures);
     ASSERT_EQ(setenv("OX_BACKEND_PATH", path, 1), 0); /* this case's process only */
 
-    ox_run run = RUN_OX("check", "--quick", "--device", "fake:0", "--op", "add");
-    ASSERT_EQ(run.status, 1);
-    ASSERT_CONTAINS(run.out, "fake:0: no op case ran");
-    ASSERT_CONTAINS(run.out, "FAILED");
-    run_free(&run);
+    ox_run *run = RUN_OX("check", "--quick", "--device", "fake:0", "--op", "add");
+    ASSERT_EQ(run->status, 1);
+    ASSERT_CONTAINS(run->out, "fake:0: no op case ran");
+    ASSERT_CONTAINS(run->out, "FAILED");
+    free(run);
 
-    ox_run bench = RUN_OX("bench", "add", "--quick", "--device", "fake:0");
-    ASSERT_EQ(bench.status, 1);
-    ASSERT_CONTAINS(bench.out, "ERROR");
-    ASSERT_CONTAINS(bench.err, "nothing ran on fake:0");
-    run_free(&bench);
+    ox_run *bench = RUN_OX("bench", "add", "--quick", "--device", "fake:0");
+    ASSERT_EQ(bench->status, 1);
+    ASSERT_CONTAINS(bench->out, "ERROR");
+    ASSERT_CONTAINS(bench->err, "nothing ran on fake:0");
+    free(bench);
 }
 
 /* ---- an OpenCL device, when there is one ---------------------------------------- */
@@ -519,9 +446,9 @@ OX_TEST(check_nothing_ran_fails)
 static char *find_opencl_device(void)
 {
     static char id[64];
-    ox_run run = RUN_OX("devices", "--json");
-    ASSERT_MSG(run.status == 0, "exit %d: %s", run.status, run.err);
-    cJSON *root = parse_json(run.out);
+    ox_run *run = RUN_OX("devices", "--json");
+    ASSERT_MSG(run->status == 0, "exit %d: %s", run->status, run->err);
+    cJSON *root = parse_json(run->out);
     const cJSON *device;
     char *found = NULL;
     cJSON_ArrayForEach(device, cJSON_GetObjectItemCaseSensitive(root, "devices")) {
@@ -532,7 +459,7 @@ static char *find_opencl_device(void)
         }
     }
     cJSON_Delete(root);
-    run_free(&run);
+    free(run);
     return found;
 }
 
@@ -547,33 +474,33 @@ OX_TEST(check_opencl_quick)
     snprintf(options, sizeof options, "%s%sdetect_leaks=0", asan ? asan : "",
              asan && asan[0] ? ":" : "");
     ASSERT_EQ(setenv("ASAN_OPTIONS", options, 1), 0); /* this case's process only */
-    ox_run run = RUN_OX("check", "--quick", "--device", id);
-    ASSERT_MSG(run.status == 0, "exit %d:\n%s%s", run.status, run.out, run.err);
-    ASSERT_CONTAINS(run.out, "matmul");
-    ASSERT_CONTAINS(run.out, "attention");
-    ASSERT_CONTAINS(run.out, "PASSED");
-    run_free(&run);
+    ox_run *run = RUN_OX("check", "--quick", "--device", id);
+    ASSERT_MSG(run->status == 0, "exit %d:\n%s%s", run->status, run->out, run->err);
+    ASSERT_CONTAINS(run->out, "matmul");
+    ASSERT_CONTAINS(run->out, "attention");
+    ASSERT_CONTAINS(run->out, "PASSED");
+    free(run);
 }
 
 /* ---- ox bench ----------------------------------------------------------------------- */
 
 OX_TEST(bench_matmul_cpu)
 {
-    ox_run run = RUN_OX("bench", "matmul", "--quick", "--device", "cpu");
-    ASSERT_MSG(run.status == 0, "exit %d:\n%s%s", run.status, run.out, run.err);
-    ASSERT_CONTAINS(run.out, "cpu:0");
-    ASSERT_CONTAINS(run.out, "matmul");
-    ASSERT_CONTAINS(run.out, "GFLOP/s");
-    ASSERT(strstr(run.out, "softmax") == NULL);
-    ASSERT(strstr(run.out, "ERROR") == NULL);
-    run_free(&run);
+    ox_run *run = RUN_OX("bench", "matmul", "--quick", "--device", "cpu");
+    ASSERT_MSG(run->status == 0, "exit %d:\n%s%s", run->status, run->out, run->err);
+    ASSERT_CONTAINS(run->out, "cpu:0");
+    ASSERT_CONTAINS(run->out, "matmul");
+    ASSERT_CONTAINS(run->out, "GFLOP/s");
+    ASSERT(strstr(run->out, "softmax") == NULL);
+    ASSERT(strstr(run->out, "ERROR") == NULL);
+    free(run);
 }
 
 OX_TEST(bench_json)
 {
-    ox_run run = RUN_OX("bench", "--quick", "--device", "cpu", "--json", "--", "add", "copy");
-    ASSERT_MSG(run.status == 0, "exit %d:\n%s", run.status, run.err);
-    cJSON *root = parse_json(run.out);
+    ox_run *run = RUN_OX("bench", "--quick", "--device", "cpu", "--json", "--", "add", "copy");
+    ASSERT_MSG(run->status == 0, "exit %d:\n%s", run->status, run->err);
+    cJSON *root = parse_json(run->out);
     const cJSON *device = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "devices"), 0);
     ASSERT_STR_EQ(json_string(device, "id"), "cpu:0");
     const cJSON *results = cJSON_GetObjectItemCaseSensitive(device, "results"), *result;
@@ -585,27 +512,27 @@ OX_TEST(bench_json)
         ASSERT(json_number(result, "seconds") > 0);
     }
     cJSON_Delete(root);
-    run_free(&run);
+    free(run);
 }
 
 OX_TEST(bench_usage)
 {
-    ox_run run = RUN_OX("bench", "nosuch");
-    ASSERT_EQ(run.status, 2);
-    ASSERT_CONTAINS(run.err, "unknown op 'nosuch'");
-    ASSERT_CONTAINS(run.err, "matmul");
-    run_free(&run);
+    ox_run *run = RUN_OX("bench", "nosuch");
+    ASSERT_EQ(run->status, 2);
+    ASSERT_CONTAINS(run->err, "unknown op 'nosuch'");
+    ASSERT_CONTAINS(run->err, "matmul");
+    free(run);
 
-    ox_run help = RUN_OX("bench", "--help");
-    ASSERT_EQ(help.status, 0);
-    ASSERT_CONTAINS(help.out, "Usage: ox bench [OPTIONS] [OP...]");
-    run_free(&help);
+    ox_run *help = RUN_OX("bench", "--help");
+    ASSERT_EQ(help->status, 0);
+    ASSERT_CONTAINS(help->out, "Usage: ox bench [OPTIONS] [OP...]");
+    free(help);
 
     /* Nothing to run on: a failure that says so. */
-    ox_run none = RUN_OX("bench", "add", "--quick", "--device", "");
-    ASSERT_EQ(none.status, 1);
-    ASSERT_CONTAINS(none.err, "ox bench: ");
-    run_free(&none);
+    ox_run *none = RUN_OX("bench", "add", "--quick", "--device", "");
+    ASSERT_EQ(none->status, 1);
+    ASSERT_CONTAINS(none->err, "ox bench: ");
+    free(none);
 }
 
 /* ---- ox kernel-check --------------------------------------------------------- */
@@ -637,11 +564,11 @@ OX_TEST(kernel_check_compiles_with_defines)
 {
     char path[256];
     write_kernel(path, sizeof path, TILE_KERNEL);
-    ox_run run = RUN_OX("kernel-check", path, "-DWG=64", "--api", "cpu", "--json");
-    if (run.status == 1 && strstr(run.out, "no C compiler"))
-        OX_SKIP("no C compiler here: %s", run.out);
-    ASSERT_MSG(run.status == 0, "%s%s", run.out, run.err);
-    cJSON *root = parse_json(run.out);
+    ox_run *run = RUN_OX("kernel-check", path, "-DWG=64", "--api", "cpu", "--json");
+    if (run->status == 1 && strstr(run->out, "no C compiler"))
+        OX_SKIP("no C compiler here: %s", run->out);
+    ASSERT_MSG(run->status == 0, "%s%s", run->out, run->err);
+    cJSON *root = parse_json(run->out);
     ASSERT(strncmp(json_string(root, "options"), "-DWG=64 -I/tmp/ox-kernel-check-", 31) == 0);
     ASSERT(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "portable")));
     const cJSON *apis = cJSON_GetObjectItemCaseSensitive(root, "apis");
@@ -649,15 +576,15 @@ OX_TEST(kernel_check_compiles_with_defines)
     ASSERT_STR_EQ(json_string(cJSON_GetArrayItem(apis, 0), "api"), "cpu");
     ASSERT_STR_EQ(json_string(cJSON_GetArrayItem(apis, 0), "result"), "compiles");
     cJSON_Delete(root);
-    run_free(&run);
+    free(run);
     /* without the define, WG is undeclared: it fails, with the compiler's words */
     run = RUN_OX("kernel-check", path, "--api", "cpu");
-    ASSERT_EQ(run.status, 1);
-    ASSERT_CONTAINS(run.out, "cpu     FAILS");
-    ASSERT_CONTAINS(run.out, "user program:5:");
-    ASSERT_CONTAINS(run.out, "WG");
-    ASSERT_CONTAINS(run.out, "does not compile everywhere it was checked");
-    run_free(&run);
+    ASSERT_EQ(run->status, 1);
+    ASSERT_CONTAINS(run->out, "cpu     FAILS");
+    ASSERT_CONTAINS(run->out, "user program:5:");
+    ASSERT_CONTAINS(run->out, "WG");
+    ASSERT_CONTAINS(run->out, "does not compile everywhere it was checked");
+    free(run);
     remove(path);
 }
 
@@ -672,9 +599,9 @@ OX_TEST(kernel_check_names_what_does_not_port)
                  "    float4 v = (float4)(1.0f);\n"
                  "    y[ox_global_id(0)] = v.x;\n"
                  "}\n");
-    ox_run run = RUN_OX("kernel-check", path, "--json");
-    ASSERT_EQ(run.status, 1);
-    cJSON *root = parse_json(run.out);
+    ox_run *run = RUN_OX("kernel-check", path, "--json");
+    ASSERT_EQ(run->status, 1);
+    cJSON *root = parse_json(run->out);
     ASSERT(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(root, "portable")));
     const cJSON *api;
     int fails = 0, compiles = 0;
@@ -694,14 +621,14 @@ OX_TEST(kernel_check_names_what_does_not_port)
     ASSERT(fails >= 1);
     printf("  %d API(s) compile it, %d do not\n", compiles, fails);
     cJSON_Delete(root);
-    run_free(&run);
+    free(run);
     /* a parameter no device can take: refused before any compiler, named */
     remove(path);
     write_kernel(path, sizeof path, "KERNEL k(size_t n) { }\n");
     run = RUN_OX("kernel-check", path, "--api", "cpu,opencl");
-    ASSERT_EQ(run.status, 1);
-    ASSERT_CONTAINS(run.out, "scalar type 'size_t'");
-    run_free(&run);
+    ASSERT_EQ(run->status, 1);
+    ASSERT_CONTAINS(run->out, "scalar type 'size_t'");
+    free(run);
     remove(path);
 }
 
@@ -719,11 +646,11 @@ OX_TEST(kernel_check_includes_beside_the_file)
     ASSERT(f != NULL);
     fputs("FN float doubled(float v) { return 2.0f * v; }\n", f);
     ASSERT_EQ(fclose(f), 0);
-    ox_run run = RUN_OX("kernel-check", path, "--api", "cpu,opencl,cuda");
-    printf("%s", run.out);
-    ASSERT_MSG(run.status == 0 || strstr(run.out, "no C compiler"), "%s%s", run.out, run.err);
-    ASSERT(strstr(run.out, "FAILS") == NULL);
-    run_free(&run);
+    ox_run *run = RUN_OX("kernel-check", path, "--api", "cpu,opencl,cuda");
+    printf("%s", run->out);
+    ASSERT_MSG(run->status == 0 || strstr(run->out, "no C compiler"), "%s%s", run->out, run->err);
+    ASSERT(strstr(run->out, "FAILS") == NULL);
+    free(run);
     /* the header changes, the kernel file does not: no cache may answer
      * with the old build */
     f = fopen(header, "w");
@@ -731,32 +658,32 @@ OX_TEST(kernel_check_includes_beside_the_file)
     fputs("FN float doubled(float v) { return 2.0f * v }\n", f); /* no ';' */
     ASSERT_EQ(fclose(f), 0);
     run = RUN_OX("kernel-check", path, "--api", "cpu,opencl,cuda");
-    printf("%s", run.out);
-    ASSERT_EQ(run.status, 1);
-    ASSERT(strstr(run.out, "compiles ") == NULL);
-    run_free(&run);
+    printf("%s", run->out);
+    ASSERT_EQ(run->status, 1);
+    ASSERT(strstr(run->out, "compiles ") == NULL);
+    free(run);
     remove(header);
     remove(path);
 }
 
 OX_TEST(kernel_check_usage)
 {
-    ox_run run = RUN_OX("kernel-check");
-    ASSERT_EQ(run.status, 2);
-    ASSERT_CONTAINS(run.err, "which kernel file?");
-    run_free(&run);
+    ox_run *run = RUN_OX("kernel-check");
+    ASSERT_EQ(run->status, 2);
+    ASSERT_CONTAINS(run->err, "which kernel file?");
+    free(run);
     run = RUN_OX("kernel-check", "k.oxc", "--api", "metal");
-    ASSERT_EQ(run.status, 2);
-    ASSERT_CONTAINS(run.err, "'metal' is none of cpu, opencl, cuda, hip");
-    run_free(&run);
+    ASSERT_EQ(run->status, 2);
+    ASSERT_CONTAINS(run->err, "'metal' is none of cpu, opencl, cuda, hip");
+    free(run);
     run = RUN_OX("kernel-check", "/nonexistent/k.oxc");
-    ASSERT_EQ(run.status, 1);
-    ASSERT_CONTAINS(run.err, "cannot open /nonexistent/k.oxc");
-    run_free(&run);
+    ASSERT_EQ(run->status, 1);
+    ASSERT_CONTAINS(run->err, "cannot open /nonexistent/k.oxc");
+    free(run);
     run = RUN_OX("kernel-check", "--help");
-    ASSERT_EQ(run.status, 0);
-    ASSERT_CONTAINS(run.out, "Usage: ox kernel-check");
-    run_free(&run);
+    ASSERT_EQ(run->status, 0);
+    ASSERT_CONTAINS(run->out, "Usage: ox kernel-check");
+    free(run);
 }
 
 OX_TEST_MAIN(version, help_lists_commands, help_for_a_command, unknown_command, no_command,
