@@ -187,6 +187,8 @@ ox_status ox__buffer_check_range(ox_context *ctx, const char *func, const char *
 /* ---- backends (loader.c) ------------------------------------------------- */
 
 ox_status ox__backends_load(ox_context *ctx, const ox_context_options *options);
+/* The loaded backend called `name` ("opencl"), or NULL. */
+ox__backend *ox__backend_find(ox_context *ctx, const char *name);
 void ox__backends_unload(ox_context *ctx);
 void ox__host_init(ox_context *ctx, ox__host *host);
 

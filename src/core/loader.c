@@ -126,7 +126,7 @@ static const char *check_iface(const ox__backend_iface *iface, char *why, size_t
     return NULL;
 }
 
-static ox__backend *find_backend(ox_context *ctx, const char *name)
+ox__backend *ox__backend_find(ox_context *ctx, const char *name)
 {
     for (int i = 0; i < ctx->backend_count; i++)
         if (strcmp(ctx->backends[i].info.name, name) == 0) return &ctx->backends[i];
@@ -169,17 +169,17 @@ static ox_status start_backend(ox_context *ctx, const ox__backend_iface *iface, 
  * judged by a plugin's file name, libox-NAME.so, before it is opened: a
  * vendor runtime that is never opened cannot disturb another (two LLVMs in
  * one process abort it). */
+static bool is_plugin_name(const char *name);
+
 static bool plugin_allowed(ox_context *ctx, const char *path)
 {
     const char *allow = getenv("OX_BACKENDS");
     if (!allow || !*allow) return true;
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
-    size_t n = strlen(base);
-    if (n <= 9 || strncmp(base, "libox-", 6) != 0 || strcmp(base + n - 3, ".so") != 0)
-        return true; /* not named like a plugin: the loader's checks decide */
-    const char *name = base + 6;
-    size_t len = n - 9;
+    if (!is_plugin_name(base)) return true; /* not named like a plugin: the loader's checks decide */
+    const char *name = base + 6;              /* libox-NAME.so */
+    size_t len = strlen(base) - 9;
     for (const char *p = allow; *p;) {
         size_t k = strcspn(p, ",");
         if (k == len && strncmp(p, name, len) == 0) return true;
@@ -220,7 +220,7 @@ static void load_plugin(ox_context *ctx, const char *path)
         ox__log(ctx, OX_LOG_WARN, "plugin %s skipped: %s", path, why);
         goto err_close;
     }
-    const ox__backend *other = find_backend(ctx, iface->name);
+    const ox__backend *other = ox__backend_find(ctx, iface->name);
     if (other) {
         ox__log(ctx, OX_LOG_INFO, "plugin %s skipped: backend '%s' is already loaded from %s",
                 path, iface->name, other->info.path);

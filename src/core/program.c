@@ -54,6 +54,11 @@ const char *ox__kernel_source(const char *name)
     return embedded(file);
 }
 
+const char *ox__kernel_common(void)
+{
+    return embedded("common.h");
+}
+
 const char *ox__kernel_prelude(ox__kernel_language language)
 {
     switch (language) {
@@ -103,7 +108,7 @@ static char *assemble(ox_context *ctx, ox__kernel_language language, const char 
     char line_reset[96];
     snprintf(line_reset, sizeof line_reset, "\n#line 1 \"%.64s\"\n", what);
     const char *prelude = ox__kernel_prelude(language);
-    const char *common = embedded("common.h");
+    const char *common = ox__kernel_common();
     if (!prelude || !common) {
         ox__fail(ctx, OX_ERR_INTERNAL, "%s: no prelude for kernel language %d", what,
                  (int)language);

@@ -59,6 +59,9 @@ const char *ox__kernel_name(const ox__kernel *kernel);
 
 /* The embedded source of kernels/<name>.oxc, or NULL. */
 const char *ox__kernel_source(const char *name);
+/* The embedded kernels/common.h, the helpers every kernel source gets
+ * after its prelude. */
+const char *ox__kernel_common(void);
 /* The embedded prelude for a kernel language, or NULL. */
 const char *ox__kernel_prelude(ox__kernel_language language);
 /* Names of all embedded kernel sources (NULL-terminated), for tests that

@@ -341,9 +341,7 @@ ox_status ox_program_check(ox_context *ctx, const char *backend, const char *sou
     if (target && target_cap) target[0] = '\0';
     if (!backend || !source)
         return ox__fail(ctx, OX_ERR_INVALID, "%s: backend or source is NULL", __func__);
-    ox__backend *be = NULL;
-    for (int i = 0; i < ctx->backend_count && !be; i++)
-        if (strcmp(ctx->backends[i].iface->name, backend) == 0) be = &ctx->backends[i];
+    ox__backend *be = ox__backend_find(ctx, backend);
     if (!be)
         return ox__fail(ctx, OX_ERR_NOT_FOUND, "%s: no backend '%s' is loaded (its plugin is not "
                         "installed)", __func__, backend);

@@ -20,18 +20,6 @@
 
 extern char **environ;
 
-extern const struct ox__embedded_kernel {
-    const char *name;
-    const char *text;
-} ox__embedded_kernels[];
-
-static const char *embedded(const char *name)
-{
-    for (const struct ox__embedded_kernel *k = ox__embedded_kernels; k->name; k++)
-        if (strcmp(k->name, name) == 0) return k->text;
-    return NULL;
-}
-
 /* Compile one variant; print the compiler's output on failure. */
 static int compile(const char *cc, const char *dir, const struct variant *v)
 {
@@ -41,7 +29,7 @@ static int compile(const char *cc, const char *dir, const struct variant *v)
     FILE *f = fopen(src, "w");
     ASSERT(f != NULL);
     fprintf(f, "%s\n%s\n#line 1 \"%s.oxc\"\n%s", ox__kernel_prelude(OX__KERNEL_C),
-            embedded("common.h"), v->file, ox__kernel_source(v->file));
+            ox__kernel_common(), v->file, ox__kernel_source(v->file));
     ASSERT_EQ(fclose(f), 0);
 
     char options[512];

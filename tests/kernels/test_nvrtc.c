@@ -90,13 +90,7 @@ static int compile(const rtc *r, const struct variant *v, const char *arch)
     const char *prelude = ox__kernel_prelude(r->language);
     const char *source = ox__kernel_source(v->file);
     ASSERT_MSG(prelude && source, "kernel %s is not embedded", v->file);
-    extern const struct ox__embedded_kernel {
-        const char *name;
-        const char *text;
-    } ox__embedded_kernels[];
-    const char *common = NULL;
-    for (const struct ox__embedded_kernel *k = ox__embedded_kernels; k->name; k++)
-        if (strcmp(k->name, "common.h") == 0) common = k->text;
+    const char *common = ox__kernel_common();
     ASSERT(common);
     size_t n = strlen(prelude) + strlen(common) + strlen(source) + 16;
     char *full = malloc(n);
