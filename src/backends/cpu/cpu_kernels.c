@@ -191,7 +191,8 @@ static int compiler_argv(char *words, const char **argv, int cap, const char *co
 {
     int n = 0;
     argv[n++] = compiler;
-    for (char *w = strtok(words, " \t\n"); w; w = strtok(NULL, " \t\n")) {
+    char *save;
+    for (char *w = strtok_r(words, " \t\n", &save); w; w = strtok_r(NULL, " \t\n", &save)) {
         if (n + 5 >= cap) {
             snprintf(why, why_cap, "too many build options");
             return -1;
