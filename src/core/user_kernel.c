@@ -10,7 +10,7 @@
 #include "core/program.h"
 #include "openxpu/kernel.h"
 
-#define MAX_ARGS 32
+#define MAX_ARGS OX__SIG_MAX_PARAMS
 
 struct ox_kernel {
     ox_program *program;

@@ -36,6 +36,7 @@
 
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/cpu_kernels.h"
+#include "core/kernel_sig.h"
 #include "core/backend.h"
 #include "core/threadpool.h"
 
@@ -44,7 +45,7 @@
 
 #define FIBER_STACK ((size_t)128 << 10)
 #define MAX_LOG ((size_t)64 << 10)
-#define MAX_ARGS 32
+#define MAX_ARGS OX__SIG_MAX_PARAMS
 
 extern char **environ;
 
