@@ -197,6 +197,14 @@ typedef struct ox__backend_iface {
      * compute_80, NVRTC 13.0"). (optional: NULL, checks need a device) */
     ox_status (*program_check)(void *state, const char *source, const char *options, char **log,
                                char *target, size_t target_cap);
+
+    /* The PCI address of device `index` as "dddd:bb:dd.f" (domain, bus,
+     * device, function in hexadecimal), NUL-terminated in bus_id[cap], so
+     * the core can find the same GPU in the vendor's management library
+     * (NVML, ROCm SMI) whatever order each one counts devices in.
+     * OX_ERR_UNSUPPORTED when the driver cannot say. (optional: NULL, the
+     * energy meter then matches by name; see src/core/energy.c) */
+    ox_status (*device_pci_bus_id)(void *state, int index, char *bus_id, size_t cap);
 } ox__backend_iface;
 
 /* The required slots, for the loader's check: every slot except those

@@ -25,6 +25,9 @@ int ox__cuda_api_load_driver(ox__cuda_api *api, char *why, size_t cap)
     if (!ox__dl_resolve(api->driver, "cuFuncGetParamInfo", &api->cuFuncGetParamInfo,
                  sizeof api->cuFuncGetParamInfo))
         api->cuFuncGetParamInfo = NULL;
+    if (!ox__dl_resolve(api->driver, "cuDeviceGetPCIBusId", &api->cuDeviceGetPCIBusId,
+                        sizeof api->cuDeviceGetPCIBusId))
+        api->cuDeviceGetPCIBusId = NULL;
     return 1;
 
 err_close:

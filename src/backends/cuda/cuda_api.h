@@ -116,6 +116,9 @@ typedef struct ox__cuda_api {
     /* optional (driver 12.4 and later; NULL before): parameter layout of a
      * kernel, to check launches against it */
     CUresult (*cuFuncGetParamInfo)(CUfunction, size_t, size_t *, size_t *);
+    /* optional (every driver since CUDA 4.1 has it; NULL if not): the PCI
+     * address "dddd:bb:dd.f", for the energy meter's NVML lookup */
+    CUresult (*cuDeviceGetPCIBusId)(char *, int, CUdevice);
 } ox__cuda_api;
 
 /* Load the driver (libcuda.so.1) and every driver function. Returns 0 and

@@ -287,6 +287,21 @@ static ox_status cuda_device_info(void *state, int index, ox_device_info *info)
     return OX_OK;
 }
 
+static ox_status cuda_device_pci_bus_id(void *state, int index, char *bus_id, size_t cap)
+{
+    const cuda_state *st = state;
+    const device_entry *e = &st->devices[index];
+    char text[32] = "";
+    CUresult r = st->api.cuDeviceGetPCIBusId ? st->api.cuDeviceGetPCIBusId(text, (int)sizeof text,
+                                                                         e->device)
+                                             : CUDA_ERROR_NOT_FOUND;
+    if (r != CUDA_SUCCESS || !text[0])
+        return st->host->fail(st->host->core, OX_ERR_UNSUPPORTED,
+                              "cuda: the driver gives no PCI address for %s", e->info.name);
+    snprintf(bus_id, cap, "%s", text);
+    return OX_OK;
+}
+
 static ox_status cuda_device_open(void *state, int index, void **device)
 {
     cuda_state *st = state;
@@ -988,6 +1003,7 @@ static const ox__backend_iface cuda_iface = {
     .kernel_launch = cuda_kernel_launch,
     .program_check = cuda_program_check,
     .native_matmul = cuda_native_matmul,
+    .device_pci_bus_id = cuda_device_pci_bus_id,
 };
 
 OX__EXPORT const ox__backend_iface *ox_backend_entry(uint32_t core_abi_version);

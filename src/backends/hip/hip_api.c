@@ -25,6 +25,9 @@ int ox__hip_api_load_runtime(ox__hip_api *api, char *why, size_t cap)
     OX__HIP_FUNCTIONS(OX__HIP_RESOLVE)
     OX__HIP_RESOLVE(hipGetErrorName, ())
 #undef OX__HIP_RESOLVE
+    if (!ox__dl_resolve(api->runtime, "hipDeviceGetPCIBusId", &api->hipDeviceGetPCIBusId,
+                        sizeof api->hipDeviceGetPCIBusId))
+        api->hipDeviceGetPCIBusId = NULL;
     return 1;
 
 err_close:

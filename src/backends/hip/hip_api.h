@@ -98,6 +98,9 @@ typedef struct ox__hip_api {
 #undef OX__HIPRTC_POINTER
     const char *(*hipGetErrorName)(hipError_t);
     const char *(*hiprtcGetErrorString)(hiprtcResult);
+    /* optional (NULL if the runtime lacks it): the PCI address
+     * "dddd:bb:dd.f", for the energy meter's ROCm SMI lookup */
+    hipError_t (*hipDeviceGetPCIBusId)(char *, int, int);
 } ox__hip_api;
 
 /* Load the HIP runtime (libamdhip64) and every runtime function. Returns 0

@@ -253,6 +253,21 @@ static ox_status hip_device_info(void *state, int index, ox_device_info *info)
     return OX_OK;
 }
 
+static ox_status hip_device_pci_bus_id(void *state, int index, char *bus_id, size_t cap)
+{
+    const hip_state *st = state;
+    const device_entry *e = &st->devices[index];
+    char text[32] = "";
+    hipError_t r = st->api.hipDeviceGetPCIBusId
+                       ? st->api.hipDeviceGetPCIBusId(text, (int)sizeof text, e->ordinal)
+                       : hipErrorNotFound;
+    if (r != hipSuccess || !text[0])
+        return st->host->fail(st->host->core, OX_ERR_UNSUPPORTED,
+                              "hip: the runtime gives no PCI address for %s", e->info.name);
+    snprintf(bus_id, cap, "%s", text);
+    return OX_OK;
+}
+
 static ox_status hip_device_open(void *state, int index, void **device)
 {
     hip_state *st = state;
@@ -845,6 +860,7 @@ static const ox__backend_iface hip_iface = {
     .kernel_launch = hip_kernel_launch,
     .program_check = hip_program_check,
     .native_matmul = hip_native_matmul,
+    .device_pci_bus_id = hip_device_pci_bus_id,
 };
 
 OX__EXPORT const ox__backend_iface *ox_backend_entry(uint32_t core_abi_version);
