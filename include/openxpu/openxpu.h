@@ -31,5 +31,6 @@
 #include "openxpu/gguf.h"
 #include "openxpu/tokenizer.h"
 #include "openxpu/llm.h"
+#include "openxpu/energy.h"
 
 #endif /* OPENXPU_OPENXPU_H */

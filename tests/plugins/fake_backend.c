@@ -4,7 +4,8 @@
  * queue_wait_event) NULL so that the core's defaults are exercised.
  *
  * Fault injection: with OX_FAKE_FAIL_ALLOC=1 in the environment, every
- * buffer_alloc fails with OX_ERR_DEVICE_MEMORY. */
+ * buffer_alloc fails with OX_ERR_DEVICE_MEMORY. OX_FAKE_VENDOR sets the
+ * devices' vendor ("NVIDIA": the energy meter looks for them in NVML). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,7 +73,9 @@ static ox_status fake_device_info(void *state, int index, ox_device_info *info)
     (void)state;
     info->type = OX_DEVICE_GPU;
     snprintf(info->name, sizeof info->name, "Fake GPU %d", index);
-    snprintf(info->vendor, sizeof info->vendor, "OpenXPU tests");
+    /* OX_FAKE_VENDOR: pose as another vendor's GPU (the energy tests) */
+    const char *vendor = getenv("OX_FAKE_VENDOR");
+    snprintf(info->vendor, sizeof info->vendor, "%s", vendor && *vendor ? vendor : "OpenXPU tests");
     snprintf(info->driver_version, sizeof info->driver_version, "fake 1.0");
     info->memory_bytes = FAKE_MEMORY;
     info->max_alloc_bytes = FAKE_MEMORY;
