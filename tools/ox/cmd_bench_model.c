@@ -1,7 +1,9 @@
 /* 'ox bench-model MODEL': prompt-processing and generation speed of a GGUF
  * model, measured like llama-bench: pp = one batch of P tokens into an
  * empty context, tg = G tokens generated one at a time into an empty
- * context; each repeated R times, mean and standard deviation reported. */
+ * context; each repeated R times, mean and standard deviation reported.
+ * Where every device has an energy sensor (openxpu/energy.h), also the
+ * joules per token; else the message naming the missing sensor. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,20 +26,87 @@ static const cli_option bench_model_options[] = {
 typedef struct result {
     const char *test;
     int tokens;
-    double mean, stddev; /* tokens per second */
+    double mean, stddev;     /* tokens per second */
+    double joules_per_token; /* < 0: not measured (energy.missing says why) */
 } result;
+
+/* The energy meters of the devices benchmarked, one per sensor: two
+ * devices on one CPU package (cpu and an OpenCL CPU device) read the same
+ * RAPL zones, counted once. */
+typedef struct energy {
+    ox_energy_meter *meters[CLI_MAX_DEVICES];
+    int count;
+    char source[512];   /* the sensors, joined by " + " */
+    char missing[1024]; /* why there is no measurement; "" if there is one */
+} energy;
+
+static void append(char *text, size_t cap, const char *separator, const char *more)
+{
+    size_t used = strlen(text);
+    snprintf(text + used, cap - used, "%s%s", used ? separator : "", more);
+}
+
+static void energy_close(energy *e)
+{
+    for (int i = 0; i < e->count; i++) ox_energy_meter_free(e->meters[i]);
+    e->count = 0;
+}
+
+/* Open a meter for each device; if any device has none, measure nothing
+ * and keep every reason. */
+static void energy_open(energy *e, ox_context *ctx, ox_device *const *devices, int n)
+{
+    for (int i = 0; i < n; i++) {
+        ox_energy_meter *meter;
+        if (ox_energy_meter_open(devices[i], &meter) != OX_OK) {
+            append(e->missing, sizeof e->missing, "; ", ox_errmsg(ctx));
+            continue;
+        }
+        bool same = false;
+        for (int j = 0; j < e->count; j++)
+            same |= strcmp(ox_energy_meter_source(e->meters[j]), ox_energy_meter_source(meter)) == 0;
+        if (same) {
+            ox_energy_meter_free(meter);
+            continue;
+        }
+        append(e->source, sizeof e->source, " + ", ox_energy_meter_source(meter));
+        e->meters[e->count++] = meter;
+    }
+    if (e->missing[0]) energy_close(e);
+}
+
+/* The joules of every meter since it opened; on failure the measurement
+ * stops and e->missing says why. */
+static bool energy_read(energy *e, ox_context *ctx, double *joules)
+{
+    *joules = 0.0;
+    if (e->missing[0] || e->count == 0) return false;
+    for (int i = 0; i < e->count; i++) {
+        double j;
+        if (ox_energy_meter_read(e->meters[i], &j) != OX_OK) {
+            snprintf(e->missing, sizeof e->missing, "%s", ox_errmsg(ctx));
+            energy_close(e);
+            return false;
+        }
+        *joules += j;
+    }
+    return true;
+}
 
 /* Tokens per second of `reps` runs; each run starts from an empty session.
  * prompt > 0: one batch of `prompt` tokens; else `gen` single tokens. The
  * logits of the last token of each evaluation are computed (into logits),
- * as llama-bench does. */
-static ox_status measure(ox_pipeline *s, const int32_t *ids, int prompt, int gen, int reps,
-                         float *logits, result *r)
+ * as llama-bench does. The energy is read around the timed part of each
+ * run (evaluations return once the devices are done). */
+static ox_status measure(ox_pipeline *s, ox_context *ctx, energy *e, const int32_t *ids,
+                         int prompt, int gen, int reps, float *logits, result *r)
 {
-    double sum = 0, sum_sq = 0;
+    double sum = 0, sum_sq = 0, joules = 0, before = 0, after = 0;
+    bool metered = true;
     for (int rep = 0; rep < reps; rep++) {
         ox_status st = ox_pipeline_rewind(s, 0);
         if (st != OX_OK) return st;
+        metered = metered && energy_read(e, ctx, &before);
         double t0 = cli_seconds();
         if (prompt > 0) {
             st = ox_pipeline_eval(s, ids, prompt, logits);
@@ -47,9 +116,12 @@ static ox_status measure(ox_pipeline *s, const int32_t *ids, int prompt, int gen
         }
         if (st != OX_OK) return st;
         double tps = (prompt > 0 ? prompt : gen) / (cli_seconds() - t0);
+        metered = metered && energy_read(e, ctx, &after);
+        joules += after - before;
         sum += tps;
         sum_sq += tps * tps;
     }
+    r->joules_per_token = metered ? joules / ((double)(prompt > 0 ? prompt : gen) * reps) : -1.0;
     r->mean = sum / reps;
     r->stddev = reps > 1 ? sqrt(fmax(0.0, (sum_sq - sum * sum / reps) / (reps - 1))) : 0.0;
     return OX_OK;
@@ -103,6 +175,7 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
     float *logits = NULL;
     result results[2];
     int n_results = 0;
+    energy meters = {.count = 0};
     if ((status = cli_select_devices(command, ctx, device_sel, devices, &n)) != CLI_EXIT_OK)
         goto out;
     ox_pipeline_options po = {.struct_size = sizeof po, .n_ctx = need, .tensor_parallel = tensor};
@@ -124,19 +197,26 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
         goto out;
     }
     for (int i = 0; i < need; i++) ids[i] = (int32_t)((i * 7919 + 1000) % info.n_vocab);
+    energy_open(&meters, ctx, devices, n);
     if (prompt > 0) {
         results[n_results] = (result){.test = "pp", .tokens = prompt};
-        if ((s = measure(session, ids, prompt, 0, reps, logits, &results[n_results++])) != OX_OK) goto fail;
+        if ((s = measure(session, ctx, &meters, ids, prompt, 0, reps, logits,
+                         &results[n_results++])) != OX_OK)
+            goto fail;
     }
     if (gen > 0) {
         results[n_results] = (result){.test = "tg", .tokens = gen};
-        if ((s = measure(session, ids, 0, gen, reps, logits, &results[n_results++])) != OX_OK) goto fail;
+        if ((s = measure(session, ctx, &meters, ids, 0, gen, reps, logits,
+                         &results[n_results++])) != OX_OK)
+            goto fail;
     }
     if (json) {
         cJSON *doc = cli_json_document(), *arr = doc ? cJSON_AddArrayToObject(doc, "results") : NULL;
         if (doc) {
             cJSON_AddStringToObject(doc, "model", model_path);
             cJSON_AddStringToObject(doc, "device", device_text);
+            if (meters.missing[0]) cJSON_AddNullToObject(doc, "energy_sensor");
+            else cJSON_AddStringToObject(doc, "energy_sensor", meters.source);
             for (int i = 0; arr && i < n_results; i++) {
                 cJSON *o = cJSON_CreateObject();
                 char name[32];
@@ -144,6 +224,12 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
                 cJSON_AddStringToObject(o, "test", name);
                 cJSON_AddNumberToObject(o, "tokens_per_second", results[i].mean);
                 cJSON_AddNumberToObject(o, "stddev", results[i].stddev);
+                if (results[i].joules_per_token >= 0) {
+                    cJSON_AddNumberToObject(o, "joules_per_token", results[i].joules_per_token);
+                } else {
+                    cJSON_AddNullToObject(o, "joules_per_token");
+                    cJSON_AddStringToObject(o, "energy_sensor_missing", meters.missing);
+                }
                 cJSON_AddItemToArray(arr, o);
             }
             char *text = cJSON_Print(doc);
@@ -152,11 +238,19 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
             cJSON_Delete(doc);
         }
     } else {
-        printf("| model | size | device | test | t/s |\n|---|---:|---|---:|---:|\n");
-        for (int i = 0; i < n_results; i++)
-            printf("| %s | %.2f MiB | %s | %s%d | %.2f ± %.2f |\n", info.name[0] ? info.name : info.arch,
-                   (double)info.weight_bytes / 1048576.0, device_text, results[i].test,
-                   results[i].tokens, results[i].mean, results[i].stddev);
+        printf("| model | size | device | test | t/s | J/token |\n"
+               "|---|---:|---|---:|---:|---:|\n");
+        for (int i = 0; i < n_results; i++) {
+            char joules[32] = "n/a";
+            if (results[i].joules_per_token >= 0)
+                snprintf(joules, sizeof joules, "%.4g", results[i].joules_per_token);
+            printf("| %s | %.2f MiB | %s | %s%d | %.2f ± %.2f | %s |\n",
+                   info.name[0] ? info.name : info.arch, (double)info.weight_bytes / 1048576.0,
+                   device_text, results[i].test, results[i].tokens, results[i].mean,
+                   results[i].stddev, joules);
+        }
+        if (meters.missing[0]) printf("\nJ/token not measured: %s\n", meters.missing);
+        else if (n_results) printf("\nJ/token from %s\n", meters.source);
     }
     goto out;
 fail:
@@ -164,6 +258,7 @@ fail:
 out:
     free(ids);
     free(logits);
+    energy_close(&meters);
     ox_pipeline_free(session);
     ox_context_free(ctx);
     return status;
@@ -177,6 +272,10 @@ const cli_command cmd_bench_model = {
         "speed) as llama-bench does: pp = a batch\n"
         "of P prompt tokens into an empty context, tg = G tokens generated one at a\n"
         "time; each repeated R times (mean ± standard deviation, tokens/s).\n"
+        "J/token: the devices' energy over the timed runs per token, from NVML\n"
+        "(NVIDIA), ROCm SMI (hip) or RAPL powercap (CPUs); whole devices, so\n"
+        "other processes' use counts too. Without a sensor for every device it\n"
+        "is n/a and the line after the table names what is missing.\n"
         "bench/compare-llama.sh runs llama-bench on the same file for the ratio.",
     .options = bench_model_options,
     .run = run_bench_model,
