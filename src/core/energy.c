@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "backends/dl_load.h"
 #include "core/core.h"
@@ -220,9 +221,8 @@ static ox_status rapl_find_zones(const char *root, rapl_zone *zones, int *count,
     }
     if (*count > 0) return OX_OK;
     if ((s = zone_path(root, 0, "energy_uj", path, sizeof path, why, cap)) != OX_OK) return s;
-    FILE *probe = fopen(path, "r");
-    if (probe) {
-        fclose(probe);
+    struct stat st;
+    if (stat(path, &st) == 0) {
         snprintf(why, cap, "RAPL powercap: no zone named package-N under %.200s", root);
     } else {
         snprintf(why, cap, "RAPL powercap: %.300s not found (" RAPL_HINT ")", path);
