@@ -210,6 +210,8 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
                          &results[n_results++])) != OX_OK)
             goto fail;
     }
+    if (meters.missing[0]) /* a sensor that failed mid-run spoils every figure */
+        for (int i = 0; i < n_results; i++) results[i].joules_per_token = -1.0;
     if (json) {
         cJSON *doc = cli_json_document(), *arr = doc ? cJSON_AddArrayToObject(doc, "results") : NULL;
         if (doc) {
