@@ -3,84 +3,20 @@
  * wrap-around, malformed and unreadable files; NVML through the fake
  * backend posing as an NVIDIA GPU, without NVML and (core.test_energy_nvml)
  * with a fake libnvidia-ml.so.1; argument checks and host memory. */
-#include <dirent.h>
 #include <dlfcn.h>
-#include <sys/stat.h>
 
+#include "fake_powercap.h"
 #include "ox_test.h"
 #include "test_helpers.h"
 
-#define PATH_CAP 4096
-#define RANGE_UJ "262143328850"
-
-/* ---- a fake powercap tree ------------------------------------------------------------ */
-
-/* "a/b" into path[PATH_CAP]. */
-static void join(char *path, const char *a, const char *b)
-{
-    int n = snprintf(path, PATH_CAP, "%s/%s", a, b);
-    ASSERT(n > 0 && n < PATH_CAP);
-}
-
-static void write_text(const char *dir, const char *file, const char *text)
-{
-    char path[PATH_CAP];
-    join(path, dir, file);
-    FILE *f = fopen(path, "w");
-    ASSERT_MSG(f != NULL, "cannot write %s", path);
-    ASSERT(fputs(text, f) >= 0);
-    ASSERT(fclose(f) == 0);
-}
-
-/* A zone folder `zone` ("intel-rapl:0") under root, as the kernel lays it out. */
-static void make_zone(const char *root, const char *zone, const char *name, const char *energy_uj,
-                      const char *range_uj)
-{
-    char dir[PATH_CAP], line[64];
-    join(dir, root, zone);
-    ASSERT_MSG(mkdir(dir, 0755) == 0, "cannot create %s", dir);
-    snprintf(line, sizeof line, "%s\n", name);
-    write_text(dir, "name", line);
-    snprintf(line, sizeof line, "%s\n", energy_uj);
-    write_text(dir, "energy_uj", line);
-    if (range_uj) {
-        snprintf(line, sizeof line, "%s\n", range_uj);
-        write_text(dir, "max_energy_range_uj", line);
-    }
-}
-
-static void set_energy(const char *root, const char *zone, const char *energy_uj)
-{
-    char dir[PATH_CAP];
-    join(dir, root, zone);
-    write_text(dir, "energy_uj", energy_uj);
-}
+#define PATH_CAP POWERCAP_PATH_CAP
+#define RANGE_UJ POWERCAP_RANGE_UJ
 
 /* A new empty folder, made OX_POWERCAP_ROOT. */
-static void make_root(char *root, size_t cap)
+static void make_root(char *root)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(root, cap, "%s/ox-powercap-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    ASSERT_MSG(mkdtemp(root) != NULL, "mkdtemp %s failed", root);
+    powercap_temp_dir(root, "powercap");
     ASSERT(setenv("OX_POWERCAP_ROOT", root, 1) == 0);
-}
-
-static void remove_tree(const char *path)
-{
-    DIR *dir = opendir(path);
-    if (dir) {
-        struct dirent *entry;
-        while ((entry = readdir(dir)) != NULL) {
-            if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0) continue;
-            char child[PATH_CAP];
-            join(child, path, entry->d_name);
-            remove_tree(child);
-        }
-        closedir(dir);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
 }
 
 static double read_joules(ox_context *ctx, ox_energy_meter *meter)
@@ -95,7 +31,7 @@ static double read_joules(ox_context *ctx, ox_energy_meter *meter)
 OX_TEST(no_powercap_names_rapl_and_the_path)
 {
     char root[PATH_CAP], missing[PATH_CAP + 16];
-    make_root(root, sizeof root);
+    make_root(root);
     snprintf(missing, sizeof missing, "%s/absent", root);
     ASSERT(setenv("OX_POWERCAP_ROOT", missing, 1) == 0);
     ox_context *ctx = test_cpu_context();
@@ -111,7 +47,7 @@ OX_TEST(no_powercap_names_rapl_and_the_path)
     ASSERT_CONTAINS(message, expected);
     ASSERT_CONTAINS(message, "intel_rapl_msr");
     ox_context_free(ctx);
-    remove_tree(root);
+    powercap_remove(root);
 }
 
 /* Without OX_POWERCAP_ROOT the meter looks in /sys/class/powercap. */
@@ -136,74 +72,74 @@ OX_TEST(default_root_is_sysfs)
 OX_TEST(packages_are_summed)
 {
     char root[PATH_CAP];
-    make_root(root, sizeof root);
-    make_zone(root, "intel-rapl:0", "package-0", "1000000", RANGE_UJ);
-    make_zone(root, "intel-rapl:1", "package-1", "2000000", RANGE_UJ);
-    make_zone(root, "intel-rapl:0:0", "dram", "500", RANGE_UJ);
-    make_zone(root, "intel-rapl:2", "psys", "7000", RANGE_UJ);
+    make_root(root);
+    powercap_zone(root, "intel-rapl:0", "package-0", "1000000", RANGE_UJ);
+    powercap_zone(root, "intel-rapl:1", "package-1", "2000000", RANGE_UJ);
+    powercap_zone(root, "intel-rapl:0:0", "dram", "500", RANGE_UJ);
+    powercap_zone(root, "intel-rapl:2", "psys", "7000", RANGE_UJ);
     ox_context *ctx = test_cpu_context();
     ox_energy_meter *meter = NULL;
     ASSERT_OK(ctx, ox_energy_meter_open(test_cpu_device(ctx), &meter));
     ASSERT_STR_EQ(ox_energy_meter_source(meter), "RAPL package-0 (+package-1)");
     ASSERT_NEAR(read_joules(ctx, meter), 0.0, 1e-12);
-    set_energy(root, "intel-rapl:0", "2500000\n");  /* +1.5 J */
-    set_energy(root, "intel-rapl:1", "2500000\n");  /* +0.5 J */
-    set_energy(root, "intel-rapl:0:0", "9000500\n"); /* not a package */
-    set_energy(root, "intel-rapl:2", "9007000\n");   /* psys: not a package */
+    powercap_set_energy(root, "intel-rapl:0", "2500000\n");  /* +1.5 J */
+    powercap_set_energy(root, "intel-rapl:1", "2500000\n");  /* +0.5 J */
+    powercap_set_energy(root, "intel-rapl:0:0", "9000500\n"); /* not a package */
+    powercap_set_energy(root, "intel-rapl:2", "9007000\n");   /* psys: not a package */
     ASSERT_NEAR(read_joules(ctx, meter), 2.0, 1e-9);
     ASSERT_NEAR(read_joules(ctx, meter), 2.0, 1e-9); /* nothing new */
-    set_energy(root, "intel-rapl:1", "2750000");     /* no newline either */
+    powercap_set_energy(root, "intel-rapl:1", "2750000");     /* no newline either */
     ASSERT_NEAR(read_joules(ctx, meter), 2.25, 1e-9);
     ox_energy_meter_free(meter);
     ox_context_free(ctx);
-    remove_tree(root);
+    powercap_remove(root);
 }
 
 /* Packages come in order of their names, whatever their zone numbers. */
 OX_TEST(packages_in_order)
 {
     char root[PATH_CAP];
-    make_root(root, sizeof root);
-    make_zone(root, "intel-rapl:0", "package-1", "10", RANGE_UJ);
-    make_zone(root, "intel-rapl:1", "package-0", "10", RANGE_UJ);
-    make_zone(root, "intel-rapl:2", "package-2", "10", RANGE_UJ);
+    make_root(root);
+    powercap_zone(root, "intel-rapl:0", "package-1", "10", RANGE_UJ);
+    powercap_zone(root, "intel-rapl:1", "package-0", "10", RANGE_UJ);
+    powercap_zone(root, "intel-rapl:2", "package-2", "10", RANGE_UJ);
     ox_context *ctx = test_cpu_context();
     ox_energy_meter *meter = NULL;
     ASSERT_OK(ctx, ox_energy_meter_open(test_cpu_device(ctx), &meter));
     ASSERT_STR_EQ(ox_energy_meter_source(meter), "RAPL package-0 (+package-1 +package-2)");
     ox_energy_meter_free(meter);
     ox_context_free(ctx);
-    remove_tree(root);
+    powercap_remove(root);
 }
 
 /* A counter below its last value wrapped at max_energy_range_uj. */
 OX_TEST(wrap_around_adds_the_range)
 {
     char root[PATH_CAP];
-    make_root(root, sizeof root);
-    make_zone(root, "intel-rapl:0", "package-0", "900000", "1000000");
-    make_zone(root, "intel-rapl:1", "package-1", "100", "1000000");
+    make_root(root);
+    powercap_zone(root, "intel-rapl:0", "package-0", "900000", "1000000");
+    powercap_zone(root, "intel-rapl:1", "package-1", "100", "1000000");
     ox_context *ctx = test_cpu_context();
     ox_energy_meter *meter = NULL;
     ASSERT_OK(ctx, ox_energy_meter_open(test_cpu_device(ctx), &meter));
-    set_energy(root, "intel-rapl:0", "100000"); /* 0.1 J to the wrap, 0.1 J after */
+    powercap_set_energy(root, "intel-rapl:0", "100000"); /* 0.1 J to the wrap, 0.1 J after */
     ASSERT_NEAR(read_joules(ctx, meter), 0.2, 1e-9);
-    set_energy(root, "intel-rapl:0", "300000");
-    set_energy(root, "intel-rapl:1", "50100");
+    powercap_set_energy(root, "intel-rapl:0", "300000");
+    powercap_set_energy(root, "intel-rapl:1", "50100");
     ASSERT_NEAR(read_joules(ctx, meter), 0.45, 1e-9);
     /* Beyond the range cannot be unwrapped: an error, and nothing counted. */
-    set_energy(root, "intel-rapl:0", "2000000");
-    set_energy(root, "intel-rapl:1", "40");
+    powercap_set_energy(root, "intel-rapl:0", "2000000");
+    powercap_set_energy(root, "intel-rapl:1", "40");
     double joules = -1.0;
     ASSERT_EQ(ox_energy_meter_read(meter, &joules), OX_ERR_IO);
     ASSERT_CONTAINS(ox_errmsg(ctx), "max_energy_range_uj");
     ASSERT_NEAR(joules, -1.0, 0.0);
-    set_energy(root, "intel-rapl:0", "300000");
-    set_energy(root, "intel-rapl:1", "50100");
+    powercap_set_energy(root, "intel-rapl:0", "300000");
+    powercap_set_energy(root, "intel-rapl:1", "50100");
     ASSERT_NEAR(read_joules(ctx, meter), 0.45, 1e-9);
     ox_energy_meter_free(meter);
     ox_context_free(ctx);
-    remove_tree(root);
+    powercap_remove(root);
 }
 
 /* A counter that does not parse fails the call with its path; a failed
@@ -211,8 +147,8 @@ OX_TEST(wrap_around_adds_the_range)
 OX_TEST(malformed_counter_is_an_error)
 {
     char root[PATH_CAP], expected[PATH_CAP + 64];
-    make_root(root, sizeof root);
-    make_zone(root, "intel-rapl:0", "package-0", "12abc", RANGE_UJ);
+    make_root(root);
+    powercap_zone(root, "intel-rapl:0", "package-0", "12abc", RANGE_UJ);
     ox_context *ctx = test_cpu_context();
     ox_energy_meter *meter = NULL;
     ASSERT_EQ(ox_energy_meter_open(test_cpu_device(ctx), &meter), OX_ERR_FORMAT);
@@ -221,27 +157,27 @@ OX_TEST(malformed_counter_is_an_error)
     ASSERT_CONTAINS(ox_errmsg(ctx), expected);
     ASSERT_CONTAINS(ox_errmsg(ctx), "energy sensor of cpu:0");
 
-    set_energy(root, "intel-rapl:0", "1000");
+    powercap_set_energy(root, "intel-rapl:0", "1000");
     ASSERT_OK(ctx, ox_energy_meter_open(test_cpu_device(ctx), &meter));
     const char *bad[] = {"", "-5", "18446744073709551616", "1 2", "0x10"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        set_energy(root, "intel-rapl:0", bad[i]);
+        powercap_set_energy(root, "intel-rapl:0", bad[i]);
         double joules = -1.0;
         ox_status s = ox_energy_meter_read(meter, &joules);
         ASSERT_MSG(s == OX_ERR_FORMAT, "\"%s\": %s", bad[i], ox_status_name(s));
         ASSERT_CONTAINS(ox_errmsg(ctx), "not a count of microjoules");
         ASSERT_NEAR(joules, -1.0, 0.0);
     }
-    set_energy(root, "intel-rapl:0", "3000");
+    powercap_set_energy(root, "intel-rapl:0", "3000");
     ASSERT_NEAR(read_joules(ctx, meter), 0.002, 1e-12);
     ox_energy_meter_free(meter);
 
     /* The range is needed to unwrap: a bad one fails the open. */
-    make_zone(root, "intel-rapl:1", "package-1", "5", "lots");
+    powercap_zone(root, "intel-rapl:1", "package-1", "5", "lots");
     ASSERT_EQ(ox_energy_meter_open(test_cpu_device(ctx), &meter), OX_ERR_FORMAT);
     ASSERT_CONTAINS(ox_errmsg(ctx), "intel-rapl:1/max_energy_range_uj holds \"lots\"");
     ox_context_free(ctx);
-    remove_tree(root);
+    powercap_remove(root);
 }
 
 /* Since Linux 5.10 energy_uj is readable by root only: say so. */
@@ -249,8 +185,8 @@ OX_TEST(unreadable_counter_says_why)
 {
     if (geteuid() == 0) OX_SKIP("root reads every file");
     char root[PATH_CAP], path[PATH_CAP + 32];
-    make_root(root, sizeof root);
-    make_zone(root, "intel-rapl:0", "package-0", "1", RANGE_UJ);
+    make_root(root);
+    powercap_zone(root, "intel-rapl:0", "package-0", "1", RANGE_UJ);
     snprintf(path, sizeof path, "%s/intel-rapl:0/energy_uj", root);
     ASSERT(chmod(path, 0200) == 0);
     ox_context *ctx = test_cpu_context();
@@ -259,7 +195,7 @@ OX_TEST(unreadable_counter_says_why)
     ASSERT_CONTAINS(ox_errmsg(ctx), path);
     ASSERT_CONTAINS(ox_errmsg(ctx), "permission denied");
     ox_context_free(ctx);
-    remove_tree(root);
+    powercap_remove(root);
 }
 
 /* ---- arguments and host memory --------------------------------------------------------- */
@@ -267,8 +203,8 @@ OX_TEST(unreadable_counter_says_why)
 OX_TEST(null_arguments_are_errors)
 {
     char root[PATH_CAP];
-    make_root(root, sizeof root);
-    make_zone(root, "intel-rapl:0", "package-0", "1", RANGE_UJ);
+    make_root(root);
+    powercap_zone(root, "intel-rapl:0", "package-0", "1", RANGE_UJ);
     ox_context *ctx = test_cpu_context();
     ox_energy_meter *meter = NULL;
     double joules = -1.0;
@@ -286,7 +222,7 @@ OX_TEST(null_arguments_are_errors)
     ASSERT_CONTAINS(ox_errmsg(ctx), "ox_energy_meter_read: joules is NULL");
     ox_energy_meter_free(meter);
     ox_context_free(ctx);
-    remove_tree(root);
+    powercap_remove(root);
 }
 
 /* Every host allocation failing in turn fails the open cleanly; what the
@@ -294,8 +230,8 @@ OX_TEST(null_arguments_are_errors)
 OX_TEST(host_memory_through_the_allocator)
 {
     char root[PATH_CAP];
-    make_root(root, sizeof root);
-    make_zone(root, "intel-rapl:0", "package-0", "1", RANGE_UJ);
+    make_root(root);
+    powercap_zone(root, "intel-rapl:0", "package-0", "1", RANGE_UJ);
     test_alloc counts;
     test_alloc_init(&counts, -1);
     ox_context_options options = test_options(OX_CONTEXT_NO_PLUGINS);
@@ -325,7 +261,7 @@ OX_TEST(host_memory_through_the_allocator)
     ASSERT(failures >= 2); /* the meter and its copy of the root */
     ox_context_free(ctx);
     ASSERT_ALLOC_BALANCED(&counts);
-    remove_tree(root);
+    powercap_remove(root);
 }
 
 /* ---- GPUs: the fake backend's devices ---------------------------------------------------- */

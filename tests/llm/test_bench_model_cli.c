@@ -4,43 +4,25 @@
  * with a fake RAPL powercap tree (OX_POWERCAP_ROOT) it reports a number
  * from the named packages. */
 #include <cjson/cJSON.h>
-#include <sys/stat.h>
 
+#include "fake_powercap.h"
 #include "llm/tiny_model.h"
 #include "ox_test.h"
 #include "run_ox.h"
 
-#define PATH_CAP 4096
+#define PATH_CAP POWERCAP_PATH_CAP
 
 typedef struct fixture {
     char dir[PATH_CAP];   /* a temporary folder: the model and the powercap tree */
     char model[PATH_CAP];
 } fixture;
 
-static void join(char *path, const char *a, const char *b)
-{
-    int n = snprintf(path, PATH_CAP, "%s/%s", a, b);
-    ASSERT(n > 0 && n < PATH_CAP);
-}
-
-static void write_text(const char *dir, const char *file, const char *text)
-{
-    char path[PATH_CAP];
-    join(path, dir, file);
-    FILE *f = fopen(path, "w");
-    ASSERT_MSG(f != NULL, "cannot write %s", path);
-    ASSERT(fputs(text, f) >= 0);
-    ASSERT(fclose(f) == 0);
-}
-
 static void open_fixture(fixture *fx)
 {
     const char *bin = getenv("OX_BIN");
     if (!bin || !*bin) OX_SKIP("the ox tool was not built (OX_BUILD_TOOLS=OFF)");
-    const char *tmp = getenv("TMPDIR");
-    snprintf(fx->dir, sizeof fx->dir, "%s/ox-bench-energy-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    ASSERT_MSG(mkdtemp(fx->dir) != NULL, "mkdtemp %s failed", fx->dir);
-    join(fx->model, fx->dir, "tiny-qwen2.gguf");
+    powercap_temp_dir(fx->dir, "bench-energy");
+    powercap_join(fx->model, fx->dir, "tiny-qwen2.gguf");
     ox_context_options o = {.struct_size = sizeof o, .flags = OX_CONTEXT_NO_PLUGINS,
                             .log_level = OX_LOG_OFF};
     ox_context *ctx;
@@ -50,44 +32,6 @@ static void open_fixture(fixture *fx)
     ox_status s = tiny_model_write(ctx, "qwen2", vocab, fx->model);
     ASSERT_MSG(s == OX_OK, "tiny_model_write: %s", tiny_model_errmsg(ctx));
     ox_context_free(ctx);
-}
-
-/* Two RAPL packages whose counters stand still: 0 J per token. */
-static void make_powercap(const fixture *fx, char *root)
-{
-    join(root, fx->dir, "powercap");
-    ASSERT(mkdir(root, 0755) == 0);
-    for (int package = 0; package < 2; package++) {
-        char zone[64], dir[PATH_CAP], name[32];
-        snprintf(zone, sizeof zone, "intel-rapl:%d", package);
-        join(dir, root, zone);
-        ASSERT(mkdir(dir, 0755) == 0);
-        snprintf(name, sizeof name, "package-%d\n", package);
-        write_text(dir, "name", name);
-        write_text(dir, "energy_uj", "123456789\n");
-        write_text(dir, "max_energy_range_uj", "262143328850\n");
-    }
-}
-
-/* Remove what open_fixture and make_powercap made. */
-static void close_fixture(const fixture *fx)
-{
-    char path[PATH_CAP], root[PATH_CAP], dir[PATH_CAP];
-    unlink(fx->model);
-    join(root, fx->dir, "powercap");
-    for (int package = 0; package < 2; package++) {
-        char zone[64];
-        snprintf(zone, sizeof zone, "intel-rapl:%d", package);
-        join(dir, root, zone);
-        const char *files[] = {"name", "energy_uj", "max_energy_range_uj"};
-        for (int i = 0; i < 3; i++) {
-            join(path, dir, files[i]);
-            unlink(path);
-        }
-        rmdir(dir);
-    }
-    rmdir(root);
-    rmdir(fx->dir);
 }
 
 static ox_run *bench(const fixture *fx, bool json)
@@ -114,7 +58,7 @@ OX_TEST(missing_sensor_is_named)
     fixture fx;
     open_fixture(&fx);
     char absent[PATH_CAP], expected[PATH_CAP + 64];
-    join(absent, fx.dir, "no-powercap");
+    powercap_join(absent, fx.dir, "no-powercap");
     ASSERT(setenv("OX_POWERCAP_ROOT", absent, 1) == 0);
     snprintf(expected, sizeof expected, "%s/intel-rapl:0/energy_uj not found", absent);
 
@@ -145,15 +89,19 @@ OX_TEST(missing_sensor_is_named)
     }
     cJSON_Delete(doc);
     free(r);
-    close_fixture(&fx);
+    powercap_remove(fx.dir);
 }
 
 OX_TEST(fake_powercap_gives_a_number)
 {
     fixture fx;
     open_fixture(&fx);
+    /* two packages whose counters stand still: 0 J per token */
     char root[PATH_CAP];
-    make_powercap(&fx, root);
+    powercap_join(root, fx.dir, "powercap");
+    ASSERT(mkdir(root, 0755) == 0);
+    powercap_zone(root, "intel-rapl:0", "package-0", "123456789", POWERCAP_RANGE_UJ);
+    powercap_zone(root, "intel-rapl:1", "package-1", "123456789", POWERCAP_RANGE_UJ);
     ASSERT(setenv("OX_POWERCAP_ROOT", root, 1) == 0);
 
     ox_run *r = bench(&fx, true);
@@ -178,7 +126,7 @@ OX_TEST(fake_powercap_gives_a_number)
     ASSERT(strstr(r->out, "n/a") == NULL);
     ASSERT_CONTAINS(r->out, "\nJ/token from RAPL package-0 (+package-1)\n");
     free(r);
-    close_fixture(&fx);
+    powercap_remove(fx.dir);
 }
 
 OX_TEST_MAIN(missing_sensor_is_named, fake_powercap_gives_a_number)
