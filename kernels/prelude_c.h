@@ -80,6 +80,7 @@ typedef unsigned int uint;
 typedef unsigned long ulong;
 typedef long long i64;
 typedef unsigned long long u64;
+typedef signed char i8;
 
 /* local memory: all work-items of a group get the same address for the
  * same LOCAL_ARRAY, because each claims arrays in the same order */
@@ -193,6 +194,15 @@ static inline ushort ox__float_to_half(float f) /* to nearest, ties to even */
 }
 #define ox_load_half(p, i) ox_half_to_float((p)[i])
 #define ox_store_half(p, i, v) ((p)[i] = ox__float_to_half(v))
+
+/* packed 8-bit dot product: c + the sum of the four products of the signed
+ * bytes of a and b */
+#define OX_HAS_DOT4 0
+static inline int ox_dot4_i8(uint a, uint b, int c)
+{
+    return c + (int)(i8)a * (int)(i8)b + (int)(i8)(a >> 8) * (int)(i8)(b >> 8) +
+           (int)(i8)(a >> 16) * (int)(i8)(b >> 16) + (int)(i8)(a >> 24) * (int)(i8)(b >> 24);
+}
 
 /* atomics on global memory */
 #define ox_atomic_add_int(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)

@@ -25,6 +25,12 @@ typedef unsigned short ushort;
 typedef unsigned char uchar;
 typedef long long i64;
 typedef unsigned long long u64;
+typedef signed char i8;
+
+/* Packed 8-bit dot product (dp4a, sm_61 and later): c + the sum of the four
+ * products of the signed bytes of a and b. */
+#define OX_HAS_DOT4 1
+#define ox_dot4_i8(a, b, c) __dp4a((int)(a), (int)(b), (c))
 
 #define ARG_BUF(type, name) type *name##_base, u64 name##_off
 #define BUF(type, name) type *name = (type *)((uchar *)name##_base + name##_off)

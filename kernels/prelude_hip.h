@@ -24,6 +24,22 @@ typedef unsigned short ushort;
 typedef unsigned char uchar;
 typedef long long i64;
 typedef unsigned long long u64;
+typedef signed char i8;
+
+/* Packed 8-bit dot product: c + the sum of the four products of the signed
+ * bytes of a and b; one instruction on the GPUs that have it. */
+#if defined(__gfx906__) || defined(__gfx908__) || defined(__gfx90a__) || defined(__gfx940__) || \
+    defined(__gfx941__) || defined(__gfx942__) || defined(__gfx1030__) || defined(__gfx1100__)
+#define OX_HAS_DOT4 1
+#define ox_dot4_i8(a, b, c) __builtin_amdgcn_sdot4((int)(a), (int)(b), (c), false)
+#else
+#define OX_HAS_DOT4 0
+FN int ox_dot4_i8(uint a, uint b, int c)
+{
+    return c + (int)(i8)a * (int)(i8)b + (int)(i8)(a >> 8) * (int)(i8)(b >> 8) +
+           (int)(i8)(a >> 16) * (int)(i8)(b >> 16) + (int)(i8)(a >> 24) * (int)(i8)(b >> 24);
+}
+#endif
 
 #define ARG_BUF(type, name) type *name##_base, u64 name##_off
 #define BUF(type, name) type *name = (type *)((uchar *)name##_base + name##_off)

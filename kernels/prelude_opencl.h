@@ -19,6 +19,23 @@
 /* integer types */
 typedef long i64;
 typedef ulong u64;
+typedef char i8; /* signed, as OpenCL defines char */
+
+/* Packed 8-bit dot product: c + the sum of the four products of the signed
+ * bytes of a and b. OX_HAS_DOT4 is 1 where the hardware has an instruction
+ * for it (kernels may pick a packed layout then). */
+#ifdef cl_khr_integer_dot_product
+#pragma OPENCL EXTENSION cl_khr_integer_dot_product : enable
+#define OX_HAS_DOT4 1
+#define ox_dot4_i8(a, b, c) ((c) + dot(as_char4(a), as_char4(b)))
+#else
+#define OX_HAS_DOT4 0
+FN int ox_dot4_i8(uint a, uint b, int c)
+{
+    return c + (int)(char)a * (int)(char)b + (int)(char)(a >> 8) * (int)(char)(b >> 8) +
+           (int)(char)(a >> 16) * (int)(char)(b >> 16) + (int)(char)(a >> 24) * (int)(char)(b >> 24);
+}
+#endif
 
 /* a buffer argument is two parameters: the buffer and a byte offset */
 #define ARG_BUF(type, name) GLOBAL type *name##_base, u64 name##_off

@@ -38,7 +38,7 @@ uint64_t ox__hash64(const void *data, size_t size)
 }
 
 /* The cache directory into dir; false if caching is off or no home. */
-static bool cache_dir(char *dir, size_t cap)
+bool ox__cache_dir(char *dir, size_t cap)
 {
     const char *env = getenv("OX_CACHE_DIR");
     int n;
@@ -71,7 +71,7 @@ bool ox__make_dirs(char *path)
 static bool entry_path(const char *key, char *path, size_t cap)
 {
     char dir[1024];
-    if (!cache_dir(dir, sizeof dir)) return false;
+    if (!ox__cache_dir(dir, sizeof dir)) return false;
     int n = snprintf(path, cap, "%s/kernels/%016llx.bin", dir,
                      (unsigned long long)ox__hash64(key, strlen(key)));
     return n > 0 && (size_t)n < cap;

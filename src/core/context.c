@@ -115,6 +115,7 @@ static void free_devices(ox_context *ctx)
         ox_device *d = &ctx->devices[i];
         const ox__backend_iface *be = d->backend->iface;
         ox__device_free_programs(d);
+        ox__tune_free(d);
         if (d->default_queue) be->queue_destroy(d->default_queue);
         if (d->impl) be->device_close(d->impl);
         pthread_mutex_destroy(&d->lock);

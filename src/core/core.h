@@ -48,6 +48,7 @@ struct ox_device {
     pthread_mutex_t lock; /* guards impl opening and the default queue */
     void *default_queue; /* backend queue for the blocking buffer calls */
     struct ox__device_program *programs; /* op programs built so far (program.c) */
+    struct ox__tune_table *tuning; /* tuned kernel parameters (ops/tune.c), loaded lazily */
 };
 
 /* Memory shared by a buffer and its views; freed with the last reference. */
@@ -202,6 +203,11 @@ void ox__cache_store(ox_context *ctx, const char *key, const void *data, size_t 
 void ox__cache_bypass(bool on);
 /* Free the programs a device built for ops (at context destruction). */
 void ox__device_free_programs(ox_device *device);
+/* The kernel cache's directory into dir; false if caching is off or there
+ * is no home. */
+bool ox__cache_dir(char *dir, size_t cap);
+/* Free a device's tuned parameters (ops/tune.c; at context destruction). */
+void ox__tune_free(ox_device *device);
 
 /* ---- formatting helpers (util.c) ----------------------------------------- */
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ops/ops_internal.h"
+#include "ops/tune.h"
 
 #define MAX_ARGS 64
 
@@ -78,6 +79,41 @@ static void quant_option(launch *l, ox_dtype dtype)
     option(l, "DT_Q", dtype);
 }
 
+/* OX_PROFILE=1: every launch waited for and timed, a table per kernel and
+ * options printed to stderr at exit (a developer's tool). */
+#include <stdlib.h>
+#include <time.h>
+typedef struct profile_row {
+    char key[160];
+    double seconds;
+    long calls;
+} profile_row;
+static profile_row profile_rows[256];
+static int profile_count, profile_on = -1;
+static pthread_mutex_t profile_lock = PTHREAD_MUTEX_INITIALIZER;
+static void profile_print(void)
+{
+    double total = 0;
+    for (int i = 0; i < profile_count; i++) total += profile_rows[i].seconds;
+    for (int i = 0; i < profile_count; i++)
+        for (int j = i + 1; j < profile_count; j++)
+            if (profile_rows[j].seconds > profile_rows[i].seconds) {
+                profile_row t = profile_rows[i];
+                profile_rows[i] = profile_rows[j];
+                profile_rows[j] = t;
+            }
+    fprintf(stderr, "OX_PROFILE: %.3f s in %d kernels\n", total, profile_count);
+    for (int i = 0; i < profile_count; i++)
+        fprintf(stderr, "%9.3f ms %5.1f%% %7ld  %s\n", profile_rows[i].seconds * 1e3,
+                100 * profile_rows[i].seconds / total, profile_rows[i].calls, profile_rows[i].key);
+}
+static double profile_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* Build (or find) the program and launch `kernel`. */
 static ox_status run(launch *l, const char *file, const char *kernel, const size_t groups[3],
                      const size_t local[3])
@@ -92,7 +128,32 @@ static ox_status run(launch *l, const char *file, const char *kernel, const size
     if (s != OX_OK) return s;
     ox__kernel *k;
     if ((s = ox__program_kernel(program, kernel, &k)) != OX_OK) return s;
+    if (profile_on < 0) {
+        const char *env = getenv("OX_PROFILE");
+        profile_on = env && *env && strcmp(env, "0") != 0;
+        if (profile_on) atexit(profile_print);
+    }
+    double t0 = 0;
+    if (profile_on) {
+        op->device->backend->iface->queue_finish(op->queue->impl);
+        t0 = profile_now();
+    }
     s = ox__kernel_launch(op->device, op->queue->impl, k, groups, local, l->n_args, l->args, NULL);
+    if (profile_on && s == OX_OK) {
+        op->device->backend->iface->queue_finish(op->queue->impl);
+        double dt = profile_now() - t0;
+        char key[160];
+        snprintf(key, sizeof key, "%s %s", kernel, l->options);
+        pthread_mutex_lock(&profile_lock);
+        int i = 0;
+        while (i < profile_count && strcmp(profile_rows[i].key, key) != 0) i++;
+        if (i < (int)(sizeof profile_rows / sizeof profile_rows[0])) {
+            if (i == profile_count) snprintf(profile_rows[profile_count++].key, 160, "%s", key);
+            profile_rows[i].seconds += dt;
+            profile_rows[i].calls++;
+        }
+        pthread_mutex_unlock(&profile_lock);
+    }
     if (s != OX_OK) {
         char message[OX__ERRMSG_MAX];
         ox__copy_string(message, sizeof message, ox_errmsg(op->ctx));
@@ -254,34 +315,236 @@ static ox__native_tensor native_tensor(const ox_tensor *t)
     return n;
 }
 
-/* The F32 operand of a matmul with quantized weights, rounded to 8 bits as
- * the CPU rounds it (kernels/matmul.oxc, round_act), into the queue's
- * scratch buffer as a contiguous {K, M, ne2, ne3} tensor. */
-static ox_status round_activations(const ox__op *op, const ox_tensor *a, ox_dtype weights,
-                                   unsigned flags, ox_tensor *out)
+/* The activation rows of a matmul with quantized weights: a (F32, K along
+ * a_sk, rows m along a_sm, batches over ne2/ne3) as `rows` rows of K. */
+typedef struct act_rows {
+    int64_t K, M, rows, a_sm, a_sk;
+    int qblock; /* activation block: 256 for the K-quants (Q8_K), else 32 (Q8_0) */
+} act_rows;
+
+static act_rows activation_rows(const ox_tensor *a, ox_dtype weights, unsigned flags)
 {
     bool ta = flags & OX_MATMUL_TRANS_A;
-    int64_t K = ta ? a->ne[1] : a->ne[0], M = ta ? a->ne[0] : a->ne[1];
-    int64_t rows = M * a->ne[2] * a->ne[3];
-    int qblock = weights == OX_DTYPE_Q4_K || weights == OX_DTYPE_Q5_K || weights == OX_DTYPE_Q6_K
-                     ? 256 : 32;
+    act_rows r;
+    r.K = ta ? a->ne[1] : a->ne[0];
+    r.M = ta ? a->ne[0] : a->ne[1];
+    r.rows = r.M * a->ne[2] * a->ne[3];
+    r.a_sm = (ta ? a->nb[0] : a->nb[1]) / 4;
+    r.a_sk = (ta ? a->nb[1] : a->nb[0]) / 4;
+    r.qblock = weights == OX_DTYPE_Q4_K || weights == OX_DTYPE_Q5_K || weights == OX_DTYPE_Q6_K
+                   ? 256 : 32;
+    return r;
+}
+
+/* The F32 operand of a matmul with quantized weights, rounded to 8 bits as
+ * the CPU rounds it (kernels/matmul.oxc, round_act), into the queue's
+ * scratch buffer as a contiguous {K, M, ne2, ne3} tensor: the input of the
+ * tiled kernel, which computes in float. */
+static ox_status round_activations(const ox__op *op, const ox_tensor *a, const act_rows *r,
+                                   ox_tensor *out)
+{
     ox_buffer *scratch;
-    ox_status s = ox__queue_scratch(op->queue, (size_t)(rows * K) * sizeof(float), &scratch);
+    ox_status s = ox__queue_scratch(op->queue, (size_t)(r->rows * r->K) * sizeof(float), &scratch);
     if (s != OX_OK) return s;
-    *out = ox_tensor_make(scratch, 0, OX_DTYPE_F32, K, M, a->ne[2], a->ne[3]);
+    *out = ox_tensor_make(scratch, 0, OX_DTYPE_F32, r->K, r->M, a->ne[2], a->ne[3]);
     launch l = {.op = op};
-    option(&l, "QBLOCK", qblock);
+    option(&l, "QBLOCK", r->qblock);
     arg_buffer(&l, out);
     arg_tensor(&l, a);
-    arg_i64(&l, M);
-    arg_i64(&l, K);
-    arg_i64(&l, (ta ? a->nb[0] : a->nb[1]) / 4);
-    arg_i64(&l, (ta ? a->nb[1] : a->nb[0]) / 4);
-    int64_t n_blocks = rows * (K / qblock);
+    arg_i64(&l, r->M);
+    arg_i64(&l, r->K);
+    arg_i64(&l, r->a_sm);
+    arg_i64(&l, r->a_sk);
+    int64_t n_blocks = r->rows * (r->K / r->qblock);
     arg_i64(&l, n_blocks);
     size_t local[3] = {group_size(op, 64), 1, 1};
     size_t groups[3] = {((size_t)n_blocks + local[0] - 1) / local[0], 1, 1};
     return run(&l, "matmul", "round_act", groups, local);
+}
+
+/* The activations quantized to 8 bits (kernels/quant.oxc, quantize_act),
+ * in the queue's scratch buffer: xq [rows][K] int8, then xd [rows][K / QB]
+ * scales, then xs [rows][K / 16] sums, at the offsets returned. */
+typedef struct act_quant {
+    ox_tensor xq, xd, xs;
+} act_quant;
+
+static size_t align_up(size_t n, size_t a)
+{
+    return (n + a - 1) / a * a;
+}
+
+static ox_status quantize_activations(const ox__op *op, const ox_tensor *a, const act_rows *r,
+                                      act_quant *out)
+{
+    size_t q_bytes = align_up((size_t)(r->rows * r->K), 256);
+    size_t d_bytes = align_up((size_t)(r->rows * (r->K / r->qblock)) * sizeof(float), 256);
+    size_t s_bytes = (size_t)(r->rows * (r->K / 16)) * sizeof(int32_t);
+    ox_buffer *scratch;
+    ox_status s = ox__queue_scratch(op->queue, q_bytes + d_bytes + s_bytes, &scratch);
+    if (s != OX_OK) return s;
+    out->xq = ox_tensor_make(scratch, 0, OX_DTYPE_I32, 1, 1, 1, 1);
+    out->xd = ox_tensor_make(scratch, q_bytes, OX_DTYPE_F32, 1, 1, 1, 1);
+    out->xs = ox_tensor_make(scratch, q_bytes + d_bytes, OX_DTYPE_I32, 1, 1, 1, 1);
+    launch l = {.op = op};
+    option(&l, "QUANTIZE_ACT", 1);
+    option(&l, "QB", r->qblock);
+    arg_buffer(&l, &out->xq);
+    arg_buffer(&l, &out->xd);
+    arg_buffer(&l, &out->xs);
+    arg_tensor(&l, a);
+    arg_i64(&l, r->M);
+    arg_i64(&l, r->K);
+    arg_i64(&l, r->a_sm);
+    arg_i64(&l, r->a_sk);
+    int64_t n_blocks = r->rows * (r->K / r->qblock);
+    arg_i64(&l, n_blocks);
+    size_t local[3] = {group_size(op, 64), 1, 1};
+    size_t groups[3] = {((size_t)n_blocks + local[0] - 1) / local[0], 1, 1};
+    return run(&l, "quant", "quantize_act", groups, local);
+}
+
+/* Quantized weights b (N rows of K) times the activation rows of a, on
+ * 8-bit activations: quantize_act, then qmatvec with MT activation rows per
+ * work-item. dst must hold the rows contiguously along N (d->nb[0] == 4)
+ * with one stride between rows m, batches laid out as M (checked by the
+ * caller). */
+static ox_status quant_rows_product(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
+                                    const ox_tensor *b, const act_rows *r, int T, int R, int MT,
+                                    int dot4)
+{
+    act_quant aq;
+    ox_status s = quantize_activations(op, a, r, &aq);
+    if (s != OX_OK) return s;
+    int64_t N = b->ne[1];
+    launch l = {.op = op};
+    option(&l, "QMATVEC", 1);
+    option(&l, "DT_Q", b->dtype);
+    option(&l, "QB", r->qblock);
+    option(&l, "LANES", T);
+    option(&l, "ROWS", R);
+    option(&l, "MT", MT);
+    option(&l, "DOT4", dot4);
+    arg_buffer(&l, dst);
+    arg_i64(&l, dst->nb[1] / 4);
+    arg_buffer(&l, b);
+    arg_i64(&l, b->nb[1]);
+    arg_buffer(&l, &aq.xq);
+    arg_buffer(&l, &aq.xd);
+    arg_buffer(&l, &aq.xs);
+    arg_i64(&l, N);
+    arg_i64(&l, r->K);
+    arg_i64(&l, r->rows);
+    size_t groups[3] = {1, ((size_t)N + (size_t)R - 1) / (size_t)R,
+                        ((size_t)r->rows + (size_t)MT - 1) / (size_t)MT};
+    size_t local[3] = {(size_t)T, (size_t)R, 1};
+    return run(&l, "quant", "qmatvec", groups, local);
+}
+
+/* One activation row times quantized weights in float (quant.oxc,
+ * qmatvec_f), on the activations rounded as the CPU rounds them. */
+static ox_status quant_matvec_float(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
+                                    const ox_tensor *b, const act_rows *r, int T, int R)
+{
+    ox_tensor rounded;
+    ox_status s = round_activations(op, a, r, &rounded);
+    if (s != OX_OK) return s;
+    int64_t N = b->ne[1];
+    launch l = {.op = op};
+    option(&l, "QMATVEC_F", 1);
+    option(&l, "DT_Q", b->dtype);
+    option(&l, "LANES", T);
+    option(&l, "ROWS", R);
+    arg_buffer(&l, dst);
+    arg_buffer(&l, b);
+    arg_i64(&l, b->nb[1]);
+    arg_buffer(&l, &rounded);
+    arg_i64(&l, N);
+    arg_i64(&l, r->K);
+    size_t groups[3] = {1, ((size_t)N + (size_t)R - 1) / (size_t)R, 1};
+    size_t local[3] = {(size_t)T, (size_t)R, 1};
+    return run(&l, "quant", "qmatvec_f", groups, local);
+}
+
+/* Whether the rows of dst (over m and the batches) are contiguous along N
+ * and evenly spaced, and b is one matrix of N contiguous rows of blocks: the
+ * layout quant_rows_product writes and reads. */
+static bool rows_layout(const ox_tensor *dst, const ox_tensor *b, unsigned flags)
+{
+    return (flags & OX_MATMUL_TRANS_B) && b->ne[2] == 1 && b->ne[3] == 1 && dst->nb[0] == 4 &&
+           dst->nb[2] == dst->nb[1] * dst->ne[1] && dst->nb[3] == dst->nb[2] * dst->ne[2];
+}
+
+static ox_status tiled_matmul(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
+                              const ox_tensor *b, unsigned flags, const ox__tune_params *tp)
+{
+    launch l = {.op = op};
+    bool ta = flags & OX_MATMUL_TRANS_A, tb = flags & OX_MATMUL_TRANS_B;
+    int64_t ea = (int64_t)ox_dtype_size(a->dtype), eb = (int64_t)ox_dtype_size(b->dtype);
+    int64_t M = dst->ne[1], N = dst->ne[0], K = ta ? a->ne[1] : a->ne[0];
+    if (ox_dtype_is_quantized(b->dtype)) eb = 1; /* byte strides; rows of K (TRANS_B) */
+    int64_t a_sm = (ta ? a->nb[0] : a->nb[1]) / ea, a_sk = (ta ? a->nb[1] : a->nb[0]) / ea;
+    int64_t b_sk = (tb ? b->nb[0] : b->nb[1]) / eb, b_sn = (tb ? b->nb[1] : b->nb[0]) / eb;
+    size_t batches = (size_t)(dst->ne[2] * dst->ne[3]);
+    option(&l, "DT_A", a->dtype);
+    option(&l, "DT_B", b->dtype);
+    quant_option(&l, b->dtype);
+    arg_tensor(&l, dst);
+    arg_tensor(&l, a);
+    arg_tensor(&l, b);
+    int tk = tp->v[0], wg_m = tp->v[1], wg_n = tp->v[2], rm = tp->v[3], rn = tp->v[4];
+    option(&l, "TK", tk);
+    option(&l, "WG_M", wg_m);
+    option(&l, "WG_N", wg_n);
+    option(&l, "RM", rm);
+    option(&l, "RN", rn);
+    option(&l, "A_KFAST", a_sk == 1);
+    option(&l, "B_KFAST", b_sk == 1 && b_sn != 1);
+    arg_i64(&l, M);
+    arg_i64(&l, N);
+    arg_i64(&l, K);
+    arg_i64(&l, a_sm);
+    arg_i64(&l, a_sk);
+    arg_i64(&l, b_sk);
+    arg_i64(&l, b_sn);
+    size_t tm = (size_t)(wg_m * rm), tn = (size_t)(wg_n * rn);
+    size_t groups[3] = {((size_t)N + tn - 1) / tn, ((size_t)M + tm - 1) / tm, batches};
+    size_t local[3] = {(size_t)wg_n, (size_t)wg_m, 1};
+    return run(&l, "matmul", "matmul", groups, local);
+}
+
+static ox_status float_matvec(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
+                              const ox_tensor *b, unsigned flags)
+{
+    bool ta = flags & OX_MATMUL_TRANS_A, tb = flags & OX_MATMUL_TRANS_B;
+    int64_t ea = (int64_t)ox_dtype_size(a->dtype), eb = (int64_t)ox_dtype_size(b->dtype);
+    int64_t N = dst->ne[0], K = ta ? a->ne[1] : a->ne[0];
+    int64_t a_sk = (ta ? a->nb[1] : a->nb[0]) / ea;
+    int64_t b_sk = (tb ? b->nb[0] : b->nb[1]) / eb, b_sn = (tb ? b->nb[1] : b->nb[0]) / eb;
+    ox__tune_params tp;
+    ox__tune_get(op->device, OX__TUNE_MATVEC, ox_dtype_str(b->dtype), &tp, NULL);
+    int T = tp.v[0], R = tp.v[1], CH = tp.v[2];
+    launch l = {.op = op};
+    option(&l, "MATVEC", 1);
+    option(&l, "DT_A", a->dtype);
+    option(&l, "DT_B", b->dtype);
+    option(&l, "LANES", T);
+    option(&l, "ROWS", R);
+    option(&l, "CHUNK", CH);
+    option(&l, "A_K1", a_sk == 1);
+    option(&l, "B_K1", b_sk == 1);
+    arg_tensor(&l, dst);
+    arg_tensor(&l, a);
+    arg_tensor(&l, b);
+    arg_i64(&l, N);
+    arg_i64(&l, K);
+    arg_i64(&l, a_sk);
+    arg_i64(&l, b_sk);
+    arg_i64(&l, b_sn);
+    size_t batches = (size_t)(dst->ne[2] * dst->ne[3]);
+    size_t groups[3] = {1, ((size_t)N + (size_t)R - 1) / (size_t)R, batches};
+    size_t local[3] = {(size_t)T, (size_t)R, 1};
+    return run(&l, "matmul", "matvec", groups, local);
 }
 
 ox_status ox__dev_matmul(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
@@ -300,61 +563,32 @@ ox_status ox__dev_matmul(const ox__op *op, const ox_tensor *dst, const ox_tensor
             return OX_OK;
         }
     }
-    ox_tensor rounded;
     if (ox_dtype_is_quantized(b->dtype)) {
-        ox_status s = round_activations(op, a, b->dtype, flags, &rounded);
+        act_rows r = activation_rows(a, b->dtype, flags);
+        const char *cls = ox_dtype_str(b->dtype);
+        ox__tune_params tp;
+        if (rows_layout(dst, b, flags)) {
+            if (r.rows == 1) {
+                ox__tune_get(op->device, OX__TUNE_QMATVEC, cls, &tp, NULL);
+                if (tp.v[0] == 1) return quant_matvec_float(op, dst, a, b, &r, tp.v[1], tp.v[2]);
+                return quant_rows_product(op, dst, a, b, &r, tp.v[1], tp.v[2], 1, tp.v[3]);
+            }
+            ox__tune_get(op->device, OX__TUNE_QMATMUL, cls, &tp, NULL);
+            if (tp.v[0] == 0)
+                return quant_rows_product(op, dst, a, b, &r, tp.v[1], tp.v[2], tp.v[3], tp.v[4]);
+        }
+        ox_tensor rounded;
+        ox_status s = round_activations(op, a, &r, &rounded);
         if (s != OX_OK) return s;
-        a = &rounded;
-        flags &= ~(unsigned)OX_MATMUL_TRANS_A;
+        ox__tune_defaults(&op->device->info, OX__TUNE_MATMUL, &tp);
+        return tiled_matmul(op, dst, &rounded, b, flags & ~(unsigned)OX_MATMUL_TRANS_A, &tp);
     }
-    launch l = {.op = op};
-    bool ta = flags & OX_MATMUL_TRANS_A, tb = flags & OX_MATMUL_TRANS_B;
-    int64_t ea = (int64_t)ox_dtype_size(a->dtype), eb = (int64_t)ox_dtype_size(b->dtype);
-    int64_t M = dst->ne[1], N = dst->ne[0], K = ta ? a->ne[1] : a->ne[0];
-    if (ox_dtype_is_quantized(b->dtype)) eb = 1; /* byte strides; rows of K (TRANS_B) */
-    int64_t a_sm = (ta ? a->nb[0] : a->nb[1]) / ea, a_sk = (ta ? a->nb[1] : a->nb[0]) / ea;
-    int64_t b_sk = (tb ? b->nb[0] : b->nb[1]) / eb, b_sn = (tb ? b->nb[1] : b->nb[0]) / eb;
-    size_t batches = (size_t)(dst->ne[2] * dst->ne[3]);
-    option(&l, "DT_A", a->dtype);
-    option(&l, "DT_B", b->dtype);
-    quant_option(&l, b->dtype);
-    arg_tensor(&l, dst);
-    arg_tensor(&l, a);
-    arg_tensor(&l, b);
-    if (M == 1) {
-        size_t wg = group_size(op, K >= 256 ? 256 : 64);
-        option(&l, "WG", (long)wg);
-        arg_i64(&l, N);
-        arg_i64(&l, K);
-        arg_i64(&l, a_sk);
-        arg_i64(&l, b_sk);
-        arg_i64(&l, b_sn);
-        size_t groups[3] = {(size_t)N, batches, 1}, local[3] = {wg, 1, 1};
-        return run(&l, "matmul", "matvec", groups, local);
-    }
-    /* 16x16 work-items of 4x4 outputs (64x64 tiles) where the device allows
-     * 256-item groups and 8 KiB of local memory; else 8x8 of 2x2. */
-    int wg = op->device->info.max_work_group_size >= 256 &&
-                     op->device->info.local_memory_bytes >= 8192 ? 16 : 8;
-    int r = wg == 16 ? 4 : 2;
-    option(&l, "TK", 16);
-    option(&l, "WG_M", wg);
-    option(&l, "WG_N", wg);
-    option(&l, "RM", r);
-    option(&l, "RN", r);
-    option(&l, "A_KFAST", a_sk == 1);
-    option(&l, "B_KFAST", b_sk == 1 && b_sn != 1);
-    arg_i64(&l, M);
-    arg_i64(&l, N);
-    arg_i64(&l, K);
-    arg_i64(&l, a_sm);
-    arg_i64(&l, a_sk);
-    arg_i64(&l, b_sk);
-    arg_i64(&l, b_sn);
-    size_t tile = (size_t)(wg * r);
-    size_t groups[3] = {((size_t)N + tile - 1) / tile, ((size_t)M + tile - 1) / tile, batches};
-    size_t local[3] = {(size_t)wg, (size_t)wg, 1};
-    return run(&l, "matmul", "matmul", groups, local);
+    if (dst->ne[1] == 1) return float_matvec(op, dst, a, b, flags);
+    char cls[32];
+    snprintf(cls, sizeof cls, "%s.%s", ox_dtype_str(a->dtype), ox_dtype_str(b->dtype));
+    ox__tune_params tp;
+    ox__tune_get(op->device, OX__TUNE_MATMUL, cls, &tp, NULL);
+    return tiled_matmul(op, dst, a, b, flags, &tp);
 }
 
 ox_status ox__dev_get_rows(const ox__op *op, const ox_tensor *dst, const ox_tensor *table,

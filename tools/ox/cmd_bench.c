@@ -48,6 +48,13 @@ static int bench_cases(int which, int quick, op_case_list *list)
         /* One token through a weight matrix stored as rows of K. */
         ADD(op_case_matmul(f32, f32, 1, vector, vector, OX_MATMUL_TRANS_B, NULL, NULL));
         ADD(op_case_matmul(f32, f16, 1, vector, vector, OX_MATMUL_TRANS_B, NULL, NULL));
+        /* Decoding through quantized weights larger than the last-level
+         * cache (16384 rows of 4096: 38-71 MiB), as a model's layers are. */
+        static const ox_dtype quants[] = {OX_DTYPE_Q4_0, OX_DTYPE_Q8_0, OX_DTYPE_Q4_K,
+                                          OX_DTYPE_Q6_K};
+        for (int q = 0; q < (int)(sizeof quants / sizeof quants[0]); q++)
+            ADD(op_case_matmul(f32, quants[q], 1, quick ? 4096 : 16384, vector,
+                               OX_MATMUL_TRANS_B, NULL, NULL));
         return 0;
     }
     case 1: /* attention: decode over a long cache, causal prefill; F16 cache */

@@ -1,0 +1,86 @@
+/* Tunable kernel parameters: what each portable kernel family can vary
+ * (tile sizes, work-group shape, vector width, variant), the defaults per
+ * device class, and the tuned values a device's tuning file holds.
+ *
+ * The op layer (device_ops.c) asks ox__tune_get for the parameters of every
+ * launch: the tuned entry for (device, family, class) when one exists and
+ * is current, else the defaults. The tuner (tune_search.c, `ox tune`)
+ * measures candidates and stores winners with ox__tune_put / ox__tune_save.
+ *
+ * Tuning file: <kernel cache dir>/tuning/<backend>-<device name>.txt, one
+ * line per entry:
+ *   ox-tune 1 FAMILY CLASS SOURCE DRIVER NAME=V,NAME=V,... SECONDS CHECK
+ * SOURCE hashes the family's kernel source with its prelude, DRIVER the
+ * driver version: an entry for other sources or another driver is stale.
+ * CHECK hashes the rest of the line. Stale, corrupt or invalid entries are
+ * ignored with a warning (the defaults run) and dropped by the next save. */
+#ifndef OX_OPS_TUNE_H
+#define OX_OPS_TUNE_H
+
+#include <stdbool.h>
+
+#include "core/core.h"
+
+typedef enum ox__tune_family {
+    OX__TUNE_MATMUL,      /* matmul.oxc matmul (float operands, M > 1): TK WG_M WG_N RM RN */
+    OX__TUNE_MATVEC,      /* matmul.oxc matvec (float weights, M = 1): LANES ROWS CHUNK */
+    OX__TUNE_QMATVEC,     /* quantized weights, one activation row: VARIANT (0 integer, 1 float) LANES ROWS DOT4 */
+    OX__TUNE_QMATMUL,     /* quantized weights, M > 1: VARIANT (0 rows, 1 tiles) LANES ROWS MT DOT4 */
+    OX__TUNE_ELEMENTWISE, /* contiguous elementwise, copy: VEC WG */
+    OX__TUNE_ROWS,        /* contiguous rows (norms, softmax): LANES ROWS CHUNK */
+    OX__TUNE_ATTENTION,   /* attention: WG SPLIT (key blocks of a decode step, 0: by size) */
+    OX__TUNE_FAMILIES
+} ox__tune_family;
+
+#define OX__TUNE_MAX_PARAMS 6
+#define OX__TUNE_MAX_CANDIDATES 8
+
+typedef struct ox__tune_params {
+    int v[OX__TUNE_MAX_PARAMS];
+} ox__tune_params;
+
+typedef struct ox__tune_family_desc {
+    const char *name;        /* "qmatvec": ox tune --op NAME */
+    const char *kernel_file; /* kernels/<file>.oxc, whose source keys the entries */
+    int n_params;
+    const char *param[OX__TUNE_MAX_PARAMS];
+    int n_candidates[OX__TUNE_MAX_PARAMS];
+    int candidates[OX__TUNE_MAX_PARAMS][OX__TUNE_MAX_CANDIDATES];
+} ox__tune_family_desc;
+
+const ox__tune_family_desc *ox__tune_family_get(ox__tune_family family);
+/* The family called `name`, or -1. */
+int ox__tune_family_find(const char *name);
+
+/* Whether `p` can run on the device (work-group size, local memory) and
+ * every value is one of the family's candidates. */
+bool ox__tune_valid(const ox_device_info *info, ox__tune_family family, const ox__tune_params *p);
+
+/* The defaults of the device's class (GPUs and accelerators; CPUs and other
+ * devices), before any tuning. */
+void ox__tune_defaults(const ox_device_info *info, ox__tune_family family, ox__tune_params *out);
+
+/* The parameters to run: the device's current tuned entry for (family,
+ * cls), else the defaults. `cls` names the problem class: dtypes, "q4_k".
+ * *tuned (may be NULL) says which. Loads the tuning file on first use;
+ * never fails (a file that cannot be read means defaults). */
+void ox__tune_get(ox_device *device, ox__tune_family family, const char *cls,
+                  ox__tune_params *out, bool *tuned);
+
+/* "T=32,R=4,DOT4=1" into buf. */
+const char *ox__tune_format(ox__tune_family family, const ox__tune_params *p, char *buf,
+                            size_t cap);
+
+/* Set the device's entry for (family, cls), in memory only (seconds: the
+ * measured time, 0 if none); ox__tune_save writes every entry to the
+ * tuning file. remove = true drops the entry instead. */
+ox_status ox__tune_put(ox_device *device, ox__tune_family family, const char *cls,
+                       const ox__tune_params *p, double seconds, bool remove);
+ox_status ox__tune_save(ox_device *device);
+/* The tuning file's path for the device (false when caching is off). */
+bool ox__tune_path(ox_device *device, char *path, size_t cap);
+
+/* Free a device's table (at context destruction). */
+void ox__tune_free(ox_device *device);
+
+#endif /* OX_OPS_TUNE_H */
