@@ -77,14 +77,43 @@ FN int ox_dot4_i8(uint a, uint b, int c)
 #define ox_as_uint(f) as_uint(f)
 
 /* 16-bit storage types: loads and stores only, arithmetic in float */
-typedef half ox_half;
 typedef ushort ox_bf16;
+#if OX_SOFT_HALF
+/* Conversions in integer arithmetic, for OpenCL runtimes whose vload_half /
+ * vstore_half are calls that keep a kernel from being vectorised (CPU
+ * runtimes); exact, round to nearest even, as vstore_half_rte. */
+typedef ushort ox_half;
+FN float ox_half_to_float(ushort bits)
+{
+    uint h = bits, sign = (h & 0x8000u) << 16, em = h & 0x7fffu;
+    float r = as_float((em << 13) + 0x38000000u);
+    r = em >= 0x7c00u ? as_float((em << 13) | 0x7f800000u) : r;
+    r = em < 0x0400u ? (float)em * 5.9604644775390625e-08f : r;
+    return as_float(as_uint(r) | sign);
+}
+FN ushort ox__float_to_half(float f)
+{
+    uint u = as_uint(f), sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
+    uint normal = (a + 0xfffu + ((a >> 13) & 1u) - 0x38000000u) >> 13;
+    /* below 2^-14: adding 0.5 rounds to a multiple of 2^-24 (to nearest even)
+     * and leaves the half's bits in the low mantissa bits */
+    uint sub = as_uint(as_float(a) + 0.5f) - 0x3f000000u;
+    uint r = a < 0x38800000u ? sub : normal;
+    r = a >= 0x477ff000u ? 0x7c00u : r;
+    r = a > 0x7f800000u ? 0x7e00u : r;
+    return (ushort)(sign | r);
+}
+#define ox_load_half(p, i) ox_half_to_float((p)[i])
+#define ox_store_half(p, i, v) ((p)[i] = ox__float_to_half(v))
+#else
+typedef half ox_half;
 #define ox_load_half(p, i) vload_half((i), (p))
 #define ox_store_half(p, i, v) vstore_half_rte((v), (i), (p))
 FN float ox_half_to_float(ushort bits)
 {
     return vload_half(0, (const half *)&bits);
 }
+#endif
 
 /* atomics on global memory */
 #define ox_atomic_add_int(p, v) atomic_add((p), (v))

@@ -114,12 +114,24 @@ static double profile_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* OpenCL on a CPU: half conversions in integer arithmetic (prelude_opencl.h)
+ * for the kernels whose work-items the compiler vectorises (PoCL: F16 add
+ * 1.9 -> 12.8 GB/s); its vload_half, a call there, keeps them scalar. Kernels
+ * with long scalar loops keep vload_half, which is one instruction then. */
+static void soft_half_option(launch *l)
+{
+    if (l->op->device->backend->iface->kernel_language == OX__KERNEL_OPENCL &&
+        l->op->device->info.type == OX_DEVICE_CPU)
+        option(l, "OX_SOFT_HALF", 1);
+}
+
 /* Build (or find) the program and launch `kernel`. */
 static ox_status run(launch *l, const char *file, const char *kernel, const size_t groups[3],
                      const size_t local[3])
 {
     const ox__op *op = l->op;
     const char *source = ox__kernel_source(file);
+
     if (!source)
         return ox__fail(op->ctx, OX_ERR_INTERNAL, "%s: kernel source '%s' is not embedded",
                         op->name, file);
@@ -191,9 +203,68 @@ static ox_status run_rows(launch *l, const char *file, const char *kernel, const
     return run(l, file, kernel, groups, local);
 }
 
+/* ---- contiguous fast paths ------------------------------------------------------ */
+
+static bool same_shape(const ox_tensor *x, const ox_tensor *y)
+{
+    return memcmp(x->ne, y->ne, sizeof x->ne) == 0;
+}
+
+/* How b repeats over dst in a contiguous binary op: 0 laid out like dst, 1
+ * one row of dst->ne[0] repeated, 2 one element; -1 none of these. */
+static int broadcast_mode(const ox_tensor *dst, const ox_tensor *b)
+{
+    if (!ox_tensor_is_contiguous(b)) return -1;
+    if (same_shape(dst, b)) return 0;
+    if (b->ne[1] * b->ne[2] * b->ne[3] != 1) return -1;
+    if (b->ne[0] == dst->ne[0]) return 1;
+    return b->ne[0] == 1 ? 2 : -1;
+}
+
+/* Launch a FLAT kernel over rows of `cols` contiguous elements (VEC per
+ * work-item, tuned). */
+static ox_status run_flat(launch *l, const char *file, const char *kernel, ox_dtype dtype,
+                          int64_t cols, int64_t rows)
+{
+    ox__tune_params tp;
+    ox__tune_get(l->op->device, OX__TUNE_ELEMENTWISE, ox_dtype_str(dtype), &tp, NULL);
+    int vec = tp.v[0];
+    size_t wg = group_size(l->op, (size_t)tp.v[1]);
+    option(l, "FLAT", 1);
+    option(l, "VEC", vec);
+    soft_half_option(l);
+    size_t items = (size_t)((cols + vec - 1) / vec);
+    size_t groups[3] = {(items + wg - 1) / wg, (size_t)rows, 1}, local[3] = {wg, 1, 1};
+    return run(l, file, kernel, groups, local);
+}
+
+/* Rows for a FLAT launch: one row of everything when b is not a repeated
+ * row, else dst's rows (a grid's second dimension holds at least 65535). */
+static bool flat_rows(const ox_tensor *dst, int mode, int64_t *cols, int64_t *rows)
+{
+    int64_t n = ox_tensor_nelements(dst);
+    *cols = mode == 1 ? dst->ne[0] : n;
+    *rows = n / *cols;
+    return *rows <= 65535;
+}
+
 ox_status ox__dev_binary(const ox__op *op, ox_binary_op kind, const ox_tensor *dst,
                          const ox_tensor *a, const ox_tensor *b)
 {
+    int mode = broadcast_mode(dst, b);
+    int64_t cols, rows;
+    if (mode >= 0 && ox_tensor_is_contiguous(dst) && ox_tensor_is_contiguous(a) &&
+        same_shape(dst, a) && flat_rows(dst, mode, &cols, &rows)) {
+        launch l = {.op = op};
+        option(&l, "DT", dst->dtype);
+        option(&l, "OP", kind);
+        option(&l, "BMODE", mode);
+        arg_buffer(&l, dst);
+        arg_buffer(&l, a);
+        arg_buffer(&l, b);
+        arg_i64(&l, cols);
+        return run_flat(&l, "elementwise", "binary_flat", dst->dtype, cols, rows);
+    }
     launch l = {.op = op};
     option(&l, "DT", dst->dtype);
     option(&l, "OP", kind);
@@ -203,9 +274,33 @@ ox_status ox__dev_binary(const ox__op *op, ox_binary_op kind, const ox_tensor *d
     return run_elementwise(&l, "elementwise", "binary", dst);
 }
 
+/* unary_flat: dst = f(a) elementwise for contiguous dst and a of one shape;
+ * flat_op 0 the unary op `kind`, 1 scale (p0 x + p1), 2 clamp [p0, p1].
+ * Returns OX_ERR_UNSUPPORTED, having done nothing, for other layouts. */
+static ox_status unary_flat(const ox__op *op, int flat_op, int kind, const ox_tensor *dst,
+                            const ox_tensor *a, float p0, float p1)
+{
+    int64_t cols, rows;
+    if (!ox_tensor_is_contiguous(dst) || !ox_tensor_is_contiguous(a) || !same_shape(dst, a) ||
+        !flat_rows(dst, 0, &cols, &rows))
+        return OX_ERR_UNSUPPORTED;
+    launch l = {.op = op};
+    option(&l, "DT", dst->dtype);
+    option(&l, "OP", kind);
+    option(&l, "FLAT_OP", flat_op);
+    arg_buffer(&l, dst);
+    arg_buffer(&l, a);
+    arg_i64(&l, cols);
+    arg_f32(&l, p0);
+    arg_f32(&l, p1);
+    return run_flat(&l, "elementwise", "unary_flat", dst->dtype, cols, rows);
+}
+
 ox_status ox__dev_scale(const ox__op *op, const ox_tensor *dst, const ox_tensor *a, float scale,
                         float bias)
 {
+    ox_status fs = unary_flat(op, 1, 0, dst, a, scale, bias);
+    if (fs != OX_ERR_UNSUPPORTED) return fs;
     launch l = {.op = op};
     option(&l, "DT", dst->dtype);
     option(&l, "OP", 0);
@@ -219,6 +314,8 @@ ox_status ox__dev_scale(const ox__op *op, const ox_tensor *dst, const ox_tensor 
 ox_status ox__dev_clamp(const ox__op *op, const ox_tensor *dst, const ox_tensor *a, float lo,
                         float hi)
 {
+    ox_status fs = unary_flat(op, 2, 0, dst, a, lo, hi);
+    if (fs != OX_ERR_UNSUPPORTED) return fs;
     launch l = {.op = op};
     option(&l, "DT", dst->dtype);
     option(&l, "OP", 0);
@@ -232,6 +329,8 @@ ox_status ox__dev_clamp(const ox__op *op, const ox_tensor *dst, const ox_tensor 
 ox_status ox__dev_unary(const ox__op *op, ox_unary_op kind, const ox_tensor *dst,
                         const ox_tensor *a)
 {
+    ox_status fs = unary_flat(op, 0, kind, dst, a, 0.0f, 0.0f);
+    if (fs != OX_ERR_UNSUPPORTED) return fs;
     launch l = {.op = op};
     option(&l, "DT", dst->dtype);
     option(&l, "OP", kind);
@@ -453,6 +552,7 @@ static ox_status quant_matvec_float(const ox__op *op, const ox_tensor *dst, cons
     launch l = {.op = op};
     option(&l, "QMATVEC_F", 1);
     option(&l, "DT_Q", b->dtype);
+    soft_half_option(&l);
     option(&l, "LANES", T);
     option(&l, "ROWS", R);
     arg_buffer(&l, dst);
@@ -580,7 +680,7 @@ ox_status ox__dev_matmul(const ox__op *op, const ox_tensor *dst, const ox_tensor
         ox_tensor rounded;
         ox_status s = round_activations(op, a, &r, &rounded);
         if (s != OX_OK) return s;
-        ox__tune_defaults(&op->device->info, OX__TUNE_MATMUL, &tp);
+        ox__tune_defaults(&op->device->info, OX__TUNE_MATMUL, NULL, &tp);
         return tiled_matmul(op, dst, &rounded, b, flags & ~(unsigned)OX_MATMUL_TRANS_A, &tp);
     }
     if (dst->ne[1] == 1) return float_matvec(op, dst, a, b, flags);
@@ -606,6 +706,18 @@ ox_status ox__dev_get_rows(const ox__op *op, const ox_tensor *dst, const ox_tens
 
 ox_status ox__dev_copy(const ox__op *op, const ox_tensor *dst, const ox_tensor *src)
 {
+    if (!ox_dtype_is_quantized(src->dtype) && ox_tensor_is_contiguous(dst) &&
+        ox_tensor_is_contiguous(src) && same_shape(dst, src)) {
+        int64_t n = ox_tensor_nelements(dst);
+        launch l = {.op = op};
+        option(&l, "DT_S", src->dtype);
+        option(&l, "DT_D", dst->dtype);
+        arg_buffer(&l, dst);
+        arg_buffer(&l, src);
+        arg_i64(&l, n);
+        return run_flat(&l, "movement", "copy_flat",
+                        src->dtype == OX_DTYPE_F32 ? dst->dtype : src->dtype, n, 1);
+    }
     launch l = {.op = op};
     option(&l, "DT_S", src->dtype);
     option(&l, "DT_D", dst->dtype);

@@ -57,8 +57,9 @@ int ox__tune_family_find(const char *name);
 bool ox__tune_valid(const ox_device_info *info, ox__tune_family family, const ox__tune_params *p);
 
 /* The defaults of the device's class (GPUs and accelerators; CPUs and other
- * devices), before any tuning. */
-void ox__tune_defaults(const ox_device_info *info, ox__tune_family family, ox__tune_params *out);
+ * devices), before any tuning; `cls` as for ox__tune_get (may be NULL). */
+void ox__tune_defaults(const ox_device_info *info, ox__tune_family family, const char *cls,
+                       ox__tune_params *out);
 
 /* The parameters to run: the device's current tuned entry for (family,
  * cls), else the defaults. `cls` names the problem class: dtypes, "q4_k".
