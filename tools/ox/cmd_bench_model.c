@@ -1,7 +1,11 @@
 /* 'ox bench-model MODEL': prompt-processing and generation speed of a GGUF
  * model, measured like llama-bench: pp = one batch of P tokens into an
  * empty context, tg = G tokens generated one at a time into an empty
- * context; each repeated R times, mean and standard deviation reported. */
+ * context; each repeated R times, mean and standard deviation reported.
+ * Each result also as a share of the device's limit (ox_device_measure_limits):
+ * generation is memory-bound (bytes read per token x tokens/s over the
+ * bandwidth), a prompt compute-bound (FLOP per token x tokens/s over the
+ * F32 FMA peak), the costs coming from ox_model_get_cost. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +29,67 @@ typedef struct result {
     const char *test;
     int tokens;
     double mean, stddev; /* tokens per second */
+    /* the roofline: per token, the bytes read (tg) or FLOP (pp); the
+     * limit that bounds it and the share of it reached (percent < 0: the
+     * limits are unknown) */
+    double per_token;
+    const char *limit;   /* "bandwidth" or "f32_fma" */
+    double attainable;   /* GB/s or GFLOP/s */
+    double percent;
 } result;
+
+/* The devices' limits added up: with several devices, the sum of their
+ * bandwidths and FMA rates, the best they could do if each worked on its
+ * share of every token at the same time. A tensor split can approach it;
+ * the stages of a layer split take turns on a sequence, so with layers
+ * shared by speed they reach at most 1/n of it (the mean of the devices).
+ * Returns CLI_EXIT_OK, or the failure after printing it; the limits of
+ * each device go to `json` (an array) when it is not NULL. */
+static int sum_limits(const cli_command *command, ox_device **devices, int n, cJSON *json,
+                      double *bandwidth, double *fma)
+{
+    *bandwidth = *fma = 0;
+    for (int i = 0; i < n; i++) {
+        ox_device_limits l = {.struct_size = sizeof l};
+        ox_status s = ox_device_measure_limits(devices[i], 0, &l);
+        if (s != OX_OK) return cli_library_error(command, ox_device_context(devices[i]), s);
+        *bandwidth += l.bandwidth_gbps;
+        *fma += l.f32_gflops;
+        ox_device_info info = {.struct_size = sizeof info};
+        if (!json || ox_device_get_info(devices[i], &info) != OX_OK) continue;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "device", info.id);
+        cJSON_AddNumberToObject(o, "bandwidth_gbps", l.bandwidth_gbps);
+        cJSON_AddNumberToObject(o, "f32_gflops", l.f32_gflops);
+        cJSON_AddBoolToObject(o, "cached", l.cached);
+        cJSON_AddItemToArray(json, o);
+    }
+    return CLI_EXIT_OK;
+}
+
+/* r's share of the limit. tg: every weight byte a step reads (layers and
+ * output) and the F16 KV cache at the average context, (G + 1) / 2 tokens
+ * (step i attends to i + 1), over the bandwidth. pp: 2 FLOP per weight of
+ * the layers, the output once per batch (only the last token's logits are
+ * computed), attention at the average causal context (P + 1) / 2, over
+ * the F32 FMA peak (the kernels compute in F32 whatever the weights). */
+static void roofline(result *r, const ox_model_cost *c, double bandwidth, double fma)
+{
+    double context = (r->tokens + 1) / 2.0;
+    if (strcmp(r->test, "tg") == 0) {
+        r->per_token = (double)(c->layer_weight_bytes + c->output_weight_bytes) +
+                       (double)c->kv_elements_per_token * 2.0 * context;
+        r->limit = "bandwidth";
+        r->attainable = bandwidth;
+    } else {
+        r->per_token = 2.0 * (double)c->layer_weight_params +
+                       2.0 * (double)c->output_weight_params / r->tokens +
+                       c->attention_flop_per_key * context;
+        r->limit = "f32_fma";
+        r->attainable = fma;
+    }
+    r->percent = r->attainable > 0 ? 100.0 * r->per_token * r->mean / 1e9 / r->attainable : -1;
+}
 
 /* Tokens per second of `reps` runs; each run starts from an empty session.
  * prompt > 0: one batch of `prompt` tokens; else `gen` single tokens. The
@@ -97,6 +161,9 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
     ox_device *devices[CLI_MAX_DEVICES];
     ox_pipeline *session = NULL;
     ox_model_info info = {.struct_size = sizeof info};
+    ox_model_cost cost = {.struct_size = sizeof cost};
+    cJSON *limits = NULL;
+    double bandwidth = 0, fma = 0;
     char device_text[512] = "";
     int n = 0, need = (prompt > gen ? prompt : gen) + 1;
     int32_t *ids = NULL;
@@ -105,9 +172,17 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
     int n_results = 0;
     if ((status = cli_select_devices(command, ctx, device_sel, devices, &n)) != CLI_EXIT_OK)
         goto out;
+    /* before the model takes the devices' memory */
+    if (json && !(limits = cJSON_CreateArray())) {
+        status = cli_error(command, "out of memory");
+        goto out;
+    }
+    if ((status = sum_limits(command, devices, n, limits, &bandwidth, &fma)) != CLI_EXIT_OK)
+        goto out;
     ox_pipeline_options po = {.struct_size = sizeof po, .n_ctx = need, .tensor_parallel = tensor};
     ox_status s = ox_pipeline_create(ctx, model_path, devices, n, &po, &session);
     if (s == OX_OK) s = ox_model_get_info(ox_pipeline_model(session, 0), &info);
+    if (s == OX_OK) s = ox_model_get_cost(ox_pipeline_model(session, 0), &cost);
     if (s != OX_OK) {
         status = cli_library_error(command, ctx, s);
         goto out;
@@ -126,24 +201,38 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
     for (int i = 0; i < need; i++) ids[i] = (int32_t)((i * 7919 + 1000) % info.n_vocab);
     if (prompt > 0) {
         results[n_results] = (result){.test = "pp", .tokens = prompt};
-        if ((s = measure(session, ids, prompt, 0, reps, logits, &results[n_results++])) != OX_OK) goto fail;
+        if ((s = measure(session, ids, prompt, 0, reps, logits, &results[n_results])) != OX_OK) goto fail;
+        roofline(&results[n_results++], &cost, bandwidth, fma);
     }
     if (gen > 0) {
         results[n_results] = (result){.test = "tg", .tokens = gen};
-        if ((s = measure(session, ids, 0, gen, reps, logits, &results[n_results++])) != OX_OK) goto fail;
+        if ((s = measure(session, ids, 0, gen, reps, logits, &results[n_results])) != OX_OK) goto fail;
+        roofline(&results[n_results++], &cost, bandwidth, fma);
     }
     if (json) {
         cJSON *doc = cli_json_document(), *arr = doc ? cJSON_AddArrayToObject(doc, "results") : NULL;
         if (doc) {
             cJSON_AddStringToObject(doc, "model", model_path);
             cJSON_AddStringToObject(doc, "device", device_text);
+            /* each device's, and their sums, which the percentages use */
+            cJSON_AddItemToObject(doc, "limits", limits);
+            limits = NULL;
+            cJSON_AddNumberToObject(doc, "bandwidth_gbps", bandwidth);
+            cJSON_AddNumberToObject(doc, "f32_gflops", fma);
             for (int i = 0; arr && i < n_results; i++) {
+                const result *r = &results[i];
                 cJSON *o = cJSON_CreateObject();
                 char name[32];
-                snprintf(name, sizeof name, "%s%d", results[i].test, results[i].tokens);
+                snprintf(name, sizeof name, "%s%d", r->test, r->tokens);
                 cJSON_AddStringToObject(o, "test", name);
-                cJSON_AddNumberToObject(o, "tokens_per_second", results[i].mean);
-                cJSON_AddNumberToObject(o, "stddev", results[i].stddev);
+                cJSON_AddNumberToObject(o, "tokens_per_second", r->mean);
+                cJSON_AddNumberToObject(o, "stddev", r->stddev);
+                cJSON_AddNumberToObject(o, "percent_of_limit", r->percent);
+                cJSON_AddStringToObject(o, "limit", r->limit);
+                cJSON_AddNumberToObject(o, "attainable", r->attainable);
+                cJSON_AddNumberToObject(o, strcmp(r->test, "tg") == 0 ? "bytes_per_token"
+                                                                      : "flop_per_token",
+                                        r->per_token);
                 cJSON_AddItemToArray(arr, o);
             }
             char *text = cJSON_Print(doc);
@@ -152,16 +241,23 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
             cJSON_Delete(doc);
         }
     } else {
-        printf("| model | size | device | test | t/s |\n|---|---:|---|---:|---:|\n");
-        for (int i = 0; i < n_results; i++)
-            printf("| %s | %.2f MiB | %s | %s%d | %.2f ± %.2f |\n", info.name[0] ? info.name : info.arch,
-                   (double)info.weight_bytes / 1048576.0, device_text, results[i].test,
-                   results[i].tokens, results[i].mean, results[i].stddev);
+        printf("| model | size | device | test | t/s | of limit |\n"
+               "|---|---:|---|---:|---:|---:|\n");
+        for (int i = 0; i < n_results; i++) {
+            const result *r = &results[i];
+            double share = r->percent;
+            printf("| %s | %.2f MiB | %s | %s%d | %.2f ± %.2f | %.*f%% of %s |\n",
+                   info.name[0] ? info.name : info.arch, (double)info.weight_bytes / 1048576.0,
+                   device_text, r->test, r->tokens, r->mean, r->stddev,
+                   share >= 10 ? 0 : share >= 1 ? 1 : 2, share, strcmp(r->limit, "bandwidth") == 0 ? "bw"
+                                                                                     : "fma");
+        }
     }
     goto out;
 fail:
     status = cli_library_error(command, ctx, s);
 out:
+    cJSON_Delete(limits);
     free(ids);
     free(logits);
     ox_pipeline_free(session);
@@ -177,6 +273,11 @@ const cli_command cmd_bench_model = {
         "speed) as llama-bench does: pp = a batch\n"
         "of P prompt tokens into an empty context, tg = G tokens generated one at a\n"
         "time; each repeated R times (mean ± standard deviation, tokens/s).\n"
+        "Each result is also a share of the device's limits (measured first, or\n"
+        "read from their cache; see 'ox bench'): tg of the memory bandwidth (the\n"
+        "weight bytes a step reads and the KV cache at the average context, times\n"
+        "tokens/s), pp of the F32 FMA peak (2 FLOP per weight and attention's, per\n"
+        "token). With several devices, of the sum of their limits.\n"
         "bench/compare-llama.sh runs llama-bench on the same file for the ratio.",
     .options = bench_model_options,
     .run = run_bench_model,
