@@ -154,15 +154,16 @@ typedef struct ox_device_limits {
  *
  * How: the bandwidths are the best of several copies and triads over
  * arrays of min(256 MiB, max_alloc_bytes / 4, memory_bytes / 8) each, well
- * above any cache;
- * the FMA rates the best of several runs of independent FMA chains on
- * every compute unit, each run sized to take tens of milliseconds. Devices
- * with portable kernels run kernels/roofline.oxc; the CPU runs native code
- * on its thread pool (the widest SIMD it has: AVX-512, AVX2 + FMA, NEON or
- * scalar), as its ops do. F16 is measured only on devices reporting
- * OX_FEATURE_HALF_ARITH. A first measurement takes about a second and
- * allocates three arrays (up to 768 MiB) on the device; it runs its own
- * queue, so time it apart from other work on the device.
+ * above any cache; the FMA rates the best of several runs of independent
+ * FMA chains on every compute unit, each run sized to take tens of
+ * milliseconds. Devices with portable kernels run kernels/roofline.oxc;
+ * the CPU runs native code on its thread pool (the widest SIMD it has:
+ * AVX-512, AVX2 + FMA, NEON or scalar), as its ops do. F16 is measured
+ * only on devices reporting OX_FEATURE_HALF_ARITH (one that then cannot
+ * build or run the F16 kernel gets 0 and a warning). A first measurement
+ * takes a second or two and allocates three arrays (up to 768 MiB) on the
+ * device; it runs its own queue, so measure while nothing else runs on the
+ * device (or the machine: a busy core halves a CPU's FMA rate).
  *
  * Errors: OX_ERR_INVALID_HANDLE for a bad device; OX_ERR_INVALID for out
  * NULL, out->struct_size too small or unknown flags; the device's own

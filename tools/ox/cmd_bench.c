@@ -406,7 +406,7 @@ const cli_command cmd_bench = {
         "'ox check' for that.\n"
         "\n"
         "First each device's limits are measured (ox_device_measure_limits:\n"
-        "streaming copy and triad, F32 and F16 FMA throughput; about a second,\n"
+        "streaming copy and triad, F32 and F16 FMA throughput; a second or two,\n"
         "then read from a cache, see --remeasure), and each row shows its share of\n"
         "the relevant one: memory-bound ops of the bandwidth ('of bw'), matmul and\n"
         "attention of min(F32 FMA peak, FLOP per byte x bandwidth), whichever\n"

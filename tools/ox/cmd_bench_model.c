@@ -30,8 +30,7 @@ typedef struct result {
     int tokens;
     double mean, stddev; /* tokens per second */
     /* the roofline: per token, the bytes read (tg) or FLOP (pp); the
-     * limit that bounds it and the share of it reached (percent < 0: the
-     * limits are unknown) */
+     * limit that bounds it and the share of it reached */
     double per_token;
     const char *limit;   /* "bandwidth" or "f32_fma" */
     double attainable;   /* GB/s or GFLOP/s */
@@ -88,7 +87,7 @@ static void roofline(result *r, const ox_model_cost *c, double bandwidth, double
         r->limit = "f32_fma";
         r->attainable = fma;
     }
-    r->percent = r->attainable > 0 ? 100.0 * r->per_token * r->mean / 1e9 / r->attainable : -1;
+    r->percent = 100.0 * r->per_token * r->mean / 1e9 / r->attainable; /* limits are > 0 */
 }
 
 /* Tokens per second of `reps` runs; each run starts from an empty session.
