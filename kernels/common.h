@@ -75,6 +75,39 @@ FN float ox_round_to_half(float x)
     return ox_as_float(u);
 }
 
+/* Half arithmetic in pairs: ox_half2 holds two halves;
+ *   ox_half2_set(x)        both halves x (float), rounded to nearest
+ *   ox_half2_fma(a, b, c)  a * b + c per half
+ *   ox_half2_sum(h)        the two halves added, as float
+ * Preludes of devices that compute in half define them natively
+ * (OX_HALF2_NATIVE 1: one rounding per operation). Elsewhere (the C path,
+ * OpenCL without cl_khr_fp16) they are emulated here: float arithmetic
+ * rounded to half after each operation, which may differ from the native
+ * result in the last bit (double rounding), and is no faster than float. */
+#ifndef OX_HALF2_NATIVE
+#define OX_HALF2_NATIVE 0
+typedef struct ox_half2 {
+    float lo, hi;
+} ox_half2;
+FN ox_half2 ox_half2_set(float x)
+{
+    ox_half2 r;
+    r.lo = r.hi = ox_round_to_half(x);
+    return r;
+}
+FN ox_half2 ox_half2_fma(ox_half2 a, ox_half2 b, ox_half2 c)
+{
+    ox_half2 r;
+    r.lo = ox_round_to_half(ox_fma(a.lo, b.lo, c.lo));
+    r.hi = ox_round_to_half(ox_fma(a.hi, b.hi, c.hi));
+    return r;
+}
+FN float ox_half2_sum(ox_half2 h)
+{
+    return h.lo + h.hi;
+}
+#endif
+
 #ifdef OX_QUANT
 /* Quantized GGUF block formats: element k of a row of blocks starting at
  * byte pointer `row`, as float. Slow per element but exact; kernels that

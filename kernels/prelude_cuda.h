@@ -89,5 +89,30 @@ FN void ox_store_half(ox_half *p, i64 i, float v)
     p[i] = h;
 }
 
+/* half arithmetic in pairs: two halves in 32 bits, the f16x2 instructions
+ * (sm_53 and later, which every NVRTC target is) */
+#define OX_HALF2_NATIVE 1
+typedef unsigned int ox_half2;
+FN ox_half2 ox_half2_set(float x)
+{
+    unsigned short h;
+    ox_half2 r;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
+    asm("mov.b32 %0, {%1, %1};" : "=r"(r) : "h"(h));
+    return r;
+}
+FN ox_half2 ox_half2_fma(ox_half2 a, ox_half2 b, ox_half2 c)
+{
+    ox_half2 d;
+    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+FN float ox_half2_sum(ox_half2 h)
+{
+    unsigned short lo, hi;
+    asm("mov.b32 {%0, %1}, %2;" : "=h"(lo), "=h"(hi) : "r"(h));
+    return ox_half_to_float(lo) + ox_half_to_float(hi);
+}
+
 #define ox_atomic_add_int(p, v) atomicAdd((p), (v))
 FN void ox_atomic_add_float(float *p, float v) { atomicAdd(p, v); }

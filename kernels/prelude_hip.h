@@ -100,5 +100,25 @@ FN void ox_store_half(ox_half *p, i64 i, float v)
     p[i] = bits;
 }
 
+/* half arithmetic in pairs: a vector of two _Float16, whose fused
+ * multiply-add is one packed instruction (v_pk_fma_f16) */
+#define OX_HALF2_NATIVE 1
+typedef _Float16 ox_half2 __attribute__((ext_vector_type(2)));
+FN ox_half2 ox_half2_set(float x)
+{
+    _Float16 h = (_Float16)x;
+    ox_half2 r = {h, h};
+    return r;
+}
+FN ox_half2 ox_half2_fma(ox_half2 a, ox_half2 b, ox_half2 c)
+{
+#pragma clang fp contract(fast)
+    return a * b + c;
+}
+FN float ox_half2_sum(ox_half2 h)
+{
+    return (float)h.x + (float)h.y;
+}
+
 #define ox_atomic_add_int(p, v) atomicAdd((p), (v))
 FN void ox_atomic_add_float(float *p, float v) { atomicAdd(p, v); }

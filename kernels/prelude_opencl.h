@@ -115,6 +115,17 @@ FN float ox_half_to_float(ushort bits)
 }
 #endif
 
+/* half arithmetic in pairs (ox_half2), native where the device has
+ * cl_khr_fp16; elsewhere common.h emulates it in float */
+#ifdef cl_khr_fp16
+#pragma OPENCL EXTENSION cl_khr_fp16 : enable
+#define OX_HALF2_NATIVE 1
+typedef half2 ox_half2;
+#define ox_half2_set(x) ((half2)((half)(x)))
+#define ox_half2_fma(a, b, c) fma((a), (b), (c))
+#define ox_half2_sum(h) ((float)(h).x + (float)(h).y)
+#endif
+
 /* atomics on global memory */
 #define ox_atomic_add_int(p, v) atomic_add((p), (v))
 FN void ox_atomic_add_float(volatile GLOBAL float *p, float v)

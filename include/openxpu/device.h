@@ -119,6 +119,59 @@ OX_API ox_status ox_device_select(ox_context *ctx, const char *selection, ox_dev
  * the first GPU or accelerator, else the CPU. */
 OX_API ox_status ox_device_default(ox_context *ctx, ox_device **out);
 
+/* ---- device limits: the roofline -------------------------------------------- */
+
+/* What a device can do at best, measured on the device itself: the memory
+ * roofline (streaming bandwidth) and the compute roofline (fused
+ * multiply-add throughput). An op's speed over the relevant limit says how
+ * far it is from what the hardware allows. Set struct_size =
+ * sizeof(ox_device_limits) before the call; fields are only ever appended. */
+typedef struct ox_device_limits {
+    size_t struct_size;      /* set to sizeof before the call */
+    double copy_gbps;        /* streaming copy, bytes read + written per second / 1e9 */
+    double triad_gbps;       /* a[i] = b[i] + s * c[i], 3 streams */
+    double bandwidth_gbps;   /* the memory roofline: the larger of the two */
+    double f32_gflops;       /* F32 FMA throughput, 2 FLOP per FMA */
+    double f16_gflops;       /* half-precision FMA throughput; 0 when the device has no half arithmetic */
+    double seconds;          /* how long the measurement took (0 when cached) */
+    int cached;              /* 1 when read from the cache */
+} ox_device_limits;
+
+/* ox_device_measure_limits flags. */
+#define OX_LIMITS_REMEASURE 1u /* measure again, replacing the cached values */
+
+/* The limits of `device`, into *out (whose struct_size must be set).
+ *
+ * Measured once per device and kept on disk; later calls (from any process)
+ * read the cache (out->cached = 1, seconds = 0) unless flags has
+ * OX_LIMITS_REMEASURE. The cache is the file $OX_LIMITS_FILE, else
+ * $XDG_CACHE_HOME/openxpu/limits, else $HOME/.cache/openxpu/limits
+ * (OX_LIMITS_FILE=off: never read or written); one line per device, keyed
+ * by backend, device name, driver version and compute units (the CPU's
+ * threads). A line that cannot be read is ignored with a warning (and
+ * dropped when the file is next written), and the device is measured
+ * again. A cache that cannot be written only costs a warning.
+ *
+ * How: the bandwidths are the best of several copies and triads over
+ * arrays of min(256 MiB, max_alloc_bytes / 4, memory_bytes / 8) each, well
+ * above any cache; the FMA rates the best of several runs of independent
+ * FMA chains on every compute unit, each run sized to take tens of
+ * milliseconds. Devices with portable kernels run kernels/roofline.oxc;
+ * the CPU runs native code on its thread pool (the widest SIMD it has:
+ * AVX-512, AVX2 + FMA, NEON or scalar), as its ops do. F16 is measured
+ * only on devices reporting OX_FEATURE_HALF_ARITH (one that then cannot
+ * build or run the F16 kernel gets 0 and a warning). A first measurement
+ * takes a second or two and allocates three arrays (up to 768 MiB) on the
+ * device; it runs its own queue, so measure while nothing else runs on the
+ * device (or the machine: a busy core halves a CPU's FMA rate).
+ *
+ * Errors: OX_ERR_INVALID_HANDLE for a bad device; OX_ERR_INVALID for out
+ * NULL, out->struct_size too small or unknown flags; the device's own
+ * errors (memory, kernel builds) with their message. On failure *out holds
+ * no limits (struct_size kept, the rest zero). */
+OX_API ox_status ox_device_measure_limits(ox_device *device, unsigned flags,
+                                          ox_device_limits *out);
+
 #ifdef __cplusplus
 }
 #endif

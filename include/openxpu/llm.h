@@ -76,6 +76,42 @@ OX_API ox_status ox_model_get_info(const ox_model *model, ox_model_info *info);
 /* The model's GGUF file (for its tokenizer); borrowed until ox_model_free. */
 OX_API const ox_gguf *ox_model_gguf(const ox_model *model);
 
+/* What evaluating tokens costs, to compare a model's speed with a device's
+ * limits (ox_device_measure_limits): the bytes a generation step reads and
+ * the FLOP a prompt token takes. Counted from the model file over all its
+ * layers, whatever layer range this model loaded. Set struct_size =
+ * sizeof(ox_model_cost) before the call; fields are only ever appended.
+ *
+ * For n_past cached tokens and kv_bytes per cached element (2 for the
+ * default F16 cache, 4 with kv_f32), one token whose logits are computed
+ * reads about
+ *   layer_weight_bytes + output_weight_bytes
+ *     + kv_elements_per_token x kv_bytes x (n_past + 1)
+ * bytes and takes about
+ *   2 x (layer_weight_params + output_weight_params)
+ *     + attention_flop_per_key x (n_past + 1)
+ * FLOP (a token of a prompt batch whose logits are not computed: without
+ * the output's share). Approximate: norms and biases count as weights,
+ * activations are not counted, and sliding-window layers (Gemma 3) are
+ * counted as reading the whole context. */
+typedef struct ox_model_cost {
+    size_t struct_size;
+    uint64_t layer_weight_bytes;    /* every layer tensor (blk.N.*) of all layers */
+    uint64_t layer_weight_params;   /* their elements */
+    /* the final norm and the output matrix, which is the token-embedding
+     * table when they are tied (Gemma); otherwise the embedding table is not
+     * counted: a token reads one row of it */
+    uint64_t output_weight_bytes;
+    uint64_t output_weight_params;
+    uint64_t kv_elements_per_token; /* K and V elements cached per token, all layers */
+    double attention_flop_per_key;  /* one query against one cached key and value, all
+                                     * layers: 2 x (key + value head size) x heads x layers */
+} ox_model_cost;
+
+/* Fill *cost for `model`. OX_ERR_INVALID for NULL arguments or a
+ * struct_size that is too small. */
+OX_API ox_status ox_model_get_cost(const ox_model *model, ox_model_cost *cost);
+
 /* A session of up to n_ctx tokens (0: min(model's trained context, 4096)).
  * *out is owned by the caller: free with ox_session_free. */
 OX_API ox_status ox_session_create(ox_model *model, int n_ctx, ox_session **out);

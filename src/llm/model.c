@@ -557,6 +557,44 @@ const ox_gguf *ox_model_gguf(const ox_model *m)
     return m ? m->gguf : NULL;
 }
 
+/* Add the bytes and elements of tensor i of the file (none when i < 0). */
+static void count_tensor(const ox_gguf *g, int64_t i, uint64_t *bytes, uint64_t *params)
+{
+    ox_gguf_tensor_info ti = {.struct_size = sizeof ti};
+    if (i < 0 || ox_gguf_tensor_info_get(g, i, &ti) != OX_OK) return;
+    *bytes += ti.nbytes;
+    *params += (uint64_t)ti.nelements;
+}
+
+ox_status ox_model_get_cost(const ox_model *m, ox_model_cost *cost)
+{
+    if (!m || !cost || cost->struct_size < sizeof *cost)
+        return ox__fail(m ? m->ctx : NULL, OX_ERR_INVALID,
+                        "ox_model_get_cost: model or cost is NULL, or cost->struct_size is %zu "
+                        "(sizeof(ox_model_cost) is %zu)", cost ? cost->struct_size : 0,
+                        sizeof *cost);
+    ox_model_cost c = {.struct_size = cost->struct_size};
+    for (int64_t i = 0; i < ox_gguf_tensor_count(m->gguf); i++) {
+        ox_gguf_tensor_info ti = {.struct_size = sizeof ti};
+        if (ox_gguf_tensor_info_get(m->gguf, i, &ti) == OX_OK && strncmp(ti.name, "blk.", 4) == 0) {
+            c.layer_weight_bytes += ti.nbytes;
+            c.layer_weight_params += (uint64_t)ti.nelements;
+        }
+    }
+    int64_t output = ox_gguf_find_tensor(m->gguf, "output.weight");
+    if (output < 0) output = ox_gguf_find_tensor(m->gguf, "token_embd.weight"); /* tied */
+    count_tensor(m->gguf, output, &c.output_weight_bytes, &c.output_weight_params);
+    count_tensor(m->gguf, ox_gguf_find_tensor(m->gguf, "output_norm.weight"),
+                 &c.output_weight_bytes, &c.output_weight_params);
+    const ox_model_info *in = &m->info;
+    /* the cache holds K and V of head_dim per KV head and layer */
+    c.kv_elements_per_token = 2 * (uint64_t)in->n_layer * (uint64_t)in->n_head_kv *
+                              (uint64_t)in->head_dim;
+    c.attention_flop_per_key = 2.0 * (2.0 * in->head_dim) * in->n_head * in->n_layer;
+    *cost = c;
+    return OX_OK;
+}
+
 /* ---- sessions ---------------------------------------------------------------- */
 
 ox_status ox_session_create(ox_model *m, int n_ctx, ox_session **out)

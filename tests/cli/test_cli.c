@@ -484,34 +484,88 @@ OX_TEST(check_opencl_quick)
 
 /* ---- ox bench ----------------------------------------------------------------------- */
 
+/* The device limits ox bench measures go to a file of the test's own. */
+static void private_limits_cache(char *path, size_t cap)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, cap, "%s/ox-cli-limits-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    close(fd);
+    ASSERT(setenv("OX_LIMITS_FILE", path, 1) == 0);
+}
+
 OX_TEST(bench_matmul_cpu)
 {
+    char cache[512];
+    private_limits_cache(cache, sizeof cache);
     ox_run *run = RUN_OX("bench", "matmul", "--quick", "--device", "cpu");
+    unlink(cache);
     ASSERT_MSG(run->status == 0, "exit %d:\n%s%s", run->status, run->out, run->err);
+    ASSERT_CONTAINS(run->out, "Device limits");
+    ASSERT_CONTAINS(run->out, "F32 FMA");
     ASSERT_CONTAINS(run->out, "cpu:0");
     ASSERT_CONTAINS(run->out, "matmul");
     ASSERT_CONTAINS(run->out, "GFLOP/s");
+    ASSERT_CONTAINS(run->out, "OF LIMIT");
+    ASSERT_CONTAINS(run->out, "% of fma"); /* the square products */
+    ASSERT_CONTAINS(run->out, "% of bw");  /* the matrix-vector products */
     ASSERT(strstr(run->out, "softmax") == NULL);
     ASSERT(strstr(run->out, "ERROR") == NULL);
     free(run);
 }
 
+/* Every result's share of its limit: a number, positive and below 200%
+ * (a plausible range on a noisy machine), of the limit that bounds it. */
+static void check_percent(const cJSON *result)
+{
+    const char *op = json_string(result, "op"), *limit = json_string(result, "limit");
+    double percent = json_number(result, "percent_of_limit");
+    ASSERT_MSG(percent > 0 && percent < 200, "%s: %g%% of %s", op, percent, limit);
+    ASSERT(json_number(result, "attainable") > 0);
+    /* square products (tens of FLOP a byte) are bound by the FMA peak; the
+     * matrix-vector products and the ops without FLOP by the bandwidth */
+    int vector = strncmp(json_string(result, "shape"), "M1 ", 3) == 0;
+    if (strcmp(op, "matmul") == 0) ASSERT_STR_EQ(limit, vector ? "bandwidth" : "f32_fma");
+    else if (strcmp(op, "attention") != 0) ASSERT_STR_EQ(limit, "bandwidth");
+}
+
 OX_TEST(bench_json)
 {
-    ox_run *run = RUN_OX("bench", "--quick", "--device", "cpu", "--json", "--", "add", "copy");
+    char cache[512];
+    private_limits_cache(cache, sizeof cache);
+    ox_run *run = RUN_OX("bench", "--quick", "--device", "cpu", "--json");
     ASSERT_MSG(run->status == 0, "exit %d:\n%s", run->status, run->err);
     cJSON *root = parse_json(run->out);
     const cJSON *device = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "devices"), 0);
     ASSERT_STR_EQ(json_string(device, "id"), "cpu:0");
+    const cJSON *limits = cJSON_GetObjectItemCaseSensitive(device, "limits");
+    ASSERT(json_number(limits, "bandwidth_gbps") > 0.1);
+    ASSERT(json_number(limits, "copy_gbps") > 0.1 && json_number(limits, "triad_gbps") > 0.1);
+    ASSERT(json_number(limits, "f32_gflops") > 0);
+    ASSERT(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(limits, "cached")));
     const cJSON *results = cJSON_GetObjectItemCaseSensitive(device, "results"), *result;
-    ASSERT(cJSON_GetArraySize(results) >= 2);
+    ASSERT(cJSON_GetArraySize(results) >= 12);
     cJSON_ArrayForEach(result, results) {
         const char *op = json_string(result, "op");
-        ASSERT(op && (strcmp(op, "add") == 0 || strcmp(op, "copy") == 0));
-        ASSERT(json_number(result, "gbps") > 0);
+        if (strcmp(op, "matmul") == 0 || strcmp(op, "attention") == 0)
+            ASSERT(json_number(result, "gflops") > 0);
+        else ASSERT(json_number(result, "gbps") > 0);
         ASSERT(json_number(result, "seconds") > 0);
+        check_percent(result);
     }
     cJSON_Delete(root);
+    free(run);
+
+    /* The second run reads the cache; --remeasure measures again. */
+    run = RUN_OX("bench", "--quick", "--device", "cpu", "--json", "--", "add");
+    ASSERT_MSG(run->status == 0, "exit %d:\n%s", run->status, run->err);
+    ASSERT_CONTAINS(run->out, "\"cached\":\ttrue");
+    free(run);
+    run = RUN_OX("bench", "--quick", "--device", "cpu", "--remeasure", "--", "add");
+    unlink(cache);
+    ASSERT_MSG(run->status == 0, "exit %d:\n%s", run->status, run->err);
+    ASSERT_CONTAINS(run->out, "measured in");
     free(run);
 }
 

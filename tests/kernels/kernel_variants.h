@@ -40,6 +40,7 @@ static const struct variant {
     {"movement", "-DDT_S=2 -DDT_D=0"},
     {"attention", "-DDT_K=0 -DDT_V=0 -DWG=64 -DACC=1 -DDMAX=64 -DHAS_MASK=0 -DCAUSAL=1"},
     {"attention", "-DDT_K=1 -DDT_V=1 -DWG=64 -DACC=4 -DDMAX=256 -DHAS_MASK=1 -DCAUSAL=0"},
+    {"roofline", "-DPER_ITEM=8 -DHALF=0"}, {"roofline", "-DPER_ITEM=8 -DHALF=1"},
 };
 
 #define VARIANT_COUNT (sizeof variants / sizeof variants[0])

@@ -646,6 +646,117 @@ OX_TEST(ox_plan_cli)
     close_fixture(&fx);
 }
 
+/* ---- the cost of a token (ox_model_get_cost) ----------------------------------------- */
+
+/* What the tiny models hold (tiny_model.h), counted by hand: F32 tensors
+ * but llama's ffn_down (Q8_0: 34 bytes a block of 32), qwen2's q/k/v
+ * biases, qwen3's per-head norms; llama's own output matrix, the others
+ * tied to token_embd. */
+static void tiny_cost(const char *arch, int64_t n_vocab, ox_model_cost *c)
+{
+    const tiny_arch *a = tiny_model_arch(arch);
+    const uint64_t E = TINY_N_EMBD, KV = TINY_N_HEAD_KV * TINY_HEAD_DIM, F = TINY_N_FF;
+    uint64_t params = 2 * E + 2 * E * E + 2 * E * KV + 3 * E * F; /* norms, q, o, k, v, ffn */
+    if (a->qkv_bias) params += E + 2 * KV;
+    if (a->qk_norm) params += 2 * TINY_HEAD_DIM;
+    uint64_t down_bytes = a->ffn_down_type == OX_GGML_TYPE_Q8_0 ? F * E / 32 * 34 : F * E * 4;
+    memset(c, 0, sizeof *c);
+    c->layer_weight_params = TINY_N_LAYER * params;
+    c->layer_weight_bytes = TINY_N_LAYER * ((params - F * E) * 4 + down_bytes);
+    c->output_weight_params = E * (uint64_t)n_vocab + E;
+    c->output_weight_bytes = 4 * c->output_weight_params;
+    c->kv_elements_per_token = 2 * TINY_N_LAYER * TINY_N_HEAD_KV * TINY_HEAD_DIM;
+    c->attention_flop_per_key = 2.0 * 2 * TINY_HEAD_DIM * TINY_N_HEAD * TINY_N_LAYER;
+}
+
+static void check_cost(const char *arch)
+{
+    fixture fx;
+    open_fixture(&fx, arch);
+    ox_model *model = load_model(&fx, arch);
+    ox_model_cost got, want;
+    tiny_cost(arch, fx.data.n_vocab, &want);
+    memset(&got, 0x5a, sizeof got);
+    got.struct_size = sizeof got;
+    ASSERT_OK(fx.ctx, ox_model_get_cost(model, &got));
+    ASSERT_EQ(got.struct_size, sizeof got);
+    ASSERT_EQ(got.layer_weight_bytes, want.layer_weight_bytes);
+    ASSERT_EQ(got.layer_weight_params, want.layer_weight_params);
+    ASSERT_EQ(got.output_weight_bytes, want.output_weight_bytes);
+    ASSERT_EQ(got.output_weight_params, want.output_weight_params);
+    ASSERT_EQ(got.kv_elements_per_token, want.kv_elements_per_token);
+    ASSERT(got.attention_flop_per_key == want.attention_flop_per_key);
+    /* misuse */
+    got.struct_size = sizeof got - 1;
+    ASSERT_EQ(ox_model_get_cost(model, &got), OX_ERR_INVALID);
+    ASSERT_CONTAINS(ox_errmsg(fx.ctx), "struct_size");
+    ASSERT_EQ(ox_model_get_cost(model, NULL), OX_ERR_INVALID);
+    ASSERT_EQ(ox_model_get_cost(NULL, &want), OX_ERR_INVALID);
+    ox_model_free(model);
+    close_fixture(&fx);
+}
+
+OX_TEST(llama_cost) { check_cost("llama"); }   /* own output matrix, a Q8_0 weight */
+OX_TEST(qwen2_cost) { check_cost("qwen2"); }   /* output tied to the embeddings, biases */
+
+/* The number after "name": in the object of `text` that holds `anchor`. */
+static double json_number_after(const char *text, const char *anchor, const char *name)
+{
+    const char *at = strstr(text, anchor);
+    ASSERT_MSG(at != NULL, "no %s in:\n%s", anchor, text);
+    char key[64];
+    snprintf(key, sizeof key, "\"%s\":", name);
+    const char *end = strchr(at, '}'), *field = strstr(at, key);
+    ASSERT_MSG(field && field < end, "no %s after %s in:\n%s", key, anchor, text);
+    char *stop;
+    double v = strtod(field + strlen(key), &stop);
+    ASSERT_MSG(stop != field + strlen(key), "%s is not a number", key);
+    return v;
+}
+
+/* ox bench-model: each test's share of the limit that bounds it, with the
+ * cost it was computed from (the tiny llama: what tiny_cost counts). */
+OX_TEST(ox_bench_model_percent_of_limit)
+{
+    const char *bin = getenv("OX_BIN");
+    if (!bin || !*bin) OX_SKIP("the ox tool was not built (OX_BUILD_TOOLS=OFF)");
+    fixture fx;
+    open_fixture(&fx, "llama");
+    char cache[4200];
+    snprintf(cache, sizeof cache, "%s.limits", fx.path); /* the device limits of this case */
+    ASSERT(setenv("OX_LIMITS_FILE", cache, 1) == 0);
+    ox_run *r = RUN_OX("bench-model", fx.path, "-p", "16", "-n", "8", "-r", "1", "--device",
+                       "cpu", "--json");
+    ASSERT_MSG(r->status == 0, "ox bench-model: %s", r->err);
+    ox_model_cost c;
+    tiny_cost("llama", fx.data.n_vocab, &c);
+    /* generation: every weight a step reads and the F16 cache at (8 + 1) / 2 */
+    double bytes = (double)(c.layer_weight_bytes + c.output_weight_bytes) +
+                   (double)c.kv_elements_per_token * 2 * 4.5;
+    ASSERT_NEAR(json_number_after(r->out, "\"tg8\"", "bytes_per_token"), bytes, 1e-6 * bytes);
+    ASSERT_CONTAINS(strstr(r->out, "\"tg8\""), "\"limit\":\t\"bandwidth\"");
+    ASSERT(json_number_after(r->out, "\"tg8\"", "percent_of_limit") > 0);
+    /* a prompt: 2 FLOP per layer weight, the output once per batch,
+     * attention at (16 + 1) / 2 keys */
+    double flop = 2.0 * (double)c.layer_weight_params + 2.0 * (double)c.output_weight_params / 16 +
+                  c.attention_flop_per_key * 8.5;
+    ASSERT_NEAR(json_number_after(r->out, "\"pp16\"", "flop_per_token"), flop, 1e-6 * flop);
+    ASSERT_CONTAINS(strstr(r->out, "\"pp16\""), "\"limit\":\t\"f32_fma\"");
+    ASSERT(json_number_after(r->out, "\"pp16\"", "percent_of_limit") > 0);
+    ASSERT(json_number_after(r->out, "\"limits\"", "bandwidth_gbps") > 0.1);
+    free(r);
+    /* the table says it too */
+    r = RUN_OX("bench-model", fx.path, "-p", "16", "-n", "8", "-r", "1", "--device", "cpu");
+    unlink(cache);
+    unlink(fx.path);
+    ASSERT_MSG(r->status == 0, "ox bench-model: %s", r->err);
+    ASSERT_CONTAINS(r->out, "| of limit |");
+    ASSERT_CONTAINS(r->out, "% of bw |");
+    ASSERT_CONTAINS(r->out, "% of fma |");
+    free(r);
+    close_fixture(&fx);
+}
+
 OX_TEST(llama_tokens) { check_tokens("llama"); }
 OX_TEST(llama_logits) { check_logits("llama"); }
 OX_TEST(llama_greedy) { check_greedy("llama"); }
@@ -660,5 +771,6 @@ OX_TEST_MAIN(out_of_memory_anywhere_is_an_error, ox_run_bad_input_and_chat,
              range_stages_equal_the_whole_model, pipeline_cpu_opencl_llama,
              pipeline_cpu_opencl_qwen3, pipeline_survives_a_failing_device,
              tensor_parallel_cpu_opencl_llama, tensor_parallel_survives_a_failing_device,
-             plan_refuses_what_cannot_work, ox_plan_cli, llama_tokens, llama_logits, llama_greedy, qwen2_tokens, qwen2_logits, qwen2_greedy,
+             plan_refuses_what_cannot_work, ox_plan_cli, llama_cost, qwen2_cost,
+             ox_bench_model_percent_of_limit, llama_tokens, llama_logits, llama_greedy, qwen2_tokens, qwen2_logits, qwen2_greedy,
              qwen3_tokens, qwen3_logits, qwen3_greedy)

@@ -2,8 +2,12 @@
  * model, measured like llama-bench: pp = one batch of P tokens into an
  * empty context, tg = G tokens generated one at a time into an empty
  * context; each repeated R times, mean and standard deviation reported.
- * Where every device has an energy sensor (openxpu/energy.h), also the
- * joules per token; else the message naming the missing sensor. */
+ * Each result also as a share of the device's limit (ox_device_measure_limits):
+ * generation is memory-bound (bytes read per token x tokens/s over the
+ * bandwidth), a prompt compute-bound (FLOP per token x tokens/s over the
+ * F32 FMA peak), the costs coming from ox_model_get_cost. Where every
+ * device has an energy sensor (openxpu/energy.h), also the joules per
+ * token; else the message naming the missing sensor. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +32,67 @@ typedef struct result {
     int tokens;
     double mean, stddev;     /* tokens per second */
     double joules_per_token; /* < 0: not measured (energy.missing says why) */
+    /* the roofline: per token, the bytes read (tg) or FLOP (pp); the
+     * limit that bounds it and the share of it reached */
+    double per_token;
+    const char *limit;   /* "bandwidth" or "f32_fma" */
+    double attainable;   /* GB/s or GFLOP/s */
+    double percent;
 } result;
+
+/* The devices' limits added up: with several devices, the sum of their
+ * bandwidths and FMA rates, the best they could do if each worked on its
+ * share of every token at the same time. A tensor split can approach it;
+ * the stages of a layer split take turns on a sequence, so with layers
+ * shared by speed they reach at most 1/n of it (the mean of the devices).
+ * Returns CLI_EXIT_OK, or the failure after printing it; the limits of
+ * each device go to `json` (an array) when it is not NULL. */
+static int sum_limits(const cli_command *command, ox_device **devices, int n, cJSON *json,
+                      double *bandwidth, double *fma)
+{
+    *bandwidth = *fma = 0;
+    for (int i = 0; i < n; i++) {
+        ox_device_limits l = {.struct_size = sizeof l};
+        ox_status s = ox_device_measure_limits(devices[i], 0, &l);
+        if (s != OX_OK) return cli_library_error(command, ox_device_context(devices[i]), s);
+        *bandwidth += l.bandwidth_gbps;
+        *fma += l.f32_gflops;
+        ox_device_info info = {.struct_size = sizeof info};
+        if (!json || ox_device_get_info(devices[i], &info) != OX_OK) continue;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "device", info.id);
+        cJSON_AddNumberToObject(o, "bandwidth_gbps", l.bandwidth_gbps);
+        cJSON_AddNumberToObject(o, "f32_gflops", l.f32_gflops);
+        cJSON_AddBoolToObject(o, "cached", l.cached);
+        cJSON_AddItemToArray(json, o);
+    }
+    return CLI_EXIT_OK;
+}
+
+/* r's share of the limit. tg: every weight byte a step reads (layers and
+ * output) and the F16 KV cache at the average context, (G + 1) / 2 tokens
+ * (step i attends to i + 1), over the bandwidth. pp: 2 FLOP per weight of
+ * the layers, the output once per batch (only the last token's logits are
+ * computed), attention at the average causal context (P + 1) / 2, over
+ * the F32 FMA peak (the kernels compute in F32 whatever the weights). */
+static void roofline(result *r, const ox_model_cost *c, double bandwidth, double fma)
+{
+    double context = (r->tokens + 1) / 2.0;
+    if (strcmp(r->test, "tg") == 0) {
+        r->per_token = (double)(c->layer_weight_bytes + c->output_weight_bytes) +
+                       (double)c->kv_elements_per_token * 2.0 * context;
+        r->limit = "bandwidth";
+        r->attainable = bandwidth;
+    } else {
+        r->per_token = 2.0 * (double)c->layer_weight_params +
+                       2.0 * (double)c->output_weight_params / r->tokens +
+                       c->attention_flop_per_key * context;
+        r->limit = "f32_fma";
+        r->attainable = fma;
+    }
+    r->percent = 100.0 * r->per_token * r->mean / 1e9 / r->attainable; /* limits are > 0 */
+}
+
 
 /* The energy meters of the devices benchmarked, one per sensor: two
  * devices on one CPU package (cpu and an OpenCL CPU device) read the same
@@ -176,11 +240,22 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
     result results[2];
     int n_results = 0;
     energy meters = {.count = 0};
+    ox_model_cost cost = {.struct_size = sizeof cost};
+    cJSON *limits = NULL;
+    double bandwidth = 0, fma = 0;
     if ((status = cli_select_devices(command, ctx, device_sel, devices, &n)) != CLI_EXIT_OK)
+        goto out;
+    /* before the model takes the devices' memory */
+    if (json && !(limits = cJSON_CreateArray())) {
+        status = cli_error(command, "out of memory");
+        goto out;
+    }
+    if ((status = sum_limits(command, devices, n, limits, &bandwidth, &fma)) != CLI_EXIT_OK)
         goto out;
     ox_pipeline_options po = {.struct_size = sizeof po, .n_ctx = need, .tensor_parallel = tensor};
     ox_status s = ox_pipeline_create(ctx, model_path, devices, n, &po, &session);
     if (s == OX_OK) s = ox_model_get_info(ox_pipeline_model(session, 0), &info);
+    if (s == OX_OK) s = ox_model_get_cost(ox_pipeline_model(session, 0), &cost);
     if (s != OX_OK) {
         status = cli_library_error(command, ctx, s);
         goto out;
@@ -201,14 +276,16 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
     if (prompt > 0) {
         results[n_results] = (result){.test = "pp", .tokens = prompt};
         if ((s = measure(session, ctx, &meters, ids, prompt, 0, reps, logits,
-                         &results[n_results++])) != OX_OK)
+                         &results[n_results])) != OX_OK)
             goto fail;
+        roofline(&results[n_results++], &cost, bandwidth, fma);
     }
     if (gen > 0) {
         results[n_results] = (result){.test = "tg", .tokens = gen};
         if ((s = measure(session, ctx, &meters, ids, 0, gen, reps, logits,
-                         &results[n_results++])) != OX_OK)
+                         &results[n_results])) != OX_OK)
             goto fail;
+        roofline(&results[n_results++], &cost, bandwidth, fma);
     }
     if (meters.missing[0]) /* a sensor that failed mid-run spoils every figure */
         for (int i = 0; i < n_results; i++) results[i].joules_per_token = -1.0;
@@ -219,13 +296,25 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
             cJSON_AddStringToObject(doc, "device", device_text);
             if (meters.missing[0]) cJSON_AddNullToObject(doc, "energy_sensor");
             else cJSON_AddStringToObject(doc, "energy_sensor", meters.source);
+            /* each device's limits, and their sums, which the percentages use */
+            cJSON_AddItemToObject(doc, "limits", limits);
+            limits = NULL;
+            cJSON_AddNumberToObject(doc, "bandwidth_gbps", bandwidth);
+            cJSON_AddNumberToObject(doc, "f32_gflops", fma);
             for (int i = 0; arr && i < n_results; i++) {
+                const result *r = &results[i];
                 cJSON *o = cJSON_CreateObject();
                 char name[32];
-                snprintf(name, sizeof name, "%s%d", results[i].test, results[i].tokens);
+                snprintf(name, sizeof name, "%s%d", r->test, r->tokens);
                 cJSON_AddStringToObject(o, "test", name);
-                cJSON_AddNumberToObject(o, "tokens_per_second", results[i].mean);
-                cJSON_AddNumberToObject(o, "stddev", results[i].stddev);
+                cJSON_AddNumberToObject(o, "tokens_per_second", r->mean);
+                cJSON_AddNumberToObject(o, "stddev", r->stddev);
+                cJSON_AddNumberToObject(o, "percent_of_limit", r->percent);
+                cJSON_AddStringToObject(o, "limit", r->limit);
+                cJSON_AddNumberToObject(o, "attainable", r->attainable);
+                cJSON_AddNumberToObject(o, strcmp(r->test, "tg") == 0 ? "bytes_per_token"
+                                                                      : "flop_per_token",
+                                        r->per_token);
                 if (results[i].joules_per_token >= 0) {
                     cJSON_AddNumberToObject(o, "joules_per_token", results[i].joules_per_token);
                 } else {
@@ -240,16 +329,18 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
             cJSON_Delete(doc);
         }
     } else {
-        printf("| model | size | device | test | t/s | J/token |\n"
-               "|---|---:|---|---:|---:|---:|\n");
+        printf("| model | size | device | test | t/s | of limit | J/token |\n"
+               "|---|---:|---|---:|---:|---:|---:|\n");
         for (int i = 0; i < n_results; i++) {
+            const result *r = &results[i];
             char joules[32] = "n/a";
-            if (results[i].joules_per_token >= 0)
-                snprintf(joules, sizeof joules, "%.4g", results[i].joules_per_token);
-            printf("| %s | %.2f MiB | %s | %s%d | %.2f ± %.2f | %s |\n",
+            if (r->joules_per_token >= 0) snprintf(joules, sizeof joules, "%.4g", r->joules_per_token);
+            double share = r->percent;
+            printf("| %s | %.2f MiB | %s | %s%d | %.2f ± %.2f | %.*f%% of %s | %s |\n",
                    info.name[0] ? info.name : info.arch, (double)info.weight_bytes / 1048576.0,
-                   device_text, results[i].test, results[i].tokens, results[i].mean,
-                   results[i].stddev, joules);
+                   device_text, r->test, r->tokens, r->mean, r->stddev,
+                   share >= 10 ? 0 : share >= 1 ? 1 : 2, share,
+                   strcmp(r->limit, "bandwidth") == 0 ? "bw" : "fma", joules);
         }
         if (meters.missing[0]) printf("\nJ/token not measured: %s\n", meters.missing);
         else if (n_results) printf("\nJ/token from %s\n", meters.source);
@@ -261,6 +352,7 @@ out:
     free(ids);
     free(logits);
     energy_close(&meters);
+    cJSON_Delete(limits);
     ox_pipeline_free(session);
     ox_context_free(ctx);
     return status;
@@ -274,6 +366,11 @@ const cli_command cmd_bench_model = {
         "speed) as llama-bench does: pp = a batch\n"
         "of P prompt tokens into an empty context, tg = G tokens generated one at a\n"
         "time; each repeated R times (mean ± standard deviation, tokens/s).\n"
+        "Each result is also a share of the device's limits (measured first, or\n"
+        "read from their cache; see 'ox bench'): tg of the memory bandwidth (the\n"
+        "weight bytes a step reads and the KV cache at the average context, times\n"
+        "tokens/s), pp of the F32 FMA peak (2 FLOP per weight and attention's, per\n"
+        "token). With several devices, of the sum of their limits.\n"
         "J/token: the devices' energy over the timed runs per token, from NVML\n"
         "(NVIDIA), ROCm SMI (hip) or RAPL powercap (CPUs); whole devices, so\n"
         "other processes' use counts too. Without a sensor for every device it\n"
