@@ -32,5 +32,6 @@
 #include "openxpu/tokenizer.h"
 #include "openxpu/llm.h"
 #include "openxpu/energy.h"
+#include "openxpu/tune.h"
 
 #endif /* OPENXPU_OPENXPU_H */

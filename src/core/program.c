@@ -371,6 +371,23 @@ ox_status ox__kernel_launch(ox_device *device, void *queue, ox__kernel *kernel,
 
 /* ---- programs kept by a device for ops ------------------------------------------ */
 
+bool ox__device_program_built(ox_device *device, const char *name, const char *option)
+{
+    size_t n = strlen(name);
+    bool found = false;
+    pthread_mutex_lock(&device->lock);
+    for (device_program *dp = device->programs; dp && !found; dp = dp->next) {
+        const char *options = dp->key + n + 1;
+        if (strncmp(dp->key, name, n) != 0 || dp->key[n] != '|') continue;
+        for (const char *at = strstr(options, option); at && !found; at = strstr(at + 1, option)) {
+            char end = at[strlen(option)];
+            found = (at == options || at[-1] == ' ') && (end == '\0' || end == ' ');
+        }
+    }
+    pthread_mutex_unlock(&device->lock);
+    return found;
+}
+
 ox_status ox__device_program(ox_device *device, const char *name, const char *source,
                              const char *options, ox__program **out)
 {

@@ -48,6 +48,11 @@ ox_status ox__program_kernel(ox__program *program, const char *name, ox__kernel 
 ox_status ox__device_program(ox_device *device, const char *name, const char *source,
                              const char *options, ox__program **out);
 
+/* Whether the device has built the op program `name` (a kernel file) with
+ * `option` ("-DVEC=4") among its options: for tests that check which
+ * variant ran. */
+bool ox__device_program_built(ox_device *device, const char *name, const char *option);
+
 /* Enqueue a launch of groups[] work-groups of local[] work-items on `queue`
  * (a backend queue of the kernel's device). */
 ox_status ox__kernel_launch(ox_device *device, void *queue, ox__kernel *kernel,

@@ -60,6 +60,7 @@ extern const cli_command cmd_run;
 extern const cli_command cmd_bench_model;
 extern const cli_command cmd_plan;
 extern const cli_command cmd_kernel_check;
+extern const cli_command cmd_tune;
 
 /* ---- option parsing ----------------------------------------------------- */
 

@@ -15,6 +15,7 @@ static const cli_command *const commands[] = {
     &cmd_bench_model,
     &cmd_plan,
     &cmd_kernel_check,
+    &cmd_tune,
 };
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])
 

@@ -1,0 +1,73 @@
+/* Tuning the portable kernels for a device.
+ *
+ * Every portable kernel family (matmul, matrix-vector products, quantized
+ * products, elementwise ops, rows, attention) is parameterised: tile sizes,
+ * work-group shape, work per work-item, variant. Without tuning a device
+ * runs the defaults of its class (GPU, or CPU-like). ox_device_tune
+ * searches each family's parameters on the device within a time budget:
+ * every candidate is first checked against the CPU's result for the same
+ * inputs (a wrong candidate is rejected, however fast), then timed; the
+ * winners are kept in a tuning file beside the kernel cache, keyed by the
+ * device's name, its driver version and a hash of the kernel source, and
+ * every later op call on that device (ox check included) runs them. An
+ * entry for another driver or another kernel source is stale: it is
+ * ignored with a warning and replaced by the next tuning. */
+#ifndef OPENXPU_TUNE_H
+#define OPENXPU_TUNE_H
+
+#include "openxpu/device.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One tuned problem class of one family. */
+typedef struct ox_tune_result {
+    size_t struct_size;
+    char op[32];             /* the family: "matmul", "qmatvec", ... */
+    char cls[32];            /* the problem class: "f32.f32", "q4_k", "f16" */
+    char shape[64];          /* the problem measured, "M1 N16384 K4096" */
+    char default_params[96]; /* "LANES=1,ROWS=16,..." */
+    char best_params[96];    /* the winner (the default when nothing beat it) */
+    double default_seconds;  /* one call with the defaults; 0 if it failed */
+    double best_seconds;     /* one call with the winner */
+    int tried;               /* candidates checked and timed */
+    int rejected;            /* candidates whose results were wrong */
+    int failed;              /* candidates that did not build or run */
+    int stopped;             /* 1 when the budget ended the search early */
+} ox_tune_result;
+
+typedef void (*ox_tune_callback)(const ox_tune_result *result, void *user);
+
+typedef struct ox_tune_options {
+    size_t struct_size;       /* sizeof(ox_tune_options) */
+    const char *op;           /* one family (ox_tune_op_name), or NULL for all */
+    double budget_seconds;    /* wall time for the whole search; 0: 120 */
+    ox_tune_callback callback; /* called after each class, may be NULL */
+    void *user;
+    unsigned flags;           /* OX_TUNE_* */
+} ox_tune_options;
+
+#define OX_TUNE_DRY_RUN 1u /* search, but keep nothing: neither in memory nor on disk */
+
+/* Tune `device`. Devices that run native code only (the CPU) have nothing
+ * to tune: OX_ERR_UNSUPPORTED with a message saying so. The tuning file is
+ * written when the search ends; OX_ERR_IO if it cannot be (the winners
+ * still apply in this process). An unknown op is OX_ERR_INVALID, and the
+ * message lists the families. */
+OX_API ox_status ox_device_tune(ox_device *device, const ox_tune_options *options);
+
+/* The name of tunable family i (0, 1, ...), NULL past the last. */
+OX_API const char *ox_tune_op_name(int i);
+
+/* The parameters `op` runs with on `device` for problem class `cls`, as
+ * "NAME=V,..." into buf; *tuned (may be NULL) is 1 when they come from
+ * tuning, 0 for the device class's defaults. */
+OX_API ox_status ox_device_tune_params(ox_device *device, const char *op, const char *cls,
+                                       char *buf, size_t cap, int *tuned);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* OPENXPU_TUNE_H */

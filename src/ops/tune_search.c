@@ -1,0 +1,477 @@
+/* The tuner (openxpu/tune.h): for each tunable family and problem class,
+ * a coordinate search over the family's candidate parameters on the
+ * device. A candidate runs through the public op, exactly as the op layer
+ * will run it later; its result is compared with the CPU's result for the
+ * same inputs before it is timed, so a wrong candidate never wins. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ops/ops_internal.h"
+#include "ops/tune.h"
+#include "ops/tune_internal.h"
+#include "openxpu/tune.h"
+
+ox__tune_fault_fn ox__tune_fault;
+void *ox__tune_fault_user;
+
+#define MAX_INPUTS 4
+#define MAX_TRIED 256
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The problem classes of each family, tuned in this order. */
+static const char *const classes[OX__TUNE_FAMILIES][9] = {
+    [OX__TUNE_MATMUL] = {"f32.f32", "f16.f32", "f32.f16"},
+    [OX__TUNE_MATVEC] = {"f32", "f16", "bf16"},
+    [OX__TUNE_QMATVEC] = {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k", "q6_k"},
+    [OX__TUNE_QMATMUL] = {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k", "q6_k"},
+    [OX__TUNE_ELEMENTWISE] = {"f32", "f16", "bf16"},
+    [OX__TUNE_ROWS] = {"f32"},
+    [OX__TUNE_ATTENTION] = {"f16", "f32"},
+};
+
+/* One problem: inputs on the device and on the CPU, the output of each. */
+typedef struct problem {
+    ox_context *ctx;
+    ox_device *device, *cpu;
+    ox_queue *q, *cq;
+    int family;
+    ox_dtype dtype; /* the class's dtype (weights, elements, cache) */
+    ox_tensor in[MAX_INPUTS], cin[MAX_INPUTS];
+    int n_in;
+    ox_tensor out, cout;
+    size_t n_out;
+    float *result, *reference;
+    char shape[64];
+    double tolerance; /* normalised mean squared error allowed */
+} problem;
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+/* A tensor of `dtype` on the device and the same on the CPU, filled with
+ * uniform values in [-1, 1) converted row by row. */
+static ox_status make_input(problem *p, ox_dtype dtype, int64_t ne0, int64_t ne1, int64_t ne2,
+                            int64_t ne3, uint64_t seed)
+{
+    int i = p->n_in;
+    ox_status s = ox_tensor_alloc(p->device, dtype, ne0, ne1, ne2, ne3, &p->in[i]);
+    if (s != OX_OK) return s;
+    if ((s = ox_tensor_alloc(p->cpu, dtype, ne0, ne1, ne2, ne3, &p->cin[i])) != OX_OK) {
+        ox_buffer_free(p->in[i].buffer);
+        return s;
+    }
+    p->n_in++;
+    int64_t rows = ne1 * ne2 * ne3;
+    size_t row_bytes = ox_dtype_row_size(dtype, ne0), bytes = row_bytes * (size_t)rows;
+    float *values = ox__alloc(p->ctx, (size_t)ne0 * sizeof(float));
+    unsigned char *data = ox__alloc(p->ctx, bytes);
+    if (!values || !data) {
+        s = ox__fail(p->ctx, OX_ERR_OUT_OF_MEMORY, "ox_device_tune: out of host memory");
+        goto out;
+    }
+    for (int64_t r = 0; r < rows && s == OX_OK; r++) {
+        for (int64_t k = 0; k < ne0; k++)
+            values[k] = (float)((double)(rng_next(&seed) >> 11) * 0x1.0p-52 - 1.0);
+        s = ox_row_from_f32(dtype, values, data + (size_t)r * row_bytes, ne0);
+    }
+    if (s == OX_OK) s = ox_tensor_write(&p->in[i], data, bytes);
+    if (s == OX_OK) s = ox_tensor_write(&p->cin[i], data, bytes);
+out:
+    ox__free(p->ctx, values, (size_t)ne0 * sizeof(float));
+    ox__free(p->ctx, data, bytes);
+    return s;
+}
+
+static ox_status make_output(problem *p, ox_dtype dtype, int64_t ne0, int64_t ne1, int64_t ne2,
+                             int64_t ne3)
+{
+    ox_status s = ox_tensor_alloc(p->device, dtype, ne0, ne1, ne2, ne3, &p->out);
+    if (s != OX_OK) return s;
+    if ((s = ox_tensor_alloc(p->cpu, dtype, ne0, ne1, ne2, ne3, &p->cout)) != OX_OK) {
+        ox_buffer_free(p->out.buffer);
+        p->out.buffer = NULL;
+        return s;
+    }
+    p->n_out = (size_t)(ne0 * ne1 * ne2 * ne3);
+    p->result = ox__alloc(p->ctx, p->n_out * sizeof(float));
+    p->reference = ox__alloc(p->ctx, p->n_out * sizeof(float));
+    if (!p->result || !p->reference)
+        return ox__fail(p->ctx, OX_ERR_OUT_OF_MEMORY, "ox_device_tune: out of host memory");
+    return OX_OK;
+}
+
+static void problem_free(problem *p)
+{
+    for (int i = 0; i < p->n_in; i++) {
+        ox_buffer_free(p->in[i].buffer);
+        ox_buffer_free(p->cin[i].buffer);
+    }
+    if (p->out.buffer) ox_buffer_free(p->out.buffer);
+    if (p->cout.buffer) ox_buffer_free(p->cout.buffer);
+    if (p->result) ox__free(p->ctx, p->result, p->n_out * sizeof(float));
+    if (p->reference) ox__free(p->ctx, p->reference, p->n_out * sizeof(float));
+    ox_queue_free(p->q);
+    ox_queue_free(p->cq);
+}
+
+/* Run the problem's op on queue q with tensors in[] into out. */
+static ox_status run_op(const problem *p, ox_queue *q, const ox_tensor *in, const ox_tensor *out)
+{
+    switch (p->family) {
+    case OX__TUNE_MATMUL: return ox_matmul(q, out, &in[0], &in[1], 0);
+    case OX__TUNE_MATVEC:
+    case OX__TUNE_QMATVEC:
+    case OX__TUNE_QMATMUL: return ox_matmul(q, out, &in[0], &in[1], OX_MATMUL_TRANS_B);
+    case OX__TUNE_ELEMENTWISE: return ox_add(q, out, &in[0], &in[1]);
+    case OX__TUNE_ROWS: return ox_rms_norm(q, out, &in[0], &in[1], 1e-6f);
+    case OX__TUNE_ATTENTION: {
+        ox_attention_params ap = {.scale = 0.125f, .causal = 0};
+        return ox_attention(q, out, &in[0], &in[1], &in[2], NULL, &ap);
+    }
+    default: return OX_ERR_INTERNAL;
+    }
+}
+
+/* The output as floats into dst. */
+static ox_status read_output(const problem *p, const ox_tensor *out, float *dst)
+{
+    if (out->dtype == OX_DTYPE_F32) return ox_tensor_read(out, dst, p->n_out * sizeof(float));
+    size_t bytes = ox_dtype_row_size(out->dtype, (int64_t)p->n_out);
+    void *raw = ox__alloc(p->ctx, bytes);
+    if (!raw) return ox__fail(p->ctx, OX_ERR_OUT_OF_MEMORY, "ox_device_tune: out of host memory");
+    ox_status s = ox_tensor_read(out, raw, bytes);
+    if (s == OX_OK) s = ox_row_to_f32(out->dtype, raw, dst, (int64_t)p->n_out);
+    ox__free(p->ctx, raw, bytes);
+    return s;
+}
+
+static ox_status problem_make(problem *p, int family, const char *cls)
+{
+    bool gpu = p->device->info.type == OX_DEVICE_GPU ||
+               p->device->info.type == OX_DEVICE_ACCELERATOR;
+    ox_status s;
+    p->family = family;
+    p->tolerance = 1e-8;
+    const char *dt = family == OX__TUNE_MATMUL ? strchr(cls, '.') + 1 : cls;
+    if ((s = ox_dtype_from_str(dt, &p->dtype)) != OX_OK) return s;
+    if ((s = ox_queue_create(p->device, &p->q)) || (s = ox_queue_create(p->cpu, &p->cq))) return s;
+    switch (family) {
+    case OX__TUNE_MATMUL: {
+        ox_dtype a_dt;
+        char first[16];
+        snprintf(first, sizeof first, "%.*s", (int)(strchr(cls, '.') - cls), cls);
+        if ((s = ox_dtype_from_str(first, &a_dt)) != OX_OK) return s;
+        int64_t n = gpu ? 2048 : 512;
+        snprintf(p->shape, sizeof p->shape, "M%lld N%lld K%lld", (long long)n, (long long)n,
+                 (long long)n);
+        if ((s = make_input(p, a_dt, n, n, 1, 1, 1)) || (s = make_input(p, p->dtype, n, n, 1, 1, 2)))
+            return s;
+        p->tolerance = 1e-9;
+        return make_output(p, OX_DTYPE_F32, n, n, 1, 1);
+    }
+    case OX__TUNE_MATVEC:
+    case OX__TUNE_QMATVEC:
+    case OX__TUNE_QMATMUL: {
+        int64_t M = family == OX__TUNE_QMATMUL ? 64 : 1;
+        int64_t N = family == OX__TUNE_QMATMUL ? 4096 : 16384, K = 4096;
+        if (family == OX__TUNE_MATVEC) N = 8192;
+        if (gpu && family != OX__TUNE_QMATMUL) N *= 4;
+        if (gpu && family == OX__TUNE_QMATMUL) M = 512;
+        snprintf(p->shape, sizeof p->shape, "M%lld N%lld K%lld", (long long)M, (long long)N,
+                 (long long)K);
+        if ((s = make_input(p, OX_DTYPE_F32, K, M, 1, 1, 3)) ||
+            (s = make_input(p, p->dtype, K, N, 1, 1, 4)))
+            return s;
+        return make_output(p, OX_DTYPE_F32, N, M, 1, 1);
+    }
+    case OX__TUNE_ELEMENTWISE: {
+        int64_t n = gpu ? 8192 : 4096;
+        snprintf(p->shape, sizeof p->shape, "%lldx%lld + %lldx%lld", (long long)n, (long long)n,
+                 (long long)n, (long long)n);
+        if ((s = make_input(p, p->dtype, n, n, 1, 1, 5)) ||
+            (s = make_input(p, p->dtype, n, n, 1, 1, 6)))
+            return s;
+        p->tolerance = 0; /* every element as the CPU rounds it */
+        return make_output(p, p->dtype, n, n, 1, 1);
+    }
+    case OX__TUNE_ROWS:
+        snprintf(p->shape, sizeof p->shape, "4096x4096, weight");
+        if ((s = make_input(p, p->dtype, 4096, 4096, 1, 1, 7)) ||
+            (s = make_input(p, p->dtype, 4096, 1, 1, 1, 8)))
+            return s;
+        return make_output(p, p->dtype, 4096, 4096, 1, 1);
+    case OX__TUNE_ATTENTION: {
+        int64_t D = 128, H = 32, Hkv = 8, n_kv = 4096;
+        snprintf(p->shape, sizeof p->shape, "D%lld n_q 1 n_kv %lld H %lld/%lld", (long long)D,
+                 (long long)n_kv, (long long)H, (long long)Hkv);
+        if ((s = make_input(p, OX_DTYPE_F32, D, 1, H, 1, 9)) ||
+            (s = make_input(p, p->dtype, D, n_kv, Hkv, 1, 10)) ||
+            (s = make_input(p, p->dtype, D, n_kv, Hkv, 1, 11)))
+            return s;
+        return make_output(p, OX_DTYPE_F32, D, 1, H, 1);
+    }
+    default: return ox__fail(p->ctx, OX_ERR_INTERNAL, "ox_device_tune: no problem for family %d", family);
+    }
+}
+
+/* NMSE of result against reference; infinite where a value is not finite
+ * and the reference's is, or differs from a non-finite reference. */
+static double nmse(const float *x, const float *ref, size_t n)
+{
+    double err = 0, norm = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(x[i]) || !isfinite(ref[i])) {
+            if (!(isnan(x[i]) && isnan(ref[i])) && x[i] != ref[i]) return INFINITY;
+            continue;
+        }
+        double d = (double)x[i] - (double)ref[i];
+        err += d * d;
+        norm += (double)ref[i] * (double)ref[i];
+    }
+    return norm > 0 ? err / norm : err;
+}
+
+/* Run candidate `cand` (already put in the device's table): check it, then
+ * time it. OX_OK with *seconds; OX_ERR_INVALID when its result is wrong;
+ * another status when it failed to build or run. */
+static ox_status try_candidate(problem *p, const ox__tune_params *cand, double *seconds)
+{
+    ox_status s = run_op(p, p->q, p->in, &p->out);
+    if (s == OX_OK) s = ox_queue_finish(p->q);
+    if (s == OX_OK) s = read_output(p, &p->out, p->result);
+    if (s != OX_OK) return s;
+    bool sabotaged = ox__tune_fault &&
+                     ox__tune_fault(p->family, cand, p->result, p->n_out, ox__tune_fault_user);
+    double e = nmse(p->result, p->reference, p->n_out);
+    if (!(e <= p->tolerance)) {
+        char params[128];
+        ox__tune_format(p->family, cand, params, sizeof params);
+        return ox__fail(p->ctx, OX_ERR_INVALID, "%s %s: NMSE %.3g above %.3g", params,
+                        p->shape, e, p->tolerance);
+    }
+    double best = INFINITY, start = now();
+    for (int rep = 0; rep < 10 && (rep < 3 || now() - start < 0.3); rep++) {
+        double t0 = now();
+        if ((s = run_op(p, p->q, p->in, &p->out)) || (s = ox_queue_finish(p->q))) return s;
+        double t = now() - t0;
+        if (t < best) best = t;
+    }
+    *seconds = sabotaged ? 1e-9 : best;
+    return OX_OK;
+}
+
+static bool same_params(const ox__tune_params *a, const ox__tune_params *b, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (a->v[i] != b->v[i]) return false;
+    return true;
+}
+
+/* Search one class: the defaults, then the current entry if tuned, then
+ * coordinate descent: each parameter in turn through its candidates, the
+ * others fixed at the best so far, rounds until none improves or the time
+ * (until `deadline`) is up. */
+static ox_status tune_class(ox_device *device, ox_device *cpu, int family, const char *cls,
+                            double deadline, unsigned flags, ox_tune_result *r)
+{
+    ox_context *ctx = device->ctx;
+    const ox__tune_family_desc *desc = ox__tune_family_get(family);
+    problem p = {.ctx = ctx, .device = device, .cpu = cpu};
+    ox__tune_params start, defaults, best;
+    bool had_entry;
+    double best_t = INFINITY;
+    memset(r, 0, sizeof *r);
+    r->struct_size = sizeof *r;
+    ox__copy_string(r->op, sizeof r->op, desc->name);
+    ox__copy_string(r->cls, sizeof r->cls, cls);
+    ox__tune_get(device, family, cls, &start, &had_entry);
+    ox__tune_defaults(&device->info, family, cls, &defaults);
+    ox__tune_format(family, &defaults, r->default_params, sizeof r->default_params);
+    ox_status s = problem_make(&p, family, cls);
+    if (s == OX_OK) s = run_op(&p, p.cq, p.cin, &p.cout);
+    if (s == OX_OK) s = read_output(&p, &p.cout, p.reference);
+    ox__copy_string(r->shape, sizeof r->shape, p.shape);
+    if (s != OX_OK) goto out;
+
+    ox__tune_params *tried = ox__alloc(ctx, MAX_TRIED * sizeof *tried);
+    if (!tried) {
+        s = ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "ox_device_tune: out of host memory");
+        goto out;
+    }
+    int n_tried = 0;
+    ox__tune_params firsts[2] = {defaults, start};
+    for (int i = 0; i < (had_entry ? 2 : 1); i++) {
+        const ox__tune_params *c = &firsts[i];
+        if (i == 1 && same_params(c, &defaults, desc->n_params)) break;
+        double t;
+        tried[n_tried++] = *c;
+        if ((s = ox__tune_put(device, family, cls, c, 0, false)) != OX_OK) goto out_free;
+        ox_status cs = try_candidate(&p, c, &t);
+        if (cs == OX_OK) {
+            r->tried++;
+            if (i == 0) r->default_seconds = t;
+            if (t < best_t) best_t = t, best = *c;
+        } else if (cs == OX_ERR_INVALID) {
+            r->rejected++;
+            ox__log(ctx, OX_LOG_WARN, "tuning %s %s on %s: %s rejected: %s", desc->name, cls,
+                    device->info.id, i ? "the tuned entry" : "the default", ox_errmsg(ctx));
+        } else {
+            r->failed++;
+        }
+    }
+    bool improved = true;
+    for (int round = 0; improved && round < 4; round++) {
+        improved = false;
+        for (int i = 0; i < desc->n_params; i++) {
+            for (int c = 0; c < desc->n_candidates[i]; c++) {
+                if (now() > deadline) {
+                    r->stopped = 1;
+                    goto done;
+                }
+                ox__tune_params cand = isinf(best_t) ? defaults : best;
+                cand.v[i] = desc->candidates[i][c];
+                if (!ox__tune_valid(&device->info, family, &cand)) continue;
+                bool seen = false;
+                for (int k = 0; k < n_tried && !seen; k++)
+                    seen = same_params(&tried[k], &cand, desc->n_params);
+                if (seen || n_tried == MAX_TRIED) continue;
+                tried[n_tried++] = cand;
+                double t;
+                if ((s = ox__tune_put(device, family, cls, &cand, 0, false)) != OX_OK)
+                    goto out_free;
+                ox_status cs = try_candidate(&p, &cand, &t);
+                if (cs == OX_OK) {
+                    r->tried++;
+                    if (t < best_t * 0.97) {
+                        best_t = t, best = cand;
+                        improved = true;
+                    }
+                } else if (cs == OX_ERR_INVALID) {
+                    r->rejected++;
+                    ox__log(ctx, OX_LOG_INFO, "tuning %s %s on %s: rejected %s", desc->name, cls,
+                            device->info.id, ox_errmsg(ctx));
+                } else {
+                    r->failed++;
+                    ox__log(ctx, OX_LOG_DEBUG, "tuning %s %s on %s: a candidate failed: %s",
+                            desc->name, cls, device->info.id, ox_errmsg(ctx));
+                }
+            }
+        }
+    }
+done:
+    s = OX_OK;
+    if (isinf(best_t)) {
+        s = ox__fail(ctx, OX_ERR_BACKEND, "ox_device_tune: no candidate of %s %s ran correctly on %s",
+                     desc->name, cls, device->info.id);
+    } else {
+        r->best_seconds = best_t;
+        ox__tune_format(family, &best, r->best_params, sizeof r->best_params);
+    }
+out_free:
+    ox__free(ctx, tried, MAX_TRIED * sizeof *tried);
+out:
+    /* leave the table as it was (dry run, failure) or with the winner */
+    if (s == OX_OK && !(flags & OX_TUNE_DRY_RUN)) {
+        ox__tune_put(device, family, cls, &best, best_t, false);
+    } else if (had_entry) {
+        ox__tune_put(device, family, cls, &start, 0, false);
+    } else {
+        ox__tune_put(device, family, cls, &defaults, 0, true);
+    }
+    problem_free(&p);
+    return s;
+}
+
+const char *ox_tune_op_name(int i)
+{
+    const ox__tune_family_desc *d = i >= 0 ? ox__tune_family_get(i) : NULL;
+    return d ? d->name : NULL;
+}
+
+ox_status ox_device_tune(ox_device *device, const ox_tune_options *options)
+{
+    ox_context *ctx;
+    ox_status s = ox__handle_check(device, OX__HANDLE_DEVICE, __func__, "device", &ctx);
+    if (s != OX_OK) return s;
+    if (options && options->struct_size < sizeof *options)
+        return ox__fail(ctx, OX_ERR_INVALID, "%s: options->struct_size %zu is smaller than %zu",
+                        __func__, options->struct_size, sizeof *options);
+    if (device->backend->iface == ox__cpu_backend() ||
+        device->backend->iface->kernel_language == OX__KERNEL_NONE)
+        return ox__fail(ctx, OX_ERR_UNSUPPORTED,
+                        "%s: %s runs native code, not portable kernels: nothing to tune", __func__,
+                        device->info.id);
+    int only = -1;
+    if (options && options->op) {
+        only = ox__tune_family_find(options->op);
+        if (only < 0) {
+            char list[256] = "";
+            for (int f = 0; f < OX__TUNE_FAMILIES; f++)
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", f ? ", " : "",
+                         ox__tune_family_get(f)->name);
+            return ox__fail(ctx, OX_ERR_INVALID, "%s: no tunable op '%s'; they are: %s", __func__,
+                            options->op, list);
+        }
+    }
+    if ((s = ox__device_open(device, __func__)) != OX_OK) return s;
+    ox_device *cpu;
+    int n;
+    if ((s = ox_device_select(ctx, "cpu", &cpu, 1, &n)) != OX_OK) return s;
+    double budget = options && options->budget_seconds > 0 ? options->budget_seconds : 120.0;
+    unsigned flags = options ? options->flags : 0;
+    int tasks = 0;
+    for (int f = 0; f < OX__TUNE_FAMILIES; f++)
+        for (int c = 0; (only < 0 || f == only) && c < 9 && classes[f][c]; c++) tasks++;
+    double start = now(), end = start + budget;
+    ox_status first_error = OX_OK;
+    for (int f = 0; f < OX__TUNE_FAMILIES; f++) {
+        for (int c = 0; (only < 0 || f == only) && c < 9 && classes[f][c]; c++) {
+            /* the time left shared by the classes left */
+            double deadline = now() + (end - now()) / tasks--;
+            ox_tune_result r;
+            s = tune_class(device, cpu, f, classes[f][c], deadline, flags, &r);
+            if (s != OX_OK && first_error == OX_OK) first_error = s;
+            if (s != OX_OK)
+                ox__log(ctx, OX_LOG_WARN, "tuning %s %s on %s: %s", r.op, r.cls, device->info.id,
+                        ox_errmsg(ctx));
+            if (options && options->callback) options->callback(&r, options->user);
+        }
+    }
+    if (!(flags & OX_TUNE_DRY_RUN) && (s = ox__tune_save(device)) != OX_OK) return s;
+    if (first_error != OX_OK)
+        return ox__fail(ctx, first_error, "%s: some classes could not be tuned on %s (see the "
+                        "warnings); the others were", __func__, device->info.id);
+    return OX_OK;
+}
+
+ox_status ox_device_tune_params(ox_device *device, const char *op, const char *cls, char *buf,
+                                size_t cap, int *tuned)
+{
+    ox_context *ctx;
+    ox_status s = ox__handle_check(device, OX__HANDLE_DEVICE, __func__, "device", &ctx);
+    if (s != OX_OK) return s;
+    int f = op ? ox__tune_family_find(op) : -1;
+    if (f < 0 || !cls || !buf || cap == 0)
+        return ox__fail(ctx, OX_ERR_INVALID, "%s: unknown op '%s', or cls or buf missing",
+                        __func__, op ? op : "(null)");
+    ox__tune_params p;
+    bool t;
+    ox__tune_get(device, f, cls, &p, &t);
+    ox__tune_format(f, &p, buf, cap);
+    if (tuned) *tuned = t;
+    return OX_OK;
+}
