@@ -95,6 +95,20 @@ OX_API ox_status ox_backend_count(ox_context *ctx, int *count);
 /* Fill *info for backend number `index` (0 <= index < count). */
 OX_API ox_status ox_backend_get_info(ox_context *ctx, int index, ox_backend_info *info);
 
+/* What the context's work has cost the host so far: the figures behind
+ * "launches and host waits per token" (ox bench-model --json). Counts
+ * since the context was created; read them before and after the work of
+ * interest. Set struct_size before the call. */
+typedef struct ox_counters {
+    size_t struct_size;
+    uint64_t ops;       /* op calls that ran (ox_add, ox_matmul, ...), on any device */
+    uint64_t launches;  /* kernels launched on devices: portable kernels and vendor library calls */
+    uint64_t syncs;     /* host waits: ox_queue_finish, ox_event_wait, every blocking transfer */
+    uint64_t transfers; /* host <-> device transfers, blocking or not */
+} ox_counters;
+
+OX_API ox_status ox_context_counters(ox_context *ctx, ox_counters *out);
+
 #ifdef __cplusplus
 }
 #endif

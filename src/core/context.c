@@ -263,3 +263,17 @@ ox_status ox_backend_get_info(ox_context *ctx, int index, ox_backend_info *info)
     info->struct_size = sizeof *info;
     return OX_OK;
 }
+
+ox_status ox_context_counters(ox_context *ctx, ox_counters *out)
+{
+    ox_status s = ox__handle_check(ctx, OX__HANDLE_CONTEXT, __func__, "ctx", NULL);
+    if (s != OX_OK) return s;
+    if (!out || out->struct_size < sizeof *out)
+        return ox__fail(ctx, OX_ERR_INVALID, "%s: out is NULL or its struct_size is below %zu",
+                        __func__, sizeof *out);
+    out->ops = atomic_load(&ctx->n_ops);
+    out->launches = atomic_load(&ctx->n_launches);
+    out->syncs = atomic_load(&ctx->n_syncs);
+    out->transfers = atomic_load(&ctx->n_transfers);
+    return OX_OK;
+}

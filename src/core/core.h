@@ -103,6 +103,8 @@ struct ox_context {
     int device_count;
     pthread_mutex_t lock; /* guards the lists below */
     ox__link buffers, queues, events, programs; /* list heads */
+    /* ox_context_counters */
+    atomic_ullong n_ops, n_launches, n_syncs, n_transfers;
 };
 
 /* A public event around a backend event `impl` of `device` (queue.c);

@@ -359,6 +359,7 @@ ox_status ox__kernel_launch(ox_device *device, void *queue, ox__kernel *kernel,
                         "%s allows",
                         kernel->name, local[0], local[1], local[2],
                         device->info.max_work_group_size, device->info.id);
+    atomic_fetch_add(&device->ctx->n_launches, 1);
     ox_status s = device->backend->iface->kernel_launch(queue, kernel->impl, groups, local, n_args,
                                                         args, event);
     if (s != OX_OK) {

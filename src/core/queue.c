@@ -158,6 +158,7 @@ ox_status ox_event_wait(ox_event *event)
     ox_context *ctx;
     ox_status s = ox__handle_check(event, OX__HANDLE_EVENT, __func__, "event", &ctx);
     if (s != OX_OK) return s;
+    atomic_fetch_add(&ctx->n_syncs, 1);
     s = event->device->backend->iface->event_wait(event->impl);
     return s == OX_OK ? s : backend_failed(ctx, s, __func__, event->device);
 }
@@ -261,6 +262,7 @@ ox_status ox_queue_finish(ox_queue *queue)
     ox_context *ctx;
     ox_status s = ox__handle_check(queue, OX__HANDLE_QUEUE, __func__, "queue", &ctx);
     if (s != OX_OK) return s;
+    atomic_fetch_add(&ctx->n_syncs, 1);
     s = queue->device->backend->iface->queue_finish(queue->impl);
     return s == OX_OK ? s : backend_failed(ctx, s, __func__, queue->device);
 }
@@ -289,6 +291,7 @@ static ox_status queue_xfer(ox_queue *queue, const xfer *x, const char *func, ox
                             func, buffer_device(bufs[i])->info.id, queue->device->info.id);
     void *ev = NULL;
     const ox__backend_iface *be = queue->device->backend->iface;
+    if (x->kind == XFER_WRITE || x->kind == XFER_READ) atomic_fetch_add(&ctx->n_transfers, 1);
     s = x->size ? run_xfer(ctx, queue->device, queue->impl, x, event ? &ev : NULL)
                 : (event ? be->queue_marker(queue->impl, &ev) : OX_OK);
     if (s != OX_OK) return backend_failed(ctx, s, func, queue->device);
@@ -364,6 +367,8 @@ static ox_status blocking_xfer(ox_device *device, const xfer *x, const char *fun
     ox_context *ctx = device->ctx;
     const ox__backend_iface *be = device->backend->iface;
     void *queue;
+    atomic_fetch_add(&ctx->n_syncs, 1);
+    if (x->kind == XFER_WRITE || x->kind == XFER_READ) atomic_fetch_add(&ctx->n_transfers, 1);
     pthread_mutex_lock(&device->lock);
     ox_status s = ox__device_default_queue(device, func, &queue);
     if (s == OX_OK) {

@@ -83,6 +83,18 @@ struct ox_model {
     ox_buffer *tp_weights[MAX_TP];
 };
 
+/* The device tensors an evaluation works in: allocated for the largest
+ * batch so far and kept by the session, each evaluation using views of n
+ * tokens (scratch_view). */
+typedef struct scratch {
+    ox_tensor x, h, q, k, v, att, o, g, u, ids, pos, mask, last, logits;
+    /* tensor parallel: the main device's staging of the helpers' rows, and
+     * each helper's input and output */
+    ox_tensor tp_stage, tp_in[MAX_TP], tp_out[MAX_TP];
+} scratch;
+
+static void scratch_free(scratch *sc);
+
 struct ox_session {
     ox_model *model;
     ox_queue *queue;
@@ -92,6 +104,10 @@ struct ox_session {
     int n_ctx;
     int pos;
     ox_tensor *k_cache, *v_cache; /* per layer: [head_dim, n_ctx, n_head_kv] f32 */
+    scratch sc;                   /* for up to sc_tokens tokens; 0: none yet */
+    int sc_tokens;
+    unsigned char *host;          /* staging of one evaluation's inputs; each */
+    size_t host_bytes;            /* evaluation ends waiting for its queue */
 };
 
 /* ---- metadata and tensors ---------------------------------------------------- */
@@ -653,8 +669,10 @@ void ox_session_free(ox_session *se)
     }
     ox__free(ctx, se->k_cache, sizeof *se->k_cache * (size_t)L);
     ox__free(ctx, se->v_cache, sizeof *se->v_cache * (size_t)L);
-    ox_queue_free(se->queue);
+    ox_queue_free(se->queue); /* waits for its work first */
     for (int i = 1; i < MAX_TP; i++) ox_queue_free(se->tp_queue[i]);
+    scratch_free(&se->sc);
+    ox__free(ctx, se->host, se->host_bytes);
     free(se->tp_host);
     ox__free(ctx, se, sizeof *se);
 }
@@ -681,14 +699,6 @@ ox_status ox_session_rewind(ox_session *se, int position)
 
 /* ---- the forward pass ------------------------------------------------------------ */
 
-/* Scratch tensors of one evaluation of n tokens. */
-typedef struct scratch {
-    ox_tensor x, h, q, k, v, att, o, g, u, ids, pos, mask, last, logits;
-    /* tensor parallel: the main device's staging of the helpers' rows, and
-     * each helper's input and output */
-    ox_tensor tp_stage, tp_in[MAX_TP], tp_out[MAX_TP];
-} scratch;
-
 static void scratch_free(scratch *sc)
 {
     ox_tensor *all[] = {&sc->x, &sc->h, &sc->q, &sc->k, &sc->v, &sc->att, &sc->o,
@@ -701,15 +711,23 @@ static void scratch_free(scratch *sc)
     }
 }
 
-static ox_status scratch_alloc(ox_session *se, int n, scratch *sc)
+/* Scratch for at least n tokens: kept from an earlier evaluation when it is
+ * large enough, else allocated anew (the mask for n rows of the whole
+ * context). */
+static ox_status scratch_reserve(ox_session *se, int n)
 {
+    if (n <= se->sc_tokens) return OX_OK;
     const ox_model_info *in = &se->model->info;
     ox_model *m = se->model;
     ox_device *d = m->device;
     int64_t E = in->n_embd, D = in->head_dim, H = in->n_head, Hkv = in->n_head_kv;
-    int n_kv = se->pos + n;
+    int n_kv = se->n_ctx;
+    scratch *sc = &se->sc;
+    ox_status s = ox_queue_finish(se->queue); /* nothing may still use the old one */
+    if (s != OX_OK) return s;
+    scratch_free(sc);
+    se->sc_tokens = 0;
     memset(sc, 0, sizeof *sc);
-    ox_status s;
     if ((s = ox_tensor_alloc(d, OX_DTYPE_F32, E, n, 1, 1, &sc->x)) ||
         (s = ox_tensor_alloc(d, OX_DTYPE_F32, E, n, 1, 1, &sc->h)) ||
         (s = ox_tensor_alloc(d, OX_DTYPE_F32, H * D, n, 1, 1, &sc->q)) ||
@@ -734,10 +752,28 @@ static ox_status scratch_alloc(ox_session *se, int n, scratch *sc)
                 (s = ox_tensor_alloc(m->tp_device[i], OX_DTYPE_F32, wide, n, 1, 1, &sc->tp_out[i])))
                 goto fail;
     }
+    se->sc_tokens = n;
     return OX_OK;
 fail:
     scratch_free(sc);
+    memset(sc, 0, sizeof *sc);
     return s;
+}
+
+/* The session's scratch as tensors of n tokens (n <= sc_tokens); the mask
+ * [n_kv, n] for keys up to position n_kv. */
+static scratch scratch_view(const ox_session *se, int n, int n_kv)
+{
+    scratch v = se->sc;
+    ox_tensor *rows[] = {&v.x, &v.h, &v.q, &v.k, &v.v, &v.att, &v.o, &v.g, &v.u};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        rows[i]->ne[1] = n;
+        rows[i]->nb[2] = rows[i]->nb[3] = rows[i]->nb[1] * n;
+    }
+    v.ids.ne[0] = n;
+    v.pos.ne[0] = n;
+    v.mask = ox_tensor_make(se->sc.mask.buffer, se->sc.mask.offset, OX_DTYPE_F32, n_kv, n, 1, 1);
+    return v;
 }
 
 /* A contiguous [ne0, ne1] view at the start of a scratch tensor. */
@@ -890,51 +926,73 @@ static ox_status ffn_block(ox_session *se, layer *L, scratch *sc)
     return ox_add(q, &sc->x, &sc->x, &sc->o);
 }
 
-/* Inputs: token ids (if any), positions, and the sliding-window mask (-inf where a
- * query is window or more positions past a key). */
-static ox_status upload_inputs(ox_session *se, const int32_t *tokens, int n, scratch *sc)
+/* Host staging of at least `bytes` for one evaluation's inputs. */
+static ox_status host_reserve(ox_session *se, size_t bytes)
 {
+    if (bytes <= se->host_bytes) return OX_OK;
     ox_context *ctx = se->model->ctx;
-    int n_kv = se->pos + n, window = se->model->swa_window;
-    size_t mask_count = (size_t)n_kv * (size_t)n;
-    int32_t *pos = ox__alloc(ctx, (size_t)n * sizeof *pos);
-    float *mask = ox__alloc(ctx, mask_count * sizeof *mask);
-    ox_status s = OX_OK;
-    if (!pos || !mask) {
-        s = ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "ox_session_eval: out of memory");
-        goto out;
-    }
-    for (int i = 0; i < n; i++) {
-        pos[i] = se->pos + i;
-        for (int j = 0; j < n_kv; j++)
-            mask[(size_t)i * (size_t)n_kv + (size_t)j] =
-                window > 0 && pos[i] - j >= window ? -INFINITY : 0.0f;
-    }
-    if ((tokens && (s = ox_tensor_write(&sc->ids, tokens, (size_t)n * sizeof *tokens))) ||
-        (s = ox_tensor_write(&sc->pos, pos, (size_t)n * sizeof *pos)))
-        goto out;
-    s = ox_tensor_write(&sc->mask, mask, mask_count * sizeof *mask);
-out:
-    ox__free(ctx, pos, (size_t)n * sizeof *pos);
-    ox__free(ctx, mask, mask_count * sizeof *mask);
-    return s;
+    ox__free(ctx, se->host, se->host_bytes);
+    se->host_bytes = 0;
+    se->host = ox__alloc(ctx, bytes);
+    if (!se->host) return ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "ox_session_eval: out of memory");
+    se->host_bytes = bytes;
+    return OX_OK;
 }
 
-/* The embeddings of n tokens from the mapped file, into x on the device. */
-static ox_status host_rows(ox_model *m, const int32_t *tokens, int n, const ox_tensor *x)
+/* Whether a layer of the model masks keys (the sliding window) when the
+ * context holds n_kv keys. */
+static bool needs_mask(const ox_model *m, int n_kv)
 {
-    size_t file_size, row = ox_dtype_row_size(m->tok_embd.dtype, m->tok_embd.ne[0]);
-    const unsigned char *base = ox_gguf_file_data(m->gguf, &file_size);
-    size_t bytes = (size_t)n * (size_t)m->info.n_embd * sizeof(float);
-    float *rows = ox__alloc(m->ctx, bytes);
-    if (!rows) return ox__fail(m->ctx, OX_ERR_OUT_OF_MEMORY, "ox_session_eval: out of memory");
-    ox_status s = OX_OK;
-    for (int i = 0; i < n && s == OX_OK; i++)
-        s = ox_row_to_f32(m->tok_embd.dtype, base + m->tok_embd.offset + (size_t)tokens[i] * row,
-                          rows + (size_t)i * (size_t)m->info.n_embd, m->info.n_embd);
-    if (s == OX_OK) s = ox_tensor_write(x, rows, bytes);
-    ox__free(m->ctx, rows, bytes);
-    return s;
+    if (m->swa_window <= 0 || n_kv <= m->swa_window) return false;
+    for (int il = m->first; il < m->last; il++)
+        if (m->layers[il].swa) return true;
+    return false;
+}
+
+/* Enqueue the inputs on the session's queue, without waiting: token ids (if
+ * any), positions, the sliding-window mask when a layer needs it (-inf
+ * where a query is window or more positions past a key), and the hidden
+ * states or the embeddings taken on the host. The staging stays untouched
+ * until the evaluation waits for its queue. */
+static ox_status upload_inputs(ox_session *se, const int32_t *tokens, const float *hidden_in,
+                               int n, const scratch *sc)
+{
+    ox_model *m = se->model;
+    ox_queue *q = se->queue;
+    int n_kv = se->pos + n, window = m->swa_window;
+    bool mask = needs_mask(m, n_kv), host_x = hidden_in || (tokens && m->host_embd);
+    size_t ids_bytes = (size_t)n * sizeof(int32_t), pos_bytes = ids_bytes;
+    size_t mask_bytes = mask ? (size_t)n_kv * (size_t)n * sizeof(float) : 0;
+    size_t x_bytes = host_x ? (size_t)n * (size_t)m->info.n_embd * sizeof(float) : 0;
+    ox_status s = host_reserve(se, ids_bytes + pos_bytes + mask_bytes + x_bytes);
+    if (s != OX_OK) return s;
+    int32_t *pos = (int32_t *)se->host, *ids = pos + n;
+    float *maskv = (float *)(ids + n), *x = maskv + (mask ? (size_t)n_kv * (size_t)n : 0);
+    for (int i = 0; i < n; i++) {
+        pos[i] = se->pos + i;
+        for (int j = 0; mask && j < n_kv; j++)
+            maskv[(size_t)i * (size_t)n_kv + (size_t)j] =
+                pos[i] - j >= window ? -INFINITY : 0.0f;
+    }
+    if ((s = ox_queue_write(q, sc->pos.buffer, sc->pos.offset, pos, pos_bytes, NULL))) return s;
+    if (tokens && !m->host_embd) {
+        memcpy(ids, tokens, ids_bytes);
+        if ((s = ox_queue_write(q, sc->ids.buffer, sc->ids.offset, ids, ids_bytes, NULL))) return s;
+    }
+    if (mask && (s = ox_queue_write(q, sc->mask.buffer, sc->mask.offset, maskv, mask_bytes, NULL)))
+        return s;
+    if (!host_x) return OX_OK;
+    if (hidden_in) {
+        memcpy(x, hidden_in, x_bytes);
+    } else { /* the embeddings of the tokens, from the mapped file */
+        size_t file_size, row = ox_dtype_row_size(m->tok_embd.dtype, m->tok_embd.ne[0]);
+        const unsigned char *base = ox_gguf_file_data(m->gguf, &file_size);
+        for (int i = 0; i < n && s == OX_OK; i++)
+            s = ox_row_to_f32(m->tok_embd.dtype, base + m->tok_embd.offset + (size_t)tokens[i] * row,
+                              x + (size_t)i * (size_t)m->info.n_embd, m->info.n_embd);
+        if (s != OX_OK) return s;
+    }
+    return ox_queue_write(q, sc->x.buffer, sc->x.offset, x, x_bytes, NULL);
 }
 
 ox_status ox_session_eval(ox_session *se, const int32_t *tokens, int n, float *logits)
@@ -970,29 +1028,26 @@ ox_status ox_session_eval_range(ox_session *se, const int32_t *tokens, const flo
             return ox__fail(m->ctx, OX_ERR_OUT_OF_RANGE,
                             "ox_session_eval: token %d (#%d) is outside the vocabulary of %d",
                             tokens[i], i, in->n_vocab);
-    scratch sc;
-    ox_status s = scratch_alloc(se, n, &sc);
+    ox_status s = scratch_reserve(se, n);
     if (s != OX_OK) return s;
+    scratch sc = scratch_view(se, n, se->pos + n);
     ox_queue *q = se->queue;
     size_t hidden_bytes = (size_t)n * (size_t)in->n_embd * sizeof(float);
-    if ((s = upload_inputs(se, embeds ? tokens : NULL, n, &sc))) goto out;
-    if (embeds) {
-        if ((s = m->host_embd ? host_rows(m, tokens, n, &sc.x)
-                              : ox_get_rows(q, &sc.x, &m->tok_embd, &sc.ids)) ||
-            (m->arch->embd_scale &&
-             (s = ox_scale(q, &sc.x, &sc.x, sqrtf((float)in->n_embd), 0.0f))))
-            goto out;
-    } else if ((s = ox_tensor_write(&sc.x, hidden_in, hidden_bytes))) {
+    if ((s = upload_inputs(se, embeds ? tokens : NULL, embeds ? NULL : hidden_in, n, &sc)))
         goto out;
-    }
+    if (embeds && !m->host_embd && (s = ox_get_rows(q, &sc.x, &m->tok_embd, &sc.ids))) goto out;
+    if (embeds && m->arch->embd_scale &&
+        (s = ox_scale(q, &sc.x, &sc.x, sqrtf((float)in->n_embd), 0.0f)))
+        goto out;
     for (int il = m->first; il < m->last; il++) {
         layer *L = &m->layers[il];
         if ((s = ox_rms_norm(q, &sc.h, &sc.x, &L->attn_norm, m->eps)) ||
             (s = attention_block(se, L, &sc, n)) || (s = ffn_block(se, L, &sc)))
             goto out;
     }
+    /* the one wait of an evaluation: its outputs read back on the same queue */
     if (!outputs) {
-        if ((s = ox_queue_finish(q)) || (s = ox_tensor_read(&sc.x, hidden_out, hidden_bytes)))
+        if ((s = ox_queue_read(q, sc.x.buffer, sc.x.offset, hidden_out, hidden_bytes, NULL)))
             goto out;
     } else if (logits) {
         ox_tensor last = sc.x, hl = sc.h;
@@ -1001,14 +1056,16 @@ ox_status ox_session_eval_range(ox_session *se, const int32_t *tokens, const flo
         hl.ne[1] = 1;
         if ((s = ox_rms_norm(q, &hl, &last, &m->output_norm, m->eps)) ||
             (s = ox_matmul(q, &sc.logits, &hl, &m->output, OX_MATMUL_TRANS_B)) ||
-            (s = ox_queue_finish(q)) ||
-            (s = ox_tensor_read(&sc.logits, logits, (size_t)in->n_vocab * sizeof *logits)))
+            (s = ox_queue_read(q, sc.logits.buffer, sc.logits.offset, logits,
+                               (size_t)in->n_vocab * sizeof *logits, NULL)))
             goto out;
-    } else if ((s = ox_queue_finish(q))) {
-        goto out;
     }
+    s = ox_queue_finish(q);
+    if (s != OX_OK) goto out;
     se->pos += n;
+    return OX_OK;
 out:
-    scratch_free(&sc);
+    /* nothing may still read the staging or write the caller's memory */
+    ox_queue_finish(q);
     return s;
 }

@@ -572,7 +572,8 @@ static ox_status quant_matvec_float(const ox__op *op, const ox_tensor *dst, cons
 static bool rows_layout(const ox_tensor *dst, const ox_tensor *b, unsigned flags)
 {
     return (flags & OX_MATMUL_TRANS_B) && b->ne[2] == 1 && b->ne[3] == 1 && dst->nb[0] == 4 &&
-           dst->nb[2] == dst->nb[1] * dst->ne[1] && dst->nb[3] == dst->nb[2] * dst->ne[2];
+           (dst->ne[2] == 1 || dst->nb[2] == dst->nb[1] * dst->ne[1]) &&
+           (dst->ne[3] == 1 || dst->nb[3] == dst->nb[2] * dst->ne[2]);
 }
 
 static ox_status tiled_matmul(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
@@ -655,6 +656,7 @@ ox_status ox__dev_matmul(const ox__op *op, const ox_tensor *dst, const ox_tensor
         ox__native_tensor nd = native_tensor(dst), na = native_tensor(a), nb = native_tensor(b);
         ox_status s = be->native_matmul(op->queue->impl, &nd, &na, &nb, flags);
         if (s != OX_ERR_UNSUPPORTED) {
+            atomic_fetch_add(&op->ctx->n_launches, 1);
             if (s != OX_OK) {
                 char message[OX__ERRMSG_MAX];
                 ox__copy_string(message, sizeof message, ox_errmsg(op->ctx));

@@ -23,6 +23,7 @@ static ox_status op_begin(ox__op *op, const char *name, ox_queue *q)
     op->queue = q;
     op->device = q->device;
     op->cpu = q->device->backend->iface == ox__cpu_backend();
+    atomic_fetch_add(&op->ctx->n_ops, 1);
     if (op->cpu) {
         op->exec.pool = ox__cpu_device_pool(q->device->impl);
         op->exec.features = q->device->info.features;

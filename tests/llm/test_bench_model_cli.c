@@ -64,7 +64,7 @@ OX_TEST(missing_sensor_is_named)
 
     ox_run *r = bench(&fx, false);
     ASSERT_MSG(r->status == 0, "ox bench-model: %s", r->err);
-    ASSERT_CONTAINS(r->out, "| t/s | J/token |");
+    ASSERT_CONTAINS(r->out, "| t/s | of limit | J/token |");
     ASSERT_CONTAINS(r->out, "| pp8 |");
     ASSERT_CONTAINS(r->out, " | n/a |\n");
     const char *line = strstr(r->out, "\nJ/token not measured: no energy sensor for cpu:0 (");

@@ -38,6 +38,8 @@ typedef struct result {
     const char *limit;   /* "bandwidth" or "f32_fma" */
     double attainable;   /* GB/s or GFLOP/s */
     double percent;
+    /* host costs per token: op calls, kernel launches, host waits */
+    double ops, launches, syncs;
 } result;
 
 /* The devices' limits added up: with several devices, the sum of their
@@ -167,8 +169,15 @@ static ox_status measure(ox_pipeline *s, ox_context *ctx, energy *e, const int32
 {
     double sum = 0, sum_sq = 0, joules = 0, before = 0, after = 0;
     bool metered = true;
+    /* an untimed warm-up: kernels are built (and caches filled) on first use */
+    ox_status st = ox_pipeline_rewind(s, 0);
+    for (int i = 0; st == OX_OK && i < (prompt > 0 ? 1 : 2); i++)
+        st = ox_pipeline_eval(s, &ids[i], prompt > 0 ? (prompt < 8 ? prompt : 8) : 1, logits);
+    if (st != OX_OK) return st;
+    ox_counters c0 = {.struct_size = sizeof c0}, c1 = {.struct_size = sizeof c1};
+    if ((st = ox_context_counters(ctx, &c0)) != OX_OK) return st;
     for (int rep = 0; rep < reps; rep++) {
-        ox_status st = ox_pipeline_rewind(s, 0);
+        st = ox_pipeline_rewind(s, 0);
         if (st != OX_OK) return st;
         metered = metered && energy_read(e, ctx, &before);
         double t0 = cli_seconds();
@@ -185,6 +194,11 @@ static ox_status measure(ox_pipeline *s, ox_context *ctx, energy *e, const int32
         sum += tps;
         sum_sq += tps * tps;
     }
+    if ((st = ox_context_counters(ctx, &c1)) != OX_OK) return st;
+    double tokens = (double)(prompt > 0 ? prompt : gen) * reps;
+    r->ops = (double)(c1.ops - c0.ops) / tokens;
+    r->launches = (double)(c1.launches - c0.launches) / tokens;
+    r->syncs = (double)(c1.syncs - c0.syncs) / tokens;
     r->joules_per_token = metered ? joules / ((double)(prompt > 0 ? prompt : gen) * reps) : -1.0;
     r->mean = sum / reps;
     r->stddev = reps > 1 ? sqrt(fmax(0.0, (sum_sq - sum * sum / reps) / (reps - 1))) : 0.0;
@@ -310,6 +324,9 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
                 cJSON_AddNumberToObject(o, "tokens_per_second", r->mean);
                 cJSON_AddNumberToObject(o, "stddev", r->stddev);
                 cJSON_AddNumberToObject(o, "percent_of_limit", r->percent);
+                cJSON_AddNumberToObject(o, "ops_per_token", r->ops);
+                cJSON_AddNumberToObject(o, "launches_per_token", r->launches);
+                cJSON_AddNumberToObject(o, "syncs_per_token", r->syncs);
                 cJSON_AddStringToObject(o, "limit", r->limit);
                 cJSON_AddNumberToObject(o, "attainable", r->attainable);
                 cJSON_AddNumberToObject(o, strcmp(r->test, "tg") == 0 ? "bytes_per_token"
@@ -371,6 +388,9 @@ const cli_command cmd_bench_model = {
         "weight bytes a step reads and the KV cache at the average context, times\n"
         "tokens/s), pp of the F32 FMA peak (2 FLOP per weight and attention's, per\n"
         "token). With several devices, of the sum of their limits.\n"
+        "--json also gives the host's costs per token: op calls, kernel launches\n"
+        "on devices and host waits (ops_per_token, launches_per_token,\n"
+        "syncs_per_token). Each test starts with an untimed warm-up.\n"
         "J/token: the devices' energy over the timed runs per token, from NVML\n"
         "(NVIDIA), ROCm SMI (hip) or RAPL powercap (CPUs); whole devices, so\n"
         "other processes' use counts too. Without a sensor for every device it\n"
