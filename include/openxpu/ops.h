@@ -133,6 +133,22 @@ typedef struct ox_rope_params {
 OX_API ox_status ox_rope(ox_queue *q, const ox_tensor *dst, const ox_tensor *a,
                          const ox_tensor *positions, const ox_rope_params *params);
 
+/* The rotary embedding of a decoder layer's queries and keys in one call
+ * (one launch on devices), each head first RMS-normalised and multiplied
+ * by its weight when one is given (Qwen 3's and Gemma 3's q/k norms):
+ *   q_dst = rope(rms_norm(q) * q_weight), k_dst = rope(rms_norm(k) * k_weight)
+ * q, k: F32 [head_dim, n_heads, n_tokens, batch], each with its own number
+ * of heads, head_dim at most 1024; q_dst, k_dst: the same shapes, F32, F16
+ * or BF16, any strides (k_dst may be a view of an F16 KV cache: the keys
+ * are written there directly); q_weight, k_weight: F32 [head_dim] or NULL
+ * (no norm). k, k_dst and k_weight may all be NULL: queries only. A
+ * destination may be its source (in place). On the CPU the results are
+ * those of ox_rms_norm, then ox_rope, then ox_copy. */
+OX_API ox_status ox_rope_qk(ox_queue *queue, const ox_tensor *q_dst, const ox_tensor *q,
+                            const ox_tensor *q_weight, const ox_tensor *k_dst, const ox_tensor *k,
+                            const ox_tensor *k_weight, const ox_tensor *positions,
+                            const ox_rope_params *params, float eps);
+
 /* ---- matrix multiplication ---------------------------------------------------- */
 
 enum {

@@ -877,13 +877,10 @@ static ox_status attention_block(ox_session *se, layer *L, scratch *sc, int n)
         (L->bk.buffer && (s = ox_add(q, &sc->k, &sc->k, &L->bk))) ||
         (L->bv.buffer && (s = ox_add(q, &sc->v, &sc->v, &L->bv))))
         return s;
-    if (m->arch->qk_norm && ((s = ox_rms_norm(q, &qh, &qh, &L->q_norm, m->eps)) ||
-                             (s = ox_rms_norm(q, &kh, &kh, &L->k_norm, m->eps))))
-        return s;
-    if ((s = ox_rope(q, &qh, &qh, &sc->pos, &rope)) || (s = ox_rope(q, &kh, &kh, &sc->pos, &rope)))
-        return s;
-    /* Append k and v to the caches: [D, n_ctx, Hkv] viewed as [D, Hkv, n]
-     * at position pos. */
+    /* The new keys and values go to the caches: [D, n_ctx, Hkv] viewed as
+     * [D, Hkv, n] at position pos. The keys are normalised (where the
+     * architecture has q/k norms) and rotated straight into theirs, with
+     * the queries, in one op. */
     int il = (int)(L - m->layers);
     ox_tensor kc = se->k_cache[il], vc = se->v_cache[il];
     ox_tensor kdst = kc, vdst = vc;
@@ -895,8 +892,12 @@ static ox_status attention_block(ox_session *se, layer *L, scratch *sc, int n)
         dst->nb[1] = cache->nb[2];
         dst->ne[2] = n;
         dst->nb[2] = cache->nb[1];
-        if ((s = ox_copy(q, dst, c ? &vh : &kh))) return s;
     }
+    bool norms = m->arch->qk_norm;
+    if ((s = ox_rope_qk(q, &qh, &qh, norms ? &L->q_norm : NULL, &kdst, &kh,
+                        norms ? &L->k_norm : NULL, &sc->pos, &rope, m->eps)) ||
+        (s = ox_copy(q, &vdst, &vh)))
+        return s;
     kc.ne[1] = n_kv;
     vc.ne[1] = n_kv;
     ox_tensor qt = tokens_by_head(&sc->q, D), at = tokens_by_head(&sc->att, D);

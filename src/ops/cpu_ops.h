@@ -65,6 +65,14 @@ ox_status ox__cpu_layer_norm(const ox__cpu_exec *x, const ox__view *dst, const o
                              float eps);
 
 /* rope.c */
+/* dst = rope(rms_norm(a) * weight) (weight NULL: rope(a)), row by row, in
+ * float: the same values as ox__cpu_rms_norm then ox__cpu_rope; dst may be
+ * F16 or BF16 (rounded once). Rows of at most OX__TILE. */
+ox_status ox__cpu_rope_norm(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a,
+                            const ox__view *weight, float eps, const ox__view *positions,
+                            const ox_rope_params *params);
+/* sum((x - shift)^2) of a tile, in double, as the CPU's norms sum it. */
+double ox__sum_sq_tile(const float *x, double shift, int64_t n);
 ox_status ox__cpu_rope(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a,
                        const ox__view *positions, const ox_rope_params *params);
 

@@ -405,6 +405,39 @@ ox_status ox__dev_rope(const ox__op *op, const ox_tensor *dst, const ox_tensor *
     return run(&l, "rope", "rope", groups, local);
 }
 
+ox_status ox__dev_rope_qk(const ox__op *op, const ox_tensor *q_dst, const ox_tensor *q,
+                          const ox_tensor *q_weight, const ox_tensor *k_dst, const ox_tensor *k,
+                          const ox_tensor *k_weight, const ox_tensor *positions,
+                          const ox_rope_params *params, float eps)
+{
+    launch l = {.op = op};
+    int64_t dmax = 64;
+    while (dmax < q->ne[0]) dmax *= 2;
+    size_t lanes = group_size(op, (size_t)(q->ne[0] / 2 > 32 ? q->ne[0] / 2 : 32));
+    option(&l, "ROPE_QK", 1);
+    option(&l, "DT_QD", q_dst->dtype);
+    option(&l, "DT_KD", k_dst ? k_dst->dtype : OX_DTYPE_F32);
+    option(&l, "HAS_QW", q_weight != NULL);
+    option(&l, "HAS_KW", k_weight != NULL);
+    option(&l, "NEOX", params->mode == OX_ROPE_NEOX);
+    option(&l, "DMAX", (long)dmax);
+    option(&l, "LANES", (long)lanes);
+    arg_tensor(&l, q_dst);
+    arg_tensor(&l, q);
+    arg_buffer(&l, q_weight ? q_weight : q); /* unused without HAS_QW */
+    arg_tensor(&l, k_dst ? k_dst : q_dst);   /* without keys: no group takes them */
+    arg_tensor(&l, k ? k : q);
+    arg_buffer(&l, k_weight ? k_weight : q);
+    arg_buffer(&l, positions);
+    arg_i32(&l, params->n_dims);
+    arg_f32(&l, params->freq_base);
+    arg_f32(&l, params->freq_scale);
+    arg_f32(&l, eps);
+    int64_t rows = q->ne[1] * q->ne[2] * q->ne[3] + (k ? k->ne[1] * k->ne[2] * k->ne[3] : 0);
+    size_t groups[3] = {(size_t)rows, 1, 1}, local[3] = {lanes, 1, 1};
+    return run(&l, "rope", "rope_qk", groups, local);
+}
+
 static ox__native_tensor native_tensor(const ox_tensor *t)
 {
     ox__native_tensor n = {.buffer = t->buffer->memory->impl,

@@ -327,6 +327,27 @@ ox_status ox_layer_norm(ox_queue *q, const ox_tensor *dst, const ox_tensor *a,
 
 /* ---- rope ------------------------------------------------------------------------ */
 
+/* The rope parameters against a (head size) and positions (one per token). */
+static ox_status rope_params(const ox__op *op, const ox_tensor *a, const ox_tensor *positions,
+                             const ox_rope_params *params)
+{
+    if (!params) return ox__fail(op->ctx, OX_ERR_INVALID, "%s: params is NULL", op->name);
+    if (params->mode != OX_ROPE_NORMAL && params->mode != OX_ROPE_NEOX)
+        return ox__fail(op->ctx, OX_ERR_INVALID, "%s: unknown mode %d", op->name,
+                        (int)params->mode);
+    if (params->n_dims <= 0 || params->n_dims % 2 || params->n_dims > a->ne[0])
+        return ox__fail(op->ctx, OX_ERR_INVALID,
+                        "%s: n_dims %d must be even, positive and at most the head size %lld",
+                        op->name, params->n_dims, (long long)a->ne[0]);
+    if (!(params->freq_base > 0.0f) || !(params->freq_scale > 0.0f))
+        return ox__fail(op->ctx, OX_ERR_INVALID, "%s: freq_base %g and freq_scale %g must be positive",
+                        op->name, (double)params->freq_base, (double)params->freq_scale);
+    if (ox_tensor_nelements(positions) != a->ne[2])
+        return ox__fail(op->ctx, OX_ERR_INVALID, "%s: %lld positions for %lld tokens (ne[2])",
+                        op->name, (long long)ox_tensor_nelements(positions), (long long)a->ne[2]);
+    return OX_OK;
+}
+
 ox_status ox_rope(ox_queue *q, const ox_tensor *dst, const ox_tensor *a,
                   const ox_tensor *positions, const ox_rope_params *params)
 {
@@ -336,26 +357,72 @@ ox_status ox_rope(ox_queue *q, const ox_tensor *dst, const ox_tensor *a,
         (s = arg(&op, "positions", positions, false)) ||
         (s = want_dtype(&op, "positions", positions, OX_DTYPE_I32)))
         return s;
-    if (!params) return ox__fail(op.ctx, OX_ERR_INVALID, "ox_rope: params is NULL");
-    if (params->mode != OX_ROPE_NORMAL && params->mode != OX_ROPE_NEOX)
-        return ox__fail(op.ctx, OX_ERR_INVALID, "ox_rope: unknown mode %d", (int)params->mode);
-    if (params->n_dims <= 0 || params->n_dims % 2 || params->n_dims > a->ne[0])
-        return ox__fail(op.ctx, OX_ERR_INVALID,
-                        "ox_rope: n_dims %d must be even, positive and at most the head size %lld",
-                        params->n_dims, (long long)a->ne[0]);
-    if (!(params->freq_base > 0.0f) || !(params->freq_scale > 0.0f))
-        return ox__fail(op.ctx, OX_ERR_INVALID,
-                        "ox_rope: freq_base %g and freq_scale %g must be positive",
-                        (double)params->freq_base, (double)params->freq_scale);
-    if (ox_tensor_nelements(positions) != a->ne[2])
-        return ox__fail(op.ctx, OX_ERR_INVALID,
-                        "ox_rope: %lld positions for %lld tokens (a->ne[2])",
-                        (long long)ox_tensor_nelements(positions), (long long)a->ne[2]);
+    if ((s = rope_params(&op, a, positions, params))) return s;
     if (op.cpu) {
         ox__view vd = view(dst), va = view(a), vp = view(positions);
         return ox__cpu_rope(&op.exec, &vd, &va, &vp, params);
     }
     return ox__dev_rope(&op, dst, a, positions, params);
+}
+
+/* One of rope_qk's pairs: src F32, dst of src's shape in a float type, the
+ * weight a row of head_dim. */
+static ox_status rope_qk_pair(const ox__op *op, const char *wd, const ox_tensor *dst,
+                              const char *ws, const ox_tensor *src, const char *ww,
+                              const ox_tensor *weight)
+{
+    ox_status s;
+    if ((s = arg(op, wd, dst, false)) || (s = arg(op, ws, src, false)) ||
+        (s = want_dtype(op, ws, src, OX_DTYPE_F32)) || (s = want_float(op, wd, dst)) ||
+        (s = same_shape(op, wd, dst, ws, src)))
+        return s;
+    if (src->ne[0] > 1024)
+        return ox__fail(op->ctx, OX_ERR_UNSUPPORTED, "%s: head size %lld of %s is above 1024",
+                        op->name, (long long)src->ne[0], ws);
+    if (!weight) return OX_OK;
+    if ((s = arg(op, ww, weight, false)) || (s = want_dtype(op, ww, weight, OX_DTYPE_F32)))
+        return s;
+    if (weight->ne[0] != src->ne[0] || ox_tensor_nelements(weight) != weight->ne[0])
+        return ox__fail(op->ctx, OX_ERR_INVALID, "%s: %s must be one row of %lld (the head size)",
+                        op->name, ww, (long long)src->ne[0]);
+    return OX_OK;
+}
+
+ox_status ox_rope_qk(ox_queue *queue, const ox_tensor *q_dst, const ox_tensor *q,
+                     const ox_tensor *q_weight, const ox_tensor *k_dst, const ox_tensor *k,
+                     const ox_tensor *k_weight, const ox_tensor *positions,
+                     const ox_rope_params *params, float eps)
+{
+    ox__op op;
+    ox_status s = op_begin(&op, "ox_rope_qk", queue);
+    if (s != OX_OK || (s = rope_qk_pair(&op, "q_dst", q_dst, "q", q, "q_weight", q_weight)))
+        return s;
+    bool keys = k || k_dst || k_weight;
+    if (keys && (s = rope_qk_pair(&op, "k_dst", k_dst, "k", k, "k_weight", k_weight))) return s;
+    if ((s = arg(&op, "positions", positions, false)) ||
+        (s = want_dtype(&op, "positions", positions, OX_DTYPE_I32)) ||
+        (s = rope_params(&op, q, positions, params)))
+        return s;
+    if (keys && (k->ne[0] != q->ne[0] || k->ne[2] != q->ne[2] || k->ne[3] != q->ne[3]))
+        return ox__fail(op.ctx, OX_ERR_INVALID, "ox_rope_qk: k's head size, tokens and batch "
+                        "(%lld, %lld, %lld) differ from q's (%lld, %lld, %lld)",
+                        (long long)k->ne[0], (long long)k->ne[2], (long long)k->ne[3],
+                        (long long)q->ne[0], (long long)q->ne[2], (long long)q->ne[3]);
+    if (!(eps >= 0.0f))
+        return ox__fail(op.ctx, OX_ERR_INVALID, "ox_rope_qk: eps %g must be >= 0", (double)eps);
+    if (op.cpu) {
+        ox__view vp = view(positions);
+        for (int i = 0; i < (keys ? 2 : 1); i++) {
+            const ox_tensor *w = i ? k_weight : q_weight;
+            ox__view vd = view(i ? k_dst : q_dst), va = view(i ? k : q), vw;
+            if (w) vw = view(w);
+            if ((s = ox__cpu_rope_norm(&op.exec, &vd, &va, w ? &vw : NULL, eps, &vp, params)))
+                return s;
+        }
+        return OX_OK;
+    }
+    return ox__dev_rope_qk(&op, q_dst, q, q_weight, keys ? k_dst : NULL, keys ? k : NULL,
+                           k_weight, positions, params, eps);
 }
 
 /* ---- matmul ------------------------------------------------------------------------ */

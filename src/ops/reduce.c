@@ -24,7 +24,7 @@ static double sum_tile(const float *x, int64_t n)
 }
 
 /* sum((x - shift)^2) */
-static double sum_sq_tile(const float *x, double shift, int64_t n)
+double ox__sum_sq_tile(const float *x, double shift, int64_t n)
 {
     double acc[LANES] = {0};
     int64_t i = 0;
@@ -226,7 +226,7 @@ static void norm_row(const row_job *j, const int64_t idx[3])
             int64_t m = ox__min64(n - t, OX__TILE);
             if (!x || n > OX__TILE) x = ox__tile_in(j->a, a_row + t * j->a->nb[0], m, buf);
             if (pass == 0) mean += sum_tile(x, m) / (double)n;
-            else sum_sq += sum_sq_tile(x, mean, m);
+            else sum_sq += ox__sum_sq_tile(x, mean, m);
         }
     float inv = (float)(1.0 / sqrt(sum_sq / (double)n + (double)j->eps)), fmean = (float)mean;
     for (int64_t t = 0; t < n; t += OX__TILE) {

@@ -133,3 +133,74 @@ ox_status ox__cpu_rope(const ox__cpu_exec *x, const ox__view *dst, const ox__vie
     if (j.tokens > 0) ox__cpu_run(x, j.n_tasks, rope_task, &j);
     return OX_OK;
 }
+
+/* ---- rope of normalised rows (ox_rope_qk) ------------------------------------------ */
+
+typedef struct rope_norm_job {
+    const ox__view *dst, *a, *weight, *positions;
+    const ox_rope_params *params;
+    float eps;
+    int64_t tokens;
+    size_t n_tasks;
+} rope_norm_job;
+
+/* Row idx: x * inv * w (as ox__cpu_rms_norm computes it), then rotated (as
+ * rotate and pass_through do), stored once in dst's type. */
+static void rope_norm_row(const rope_norm_job *j, const int64_t idx[3], const float *c,
+                          const float *s)
+{
+    float x_buf[OX__TILE], w_buf[OX__TILE], out_buf[OX__TILE], xn[OX__TILE];
+    const ox__view *a = j->a, *dst = j->dst;
+    const int64_t n = a->ne[0], half = j->params->n_dims / 2;
+    const float *x = ox__tile_in(a, ox__view_at(a, 0, idx[0], idx[1], idx[2]), n, x_buf);
+    if (j->weight) {
+        float inv = (float)(1.0 / sqrt(ox__sum_sq_tile(x, 0.0, n) / (double)n + (double)j->eps));
+        const float *w = ox__tile_in(j->weight, j->weight->data, n, w_buf);
+        for (int64_t i = 0; i < n; i++) {
+            xn[i] = x[i] * inv;
+            xn[i] *= w[i];
+        }
+    } else {
+        memcpy(xn, x, (size_t)n * sizeof *xn);
+    }
+    char *dp = ox__view_at(dst, 0, idx[0], idx[1], idx[2]);
+    float *d = ox__tile_out(dst, dp, out_buf);
+    for (int64_t i = 0; i < half; i++) {
+        int64_t i0 = j->params->mode == OX_ROPE_NORMAL ? 2 * i : i;
+        int64_t i1 = j->params->mode == OX_ROPE_NORMAL ? 2 * i + 1 : i + half;
+        float x0 = xn[i0], x1 = xn[i1];
+        d[i0] = x0 * c[i] - x1 * s[i];
+        d[i1] = x0 * s[i] + x1 * c[i];
+    }
+    for (int64_t i = j->params->n_dims; i < n; i++) d[i] = xn[i];
+    ox__tile_done(dst, dp, d, n);
+}
+
+static void rope_norm_task(void *arg, size_t task, int thread)
+{
+    const rope_norm_job *j = arg;
+    float cos_t[PAIRS], sin_t[PAIRS];
+    int64_t begin, end;
+    (void)thread;
+    ox__task_range(task, j->n_tasks, j->tokens, &begin, &end);
+    for (int64_t t = begin; t < end; t++) {
+        int64_t i2 = t % j->a->ne[2], i3 = t / j->a->ne[2];
+        angles(j->params, position(j->positions, i2), 0, j->params->n_dims / 2, cos_t, sin_t);
+        for (int64_t i1 = 0; i1 < j->a->ne[1]; i1++) {
+            int64_t idx[3] = {i1, i2, i3};
+            rope_norm_row(j, idx, cos_t, sin_t);
+        }
+    }
+}
+
+ox_status ox__cpu_rope_norm(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a,
+                            const ox__view *weight, float eps, const ox__view *positions,
+                            const ox_rope_params *params)
+{
+    rope_norm_job j = {.dst = dst, .a = a, .weight = weight, .positions = positions,
+                       .params = params, .eps = eps};
+    j.tokens = a->ne[2] * a->ne[3];
+    j.n_tasks = ox__task_count(x, j.tokens * a->ne[0] * a->ne[1], j.tokens);
+    if (j.tokens > 0) ox__cpu_run(x, j.n_tasks, rope_norm_task, &j);
+    return OX_OK;
+}

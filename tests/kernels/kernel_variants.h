@@ -16,6 +16,8 @@ static const struct variant {
     {"rows", "-DNORM=1 -DRMS=1 -DDT=0 -DHAS_W=1 -DDT_W=0 -DHAS_B=0 -DDT_B=0 -DWG=256"},
     {"rows", "-DNORM=1 -DRMS=0 -DDT=1 -DHAS_W=1 -DDT_W=2 -DHAS_B=1 -DDT_B=1 -DWG=64"},
     {"rope", "-DDT=0 -DNEOX=0"}, {"rope", "-DDT=1 -DNEOX=1"},
+    {"rope", "-DROPE_QK=1 -DDT_QD=0 -DDT_KD=1 -DHAS_QW=1 -DHAS_KW=1 -DNEOX=1 -DDMAX=256 -DLANES=128"},
+    {"rope", "-DROPE_QK=1 -DDT_QD=2 -DDT_KD=0 -DHAS_QW=0 -DHAS_KW=0 -DNEOX=0 -DDMAX=64 -DLANES=32"},
     {"matmul", "-DDT_A=0 -DDT_B=0 -DTK=16 -DWG_M=16 -DWG_N=16 -DRM=4 -DRN=4 -DA_KFAST=1 -DB_KFAST=0"},
     {"matmul", "-DDT_A=1 -DDT_B=2 -DTK=16 -DWG_M=8 -DWG_N=8 -DRM=2 -DRN=2 -DA_KFAST=0 -DB_KFAST=1"},
     {"matmul", "-DMATVEC=1 -DDT_A=0 -DDT_B=1 -DLANES=32 -DROWS=4 -DCHUNK=4 -DA_K1=1 -DB_K1=1"},

@@ -107,6 +107,11 @@ op_case op_case_log_softmax(ox_dtype dtype, const int64_t ne[4]);
 op_case op_case_norm(int rms, ox_dtype dtype, const int64_t ne[4], int has_weight, int has_bias,
                      float eps);
 op_case op_case_rope(ox_dtype dtype, const int64_t ne[4], const ox_rope_params *params);
+/* ox_rope_qk: q [D, Hq, T, 1] and k [D, Hkv, T, 1] (F32), norm weights
+ * when has_weight; checks the keys (into k_dtype) when keys, else the
+ * queries (F32). */
+op_case op_case_rope_qk(int64_t D, int64_t Hq, int64_t Hkv, int64_t T, int has_weight, int keys,
+                        ox_dtype k_dtype, const ox_rope_params *params);
 /* dst[M x N] per batch; a's batch dims a_batch[0..1] divide b's. */
 op_case op_case_matmul(ox_dtype a_dtype, ox_dtype b_dtype, int64_t M, int64_t N, int64_t K,
                        unsigned flags, const int64_t a_batch[2], const int64_t b_batch[2]);

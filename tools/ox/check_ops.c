@@ -224,6 +224,34 @@ static void ref_rope(const op_case *c, ox_ref_tensor *dst, const ox_ref_tensor *
     ox_ref_rope(dst, &in[0], &in[1], &c->rope);
 }
 
+/* Inputs: q, k, positions, then q's and k's weights when has_weight. The
+ * output not checked is written over its input: it never feeds the one
+ * checked, so a second run gives the same bits. */
+static ox_status run_rope_qk(ox_queue *q, const op_case *c, const ox_tensor *dst,
+                             const ox_tensor *in)
+{
+    const ox_tensor *qw = c->has_weight ? &in[3] : NULL, *kw = c->has_weight ? &in[4] : NULL;
+    if (c->kind)
+        return ox_rope_qk(q, &in[0], &in[0], qw, dst, &in[1], kw, &in[2], &c->rope, c->param[0]);
+    return ox_rope_qk(q, dst, &in[0], qw, &in[1], &in[1], kw, &in[2], &c->rope, c->param[0]);
+}
+
+static void ref_rope_qk(const op_case *c, ox_ref_tensor *dst, const ox_ref_tensor *in)
+{
+    const ox_ref_tensor *src = &in[c->kind ? 1 : 0];
+    int64_t n = src->ne[0] * src->ne[1] * src->ne[2] * src->ne[3];
+    ox_ref_tensor normed = *src;
+    normed.data = malloc((size_t)n * sizeof *normed.data);
+    if (!normed.data) { /* the comparison then fails: NaN is never within tolerance */
+        for (int64_t i = 0; i < n; i++) dst->data[i] = NAN;
+        return;
+    }
+    if (c->has_weight) ox_ref_rms_norm(&normed, src, &in[c->kind ? 4 : 3], c->param[0]);
+    else memcpy(normed.data, src->data, (size_t)n * sizeof *normed.data);
+    ox_ref_rope(dst, &normed, &in[2], &c->rope);
+    free(normed.data);
+}
+
 static ox_status run_matmul(ox_queue *q, const op_case *c, const ox_tensor *dst,
                             const ox_tensor *in)
 {
@@ -482,6 +510,33 @@ op_case op_case_rope(ox_dtype dtype, const int64_t ne[4], const ox_rope_params *
            (double)params->freq_base, (double)params->freq_scale);
     c.run = run_rope;
     c.reference = ref_rope;
+    return c;
+}
+
+op_case op_case_rope_qk(int64_t D, int64_t Hq, int64_t Hkv, int64_t T, int has_weight, int keys,
+                        ox_dtype k_dtype, const ox_rope_params *params)
+{
+    int64_t q_ne[4] = {D, Hq, T, 1}, k_ne[4] = {D, Hkv, T, 1}, pos[4] = {T, 1, 1, 1};
+    int64_t w_ne[4] = {D, 1, 1, 1};
+    op_case c = new_case("rope_qk", "rope", keys ? k_dtype : OX_DTYPE_F32, keys ? k_ne : q_ne);
+    c.n_inputs = has_weight ? 5 : 3;
+    c.in[0] = input(OX_DTYPE_F32, q_ne, FILL_UNIFORM, -1.0, 1.0);
+    c.in[1] = input(OX_DTYPE_F32, k_ne, FILL_UNIFORM, -1.0, 1.0);
+    c.in[2] = input(OX_DTYPE_I32, pos, FILL_INTEGERS, 0.0, 512.0);
+    c.in[3] = input(OX_DTYPE_F32, w_ne, FILL_UNIFORM, 0.5, 1.5);
+    c.in[4] = input(OX_DTYPE_F32, w_ne, FILL_UNIFORM, 0.5, 1.5);
+    c.kind = keys;
+    c.has_weight = has_weight;
+    c.param[0] = 1e-6f;
+    c.rope = *params;
+    c.threshold = tolerance(TOL_MATH, c.out_dtype, 0);
+    snprintf(c.dtype, sizeof c.dtype, "%s", keys ? ox_dtype_str(k_dtype) : "f32");
+    snprintf(c.shape, sizeof c.shape, "%s: D%lld H %lld/%lld T%lld, %s%s, n_dims %d",
+             keys ? "keys" : "queries", (long long)D, (long long)Hq, (long long)Hkv, (long long)T,
+             params->mode == OX_ROPE_NEOX ? "neox" : "normal", has_weight ? ", norms" : "",
+             params->n_dims);
+    c.run = run_rope_qk;
+    c.reference = ref_rope_qk;
     return c;
 }
 
@@ -789,6 +844,26 @@ static int build_rope(op_case_list *list, int quick)
         c.kind = 1;
         append(c.shape, sizeof c.shape, ", in place");
         ADD(c);
+    }
+    /* queries and keys in one op, each head normalised first (Gemma 3,
+     * Qwen 3) or not (Llama), keys into an F16/BF16 cache */
+    static const struct {
+        int64_t D, Hq, Hkv, T;
+        int weight;
+        ox_rope_params params;
+    } qk[] = {
+        {256, 4, 1, 7, 1, {OX_ROPE_NEOX, 256, 1000000.0f, 1.0f}},
+        {64, 8, 2, 1, 0, {OX_ROPE_NORMAL, 64, 10000.0f, 1.0f}},
+        {64, 8, 2, 5, 1, {OX_ROPE_NORMAL, 32, 10000.0f, 0.5f}},
+        {10, 3, 3, 3, 1, {OX_ROPE_NEOX, 6, 500.0f, 2.0f}},
+    };
+    for (size_t i = 0; i < sizeof qk / sizeof qk[0]; i++) {
+        if (quick && i == 3) continue;
+        ADD(op_case_rope_qk(qk[i].D, qk[i].Hq, qk[i].Hkv, qk[i].T, qk[i].weight, 0,
+                            OX_DTYPE_F32, &qk[i].params));
+        for (int t = 0; t < N_FLOAT_TYPES; t++)
+            ADD(op_case_rope_qk(qk[i].D, qk[i].Hq, qk[i].Hkv, qk[i].T, qk[i].weight, 1,
+                                float_types[t], &qk[i].params));
     }
     return 0;
 }
