@@ -351,9 +351,51 @@ ox_status ox__dev_reduce(const ox__op *op, ox_reduce_op kind, const ox_tensor *d
     return run_rows(&l, "rows", "reduce", a);
 }
 
+/* A contiguous-rows launch (rows.oxc, CROWS): tuned lanes, rows per group
+ * and chunk for the dtype. */
+static ox_status run_crows(launch *l, const char *kernel, ox_dtype dtype, int64_t rows)
+{
+    ox__tune_params tp;
+    ox__tune_get(l->op->device, OX__TUNE_ROWS, ox_dtype_str(dtype), &tp, NULL);
+    option(l, "CROWS", 1);
+    option(l, "LANES", tp.v[0]);
+    option(l, "ROWS", tp.v[1]);
+    option(l, "CHUNK", tp.v[2]);
+    size_t groups[3] = {1, ((size_t)rows + (size_t)tp.v[1] - 1) / (size_t)tp.v[1], 1};
+    size_t local[3] = {(size_t)tp.v[0], (size_t)tp.v[1], 1};
+    if (groups[1] > 65535) return OX_ERR_UNSUPPORTED; /* a grid's second dimension */
+    return run(l, "rows", kernel, groups, local);
+}
+
+/* A parameter of one contiguous row, or absent. */
+static bool one_row(const ox_tensor *t)
+{
+    return !t || (ox_tensor_is_contiguous(t) && t->ne[1] * t->ne[2] * t->ne[3] == 1);
+}
+
 ox_status ox__dev_softmax(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
                           const ox_tensor *mask, float scale, bool log_softmax)
 {
+    int64_t rows = a->ne[1] * a->ne[2] * a->ne[3];
+    if (ox_tensor_is_contiguous(dst) && ox_tensor_is_contiguous(a) &&
+        (!mask || (ox_tensor_is_contiguous(mask) && mask->ne[2] * mask->ne[3] == 1 &&
+                   a->ne[1] % mask->ne[1] == 0))) {
+        launch l = {.op = op};
+        option(&l, "SOFTMAX", 1);
+        option(&l, "DT", a->dtype);
+        option(&l, "DT_M", mask ? mask->dtype : OX_DTYPE_F32);
+        option(&l, "HAS_MASK", mask != NULL);
+        option(&l, "LOG", log_softmax);
+        arg_buffer(&l, dst);
+        arg_buffer(&l, a);
+        arg_buffer(&l, mask ? mask : a); /* unused without HAS_MASK */
+        arg_i64(&l, a->ne[0]);
+        arg_i64(&l, rows);
+        arg_i64(&l, mask ? mask->ne[1] : 1);
+        arg_f32(&l, scale);
+        ox_status fs = run_crows(&l, "softmax_c", a->dtype, rows);
+        if (fs != OX_ERR_UNSUPPORTED) return fs;
+    }
     launch l = {.op = op};
     option(&l, "SOFTMAX", 1);
     option(&l, "DT", a->dtype);
@@ -370,6 +412,27 @@ ox_status ox__dev_softmax(const ox__op *op, const ox_tensor *dst, const ox_tenso
 ox_status ox__dev_norm(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
                        const ox_tensor *weight, const ox_tensor *bias, float eps, bool rms)
 {
+    int64_t rows = a->ne[1] * a->ne[2] * a->ne[3];
+    if (ox_tensor_is_contiguous(dst) && ox_tensor_is_contiguous(a) && one_row(weight) &&
+        one_row(bias)) {
+        launch l = {.op = op};
+        option(&l, "NORM", 1);
+        option(&l, "RMS", rms);
+        option(&l, "DT", a->dtype);
+        option(&l, "HAS_W", weight != NULL);
+        option(&l, "DT_W", weight ? weight->dtype : a->dtype);
+        option(&l, "HAS_B", bias != NULL);
+        option(&l, "DT_B", bias ? bias->dtype : a->dtype);
+        arg_buffer(&l, dst);
+        arg_buffer(&l, a);
+        arg_buffer(&l, weight ? weight : a);
+        arg_buffer(&l, bias ? bias : a);
+        arg_i64(&l, a->ne[0]);
+        arg_i64(&l, rows);
+        arg_f32(&l, eps);
+        ox_status fs = run_crows(&l, "row_norm_c", a->dtype, rows);
+        if (fs != OX_ERR_UNSUPPORTED) return fs;
+    }
     launch l = {.op = op};
     option(&l, "NORM", 1);
     option(&l, "RMS", rms);
