@@ -778,7 +778,7 @@ ox_status ox__dev_matmul(const ox__op *op, const ox_tensor *dst, const ox_tensor
         ox_tensor rounded;
         ox_status s = round_activations(op, a, &r, &rounded);
         if (s != OX_OK) return s;
-        ox__tune_defaults(&op->device->info, OX__TUNE_MATMUL, NULL, &tp);
+        ox__tune_get(op->device, OX__TUNE_MATMUL, "f32.f32", &tp, NULL);
         return tiled_matmul(op, dst, &rounded, b, flags & ~(unsigned)OX_MATMUL_TRANS_A, &tp);
     }
     if (dst->ne[1] == 1) return float_matvec(op, dst, a, b, flags);
