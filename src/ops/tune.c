@@ -27,8 +27,8 @@ static const ox__tune_family_desc families[OX__TUNE_FAMILIES] = {
                           {{0, 1}, {1, 2, 4, 8, 16, 32}, {1, 2, 4, 8, 16}, {1, 2, 4, 8, 16}, {0, 1}}},
     [OX__TUNE_ELEMENTWISE] = {"elementwise", "elementwise", 2, {"VEC", "WG"}, {5, 6},
                               {{1, 2, 4, 8, 16}, {32, 64, 128, 256, 512, 1024}}},
-    [OX__TUNE_ROWS] = {"rows", "rows", 3, {"LANES", "ROWS", "CHUNK"}, {8, 4, 5},
-                       {{1, 4, 16, 32, 64, 128, 256, 512}, {1, 2, 4, 8}, {1, 2, 4, 8, 16}}},
+    [OX__TUNE_ROWS] = {"rows", "rows", 3, {"LANES", "ROWS", "CHUNK"}, {8, 6, 5},
+                       {{1, 4, 16, 32, 64, 128, 256, 512}, {1, 2, 4, 8, 16, 32}, {1, 2, 4, 8, 16}}},
     [OX__TUNE_ATTENTION] = {"attention", "attention", 2, {"WG", "SPLIT"}, {5, 8},
                             {{16, 32, 64, 128, 256}, {0, 1, 2, 4, 8, 16, 32, 64}}},
 };
@@ -205,14 +205,15 @@ static bool class_ok(const char *cls)
     return true;
 }
 
-/* The line's fields before the check, as written and as hashed. */
-static int format_line(char *buf, size_t cap, const tune_table *t, const entry *e)
+int ox__tune_format_line(char *buf, size_t cap, const ox__tune_line *e)
 {
     char params[256];
     ox__tune_format(e->family, &e->params, params, sizeof params);
-    return snprintf(buf, cap, "ox-tune 1 %s %s %016" PRIx64 " %016" PRIx64 " %s %.6g",
-                    families[e->family].name, e->cls, t->source_hash[e->family], t->driver_hash,
-                    params, e->seconds);
+    int n = snprintf(buf, cap, "ox-tune 1 %s %s %016" PRIx64 " %016" PRIx64 " %s %.6g",
+                     families[e->family].name, e->cls, e->source, e->driver, params, e->seconds);
+    if (n < 0 || (size_t)n >= cap) return -1;
+    int m = snprintf(buf + n, cap - (size_t)n, " %016" PRIx64, ox__hash64(buf, (size_t)n));
+    return m < 0 ? -1 : n + m;
 }
 
 /* Parse "NAME=V,NAME=V" for family f into p; false if anything is off. */
@@ -239,6 +240,31 @@ static bool parse_params(int f, const char *text, ox__tune_params *p)
     return *at == '\0';
 }
 
+const char *ox__tune_parse_line(const char *line, ox__tune_line *out)
+{
+    char family[32], cls[64], params[512];
+    uint64_t check;
+    int version;
+    memset(out, 0, sizeof *out);
+    const char *last = strrchr(line, ' ');
+    if (!last || sscanf(last + 1, "%" SCNx64, &check) != 1 ||
+        check != ox__hash64(line, (size_t)(last - line)))
+        return "its checksum does not match";
+    if (sscanf(line, "ox-tune %d %31s %63s %" SCNx64 " %" SCNx64 " %511s %lf", &version, family,
+               cls, &out->source, &out->driver, params, &out->seconds) != 7 ||
+        version != 1)
+        return "it does not parse";
+    if ((out->family = ox__tune_family_find(family)) < 0) return "its family is unknown";
+    if (!class_ok(cls)) return "its class is malformed";
+    ox__copy_string(out->cls, sizeof out->cls, cls);
+    if (!parse_params(out->family, params, &out->params)) return "its parameters do not parse";
+    const ox__tune_family_desc *d = &families[out->family];
+    for (int i = 0; i < d->n_params; i++)
+        if (!is_candidate(d, i, out->params.v[i])) return "a parameter is not a candidate";
+    if (!(out->seconds >= 0 && out->seconds < 1e6)) return "its time is not a time";
+    return NULL;
+}
+
 static void load(ox_device *device, tune_table *t)
 {
     t->loaded = true;
@@ -253,26 +279,9 @@ static void load(ox_device *device, tune_table *t)
         size_t len = strlen(line);
         if (len && line[len - 1] == '\n') line[--len] = '\0';
         if (len == 0 || line[0] == '#') continue;
-        char family[32], cls[64], params[512];
-        uint64_t source, driver, check;
-        double seconds;
-        int version, consumed = 0;
-        char *last = strrchr(line, ' ');
-        const char *why = NULL;
-        if (!last || sscanf(last + 1, "%" SCNx64, &check) != 1 ||
-            check != ox__hash64(line, (size_t)(last - line))) {
-            why = "its checksum does not match";
-        } else if (sscanf(line, "ox-tune %d %31s %63s %" SCNx64 " %" SCNx64 " %511s %lf %n",
-                          &version, family, cls, &source, &driver, params, &seconds,
-                          &consumed) != 7 || version != 1) {
-            why = "it does not parse";
-        }
-        int fam = why ? -1 : ox__tune_family_find(family);
-        entry e = {.family = fam, .seconds = seconds};
-        if (!why && fam < 0) why = "its family is unknown";
-        if (!why && !class_ok(cls)) why = "its class is malformed";
-        if (!why && !parse_params(fam, params, &e.params)) why = "its parameters do not parse";
-        if (!why && !ox__tune_valid(&device->info, fam, &e.params))
+        ox__tune_line e;
+        const char *why = ox__tune_parse_line(line, &e);
+        if (!why && !ox__tune_valid(&device->info, e.family, &e.params))
             why = "its parameters are not valid for this device";
         if (why) {
             ox__log(device->ctx, OX_LOG_WARN,
@@ -280,6 +289,9 @@ static void load(ox_device *device, tune_table *t)
                     number, device->info.id, why);
             continue;
         }
+        int fam = e.family;
+        const char *family = families[fam].name, *cls = e.cls;
+        uint64_t source = e.source, driver = e.driver;
         if (source != t->source_hash[fam] || driver != t->driver_hash) {
             ox__log(device->ctx, OX_LOG_WARN,
                     "%s:%d: stale tuning entry for %s %s %s ignored (%s changed since it was "
@@ -288,12 +300,14 @@ static void load(ox_device *device, tune_table *t)
                     source != t->source_hash[fam] ? "the kernel source" : "the driver", family);
             continue;
         }
-        ox__copy_string(e.cls, sizeof e.cls, cls);
         int slot = -1;
         for (int i = 0; i < t->count; i++)
             if (t->entries[i].family == fam && strcmp(t->entries[i].cls, cls) == 0) slot = i;
         if (slot < 0 && t->count < MAX_ENTRIES) slot = t->count++;
-        if (slot >= 0) t->entries[slot] = e;
+        if (slot >= 0) {
+            t->entries[slot] = (entry){.family = fam, .params = e.params, .seconds = e.seconds};
+            ox__copy_string(t->entries[slot].cls, CLASS_MAX, cls);
+        }
     }
     fclose(f);
 }
@@ -386,10 +400,13 @@ ox_status ox__tune_save(ox_device *device)
     fprintf(f, "# OpenXPU tuning for %s (%s, driver %s), written by ox tune\n", device->info.id,
             device->info.name, device->info.driver_version);
     for (int i = 0; t && i < t->count; i++) {
+        const entry *en = &t->entries[i];
+        ox__tune_line e = {.family = en->family, .source = t->source_hash[en->family],
+                           .driver = t->driver_hash, .params = en->params,
+                           .seconds = en->seconds};
+        ox__copy_string(e.cls, sizeof e.cls, en->cls);
         char line[768];
-        int n = format_line(line, sizeof line, t, &t->entries[i]);
-        if (n > 0 && (size_t)n < sizeof line)
-            fprintf(f, "%s %016" PRIx64 "\n", line, ox__hash64(line, (size_t)n));
+        if (ox__tune_format_line(line, sizeof line, &e) > 0) fprintf(f, "%s\n", line);
     }
     pthread_mutex_unlock(&device->lock);
     bool ok = !ferror(f);

@@ -81,6 +81,24 @@ ox_status ox__tune_save(ox_device *device);
 /* The tuning file's path for the device (false when caching is off). */
 bool ox__tune_path(ox_device *device, char *path, size_t cap);
 
+/* One line of a tuning file. */
+typedef struct ox__tune_line {
+    int family;
+    char cls[32];
+    uint64_t source, driver; /* the hashes it was measured with */
+    ox__tune_params params;  /* checked against the family's candidates */
+    double seconds;
+} ox__tune_line;
+
+/* Parse one line (no newline) of a tuning file: NULL with *out filled, or
+ * why the line is refused ("its checksum does not match", ...). Pure: the
+ * fuzz target's entry. Whether the values suit a device is checked apart
+ * (ox__tune_valid). */
+const char *ox__tune_parse_line(const char *line, ox__tune_line *out);
+/* The line for `e` with its checksum into buf (no newline); its length,
+ * or a negative or too large value if it does not fit. */
+int ox__tune_format_line(char *buf, size_t cap, const ox__tune_line *e);
+
 /* Free a device's table (at context destruction). */
 void ox__tune_free(ox_device *device);
 
