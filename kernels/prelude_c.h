@@ -72,6 +72,13 @@ static inline void ox__set_item(struct ox__item *w)
 #define LOCAL
 #define CONSTANT const
 #define RESTRICT restrict
+#if defined(__clang__)
+#define OX_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define OX_UNROLL _Pragma("GCC unroll 32")
+#else
+#define OX_UNROLL
+#endif
 
 /* integer types */
 typedef unsigned char uchar;

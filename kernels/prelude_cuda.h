@@ -18,6 +18,7 @@
 #define CONSTANT __constant__
 #define RESTRICT __restrict__
 #define BARRIER() __syncthreads()
+#define OX_UNROLL _Pragma("unroll")
 #define BARRIER_GLOBAL() (__threadfence(), __syncthreads())
 
 typedef unsigned int uint;

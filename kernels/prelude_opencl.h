@@ -14,6 +14,8 @@
 #define CONSTANT __constant
 #define RESTRICT restrict
 #define BARRIER() barrier(CLK_LOCAL_MEM_FENCE)
+/* unroll the loop that follows completely (its trip count is a constant) */
+#define OX_UNROLL _Pragma("unroll")
 #define BARRIER_GLOBAL() barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE)
 
 /* integer types */
