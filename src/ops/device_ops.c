@@ -476,7 +476,11 @@ ox_status ox__dev_rope_qk(const ox__op *op, const ox_tensor *q_dst, const ox_ten
     launch l = {.op = op};
     int64_t dmax = 64;
     while (dmax < q->ne[0]) dmax *= 2;
-    size_t lanes = group_size(op, (size_t)(q->ne[0] / 2 > 32 ? q->ne[0] / 2 : 32));
+    /* a lane per pair on GPUs; CPU-like devices run lanes one after another
+     * between barriers: fewer lanes, more pairs each */
+    bool gpu = op->device->info.type == OX_DEVICE_GPU ||
+               op->device->info.type == OX_DEVICE_ACCELERATOR;
+    size_t lanes = group_size(op, gpu ? (size_t)(q->ne[0] / 2 > 32 ? q->ne[0] / 2 : 32) : 16);
     option(&l, "ROPE_QK", 1);
     option(&l, "DT_QD", q_dst->dtype);
     option(&l, "DT_KD", k_dst ? k_dst->dtype : OX_DTYPE_F32);
@@ -492,12 +496,12 @@ ox_status ox__dev_rope_qk(const ox__op *op, const ox_tensor *q_dst, const ox_ten
     arg_tensor(&l, k ? k : q);
     arg_buffer(&l, k_weight ? k_weight : q);
     arg_buffer(&l, positions);
+    arg_i32(&l, k ? (int32_t)k->ne[1] : 0);
     arg_i32(&l, params->n_dims);
     arg_f32(&l, params->freq_base);
     arg_f32(&l, params->freq_scale);
     arg_f32(&l, eps);
-    int64_t rows = q->ne[1] * q->ne[2] * q->ne[3] + (k ? k->ne[1] * k->ne[2] * k->ne[3] : 0);
-    size_t groups[3] = {(size_t)rows, 1, 1}, local[3] = {lanes, 1, 1};
+    size_t groups[3] = {(size_t)(q->ne[2] * q->ne[3]), 1, 1}, local[3] = {lanes, 1, 1};
     return run(&l, "rope", "rope_qk", groups, local);
 }
 
