@@ -59,7 +59,7 @@ static int bench_cases(int which, int quick, op_case_list *list)
         static const ox_dtype quants[] = {OX_DTYPE_Q4_0, OX_DTYPE_Q8_0, OX_DTYPE_Q4_K,
                                           OX_DTYPE_Q6_K};
         for (int q = 0; q < (int)(sizeof quants / sizeof quants[0]); q++)
-            ADD(op_case_matmul(f32, quants[q], 1, quick ? 4096 : 16384, vector,
+            ADD(op_case_matmul(f32, quants[q], 1, 16384, 4096,
                                OX_MATMUL_TRANS_B, NULL, NULL));
         return 0;
     }
