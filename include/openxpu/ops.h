@@ -165,6 +165,16 @@ enum {
 OX_API ox_status ox_matmul(ox_queue *q, const ox_tensor *dst, const ox_tensor *a,
                            const ox_tensor *b, unsigned flags);
 
+/* dst[i] = op(a) . op(b[i]) for each i < n (dst and b: arrays of n), as n
+ * calls of ox_matmul with the same a and flags, sharing the work on a: for
+ * quantized weights its 8-bit rounding is done once for every product that
+ * needs the same rounding (on devices, one launch instead of n), as a
+ * decoder layer's q, k, v or gate and up projections want. No dst may be
+ * another's; n is 1 to OX_MATMUL_MANY_MAX. */
+#define OX_MATMUL_MANY_MAX 8
+OX_API ox_status ox_matmul_many(ox_queue *q, int n, const ox_tensor *dst, const ox_tensor *a,
+                                const ox_tensor *b, unsigned flags);
+
 /* ---- data movement -------------------------------------------------------------- */
 
 /* dst[:, i, ...] = table[:, ids[i], ...]: table ne = {D, rows, T2, T3},

@@ -836,6 +836,25 @@ static ox_status mm(ox_session *se, scratch *sc, layer *L, int id, const ox_tens
     return OX_OK;
 }
 
+/* dst[i] = in . W_i^T for the layer matrices ids[i], sharing the rounding
+ * of in where the device can (ox_matmul_many); with tensor parallelism, one
+ * after another through mm. */
+static ox_status mm_many(ox_session *se, scratch *sc, layer *L, int n, const int *ids,
+                         const ox_tensor *const *dsts, const ox_tensor *in)
+{
+    ox_status s = OX_OK;
+    if (se->model->n_tp > 1) {
+        for (int i = 0; i < n && s == OX_OK; i++) s = mm(se, sc, L, ids[i], dsts[i], in);
+        return s;
+    }
+    ox_tensor d[4], w[4];
+    for (int i = 0; i < n; i++) {
+        d[i] = *dsts[i];
+        w[i] = *matrix(L, ids[i]);
+    }
+    return ox_matmul_many(se->queue, n, d, in, w, OX_MATMUL_TRANS_B);
+}
+
 /* A [rows of D] x n_heads x n_tokens view of a [n_heads * D, n_tokens] tensor. */
 static ox_tensor heads(const ox_tensor *t, int64_t D)
 {
@@ -870,9 +889,9 @@ static ox_status attention_block(ox_session *se, layer *L, scratch *sc, int n)
     ox_tensor qh = heads(&sc->q, D), kh = heads(&sc->k, D), vh = heads(&sc->v, D);
     ox_rope_params rope = {.mode = m->arch->rope_mode, .n_dims = m->rope_dims,
                            .freq_base = L->rope_base, .freq_scale = m->rope_scale};
-    if ((s = mm(se, sc, L, MAT_Q, &sc->q, &sc->h)) || (s = mm(se, sc, L, MAT_K, &sc->k, &sc->h)) ||
-        (s = mm(se, sc, L, MAT_V, &sc->v, &sc->h)))
-        return s;
+    static const int qkv[3] = {MAT_Q, MAT_K, MAT_V};
+    const ox_tensor *qkv_out[3] = {&sc->q, &sc->k, &sc->v};
+    if ((s = mm_many(se, sc, L, 3, qkv, qkv_out, &sc->h))) return s;
     if ((L->bq.buffer && (s = ox_add(q, &sc->q, &sc->q, &L->bq))) ||
         (L->bk.buffer && (s = ox_add(q, &sc->k, &sc->k, &L->bk))) ||
         (L->bv.buffer && (s = ox_add(q, &sc->v, &sc->v, &L->bv))))
@@ -914,11 +933,13 @@ static ox_status attention_block(ox_session *se, layer *L, scratch *sc, int n)
 
 static ox_status ffn_block(ox_session *se, layer *L, scratch *sc)
 {
+    static const int gate_up[2] = {MAT_GATE, MAT_UP};
+    const ox_tensor *gate_up_out[2] = {&sc->g, &sc->u};
     ox_model *m = se->model;
     ox_queue *q = se->queue;
     ox_status s;
     if ((s = ox_rms_norm(q, &sc->h, &sc->x, &L->ffn_norm, m->eps)) ||
-        (s = mm(se, sc, L, MAT_GATE, &sc->g, &sc->h)) || (s = mm(se, sc, L, MAT_UP, &sc->u, &sc->h)) ||
+        (s = mm_many(se, sc, L, 2, gate_up, gate_up_out, &sc->h)) ||
         (s = ox_unary(q, m->arch->act, &sc->g, &sc->g)) ||
         (s = ox_mul(q, &sc->g, &sc->g, &sc->u)) ||
         (s = mm(se, sc, L, MAT_DOWN, &sc->o, &sc->g)) ||

@@ -535,145 +535,146 @@ static act_rows activation_rows(const ox_tensor *a, ox_dtype weights, unsigned f
     return r;
 }
 
-/* The F32 operand of a matmul with quantized weights, rounded to 8 bits as
- * the CPU rounds it (kernels/matmul.oxc, round_act), into the queue's
- * scratch buffer as a contiguous {K, M, ne2, ne3} tensor: the input of the
- * tiled kernel, which computes in float. */
-static ox_status round_activations(const ox__op *op, const ox_tensor *a, const act_rows *r,
-                                   ox_tensor *out)
-{
-    ox_buffer *scratch;
-    ox_status s = ox__queue_scratch(op->queue, (size_t)(r->rows * r->K) * sizeof(float), &scratch);
-    if (s != OX_OK) return s;
-    *out = ox_tensor_make(scratch, 0, OX_DTYPE_F32, r->K, r->M, a->ne[2], a->ne[3]);
-    launch l = {.op = op};
-    option(&l, "QBLOCK", r->qblock);
-    arg_buffer(&l, out);
-    arg_tensor(&l, a);
-    arg_i64(&l, r->M);
-    arg_i64(&l, r->K);
-    arg_i64(&l, r->a_sm);
-    arg_i64(&l, r->a_sk);
-    int64_t n_blocks = r->rows * (r->K / r->qblock);
-    arg_i64(&l, n_blocks);
-    size_t local[3] = {group_size(op, 64), 1, 1};
-    size_t groups[3] = {((size_t)n_blocks + local[0] - 1) / local[0], 1, 1};
-    return run(&l, "matmul", "round_act", groups, local);
-}
+/* ---- products with quantized weights ------------------------------------------------ */
 
-/* The activations quantized to 8 bits (kernels/quant.oxc, quantize_act),
- * in the queue's scratch buffer: xq [rows][K] int8, then xd [rows][K / QB]
- * scales, then xs [rows][K / 16] sums, at the offsets returned. */
-typedef struct act_quant {
-    ox_tensor xq, xd, xs;
-} act_quant;
+/* How a product's activations must be rounded: to int8 blocks (xq, xd, xs
+ * for qmatvec) or to float values (for qmatvec_f and the tiled kernel), per
+ * 32 or per 256 (K-quants). Products that agree share one rounding. */
+typedef enum act_kind { ACT_INT, ACT_FLOAT } act_kind;
+
+typedef struct act_format {
+    act_kind kind;
+    int qblock;
+    size_t offset;       /* in the queue's scratch */
+    ox_tensor xq, xd, xs; /* ACT_INT */
+    ox_tensor rounded;   /* ACT_FLOAT: contiguous {K, M, ne2, ne3} floats */
+} act_format;
 
 static size_t align_up(size_t n, size_t a)
 {
     return (n + a - 1) / a * a;
 }
 
-static ox_status quantize_activations(const ox__op *op, const ox_tensor *a, const act_rows *r,
-                                      act_quant *out)
+/* Bytes of the scratch one format takes (256-aligned parts). */
+static size_t act_bytes(act_kind kind, const act_rows *r)
 {
-    size_t q_bytes = align_up((size_t)(r->rows * r->K), 256);
-    size_t d_bytes = align_up((size_t)(r->rows * (r->K / r->qblock)) * sizeof(float), 256);
-    size_t s_bytes = (size_t)(r->rows * (r->K / 16)) * sizeof(int32_t);
-    ox_buffer *scratch;
-    ox_status s = ox__queue_scratch(op->queue, q_bytes + d_bytes + s_bytes, &scratch);
-    if (s != OX_OK) return s;
-    out->xq = ox_tensor_make(scratch, 0, OX_DTYPE_I32, 1, 1, 1, 1);
-    out->xd = ox_tensor_make(scratch, q_bytes, OX_DTYPE_F32, 1, 1, 1, 1);
-    out->xs = ox_tensor_make(scratch, q_bytes + d_bytes, OX_DTYPE_I32, 1, 1, 1, 1);
+    size_t values = (size_t)(r->rows * r->K);
+    if (kind == ACT_FLOAT) return align_up(values * sizeof(float), 256);
+    return align_up(values, 256) +
+           align_up((size_t)(r->rows * (r->K / r->qblock)) * sizeof(float), 256) +
+           align_up((size_t)(r->rows * (r->K / 16)) * sizeof(int32_t), 256);
+}
+
+/* Round a into format f at f->offset of `scratch`: quantize_act (int8, the
+ * CPU's formulas, kernels/quant.oxc) or round_act (the same values as
+ * floats, kernels/matmul.oxc). */
+static ox_status act_make(const ox__op *op, const ox_tensor *a, const act_rows *r,
+                          ox_buffer *scratch, act_format *f)
+{
     launch l = {.op = op};
-    option(&l, "QUANTIZE_ACT", 1);
-    option(&l, "QB", r->qblock);
-    arg_buffer(&l, &out->xq);
-    arg_buffer(&l, &out->xd);
-    arg_buffer(&l, &out->xs);
+    int64_t n_blocks = r->rows * (r->K / r->qblock);
+    if (f->kind == ACT_FLOAT) {
+        f->rounded = ox_tensor_make(scratch, f->offset, OX_DTYPE_F32, r->K, r->M, a->ne[2], a->ne[3]);
+        option(&l, "QBLOCK", f->qblock);
+        arg_buffer(&l, &f->rounded);
+    } else {
+        size_t q_bytes = align_up((size_t)(r->rows * r->K), 256);
+        size_t d_bytes = align_up((size_t)n_blocks * sizeof(float), 256);
+        f->xq = ox_tensor_make(scratch, f->offset, OX_DTYPE_I32, 1, 1, 1, 1);
+        f->xd = ox_tensor_make(scratch, f->offset + q_bytes, OX_DTYPE_F32, 1, 1, 1, 1);
+        f->xs = ox_tensor_make(scratch, f->offset + q_bytes + d_bytes, OX_DTYPE_I32, 1, 1, 1, 1);
+        option(&l, "QUANTIZE_ACT", 1);
+        option(&l, "QB", f->qblock);
+        arg_buffer(&l, &f->xq);
+        arg_buffer(&l, &f->xd);
+        arg_buffer(&l, &f->xs);
+    }
     arg_tensor(&l, a);
     arg_i64(&l, r->M);
     arg_i64(&l, r->K);
     arg_i64(&l, r->a_sm);
     arg_i64(&l, r->a_sk);
-    int64_t n_blocks = r->rows * (r->K / r->qblock);
     arg_i64(&l, n_blocks);
     size_t local[3] = {group_size(op, 64), 1, 1};
     size_t groups[3] = {((size_t)n_blocks + local[0] - 1) / local[0], 1, 1};
-    return run(&l, "quant", "quantize_act", groups, local);
+    return f->kind == ACT_FLOAT ? run(&l, "matmul", "round_act", groups, local)
+                                : run(&l, "quant", "quantize_act", groups, local);
 }
 
-/* Quantized weights b (N rows of K) times the activation rows of a, on
- * 8-bit activations: quantize_act, then qmatvec with MT activation rows per
- * work-item. dst must hold the rows contiguously along N (d->nb[0] == 4)
- * with one stride between rows m, batches laid out as M (checked by the
- * caller). */
-static ox_status quant_rows_product(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
-                                    const ox_tensor *b, const act_rows *r, int T, int R, int MT,
-                                    int dot4)
-{
-    act_quant aq;
-    ox_status s = quantize_activations(op, a, r, &aq);
-    if (s != OX_OK) return s;
-    int64_t N = b->ne[1];
-    launch l = {.op = op};
-    option(&l, "QMATVEC", 1);
-    option(&l, "DT_Q", b->dtype);
-    option(&l, "QB", r->qblock);
-    option(&l, "LANES", T);
-    option(&l, "ROWS", R);
-    option(&l, "MT", MT);
-    option(&l, "DOT4", dot4);
-    arg_buffer(&l, dst);
-    arg_i64(&l, dst->nb[1] / 4);
-    arg_buffer(&l, b);
-    arg_i64(&l, b->nb[1]);
-    arg_buffer(&l, &aq.xq);
-    arg_buffer(&l, &aq.xd);
-    arg_buffer(&l, &aq.xs);
-    arg_i64(&l, N);
-    arg_i64(&l, r->K);
-    arg_i64(&l, r->rows);
-    size_t groups[3] = {1, ((size_t)N + (size_t)R - 1) / (size_t)R,
-                        ((size_t)r->rows + (size_t)MT - 1) / (size_t)MT};
-    size_t local[3] = {(size_t)T, (size_t)R, 1};
-    return run(&l, "quant", "qmatvec", groups, local);
-}
+/* What one product with quantized weights runs. */
+typedef enum quant_path { QP_ROWS, QP_ROWS_FLOAT, QP_TILED } quant_path;
 
-/* One activation row times quantized weights in float (quant.oxc,
- * qmatvec_f), on the activations rounded as the CPU rounds them. */
-static ox_status quant_matvec_float(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
-                                    const ox_tensor *b, const act_rows *r, int T, int R)
-{
-    ox_tensor rounded;
-    ox_status s = round_activations(op, a, r, &rounded);
-    if (s != OX_OK) return s;
-    int64_t N = b->ne[1];
-    launch l = {.op = op};
-    option(&l, "QMATVEC_F", 1);
-    option(&l, "DT_Q", b->dtype);
-    soft_half_option(&l);
-    option(&l, "LANES", T);
-    option(&l, "ROWS", R);
-    arg_buffer(&l, dst);
-    arg_buffer(&l, b);
-    arg_i64(&l, b->nb[1]);
-    arg_buffer(&l, &rounded);
-    arg_i64(&l, N);
-    arg_i64(&l, r->K);
-    size_t groups[3] = {1, ((size_t)N + (size_t)R - 1) / (size_t)R, 1};
-    size_t local[3] = {(size_t)T, (size_t)R, 1};
-    return run(&l, "quant", "qmatvec_f", groups, local);
-}
+typedef struct quant_plan {
+    quant_path path;
+    act_kind kind;
+    int qblock;
+    int lanes, rows, mt, dot4; /* QP_ROWS / QP_ROWS_FLOAT */
+} quant_plan;
 
 /* Whether the rows of dst (over m and the batches) are contiguous along N
  * and evenly spaced, and b is one matrix of N contiguous rows of blocks: the
- * layout quant_rows_product writes and reads. */
+ * layout the row kernels write and read. */
 static bool rows_layout(const ox_tensor *dst, const ox_tensor *b, unsigned flags)
 {
     return (flags & OX_MATMUL_TRANS_B) && b->ne[2] == 1 && b->ne[3] == 1 && dst->nb[0] == 4 &&
            (dst->ne[2] == 1 || dst->nb[2] == dst->nb[1] * dst->ne[1]) &&
            (dst->ne[3] == 1 || dst->nb[3] == dst->nb[2] * dst->ne[2]);
+}
+
+/* The tuned (or default) path of a product: one activation row takes the
+ * qmatvec family's variant, several rows qmatmul's (rows or tiles). */
+static quant_plan quant_plan_of(const ox__op *op, const ox_tensor *dst, const ox_tensor *b,
+                                const act_rows *r, unsigned flags)
+{
+    quant_plan p = {.path = QP_TILED, .kind = ACT_FLOAT, .qblock = r->qblock};
+    if (!rows_layout(dst, b, flags)) return p;
+    const char *cls = ox_dtype_str(b->dtype);
+    ox__tune_params tp;
+    if (r->rows == 1) {
+        ox__tune_get(op->device, OX__TUNE_QMATVEC, cls, &tp, NULL);
+        if (tp.v[0] == 1)
+            return (quant_plan){QP_ROWS_FLOAT, ACT_FLOAT, r->qblock, tp.v[1], tp.v[2], 1, 0};
+        return (quant_plan){QP_ROWS, ACT_INT, r->qblock, tp.v[1], tp.v[2], 1, tp.v[3]};
+    }
+    ox__tune_get(op->device, OX__TUNE_QMATMUL, cls, &tp, NULL);
+    if (tp.v[0] == 0) return (quant_plan){QP_ROWS, ACT_INT, r->qblock, tp.v[1], tp.v[2], tp.v[3], tp.v[4]};
+    return p;
+}
+
+/* The product itself, its activations rounded already (format f). */
+static ox_status quant_product(const ox__op *op, const ox_tensor *dst, const ox_tensor *b,
+                               const act_rows *r, const quant_plan *p, const act_format *f)
+{
+    int64_t N = b->ne[1];
+    launch l = {.op = op};
+    option(&l, p->path == QP_ROWS ? "QMATVEC" : "QMATVEC_F", 1);
+    option(&l, "DT_Q", b->dtype);
+    if (p->path == QP_ROWS) option(&l, "QB", r->qblock);
+    else soft_half_option(&l);
+    option(&l, "LANES", p->lanes);
+    option(&l, "ROWS", p->rows);
+    if (p->path == QP_ROWS) {
+        option(&l, "MT", p->mt);
+        option(&l, "DOT4", p->dot4);
+    }
+    arg_buffer(&l, dst);
+    if (p->path == QP_ROWS) arg_i64(&l, dst->nb[1] / 4);
+    arg_buffer(&l, b);
+    arg_i64(&l, b->nb[1]);
+    if (p->path == QP_ROWS) {
+        arg_buffer(&l, &f->xq);
+        arg_buffer(&l, &f->xd);
+        arg_buffer(&l, &f->xs);
+    } else {
+        arg_buffer(&l, &f->rounded);
+    }
+    arg_i64(&l, N);
+    arg_i64(&l, r->K);
+    if (p->path == QP_ROWS) arg_i64(&l, r->rows);
+    size_t groups[3] = {1, ((size_t)N + (size_t)p->rows - 1) / (size_t)p->rows,
+                        ((size_t)r->rows + (size_t)p->mt - 1) / (size_t)p->mt};
+    size_t local[3] = {(size_t)p->lanes, (size_t)p->rows, 1};
+    return run(&l, "quant", p->path == QP_ROWS ? "qmatvec" : "qmatvec_f", groups, local);
 }
 
 static ox_status tiled_matmul(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
@@ -748,49 +749,104 @@ static ox_status float_matvec(const ox__op *op, const ox_tensor *dst, const ox_t
     return run(&l, "matmul", "matvec", groups, local);
 }
 
+/* A product with quantized weights, on its own. */
+static ox_status quant_matmul(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
+                              const ox_tensor *b, unsigned flags)
+{
+    act_rows r = activation_rows(a, b->dtype, flags);
+    quant_plan p = quant_plan_of(op, dst, b, &r, flags);
+    act_format f = {.kind = p.kind, .qblock = r.qblock};
+    ox_buffer *scratch;
+    ox_status s = ox__queue_scratch(op->queue, act_bytes(p.kind, &r), &scratch);
+    if (s != OX_OK || (s = act_make(op, a, &r, scratch, &f))) return s;
+    if (p.path != QP_TILED) return quant_product(op, dst, b, &r, &p, &f);
+    ox__tune_params tp;
+    ox__tune_get(op->device, OX__TUNE_MATMUL, "f32.f32", &tp, NULL);
+    return tiled_matmul(op, dst, &f.rounded, b, flags & ~(unsigned)OX_MATMUL_TRANS_A, &tp);
+}
+
+static ox_status native_matmul(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
+                               const ox_tensor *b, unsigned flags)
+{
+    const ox__backend_iface *be = op->device->backend->iface;
+    if (!be->native_matmul || !op->ctx->native_libs) return OX_ERR_UNSUPPORTED;
+    ox__native_tensor nd = native_tensor(dst), na = native_tensor(a), nb = native_tensor(b);
+    ox_status s = be->native_matmul(op->queue->impl, &nd, &na, &nb, flags);
+    if (s == OX_ERR_UNSUPPORTED) return s;
+    atomic_fetch_add(&op->ctx->n_launches, 1);
+    if (s != OX_OK) {
+        char message[OX__ERRMSG_MAX];
+        ox__copy_string(message, sizeof message, ox_errmsg(op->ctx));
+        return ox__fail(op->ctx, s, "%s: %s: %s", op->name, op->device->info.id, message);
+    }
+    return OX_OK;
+}
+
 ox_status ox__dev_matmul(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
                          const ox_tensor *b, unsigned flags)
 {
-    const ox__backend_iface *be = op->device->backend->iface;
-    if (be->native_matmul && op->ctx->native_libs) {
-        ox__native_tensor nd = native_tensor(dst), na = native_tensor(a), nb = native_tensor(b);
-        ox_status s = be->native_matmul(op->queue->impl, &nd, &na, &nb, flags);
-        if (s != OX_ERR_UNSUPPORTED) {
-            atomic_fetch_add(&op->ctx->n_launches, 1);
-            if (s != OX_OK) {
-                char message[OX__ERRMSG_MAX];
-                ox__copy_string(message, sizeof message, ox_errmsg(op->ctx));
-                return ox__fail(op->ctx, s, "%s: %s: %s", op->name, op->device->info.id, message);
-            }
-            return OX_OK;
-        }
-    }
-    if (ox_dtype_is_quantized(b->dtype)) {
-        act_rows r = activation_rows(a, b->dtype, flags);
-        const char *cls = ox_dtype_str(b->dtype);
-        ox__tune_params tp;
-        if (rows_layout(dst, b, flags)) {
-            if (r.rows == 1) {
-                ox__tune_get(op->device, OX__TUNE_QMATVEC, cls, &tp, NULL);
-                if (tp.v[0] == 1) return quant_matvec_float(op, dst, a, b, &r, tp.v[1], tp.v[2]);
-                return quant_rows_product(op, dst, a, b, &r, tp.v[1], tp.v[2], 1, tp.v[3]);
-            }
-            ox__tune_get(op->device, OX__TUNE_QMATMUL, cls, &tp, NULL);
-            if (tp.v[0] == 0)
-                return quant_rows_product(op, dst, a, b, &r, tp.v[1], tp.v[2], tp.v[3], tp.v[4]);
-        }
-        ox_tensor rounded;
-        ox_status s = round_activations(op, a, &r, &rounded);
-        if (s != OX_OK) return s;
-        ox__tune_get(op->device, OX__TUNE_MATMUL, "f32.f32", &tp, NULL);
-        return tiled_matmul(op, dst, &rounded, b, flags & ~(unsigned)OX_MATMUL_TRANS_A, &tp);
-    }
+    ox_status s = native_matmul(op, dst, a, b, flags);
+    if (s != OX_ERR_UNSUPPORTED) return s;
+    if (ox_dtype_is_quantized(b->dtype)) return quant_matmul(op, dst, a, b, flags);
     if (dst->ne[1] == 1) return float_matvec(op, dst, a, b, flags);
     char cls[32];
     snprintf(cls, sizeof cls, "%s.%s", ox_dtype_str(a->dtype), ox_dtype_str(b->dtype));
     ox__tune_params tp;
     ox__tune_get(op->device, OX__TUNE_MATMUL, cls, &tp, NULL);
     return tiled_matmul(op, dst, a, b, flags, &tp);
+}
+
+ox_status ox__dev_matmul_many(const ox__op *op, int n, const ox_tensor *dst, const ox_tensor *a,
+                              const ox_tensor *b, unsigned flags)
+{
+    quant_plan plans[OX_MATMUL_MANY_MAX];
+    act_rows rows[OX_MATMUL_MANY_MAX];
+    bool shared[OX_MATMUL_MANY_MAX];
+    act_format formats[4];
+    int n_formats = 0, which[OX_MATMUL_MANY_MAX];
+    size_t total = 0;
+    ox_status s;
+    /* the products that cannot share a rounding run first, on their own
+     * (they use the scratch themselves) */
+    for (int i = 0; i < n; i++) {
+        shared[i] = false;
+        if (!ox_dtype_is_quantized(b[i].dtype) ||
+            (op->device->backend->iface->native_matmul && op->ctx->native_libs)) {
+            if ((s = ox__dev_matmul(op, &dst[i], a, &b[i], flags))) return s;
+            continue;
+        }
+        rows[i] = activation_rows(a, b[i].dtype, flags);
+        plans[i] = quant_plan_of(op, &dst[i], &b[i], &rows[i], flags);
+        if (plans[i].path == QP_TILED) {
+            if ((s = quant_matmul(op, &dst[i], a, &b[i], flags))) return s;
+            continue;
+        }
+        shared[i] = true;
+        int f = 0;
+        while (f < n_formats && (formats[f].kind != plans[i].kind ||
+                                 formats[f].qblock != plans[i].qblock))
+            f++;
+        if (f == n_formats) {
+            formats[f] = (act_format){.kind = plans[i].kind, .qblock = plans[i].qblock,
+                                      .offset = total};
+            total += act_bytes(plans[i].kind, &rows[i]);
+            n_formats++;
+        }
+        which[i] = f;
+    }
+    if (n_formats == 0) return OX_OK;
+    ox_buffer *scratch;
+    if ((s = ox__queue_scratch(op->queue, total, &scratch))) return s;
+    for (int f = 0; f < n_formats; f++) {
+        int first = 0;
+        while (!shared[first] || which[first] != f) first++;
+        if ((s = act_make(op, a, &rows[first], scratch, &formats[f]))) return s;
+    }
+    for (int i = 0; i < n; i++)
+        if (shared[i] &&
+            (s = quant_product(op, &dst[i], &b[i], &rows[i], &plans[i], &formats[which[i]])))
+            return s;
+    return OX_OK;
 }
 
 ox_status ox__dev_get_rows(const ox__op *op, const ox_tensor *dst, const ox_tensor *table,

@@ -427,24 +427,25 @@ ox_status ox_rope_qk(ox_queue *queue, const ox_tensor *q_dst, const ox_tensor *q
 
 /* ---- matmul ------------------------------------------------------------------------ */
 
-ox_status ox_matmul(ox_queue *q, const ox_tensor *dst, const ox_tensor *a, const ox_tensor *b,
-                    unsigned flags)
+/* One product's arguments, as ox_matmul states them. */
+static ox_status matmul_args(const ox__op *o, const ox_tensor *dst, const ox_tensor *a,
+                             const ox_tensor *b, unsigned flags)
 {
-    ox__op op;
     char sd[96], sa[96], sb[96];
-    ox_status s = op_begin(&op, "ox_matmul", q);
-    if (s != OX_OK || (s = arg(&op, "dst", dst, false)) || (s = arg(&op, "a", a, false)) ||
+    ox__op op = *o;
+    ox_status s;
+    if ((s = arg(&op, "dst", dst, false)) || (s = arg(&op, "a", a, false)) ||
         (s = arg(&op, "b", b, false)) || (s = want_dtype(&op, "dst", dst, OX_DTYPE_F32)) ||
         (s = want_float(&op, "a", a)))
         return s;
     if (flags & ~(unsigned)(OX_MATMUL_TRANS_A | OX_MATMUL_TRANS_B))
-        return ox__fail(op.ctx, OX_ERR_INVALID, "ox_matmul: unknown flags 0x%x", flags);
+        return ox__fail(op.ctx, OX_ERR_INVALID, "%s: unknown flags 0x%x", op.name, flags);
     if (!ox_dtype_is_quantized(b->dtype)) {
         if ((s = want_float(&op, "b", b))) return s;
     } else if (!(flags & OX_MATMUL_TRANS_B) || a->dtype != OX_DTYPE_F32) {
         return ox__fail(op.ctx, OX_ERR_INVALID,
-                        "ox_matmul: b is %s, quantized: it must be stored as N rows of K "
-                        "(OX_MATMUL_TRANS_B%s) and a must be f32 (a is %s)",
+                        "%s: b is %s, quantized: it must be stored as N rows of K "
+                        "(OX_MATMUL_TRANS_B%s) and a must be f32 (a is %s)", op.name,
                         ox_dtype_str(b->dtype), flags & OX_MATMUL_TRANS_B ? "" : ", not set",
                         ox_dtype_str(a->dtype));
     }
@@ -455,18 +456,55 @@ ox_status ox_matmul(ox_queue *q, const ox_tensor *dst, const ox_tensor *a, const
     if (Ka != Kb || dst->ne[0] != N || dst->ne[1] != M || dst->ne[2] != b->ne[2] ||
         dst->ne[3] != b->ne[3] || b->ne[2] % a->ne[2] || b->ne[3] % a->ne[3])
         return ox__fail(op.ctx, OX_ERR_INVALID,
-                        "ox_matmul: shapes do not fit: dst %s = a %s%s . b %s%s (want dst "
+                        "%s: shapes do not fit: dst %s = a %s%s . b %s%s (want dst "
                         "[N=%lld, M=%lld, b's batch], K of a %lld == K of b %lld, a's batch "
-                        "dividing b's)",
+                        "dividing b's)", op.name,
                         ox__shape_str(dst, sd, sizeof sd), ox__shape_str(a, sa, sizeof sa),
                         flags & OX_MATMUL_TRANS_A ? "^T" : "", ox__shape_str(b, sb, sizeof sb),
                         flags & OX_MATMUL_TRANS_B ? "^T" : "", (long long)N, (long long)M,
                         (long long)Ka, (long long)Kb);
+    return OX_OK;
+}
+
+ox_status ox_matmul(ox_queue *q, const ox_tensor *dst, const ox_tensor *a, const ox_tensor *b,
+                    unsigned flags)
+{
+    ox__op op;
+    ox_status s = op_begin(&op, "ox_matmul", q);
+    if (s != OX_OK || (s = matmul_args(&op, dst, a, b, flags))) return s;
     if (op.cpu) {
         ox__view vd = view(dst), va = view(a), vb = view(b);
         return ox__cpu_matmul(&op.exec, &vd, &va, &vb, flags);
     }
     return ox__dev_matmul(&op, dst, a, b, flags);
+}
+
+ox_status ox_matmul_many(ox_queue *q, int n, const ox_tensor *dst, const ox_tensor *a,
+                         const ox_tensor *b, unsigned flags)
+{
+    ox__op op;
+    ox_status s = op_begin(&op, "ox_matmul_many", q);
+    if (s != OX_OK) return s;
+    if (n < 1 || n > OX_MATMUL_MANY_MAX || !dst || !b)
+        return ox__fail(op.ctx, OX_ERR_INVALID, "ox_matmul_many: n is %d (1 to %d) or dst or b "
+                        "is NULL", n, OX_MATMUL_MANY_MAX);
+    for (int i = 0; i < n; i++)
+        if ((s = matmul_args(&op, &dst[i], a, &b[i], flags))) return s;
+    for (int i = 0; i < n; i++) /* no product may write what another reads */
+        for (int j = 0; j < n; j++)
+            if (i != j && dst[i].buffer->memory == dst[j].buffer->memory &&
+                dst[i].buffer->offset + dst[i].offset == dst[j].buffer->offset + dst[j].offset)
+                return ox__fail(op.ctx, OX_ERR_INVALID, "ox_matmul_many: dst[%d] and dst[%d] "
+                                "are the same tensor", i, j);
+    if (op.cpu) {
+        ox__view va = view(a);
+        for (int i = 0; i < n && s == OX_OK; i++) {
+            ox__view vd = view(&dst[i]), vb = view(&b[i]);
+            s = ox__cpu_matmul(&op.exec, &vd, &va, &vb, flags);
+        }
+        return s;
+    }
+    return ox__dev_matmul_many(&op, n, dst, a, b, flags);
 }
 
 /* ---- data movement ------------------------------------------------------------------ */

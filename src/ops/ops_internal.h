@@ -44,6 +44,8 @@ ox_status ox__dev_rope_qk(const ox__op *op, const ox_tensor *q_dst, const ox_ten
                           const ox_tensor *q_weight, const ox_tensor *k_dst, const ox_tensor *k,
                           const ox_tensor *k_weight, const ox_tensor *positions,
                           const ox_rope_params *params, float eps);
+ox_status ox__dev_matmul_many(const ox__op *op, int n, const ox_tensor *dst, const ox_tensor *a,
+                              const ox_tensor *b, unsigned flags);
 ox_status ox__dev_matmul(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
                          const ox_tensor *b, unsigned flags);
 ox_status ox__dev_get_rows(const ox__op *op, const ox_tensor *dst, const ox_tensor *table,

@@ -224,6 +224,40 @@ static void ref_rope(const op_case *c, ox_ref_tensor *dst, const ox_ref_tensor *
     ox_ref_rope(dst, &in[0], &in[1], &c->rope);
 }
 
+/* Inputs: a, then the weights; dst's column slices are the products. */
+static ox_status run_matmul_many(ox_queue *q, const op_case *c, const ox_tensor *dst,
+                                 const ox_tensor *in)
+{
+    ox_tensor d[3];
+    size_t offset = 0;
+    for (int i = 0; i < c->kind; i++) {
+        d[i] = *dst;
+        d[i].offset += offset;
+        d[i].ne[0] = in[1 + i].ne[1];
+        offset += (size_t)d[i].ne[0] * sizeof(float);
+    }
+    return ox_matmul_many(q, c->kind, d, &in[0], &in[1], OX_MATMUL_TRANS_B);
+}
+
+static void ref_matmul_many(const op_case *c, ox_ref_tensor *dst, const ox_ref_tensor *in)
+{
+    int64_t M = dst->ne[1], total = dst->ne[0], col = 0;
+    for (int i = 0; i < c->kind; i++) {
+        int64_t N = in[1 + i].ne[1];
+        ox_ref_tensor part = {.data = malloc((size_t)(N * M) * sizeof(double)),
+                              .ne = {N, M, 1, 1}};
+        if (!part.data) { /* fails the comparison: NaN is never within tolerance */
+            for (int64_t e = 0; e < total * M; e++) dst->data[e] = NAN;
+            return;
+        }
+        ox_ref_matmul(&part, &in[0], &in[1 + i], OX_MATMUL_TRANS_B);
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t j = 0; j < N; j++) dst->data[m * total + col + j] = part.data[m * N + j];
+        free(part.data);
+        col += N;
+    }
+}
+
 /* Inputs: q, k, positions, then q's and k's weights when has_weight. The
  * output not checked is written over its input: it never feeds the one
  * checked, so a second run gives the same bits. */
@@ -510,6 +544,33 @@ op_case op_case_rope(ox_dtype dtype, const int64_t ne[4], const ox_rope_params *
            (double)params->freq_base, (double)params->freq_scale);
     c.run = run_rope;
     c.reference = ref_rope;
+    return c;
+}
+
+op_case op_case_matmul_many(int n, const ox_dtype types[], const int64_t N[], int64_t M, int64_t K)
+{
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) total += N[i];
+    int64_t dst_ne[4] = {total, M, 1, 1}, a_ne[4] = {K, M, 1, 1};
+    op_case c = new_case("matmul_many", "matmul", OX_DTYPE_F32, dst_ne);
+    c.kind = n;
+    c.n_inputs = 1 + n;
+    c.in[0] = input(OX_DTYPE_F32, a_ne, FILL_UNIFORM, -1.0, 1.0);
+    c.dtype[0] = '\0';
+    int quantized = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t b_ne[4] = {K, N[i], 1, 1};
+        c.in[1 + i] = input(types[i], b_ne, FILL_UNIFORM, -1.0, 1.0);
+        quantized |= ox_dtype_is_quantized(types[i]);
+        append(c.dtype, sizeof c.dtype, "%s%s", i ? "+" : "", ox_dtype_str(types[i]));
+    }
+    c.threshold = quantized ? tolerance(TOL_QUANT, OX_DTYPE_F32, K)
+                            : tolerance(TOL_MATMUL, OX_DTYPE_F32, K);
+    c.flops = 2.0 * (double)M * (double)total * (double)K;
+    snprintf(c.shape, sizeof c.shape, "M%lld K%lld, N", (long long)M, (long long)K);
+    for (int i = 0; i < n; i++) append(c.shape, sizeof c.shape, "%s%lld", i ? "+" : " ", (long long)N[i]);
+    c.run = run_matmul_many;
+    c.reference = ref_matmul_many;
     return c;
 }
 
@@ -918,6 +979,15 @@ static int build_matmul(op_case_list *list, int quick)
         ADD(op_case_matmul(a, b, 17, 33, 65, 0, batch_1, batch_3x2));
         ADD(op_case_matmul(a, b, 17, 33, 65, OX_MATMUL_TRANS_B, batch_3x1, batch_6x2));
     }
+    /* One input, several weights (a layer's q, k, v): mixed quantized types
+     * that round the input differently (per 32, per 256), and float ones;
+     * one token and a few. */
+    static const ox_dtype mixed[3] = {OX_DTYPE_Q5_0, OX_DTYPE_Q8_0, OX_DTYPE_Q4_K};
+    static const ox_dtype floats[2] = {OX_DTYPE_F32, OX_DTYPE_F16};
+    static const int64_t n3[3] = {64, 32, 48}, n2[2] = {40, 24};
+    ADD(op_case_matmul_many(3, mixed, n3, 1, 512));
+    ADD(op_case_matmul_many(3, mixed, n3, 5, 256));
+    ADD(op_case_matmul_many(2, floats, n2, 3, 128));
     return 0;
 }
 
