@@ -133,6 +133,18 @@ typedef struct ox_rope_params {
 OX_API ox_status ox_rope(ox_queue *q, const ox_tensor *dst, const ox_tensor *a,
                          const ox_tensor *positions, const ox_rope_params *params);
 
+/* A decoder's residual step in one call (one launch on devices):
+ *   x = x + (delta_weight ? rms_norm(delta) * delta_weight : delta)
+ *   out = rms_norm(x) * weight
+ * the norm of the residual branch (Gemma's post-norms) optional, the input
+ * of the next block normalised from the updated x. x, delta, out: F32 of
+ * one shape, contiguous; delta_weight, weight: F32 rows of ne[0], weight
+ * required. out must not be x or delta. On the CPU the results are those
+ * of ox_rms_norm, ox_add and ox_rms_norm in turn. */
+OX_API ox_status ox_add_rms_norm(ox_queue *q, const ox_tensor *x, const ox_tensor *delta,
+                                 const ox_tensor *delta_weight, const ox_tensor *out,
+                                 const ox_tensor *weight, float eps);
+
 /* The rotary embedding of a decoder layer's queries and keys in one call
  * (one launch on devices), each head first RMS-normalised and multiplied
  * by its weight when one is given (Qwen 3's and Gemma 3's q/k norms):

@@ -925,26 +925,31 @@ static ox_status attention_block(ox_session *se, layer *L, scratch *sc, int n)
     ox_tensor mview = sc->mask;
     if (L->swa && n_kv > m->swa_window) mask = &mview;
     if ((s = ox_attention(q, &at, &qt, &kc, &vc, mask, &ap)) ||
-        (s = mm(se, sc, L, MAT_O, &sc->o, &sc->att)) ||
-        (m->arch->post_norms && (s = ox_rms_norm(q, &sc->o, &sc->o, &L->post_attn_norm, m->eps))))
+        (s = mm(se, sc, L, MAT_O, &sc->o, &sc->att)))
         return s;
-    return ox_add(q, &sc->x, &sc->x, &sc->o);
+    /* x += (post-norm of) o; h = the FFN's input, normalised: one op */
+    return ox_add_rms_norm(q, &sc->x, &sc->o, m->arch->post_norms ? &L->post_attn_norm : NULL,
+                           &sc->h, &L->ffn_norm, m->eps);
 }
 
-static ox_status ffn_block(ox_session *se, layer *L, scratch *sc)
+/* The FFN on h; then x += (post-norm of) its output and, when next_norm is
+ * given (the next layer's input norm, or the output norm), h = the norm of
+ * the new x. */
+static ox_status ffn_block(ox_session *se, layer *L, scratch *sc, const ox_tensor *next_norm)
 {
     static const int gate_up[2] = {MAT_GATE, MAT_UP};
     const ox_tensor *gate_up_out[2] = {&sc->g, &sc->u};
     ox_model *m = se->model;
     ox_queue *q = se->queue;
     ox_status s;
-    if ((s = ox_rms_norm(q, &sc->h, &sc->x, &L->ffn_norm, m->eps)) ||
-        (s = mm_many(se, sc, L, 2, gate_up, gate_up_out, &sc->h)) ||
+    const ox_tensor *post = m->arch->post_norms ? &L->post_ffw_norm : NULL;
+    if ((s = mm_many(se, sc, L, 2, gate_up, gate_up_out, &sc->h)) ||
         (s = ox_unary(q, m->arch->act, &sc->g, &sc->g)) ||
         (s = ox_mul(q, &sc->g, &sc->g, &sc->u)) ||
-        (s = mm(se, sc, L, MAT_DOWN, &sc->o, &sc->g)) ||
-        (m->arch->post_norms && (s = ox_rms_norm(q, &sc->o, &sc->o, &L->post_ffw_norm, m->eps))))
+        (s = mm(se, sc, L, MAT_DOWN, &sc->o, &sc->g)))
         return s;
+    if (next_norm) return ox_add_rms_norm(q, &sc->x, &sc->o, post, &sc->h, next_norm, m->eps);
+    if (post && (s = ox_rms_norm(q, &sc->o, &sc->o, post, m->eps))) return s;
     return ox_add(q, &sc->x, &sc->x, &sc->o);
 }
 
@@ -1061,11 +1066,19 @@ ox_status ox_session_eval_range(ox_session *se, const int32_t *tokens, const flo
     if (embeds && m->arch->embd_scale &&
         (s = ox_scale(q, &sc.x, &sc.x, sqrtf((float)in->n_embd), 0.0f)))
         goto out;
+    /* h holds the normalised input of the next block: each block's
+     * residual add normalises for the next one (the output norm after the
+     * last layer, when logits are wanted) */
+    bool normed_out = false;
+    if (m->first < m->last &&
+        (s = ox_rms_norm(q, &sc.h, &sc.x, &m->layers[m->first].attn_norm, m->eps)))
+        goto out;
     for (int il = m->first; il < m->last; il++) {
         layer *L = &m->layers[il];
-        if ((s = ox_rms_norm(q, &sc.h, &sc.x, &L->attn_norm, m->eps)) ||
-            (s = attention_block(se, L, &sc, n)) || (s = ffn_block(se, L, &sc)))
-            goto out;
+        const ox_tensor *next = il + 1 < m->last ? &m->layers[il + 1].attn_norm
+                                : outputs && logits ? &m->output_norm : NULL;
+        if ((s = attention_block(se, L, &sc, n)) || (s = ffn_block(se, L, &sc, next))) goto out;
+        normed_out = il + 1 == m->last && next != NULL;
     }
     /* the one wait of an evaluation: its outputs read back on the same queue */
     if (!outputs) {
@@ -1076,8 +1089,12 @@ ox_status ox_session_eval_range(ox_session *se, const int32_t *tokens, const flo
         last.offset += (size_t)(n - 1) * (size_t)sc.x.nb[1];
         last.ne[1] = 1;
         hl.ne[1] = 1;
-        if ((s = ox_rms_norm(q, &hl, &last, &m->output_norm, m->eps)) ||
-            (s = ox_matmul(q, &sc.logits, &hl, &m->output, OX_MATMUL_TRANS_B)) ||
+        if (normed_out) { /* h has every token normalised: take the last */
+            hl.offset += (size_t)(n - 1) * (size_t)sc.h.nb[1];
+        } else if ((s = ox_rms_norm(q, &hl, &last, &m->output_norm, m->eps))) {
+            goto out;
+        }
+        if ((s = ox_matmul(q, &sc.logits, &hl, &m->output, OX_MATMUL_TRANS_B)) ||
             (s = ox_queue_read(q, sc.logits.buffer, sc.logits.offset, logits,
                                (size_t)in->n_vocab * sizeof *logits, NULL)))
             goto out;

@@ -71,6 +71,12 @@ ox_status ox__cpu_layer_norm(const ox__cpu_exec *x, const ox__view *dst, const o
 ox_status ox__cpu_rope_norm(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a,
                             const ox__view *weight, float eps, const ox__view *positions,
                             const ox_rope_params *params);
+/* ox_add_rms_norm on contiguous F32 rows: x += norm(delta) * dw (or delta),
+ * out = norm(x) * w, with the sums and formulas of ox__cpu_rms_norm and
+ * the CPU's add. */
+ox_status ox__cpu_add_rms_norm(const ox__cpu_exec *x, const ox__view *xs, const ox__view *delta,
+                               const ox__view *delta_weight, const ox__view *out,
+                               const ox__view *weight, float eps);
 /* sum((x - shift)^2) of a tile, in double, as the CPU's norms sum it. */
 double ox__sum_sq_tile(const float *x, double shift, int64_t n);
 ox_status ox__cpu_rope(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a,

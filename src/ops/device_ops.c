@@ -468,6 +468,38 @@ ox_status ox__dev_rope(const ox__op *op, const ox_tensor *dst, const ox_tensor *
     return run(&l, "rope", "rope", groups, local);
 }
 
+ox_status ox__dev_add_rms_norm(const ox__op *op, const ox_tensor *x, const ox_tensor *delta,
+                               const ox_tensor *delta_weight, const ox_tensor *out,
+                               const ox_tensor *weight, float eps)
+{
+    int64_t rows = x->ne[1] * x->ne[2] * x->ne[3];
+    launch l = {.op = op};
+    option(&l, "ADD_NORM", 1);
+    option(&l, "HAS_DW", delta_weight != NULL);
+    arg_buffer(&l, x);
+    arg_buffer(&l, delta);
+    arg_buffer(&l, delta_weight ? delta_weight : weight); /* unused without HAS_DW */
+    arg_buffer(&l, out);
+    arg_buffer(&l, weight);
+    arg_i64(&l, x->ne[0]);
+    arg_i64(&l, rows);
+    arg_f32(&l, eps);
+    ox_status s = run_crows(&l, "add_norm_c", OX_DTYPE_F32, rows);
+    if (s != OX_ERR_UNSUPPORTED) return s;
+    /* more rows than one grid dimension holds: the three ops */
+    ox_tensor normed = *delta;
+    if (delta_weight) {
+        ox_buffer *scratch;
+        size_t bytes = (size_t)ox_tensor_nelements(delta) * sizeof(float);
+        if ((s = ox__queue_scratch(op->queue, bytes, &scratch))) return s;
+        normed = ox_tensor_make(scratch, 0, OX_DTYPE_F32, delta->ne[0], delta->ne[1],
+                                delta->ne[2], delta->ne[3]);
+        if ((s = ox__dev_norm(op, &normed, delta, delta_weight, NULL, eps, true))) return s;
+    }
+    if ((s = ox__dev_binary(op, OX_BINARY_ADD, x, x, &normed))) return s;
+    return ox__dev_norm(op, out, x, weight, NULL, eps, true);
+}
+
 ox_status ox__dev_rope_qk(const ox__op *op, const ox_tensor *q_dst, const ox_tensor *q,
                           const ox_tensor *q_weight, const ox_tensor *k_dst, const ox_tensor *k,
                           const ox_tensor *k_weight, const ox_tensor *positions,

@@ -327,6 +327,52 @@ ox_status ox_layer_norm(ox_queue *q, const ox_tensor *dst, const ox_tensor *a,
 
 /* ---- rope ------------------------------------------------------------------------ */
 
+/* A row parameter of exactly ne0 F32 values. */
+static ox_status one_row_f32(const ox__op *op, const char *what, const ox_tensor *w, int64_t ne0)
+{
+    ox_status s;
+    if ((s = arg(op, what, w, false)) || (s = want_dtype(op, what, w, OX_DTYPE_F32))) return s;
+    if (w->ne[0] != ne0 || ox_tensor_nelements(w) != ne0 || !ox_tensor_is_contiguous(w))
+        return ox__fail(op->ctx, OX_ERR_INVALID, "%s: %s must be one contiguous row of %lld",
+                        op->name, what, (long long)ne0);
+    return OX_OK;
+}
+
+ox_status ox_add_rms_norm(ox_queue *q, const ox_tensor *x, const ox_tensor *delta,
+                          const ox_tensor *delta_weight, const ox_tensor *out,
+                          const ox_tensor *weight, float eps)
+{
+    ox__op op;
+    ox_status s = op_begin(&op, "ox_add_rms_norm", q);
+    if (s != OX_OK || (s = arg(&op, "x", x, false)) || (s = arg(&op, "delta", delta, false)) ||
+        (s = arg(&op, "out", out, false)) || (s = want_dtype(&op, "x", x, OX_DTYPE_F32)) ||
+        (s = want_dtype(&op, "delta", delta, OX_DTYPE_F32)) ||
+        (s = want_dtype(&op, "out", out, OX_DTYPE_F32)) ||
+        (s = same_shape(&op, "delta", delta, "x", x)) || (s = same_shape(&op, "out", out, "x", x)) ||
+        (s = one_row_f32(&op, "weight", weight, x->ne[0])) ||
+        (delta_weight && (s = one_row_f32(&op, "delta_weight", delta_weight, x->ne[0]))))
+        return s;
+    if (!ox_tensor_is_contiguous(x) || !ox_tensor_is_contiguous(delta) ||
+        !ox_tensor_is_contiguous(out))
+        return ox__fail(op.ctx, OX_ERR_INVALID, "ox_add_rms_norm: x, delta and out must be "
+                        "contiguous");
+    const ox_tensor *t[3] = {x, delta, out};
+    for (int i = 0; i < 3; i++)
+        for (int j = i + 1; j < 3; j++)
+            if ((i == 2 || j == 2) && t[i]->buffer->memory == t[j]->buffer->memory &&
+                t[i]->buffer->offset + t[i]->offset == t[j]->buffer->offset + t[j]->offset)
+                return ox__fail(op.ctx, OX_ERR_INVALID, "ox_add_rms_norm: out is also %s",
+                                j == 2 ? (i ? "delta" : "x") : "x");
+    if (!(eps >= 0.0f))
+        return ox__fail(op.ctx, OX_ERR_INVALID, "ox_add_rms_norm: eps %g must be >= 0", (double)eps);
+    if (op.cpu) {
+        ox__view vx = view(x), vd = view(delta), vo = view(out), vw = view(weight), vdw;
+        if (delta_weight) vdw = view(delta_weight);
+        return ox__cpu_add_rms_norm(&op.exec, &vx, &vd, delta_weight ? &vdw : NULL, &vo, &vw, eps);
+    }
+    return ox__dev_add_rms_norm(&op, x, delta, delta_weight, out, weight, eps);
+}
+
 /* The rope parameters against a (head size) and positions (one per token). */
 static ox_status rope_params(const ox__op *op, const ox_tensor *a, const ox_tensor *positions,
                              const ox_rope_params *params)

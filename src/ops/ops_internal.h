@@ -40,6 +40,9 @@ ox_status ox__dev_norm(const ox__op *op, const ox_tensor *dst, const ox_tensor *
                        const ox_tensor *weight, const ox_tensor *bias, float eps, bool rms);
 ox_status ox__dev_rope(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
                        const ox_tensor *positions, const ox_rope_params *params);
+ox_status ox__dev_add_rms_norm(const ox__op *op, const ox_tensor *x, const ox_tensor *delta,
+                               const ox_tensor *delta_weight, const ox_tensor *out,
+                               const ox_tensor *weight, float eps);
 ox_status ox__dev_rope_qk(const ox__op *op, const ox_tensor *q_dst, const ox_tensor *q,
                           const ox_tensor *q_weight, const ox_tensor *k_dst, const ox_tensor *k,
                           const ox_tensor *k_weight, const ox_tensor *positions,

@@ -313,3 +313,61 @@ ox_status ox__cpu_layer_norm(const ox__cpu_exec *x, const ox__view *dst, const o
                  .eps = eps};
     return row_run(x, &j);
 }
+
+/* ---- residual add and norm (ox_add_rms_norm) ----------------------------------------- */
+
+typedef struct add_norm_job {
+    const ox__view *x, *delta, *dw, *out, *w;
+    float eps;
+    int64_t rows;
+    size_t n_tasks;
+} add_norm_job;
+
+/* 1 / sqrt(mean(x^2) + eps) of a contiguous row, tile by tile as
+ * norm_row sums it. */
+static float rms_inv(const float *x, int64_t n, float eps)
+{
+    double sum_sq = 0.0;
+    for (int64_t t = 0; t < n; t += OX__TILE) sum_sq += ox__sum_sq_tile(x + t, 0.0, ox__min64(n - t, OX__TILE));
+    return (float)(1.0 / sqrt(sum_sq / (double)n + (double)eps));
+}
+
+static void add_norm_task(void *arg, size_t task, int thread)
+{
+    const add_norm_job *j = arg;
+    const int64_t n = j->x->ne[0];
+    const float *w = (const float *)j->w->data, *dw = j->dw ? (const float *)j->dw->data : NULL;
+    int64_t begin, end;
+    (void)thread;
+    ox__task_range(task, j->n_tasks, j->rows, &begin, &end);
+    for (int64_t r = begin; r < end; r++) {
+        float *x = (float *)j->x->data + r * n, *out = (float *)j->out->data + r * n;
+        const float *d = (const float *)j->delta->data + r * n;
+        float inv_d = dw ? rms_inv(d, n, j->eps) : 1.0f;
+        for (int64_t i = 0; i < n; i++) {
+            float t = d[i];
+            if (dw) {
+                t = d[i] * inv_d; /* ox_rms_norm's (d - 0) * inv, then * w */
+                t *= dw[i];
+            }
+            x[i] = x[i] + t;
+        }
+        float inv = rms_inv(x, n, j->eps);
+        for (int64_t i = 0; i < n; i++) {
+            out[i] = x[i] * inv;
+            out[i] *= w[i];
+        }
+    }
+}
+
+ox_status ox__cpu_add_rms_norm(const ox__cpu_exec *x, const ox__view *xs, const ox__view *delta,
+                               const ox__view *delta_weight, const ox__view *out,
+                               const ox__view *weight, float eps)
+{
+    add_norm_job j = {.x = xs, .delta = delta, .dw = delta_weight, .out = out, .w = weight,
+                      .eps = eps};
+    j.rows = xs->ne[1] * xs->ne[2] * xs->ne[3];
+    j.n_tasks = ox__task_count(x, j.rows * xs->ne[0], j.rows);
+    if (j.rows > 0) ox__cpu_run(x, j.n_tasks, add_norm_task, &j);
+    return OX_OK;
+}

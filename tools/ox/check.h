@@ -107,6 +107,9 @@ op_case op_case_log_softmax(ox_dtype dtype, const int64_t ne[4]);
 op_case op_case_norm(int rms, ox_dtype dtype, const int64_t ne[4], int has_weight, int has_bias,
                      float eps);
 op_case op_case_rope(ox_dtype dtype, const int64_t ne[4], const ox_rope_params *params);
+/* ox_add_rms_norm on x [ne0, rows] (F32): checks out when !check_x, else
+ * the updated x; delta normalised first when has_delta_weight. */
+op_case op_case_add_rms_norm(int64_t ne0, int64_t rows, int has_delta_weight, int check_x);
 /* ox_matmul_many: a [K, M] F32 times n (<= 3) weight matrices of types[i],
  * N[i] rows of K each, into column slices of one dst [sum N, M]. */
 op_case op_case_matmul_many(int n, const ox_dtype types[], const int64_t N[], int64_t M, int64_t K);

@@ -224,6 +224,35 @@ static void ref_rope(const op_case *c, ox_ref_tensor *dst, const ox_ref_tensor *
     ox_ref_rope(dst, &in[0], &in[1], &c->rope);
 }
 
+/* Inputs: x, delta, weight, delta_weight, and a tensor of x's shape used
+ * as the working x (checking out) or as the place of out (checking x), so
+ * that the inputs stay as they were and a second run gives the same bits. */
+static ox_status run_add_rms_norm(ox_queue *q, const op_case *c, const ox_tensor *dst,
+                                  const ox_tensor *in)
+{
+    const ox_tensor *dw = c->has_weight ? &in[3] : NULL;
+    const ox_tensor *x = c->kind ? dst : &in[4], *out = c->kind ? &in[4] : dst;
+    ox_status s = ox_copy(q, x, &in[0]);
+    return s != OX_OK ? s : ox_add_rms_norm(q, x, &in[1], dw, out, &in[2], c->param[0]);
+}
+
+static void ref_add_rms_norm(const op_case *c, ox_ref_tensor *dst, const ox_ref_tensor *in)
+{
+    int64_t n = dst->ne[0] * dst->ne[1] * dst->ne[2] * dst->ne[3];
+    ox_ref_tensor sum = *dst;
+    sum.data = malloc((size_t)n * sizeof *sum.data);
+    if (!sum.data) {
+        for (int64_t e = 0; e < n; e++) dst->data[e] = NAN;
+        return;
+    }
+    if (c->has_weight) ox_ref_rms_norm(&sum, &in[1], &in[3], c->param[0]);
+    else memcpy(sum.data, in[1].data, (size_t)n * sizeof *sum.data);
+    ox_ref_binary(OX_BINARY_ADD, &sum, &in[0], &sum);
+    if (c->kind) memcpy(dst->data, sum.data, (size_t)n * sizeof *sum.data);
+    else ox_ref_rms_norm(dst, &sum, &in[2], c->param[0]);
+    free(sum.data);
+}
+
 /* Inputs: a, then the weights; dst's column slices are the products. */
 static ox_status run_matmul_many(ox_queue *q, const op_case *c, const ox_tensor *dst,
                                  const ox_tensor *in)
@@ -544,6 +573,28 @@ op_case op_case_rope(ox_dtype dtype, const int64_t ne[4], const ox_rope_params *
            (double)params->freq_base, (double)params->freq_scale);
     c.run = run_rope;
     c.reference = ref_rope;
+    return c;
+}
+
+op_case op_case_add_rms_norm(int64_t ne0, int64_t rows, int has_delta_weight, int check_x)
+{
+    int64_t ne[4] = {ne0, rows, 1, 1}, w_ne[4] = {ne0, 1, 1, 1};
+    op_case c = new_case("add_rms_norm", "norm", OX_DTYPE_F32, ne);
+    c.n_inputs = 5;
+    c.in[0] = input(OX_DTYPE_F32, ne, FILL_UNIFORM, -1.0, 1.0);
+    c.in[4] = input(OX_DTYPE_F32, ne, FILL_UNIFORM, -1.0, 1.0);
+    c.in[1] = input(OX_DTYPE_F32, ne, FILL_UNIFORM, -1.0, 1.0);
+    c.in[2] = input(OX_DTYPE_F32, w_ne, FILL_UNIFORM, 0.5, 1.5);
+    c.in[3] = input(OX_DTYPE_F32, w_ne, FILL_UNIFORM, 0.5, 1.5);
+    c.kind = check_x;
+    c.has_weight = has_delta_weight;
+    c.param[0] = 1e-6f;
+    c.threshold = tolerance(TOL_MATH, OX_DTYPE_F32, 0);
+    shape_text(ne, c.shape, sizeof c.shape);
+    append(c.shape, sizeof c.shape, ", %s%s", check_x ? "x" : "out",
+           has_delta_weight ? ", delta normalised" : "");
+    c.run = run_add_rms_norm;
+    c.reference = ref_add_rms_norm;
     return c;
 }
 
@@ -874,6 +925,14 @@ static int build_rows(op_case_list *list, int quick)
         }
         if (!quick) ADD(strided(op_case_norm(0, dt, shape_3d, 1, 1, 1e-5f)));
     }
+    /* a decoder's residual step: x and the next norm, with and without a
+     * norm of the residual branch; a row of 640 (Gemma), one longer than
+     * the CPU's tiles, several rows */
+    static const int64_t add_norm_shapes[][2] = {{640, 1}, {640, 7}, {3000, 3}, {17, 5}};
+    for (int i = 0; i < (quick ? 1 : 4); i++)
+        for (int dw = 0; dw < 2; dw++)
+            for (int x = 0; x < 2; x++)
+                ADD(op_case_add_rms_norm(add_norm_shapes[i][0], add_norm_shapes[i][1], dw, x));
     return 0;
 }
 
