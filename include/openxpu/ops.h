@@ -78,6 +78,12 @@ OX_API const char *ox_unary_str(ox_unary_op op);
 /* dst = f(a), same shape and dtype. */
 OX_API ox_status ox_unary(ox_queue *q, ox_unary_op op, const ox_tensor *dst, const ox_tensor *a);
 
+/* A gated unit: dst = act(gate) * up elementwise (GEGLU, SwiGLU), one
+ * launch on devices; the values of ox_unary then ox_mul. All of one dtype
+ * and shape; dst may be gate, not up. */
+OX_API ox_status ox_glu(ox_queue *q, ox_unary_op act, const ox_tensor *dst, const ox_tensor *gate,
+                        const ox_tensor *up);
+
 /* ---- reductions along rows -------------------------------------------------- */
 
 typedef enum ox_reduce_op {

@@ -944,8 +944,7 @@ static ox_status ffn_block(ox_session *se, layer *L, scratch *sc, const ox_tenso
     ox_status s;
     const ox_tensor *post = m->arch->post_norms ? &L->post_ffw_norm : NULL;
     if ((s = mm_many(se, sc, L, 2, gate_up, gate_up_out, &sc->h)) ||
-        (s = ox_unary(q, m->arch->act, &sc->g, &sc->g)) ||
-        (s = ox_mul(q, &sc->g, &sc->g, &sc->u)) ||
+        (s = ox_glu(q, m->arch->act, &sc->g, &sc->g, &sc->u)) ||
         (s = mm(se, sc, L, MAT_DOWN, &sc->o, &sc->g)))
         return s;
     if (next_norm) return ox_add_rms_norm(q, &sc->x, &sc->o, post, &sc->h, next_norm, m->eps);

@@ -296,6 +296,25 @@ static ox_status unary_flat(const ox__op *op, int flat_op, int kind, const ox_te
     return run_flat(&l, "elementwise", "unary_flat", dst->dtype, cols, rows);
 }
 
+ox_status ox__dev_glu(const ox__op *op, ox_unary_op act, const ox_tensor *dst,
+                      const ox_tensor *gate, const ox_tensor *up)
+{
+    int64_t cols, rows;
+    if (ox_tensor_is_contiguous(dst) && ox_tensor_is_contiguous(gate) &&
+        ox_tensor_is_contiguous(up) && flat_rows(dst, 0, &cols, &rows)) {
+        launch l = {.op = op};
+        option(&l, "DT", dst->dtype);
+        option(&l, "OP", act);
+        arg_buffer(&l, dst);
+        arg_buffer(&l, gate);
+        arg_buffer(&l, up);
+        arg_i64(&l, cols);
+        return run_flat(&l, "elementwise", "glu_flat", dst->dtype, cols, rows);
+    }
+    ox_status s = ox__dev_unary(op, act, dst, gate);
+    return s != OX_OK ? s : ox__dev_binary(op, OX_BINARY_MUL, dst, dst, up);
+}
+
 ox_status ox__dev_scale(const ox__op *op, const ox_tensor *dst, const ox_tensor *a, float scale,
                         float bias)
 {

@@ -231,6 +231,28 @@ ox_status ox_unary(ox_queue *q, ox_unary_op kind, const ox_tensor *dst, const ox
     return ox__dev_unary(&op, kind, dst, a);
 }
 
+ox_status ox_glu(ox_queue *q, ox_unary_op act, const ox_tensor *dst, const ox_tensor *gate,
+                 const ox_tensor *up)
+{
+    ox__op op;
+    ox_status s = op_begin(&op, "ox_glu", q);
+    if (s != OX_OK) return s;
+    if ((unsigned)act >= OX_UNARY_COUNT)
+        return ox__fail(op.ctx, OX_ERR_INVALID, "ox_glu: unknown activation %d", (int)act);
+    if ((s = unary_args(&op, dst, gate)) || (s = arg(&op, "up", up, false)) ||
+        (s = same_dtype(&op, "up", up, "gate", gate)) || (s = same_shape(&op, "up", up, "gate", gate)))
+        return s;
+    if (dst->buffer->memory == up->buffer->memory &&
+        dst->buffer->offset + dst->offset == up->buffer->offset + up->offset)
+        return ox__fail(op.ctx, OX_ERR_INVALID, "ox_glu: dst must not be up (it may be gate)");
+    if (op.cpu) {
+        ox__view vd = view(dst), vg = view(gate), vu = view(up);
+        if ((s = ox__cpu_unary(&op.exec, act, &vd, &vg))) return s;
+        return ox__cpu_binary(&op.exec, OX_BINARY_MUL, &vd, &vd, &vu);
+    }
+    return ox__dev_glu(&op, act, dst, gate, up);
+}
+
 /* ---- rows: reductions, softmax, norms ------------------------------------- */
 
 ox_status ox_reduce(ox_queue *q, ox_reduce_op kind, const ox_tensor *dst, const ox_tensor *a)

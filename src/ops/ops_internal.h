@@ -40,6 +40,8 @@ ox_status ox__dev_norm(const ox__op *op, const ox_tensor *dst, const ox_tensor *
                        const ox_tensor *weight, const ox_tensor *bias, float eps, bool rms);
 ox_status ox__dev_rope(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
                        const ox_tensor *positions, const ox_rope_params *params);
+ox_status ox__dev_glu(const ox__op *op, ox_unary_op act, const ox_tensor *dst,
+                      const ox_tensor *gate, const ox_tensor *up);
 ox_status ox__dev_add_rms_norm(const ox__op *op, const ox_tensor *x, const ox_tensor *delta,
                                const ox_tensor *delta_weight, const ox_tensor *out,
                                const ox_tensor *weight, float eps);

@@ -8,6 +8,9 @@ static const struct variant {
     const char *file;
     const char *options;
 } variants[] = {
+    {"elementwise", "-DFLAT=1 -DVEC=1 -DDT=0 -DOP=9 -DBMODE=0 -DFLAT_OP=0"},
+    {"elementwise", "-DFLAT=1 -DVEC=8 -DDT=1 -DOP=10 -DBMODE=1 -DFLAT_OP=1"},
+    {"elementwise", "-DFLAT=1 -DVEC=4 -DDT=2 -DOP=8 -DBMODE=2 -DFLAT_OP=2"},
     {"elementwise", "-DDT=0 -DOP=0"}, {"elementwise", "-DDT=1 -DOP=3"},
     {"elementwise", "-DDT=2 -DOP=8"}, {"elementwise", "-DDT=0 -DOP=12"},
     {"rows", "-DDT=0 -DDT_D=0 -DOP=0 -DWG=256"}, {"rows", "-DDT=1 -DDT_D=3 -DOP=3 -DWG=64"},

@@ -107,6 +107,8 @@ op_case op_case_log_softmax(ox_dtype dtype, const int64_t ne[4]);
 op_case op_case_norm(int rms, ox_dtype dtype, const int64_t ne[4], int has_weight, int has_bias,
                      float eps);
 op_case op_case_rope(ox_dtype dtype, const int64_t ne[4], const ox_rope_params *params);
+/* ox_glu: act(gate) * up. */
+op_case op_case_glu(ox_unary_op act, ox_dtype dtype, const int64_t ne[4]);
 /* ox_add_rms_norm on x [ne0, rows] (F32): checks out when !check_x, else
  * the updated x; delta normalised first when has_delta_weight. */
 op_case op_case_add_rms_norm(int64_t ne0, int64_t rows, int has_delta_weight, int check_x);

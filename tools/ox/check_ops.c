@@ -576,6 +576,32 @@ op_case op_case_rope(ox_dtype dtype, const int64_t ne[4], const ox_rope_params *
     return c;
 }
 
+static ox_status run_glu(ox_queue *q, const op_case *c, const ox_tensor *dst, const ox_tensor *in)
+{
+    return ox_glu(q, (ox_unary_op)c->kind, dst, &in[0], &in[1]);
+}
+
+static void ref_glu(const op_case *c, ox_ref_tensor *dst, const ox_ref_tensor *in)
+{
+    ox_ref_unary((ox_unary_op)c->kind, dst, &in[0]);
+    ox_ref_binary(OX_BINARY_MUL, dst, dst, &in[1]);
+}
+
+op_case op_case_glu(ox_unary_op act, ox_dtype dtype, const int64_t ne[4])
+{
+    op_case c = new_case("glu", "unary", dtype, ne);
+    c.kind = (int)act;
+    c.n_inputs = 2;
+    c.in[0] = input(dtype, ne, FILL_UNIFORM, -8.0, 8.0);
+    c.in[1] = input(dtype, ne, FILL_UNIFORM, -2.0, 2.0);
+    c.threshold = tolerance(TOL_MATH, dtype, 0);
+    shape_text(ne, c.shape, sizeof c.shape);
+    append(c.shape, sizeof c.shape, ", %s", ox_unary_str(act));
+    c.run = run_glu;
+    c.reference = ref_glu;
+    return c;
+}
+
 op_case op_case_add_rms_norm(int64_t ne0, int64_t rows, int has_delta_weight, int check_x)
 {
     int64_t ne[4] = {ne0, rows, 1, 1}, w_ne[4] = {ne0, 1, 1, 1};
@@ -861,6 +887,13 @@ static int build_elementwise(op_case_list *list, int quick)
             ADD(op_case_unary(kind, dt, shape_odd));
             ADD(strided(op_case_unary(kind, dt, shape_3d)));
             ADD(op_case_unary(kind, dt, shape_large));
+        }
+    /* gated units (GEGLU, SwiGLU) */
+    static const ox_unary_op acts[] = {OX_UNARY_GELU_TANH, OX_UNARY_SILU, OX_UNARY_GELU};
+    for (int a = 0; a < 3; a++)
+        for (int t = 0; t < N_FLOAT_TYPES; t++) {
+            ADD(op_case_glu(acts[a], float_types[t], shape_3d));
+            if (!quick) ADD(op_case_glu(acts[a], float_types[t], shape_odd));
         }
     return 0;
 }
