@@ -1291,11 +1291,17 @@ static void describe_failure(char *detail, size_t size, const char *what, ox_dev
              message && message[0] ? message : ox_status_str(status));
 }
 
+/* Bytes of a contiguous tensor: rows of ne[0] in the dtype's storage form
+ * (a quantized type's block size is per block, not per element). */
+static double tensor_bytes(ox_dtype dtype, const int64_t ne[4])
+{
+    return (double)ox_dtype_row_size(dtype, ne[0]) * (double)(ne[1] * ne[2] * ne[3]);
+}
+
 double op_case_bytes(const op_case *c)
 {
-    double bytes = (double)count(c->out_ne) * (double)ox_dtype_size(c->out_dtype);
-    for (int i = 0; i < c->n_inputs; i++)
-        bytes += (double)count(c->in[i].ne) * (double)ox_dtype_size(c->in[i].dtype);
+    double bytes = tensor_bytes(c->out_dtype, c->out_ne);
+    for (int i = 0; i < c->n_inputs; i++) bytes += tensor_bytes(c->in[i].dtype, c->in[i].ne);
     return bytes;
 }
 
