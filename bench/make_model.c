@@ -741,7 +741,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "make_model: rows that are not a multiple of 256 cannot be %s: those "
                 "matrices are %s, as llama.cpp's quantizer makes them\n", ox_dtype_str(spec.type),
                 ox_dtype_str(f.fallback));
-    if (!s) s = ox_gguf_writer_write_file(f.w, out);
+    if (!s) {
+        s = ox_gguf_writer_write_file(f.w, out);
+        if (s) remove(out); /* not a model: a fill or a write failed part way */
+    }
     if (s) {
         fprintf(stderr, "make_model: %s: %s\n", out, failure[0] ? failure : ox_errmsg(f.ctx));
         rc = 1;

@@ -706,7 +706,37 @@ OX_TEST(out_of_memory_at_every_allocation)
     ox_context_free(ctx);
 }
 
+/* The writer's one buffer for filled tensors comes from the context's
+ * allocator; without it the write fails and says so, creating no file. */
+OX_TEST(writer_fill_out_of_memory)
+{
+    ox_context_options options = {.struct_size = sizeof options, .alloc = failing_alloc,
+                                  .flags = OX_CONTEXT_NO_PLUGINS};
+    ox_context *ctx;
+    ASSERT_OK(NULL, ox_context_create(&options, &ctx));
+    ox_gguf_writer *w;
+    ASSERT_OK(ctx, ox_gguf_writer_create(ctx, &w));
+    fill_log log = {.calls = 0};
+    const int64_t ne[1] = {64};
+    ASSERT_OK(ctx, ox_gguf_writer_add_tensor_fill(w, "t", OX_GGML_TYPE_F32, 1, ne, 256,
+                                                  fill_pattern, &log));
+    char path[] = "/tmp/ox_test_gguf_XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    close(fd);
+    unlink(path);
+    allocations_left = 0;
+    ox_status s = ox_gguf_writer_write_file(w, path);
+    allocations_left = -1;
+    ASSERT_EQ(s, OX_ERR_OUT_OF_MEMORY);
+    ASSERT_CONTAINS(ox_errmsg(ctx), "out of memory for a tensor of 256 bytes");
+    ASSERT_EQ(log.calls, 0);
+    ASSERT(access(path, F_OK) != 0);
+    ox_gguf_writer_free(w);
+    ox_context_free(ctx);
+}
+
 OX_TEST_MAIN(roundtrip_memory_v3, roundtrip_file_v2_alignment_64, getter_errors,
              ggml_types_match_dtypes, writer_errors, writer_fill, truncated_everywhere,
              bad_header, bad_metadata, bad_alignment, bad_tensors, bad_paths,
-             out_of_memory_at_every_allocation)
+             out_of_memory_at_every_allocation, writer_fill_out_of_memory)
