@@ -20,6 +20,8 @@
 #                        minutes on an H100 or H200 with 16 cores)
 #   OX_GPU_TUNE_BUDGET   seconds for ox tune (default 120, less when the
 #                        budget cannot hold it)
+#   OX_GPU_CHECK_RESERVE seconds of the budget kept for the conformance checks
+#                        and unit tests while tuning and benchmarking (default 120)
 #   OX_GPU_MODEL         make_model preset (default llama-852m; llama-110m
 #                        when little time is left)
 #   OX_GPU_MODEL_TYPES   weight types of the models (default "q4_0 q8_0")
