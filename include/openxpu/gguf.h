@@ -236,7 +236,8 @@ OX_API ox_status ox_gguf_tensor_data(const ox_gguf *gguf, int64_t i, ox_dtype *d
 
 /* ---- writing ---------------------------------------------------------------
  * Build a file in memory, then write it out. Keys, values and names are
- * copied when added; tensor data is borrowed until the writer is freed.
+ * copied when added; tensor data is borrowed until the writer is freed, or
+ * produced while the file is written (ox_gguf_writer_add_tensor_fill).
  * Each call checks its arguments (unique non-empty keys and names, known
  * types, ne[0] a multiple of the block, nbytes matching the shape). */
 
@@ -279,6 +280,25 @@ OX_API ox_status ox_gguf_writer_add_string_array(ox_gguf_writer *writer, const c
 OX_API ox_status ox_gguf_writer_add_tensor(ox_gguf_writer *writer, const char *name,
                                            uint32_t ggml_type, uint32_t n_dims,
                                            const int64_t *ne, const void *data, size_t nbytes);
+
+/* Writes the `nbytes` bytes of tensor `name` (as ox_gguf_writer_add_tensor
+ * would take them) into `buffer` when the file is written. Returns OX_OK,
+ * or an error that stops the write. */
+typedef ox_status (*ox_gguf_tensor_fill)(void *user, const char *name, void *buffer,
+                                         size_t nbytes);
+
+/* A tensor as ox_gguf_writer_add_tensor, whose data `fill` writes when the
+ * file is written, in the order the tensors were added: its bytes need not
+ * exist before. ox_gguf_writer_write_file holds one such tensor at a time,
+ * in one buffer of the largest one's size from the context's allocator, so
+ * a file larger than memory can be written; ox_gguf_writer_write_memory
+ * lets `fill` write straight into the output. `user` is passed to `fill`
+ * and borrowed until the writer is freed. A failed `fill` fails the write
+ * with its status, and a message naming the tensor. */
+OX_API ox_status ox_gguf_writer_add_tensor_fill(ox_gguf_writer *writer, const char *name,
+                                                uint32_t ggml_type, uint32_t n_dims,
+                                                const int64_t *ne, size_t nbytes,
+                                                ox_gguf_tensor_fill fill, void *user);
 
 /* Size in bytes of the file as it stands. */
 OX_API ox_status ox_gguf_writer_size(const ox_gguf_writer *writer, size_t *size);

@@ -1,6 +1,7 @@
 /* The GGUF writer: collect metadata and tensors, then lay them out as a
- * version 2 or 3 file in memory or on disk. Used by tests, the fuzz corpus
- * generator and tools. */
+ * version 2 or 3 file in memory or on disk; tensor data is borrowed, or
+ * produced by a callback as the file is written. Used by tests, the fuzz
+ * corpus generator and tools (bench/make_model.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,8 +25,10 @@ typedef struct writer_tensor {
     uint32_t ggml_type;
     uint32_t n_dims;
     int64_t ne[OX_MAX_DIMS];
-    const void *data; /* borrowed */
+    const void *data; /* borrowed; NULL when fill produces it */
     size_t nbytes;
+    ox_gguf_tensor_fill fill; /* NULL when data is given */
+    void *fill_user;
 } writer_tensor;
 
 struct ox_gguf_writer {
@@ -279,12 +282,13 @@ ox_status ox_gguf_writer_add_string_array(ox_gguf_writer *w, const char *key,
     return end_kv(w, kv, status);
 }
 
-ox_status ox_gguf_writer_add_tensor(ox_gguf_writer *w, const char *name, uint32_t ggml_type,
-                                    uint32_t n_dims, const int64_t *ne, const void *data,
-                                    size_t nbytes)
+/* Check a tensor's description and append it; `source` holds its data or fill. */
+static ox_status add_tensor(ox_gguf_writer *w, const char *func, const char *name,
+                            uint32_t ggml_type, uint32_t n_dims, const int64_t *ne,
+                            const writer_tensor *source)
 {
-    static const char func[] = "ox_gguf_writer_add_tensor";
     if (!w) return ox__fail(NULL, OX_ERR_INVALID, "%s: writer is NULL", func);
+    size_t nbytes = source->nbytes;
     ox_context *ctx = w->ctx;
     if (!name || !name[0]) return ox__fail(ctx, OX_ERR_INVALID, "%s: name is NULL or empty", func);
     const ox__ggml_type_traits *traits = ox__ggml_type_find(ggml_type);
@@ -294,7 +298,8 @@ ox_status ox_gguf_writer_add_tensor(ox_gguf_writer *w, const char *name, uint32_
     if (n_dims < 1 || n_dims > OX_MAX_DIMS || !ne)
         return ox__fail(ctx, OX_ERR_INVALID, "%s: tensor '%s': %u dimensions (1 to %d allowed)",
                         func, name, n_dims, OX_MAX_DIMS);
-    if (!data && nbytes) return ox__fail(ctx, OX_ERR_INVALID, "%s: data is NULL", func);
+    if (!source->data && !source->fill && nbytes)
+        return ox__fail(ctx, OX_ERR_INVALID, "%s: data is NULL", func);
     uint64_t elements = 1;
     for (uint32_t d = 0; d < n_dims; d++) {
         if (ne[d] <= 0 || elements > (uint64_t)INT64_MAX / (uint64_t)ne[d])
@@ -319,12 +324,32 @@ ox_status ox_gguf_writer_add_tensor(ox_gguf_writer *w, const char *name, uint32_
                             sizeof *w->tensors);
     if (status != OX_OK) return status;
     writer_tensor *t = &w->tensors[w->tensor_count];
-    *t = (writer_tensor){.ggml_type = ggml_type, .n_dims = n_dims, .data = data, .nbytes = nbytes};
+    *t = *source;
+    t->ggml_type = ggml_type;
+    t->n_dims = n_dims;
     for (int d = 0; d < OX_MAX_DIMS; d++) t->ne[d] = (uint32_t)d < n_dims ? ne[d] : 1;
     t->name = ox__strdup(ctx, name);
     if (!t->name) return ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "%s: out of memory", func);
     w->tensor_count++;
     return OX_OK;
+}
+
+ox_status ox_gguf_writer_add_tensor(ox_gguf_writer *w, const char *name, uint32_t ggml_type,
+                                    uint32_t n_dims, const int64_t *ne, const void *data,
+                                    size_t nbytes)
+{
+    writer_tensor source = {.data = data, .nbytes = nbytes};
+    return add_tensor(w, "ox_gguf_writer_add_tensor", name, ggml_type, n_dims, ne, &source);
+}
+
+ox_status ox_gguf_writer_add_tensor_fill(ox_gguf_writer *w, const char *name, uint32_t ggml_type,
+                                         uint32_t n_dims, const int64_t *ne, size_t nbytes,
+                                         ox_gguf_tensor_fill fill, void *user)
+{
+    static const char func[] = "ox_gguf_writer_add_tensor_fill";
+    if (w && !fill) return ox__fail(w->ctx, OX_ERR_INVALID, "%s: fill is NULL", func);
+    writer_tensor source = {.nbytes = nbytes, .fill = fill, .fill_user = user};
+    return add_tensor(w, func, name, ggml_type, n_dims, ne, &source);
 }
 
 /* ---- layout and output --------------------------------------------------- */
@@ -352,11 +377,13 @@ ox_status ox_gguf_writer_size(const ox_gguf_writer *w, size_t *size)
     return OX_OK;
 }
 
-/* Where the bytes go: a memory buffer or a stdio stream. */
+/* Where the bytes go: a memory buffer or a stdio stream (then `scratch`
+ * holds the tensor a fill produces). */
 typedef struct sink {
     unsigned char *buffer;
     size_t at;
     FILE *file;
+    unsigned char *scratch;
     bool failed;
 } sink;
 
@@ -389,7 +416,31 @@ static void put_padding(sink *s, size_t alignment)
     }
 }
 
-static void emit(const ox_gguf_writer *w, sink *s)
+/* Tensor t's data: borrowed, or produced by its fill into the output
+ * buffer or the scratch. */
+static ox_status put_tensor(const ox_gguf_writer *w, const writer_tensor *t, sink *s,
+                            const char *where)
+{
+    if (!t->fill) {
+        put(s, t->data, t->nbytes);
+        return OX_OK;
+    }
+    unsigned char *target = s->file ? s->scratch : s->buffer + s->at;
+    ox_status status = t->nbytes ? t->fill(t->fill_user, t->name, target, t->nbytes) : OX_OK;
+    if (status != OX_OK)
+        return ox__fail(w->ctx, status, "gguf: %s: tensor '%s': its fill function failed (%s)",
+                        where, t->name, ox_status_str(status));
+    if (s->file) {
+        put(s, target, t->nbytes);
+    } else {
+        s->at += t->nbytes;
+    }
+    return OX_OK;
+}
+
+/* The whole file into s; fails only when a fill does (a failed stdio write
+ * is left in s->failed). */
+static ox_status emit(const ox_gguf_writer *w, sink *s, const char *where)
 {
     put(s, OX__GGUF_MAGIC, 4);
     put_le(s, w->version, 4);
@@ -407,12 +458,14 @@ static void emit(const ox_gguf_writer *w, sink *s)
         put_le(s, offset, 8);
         offset += align_up(t->nbytes, w->alignment);
     }
-    if (w->tensor_count == 0) return;
+    if (w->tensor_count == 0) return OX_OK;
     put_padding(s, w->alignment);
-    for (size_t i = 0; i < w->tensor_count; i++) {
-        put(s, w->tensors[i].data, w->tensors[i].nbytes);
+    for (size_t i = 0; i < w->tensor_count && !s->failed; i++) {
+        ox_status status = put_tensor(w, &w->tensors[i], s, where);
+        if (status != OX_OK) return status;
         put_padding(s, w->alignment);
     }
+    return OX_OK;
 }
 
 ox_status ox_gguf_writer_write_memory(const ox_gguf_writer *w, void *buffer, size_t capacity)
@@ -425,25 +478,36 @@ ox_status ox_gguf_writer_write_memory(const ox_gguf_writer *w, void *buffer, siz
                         "ox_gguf_writer_write_memory: the file takes %zu bytes, the buffer has %zu",
                         size, buffer ? capacity : 0);
     sink s = {.buffer = buffer};
-    emit(w, &s);
-    return OX_OK;
+    return emit(w, &s, "<memory>");
 }
 
 ox_status ox_gguf_writer_write_file(const ox_gguf_writer *w, const char *path)
 {
     if (!w) return ox__fail(NULL, OX_ERR_INVALID, "ox_gguf_writer_write_file: writer is NULL");
     if (!path) return ox__fail(w->ctx, OX_ERR_INVALID, "ox_gguf_writer_write_file: path is NULL");
-    FILE *file = fopen(path, "wb");
-    if (!file)
-        return ox__fail(w->ctx, OX_ERR_IO, "gguf: %s: cannot create: %s", path, strerror(errno));
-    sink s = {.file = file};
-    emit(w, &s);
+    size_t scratch_size = 0;
+    for (size_t i = 0; i < w->tensor_count; i++)
+        if (w->tensors[i].fill && w->tensors[i].nbytes > scratch_size)
+            scratch_size = w->tensors[i].nbytes;
+    sink s = {.scratch = scratch_size ? ox__alloc(w->ctx, scratch_size) : NULL};
+    if (scratch_size && !s.scratch)
+        return ox__fail(w->ctx, OX_ERR_OUT_OF_MEMORY,
+                        "gguf: %s: out of memory for a tensor of %zu bytes", path, scratch_size);
+    ox_status status = OX_OK;
+    s.file = fopen(path, "wb");
+    if (!s.file) {
+        status = ox__fail(w->ctx, OX_ERR_IO, "gguf: %s: cannot create: %s", path, strerror(errno));
+        goto out_free_scratch;
+    }
+    status = emit(w, &s, path);
     int saved = errno;
-    if (fclose(file) != 0 && !s.failed) {
+    if (fclose(s.file) != 0 && !s.failed) {
         s.failed = true;
         saved = errno;
     }
-    if (s.failed)
-        return ox__fail(w->ctx, OX_ERR_IO, "gguf: %s: write failed: %s", path, strerror(saved));
-    return OX_OK;
+    if (status == OX_OK && s.failed)
+        status = ox__fail(w->ctx, OX_ERR_IO, "gguf: %s: write failed: %s", path, strerror(saved));
+out_free_scratch:
+    if (s.scratch) ox__free(w->ctx, s.scratch, scratch_size);
+    return status;
 }

@@ -543,6 +543,14 @@ static void check_percent(const cJSON *result, const cJSON *limits)
         ASSERT_NEAR(attainable / json_number(limits, "f32_gflops"), 1.0, 1e-9);
     else
         ASSERT(attainable <= json_number(limits, "f32_gflops") * (1 + 1e-9));
+    /* a matrix-vector product does 2 FLOP per weight: 0.5 FLOP a byte with
+     * F32 weights, 3.6 with Q4_0's 4.5 bits (blocks counted as bytes per
+     * block, not per element) */
+    if (strcmp(op, "matmul") == 0 && vector && strcmp(limit, "bandwidth") == 0) {
+        double intensity = attainable / json_number(limits, "bandwidth_gbps");
+        ASSERT_MSG(intensity > 0.45 && intensity < 4.0, "%s %s: %g FLOP a byte",
+                   json_string(result, "dtype"), json_string(result, "shape"), intensity);
+    }
 }
 
 OX_TEST(bench_json)

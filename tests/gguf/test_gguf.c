@@ -343,6 +343,94 @@ OX_TEST(writer_errors)
     ox_context_free(ctx);
 }
 
+/* A fill that writes byte i of tensor `name` as name[0] + i, and records the
+ * order of its calls; one named "fail" fails. */
+typedef struct fill_log {
+    char order[8];
+    int calls;
+} fill_log;
+
+static ox_status fill_pattern(void *user, const char *name, void *buffer, size_t nbytes)
+{
+    fill_log *log = user;
+    if (log->calls < (int)sizeof log->order - 1) log->order[log->calls] = name[0];
+    log->calls++;
+    if (strcmp(name, "fail") == 0) return OX_ERR_IO;
+    for (size_t i = 0; i < nbytes; i++) ((unsigned char *)buffer)[i] = (unsigned char)(name[0] + i);
+    return OX_OK;
+}
+
+/* Tensors whose data a fill produces give the same file as the same bytes
+ * given up front, in memory and on disk; the fills run in the order the
+ * tensors were added; a failing fill fails the write and is named. */
+OX_TEST(writer_fill)
+{
+    ox_context *ctx = new_context();
+    unsigned char q[3 * 34], c[16];
+    float a[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    for (size_t i = 0; i < sizeof q; i++) q[i] = (unsigned char)('q' + i);
+    for (size_t i = 0; i < sizeof c; i++) c[i] = (unsigned char)('c' + i);
+    const int64_t ne_a[1] = {8}, ne_q[2] = {32, 3}, ne_c[1] = {4};
+
+    ox_gguf_writer *given, *filled;
+    ASSERT_OK(ctx, ox_gguf_writer_create(ctx, &given));
+    ASSERT_OK(ctx, ox_gguf_writer_add_tensor(given, "a", OX_GGML_TYPE_F32, 1, ne_a, a, sizeof a));
+    ASSERT_OK(ctx, ox_gguf_writer_add_tensor(given, "q", OX_GGML_TYPE_Q8_0, 2, ne_q, q, sizeof q));
+    ASSERT_OK(ctx, ox_gguf_writer_add_tensor(given, "c", OX_GGML_TYPE_F32, 1, ne_c, c, sizeof c));
+    fill_log log = {.calls = 0};
+    ASSERT_OK(ctx, ox_gguf_writer_create(ctx, &filled));
+    ASSERT_OK(ctx, ox_gguf_writer_add_tensor(filled, "a", OX_GGML_TYPE_F32, 1, ne_a, a, sizeof a));
+    ASSERT_OK(ctx, ox_gguf_writer_add_tensor_fill(filled, "q", OX_GGML_TYPE_Q8_0, 2, ne_q,
+                                                  sizeof q, fill_pattern, &log));
+    ASSERT_OK(ctx, ox_gguf_writer_add_tensor_fill(filled, "c", OX_GGML_TYPE_F32, 1, ne_c,
+                                                  sizeof c, fill_pattern, &log));
+    /* the checks of ox_gguf_writer_add_tensor apply */
+    ASSERT(ox_gguf_writer_add_tensor_fill(filled, "d", OX_GGML_TYPE_F32, 1, ne_c, 15,
+                                          fill_pattern, &log) == OX_ERR_INVALID);
+    ASSERT_CONTAINS(ox_errmsg(ctx), "the shape needs");
+    ASSERT(ox_gguf_writer_add_tensor_fill(filled, "d", OX_GGML_TYPE_F32, 1, ne_c, sizeof c, NULL,
+                                          NULL) == OX_ERR_INVALID);
+    ASSERT_CONTAINS(ox_errmsg(ctx), "fill is NULL");
+
+    size_t size, size_filled;
+    ASSERT_OK(ctx, ox_gguf_writer_size(given, &size));
+    ASSERT_OK(ctx, ox_gguf_writer_size(filled, &size_filled));
+    ASSERT_EQ(size, size_filled);
+    unsigned char *expected = malloc(size), *memory = malloc(size + 256), *disk = malloc(size + 1);
+    ASSERT(expected && memory && disk);
+    ASSERT_OK(ctx, ox_gguf_writer_write_memory(given, expected, size));
+    ASSERT_OK(ctx, ox_gguf_writer_write_memory(filled, memory, size));
+    ASSERT(memcmp(expected, memory, size) == 0);
+    ASSERT_STR_EQ(log.order, "qc");
+
+    char path[] = "/tmp/ox_test_gguf_XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    close(fd);
+    ASSERT_OK(ctx, ox_gguf_writer_write_file(filled, path));
+    FILE *file = fopen(path, "rb");
+    ASSERT(file != NULL);
+    ASSERT_EQ(fread(disk, 1, size + 1, file), size);
+    fclose(file);
+    ASSERT(memcmp(expected, disk, size) == 0);
+    ASSERT_EQ(log.calls, 4);
+
+    ASSERT_OK(ctx, ox_gguf_writer_add_tensor_fill(filled, "fail", OX_GGML_TYPE_F32, 1, ne_c,
+                                                  sizeof c, fill_pattern, &log));
+    ASSERT(ox_gguf_writer_write_file(filled, path) == OX_ERR_IO);
+    ASSERT_CONTAINS(ox_errmsg(ctx), "tensor 'fail': its fill function failed");
+    ASSERT_CONTAINS(ox_errmsg(ctx), path);
+    ASSERT(ox_gguf_writer_write_memory(filled, memory, size + 256) == OX_ERR_IO);
+    ASSERT_CONTAINS(ox_errmsg(ctx), "<memory>: tensor 'fail'");
+    unlink(path);
+    free(expected);
+    free(memory);
+    free(disk);
+    ox_gguf_writer_free(given);
+    ox_gguf_writer_free(filled);
+    ox_context_free(ctx);
+}
+
 /* Every prefix of a valid file that cuts into the header or the tensor data
  * is refused with a message; none crashes. */
 OX_TEST(truncated_everywhere)
@@ -618,7 +706,37 @@ OX_TEST(out_of_memory_at_every_allocation)
     ox_context_free(ctx);
 }
 
+/* The writer's one buffer for filled tensors comes from the context's
+ * allocator; without it the write fails and says so, creating no file. */
+OX_TEST(writer_fill_out_of_memory)
+{
+    ox_context_options options = {.struct_size = sizeof options, .alloc = failing_alloc,
+                                  .flags = OX_CONTEXT_NO_PLUGINS};
+    ox_context *ctx;
+    ASSERT_OK(NULL, ox_context_create(&options, &ctx));
+    ox_gguf_writer *w;
+    ASSERT_OK(ctx, ox_gguf_writer_create(ctx, &w));
+    fill_log log = {.calls = 0};
+    const int64_t ne[1] = {64};
+    ASSERT_OK(ctx, ox_gguf_writer_add_tensor_fill(w, "t", OX_GGML_TYPE_F32, 1, ne, 256,
+                                                  fill_pattern, &log));
+    char path[] = "/tmp/ox_test_gguf_XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    close(fd);
+    unlink(path);
+    allocations_left = 0;
+    ox_status s = ox_gguf_writer_write_file(w, path);
+    allocations_left = -1;
+    ASSERT_EQ(s, OX_ERR_OUT_OF_MEMORY);
+    ASSERT_CONTAINS(ox_errmsg(ctx), "out of memory for a tensor of 256 bytes");
+    ASSERT_EQ(log.calls, 0);
+    ASSERT(access(path, F_OK) != 0);
+    ox_gguf_writer_free(w);
+    ox_context_free(ctx);
+}
+
 OX_TEST_MAIN(roundtrip_memory_v3, roundtrip_file_v2_alignment_64, getter_errors,
-             ggml_types_match_dtypes, writer_errors, truncated_everywhere, bad_header,
-             bad_metadata, bad_alignment, bad_tensors, bad_paths,
-             out_of_memory_at_every_allocation)
+             ggml_types_match_dtypes, writer_errors, writer_fill, truncated_everywhere,
+             bad_header, bad_metadata, bad_alignment, bad_tensors, bad_paths,
+             out_of_memory_at_every_allocation, writer_fill_out_of_memory)
