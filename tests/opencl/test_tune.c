@@ -244,6 +244,15 @@ OX_TEST(corrupt_and_stale_entries_are_ignored_with_a_warning)
     fputs(stale, out);
     fclose(out);
     entry_ignored(&f, "stale tuning entry");
+    /* ox tune rebuilds the file: the stale line is gone, an entry is back */
+    ox_tune_options o = {.struct_size = sizeof o, .op = "elementwise", .budget_seconds = 4};
+    ASSERT_OK(f.ctx, ox_device_tune(f.dev, &o));
+    reopen(&f);
+    tuned = 0;
+    ASSERT_OK(f.ctx, ox_device_tune_params(f.dev, "elementwise", "f32", params, sizeof params,
+                                           &tuned));
+    ASSERT_EQ(tuned, 1);
+    ASSERT_NOT_LOGGED(&f.log, OX_LOG_WARN, OX_LOG_ERROR, "tuning entry", NULL);
     close_fixture(&f);
 }
 
