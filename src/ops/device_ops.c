@@ -84,7 +84,7 @@ static void quant_option(launch *l, ox_dtype dtype)
 #include <stdlib.h>
 #include <time.h>
 typedef struct profile_row {
-    char key[160];
+    char key[320];
     double seconds;
     long calls;
 } profile_row;
@@ -142,13 +142,13 @@ static ox_status run(launch *l, const char *file, const char *kernel, const size
     if (profile_on && s == OX_OK) {
         op->device->backend->iface->queue_finish(op->queue->impl);
         double dt = profile_now() - t0;
-        char key[160];
+        char key[320];
         snprintf(key, sizeof key, "%s %s", kernel, l->options);
         pthread_mutex_lock(&profile_lock);
         int i = 0;
         while (i < profile_count && strcmp(profile_rows[i].key, key) != 0) i++;
         if (i < (int)(sizeof profile_rows / sizeof profile_rows[0])) {
-            if (i == profile_count) snprintf(profile_rows[profile_count++].key, 160, "%s", key);
+            if (i == profile_count) snprintf(profile_rows[profile_count++].key, sizeof profile_rows[0].key, "%s", key);
             profile_rows[i].seconds += dt;
             profile_rows[i].calls++;
         }
