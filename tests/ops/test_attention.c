@@ -1,5 +1,5 @@
 /* Fused attention on the CPU (src/ops/attention.c) against the double
- * reference: K and V in F32 and F16, grouped-query heads, causal and
+ * reference: K and V in F32, F16 and BF16, grouped-query heads, causal and
  * masked, prefill and decode shapes, more keys than one block, head sizes
  * over a tile, strided views, and cases worked out by hand. The output is
  * F32 and the reference sees the same (rounded) K and V, so the F32 bound
@@ -47,12 +47,13 @@ OX_TEST(attention_shapes)
         {16, 16, 3, 20, 12, 2, 2},  /* 6 query heads per kv head: blocks of 4 and 2 */
         {32, 24, 2, 70, 9, 1, 1},   /* one kv head for 9 query heads */
     };
+    static const ox_dtype kv_types[] = {OX_DTYPE_F32, OX_DTYPE_F16, OX_DTYPE_BF16};
     tt_seed(51);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
-        for (int kv = 0; kv < 2; kv++)
+        for (int kv = 0; kv < 3; kv++)
             for (int causal = 0; causal < 2; causal++)
                 for (int mask = 0; mask < 2; mask++)
-                    check_attention(&cases[c], kv ? OX_DTYPE_F16 : OX_DTYPE_F32, causal, mask,
+                    check_attention(&cases[c], kv_types[kv], causal, mask,
                                     (int)(c + (size_t)causal + (size_t)mask) % 3);
 }
 
