@@ -705,11 +705,13 @@ ox_status ox__dev_attention(const ox__op *op, const ox_tensor *dst, const ox_ten
         tiled = bytes <= local_max;
         rows_y = wg / lanes < bq ? wg / lanes : bq;
     }
-    /* the decode kernel: ROWS rows, KSTEP keys per step (a multiple of the
+    /* the decode kernel: ROWS rows (no more than WG, whose work-items take
+     * a row's scores in runs), KSTEP keys per step (a multiple of the
      * WG / LANES key rows a pass reads), halved until they fit */
     int64_t rows = 0, kstep = 0;
     if (!tiled) {
         rows = pow2_at_least(nrows < ATT_DECODE_ROWS ? nrows : ATT_DECODE_ROWS);
+        rows = rows < wg ? rows : wg;
         kstep = bk > wg / lanes ? bk : wg / lanes;
         uint64_t bytes;
         while ((bytes = ox__tune_attention_decode_bytes(D, lanes, wg, rows, kstep)) > local_max &&
