@@ -120,7 +120,7 @@ void ox__tune_defaults(const ox_device_info *info, ox__tune_family family, ox__t
         else v[0] = 1, v[1] = 16, v[2] = 16;
         break;
     case OX__TUNE_ATTENTION:
-        if (gpu) v[0] = 128, v[1] = 0, v[2] = 32, v[3] = 32, v[4] = 16;
+        if (gpu) v[0] = 128, v[1] = 0, v[2] = 16, v[3] = 32, v[4] = 16;
         else v[0] = 8, v[1] = 0, v[2] = 1, v[3] = 64, v[4] = 16;
         break;
     case OX__TUNE_FAMILIES: return;

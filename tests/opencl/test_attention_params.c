@@ -149,7 +149,7 @@ static void check(ox_context *ctx, ox_device *cl, ox_device *cpu, const problem 
  * groups and blocks; one key row per pass (WG = LANES); fewer keys per step
  * than lanes; more row slots than BQ rows; runs of 4 and 2 */
 static const ox__tune_params corners[] = {
-    {{8, 0, 1, 64, 16}}, {{128, 0, 32, 32, 16}}, {{4, 64, 1, 4, 8}}, {{256, 2, 32, 64, 128}},
+    {{8, 0, 1, 64, 16}}, {{128, 0, 16, 32, 16}}, {{4, 64, 1, 4, 8}}, {{256, 2, 32, 64, 128}},
     {{32, 8, 32, 8, 8}}, {{16, 1, 4, 16, 32}},   {{64, 4, 2, 4, 64}}, {{128, 16, 8, 32, 16}},
 };
 
