@@ -620,8 +620,11 @@ ox_status ox__dev_copy(const ox__op *op, const ox_tensor *dst, const ox_tensor *
 /* At most this many query rows (queries x heads sharing a kv head) take the
  * decode kernel; more take the tiled one. */
 #define ATT_DECODE_ROWS 8
-/* Splits keep their partial results under this many bytes of scratch. */
+/* Splits keep their partial results under this many bytes of scratch, and
+ * take at least this many keys each when their number is chosen (fewer do
+ * not repay the combine pass's launch). */
 #define ATT_SCRATCH_MAX ((size_t)64 << 20)
+#define ATT_SPLIT_KEYS 256
 
 static int64_t pow2_at_least(int64_t n)
 {
@@ -632,8 +635,8 @@ static int64_t pow2_at_least(int64_t n)
 
 /* How many splits the keys [0, n_kv) take, `step` keys being the unit, for
  * `groups` work-groups per split: SPLIT when tuned to a count, else (0) as
- * many as keep every compute unit busy (two groups each), at least two
- * steps of keys per split, and the partial results within
+ * many as keep every compute unit busy (two groups each) with at least two
+ * steps and ATT_SPLIT_KEYS keys per split; the partial results within
  * ATT_SCRATCH_MAX. */
 static int64_t att_splits(const ox_device_info *info, int split, int64_t n_kv, int64_t step,
                           int64_t groups, int64_t record_bytes)
@@ -642,7 +645,7 @@ static int64_t att_splits(const ox_device_info *info, int split, int64_t n_kv, i
     if (n == 0) {
         int64_t target = 2 * (int64_t)(info->compute_units ? info->compute_units : 1);
         n = groups >= target ? 1 : (target + groups - 1) / groups;
-        int64_t by_keys = n_kv / (2 * step);
+        int64_t by_keys = n_kv / (2 * step > ATT_SPLIT_KEYS ? 2 * step : ATT_SPLIT_KEYS);
         n = n < by_keys ? n : by_keys;
     }
     int64_t by_scratch = (int64_t)(ATT_SCRATCH_MAX / (size_t)record_bytes);
