@@ -756,6 +756,7 @@ ox_status ox__dev_attention(const ox__op *op, const ox_tensor *dst, const ox_ten
     option(&l, "CAUSAL", params->causal != 0);
     option(&l, "K_UNIT", k->nb[0] == esize_k);
     option(&l, "V_UNIT", v->nb[0] == esize_v);
+    option(&l, "M_UNIT", !mask || mask->nb[0] == (int64_t)sizeof(float));
     option(&l, "LANES", (long)lanes);
     option(&l, "RUN", ox__tune_attention_run((int)lanes));
     size_t groups[3] = {(size_t)row_blocks, (size_t)(Hkv * B), (size_t)n_split};
