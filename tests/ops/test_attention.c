@@ -4,6 +4,7 @@
  * over a tile, strided views, and cases worked out by hand. The output is
  * F32 and the reference sees the same (rounded) K and V, so the F32 bound
  * applies whatever K and V are stored as. */
+#include "ops/tune.h"
 #include "ops_test.h"
 
 typedef struct att_case {
@@ -104,4 +105,48 @@ OX_TEST(attention_exact_values)
     ASSERT_NEAR(tt_get(&dd, 3), -1, 1e-6);
 }
 
-OX_TEST_MAIN(attention_shapes, attention_wide_heads, attention_exact_values)
+/* The defaults of the device kernels' parameters (src/ops/tune.c) are valid
+ * as they are on devices of each class, so the kernels the defaults promise
+ * are the ones that run: GPUs with 48 KiB and 64 KiB of local memory and
+ * 1024- or 256-item groups, OpenCL CPU runtimes. */
+OX_TEST(attention_defaults_fit_each_device_class)
+{
+    static const struct {
+        ox_device_type type;
+        uint64_t local;
+        uint32_t max_wg;
+        int want[5]; /* WG SPLIT LANES BQ BK */
+    } devices[] = {
+        {OX_DEVICE_GPU, 49152, 1024, {128, 0, 16, 32, 16}},
+        {OX_DEVICE_GPU, 65536, 256, {128, 0, 16, 32, 16}},
+        {OX_DEVICE_ACCELERATOR, 49152, 1024, {128, 0, 16, 32, 16}},
+        {OX_DEVICE_CPU, 1048576, 4096, {8, 0, 1, 64, 16}},
+        {OX_DEVICE_CPU, 65536, 8192, {8, 0, 1, 64, 16}},
+    };
+    for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++) {
+        ox_device_info info;
+        memset(&info, 0, sizeof info);
+        info.struct_size = sizeof info;
+        info.type = devices[i].type;
+        info.local_memory_bytes = devices[i].local;
+        info.max_work_group_size = devices[i].max_wg;
+        info.compute_units = 8;
+        ox__tune_params p;
+        ox__tune_defaults(&info, OX__TUNE_ATTENTION, &p);
+        ASSERT(ox__tune_valid(&info, OX__TUNE_ATTENTION, &p));
+        for (int k = 0; k < 5; k++) ASSERT_EQ(p.v[k], devices[i].want[k]);
+    }
+    /* a small device gets smaller blocks, still valid */
+    ox_device_info small;
+    memset(&small, 0, sizeof small);
+    small.struct_size = sizeof small;
+    small.type = OX_DEVICE_GPU;
+    small.local_memory_bytes = 16384;
+    small.max_work_group_size = 64;
+    ox__tune_params p;
+    ox__tune_defaults(&small, OX__TUNE_ATTENTION, &p);
+    ASSERT(ox__tune_valid(&small, OX__TUNE_ATTENTION, &p));
+}
+
+OX_TEST_MAIN(attention_shapes, attention_wide_heads, attention_exact_values,
+             attention_defaults_fit_each_device_class)
