@@ -773,7 +773,8 @@ ox_status ox__dev_attention(const ox__op *op, const ox_tensor *dst, const ox_ten
         local[1] = (size_t)(wg / lanes);
     }
     att_common_args(&l, dst, q, k, v, mask, &part, params->scale, split_len);
-    ox_status s = run(&l, "attention", tiled ? "attention_tiled" : "attention_decode", groups, local);
+    const char *kernel = tiled ? "attention_tiled" : "attention_decode";
+    ox_status s = run(&l, "attention", kernel, groups, local);
     if (s != OX_OK || n_split == 1) return s;
 
     launch c = {.op = op};

@@ -31,8 +31,11 @@ static const ox__tune_family_desc families[OX__TUNE_FAMILIES] = {
                        {{1, 4, 16, 32, 64, 128, 256, 512}, {1, 2, 4, 8}, {1, 2, 4, 8, 16}}},
     [OX__TUNE_ATTENTION] = {"attention", "attention", 5, {"WG", "SPLIT", "LANES", "BQ", "BK"},
                             {7, 8, 6, 5, 5},
-                            {{4, 8, 16, 32, 64, 128, 256}, {0, 1, 2, 4, 8, 16, 32, 64}, {1, 2, 4, 8, 16, 32},
-                             {4, 8, 16, 32, 64}, {8, 16, 32, 64, 128}}},
+                            {{4, 8, 16, 32, 64, 128, 256},
+                             {0, 1, 2, 4, 8, 16, 32, 64},
+                             {1, 2, 4, 8, 16, 32},
+                             {4, 8, 16, 32, 64},
+                             {8, 16, 32, 64, 128}}},
 };
 
 const ox__tune_family_desc *ox__tune_family_get(ox__tune_family family)

@@ -28,7 +28,7 @@ typedef enum ox__tune_family {
     OX__TUNE_QMATMUL,     /* quantized weights, M > 1: VARIANT (0 rows, 1 tiles) LANES ROWS MT DOT4 */
     OX__TUNE_ELEMENTWISE, /* contiguous elementwise, copy: VEC WG */
     OX__TUNE_ROWS,        /* contiguous rows (norms, softmax): LANES ROWS CHUNK */
-    OX__TUNE_ATTENTION,   /* attention.oxc: WG SPLIT (key splits, 0: by size, 1: none) LANES BQ BK */
+    OX__TUNE_ATTENTION,   /* attention: WG SPLIT (0: by size, 1: none) LANES BQ BK */
     OX__TUNE_FAMILIES
 } ox__tune_family;
 

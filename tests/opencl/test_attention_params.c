@@ -122,7 +122,8 @@ static void check(ox_context *ctx, ox_device *cl, ox_device *cpu, const problem 
                     random_values(p->D * p->n_kv * p->H_kv, &state, 0),
                     random_values(p->Dv * p->n_kv * p->H_kv, &state, 0),
                     random_values(p->n_kv * p->n_q, &state, 1)};
-    float *got = malloc((size_t)n_out * sizeof(float)), *want = malloc((size_t)n_out * sizeof(float));
+    float *got = malloc((size_t)n_out * sizeof(float));
+    float *want = malloc((size_t)n_out * sizeof(float));
     ASSERT(got && want);
     ASSERT_OK(ctx, ox__tune_put(cl, OX__TUNE_ATTENTION, ox_dtype_str(p->kv), params, 0, false));
     attend(ctx, cl, p, in, got);
