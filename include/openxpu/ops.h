@@ -221,8 +221,8 @@ typedef struct ox_attention_params {
 
 /* dst = softmax(q kᵀ * scale + mask) v, per head and batch, fused:
  *   q:    ne = {D, n_q, H, B}            F32
- *   k:    ne = {D, n_kv, H_kv, B}        F32 or F16
- *   v:    ne = {Dv, n_kv, H_kv, B}       F32 or F16
+ *   k:    ne = {D, n_kv, H_kv, B}        F32, F16 or BF16
+ *   v:    ne = {Dv, n_kv, H_kv, B}       F32, F16 or BF16
  *   mask: ne = {n_kv, n_q, 1, 1} or NULL F32, additive
  *   dst:  ne = {Dv, n_q, H, B}           F32
  * Grouped-query heads: H_kv divides H; query head h uses kv head

@@ -936,34 +936,177 @@ ox_status ox__dev_copy(const ox__op *op, const ox_tensor *dst, const ox_tensor *
     return run_elementwise(&l, "movement", "copy", dst);
 }
 
+/* ---- attention (kernels/attention.oxc) ------------------------------------- */
+
+/* At most this many query rows (queries x heads sharing a kv head) take the
+ * decode kernel; more take the tiled one. */
+#define ATT_DECODE_ROWS 8
+/* Splits keep their partial results under this many bytes of scratch, and
+ * take at least this many keys each when their number is chosen (fewer do
+ * not repay the combine pass's launch). */
+#define ATT_SCRATCH_MAX ((size_t)64 << 20)
+#define ATT_SPLIT_KEYS 256
+
+static int64_t pow2_at_least(int64_t n)
+{
+    int64_t p = 1;
+    while (p < n) p *= 2;
+    return p;
+}
+
+/* How many splits the keys [0, n_kv) take, `step` keys being the unit, for
+ * `groups` work-groups per split: SPLIT when tuned to a count, else (0) as
+ * many as keep every compute unit busy (two groups each) with at least two
+ * steps and ATT_SPLIT_KEYS keys per split; the partial results within
+ * ATT_SCRATCH_MAX. */
+static int64_t att_splits(const ox_device_info *info, int split, int64_t n_kv, int64_t step,
+                          int64_t groups, int64_t record_bytes)
+{
+    int64_t n = split;
+    if (n == 0) {
+        int64_t target = 2 * (int64_t)(info->compute_units ? info->compute_units : 1);
+        n = groups >= target ? 1 : (target + groups - 1) / groups;
+        int64_t by_keys = n_kv / (2 * step > ATT_SPLIT_KEYS ? 2 * step : ATT_SPLIT_KEYS);
+        n = n < by_keys ? n : by_keys;
+    }
+    int64_t by_scratch = (int64_t)(ATT_SCRATCH_MAX / (size_t)record_bytes);
+    if (n > by_scratch) n = by_scratch;
+    if (n > n_kv / step) n = n_kv / step;
+    return n < 1 ? 1 : n;
+}
+
+static void att_common_args(launch *l, const ox_tensor *dst, const ox_tensor *q,
+                            const ox_tensor *k, const ox_tensor *v, const ox_tensor *mask,
+                            const ox_tensor *part, float scale, int64_t split_len)
+{
+    arg_tensor(l, dst);
+    arg_tensor(l, q);
+    arg_tensor(l, k);
+    arg_tensor(l, v);
+    arg_tensor(l, mask ? mask : q); /* unused without HAS_MASK */
+    arg_buffer(l, part);
+    arg_f32(l, scale);
+    arg_i32(l, (int32_t)split_len);
+}
+
+/* Attention in one or two passes. Rows r = i G + g of a kv head (query i,
+ * head hk G + g) are blocked: ROWS per group in the decode kernel, BQ in
+ * the tiled one; with n_split > 1 each group takes split_len keys, writes
+ * its partial (max, sum, sums) to the queue's scratch, and
+ * attention_combine merges them. Parameters: OX__TUNE_ATTENTION for the
+ * cache's dtype; blocks that do not fit the device's local memory for this
+ * head size are halved. */
 ox_status ox__dev_attention(const ox__op *op, const ox_tensor *dst, const ox_tensor *q,
                             const ox_tensor *k, const ox_tensor *v, const ox_tensor *mask,
                             const ox_attention_params *params)
 {
-    launch l = {.op = op};
-    size_t wg = group_size(op, 64);
-    int64_t acc = (v->ne[0] + (int64_t)wg - 1) / (int64_t)wg;
-    int64_t dmax = 64;
-    while (dmax < q->ne[0]) dmax *= 2;
-    if (dmax * 4 + 2 * (int64_t)wg * 4 > (int64_t)op->device->info.local_memory_bytes &&
-        op->device->info.local_memory_bytes)
+    const ox_device_info *info = &op->device->info;
+    const int64_t D = q->ne[0], Dv = v->ne[0], nq = q->ne[1], H = q->ne[2], B = q->ne[3];
+    const int64_t nkv = k->ne[1], Hkv = k->ne[2], nrows = nq * (H / Hkv);
+    if (nq == 0 || H == 0 || B == 0 || Dv == 0) return OX_OK;
+    if (D == 0 || nkv > INT32_MAX / 2 || nrows > INT32_MAX / 2)
         return ox__fail(op->ctx, OX_ERR_UNSUPPORTED,
-                        "%s: head size %lld needs more local memory than %s has", op->name,
-                        (long long)q->ne[0], op->device->info.id);
+                        "%s: head size %lld, %lld keys, %lld query rows per kv head: the kernels "
+                        "take head sizes from 1 and counts below 2^30 on %s",
+                        op->name, (long long)D, (long long)nkv, (long long)nrows, info->id);
+    uint64_t local_max = info->local_memory_bytes ? info->local_memory_bytes : 16384;
+    ox__tune_params tp;
+    ox__tune_get(op->device, OX__TUNE_ATTENTION, ox_dtype_str(k->dtype), &tp, NULL);
+    int64_t wg = tp.v[0], lanes = tp.v[2], bq = tp.v[3], bk = tp.v[4];
+    int split = tp.v[1];
+
+    /* the tiled kernel: BQ rows (no more than there are), ROWS_Y x LANES
+     * work-items, BK keys per step, halved until they fit */
+    bool tiled = nrows > ATT_DECODE_ROWS;
+    int64_t rows_y = 0;
+    if (tiled) {
+        bq = bq < pow2_at_least(nrows) ? bq : pow2_at_least(nrows);
+        uint64_t bytes;
+        while ((bytes = ox__tune_attention_tiled_bytes(D, Dv, lanes, bq, bk)) > local_max && bk > 8)
+            bk /= 2;
+        while ((bytes = ox__tune_attention_tiled_bytes(D, Dv, lanes, bq, bk)) > local_max && bq > 1)
+            bq /= 2;
+        tiled = bytes <= local_max;
+        rows_y = wg / lanes < bq ? wg / lanes : bq;
+    }
+    /* the decode kernel: ROWS rows (no more than WG, whose work-items take
+     * a row's scores in runs), KSTEP keys per step (a multiple of the
+     * WG / LANES key rows a pass reads), halved until they fit */
+    int64_t rows = 0, kstep = 0;
+    if (!tiled) {
+        rows = pow2_at_least(nrows < ATT_DECODE_ROWS ? nrows : ATT_DECODE_ROWS);
+        rows = rows < wg ? rows : wg;
+        kstep = bk > wg / lanes ? bk : wg / lanes;
+        uint64_t bytes;
+        while ((bytes = ox__tune_attention_decode_bytes(D, lanes, wg, rows, kstep)) > local_max &&
+               kstep > wg / lanes)
+            kstep /= 2;
+        while ((bytes = ox__tune_attention_decode_bytes(D, lanes, wg, rows, kstep)) > local_max &&
+               rows > 1)
+            rows /= 2;
+        if (bytes > local_max)
+            return ox__fail(op->ctx, OX_ERR_UNSUPPORTED,
+                            "%s: head size %lld needs %llu bytes of local memory; %s has %llu",
+                            op->name, (long long)D, (unsigned long long)bytes, info->id,
+                            (unsigned long long)local_max);
+    }
+    int64_t block = tiled ? bq : rows, step = tiled ? bk : kstep;
+    int64_t row_blocks = (nrows + block - 1) / block;
+    int64_t record = (Dv + 2) * (int64_t)sizeof(float);
+    int64_t n_split = att_splits(info, split, nkv, step, row_blocks * Hkv * B, nq * H * B * record);
+    int64_t split_len = (nkv + n_split - 1) / n_split;
+    split_len = (split_len + step - 1) / step * step;
+    n_split = nkv ? (nkv + split_len - 1) / split_len : 1;
+
+    ox_tensor part = *dst;
+    if (n_split > 1) {
+        ox_buffer *scratch;
+        size_t bytes = (size_t)(n_split * nq * H * B * record);
+        ox_status s = ox__queue_scratch(op->queue, bytes, &scratch);
+        if (s != OX_OK) return s;
+        part = ox_tensor_make(scratch, 0, OX_DTYPE_F32, (int64_t)(bytes / 4), 1, 1, 1);
+    }
+    launch l = {.op = op};
+    int64_t esize_k = (int64_t)ox_dtype_size(k->dtype), esize_v = (int64_t)ox_dtype_size(v->dtype);
+    option(&l, tiled ? "TILED" : "DECODE", 1);
     option(&l, "DT_K", k->dtype);
     option(&l, "DT_V", v->dtype);
-    option(&l, "WG", (long)wg);
-    option(&l, "ACC", (long)acc);
-    option(&l, "DMAX", (long)dmax);
+    option(&l, "HEAD_D", (long)D);
+    option(&l, "HEAD_DV", (long)Dv);
     option(&l, "HAS_MASK", mask != NULL);
     option(&l, "CAUSAL", params->causal != 0);
-    arg_tensor(&l, dst);
-    arg_tensor(&l, q);
-    arg_tensor(&l, k);
-    arg_tensor(&l, v);
-    arg_tensor(&l, mask ? mask : q); /* unused without HAS_MASK */
-    arg_f32(&l, params->scale);
-    size_t groups[3] = {(size_t)q->ne[1], (size_t)q->ne[2], (size_t)q->ne[3]};
-    size_t local[3] = {wg, 1, 1};
-    return run(&l, "attention", "attention", groups, local);
+    option(&l, "K_UNIT", k->nb[0] == esize_k);
+    option(&l, "V_UNIT", v->nb[0] == esize_v);
+    option(&l, "M_UNIT", !mask || mask->nb[0] == (int64_t)sizeof(float));
+    option(&l, "LANES", (long)lanes);
+    option(&l, "RUN", ox__tune_attention_run((int)lanes));
+    size_t groups[3] = {(size_t)row_blocks, (size_t)(Hkv * B), (size_t)n_split};
+    size_t local[3] = {(size_t)lanes, 0, 1};
+    if (tiled) {
+        option(&l, "ROWS_Y", (long)rows_y);
+        option(&l, "BQ", (long)bq);
+        option(&l, "BK", (long)bk);
+        local[1] = (size_t)rows_y;
+    } else {
+        option(&l, "WG", (long)wg);
+        option(&l, "ROWS", (long)rows);
+        option(&l, "KSTEP", (long)kstep);
+        local[1] = (size_t)(wg / lanes);
+    }
+    att_common_args(&l, dst, q, k, v, mask, &part, params->scale, split_len);
+    const char *kernel = tiled ? "attention_tiled" : "attention_decode";
+    ox_status s = run(&l, "attention", kernel, groups, local);
+    if (s != OX_OK || n_split == 1) return s;
+
+    launch c = {.op = op};
+    size_t wg_combine = group_size(op, (size_t)(Dv < 256 ? pow2_at_least(Dv) : 256));
+    option(&c, "COMBINE", 1);
+    option(&c, "HEAD_DV", (long)Dv);
+    option(&c, "WG", (long)wg_combine);
+    arg_tensor(&c, dst);
+    arg_buffer(&c, &part);
+    arg_i32(&c, (int32_t)n_split);
+    size_t combine_groups[3] = {(size_t)nq, (size_t)H, (size_t)B};
+    size_t combine_local[3] = {wg_combine, 1, 1};
+    return run(&c, "attention", "attention_combine", combine_groups, combine_local);
 }

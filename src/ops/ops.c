@@ -684,9 +684,10 @@ ox_status ox_attention(ox_queue *q, const ox_tensor *dst, const ox_tensor *query
     if (!params) return ox__fail(op.ctx, OX_ERR_INVALID, "ox_attention: params is NULL");
     for (int i = 0; i < 2; i++) {
         const ox_tensor *t = i ? value : key;
-        if (t->dtype != OX_DTYPE_F32 && t->dtype != OX_DTYPE_F16)
-            return ox__fail(op.ctx, OX_ERR_INVALID, "ox_attention: %s is %s; it must be f32 or f16",
-                            i ? "v" : "k", ox_dtype_str(t->dtype));
+        if (t->dtype != OX_DTYPE_F32 && t->dtype != OX_DTYPE_F16 && t->dtype != OX_DTYPE_BF16)
+            return ox__fail(op.ctx, OX_ERR_INVALID,
+                            "ox_attention: %s is %s; it must be f32, f16 or bf16", i ? "v" : "k",
+                            ox_dtype_str(t->dtype));
     }
     int64_t D = query->ne[0], nq = query->ne[1], H = query->ne[2], B = query->ne[3];
     int64_t nkv = key->ne[1], Hkv = key->ne[2], Dv = value->ne[0];

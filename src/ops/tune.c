@@ -29,8 +29,13 @@ static const ox__tune_family_desc families[OX__TUNE_FAMILIES] = {
                               {{1, 2, 4, 8, 16}, {32, 64, 128, 256, 512, 1024}}},
     [OX__TUNE_ROWS] = {"rows", "rows", 3, {"LANES", "ROWS", "CHUNK"}, {8, 6, 5},
                        {{1, 4, 16, 32, 64, 128, 256, 512}, {1, 2, 4, 8, 16, 32}, {1, 2, 4, 8, 16}}},
-    [OX__TUNE_ATTENTION] = {"attention", "attention", 2, {"WG", "SPLIT"}, {5, 8},
-                            {{16, 32, 64, 128, 256}, {0, 1, 2, 4, 8, 16, 32, 64}}},
+    [OX__TUNE_ATTENTION] = {"attention", "attention", 5, {"WG", "SPLIT", "LANES", "BQ", "BK"},
+                            {7, 8, 6, 5, 5},
+                            {{4, 8, 16, 32, 64, 128, 256},
+                             {0, 1, 2, 4, 8, 16, 32, 64},
+                             {1, 2, 4, 8, 16, 32},
+                             {4, 8, 16, 32, 64},
+                             {8, 16, 32, 64, 128}}},
 };
 
 const ox__tune_family_desc *ox__tune_family_get(ox__tune_family family)
@@ -73,7 +78,14 @@ bool ox__tune_valid(const ox_device_info *info, ox__tune_family family, const ox
         return (uint64_t)v[1] * (uint64_t)v[2] <= max_wg &&
                4u * (uint64_t)(v[1] * v[2] * v[3]) <= local;
     case OX__TUNE_ELEMENTWISE: return (uint64_t)v[1] <= max_wg;
-    case OX__TUNE_ATTENTION: return (uint64_t)v[0] <= max_wg;
+    case OX__TUNE_ATTENTION: {
+        /* both kernels at the usual head size (the op halves blocks that a
+         * larger head does not fit) */
+        int64_t key_rows = v[0] / v[2], kstep = v[4] > key_rows ? v[4] : key_rows;
+        return (uint64_t)v[0] <= max_wg && v[2] <= v[0] &&
+               ox__tune_attention_decode_bytes(128, v[2], v[0], 8, kstep) <= local &&
+               ox__tune_attention_tiled_bytes(128, 128, v[2], v[3], v[4]) <= local;
+    }
     case OX__TUNE_FAMILIES: break;
     }
     return false;
@@ -117,7 +129,10 @@ void ox__tune_defaults(const ox_device_info *info, ox__tune_family family, const
         if (gpu) v[0] = 256, v[1] = 1, v[2] = 1;
         else v[0] = 1, v[1] = 16, v[2] = 16;
         break;
-    case OX__TUNE_ATTENTION: v[0] = 64, v[1] = 0; break;
+    case OX__TUNE_ATTENTION:
+        if (gpu) v[0] = 128, v[1] = 0, v[2] = 16, v[3] = 32, v[4] = 16;
+        else v[0] = 8, v[1] = 0, v[2] = 1, v[3] = 64, v[4] = 16;
+        break;
     case OX__TUNE_FAMILIES: return;
     }
     /* shrink to what the device allows: halve the largest power-of-two
@@ -129,7 +144,8 @@ void ox__tune_defaults(const ox_device_info *info, ox__tune_family family, const
             bool geometry = strcmp(name, "LANES") == 0 || strcmp(name, "ROWS") == 0 ||
                             strcmp(name, "WG") == 0 || strcmp(name, "WG_M") == 0 ||
                             strcmp(name, "WG_N") == 0 || strcmp(name, "RM") == 0 ||
-                            strcmp(name, "RN") == 0 || strcmp(name, "TK") == 0;
+                            strcmp(name, "RN") == 0 || strcmp(name, "TK") == 0 ||
+                            strcmp(name, "BQ") == 0 || strcmp(name, "BK") == 0;
             if (geometry && v[i] > 1 && is_candidate(&families[family], i, v[i] / 2) &&
                 (widest < 0 || v[i] > v[widest]))
                 widest = i;
@@ -137,6 +153,29 @@ void ox__tune_defaults(const ox_device_info *info, ox__tune_family family, const
         if (widest < 0) break;
         v[widest] /= 2;
     }
+}
+
+int ox__tune_attention_run(int lanes)
+{
+    return lanes >= 16 ? 1 : 16 / lanes;
+}
+
+uint64_t ox__tune_attention_decode_bytes(int64_t D, int64_t lanes, int64_t wg, int64_t rows,
+                                         int64_t kstep)
+{
+    int64_t run = ox__tune_attention_run((int)lanes), per_lane = (D + lanes - 1) / lanes;
+    int64_t padded = (per_lane + run - 1) / run * run * lanes, pairs = rows * kstep;
+    int64_t runs = pairs > wg ? wg : pairs;
+    return 4u * (uint64_t)(rows * padded + run + lanes * (pairs + 1) + pairs + 2 * runs + 4 * rows);
+}
+
+uint64_t ox__tune_attention_tiled_bytes(int64_t D, int64_t Dv, int64_t lanes, int64_t bq,
+                                        int64_t bk)
+{
+    int64_t keys = (bk + lanes - 1) / lanes * lanes, per_lane = (Dv + lanes - 1) / lanes;
+    int64_t per_pass = per_lane < 16 ? per_lane : 16;
+    int64_t columns = (per_lane + per_pass - 1) / per_pass * per_pass * lanes;
+    return 4u * (uint64_t)(bq * D + D * (bk + 1) + keys + bk * columns + bq * keys + bq * lanes);
 }
 
 const char *ox__tune_format(ox__tune_family family, const ox__tune_params *p, char *buf, size_t cap)

@@ -28,7 +28,7 @@ typedef enum ox__tune_family {
     OX__TUNE_QMATMUL,     /* quantized weights, M > 1: VARIANT (0 rows, 1 tiles) LANES ROWS MT DOT4 */
     OX__TUNE_ELEMENTWISE, /* contiguous elementwise, copy: VEC WG */
     OX__TUNE_ROWS,        /* contiguous rows (norms, softmax): LANES ROWS CHUNK */
-    OX__TUNE_ATTENTION,   /* attention: WG SPLIT (key blocks of a decode step, 0: by size) */
+    OX__TUNE_ATTENTION,   /* attention: WG SPLIT (0: by size, 1: none) LANES BQ BK */
     OX__TUNE_FAMILIES
 } ox__tune_family;
 
@@ -67,6 +67,18 @@ void ox__tune_defaults(const ox_device_info *info, ox__tune_family family, const
  * never fails (a file that cannot be read means defaults). */
 void ox__tune_get(ox_device *device, ox__tune_family family, const char *cls,
                   ox__tune_params *out, bool *tuned);
+
+/* The attention kernels (kernels/attention.oxc): RUN, the consecutive
+ * elements a work-item takes where it takes several, for LANES lanes (16
+ * elements in all: one per lane on GPUs, runs a CPU compiler vectorises);
+ * the bytes of local memory attention_decode takes with head size D, WG
+ * work-items, `rows` query rows and `kstep` keys per step, and
+ * attention_tiled with head sizes D and Dv, BQ rows and BK keys per step. */
+int ox__tune_attention_run(int lanes);
+uint64_t ox__tune_attention_decode_bytes(int64_t D, int64_t lanes, int64_t wg, int64_t rows,
+                                         int64_t kstep);
+uint64_t ox__tune_attention_tiled_bytes(int64_t D, int64_t Dv, int64_t lanes, int64_t bq,
+                                        int64_t bk);
 
 /* "T=32,R=4,DOT4=1" into buf. */
 const char *ox__tune_format(ox__tune_family family, const ox__tune_params *p, char *buf,

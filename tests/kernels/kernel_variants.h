@@ -49,8 +49,27 @@ static const struct variant {
     {"movement", "-DDT_S=11 -DDT_D=0 -DOX_QUANT=1 -DDT_Q=11"},
     {"movement", "-DDT_S=0 -DDT_D=1"}, {"movement", "-DDT_S=3 -DDT_D=3"},
     {"movement", "-DDT_S=2 -DDT_D=0"},
-    {"attention", "-DDT_K=0 -DDT_V=0 -DWG=64 -DACC=1 -DDMAX=64 -DHAS_MASK=0 -DCAUSAL=1"},
-    {"attention", "-DDT_K=1 -DDT_V=1 -DWG=64 -DACC=4 -DDMAX=256 -DHAS_MASK=1 -DCAUSAL=0"},
+    /* attention: the decode and tiled kernels with the GPU and the CPU-like
+     * defaults, odd head sizes (padded lanes, runs moved back), strided
+     * caches; the combine pass */
+    {"attention", "-DDECODE=1 -DDT_K=1 -DDT_V=1 -DHEAD_D=128 -DHEAD_DV=128 -DHAS_MASK=0 -DCAUSAL=0 "
+                  "-DK_UNIT=1 -DV_UNIT=1 -DM_UNIT=1 -DLANES=16 -DRUN=1 -DWG=128 -DROWS=4 -DKSTEP=16"},
+    {"attention", "-DDECODE=1 -DDT_K=0 -DDT_V=0 -DHEAD_D=256 -DHEAD_DV=256 -DHAS_MASK=1 -DCAUSAL=1 "
+                  "-DK_UNIT=1 -DV_UNIT=1 -DM_UNIT=1 -DLANES=32 -DRUN=1 -DWG=256 -DROWS=8 -DKSTEP=32"},
+    {"attention", "-DDECODE=1 -DDT_K=2 -DDT_V=2 -DHEAD_D=64 -DHEAD_DV=32 -DHAS_MASK=1 -DCAUSAL=1 "
+                  "-DK_UNIT=0 -DV_UNIT=0 -DM_UNIT=0 -DLANES=1 -DRUN=16 -DWG=8 -DROWS=8 -DKSTEP=16"},
+    {"attention", "-DDECODE=1 -DDT_K=0 -DDT_V=1 -DHEAD_D=80 -DHEAD_DV=80 -DHAS_MASK=1 -DCAUSAL=0 "
+                  "-DK_UNIT=1 -DV_UNIT=1 -DM_UNIT=1 -DLANES=32 -DRUN=1 -DWG=64 -DROWS=1 -DKSTEP=64"},
+    {"attention", "-DTILED=1 -DDT_K=1 -DDT_V=1 -DHEAD_D=128 -DHEAD_DV=128 -DHAS_MASK=1 -DCAUSAL=1 "
+                  "-DK_UNIT=1 -DV_UNIT=1 -DM_UNIT=1 -DLANES=16 -DRUN=1 -DROWS_Y=8 -DBQ=32 -DBK=16"},
+    {"attention", "-DTILED=1 -DDT_K=2 -DDT_V=2 -DHEAD_D=256 -DHEAD_DV=256 -DHAS_MASK=1 -DCAUSAL=0 "
+                  "-DK_UNIT=1 -DV_UNIT=1 -DM_UNIT=0 -DLANES=32 -DRUN=1 -DROWS_Y=4 -DBQ=16 -DBK=8"},
+    {"attention", "-DTILED=1 -DDT_K=0 -DDT_V=2 -DHEAD_D=96 -DHEAD_DV=72 -DHAS_MASK=0 -DCAUSAL=0 "
+                  "-DK_UNIT=0 -DV_UNIT=1 -DM_UNIT=1 -DLANES=1 -DRUN=16 -DROWS_Y=8 -DBQ=64 -DBK=16"},
+    {"attention", "-DTILED=1 -DDT_K=1 -DDT_V=1 -DHEAD_D=8 -DHEAD_DV=8 -DHAS_MASK=1 -DCAUSAL=1 "
+                  "-DK_UNIT=1 -DV_UNIT=1 -DM_UNIT=1 -DLANES=4 -DRUN=4 -DROWS_Y=4 -DBQ=4 -DBK=8"},
+    {"attention", "-DCOMBINE=1 -DHEAD_DV=128 -DWG=128"},
+    {"attention", "-DCOMBINE=1 -DHEAD_DV=72 -DWG=64"},
     {"roofline", "-DPER_ITEM=8 -DHALF=0"}, {"roofline", "-DPER_ITEM=8 -DHALF=1"},
 };
 

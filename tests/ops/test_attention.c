@@ -1,9 +1,10 @@
 /* Fused attention on the CPU (src/ops/attention.c) against the double
- * reference: K and V in F32 and F16, grouped-query heads, causal and
+ * reference: K and V in F32, F16 and BF16, grouped-query heads, causal and
  * masked, prefill and decode shapes, more keys than one block, head sizes
  * over a tile, strided views, and cases worked out by hand. The output is
  * F32 and the reference sees the same (rounded) K and V, so the F32 bound
  * applies whatever K and V are stored as. */
+#include "ops/tune.h"
 #include "ops_test.h"
 
 typedef struct att_case {
@@ -47,12 +48,13 @@ OX_TEST(attention_shapes)
         {16, 16, 3, 20, 12, 2, 2},  /* 6 query heads per kv head: blocks of 4 and 2 */
         {32, 24, 2, 70, 9, 1, 1},   /* one kv head for 9 query heads */
     };
+    static const ox_dtype kv_types[] = {OX_DTYPE_F32, OX_DTYPE_F16, OX_DTYPE_BF16};
     tt_seed(51);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
-        for (int kv = 0; kv < 2; kv++)
+        for (int kv = 0; kv < 3; kv++)
             for (int causal = 0; causal < 2; causal++)
                 for (int mask = 0; mask < 2; mask++)
-                    check_attention(&cases[c], kv ? OX_DTYPE_F16 : OX_DTYPE_F32, causal, mask,
+                    check_attention(&cases[c], kv_types[kv], causal, mask,
                                     (int)(c + (size_t)causal + (size_t)mask) % 3);
 }
 
@@ -103,4 +105,48 @@ OX_TEST(attention_exact_values)
     ASSERT_NEAR(tt_get(&dd, 3), -1, 1e-6);
 }
 
-OX_TEST_MAIN(attention_shapes, attention_wide_heads, attention_exact_values)
+/* The defaults of the device kernels' parameters (src/ops/tune.c) are valid
+ * as they are on devices of each class, so the kernels the defaults promise
+ * are the ones that run: GPUs with 48 KiB and 64 KiB of local memory and
+ * 1024- or 256-item groups, OpenCL CPU runtimes. */
+OX_TEST(attention_defaults_fit_each_device_class)
+{
+    static const struct {
+        ox_device_type type;
+        uint64_t local;
+        uint32_t max_wg;
+        int want[5]; /* WG SPLIT LANES BQ BK */
+    } devices[] = {
+        {OX_DEVICE_GPU, 49152, 1024, {128, 0, 16, 32, 16}},
+        {OX_DEVICE_GPU, 65536, 256, {128, 0, 16, 32, 16}},
+        {OX_DEVICE_ACCELERATOR, 49152, 1024, {128, 0, 16, 32, 16}},
+        {OX_DEVICE_CPU, 1048576, 4096, {8, 0, 1, 64, 16}},
+        {OX_DEVICE_CPU, 65536, 8192, {8, 0, 1, 64, 16}},
+    };
+    for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++) {
+        ox_device_info info;
+        memset(&info, 0, sizeof info);
+        info.struct_size = sizeof info;
+        info.type = devices[i].type;
+        info.local_memory_bytes = devices[i].local;
+        info.max_work_group_size = devices[i].max_wg;
+        info.compute_units = 8;
+        ox__tune_params p;
+        ox__tune_defaults(&info, OX__TUNE_ATTENTION, "f16", &p);
+        ASSERT(ox__tune_valid(&info, OX__TUNE_ATTENTION, &p));
+        for (int k = 0; k < 5; k++) ASSERT_EQ(p.v[k], devices[i].want[k]);
+    }
+    /* a small device gets smaller blocks, still valid */
+    ox_device_info small;
+    memset(&small, 0, sizeof small);
+    small.struct_size = sizeof small;
+    small.type = OX_DEVICE_GPU;
+    small.local_memory_bytes = 16384;
+    small.max_work_group_size = 64;
+    ox__tune_params p;
+    ox__tune_defaults(&small, OX__TUNE_ATTENTION, "f16", &p);
+    ASSERT(ox__tune_valid(&small, OX__TUNE_ATTENTION, &p));
+}
+
+OX_TEST_MAIN(attention_shapes, attention_wide_heads, attention_exact_values,
+             attention_defaults_fit_each_device_class)

@@ -1153,26 +1153,55 @@ static int build_movement(op_case_list *list, int quick)
     return 0;
 }
 
+/* An attention case whose keys and values are transposed views (element
+ * strides along the head: the kernels' general loads). */
+static op_case strided_kv(op_case c)
+{
+    c.in[1].transposed = 1;
+    c.in[2].transposed = 1;
+    append(c.shape, sizeof c.shape, " (strided kv)");
+    return c;
+}
+
 static int build_attention(op_case_list *list, int quick)
 {
+    enum { F32 = 1, F16 = 2, BF16 = 4 }; /* cache dtypes */
     static const struct {
         int64_t D, Dv, n_q, n_kv, H, H_kv, B;
-        int causal, mask, quick; /* quick: 1 f16 kv, 2 f32 kv, 0 none */
+        int causal, mask, strided;
+        unsigned types, quick; /* cache dtypes checked; those of --quick */
     } cases[] = {
-        {64, 64, 33, 33, 4, 2, 1, 1, 0, 1},     /* prefill, GQA 2:1 */
-        {128, 128, 17, 17, 8, 1, 1, 1, 1, 0},   /* prefill, one kv head, mask */
-        {128, 128, 1, 37, 8, 1, 1, 0, 1, 1},    /* decode, mask */
-        {64, 64, 1, 37, 4, 2, 2, 0, 0, 2},      /* decode, batch 2 */
-        {64, 32, 5, 37, 4, 4, 1, 1, 0, 2},      /* a chunk of queries after a cache */
-        {128, 128, 64, 64, 4, 2, 1, 1, 1, 0},   /* larger prefill */
+        {64, 64, 33, 33, 4, 2, 1, 1, 0, 0, F32 | F16, F16},      /* prefill, GQA 2:1 */
+        {128, 128, 17, 17, 8, 1, 1, 1, 1, 0, F32 | F16, 0},      /* prefill, one kv head, mask */
+        {128, 128, 1, 37, 8, 1, 1, 0, 1, 0, F32 | F16, F16},     /* decode, mask */
+        {64, 64, 1, 37, 4, 2, 2, 0, 0, 0, F32 | F16, F32},       /* decode, batch 2 */
+        {64, 32, 5, 37, 4, 4, 1, 1, 0, 0, F32 | F16, F32},       /* a chunk of queries after a cache */
+        {128, 128, 64, 64, 4, 2, 1, 1, 1, 0, F32 | F16, 0},      /* larger prefill */
+        /* long caches: 4 query heads per kv head, and one kv head for all
+         * (so few work-groups that the keys are split over several), key
+         * counts no block size divides */
+        {128, 128, 1, 4096, 32, 8, 1, 0, 0, 0, F16 | BF16, F16},
+        {128, 128, 1, 4133, 4, 1, 1, 0, 1, 0, F32 | F16, F16},
+        {128, 64, 1, 1000, 8, 8, 2, 0, 0, 0, F16, 0},            /* one head per kv head, Dv < D */
+        {80, 80, 3, 517, 8, 2, 1, 1, 0, 0, F16 | BF16, BF16},    /* odd head size, a few queries */
+        {256, 256, 1, 600, 8, 4, 1, 0, 0, 0, F16, 0},            /* head size 256 */
+        /* prompts of more query rows than a block, with and without a cache */
+        {64, 64, 200, 200, 8, 2, 1, 1, 1, 0, F16 | BF16, F16},
+        {96, 64, 130, 300, 4, 4, 1, 1, 0, 0, F32 | F16, F32},
+        {256, 256, 40, 40, 4, 2, 1, 1, 0, 0, F16, 0},
+        {64, 64, 50, 70, 4, 1, 1, 0, 0, 0, F32, 0},              /* not causal, no mask */
+        {64, 64, 9, 77, 4, 2, 1, 1, 1, 1, F32 | F16, F32},       /* strided keys and values */
+        {64, 64, 1, 300, 4, 2, 1, 0, 0, 1, F16, 0},
     };
-    static const ox_dtype kv_types[] = {OX_DTYPE_F32, OX_DTYPE_F16};
+    static const ox_dtype kv_types[] = {OX_DTYPE_F32, OX_DTYPE_F16, OX_DTYPE_BF16};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        for (int t = 0; t < 2; t++) {
-            if (quick && cases[i].quick != 2 - t) continue;
-            ADD(op_case_attention(kv_types[t], cases[i].D, cases[i].Dv, cases[i].n_q,
-                                  cases[i].n_kv, cases[i].H, cases[i].H_kv, cases[i].B,
-                                  cases[i].causal, cases[i].mask));
+        for (int t = 0; t < 3; t++) {
+            unsigned bit = 1u << t;
+            if (!(cases[i].types & bit) || (quick && !(cases[i].quick & bit))) continue;
+            op_case c = op_case_attention(kv_types[t], cases[i].D, cases[i].Dv, cases[i].n_q,
+                                          cases[i].n_kv, cases[i].H, cases[i].H_kv, cases[i].B,
+                                          cases[i].causal, cases[i].mask);
+            ADD(cases[i].strided ? strided_kv(c) : c);
         }
     return 0;
 }
