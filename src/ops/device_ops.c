@@ -21,7 +21,7 @@ typedef struct launch {
         float f32;
     } values[MAX_ARGS];
     int n_values;
-    char options[256];
+    char options[512];
 } launch;
 
 static void add_scalar(launch *l, const void *value, size_t size)
@@ -84,7 +84,7 @@ static void quant_option(launch *l, ox_dtype dtype)
 #include <stdlib.h>
 #include <time.h>
 typedef struct profile_row {
-    char key[320];
+    char key[640];
     double seconds;
     long calls;
 } profile_row;
@@ -154,7 +154,7 @@ static ox_status run(launch *l, const char *file, const char *kernel, const size
     if (profile_on && s == OX_OK) {
         op->device->backend->iface->queue_finish(op->queue->impl);
         double dt = profile_now() - t0;
-        char key[320];
+        char key[640];
         snprintf(key, sizeof key, "%s %s", kernel, l->options);
         pthread_mutex_lock(&profile_lock);
         int i = 0;
@@ -728,6 +728,16 @@ static ox_status quant_product(const ox__op *op, const ox_tensor *dst, const ox_
     return run(&l, "quant", p->path == QP_ROWS ? "qmatvec" : "qmatvec_f", groups, local);
 }
 
+/* The largest element offset of an ne0 x ne1 matrix with strides s0, s1
+ * (elements), for the kernels' 32-bit index arithmetic. */
+static int64_t max_offset(int64_t ne0, int64_t ne1, int64_t s0, int64_t s1)
+{
+    return (ne0 - 1) * (s0 < 0 ? -s0 : s0) + (ne1 - 1) * (s1 < 0 ? -s1 : s1);
+}
+
+/* matmul.oxc matmul with the tuned parameters tp (TK WG_M WG_N RM RN VW
+ * STRM STRN PAD KWI MFIRST, tune.c): one work-group per TM x TN tile of
+ * dst, one grid layer per batch. */
 static ox_status tiled_matmul(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
                               const ox_tensor *b, unsigned flags, const ox__tune_params *tp)
 {
@@ -735,24 +745,37 @@ static ox_status tiled_matmul(const ox__op *op, const ox_tensor *dst, const ox_t
     bool ta = flags & OX_MATMUL_TRANS_A, tb = flags & OX_MATMUL_TRANS_B;
     int64_t ea = (int64_t)ox_dtype_size(a->dtype), eb = (int64_t)ox_dtype_size(b->dtype);
     int64_t M = dst->ne[1], N = dst->ne[0], K = ta ? a->ne[1] : a->ne[0];
-    if (ox_dtype_is_quantized(b->dtype)) eb = 1; /* byte strides; rows of K (TRANS_B) */
+    bool quant = ox_dtype_is_quantized(b->dtype);
+    if (quant) eb = 1; /* byte strides; rows of K (TRANS_B) */
     int64_t a_sm = (ta ? a->nb[0] : a->nb[1]) / ea, a_sk = (ta ? a->nb[1] : a->nb[0]) / ea;
     int64_t b_sk = (tb ? b->nb[0] : b->nb[1]) / eb, b_sn = (tb ? b->nb[1] : b->nb[0]) / eb;
+    int64_t d_n = dst->nb[0] / 4, d_m = dst->nb[1] / 4;
     size_t batches = (size_t)(dst->ne[2] * dst->ne[3]);
+    int tk = tp->v[0], wg_m = tp->v[1], wg_n = tp->v[2], rm = tp->v[3], rn = tp->v[4];
+    int64_t tm = wg_m * rm, tn = wg_n * rn;
+    /* the largest offset within one matrix the kernel computes (it adds
+     * each batch's base in 64 bits), its tiles reaching one tile past M, N
+     * and K; a quantized b's rows are bytes */
+    int64_t largest = max_offset(M + tm, K + tk, a_sm, a_sk);
+    int64_t b_span = quant ? (N + tn) * b_sn : max_offset(K + tk, N + tn, b_sk, b_sn);
+    int64_t d_span = max_offset(M + tm, N + tn, d_m, d_n);
+    if (b_span > largest) largest = b_span;
+    if (d_span > largest) largest = d_span;
     option(&l, "DT_A", a->dtype);
     option(&l, "DT_B", b->dtype);
     quant_option(&l, b->dtype);
+    soft_half_option(&l);
     arg_tensor(&l, dst);
     arg_tensor(&l, a);
     arg_tensor(&l, b);
-    int tk = tp->v[0], wg_m = tp->v[1], wg_n = tp->v[2], rm = tp->v[3], rn = tp->v[4];
-    option(&l, "TK", tk);
-    option(&l, "WG_M", wg_m);
-    option(&l, "WG_N", wg_n);
-    option(&l, "RM", rm);
-    option(&l, "RN", rn);
+    const ox__tune_family_desc *desc = ox__tune_family_get(OX__TUNE_MATMUL);
+    for (int i = 0; i < desc->n_params; i++) option(&l, desc->param[i], tp->v[i]);
     option(&l, "A_KFAST", a_sk == 1);
-    option(&l, "B_KFAST", b_sk == 1 && b_sn != 1);
+    option(&l, "A_UNIT", a_sm == 1);
+    option(&l, "B_KFAST", !quant && b_sk == 1 && b_sn != 1);
+    option(&l, "B_UNIT", b_sn == 1);
+    option(&l, "D_UNIT", d_n == 1);
+    option(&l, "IDX32", largest < INT32_MAX);
     arg_i64(&l, M);
     arg_i64(&l, N);
     arg_i64(&l, K);
@@ -760,8 +783,9 @@ static ox_status tiled_matmul(const ox__op *op, const ox_tensor *dst, const ox_t
     arg_i64(&l, a_sk);
     arg_i64(&l, b_sk);
     arg_i64(&l, b_sn);
-    size_t tm = (size_t)(wg_m * rm), tn = (size_t)(wg_n * rn);
-    size_t groups[3] = {((size_t)N + tn - 1) / tn, ((size_t)M + tm - 1) / tm, batches};
+    size_t n_tiles = (size_t)((N + tn - 1) / tn), m_tiles = (size_t)((M + tm - 1) / tm);
+    bool m_first = tp->v[10];
+    size_t groups[3] = {m_first ? m_tiles : n_tiles, m_first ? n_tiles : m_tiles, batches};
     size_t local[3] = {(size_t)wg_n, (size_t)wg_m, 1};
     return run(&l, "matmul", "matmul", groups, local);
 }
@@ -840,8 +864,14 @@ ox_status ox__dev_matmul(const ox__op *op, const ox_tensor *dst, const ox_tensor
     if (s != OX_ERR_UNSUPPORTED) return s;
     if (ox_dtype_is_quantized(b->dtype)) return quant_matmul(op, dst, a, b, flags);
     if (dst->ne[1] == 1) return float_matvec(op, dst, a, b, flags);
+    /* the class: the dtypes, and whether b is read along K (weights stored
+     * as N rows of K), which stages differently (tune.h) */
+    bool tb = flags & OX_MATMUL_TRANS_B;
+    int64_t eb = (int64_t)ox_dtype_size(b->dtype);
+    bool b_kfast = (tb ? b->nb[0] : b->nb[1]) == eb && (tb ? b->nb[1] : b->nb[0]) != eb;
     char cls[32];
-    snprintf(cls, sizeof cls, "%s.%s", ox_dtype_str(a->dtype), ox_dtype_str(b->dtype));
+    snprintf(cls, sizeof cls, "%s.%s%s", ox_dtype_str(a->dtype), ox_dtype_str(b->dtype),
+             b_kfast ? ".bt" : "");
     ox__tune_params tp;
     ox__tune_get(op->device, OX__TUNE_MATMUL, cls, &tp, NULL);
     return tiled_matmul(op, dst, a, b, flags, &tp);

@@ -15,9 +15,21 @@
 #define CLASS_MAX 32
 
 static const ox__tune_family_desc families[OX__TUNE_FAMILIES] = {
-    [OX__TUNE_MATMUL] = {"matmul", "matmul", 5, {"TK", "WG_M", "WG_N", "RM", "RN"},
-                         {3, 3, 4, 4, 4},
-                         {{8, 16, 32}, {4, 8, 16}, {4, 8, 16, 32}, {1, 2, 4, 8}, {1, 2, 4, 8}}},
+    [OX__TUNE_MATMUL] = {"matmul", "matmul", 11,
+                         {"TK", "WG_M", "WG_N", "RM", "RN", "VW", "STRM", "STRN", "PAD", "KWI",
+                          "MFIRST"},
+                         {5, 6, 6, 7, 6, 4, 2, 2, 2, 4, 2},
+                         {{8, 16, 32, 64, 128},
+                          {1, 2, 4, 8, 16, 32},
+                          {1, 2, 4, 8, 16, 32},
+                          {1, 2, 4, 6, 8, 12, 16},
+                          {1, 2, 4, 8, 16, 32},
+                          {1, 2, 4, 8},
+                          {0, 1},
+                          {0, 1},
+                          {0, 1},
+                          {1, 2, 4, 8},
+                          {0, 1}}},
     [OX__TUNE_MATVEC] = {"matvec", "matmul", 3, {"LANES", "ROWS", "CHUNK"}, {7, 6, 6},
                          {{1, 2, 4, 8, 16, 32, 64}, {1, 2, 4, 8, 16, 32}, {1, 2, 4, 8, 16, 32}}},
     [OX__TUNE_QMATVEC] = {"qmatvec", "quant", 4, {"VARIANT", "LANES", "ROWS", "DOT4"}, {2, 7, 6, 2},
@@ -67,9 +79,15 @@ bool ox__tune_valid(const ox_device_info *info, ox__tune_family family, const ox
     uint64_t local = info->local_memory_bytes ? info->local_memory_bytes : 16384;
     const int *v = p->v;
     switch (family) {
-    case OX__TUNE_MATMUL:
-        return (uint64_t)v[1] * (uint64_t)v[2] <= max_wg && v[3] * v[4] <= 64 &&
-               4u * (uint64_t)v[0] * (uint64_t)(v[1] * v[3] + v[2] * v[4]) <= local;
+    case OX__TUNE_MATMUL: {
+        /* TK VW WG_M... as in kernels/matmul.oxc: the staging steps and the
+         * inner loop divide TK; at most 256 accumulators a work-item; the
+         * two slices within local memory and CUDA's 48 KiB of static
+         * shared memory */
+        uint64_t slices = 4u * (uint64_t)v[0] * (uint64_t)(v[1] * v[3] + v[2] * v[4] + 2 * v[8]);
+        return (uint64_t)v[1] * (uint64_t)v[2] <= max_wg && v[3] * v[4] <= 256 &&
+               v[0] % v[5] == 0 && v[0] % v[9] == 0 && slices <= local && slices <= 49152;
+    }
     case OX__TUNE_MATVEC:
     case OX__TUNE_ROWS: return (uint64_t)v[0] * (uint64_t)v[1] <= max_wg;
     case OX__TUNE_QMATVEC:
@@ -104,7 +122,24 @@ void ox__tune_defaults(const ox_device_info *info, ox__tune_family family, const
     int *v = out->v;
     switch (family) {
     case OX__TUNE_MATMUL:
-        v[0] = 16, v[1] = 16, v[2] = 16, v[3] = 4, v[4] = 4;
+        if (gpu) {
+            /* 16 x 16 work-items of 4 x 4 strided outputs: coalesced loads
+             * and stores, conflict-free local reads (padded rows for the
+             * staging stores) */
+            v[0] = 16, v[1] = 16, v[2] = 16, v[3] = 4, v[4] = 4, v[5] = 1, v[6] = 1, v[7] = 1;
+            v[8] = 1, v[9] = 1, v[10] = 0;
+        } else {
+            /* one work-item a group (a CPU runtime keeps only the
+             * accumulators across barriers, in registers) with a register
+             * tile its compiler vectorises along n: 6 x 32 when b's rows are
+             * along n; 12 x 16 when b is read along K, whose slices are
+             * transposed element by element on the way to local memory
+             * (PoCL 3.1, Zen 4); groups one after another share b's slices,
+             * which stay in cache */
+            bool bt = cls && strstr(cls, ".bt") != NULL;
+            v[0] = 64, v[1] = 1, v[2] = 1, v[3] = bt ? 12 : 6, v[4] = bt ? 16 : 32, v[5] = 8;
+            v[6] = 0, v[7] = 0, v[8] = 0, v[9] = 1, v[10] = 1;
+        }
         break;
     case OX__TUNE_MATVEC:
         if (gpu) v[0] = 32, v[1] = 4, v[2] = 4;

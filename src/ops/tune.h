@@ -22,7 +22,8 @@
 #include "core/core.h"
 
 typedef enum ox__tune_family {
-    OX__TUNE_MATMUL,      /* matmul.oxc matmul (float operands, M > 1): TK WG_M WG_N RM RN */
+    OX__TUNE_MATMUL,      /* matmul.oxc matmul (float operands, M > 1): TK WG_M WG_N RM RN
+                             VW STRM STRN PAD KWI MFIRST */
     OX__TUNE_MATVEC,      /* matmul.oxc matvec (float weights, M = 1): LANES ROWS CHUNK */
     OX__TUNE_QMATVEC,     /* quantized weights, one activation row: VARIANT (0 integer, 1 float) LANES ROWS DOT4 */
     OX__TUNE_QMATMUL,     /* quantized weights, M > 1: VARIANT (0 rows, 1 tiles) LANES ROWS MT DOT4 */
@@ -32,7 +33,7 @@ typedef enum ox__tune_family {
     OX__TUNE_FAMILIES
 } ox__tune_family;
 
-#define OX__TUNE_MAX_PARAMS 6
+#define OX__TUNE_MAX_PARAMS 12
 #define OX__TUNE_MAX_CANDIDATES 8
 
 typedef struct ox__tune_params {
@@ -62,7 +63,9 @@ void ox__tune_defaults(const ox_device_info *info, ox__tune_family family, const
                        ox__tune_params *out);
 
 /* The parameters to run: the device's current tuned entry for (family,
- * cls), else the defaults. `cls` names the problem class: dtypes, "q4_k".
+ * cls), else the defaults. `cls` names the problem class: dtypes, "q4_k";
+ * for matmul the two operands' dtypes and ".bt" when b is read along K
+ * ("f32.f16.bt": weights stored as N rows of K).
  * *tuned (may be NULL) says which. Loads the tuning file on first use;
  * never fails (a file that cannot be read means defaults). */
 void ox__tune_get(ox_device *device, ox__tune_family family, const char *cls,

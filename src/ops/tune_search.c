@@ -29,7 +29,7 @@ static double now(void)
 
 /* The problem classes of each family, tuned in this order. */
 static const char *const classes[OX__TUNE_FAMILIES][9] = {
-    [OX__TUNE_MATMUL] = {"f32.f32", "f16.f32", "f32.f16"},
+    [OX__TUNE_MATMUL] = {"f32.f32", "f32.f32.bt", "f32.f16.bt", "f16.f32", "f32.f16"},
     [OX__TUNE_MATVEC] = {"f32", "f16", "bf16"},
     [OX__TUNE_QMATVEC] = {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k", "q6_k"},
     [OX__TUNE_QMATMUL] = {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k", "q6_k"},
@@ -45,6 +45,7 @@ typedef struct problem {
     ox_queue *q, *cq;
     int family;
     ox_dtype dtype; /* the class's dtype (weights, elements, cache) */
+    unsigned flags; /* matmul: OX_MATMUL_TRANS_B for the classes "*.bt" */
     ox_tensor in[MAX_INPUTS], cin[MAX_INPUTS];
     int n_in;
     ox_tensor out, cout;
@@ -132,7 +133,7 @@ static void problem_free(problem *p)
 static ox_status run_op(const problem *p, ox_queue *q, const ox_tensor *in, const ox_tensor *out)
 {
     switch (p->family) {
-    case OX__TUNE_MATMUL: return ox_matmul(q, out, &in[0], &in[1], 0);
+    case OX__TUNE_MATMUL: return ox_matmul(q, out, &in[0], &in[1], p->flags);
     case OX__TUNE_MATVEC:
     case OX__TUNE_QMATVEC:
     case OX__TUNE_QMATMUL: return ox_matmul(q, out, &in[0], &in[1], OX_MATMUL_TRANS_B);
@@ -166,7 +167,13 @@ static ox_status problem_make(problem *p, int family, const char *cls)
     ox_status s;
     p->family = family;
     p->tolerance = 1e-8;
-    const char *dt = family == OX__TUNE_MATMUL ? strchr(cls, '.') + 1 : cls;
+    /* matmul classes: "A.B" or "A.B.bt" */
+    char dt[16];
+    snprintf(dt, sizeof dt, "%s", family == OX__TUNE_MATMUL ? strchr(cls, '.') + 1 : cls);
+    if (family == OX__TUNE_MATMUL && strchr(dt, '.')) {
+        *strchr(dt, '.') = '\0';
+        p->flags = OX_MATMUL_TRANS_B;
+    }
     if ((s = ox_dtype_from_str(dt, &p->dtype)) != OX_OK) return s;
     if ((s = ox_queue_create(p->device, &p->q)) || (s = ox_queue_create(p->cpu, &p->cq))) return s;
     switch (family) {
@@ -176,8 +183,8 @@ static ox_status problem_make(problem *p, int family, const char *cls)
         snprintf(first, sizeof first, "%.*s", (int)(strchr(cls, '.') - cls), cls);
         if ((s = ox_dtype_from_str(first, &a_dt)) != OX_OK) return s;
         int64_t n = gpu ? 2048 : 512;
-        snprintf(p->shape, sizeof p->shape, "M%lld N%lld K%lld", (long long)n, (long long)n,
-                 (long long)n);
+        snprintf(p->shape, sizeof p->shape, "M%lld N%lld K%lld%s", (long long)n, (long long)n,
+                 (long long)n, p->flags ? " b^T" : "");
         if ((s = make_input(p, a_dt, n, n, 1, 1, 1)) || (s = make_input(p, p->dtype, n, n, 1, 1, 2)))
             return s;
         p->tolerance = 1e-9;

@@ -27,8 +27,24 @@ static const struct variant {
     {"rope", "-DDT=0 -DNEOX=0"}, {"rope", "-DDT=1 -DNEOX=1"},
     {"rope", "-DROPE_QK=1 -DDT_QD=0 -DDT_KD=1 -DHAS_QW=1 -DHAS_KW=1 -DNEOX=1 -DDMAX=256 -DLANES=128"},
     {"rope", "-DROPE_QK=1 -DDT_QD=2 -DDT_KD=0 -DHAS_QW=0 -DHAS_KW=0 -DNEOX=0 -DDMAX=64 -DLANES=32"},
-    {"matmul", "-DDT_A=0 -DDT_B=0 -DTK=16 -DWG_M=16 -DWG_N=16 -DRM=4 -DRN=4 -DA_KFAST=1 -DB_KFAST=0"},
-    {"matmul", "-DDT_A=1 -DDT_B=2 -DTK=16 -DWG_M=8 -DWG_N=8 -DRM=2 -DRN=2 -DA_KFAST=0 -DB_KFAST=1"},
+    /* matmul: a GPU's defaults (strided, padded rows), then a CPU runtime's
+     * (one work-item a group, contiguous, VW-wide staging) for b along n and
+     * along K, transposed A whose tile VW does not divide, 64-bit indices
+     * with general strides, 16-bit operands */
+    {"matmul", "-DDT_A=0 -DDT_B=0 -DTK=16 -DWG_M=16 -DWG_N=16 -DRM=4 -DRN=4 -DVW=1 -DSTRM=1 -DSTRN=1 "
+               "-DPAD=1 -DKWI=1 -DMFIRST=0 -DA_KFAST=1 -DA_UNIT=0 -DB_KFAST=0 -DB_UNIT=1 -DD_UNIT=1 -DIDX32=1"},
+    {"matmul", "-DDT_A=0 -DDT_B=0 -DTK=64 -DWG_M=1 -DWG_N=1 -DRM=6 -DRN=32 -DVW=8 -DSTRM=0 -DSTRN=0 "
+               "-DPAD=0 -DKWI=1 -DMFIRST=1 -DA_KFAST=1 -DA_UNIT=0 -DB_KFAST=0 -DB_UNIT=1 -DD_UNIT=1 -DIDX32=1"},
+    {"matmul", "-DDT_A=0 -DDT_B=0 -DTK=64 -DWG_M=1 -DWG_N=1 -DRM=12 -DRN=16 -DVW=8 -DSTRM=0 -DSTRN=0 "
+               "-DPAD=0 -DKWI=4 -DMFIRST=1 -DA_KFAST=1 -DA_UNIT=0 -DB_KFAST=1 -DB_UNIT=0 -DD_UNIT=1 -DIDX32=1"},
+    {"matmul", "-DDT_A=0 -DDT_B=0 -DTK=32 -DWG_M=2 -DWG_N=4 -DRM=6 -DRN=8 -DVW=8 -DSTRM=1 -DSTRN=0 "
+               "-DPAD=1 -DKWI=2 -DMFIRST=0 -DA_KFAST=0 -DA_UNIT=1 -DB_KFAST=1 -DB_UNIT=0 -DD_UNIT=0 -DIDX32=1"},
+    {"matmul", "-DDT_A=0 -DDT_B=0 -DTK=8 -DWG_M=4 -DWG_N=8 -DRM=2 -DRN=2 -DVW=2 -DSTRM=0 -DSTRN=1 "
+               "-DPAD=0 -DKWI=8 -DMFIRST=1 -DA_KFAST=0 -DA_UNIT=0 -DB_KFAST=0 -DB_UNIT=0 -DD_UNIT=0 -DIDX32=0"},
+    {"matmul", "-DDT_A=1 -DDT_B=2 -DTK=16 -DWG_M=8 -DWG_N=8 -DRM=2 -DRN=2 -DVW=4 -DSTRM=1 -DSTRN=1 "
+               "-DPAD=1 -DKWI=1 -DMFIRST=0 -DA_KFAST=0 -DA_UNIT=1 -DB_KFAST=1 -DB_UNIT=0 -DD_UNIT=1 -DIDX32=1"},
+    {"matmul", "-DDT_A=2 -DDT_B=1 -DTK=64 -DWG_M=1 -DWG_N=1 -DRM=6 -DRN=32 -DVW=8 -DSTRM=0 -DSTRN=0 "
+               "-DPAD=0 -DKWI=1 -DMFIRST=1 -DA_KFAST=1 -DA_UNIT=0 -DB_KFAST=1 -DB_UNIT=0 -DD_UNIT=1 -DIDX32=1"},
     {"matmul", "-DMATVEC=1 -DDT_A=0 -DDT_B=1 -DLANES=32 -DROWS=4 -DCHUNK=4 -DA_K1=1 -DB_K1=1"},
     {"matmul", "-DMATVEC=1 -DDT_A=0 -DDT_B=2 -DLANES=1 -DROWS=16 -DCHUNK=16 -DA_K1=0 -DB_K1=0"},
     {"matmul", "-DQBLOCK=32"}, {"matmul", "-DQBLOCK=256"},
@@ -44,8 +60,12 @@ static const struct variant {
     {"quant", "-DQMATVEC=1 -DDT_Q=11 -DQB=256 -DLANES=1 -DROWS=16 -DMT=1 -DDOT4=0"},
     {"quant", "-DQMATVEC_F=1 -DDT_Q=4 -DLANES=1 -DROWS=16"}, {"quant", "-DQMATVEC_F=1 -DDT_Q=7 -DLANES=32 -DROWS=4"},
     {"quant", "-DQMATVEC_F=1 -DDT_Q=10 -DLANES=4 -DROWS=8"}, {"quant", "-DQMATVEC_F=1 -DDT_Q=11 -DLANES=1 -DROWS=4"},
-    {"matmul", "-DDT_A=0 -DDT_B=9 -DOX_QUANT=1 -DDT_Q=9 -DTK=16 -DWG_M=16 -DWG_N=16 -DRM=4 -DRN=4 -DA_KFAST=1 -DB_KFAST=0"},
-    {"matmul", "-DDT_A=0 -DDT_B=11 -DOX_QUANT=1 -DDT_Q=11 -DTK=16 -DWG_M=8 -DWG_N=8 -DRM=2 -DRN=2 -DA_KFAST=1 -DB_KFAST=0"},
+    {"matmul", "-DDT_A=0 -DDT_B=9 -DOX_QUANT=1 -DDT_Q=9 -DTK=16 -DWG_M=16 -DWG_N=16 -DRM=4 -DRN=4 -DVW=1 "
+               "-DSTRM=1 -DSTRN=1 -DPAD=1 -DKWI=1 -DMFIRST=0 -DA_KFAST=1 -DA_UNIT=0 -DB_KFAST=0 -DB_UNIT=0 "
+               "-DD_UNIT=1 -DIDX32=1"},
+    {"matmul", "-DDT_A=0 -DDT_B=11 -DOX_QUANT=1 -DDT_Q=11 -DTK=64 -DWG_M=1 -DWG_N=1 -DRM=6 -DRN=32 -DVW=8 "
+               "-DSTRM=0 -DSTRN=0 -DPAD=0 -DKWI=1 -DMFIRST=1 -DA_KFAST=1 -DA_UNIT=0 -DB_KFAST=0 -DB_UNIT=0 "
+               "-DD_UNIT=1 -DIDX32=0"},
     {"movement", "-DDT_S=11 -DDT_D=0 -DOX_QUANT=1 -DDT_Q=11"},
     {"movement", "-DDT_S=0 -DDT_D=1"}, {"movement", "-DDT_S=3 -DDT_D=3"},
     {"movement", "-DDT_S=2 -DDT_D=0"},
