@@ -1054,6 +1054,7 @@ static int build_matmul(op_case_list *list, int quick)
         ADD(op_case_matmul(f32, OX_DTYPE_F16, 1, 64, 1024, OX_MATMUL_TRANS_B, NULL, NULL));
         ADD(op_case_matmul(f32, f32, 17, 33, 65, 0, batch_1, batch_3x2));
         ADD(op_case_matmul(f32, f32, 17, 33, 65, OX_MATMUL_TRANS_B, batch_3x1, batch_6x2));
+        ADD(op_case_matmul(f32, f32, 40, 70, 300, OX_MATMUL_TRANS_B, batch_3x1, batch_6x2));
         return 0;
     }
     for (int p = 0; p < n_pairs; p++) {
@@ -1070,6 +1071,10 @@ static int build_matmul(op_case_list *list, int quick)
         /* Batches: one a for every b, and a repeating over b in dimensions 2 and 3. */
         ADD(op_case_matmul(a, b, 17, 33, 65, 0, batch_1, batch_3x2));
         ADD(op_case_matmul(a, b, 17, 33, 65, OX_MATMUL_TRANS_B, batch_3x1, batch_6x2));
+        /* ... large enough for whole tiles and slices in every batch, besides
+         * the partial ones */
+        ADD(op_case_matmul(a, b, 40, 70, 300, 0, batch_1, batch_3x2));
+        ADD(op_case_matmul(a, b, 40, 70, 300, OX_MATMUL_TRANS_B, batch_3x1, batch_6x2));
     }
     /* One input, several weights (a layer's q, k, v): mixed quantized types
      * that round the input differently (per 32, per 256), and float ones;
