@@ -129,15 +129,17 @@ void ox__tune_defaults(const ox_device_info *info, ox__tune_family family, const
             v[0] = 16, v[1] = 16, v[2] = 16, v[3] = 4, v[4] = 4, v[5] = 1, v[6] = 1, v[7] = 1;
             v[8] = 1, v[9] = 1, v[10] = 0;
         } else {
-            /* one work-item a group (a CPU runtime keeps only the
-             * accumulators across barriers, in registers) with a register
-             * tile its compiler vectorises along n: 6 x 32 when b's rows are
-             * along n; 12 x 16 when b is read along K, whose slices are
-             * transposed element by element on the way to local memory
-             * (PoCL 3.1, Zen 4); groups one after another share b's slices,
-             * which stay in cache */
+            /* two work-items a group, one above the other (a CPU runtime
+             * then keeps little across barriers but the accumulators, in
+             * registers), each with a tile its compiler vectorises along n:
+             * 6 x 32 when b's rows run along n; 12 x 16 when b is read
+             * along K, whose slices are transposed element by element on
+             * the way to local memory. Consecutive groups share b's slices,
+             * which stay in cache. For b along n at 2048^3 that is 1.5x one
+             * work-item a group with TK = 64 (PoCL 3.1, Zen 4; as fast for b
+             * along K) */
             bool bt = cls && strstr(cls, ".bt") != NULL;
-            v[0] = 64, v[1] = 1, v[2] = 1, v[3] = bt ? 12 : 6, v[4] = bt ? 16 : 32, v[5] = 8;
+            v[0] = 16, v[1] = 2, v[2] = 1, v[3] = bt ? 12 : 6, v[4] = bt ? 16 : 32, v[5] = 8;
             v[6] = 0, v[7] = 0, v[8] = 0, v[9] = 1, v[10] = 1;
         }
         break;

@@ -182,7 +182,9 @@ static ox_status problem_make(problem *p, int family, const char *cls)
         char first[16];
         snprintf(first, sizeof first, "%.*s", (int)(strchr(cls, '.') - cls), cls);
         if ((s = ox_dtype_from_str(first, &a_dt)) != OX_OK) return s;
-        int64_t n = gpu ? 2048 : 512;
+        /* 1024 on CPU-like devices: large enough that b's slices come
+         * from beyond the core's caches, as in the products that matter */
+        int64_t n = gpu ? 2048 : 1024;
         snprintf(p->shape, sizeof p->shape, "M%lld N%lld K%lld%s", (long long)n, (long long)n,
                  (long long)n, p->flags ? " b^T" : "");
         if ((s = make_input(p, a_dt, n, n, 1, 1, 1)) || (s = make_input(p, p->dtype, n, n, 1, 1, 2)))
