@@ -11,7 +11,8 @@
  * ("plain") and with B stored as N rows of K, as weights are ("b^T",
  * OX_MATMUL_TRANS_B; CLBlast's b transposed). Each side is warmed up, then
  * timed best of --reps (3), a timing enqueueing the call until it lasts at
- * least 50 ms and then waiting once; GFLOP/s count 2 M N K. Every result is
+ * least 50 ms and then waiting once, ours and CLBlast's timings taken in
+ * turn; GFLOP/s count 2 M N K. Every result is
  * checked, ours and CLBlast's, against double-precision dot products at
  * sample points, and ours against CLBlast's (NMSE); a wrong result fails the
  * program. CLBlast runs with its defaults for the device (what a user gets)
@@ -243,26 +244,35 @@ static void peer_close(peer *p)
 }
 #endif
 
-/* Best seconds per call over `reps` timings after a warm-up; a timing
- * enqueues `calls` calls (enough for 50 ms) and waits once. Negative when a
- * call fails. */
+/* A side being timed: warmed up (which builds its kernels), then the
+ * number of calls a timing enqueues (enough for 50 ms), then timings, the
+ * best kept. `failed` when a call fails. */
 typedef int (*run_fn)(void *state, int calls);
 
-static double best_seconds(run_fn run, void *state, int reps)
+typedef struct timing {
+    run_fn run;
+    void *state;
+    int calls, failed;
+    double best; /* seconds a call */
+} timing;
+
+static void timing_start(timing *t)
 {
-    if (run(state, 1)) return -1; /* warm-up: builds the kernels */
-    double t = now_s();
-    if (run(state, 1)) return -1;
-    double once = now_s() - t;
-    int calls = once >= 0.05 ? 1 : (int)(0.05 / (once > 1e-6 ? once : 1e-6)) + 1;
-    double best = INFINITY;
-    for (int r = 0; r < reps; r++) {
-        t = now_s();
-        if (run(state, calls)) return -1;
-        t = (now_s() - t) / calls;
-        if (t < best) best = t;
-    }
-    return best;
+    t->best = INFINITY;
+    t->failed = t->run(t->state, 1);
+    double start = now_s();
+    t->failed = t->failed || t->run(t->state, 1);
+    double once = now_s() - start;
+    t->calls = once >= 0.05 ? 1 : (int)(0.05 / (once > 1e-6 ? once : 1e-6)) + 1;
+}
+
+static void timing_take(timing *t)
+{
+    if (t->failed) return;
+    double start = now_s();
+    t->failed = t->run(t->state, t->calls);
+    double per_call = (now_s() - start) / t->calls;
+    if (per_call < t->best) t->best = per_call;
 }
 
 static int run_ours(void *o, int calls)
@@ -309,10 +319,25 @@ static int bench_case(ours *o, peer *p, const shape *s, int tb, int reps, result
         ox_failed(o, ox_tensor_write(&o->a, a, na * 4), "write a") ||
         ox_failed(o, ox_tensor_write(&o->b, b, nb * 4), "write b"))
         goto out;
+    /* ours and CLBlast's timings alternate, so that both see the same
+     * moments of a shared machine */
+    timing mine = {.run = run_ours, .state = o}, theirs = {.failed = 1};
+    timing_start(&mine);
+#ifdef OX_HAVE_CLBLAST
+    int prepared = 0;
+    if (p->present) {
+        prepared = peer_prepare(p, s, tb, a, b);
+        theirs = (timing){.run = run_peer, .state = p, .failed = !prepared};
+        if (prepared) timing_start(&theirs);
+    }
+#endif
+    for (int rep = 0; rep < reps; rep++) {
+        timing_take(&mine);
+        timing_take(&theirs);
+    }
     double flops = 2.0 * (double)s->M * (double)s->N * (double)s->K;
-    double t = best_seconds(run_ours, o, reps);
-    if (t < 0 || ox_failed(o, ox_tensor_read(&o->dst, c, nc * 4), "read dst")) goto out;
-    r->ours = flops / t * 1e-9;
+    if (mine.failed || ox_failed(o, ox_tensor_read(&o->dst, c, nc * 4), "read dst")) goto out_peer;
+    r->ours = flops / mine.best * 1e-9;
     r->ours_err = sample_error(s, tb, a, b, c);
     r->ok = r->ours_err <= error_bound(s);
     if (!r->ok)
@@ -320,16 +345,12 @@ static int bench_case(ours *o, peer *p, const shape *s, int tb, int reps, result
                 tb ? " b^T" : "", r->ours_err);
 #ifdef OX_HAVE_CLBLAST
     if (p->present) {
-        int fine = peer_prepare(p, s, tb, a, b);
-        t = fine ? best_seconds(run_peer, p, reps) : -1;
-        fine = t > 0 && peer_read(p, c_peer);
-        peer_release(p);
-        if (!fine) {
+        if (theirs.failed || !peer_read(p, c_peer)) {
             fprintf(stderr, "bench_device_matmul: %s: CLBlast failed\n", s->name);
             r->ok = 0;
-            goto out;
+            goto out_peer;
         }
-        r->peer = flops / t * 1e-9;
+        r->peer = flops / theirs.best * 1e-9;
         r->peer_err = sample_error(s, tb, a, b, c_peer);
         double err = 0, norm = 0;
         for (size_t i = 0; i < nc; i++) {
@@ -343,6 +364,10 @@ static int bench_case(ours *o, peer *p, const shape *s, int tb, int reps, result
             r->ok = 0;
         }
     }
+#endif
+out_peer:
+#ifdef OX_HAVE_CLBLAST
+    if (p->present) peer_release(p); /* also what a failed prepare made */
 #else
     (void)p;
 #endif
