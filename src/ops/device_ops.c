@@ -836,7 +836,9 @@ static ox_status quant_matmul(const ox__op *op, const ox_tensor *dst, const ox_t
     if (s != OX_OK || (s = act_make(op, a, &r, scratch, &f))) return s;
     if (p.path != QP_TILED) return quant_product(op, dst, b, &r, &p, &f);
     ox__tune_params tp;
-    ox__tune_get(op->device, OX__TUNE_MATMUL, "f32.f32", &tp, NULL);
+    /* the tiles of an F32 product whose b is read along K (dequantized as
+     * it is staged, whatever the tile parameters) */
+    ox__tune_get(op->device, OX__TUNE_MATMUL, "f32.f32.bt", &tp, NULL);
     return tiled_matmul(op, dst, &f.rounded, b, flags & ~(unsigned)OX_MATMUL_TRANS_A, &tp);
 }
 
