@@ -392,6 +392,16 @@ static bool one_row(const ox_tensor *t)
     return !t || (ox_tensor_is_contiguous(t) && t->ne[1] * t->ne[2] * t->ne[3] == 1);
 }
 
+static void softmax_options(launch *l, const ox_tensor *a, const ox_tensor *mask,
+                            bool log_softmax)
+{
+    option(l, "SOFTMAX", 1);
+    option(l, "DT", a->dtype);
+    option(l, "DT_M", mask ? mask->dtype : OX_DTYPE_F32);
+    option(l, "HAS_MASK", mask != NULL);
+    option(l, "LOG", log_softmax);
+}
+
 ox_status ox__dev_softmax(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
                           const ox_tensor *mask, float scale, bool log_softmax)
 {
@@ -400,11 +410,7 @@ ox_status ox__dev_softmax(const ox__op *op, const ox_tensor *dst, const ox_tenso
         (!mask || (ox_tensor_is_contiguous(mask) && mask->ne[2] * mask->ne[3] == 1 &&
                    a->ne[1] % mask->ne[1] == 0))) {
         launch l = {.op = op};
-        option(&l, "SOFTMAX", 1);
-        option(&l, "DT", a->dtype);
-        option(&l, "DT_M", mask ? mask->dtype : OX_DTYPE_F32);
-        option(&l, "HAS_MASK", mask != NULL);
-        option(&l, "LOG", log_softmax);
+        softmax_options(&l, a, mask, log_softmax);
         arg_buffer(&l, dst);
         arg_buffer(&l, a);
         arg_buffer(&l, mask ? mask : a); /* unused without HAS_MASK */
@@ -416,16 +422,25 @@ ox_status ox__dev_softmax(const ox__op *op, const ox_tensor *dst, const ox_tenso
         if (fs != OX_ERR_UNSUPPORTED) return fs;
     }
     launch l = {.op = op};
-    option(&l, "SOFTMAX", 1);
-    option(&l, "DT", a->dtype);
-    option(&l, "DT_M", mask ? mask->dtype : OX_DTYPE_F32);
-    option(&l, "HAS_MASK", mask != NULL);
-    option(&l, "LOG", log_softmax);
+    softmax_options(&l, a, mask, log_softmax);
     arg_tensor(&l, dst);
     arg_tensor(&l, a);
     arg_tensor(&l, mask ? mask : a); /* unused without HAS_MASK */
     arg_f32(&l, scale);
     return run_rows(&l, "rows", "softmax", a);
+}
+
+/* The build options of both norm kernels. */
+static void norm_options(launch *l, const ox_tensor *a, const ox_tensor *weight,
+                         const ox_tensor *bias, bool rms)
+{
+    option(l, "NORM", 1);
+    option(l, "RMS", rms);
+    option(l, "DT", a->dtype);
+    option(l, "HAS_W", weight != NULL);
+    option(l, "DT_W", weight ? weight->dtype : a->dtype);
+    option(l, "HAS_B", bias != NULL);
+    option(l, "DT_B", bias ? bias->dtype : a->dtype);
 }
 
 ox_status ox__dev_norm(const ox__op *op, const ox_tensor *dst, const ox_tensor *a,
@@ -435,13 +450,7 @@ ox_status ox__dev_norm(const ox__op *op, const ox_tensor *dst, const ox_tensor *
     if (ox_tensor_is_contiguous(dst) && ox_tensor_is_contiguous(a) && one_row(weight) &&
         one_row(bias)) {
         launch l = {.op = op};
-        option(&l, "NORM", 1);
-        option(&l, "RMS", rms);
-        option(&l, "DT", a->dtype);
-        option(&l, "HAS_W", weight != NULL);
-        option(&l, "DT_W", weight ? weight->dtype : a->dtype);
-        option(&l, "HAS_B", bias != NULL);
-        option(&l, "DT_B", bias ? bias->dtype : a->dtype);
+        norm_options(&l, a, weight, bias, rms);
         arg_buffer(&l, dst);
         arg_buffer(&l, a);
         arg_buffer(&l, weight ? weight : a);
@@ -453,13 +462,7 @@ ox_status ox__dev_norm(const ox__op *op, const ox_tensor *dst, const ox_tensor *
         if (fs != OX_ERR_UNSUPPORTED) return fs;
     }
     launch l = {.op = op};
-    option(&l, "NORM", 1);
-    option(&l, "RMS", rms);
-    option(&l, "DT", a->dtype);
-    option(&l, "HAS_W", weight != NULL);
-    option(&l, "DT_W", weight ? weight->dtype : a->dtype);
-    option(&l, "HAS_B", bias != NULL);
-    option(&l, "DT_B", bias ? bias->dtype : a->dtype);
+    norm_options(&l, a, weight, bias, rms);
     arg_tensor(&l, dst);
     arg_tensor(&l, a);
     arg_tensor(&l, weight ? weight : a);

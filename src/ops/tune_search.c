@@ -17,7 +17,7 @@
 ox__tune_fault_fn ox__tune_fault;
 void *ox__tune_fault_user;
 
-#define MAX_INPUTS 4
+#define MAX_INPUTS 6
 #define MAX_TRIED 256
 
 static double now(void)
@@ -139,9 +139,18 @@ static ox_status run_op(const problem *p, ox_queue *q, const ox_tensor *in, cons
     case OX__TUNE_QMATMUL: return ox_matmul(q, out, &in[0], &in[1], OX_MATMUL_TRANS_B);
     case OX__TUNE_ELEMENTWISE: return ox_add(q, out, &in[0], &in[1]);
     case OX__TUNE_ROWS: return ox_rms_norm(q, out, &in[0], &in[1], 1e-6f);
-    case OX__TUNE_ATTENTION: {
-        ox_attention_params ap = {.scale = 0.125f, .causal = 0};
-        return ox_attention(q, out, &in[0], &in[1], &in[2], NULL, &ap);
+    case OX__TUNE_ATTENTION: { /* a decode step, then a causal prompt, into one output */
+        ox_attention_params dec = {.scale = 0.125f, .causal = 0};
+        ox_attention_params pro = {.scale = 0.125f, .causal = 1};
+        ox_tensor o1 = *out, o2 = *out;
+        o1.ne[0] = in[0].ne[0], o1.ne[1] = 1, o1.ne[2] = in[0].ne[2];
+        o1.nb[1] = o1.nb[0] * o1.ne[0], o1.nb[2] = o1.nb[3] = o1.nb[1];
+        o2.offset += (size_t)(in[0].ne[0] * in[0].ne[2]) * sizeof(float);
+        o2.ne[0] = in[3].ne[0], o2.ne[1] = in[3].ne[1], o2.ne[2] = in[3].ne[2];
+        o2.nb[1] = o2.nb[0] * o2.ne[0], o2.nb[2] = o2.nb[1] * o2.ne[1];
+        o2.nb[3] = o2.nb[2] * o2.ne[2];
+        ox_status s = ox_attention(q, &o1, &in[0], &in[1], &in[2], NULL, &dec);
+        return s != OX_OK ? s : ox_attention(q, &o2, &in[3], &in[4], &in[5], NULL, &pro);
     }
     default: return OX_ERR_INTERNAL;
     }
@@ -224,14 +233,19 @@ static ox_status problem_make(problem *p, int family, const char *cls)
             return s;
         return make_output(p, p->dtype, 4096, 4096, 1, 1);
     case OX__TUNE_ATTENTION: {
-        int64_t D = 128, H = 32, Hkv = 8, n_kv = 4096;
-        snprintf(p->shape, sizeof p->shape, "D%lld n_q 1 n_kv %lld H %lld/%lld", (long long)D,
-                 (long long)n_kv, (long long)H, (long long)Hkv);
+        /* both kernels' parameters matter: a decode step over a long cache
+         * and a causal prompt, timed together */
+        int64_t D = 128, H = 32, Hkv = 8, n_kv = 4096, P = gpu ? 1024 : 256, Hp = 8, Hpkv = 2;
+        snprintf(p->shape, sizeof p->shape, "D%lld 1x%lld H%lld + %lld causal", (long long)D,
+                 (long long)n_kv, (long long)H, (long long)P);
         if ((s = make_input(p, OX_DTYPE_F32, D, 1, H, 1, 9)) ||
             (s = make_input(p, p->dtype, D, n_kv, Hkv, 1, 10)) ||
-            (s = make_input(p, p->dtype, D, n_kv, Hkv, 1, 11)))
+            (s = make_input(p, p->dtype, D, n_kv, Hkv, 1, 11)) ||
+            (s = make_input(p, OX_DTYPE_F32, D, P, Hp, 1, 12)) ||
+            (s = make_input(p, p->dtype, D, P, Hpkv, 1, 13)) ||
+            (s = make_input(p, p->dtype, D, P, Hpkv, 1, 14)))
             return s;
-        return make_output(p, OX_DTYPE_F32, D, 1, H, 1);
+        return make_output(p, OX_DTYPE_F32, D * H + D * P * Hp, 1, 1, 1);
     }
     default: return ox__fail(p->ctx, OX_ERR_INTERNAL, "ox_device_tune: no problem for family %d", family);
     }
