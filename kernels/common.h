@@ -108,14 +108,185 @@ FN float ox_half2_sum(ox_half2 h)
 }
 #endif
 
+/* ---- quantized weights: one unit of 32 ---------------------------------------------------- */
+
+#ifdef DT_Q
+/* Bytes per block and weights per block of each type. */
+#if DT_Q == 4
+#define Q_BYTES 18
+#elif DT_Q == 5
+#define Q_BYTES 20
+#elif DT_Q == 6
+#define Q_BYTES 22
+#elif DT_Q == 7
+#define Q_BYTES 24
+#elif DT_Q == 8
+#define Q_BYTES 34
+#elif DT_Q == 9
+#define Q_BYTES 144
+#elif DT_Q == 10
+#define Q_BYTES 176
+#else
+#define Q_BYTES 210
+#endif
+#if DT_Q >= 9
+#define Q_UNITS 8 /* units per super-block of 256 */
+#else
+#define Q_UNITS 1
+#endif
+
+FN float q_half(GLOBAL const uchar *p)
+{
+    return ox_half_to_float((ushort)(p[0] | (p[1] << 8)));
+}
+
+/* Four bytes at a 2-byte aligned address, as one little-endian word. */
+FN uint q_word2(GLOBAL const uchar *p)
+{
+    GLOBAL const ushort *h = (GLOBAL const ushort *)p;
+    return (uint)h[0] | ((uint)h[1] << 16);
+}
+
+/* How unit u's raw values (q[j], j < 32; in [0, 63] except Q8_0's signed
+ * bytes) turn into a dot product: with S = sum q[j] x[j] and SX = sum x[j]
+ * (SX0/SX1, S0/S1: the halves of 16, for Q6_K), the unit adds
+ *   Q4_0, Q5_0, Q8_0:  d dx (S - OFF SX)           (OFF 8, 16, 0)
+ *   Q4_1, Q5_1:        dx (d S + m SX)
+ *   Q4_K, Q5_K:        dx (d sc S - dmin mn SX)
+ *   Q6_K:              d dx (sc0 (S0 - 32 SX0) + sc1 (S1 - 32 SX1))
+ * q_unit_factors gives {s, sx} for the first 16 values and {s1, sx1} for
+ * the second (equal but for Q6_K): weight j of the unit is s q[j] + sx. */
+typedef struct q_factors {
+    float s, sx, s1, sx1;
+} q_factors;
+
+FN q_factors q_unit_factors(GLOBAL const uchar *b, int sub)
+{
+    q_factors f;
+#if DT_Q == 4 || DT_Q == 6 || DT_Q == 8
+    float d = q_half(b);
+    f.s = d;
+    f.sx = DT_Q == 4 ? -8.0f * d : DT_Q == 6 ? -16.0f * d : 0.0f;
+    f.s1 = f.s;
+    f.sx1 = f.sx;
+#elif DT_Q == 5 || DT_Q == 7
+    f.s = q_half(b);
+    f.sx = q_half(b + 2);
+    f.s1 = f.s;
+    f.sx1 = f.sx;
+#elif DT_Q == 9 || DT_Q == 10
+    GLOBAL const uchar *s = b + 4;
+    float sc, mn;
+    if (sub < 4) {
+        sc = (float)(s[sub] & 63);
+        mn = (float)(s[sub + 4] & 63);
+    } else {
+        sc = (float)((s[sub + 4] & 0xF) | ((s[sub - 4] >> 6) << 4));
+        mn = (float)((s[sub + 4] >> 4) | ((s[sub] >> 6) << 4));
+    }
+    f.s = q_half(b) * sc;
+    f.sx = -q_half(b + 2) * mn;
+    f.s1 = f.s;
+    f.sx1 = f.sx;
+#else /* Q6_K: scales[16] at 192, d at 208; unit sub covers scales 8 h + 2 q + {0, 1} */
+    float d = q_half(b + 208);
+    int half_ = sub / 4, quarter = sub % 4;
+    float sc0 = (float)(i8)b[192 + 8 * half_ + 2 * quarter];
+    float sc1 = (float)(i8)b[192 + 8 * half_ + 2 * quarter + 1];
+    f.s = d * sc0;
+    f.sx = -32.0f * d * sc0;
+    f.s1 = d * sc1;
+    f.sx1 = -32.0f * d * sc1;
+#endif
+    return f;
+}
+
+#if DT_Q >= 9
+/* The factors of all 8 units of K-quant super-block b at once (straight
+ * code, constant indices): s[u], sx[u], and for Q6_K s1[u], sx1[u]. */
+FN void q_block_factors(GLOBAL const uchar *b, float *s, float *sx, float *s1, float *sx1)
+{
+#if DT_Q == 9 || DT_Q == 10
+    GLOBAL const uchar *sc = b + 4;
+    float d = q_half(b), dmin = q_half(b + 2);
+    for (int j = 0; j < 4; j++) {
+        s[j] = d * (float)(sc[j] & 63);
+        sx[j] = -dmin * (float)(sc[j + 4] & 63);
+        s[j + 4] = d * (float)((sc[j + 8] & 0xF) | ((sc[j] >> 6) << 4));
+        sx[j + 4] = -dmin * (float)((sc[j + 8] >> 4) | ((sc[j + 4] >> 6) << 4));
+    }
+    for (int j = 0; j < 8; j++) {
+        s1[j] = s[j];
+        sx1[j] = sx[j];
+    }
+#else
+    float d = q_half(b + 208);
+    for (int u = 0; u < 8; u++) {
+        int at = 192 + 8 * (u / 4) + 2 * (u % 4);
+        s[u] = d * (float)(i8)b[at];
+        sx[u] = -32.0f * s[u];
+        s1[u] = d * (float)(i8)b[at + 1];
+        sx1[u] = -32.0f * s1[u];
+    }
+#endif
+}
+#endif
+
+/* The setup a unit's raw values need: Q5_0 / Q5_1's 32 high bits. */
+FN uint q_unit_high(GLOBAL const uchar *b)
+{
+#if DT_Q == 6 || DT_Q == 7
+    return q_word2(b + (DT_Q == 7 ? 4 : 2));
+#else
+    return 0u;
+#endif
+}
+
+/* Raw values j and j + 16 (j < 16) of unit `sub` of block b (h: from
+ * q_unit_high), each from plain byte loads and shifts: no branch. */
+FN int q_raw_lo(GLOBAL const uchar *b, int sub, uint h, int j)
+{
+#if DT_Q == 4
+    return b[2 + j] & 0xF;
+#elif DT_Q == 5
+    return b[4 + j] & 0xF;
+#elif DT_Q == 6 || DT_Q == 7
+    return (b[(DT_Q == 7 ? 8 : 6) + j] & 0xF) | (int)(((h >> j) & 1u) << 4);
+#elif DT_Q == 8
+    return (int)(i8)b[2 + j];
+#elif DT_Q == 9 || DT_Q == 10
+    int q = (b[(DT_Q == 9 ? 16 : 48) + 32 * (sub / 2) + j] >> (4 * (sub & 1))) & 0xF;
+#if DT_Q == 10
+    q |= ((b[16 + j] >> sub) & 1) << 4;
+#endif
+    return q;
+#else
+    int half_ = sub / 4, quarter = sub % 4;
+    return ((b[64 * half_ + 32 * (quarter & 1) + j] >> (4 * (quarter >> 1))) & 0xF) |
+           (((b[128 + 32 * half_ + j] >> (2 * quarter)) & 3) << 4);
+#endif
+}
+
+FN int q_raw_hi(GLOBAL const uchar *b, int sub, uint h, int j)
+{
+#if DT_Q == 4
+    return b[2 + j] >> 4;
+#elif DT_Q == 5
+    return b[4 + j] >> 4;
+#elif DT_Q == 6 || DT_Q == 7
+    return (b[(DT_Q == 7 ? 8 : 6) + j] >> 4) | (int)(((h >> (j + 16)) & 1u) << 4);
+#elif DT_Q == 8
+    return (int)(i8)b[18 + j];
+#else
+    return q_raw_lo(b, sub, h, j + 16);
+#endif
+}
+#endif /* DT_Q */
+
 #ifdef OX_QUANT
 /* Quantized GGUF block formats: element k of a row of blocks starting at
  * byte pointer `row`, as float. Slow per element but exact; kernels that
  * care about speed walk whole blocks. */
-FN float ox_q_half(GLOBAL const uchar *p)
-{
-    return ox_half_to_float((ushort)(p[0] | (p[1] << 8)));
-}
 
 /* Q4_K / Q5_K: 6-bit scale and min of sub-block j (0..7) from scales[12]. */
 FN void ox_q_scale_min_k4(GLOBAL const uchar *s, int j, float *sc, float *mn)
@@ -135,12 +306,12 @@ FN float ox_dequant(GLOBAL const uchar *row, i64 k)
     GLOBAL const uchar *b = row + (k / 32) * 18;
     int j = (int)(k % 32);
     int q = j < 16 ? (b[2 + j] & 0xF) : (b[2 + j - 16] >> 4);
-    return (float)(q - 8) * ox_q_half(b);
+    return (float)(q - 8) * q_half(b);
 #elif DT_Q == 5 /* Q4_1: {f16 d, m; u8 qs[16]}, x = q d + m */
     GLOBAL const uchar *b = row + (k / 32) * 20;
     int j = (int)(k % 32);
     int q = j < 16 ? (b[4 + j] & 0xF) : (b[4 + j - 16] >> 4);
-    return (float)q * ox_q_half(b) + ox_q_half(b + 2);
+    return (float)q * q_half(b) + q_half(b + 2);
 #elif DT_Q == 6 || DT_Q == 7 /* Q5_0 {f16 d; u8 qh[4]; qs[16]}, Q5_1 {d, m; qh; qs} */
     const int m_bytes = DT_Q == 7 ? 2 : 0;
     GLOBAL const uchar *b = row + (k / 32) * (22 + m_bytes);
@@ -150,14 +321,14 @@ FN float ox_dequant(GLOBAL const uchar *row, i64 k)
     int high = (qh[j / 8] >> (j % 8)) & 1;
     int q = low | (high << 4);
 #if DT_Q == 6
-    return (float)(q - 16) * ox_q_half(b);
+    return (float)(q - 16) * q_half(b);
 #else
-    return (float)q * ox_q_half(b) + ox_q_half(b + 2);
+    return (float)q * q_half(b) + q_half(b + 2);
 #endif
 #elif DT_Q == 8 /* Q8_0: {f16 d; i8 qs[32]} */
     GLOBAL const uchar *b = row + (k / 32) * 34;
     int q = (int)b[2 + k % 32];
-    return (float)(q > 127 ? q - 256 : q) * ox_q_half(b);
+    return (float)(q > 127 ? q - 256 : q) * q_half(b);
 #elif DT_Q == 9 || DT_Q == 10 /* Q4_K {d, dmin; scales[12]; qs[128]}, Q5_K adds qh[32] */
     GLOBAL const uchar *b = row + (k / 256) * (DT_Q == 9 ? 144 : 176);
     int e = (int)(k % 256), pair = e / 64, within = e % 64, l = within % 32;
@@ -173,7 +344,7 @@ FN float ox_dequant(GLOBAL const uchar *row, i64 k)
 #if DT_Q == 10
     q += ((b[16 + l] >> sub) & 1) << 4;
 #endif
-    return ox_q_half(b) * sc * (float)q - ox_q_half(b + 2) * mn;
+    return q_half(b) * sc * (float)q - q_half(b + 2) * mn;
 #elif DT_Q == 11 /* Q6_K: {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d} */
     GLOBAL const uchar *b = row + (k / 256) * 210;
     int e = (int)(k % 256), half_ = e / 128, r = e % 128, quarter = r / 32, l = r % 32;
@@ -182,7 +353,7 @@ FN float ox_dequant(GLOBAL const uchar *row, i64 k)
                 : quarter == 2 ? (ql[l] >> 4) : (ql[l + 32] >> 4);
     int q = (lowbits | (((qh[l] >> (2 * quarter)) & 3) << 4)) - 32;
     int s = (int)b[192 + 8 * half_ + l / 16 + 2 * quarter];
-    return ox_q_half(b + 208) * (float)(s > 127 ? s - 256 : s) * (float)q;
+    return q_half(b + 208) * (float)(s > 127 ? s - 256 : s) * (float)q;
 #else
     return 0.0f;
 #endif

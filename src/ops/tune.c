@@ -153,7 +153,7 @@ void ox__tune_defaults(const ox_device_info *info, ox__tune_family family, const
         break;
     case OX__TUNE_QMATMUL:
         if (gpu) v[0] = 0, v[1] = 32, v[2] = 2, v[3] = 8, v[4] = dot4;
-        else v[0] = 0, v[1] = 1, v[2] = 16, v[3] = 8, v[4] = 0;
+        else v[0] = 1, v[1] = 1, v[2] = 16, v[3] = 8, v[4] = 0; /* tiles: 4x the rows on PoCL */
         break;
     case OX__TUNE_ELEMENTWISE:
         /* 16-bit types on CPU-like devices: eight per work-item, which their

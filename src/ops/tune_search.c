@@ -204,11 +204,12 @@ static ox_status problem_make(problem *p, int family, const char *cls)
     case OX__TUNE_MATVEC:
     case OX__TUNE_QMATVEC:
     case OX__TUNE_QMATMUL: {
-        int64_t M = family == OX__TUNE_QMATMUL ? 64 : 1;
-        int64_t N = family == OX__TUNE_QMATMUL ? 4096 : 16384, K = 4096;
+        /* a prompt's batch for qmatmul (it picks between rows and tiles) */
+        int64_t M = family == OX__TUNE_QMATMUL ? 256 : 1;
+        int64_t N = family == OX__TUNE_QMATMUL ? 2048 : 16384, K = family == OX__TUNE_QMATMUL ? 2048 : 4096;
         if (family == OX__TUNE_MATVEC) N = 8192;
         if (gpu && family != OX__TUNE_QMATMUL) N *= 4;
-        if (gpu && family == OX__TUNE_QMATMUL) M = 512;
+        if (gpu && family == OX__TUNE_QMATMUL) M = 512, N = 4096, K = 4096;
         snprintf(p->shape, sizeof p->shape, "M%lld N%lld K%lld", (long long)M, (long long)N,
                  (long long)K);
         if ((s = make_input(p, OX_DTYPE_F32, K, M, 1, 1, 3)) ||
