@@ -135,9 +135,13 @@ FN float ox_half2_sum(ox_half2 h)
 #define Q_UNITS 1
 #endif
 
+#ifndef OX_HALF_TO_FLOAT1
+#define ox_half_to_float1 ox_half_to_float /* a single half's conversion */
+#endif
+
 FN float q_half(GLOBAL const uchar *p)
 {
-    return ox_half_to_float((ushort)(p[0] | (p[1] << 8)));
+    return ox_half_to_float1((ushort)(p[0] | (p[1] << 8)));
 }
 
 /* Four bytes at a 2-byte aligned address, as one little-endian word. */
