@@ -66,6 +66,14 @@ OX_API const char *ox_tune_op_name(int i);
 OX_API ox_status ox_device_tune_params(ox_device *device, const char *op, const char *cls,
                                        char *buf, size_t cap, int *tuned);
 
+/* Tuned entry i (0, 1, ...) of the device, as its tuning file lists it:
+ * *op the op's name, the problem class into cls and "NAME=V,..." into
+ * params. OX_ERR_OUT_OF_RANGE past the last entry (every class without an
+ * entry runs the device class's defaults). ox check lists them, so that a
+ * report says which variants it certified. */
+OX_API ox_status ox_device_tuned(ox_device *device, int i, const char **op, char *cls,
+                                 size_t cls_cap, char *params, size_t params_cap);
+
 #ifdef __cplusplus
 }
 #endif

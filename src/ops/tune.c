@@ -422,6 +422,21 @@ void ox__tune_get(ox_device *device, ox__tune_family family, const char *cls,
     ox__tune_defaults(&device->info, family, cls, out);
 }
 
+bool ox__tune_entry(ox_device *device, int i, ox__tune_family *family, char *cls, size_t cap,
+                    ox__tune_params *out)
+{
+    pthread_mutex_lock(&device->lock);
+    tune_table *t = table(device);
+    bool found = t && i >= 0 && i < t->count;
+    if (found) {
+        *family = (ox__tune_family)t->entries[i].family;
+        snprintf(cls, cap, "%s", t->entries[i].cls);
+        *out = t->entries[i].params;
+    }
+    pthread_mutex_unlock(&device->lock);
+    return found;
+}
+
 ox_status ox__tune_put(ox_device *device, ox__tune_family family, const char *cls,
                        const ox__tune_params *p, double seconds, bool remove)
 {

@@ -90,6 +90,9 @@ const char *ox__tune_format(ox__tune_family family, const ox__tune_params *p, ch
 /* Set the device's entry for (family, cls), in memory only (seconds: the
  * measured time, 0 if none); ox__tune_save writes every entry to the
  * tuning file. remove = true drops the entry instead. */
+/* Entry i of the device's table (file order): false past the last. */
+bool ox__tune_entry(ox_device *device, int i, ox__tune_family *family, char *cls, size_t cap,
+                    ox__tune_params *out);
 ox_status ox__tune_put(ox_device *device, ox__tune_family family, const char *cls,
                        const ox__tune_params *p, double seconds, bool remove);
 ox_status ox__tune_save(ox_device *device);

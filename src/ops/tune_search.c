@@ -499,3 +499,21 @@ ox_status ox_device_tune_params(ox_device *device, const char *op, const char *c
     if (tuned) *tuned = t;
     return OX_OK;
 }
+
+ox_status ox_device_tuned(ox_device *device, int i, const char **op, char *cls, size_t cls_cap,
+                          char *params, size_t params_cap)
+{
+    ox_context *ctx;
+    ox_status s = ox__handle_check(device, OX__HANDLE_DEVICE, __func__, "device", &ctx);
+    if (s != OX_OK) return s;
+    if (!op || !cls || cls_cap == 0 || !params || params_cap == 0)
+        return ox__fail(ctx, OX_ERR_INVALID, "%s: op, cls or params missing", __func__);
+    ox__tune_family f;
+    ox__tune_params p;
+    if (!ox__tune_entry(device, i, &f, cls, cls_cap, &p))
+        return ox__fail(ctx, OX_ERR_OUT_OF_RANGE, "%s: the device has no tuned entry %d", __func__,
+                        i);
+    *op = ox__tune_family_get(f)->name;
+    ox__tune_format(f, &p, params, params_cap);
+    return OX_OK;
+}

@@ -162,6 +162,18 @@ OX_TEST(tuned_entry_is_what_the_ops_run)
                                            &tuned));
     ASSERT_EQ(tuned, 1);
     ASSERT_STR_EQ(params, "VEC=4,WG=64");
+    /* the listing ox check prints has it, and ends */
+    const char *op = NULL;
+    char cls[64];
+    int listed = 0, n = 0;
+    for (; ox_device_tuned(f.dev, n, &op, cls, sizeof cls, params, sizeof params) == OX_OK; n++)
+        listed += strcmp(op, "elementwise") == 0 && strcmp(cls, "f32") == 0 &&
+                  strcmp(params, "VEC=4,WG=64") == 0;
+    ASSERT_EQ(listed, 1);
+    ASSERT_EQ(ox_device_tuned(f.dev, n, &op, cls, sizeof cls, params, sizeof params),
+              OX_ERR_OUT_OF_RANGE);
+    ASSERT_EQ(ox_device_tuned(f.dev, -1, &op, cls, sizeof cls, params, sizeof params),
+              OX_ERR_OUT_OF_RANGE);
     add_is_right(&f); /* as ox check runs it */
     ASSERT(ox__device_program_built(f.dev, "elementwise", "-DVEC=4"));
     ASSERT(!ox__device_program_built(f.dev, "elementwise", "-DVEC=1"));

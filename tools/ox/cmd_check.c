@@ -286,6 +286,35 @@ static cJSON *device_json(report *r, const ox_device_info *info)
     return object;
 }
 
+/* The kernel parameters the op cases ran with: the device's tuned entries
+ * (ox tune), the class defaults elsewhere. Devices that run native code (the
+ * CPU backend) have none and print nothing. */
+static void report_tuning(report *r, ox_device *device, const ox_device_info *info,
+                          cJSON *object)
+{
+    if (strcmp(info->backend, "cpu") == 0) return;
+    cJSON *list = object ? cJSON_AddArrayToObject(object, "tuned") : NULL;
+    const char *op;
+    char cls[64], params[256];
+    int n = 0;
+    for (; ox_device_tuned(device, n, &op, cls, sizeof cls, params, sizeof params) == OX_OK; n++) {
+        if (n == 0)
+            fprintf(r->out, "\n%s: kernels ran with tuned parameters (ox tune) for these classes, "
+                            "the device's defaults for the others:\n", info->id);
+        fprintf(r->out, "  %-12s %-12s %s\n", op, cls, params);
+        if (list) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "op", op);
+            cJSON_AddStringToObject(e, "class", cls);
+            cJSON_AddStringToObject(e, "params", params);
+            cJSON_AddItemToArray(list, e);
+        }
+    }
+    if (n == 0)
+        fprintf(r->out, "\n%s: kernels ran with the device's default parameters (no tuning; "
+                        "'ox tune' measures better ones)\n", info->id);
+}
+
 /* Returns the number of failures on this device. */
 static int check_runtime(report *r, ox_device *device, const ox_device_info *info, const plan *p,
                          cJSON *checks)
@@ -353,7 +382,10 @@ static void check_device(report *r, ox_device *device, const plan *p)
     } else {
         if (p->runtime) failed += check_runtime(r, device, &info, p, checks);
         if (p->runtime && p->cases.count) fputc('\n', r->out);
-        if (p->cases.count) failed += check_ops(r, device, &info, p, ops, &ran);
+        if (p->cases.count) {
+            failed += check_ops(r, device, &info, p, ops, &ran);
+            report_tuning(r, device, &info, object);
+        }
     }
 
     double seconds = cli_seconds() - start;
