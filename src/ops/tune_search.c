@@ -129,13 +129,44 @@ static void problem_free(problem *p)
     ox_queue_free(p->cq);
 }
 
+/* Products with one activation row: one large matrix (in[1], beyond the
+ * caches), then SMALL_MATS small ones, row slices of in[3] (a small model's
+ * projections, each read once as a decode step reads its layers): the
+ * parameters that win must win on both, since a decode step of a small
+ * model is many short launches (Gemma 3 270M: K 640), where the per-row
+ * and per-group costs that a large matrix hides count. Each writes its own
+ * part of out. */
+#define SMALL_MATS 16
+#define SMALL_N 2048
+#define SMALL_K 1024
+static ox_status run_matvecs(const problem *p, ox_queue *q, const ox_tensor *in,
+                             const ox_tensor *out)
+{
+    (void)p;
+    ox_tensor o = *out;
+    int64_t n_big = in[1].ne[1];
+    o.ne[0] = n_big;
+    o.nb[1] = o.nb[2] = o.nb[3] = o.nb[0] * n_big;
+    ox_status s = ox_matmul(q, &o, &in[0], &in[1], OX_MATMUL_TRANS_B);
+    for (int i = 0; i < SMALL_MATS && s == OX_OK; i++) {
+        ox_tensor w = in[3], d = *out;
+        w.ne[1] = SMALL_N;
+        w.offset += (size_t)i * SMALL_N * w.nb[1];
+        d.ne[0] = SMALL_N;
+        d.offset += (size_t)(n_big + i * SMALL_N) * d.nb[0];
+        d.nb[1] = d.nb[2] = d.nb[3] = d.nb[0] * SMALL_N;
+        s = ox_matmul(q, &d, &in[2], &w, OX_MATMUL_TRANS_B);
+    }
+    return s;
+}
+
 /* Run the problem's op on queue q with tensors in[] into out. */
 static ox_status run_op(const problem *p, ox_queue *q, const ox_tensor *in, const ox_tensor *out)
 {
     switch (p->family) {
     case OX__TUNE_MATMUL: return ox_matmul(q, out, &in[0], &in[1], p->flags);
     case OX__TUNE_MATVEC:
-    case OX__TUNE_QMATVEC:
+    case OX__TUNE_QMATVEC: return run_matvecs(p, q, in, out);
     case OX__TUNE_QMATMUL: return ox_matmul(q, out, &in[0], &in[1], OX_MATMUL_TRANS_B);
     case OX__TUNE_ELEMENTWISE: return ox_add(q, out, &in[0], &in[1]);
     case OX__TUNE_ROWS: return ox_rms_norm(q, out, &in[0], &in[1], 1e-6f);
@@ -210,12 +241,22 @@ static ox_status problem_make(problem *p, int family, const char *cls)
         if (family == OX__TUNE_MATVEC) N = 8192;
         if (gpu && family != OX__TUNE_QMATMUL) N *= 4;
         if (gpu && family == OX__TUNE_QMATMUL) M = 512, N = 4096, K = 4096;
-        snprintf(p->shape, sizeof p->shape, "M%lld N%lld K%lld", (long long)M, (long long)N,
-                 (long long)K);
-        if ((s = make_input(p, OX_DTYPE_F32, K, M, 1, 1, 3)) ||
-            (s = make_input(p, p->dtype, K, N, 1, 1, 4)))
+        if (family == OX__TUNE_QMATMUL) {
+            snprintf(p->shape, sizeof p->shape, "M%lld N%lld K%lld", (long long)M, (long long)N,
+                     (long long)K);
+            if ((s = make_input(p, OX_DTYPE_F32, K, M, 1, 1, 3)) ||
+                (s = make_input(p, p->dtype, K, N, 1, 1, 4)))
+                return s;
+            return make_output(p, OX_DTYPE_F32, N, M, 1, 1);
+        }
+        snprintf(p->shape, sizeof p->shape, "N%lld K%lld + %dx N%d K%d", (long long)N,
+                 (long long)K, SMALL_MATS, SMALL_N, SMALL_K);
+        if ((s = make_input(p, OX_DTYPE_F32, K, 1, 1, 1, 3)) ||
+            (s = make_input(p, p->dtype, K, N, 1, 1, 4)) ||
+            (s = make_input(p, OX_DTYPE_F32, SMALL_K, 1, 1, 1, 15)) ||
+            (s = make_input(p, p->dtype, SMALL_K, SMALL_N * SMALL_MATS, 1, 1, 16)))
             return s;
-        return make_output(p, OX_DTYPE_F32, N, M, 1, 1);
+        return make_output(p, OX_DTYPE_F32, N + SMALL_N * SMALL_MATS, 1, 1, 1);
     }
     case OX__TUNE_ELEMENTWISE: {
         int64_t n = gpu ? 8192 : 4096;
