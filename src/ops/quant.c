@@ -1,14 +1,8 @@
 /* Quantized rows (see quant.h for the GGUF block layouts): scalar
- * dequantization, quantization, the public ox_row_to_f32 / ox_row_from_f32,
- * the 8-bit activation blocks of the quantized matmul and its scalar dot
- * products, the reference for the SIMD ones in quant_avx2.c.
- *
- * Quantization picks each block's scale from its range (absmax for the
- * symmetric formats, min and max for those with a min) and then, for the K
- * types, searches the neighbouring 6-bit (Q4_K, Q5_K) or 8-bit (Q6_K)
- * sub-block scales for the one with the least squared error. It is not
- * ggml's iterative quantizer, but every block it writes is valid and reads
- * back within the format's rounding error. */
+ * dequantization, the public ox_row_to_f32 / ox_row_from_f32, the 8-bit
+ * activation blocks of the quantized matmul and its scalar dot products,
+ * the reference for the SIMD ones in quant_avx2.c. Quantization (ggml's
+ * reference quantizers, byte for byte) is in quantize.c. */
 #include <math.h>
 #include <string.h>
 
@@ -23,11 +17,6 @@ static float half(uint16_t h)
 static uint32_t load_qh(const uint8_t qh[4])
 {
     return (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
-}
-
-static void store_qh(uint8_t qh[4], uint32_t bits)
-{
-    for (int i = 0; i < 4; i++) qh[i] = (uint8_t)(bits >> (8 * i));
 }
 
 /* ---- dequantization ---------------------------------------------------------------- */
@@ -147,15 +136,7 @@ void ox__dequantize_row(ox_dtype dtype, const void *src, float *dst, int64_t n)
     }
 }
 
-/* ---- quantization -------------------------------------------------------------------- */
-
-/* round(v) clamped to [lo, hi]; NaN gives lo. */
-static int quant_clamp(float v, int lo, int hi)
-{
-    if (!(v >= (float)lo)) return lo;
-    if (v > (float)hi) return hi;
-    return (int)lrintf(v);
-}
+/* ---- activations' helpers ------------------------------------------------------------ */
 
 /* The element of x[0..n) with the largest magnitude, with its sign. */
 static float signed_absmax(const float *x, int n)
@@ -167,213 +148,6 @@ static float signed_absmax(const float *x, int n)
             best = x[i];
         }
     return best;
-}
-
-static void min_max(const float *x, int n, float *lo, float *hi)
-{
-    *lo = *hi = x[0];
-    for (int i = 1; i < n; i++) {
-        if (x[i] < *lo) *lo = x[i];
-        if (x[i] > *hi) *hi = x[i];
-    }
-}
-
-/* 1 / d, or 0 for a zero (or non-finite) scale. */
-static float inverse(float d)
-{
-    return d != 0 && isfinite(d) ? 1.0f / d : 0.0f;
-}
-
-/* Symmetric 32-element blocks: codes q in [-range, range - 1] with the
- * largest-magnitude element at -range, so the full code range is used. */
-static void quantize_symmetric(const float *x, int range, uint16_t *dh, int q[OX_QK])
-{
-    float d = signed_absmax(x, OX_QK) / (float)-range;
-    *dh = ox_f32_to_f16(d);
-    float id = inverse(half(*dh));
-    for (int j = 0; j < OX_QK; j++) q[j] = quant_clamp(x[j] * id, -range, range - 1) + range;
-}
-
-/* 32-element blocks with a min: x ~ q d + m, q in [0, top]. */
-static void quantize_affine(const float *x, int top, uint16_t *dh, uint16_t *mh, int q[OX_QK])
-{
-    float lo, hi;
-    min_max(x, OX_QK, &lo, &hi);
-    *dh = ox_f32_to_f16((hi - lo) / (float)top);
-    *mh = ox_f32_to_f16(lo);
-    float id = inverse(half(*dh)), m = half(*mh);
-    for (int j = 0; j < OX_QK; j++) q[j] = quant_clamp((x[j] - m) * id, 0, top);
-}
-
-static void pack_nibbles(const int q[OX_QK], uint8_t qs[16])
-{
-    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)((q[j] & 0xF) | (q[j + 16] & 0xF) << 4);
-}
-
-static uint32_t fifth_bits(const int q[OX_QK])
-{
-    uint32_t bits = 0;
-    for (int j = 0; j < OX_QK; j++) bits |= (uint32_t)((q[j] >> 4) & 1) << j;
-    return bits;
-}
-
-/* Squared error of a K-type sub-block of 32 quantized with step ds and
- * offset dm (x ~ ds q - dm, q in [0, top]); the codes go to q. */
-static float k_sub_error(const float *x, int top, float ds, float dm, int q[32])
-{
-    float id = inverse(ds), err = 0;
-    for (int l = 0; l < 32; l++) {
-        q[l] = quant_clamp((x[l] + dm) * id, 0, top);
-        float e = ds * (float)q[l] - dm - x[l];
-        err += e * e;
-    }
-    return err;
-}
-
-/* Q4_K (top 15, qh NULL) and Q5_K (top 31) super-blocks. */
-static void quantize_k(const float *x, int top, uint16_t *dh, uint16_t *dminh, uint8_t scales[12],
-                       uint8_t *qs, uint8_t *qh)
-{
-    float step[8], offset[8], max_step = 0, max_offset = 0;
-    for (int s = 0; s < 8; s++) {
-        float lo, hi;
-        min_max(x + 32 * s, 32, &lo, &hi);
-        if (lo > 0) lo = 0; /* the min is subtracted: it must be <= 0 */
-        step[s] = (hi - lo) / (float)top;
-        offset[s] = -lo;
-        if (step[s] > max_step) max_step = step[s];
-        if (offset[s] > max_offset) max_offset = offset[s];
-    }
-    *dh = ox_f32_to_f16(max_step / 63);
-    *dminh = ox_f32_to_f16(max_offset / 63);
-    float d = half(*dh), dmin = half(*dminh);
-    int sc[8], mn[8], q[32], best_q[32];
-    memset(scales, 0, 12);
-    memset(qs, 0, OX_QK_K / 2);
-    if (qh) memset(qh, 0, OX_QK_K / 8);
-    for (int s = 0; s < 8; s++) {
-        /* the rounded 6-bit scale and min, and their neighbours */
-        int sc0 = quant_clamp(step[s] * inverse(d), 0, 63);
-        int m0 = quant_clamp(offset[s] * inverse(dmin), 0, 63);
-        float best = INFINITY;
-        sc[s] = sc0;
-        mn[s] = m0;
-        for (int a = sc0 - 1; a <= sc0 + 1; a++)
-            for (int b = m0 - 1; b <= m0 + 1; b++) {
-                if (a < 0 || a > 63 || b < 0 || b > 63) continue;
-                float err = k_sub_error(x + 32 * s, top, d * (float)a, dmin * (float)b, q);
-                if (err < best) {
-                    best = err;
-                    sc[s] = a;
-                    mn[s] = b;
-                    memcpy(best_q, q, sizeof q);
-                }
-            }
-        int g = s / 2, shift = 4 * (s % 2);
-        for (int l = 0; l < 32; l++) {
-            qs[32 * g + l] |= (uint8_t)((best_q[l] & 0xF) << shift);
-            if (qh) qh[l] |= (uint8_t)(((best_q[l] >> 4) & 1) << s);
-        }
-    }
-    for (int s = 0; s < 4; s++) {
-        scales[s] = (uint8_t)(sc[s] | (sc[s + 4] >> 4) << 6);
-        scales[s + 4] = (uint8_t)(mn[s] | (mn[s + 4] >> 4) << 6);
-        scales[s + 8] = (uint8_t)((sc[s + 4] & 0xF) | (mn[s + 4] & 0xF) << 4);
-    }
-}
-
-static void quantize_q6_k(const float *x, ox__block_q6_k *b)
-{
-    float step[16], max_step = 0;
-    for (int s = 0; s < 16; s++) {
-        step[s] = signed_absmax(x + 16 * s, 16) / -32.0f;
-        if (fabsf(step[s]) > fabsf(max_step)) max_step = step[s];
-    }
-    b->d = ox_f32_to_f16(max_step / -128.0f);
-    float d = half(b->d);
-    memset(b->ql, 0, sizeof b->ql);
-    memset(b->qh, 0, sizeof b->qh);
-    for (int s = 0; s < 16; s++) {
-        int sc0 = quant_clamp(step[s] * inverse(d), -128, 127), q[16], best_q[16] = {0};
-        float best = INFINITY;
-        b->scales[s] = (int8_t)sc0;
-        for (int a = sc0 - 1; a <= sc0 + 1; a++) {
-            if (a < -128 || a > 127) continue;
-            float ds = d * (float)a, id = inverse(ds), err = 0;
-            for (int l = 0; l < 16; l++) {
-                q[l] = quant_clamp(x[16 * s + l] * id, -32, 31);
-                float e = ds * (float)q[l] - x[16 * s + l];
-                err += e * e;
-            }
-            if (err < best) {
-                best = err;
-                b->scales[s] = (int8_t)a;
-                memcpy(best_q, q, sizeof q);
-            }
-        }
-        for (int l = 0; l < 16; l++) {
-            int e = 16 * s + l, p = e / 128, t = e % 128 / 32, i = e % 32, code = best_q[l] + 32;
-            b->ql[64 * p + 32 * (t & 1) + i] |= (uint8_t)((code & 0xF) << (t < 2 ? 0 : 4));
-            b->qh[32 * p + i] |= (uint8_t)((code >> 4) << (2 * t));
-        }
-    }
-}
-
-void ox__quantize_row(ox_dtype dtype, const float *x, void *dst, int64_t n)
-{
-    int64_t blocks = n / ox_dtype_block(dtype);
-    int q[OX_QK];
-    for (int64_t i = 0; i < blocks; i++) {
-        switch (dtype) {
-        case OX_DTYPE_Q4_0: {
-            ox__block_q4_0 *b = (ox__block_q4_0 *)dst + i;
-            quantize_symmetric(x + i * OX_QK, 8, &b->d, q);
-            pack_nibbles(q, b->qs);
-            break;
-        }
-        case OX_DTYPE_Q4_1: {
-            ox__block_q4_1 *b = (ox__block_q4_1 *)dst + i;
-            quantize_affine(x + i * OX_QK, 15, &b->d, &b->m, q);
-            pack_nibbles(q, b->qs);
-            break;
-        }
-        case OX_DTYPE_Q5_0: {
-            ox__block_q5_0 *b = (ox__block_q5_0 *)dst + i;
-            quantize_symmetric(x + i * OX_QK, 16, &b->d, q);
-            pack_nibbles(q, b->qs);
-            store_qh(b->qh, fifth_bits(q));
-            break;
-        }
-        case OX_DTYPE_Q5_1: {
-            ox__block_q5_1 *b = (ox__block_q5_1 *)dst + i;
-            quantize_affine(x + i * OX_QK, 31, &b->d, &b->m, q);
-            pack_nibbles(q, b->qs);
-            store_qh(b->qh, fifth_bits(q));
-            break;
-        }
-        case OX_DTYPE_Q8_0: {
-            ox__block_q8_0 *b = (ox__block_q8_0 *)dst + i;
-            const float *xb = x + i * OX_QK;
-            float amax = fabsf(signed_absmax(xb, OX_QK));
-            b->d = ox_f32_to_f16(amax / 127);
-            float id = inverse(half(b->d));
-            for (int j = 0; j < OX_QK; j++) b->qs[j] = (int8_t)quant_clamp(xb[j] * id, -127, 127);
-            break;
-        }
-        case OX_DTYPE_Q4_K: {
-            ox__block_q4_k *b = (ox__block_q4_k *)dst + i;
-            quantize_k(x + i * OX_QK_K, 15, &b->d, &b->dmin, b->scales, b->qs, NULL);
-            break;
-        }
-        case OX_DTYPE_Q5_K: {
-            ox__block_q5_k *b = (ox__block_q5_k *)dst + i;
-            quantize_k(x + i * OX_QK_K, 31, &b->d, &b->dmin, b->scales, b->qs, b->qh);
-            break;
-        }
-        case OX_DTYPE_Q6_K: quantize_q6_k(x + i * OX_QK_K, (ox__block_q6_k *)dst + i); break;
-        default: return;
-        }
-    }
 }
 
 /* ---- public rows ------------------------------------------------------------------------ */

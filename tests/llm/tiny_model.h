@@ -278,6 +278,29 @@ typedef struct tiny_tensors {
     int count;
 } tiny_tensors;
 
+/* Q8_0 blocks as this generator has always written them (the scale's
+ * inverse taken from the rounded half, codes rounded to nearest even): the
+ * bytes llama.cpp's outputs in tests/data/tiny were computed on, kept when
+ * the library's quantizer became ggml's own (which rounds from the
+ * unrounded scale, halves away from zero). */
+static inline void tiny_q8_0(const float *x, unsigned char *out, int64_t n)
+{
+    for (int64_t b = 0; b < n / 32; b++) {
+        const float *v = x + 32 * b;
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++)
+            if (fabsf(v[j]) > amax) amax = fabsf(v[j]);
+        uint16_t dh = ox_f32_to_f16(amax / 127);
+        float d = ox_f16_to_f32(dh), id = d != 0 && isfinite(d) ? 1.0f / d : 0.0f;
+        memcpy(out + 34 * b, &dh, sizeof dh);
+        for (int j = 0; j < 32; j++) {
+            float q = v[j] * id;
+            int c = !(q >= -127.0f) ? -127 : q > 127.0f ? 127 : (int)lrintf(q);
+            out[34 * b + 2 + j] = (unsigned char)(int8_t)c;
+        }
+    }
+}
+
 /* A tensor of ne = {ne0, ne1} (ne1 = 1: a vector), values offset + scale * x,
  * stored as `type` (F32 or Q8_0, quantized row by row). */
 static inline ox_status tiny_add_tensor(ox_gguf_writer *w, tiny_tensors *t, uint32_t type,
@@ -297,9 +320,7 @@ static inline ox_status tiny_add_tensor(ox_gguf_writer *w, tiny_tensors *t, uint
     tiny_fill(values, n, name, t->seed, offset, scale);
     ox_status s = OX_OK;
     if (type == OX_GGML_TYPE_Q8_0) {
-        for (int64_t r = 0; r < ne1 && s == OX_OK; r++)
-            s = ox_row_from_f32(OX_DTYPE_Q8_0, values + r * ne0,
-                                (char *)data + (size_t)r * (size_t)ne0 / 32 * 34, ne0);
+        tiny_q8_0(values, data, (int64_t)n);
         free(values);
     }
     t->data[t->count++] = data;
