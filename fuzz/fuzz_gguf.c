@@ -10,6 +10,32 @@
 #include "fuzz_context.h"
 #include "openxpu/openxpu.h"
 
+/* What ox quantize does with the metadata: copy every pair as the file
+ * holds it into a writer; the file written must open again with the same
+ * keys and value types. */
+static void copy_metadata(ox_context *ctx, const ox_gguf *g)
+{
+    ox_gguf_writer *w;
+    if (ox_gguf_writer_create(ctx, &w) != OX_OK) return;
+    for (int64_t i = 0; i < ox_gguf_kv_count(g); i++)
+        if (ox_gguf_writer_copy_kv(w, g, i) != OX_OK) abort();
+    size_t size;
+    if (ox_gguf_writer_size(w, &size) != OX_OK) abort();
+    unsigned char *copy = malloc(size);
+    ox_gguf *again = NULL;
+    if (copy && ox_gguf_writer_write_memory(w, copy, size) == OX_OK) {
+        if (ox_gguf_open_memory(ctx, copy, size, &again) != OX_OK) abort();
+        if (ox_gguf_kv_count(again) != ox_gguf_kv_count(g)) abort();
+        for (int64_t i = 0; i < ox_gguf_kv_count(g); i++)
+            if (strcmp(ox_gguf_kv_key(again, i), ox_gguf_kv_key(g, i)) != 0 ||
+                ox_gguf_kv_type(again, i) != ox_gguf_kv_type(g, i))
+                abort();
+        ox_gguf_close(again);
+    }
+    free(copy);
+    ox_gguf_writer_free(w);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 
@@ -92,6 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ox_status status = ox_gguf_open_memory(ctx, data, size, &g);
     if (status == OX_OK) {
         sink = read_values(g) + read_tensors(g);
+        copy_metadata(ctx, g);
         ox_gguf_close(g);
     } else {
         const char *message = ox_errmsg(ctx);

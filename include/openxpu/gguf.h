@@ -274,6 +274,11 @@ OX_API ox_status ox_gguf_writer_add_array(ox_gguf_writer *writer, const char *ke
 OX_API ox_status ox_gguf_writer_add_string_array(ox_gguf_writer *writer, const char *key,
                                                  const char *const *strings, uint64_t count);
 
+/* Metadata pair i of an open file, copied as the file holds it (key, type
+ * and value byte for byte, whatever the type: strings with NUL bytes, string
+ * arrays). Copying "general.alignment" also sets the alignment. */
+OX_API ox_status ox_gguf_writer_copy_kv(ox_gguf_writer *writer, const ox_gguf *src, int64_t i);
+
 /* A tensor of ggml type `ggml_type` (any known id, OX_GGML_TYPE_*), n_dims
  * (1 to 4) sizes in ne, and `nbytes` bytes of data at `data` (borrowed
  * until the writer is freed). */
@@ -311,6 +316,64 @@ OX_API ox_status ox_gguf_writer_write_memory(const ox_gguf_writer *writer, void 
 /* Write the file to `path` (replaced if it exists). OX_ERR_IO names the
  * path and the reason. */
 OX_API ox_status ox_gguf_writer_write_file(const ox_gguf_writer *writer, const char *path);
+
+/* ---- quantizing --------------------------------------------------------------
+ * A model into another GGUF file with its weights in one type or mixture,
+ * as llama.cpp's llama-quantize makes it without an importance matrix: the
+ * same tensors converted, the same type for each, the same bytes for each
+ * block (ggml's reference quantizers). */
+
+/* One tensor as it was written (or, with OX_QUANTIZE_DRY_RUN, would be). */
+typedef struct ox_quantize_tensor {
+    size_t struct_size;
+    int64_t index, count;         /* this tensor of count, in file order */
+    const char *name;             /* borrowed for the call */
+    uint32_t from_type, to_type;  /* ggml types; equal when copied unchanged */
+    uint32_t n_dims;
+    int64_t ne[OX_MAX_DIMS];
+    uint64_t bytes_in, bytes_out; /* its data */
+    uint64_t done_bytes;          /* input bytes of this tensor and those before it */
+    uint64_t total_bytes;         /* input bytes of all tensors */
+} ox_quantize_tensor;
+
+typedef void (*ox_quantize_progress)(void *user, const ox_quantize_tensor *tensor);
+
+#define OX_QUANTIZE_DRY_RUN 1u /* choose the types and report them; write nothing */
+
+typedef struct ox_quantize_options {
+    size_t struct_size;            /* sizeof(ox_quantize_options) */
+    int threads;                   /* rows converted in parallel; 0: the CPUs allowed */
+    unsigned flags;                /* OX_QUANTIZE_* */
+    ox_quantize_progress progress; /* after each tensor; may be NULL */
+    void *user;
+} ox_quantize_options;
+
+typedef struct ox_quantize_stats {
+    size_t struct_size;           /* sizeof(ox_quantize_stats) */
+    int64_t tensors, quantized;   /* in the file; converted */
+    uint64_t elements;            /* of all tensors */
+    uint64_t bytes_in, bytes_out; /* tensor data */
+    uint32_t file_type;           /* general.file_type written (llama.cpp's llama_ftype) */
+} ox_quantize_stats;
+
+/* The types ox_gguf_quantize takes, i = 0, 1, ...: "f16", "bf16", "q8_0",
+ * "q4_0", "q4_1", "q5_0", "q5_1", "q4_k" (= "q4_k_s"), "q4_k_m", "q5_k"
+ * (= "q5_k_s"), "q5_k_m", "q6_k"; NULL past the last. */
+OX_API const char *ox_quantize_type_name(int i);
+
+/* Write `out_path` from `in_path` with its weights as `type` (one of
+ * ox_quantize_type_name, any case). Streams tensor by tensor: memory stays
+ * near the largest output tensor. Metadata is copied, general.file_type
+ * and general.quantization_version (2) set. The file is written under a
+ * temporary name beside out_path and renamed over it at the end: on any
+ * failure out_path is untouched and nothing is left behind. Errors name
+ * what is wrong: OX_ERR_INVALID (unknown type), OX_ERR_IO / OX_ERR_FORMAT
+ * (unreadable or malformed input, a non-finite weight, unwritable output),
+ * OX_ERR_UNSUPPORTED (a weight in a type that cannot be read as floats).
+ * options and stats may be NULL. */
+OX_API ox_status ox_gguf_quantize(ox_context *ctx, const char *in_path, const char *out_path,
+                                  const char *type, const ox_quantize_options *options,
+                                  ox_quantize_stats *stats);
 
 #ifdef __cplusplus
 }

@@ -41,4 +41,9 @@ static inline void ox__gguf_store_le(void *p, uint64_t v, size_t bytes)
     for (size_t i = 0; i < bytes; i++) b[i] = (unsigned char)(v >> (8 * i));
 }
 
+/* The bytes of metadata pair i as the file holds them (key, type, value),
+ * for copying it unchanged; OX_ERR_INVALID for an index out of range. */
+ox_status ox__gguf_kv_raw(const ox_gguf *gguf, int64_t i, const unsigned char **data,
+                          size_t *size);
+
 #endif /* OX_GGUF_INTERNAL_H */

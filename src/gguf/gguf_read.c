@@ -52,6 +52,7 @@ struct ox_gguf {
     uint32_t version;
     uint32_t alignment;
     uint64_t data_offset;
+    uint64_t kv_end;            /* where the metadata ends (the tensor infos start) */
     gguf_kv *kvs;
     int64_t kv_count;
     size_t kv_capacity;
@@ -574,6 +575,7 @@ static ox_status parse(ox_gguf *g)
     g->alignment = OX__GGUF_DEFAULT_ALIGNMENT;
     for (uint64_t i = 0; i < kv_count; i++)
         if ((status = read_kv(&c, (int64_t)i)) != OX_OK) return status;
+    g->kv_end = c.pos;
     if (tensor_count > remaining(&c) / MIN_TENSOR_BYTES)
         return fail_at(g, OX_ERR_FORMAT, 8,
                        "tensor count %llu is more than the %llu bytes after the metadata can hold",
@@ -1065,5 +1067,14 @@ ox_status ox_gguf_tensor_data(const ox_gguf *g, int64_t i, ox_dtype *dtype, cons
     if (dtype) *dtype = t->traits->dtype;
     if (data) *data = g->data + g->data_offset + t->offset;
     if (nbytes) *nbytes = (size_t)t->nbytes;
+    return OX_OK;
+}
+
+ox_status ox__gguf_kv_raw(const ox_gguf *g, int64_t i, const unsigned char **data, size_t *size)
+{
+    if (!g || i < 0 || i >= g->kv_count) return OX_ERR_INVALID;
+    uint64_t end = i + 1 < g->kv_count ? g->kvs[i + 1].pos : g->kv_end;
+    *data = g->data + g->kvs[i].pos;
+    *size = (size_t)(end - g->kvs[i].pos);
     return OX_OK;
 }

@@ -282,6 +282,36 @@ ox_status ox_gguf_writer_add_string_array(ox_gguf_writer *w, const char *key,
     return end_kv(w, kv, status);
 }
 
+ox_status ox_gguf_writer_copy_kv(ox_gguf_writer *w, const ox_gguf *src, int64_t i)
+{
+    static const char func[] = "ox_gguf_writer_copy_kv";
+    if (!w) return ox__fail(NULL, OX_ERR_INVALID, "%s: writer is NULL", func);
+    const unsigned char *raw;
+    size_t size;
+    const char *key = ox_gguf_kv_key(src, i);
+    if (!key || ox__gguf_kv_raw(src, i, &raw, &size) != OX_OK)
+        return ox__fail(w->ctx, OX_ERR_INVALID, "%s: no metadata pair %lld in the source", func,
+                        (long long)i);
+    for (size_t j = 0; j < w->kv_count; j++)
+        if (strcmp(w->kvs[j].key, key) == 0)
+            return ox__fail(w->ctx, OX_ERR_INVALID, "%s: key '%s' was already added", func, key);
+    if (strcmp(key, OX__GGUF_ALIGNMENT_KEY) == 0) {
+        uint32_t alignment;
+        if (ox_gguf_get_u32(src, i, &alignment) != OX_OK || alignment == 0 ||
+            (alignment & (alignment - 1)) != 0)
+            return ox__fail(w->ctx, OX_ERR_INVALID, "%s: general.alignment is not a power of two",
+                            func);
+        w->alignment = alignment;
+    }
+    ox_status status = grow(w->ctx, (void **)&w->kvs, &w->kv_capacity, w->kv_count, sizeof *w->kvs);
+    if (status != OX_OK) return status;
+    writer_kv *kv = &w->kvs[w->kv_count];
+    *kv = (writer_kv){0};
+    kv->key = ox__strdup(w->ctx, key);
+    if (!kv->key) return ox__fail(w->ctx, OX_ERR_OUT_OF_MEMORY, "%s: out of memory", func);
+    return end_kv(w, kv, bytes_append(w->ctx, &kv->encoded, raw, size));
+}
+
 /* Check a tensor's description and append it; `source` holds its data or fill. */
 static ox_status add_tensor(ox_gguf_writer *w, const char *func, const char *name,
                             uint32_t ggml_type, uint32_t n_dims, const int64_t *ne,
@@ -426,10 +456,16 @@ static ox_status put_tensor(const ox_gguf_writer *w, const writer_tensor *t, sin
         return OX_OK;
     }
     unsigned char *target = s->file ? s->scratch : s->buffer + s->at;
+    ox__error_forget(w->ctx); /* what the fill function says, if it says anything */
     ox_status status = t->nbytes ? t->fill(t->fill_user, t->name, target, t->nbytes) : OX_OK;
-    if (status != OX_OK)
-        return ox__fail(w->ctx, status, "gguf: %s: tensor '%s': its fill function failed (%s)",
-                        where, t->name, ox_status_str(status));
+    if (status != OX_OK) {
+        /* keep what the fill function said, which names the problem */
+        const char *said = ox_errmsg(w->ctx);
+        char reason[512];
+        snprintf(reason, sizeof reason, "%s", said && *said ? said : ox_status_str(status));
+        return ox__fail(w->ctx, status, "gguf: %s: tensor '%s': its fill function failed: %s",
+                        where, t->name, reason);
+    }
     if (s->file) {
         put(s, target, t->nbytes);
     } else {

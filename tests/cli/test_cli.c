@@ -2,7 +2,7 @@
  * check its exit status, standard output and standard error. */
 #include <cjson/cJSON.h>
 
-#include "openxpu/version.h"
+#include "openxpu/openxpu.h"
 #include "ox_test.h"
 #include "run_ox.h"
 
@@ -763,6 +763,84 @@ OX_TEST(kernel_check_usage)
     free(run);
 }
 
+/* ---- ox quantize --------------------------------------------------------------- */
+
+/* A two-layer model of F32 weights, 256 wide, in a fresh folder: its path. */
+static void write_small_model(char *path, size_t cap)
+{
+    char dir[] = "/tmp/ox-cli-quantize-XXXXXX";
+    ASSERT(mkdtemp(dir) != NULL);
+    snprintf(path, cap, "%s/in.gguf", dir);
+    ox_context_options options = {.struct_size = sizeof options, .flags = OX_CONTEXT_NO_PLUGINS};
+    ox_context *ctx;
+    ox_gguf_writer *w;
+    ASSERT_OK(NULL, ox_context_create(&options, &ctx));
+    ASSERT_OK(ctx, ox_gguf_writer_create(ctx, &w));
+    static float data[256 * 8];
+    for (int i = 0; i < 256 * 8; i++) data[i] = (float)((i * 37) % 101 - 50) / 50.0f;
+    const char *const names[] = {"token_embd.weight", "blk.0.attn_v.weight", "blk.0.ffn_down.weight",
+                                 "blk.1.attn_v.weight", "blk.1.ffn_down.weight", "output.weight"};
+    int64_t ne[2] = {256, 8};
+    for (int i = 0; i < 6; i++)
+        ASSERT_OK(ctx, ox_gguf_writer_add_tensor(w, names[i], OX_GGML_TYPE_F32, 2, ne, data,
+                                                 sizeof data));
+    ASSERT_OK(ctx, ox_gguf_writer_write_file(w, path));
+    ox_gguf_writer_free(w);
+    ox_context_free(ctx);
+}
+
+OX_TEST(quantize_writes_reports_and_refuses)
+{
+    char in[300], out[320];
+    write_small_model(in, sizeof in);
+    snprintf(out, sizeof out, "%.*s/out.gguf", (int)(strrchr(in, '/') - in), in);
+
+    ox_run *run = RUN_OX("quantize", in, out, "q4_k_m");
+    ASSERT_EQ(run->status, 0);
+    ASSERT_CONTAINS(run->out, "wrote ");
+    ASSERT_CONTAINS(run->out, "6 tensors, 6 converted");
+    ASSERT(strchr(run->err, '\r') == NULL); /* no progress bar off a terminal */
+    free(run);
+
+    run = RUN_OX("quantize", in, out, "q8_0", "--dry-run");
+    ASSERT_EQ(run->status, 0);
+    ASSERT_CONTAINS(run->out, "blk.1.ffn_down.weight");
+    ASSERT_CONTAINS(run->out, "would write");
+    free(run);
+
+    run = RUN_OX("quantize", "--json", "--threads", "2", in, out, "q4_0");
+    ASSERT_EQ(run->status, 0);
+    cJSON *root = cJSON_Parse(run->out);
+    ASSERT(root != NULL);
+    ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(root, "tensors")), 6);
+    ASSERT_EQ((int)cJSON_GetObjectItem(root, "file_type")->valuedouble, 2);
+    /* output.weight goes to q6_k under q4_0, as llama.cpp does */
+    cJSON *last = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "tensors"), 5);
+    ASSERT_STR_EQ(cJSON_GetObjectItem(last, "to")->valuestring, "q6_k");
+    cJSON_Delete(root);
+    free(run);
+
+    run = RUN_OX("quantize", in, out);
+    ASSERT_EQ(run->status, 2);
+    ASSERT_CONTAINS(run->err, "give IN.gguf OUT.gguf TYPE");
+    free(run);
+    run = RUN_OX("quantize", in, out, "q2_k");
+    ASSERT_EQ(run->status, 2);
+    ASSERT_CONTAINS(run->err, "unknown TYPE 'q2_k'");
+    free(run);
+    run = RUN_OX("quantize", in, out, "q8_0", "--threads", "0");
+    ASSERT_EQ(run->status, 2);
+    free(run);
+    run = RUN_OX("quantize", "/nonexistent/model.gguf", out, "q8_0");
+    ASSERT_EQ(run->status, 1);
+    ASSERT_CONTAINS(run->err, "/nonexistent/model.gguf");
+    free(run);
+    run = RUN_OX("quantize", "--help");
+    ASSERT_EQ(run->status, 0);
+    ASSERT_CONTAINS(run->out, "q4_k_m");
+    free(run);
+}
+
 OX_TEST_MAIN(version, help_lists_commands, help_for_a_command, unknown_command, no_command,
              unknown_option, missing_option_argument, devices_table, devices_json,
              devices_selected, devices_bad_selection, check_cpu_quick, check_op_filter,
@@ -771,4 +849,4 @@ OX_TEST_MAIN(version, help_lists_commands, help_for_a_command, unknown_command, 
              check_opencl_quick,
              bench_matmul_cpu, bench_json, bench_usage, kernel_check_compiles_with_defines,
              kernel_check_names_what_does_not_port, kernel_check_includes_beside_the_file,
-             kernel_check_usage)
+             kernel_check_usage, quantize_writes_reports_and_refuses)

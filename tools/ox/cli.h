@@ -61,6 +61,7 @@ extern const cli_command cmd_bench_model;
 extern const cli_command cmd_plan;
 extern const cli_command cmd_kernel_check;
 extern const cli_command cmd_tune;
+extern const cli_command cmd_quantize;
 
 /* ---- option parsing ----------------------------------------------------- */
 

@@ -11,6 +11,7 @@ static const cli_command *const commands[] = {
     &cmd_bench,
     &cmd_inspect,
     &cmd_tokenize,
+    &cmd_quantize,
     &cmd_run,
     &cmd_bench_model,
     &cmd_plan,
