@@ -147,6 +147,10 @@ ox__qdot_fn ox__qdot_scalar(ox_dtype dtype);
 ox__qdot_fn ox__qdot_avx2(ox_dtype dtype);
 /* Four-row variants for batches (prompts), NULL for a dtype without one. */
 ox__qdot4_fn ox__qdot4_avx2(ox_dtype dtype);
+/* quant_vnni.c: the same kernels with vpdpbusd, the same results; needs
+ * AVX512F, AVX512BW, AVX512VL and AVX512VNNI besides what AVX2 needs. */
+ox__qdot_fn ox__qdot_vnni(ox_dtype dtype);
+ox__qdot4_fn ox__qdot4_vnni(ox_dtype dtype);
 #endif
 
 #if defined(__aarch64__)

@@ -37,6 +37,14 @@ static bool have_avx2(uint64_t features)
     return (features & avx2) == avx2;
 }
 
+static bool have_vnni(uint64_t features)
+{
+    const uint64_t vnni = OX_FEATURE_BIT(OX_FEATURE_AVX512F) | OX_FEATURE_BIT(OX_FEATURE_AVX512BW) |
+                          OX_FEATURE_BIT(OX_FEATURE_AVX512VL) |
+                          OX_FEATURE_BIT(OX_FEATURE_AVX512VNNI);
+    return have_avx2(features) && (features & vnni) == vnni;
+}
+
 #ifdef __aarch64__
 /* quant_neon.c: NULL for a dtype it lacks; dotprod needs OX_FEATURE_ARM_DOTPROD. */
 #define HAVE_NEON(features) ((features) & OX_FEATURE_BIT(OX_FEATURE_NEON))
@@ -46,9 +54,11 @@ static bool have_avx2(uint64_t features)
 static ox__qdot_fn choose_dot(ox_dtype dtype, uint64_t features)
 {
 #ifdef OX_QUANT_HAVE_X86
+    if (have_vnni(features) && ox__qdot_vnni(dtype)) return ox__qdot_vnni(dtype);
     if (have_avx2(features) && ox__qdot_avx2(dtype)) return ox__qdot_avx2(dtype);
 #else
     (void)have_avx2;
+    (void)have_vnni;
 #endif
 #ifdef __aarch64__
     if (HAVE_NEON(features) && ox__qdot_neon(dtype, HAVE_DOTPROD(features)))
@@ -62,8 +72,9 @@ static ox__qdot_fn choose_dot(ox_dtype dtype, uint64_t features)
 static ox__qdot4_fn choose_dot4(ox_dtype dtype, uint64_t features)
 {
 #ifdef OX_QUANT_HAVE_X86
-    if (have_avx2(features) && choose_dot(dtype, features) == ox__qdot_avx2(dtype))
-        return ox__qdot4_avx2(dtype);
+    ox__qdot_fn dot = choose_dot(dtype, features);
+    if (have_vnni(features) && dot == ox__qdot_vnni(dtype)) return ox__qdot4_vnni(dtype);
+    if (have_avx2(features) && dot == ox__qdot_avx2(dtype)) return ox__qdot4_avx2(dtype);
 #endif
     (void)dtype;
     (void)features;
@@ -73,9 +84,11 @@ static ox__qdot4_fn choose_dot4(ox_dtype dtype, uint64_t features)
 const char *ox__cpu_quant_kernels(uint64_t features)
 {
 #ifdef OX_QUANT_HAVE_X86
+    if (have_vnni(features)) return "avx512vnni";
     if (have_avx2(features)) return "avx2";
 #else
     (void)have_avx2;
+    (void)have_vnni;
 #endif
 #ifdef __aarch64__
     if (HAVE_NEON(features)) return HAVE_DOTPROD(features) ? "neon-dotprod" : "neon";

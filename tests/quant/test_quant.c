@@ -385,6 +385,21 @@ static void check_qcase(const qcase *c)
                MATMUL_BOUND);
     ASSERT_MSG(memcmp(one.out, two.out, bytes) == 0, "%s M %lld K %lld N %lld: 1 and 2 threads differ",
                ox_dtype_str(c->type), (long long)c->M, (long long)c->K, (long long)c->N);
+    /* a CPU with AVX-512 VNNI runs those kernels: the AVX2 ones, which the
+     * rest still run, must give the same bits */
+    uint64_t vnni = OX_FEATURE_BIT(OX_FEATURE_AVX512VNNI);
+    if (best & vnni) {
+        qresult avx2 = run_qcase(c, 2, best & ~vnni);
+        ASSERT_STR_EQ(ox__cpu_quant_kernels(best), "avx512vnni");
+        ASSERT_STR_EQ(ox__cpu_quant_kernels(best & ~vnni), "avx2");
+        ASSERT_MSG(memcmp(one.out, avx2.out, bytes) == 0, "%s M %lld K %lld N %lld: avx512vnni "
+                   "and avx2 kernels differ", ox_dtype_str(c->type), (long long)c->M,
+                   (long long)c->K, (long long)c->N);
+        free(avx2.out);
+    } else {
+        static int said;
+        if (!said++) printf("  this CPU has no AVX-512 VNNI: its kernels not run here\n");
+    }
     /* the scalar kernels: the same integer sums, float sums in another
      * order, so equal to float rounding (NMSE far below 1e-10) */
     qresult scalar = run_qcase(c, 2, 0);

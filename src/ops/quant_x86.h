@@ -1,0 +1,398 @@
+/* x86 dot products of quantized weight rows with 8-bit activation blocks
+ * (see quant.h), included by quant_avx2.c (compiled with -mavx2 -mfma
+ * -mf16c) and quant_vnni.c (with AVX-512 VL and VNNI too, OX_QUANT_VNNI),
+ * each called only when the CPU has what it was compiled for. Each
+ * 32-element block is unpacked to 32 bytes of codes and multiplied with the
+ * activation's bytes into 8 exact 32-bit sums of 4 products (AVX2:
+ * vpmaddubsw, unsigned x signed pairs into 16 bits, then vpmaddwd; VNNI:
+ * one vpdpbusd; signed codes go through the sign trick), then scaled in
+ * float. No sum saturates (codes are at most 127 in magnitude), so both
+ * give the same integers as the scalar kernels, and the same float steps:
+ * the VNNI kernels' results are the AVX2 kernels' bits. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "ops/quant.h"
+
+static inline float half(uint16_t h)
+{
+    return _cvtsh_ss(h);
+}
+
+static inline float hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline __m256i load32(const void *p)
+{
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+/* 16 bytes of nibbles as 32 codes: low nibbles first, then the high ones. */
+static inline __m256i nibbles(const uint8_t *qs)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)qs), m4 = _mm_set1_epi8(0xF);
+    __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+}
+
+/* Byte e is 0x10 where bit e of the little-endian 32 bits at qh is set. */
+static inline __m256i fifth_bits(const uint8_t *qh)
+{
+    uint32_t bits;
+    memcpy(&bits, qh, sizeof bits);
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2,
+                                            2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), spread);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+/* 8 sums of 4 products each: unsigned codes u, signed activations a. */
+static inline __m256i dot_u8(__m256i u, __m256i a)
+{
+#if OX_QUANT_VNNI
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, a);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, a), _mm256_set1_epi16(1));
+#endif
+}
+
+/* The same for signed codes w (in [-128, 127]). */
+static inline __m256i dot_i8(__m256i w, __m256i a)
+{
+    return dot_u8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
+}
+
+/* Q6_K's 32 signed codes q (in [-32, 31]) with activations a: 8 sums of 4
+ * products, those of elements 0-15 times scale s0, of 16-31 times s1. */
+static inline __m256i q6_scaled_dot(__m256i q, __m256i a, int8_t s0, int8_t s1)
+{
+#if OX_QUANT_VNNI
+    __m256i sc = _mm256_inserti128_si256(_mm256_set1_epi32(s0), _mm_set1_epi32(s1), 1);
+    return _mm256_mullo_epi32(dot_i8(q, a), sc);
+#else
+    __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q));
+    __m256i sc = _mm256_inserti128_si256(_mm256_set1_epi16(s0), _mm_set1_epi16(s1), 1);
+    return _mm256_madd_epi16(pairs, sc);
+#endif
+}
+
+/* dot_u8 with every sum times the small positive integer sc (a K-type
+ * sub-block's 6-bit scale), exact in 32 bits; vpmaddwd applies the scale
+ * as it adds the pairs, which beats vpdpbusd and a 32-bit multiply (codes
+ * of at most 31: no pair saturates). */
+static inline __m256i dot_u8_times(__m256i u, __m256i a, int sc)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, a), _mm256_set1_epi16((short)sc));
+}
+
+static inline __m256 scaled(__m256i s, float scale, __m256 acc)
+{
+    return _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(s), acc);
+}
+
+static float dot_q4_0(int64_t n, const void *w, const ox__block_q8a *a)
+{
+    const ox__block_q4_0 *b = w;
+    const __m256i eight = _mm256_set1_epi8(8);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t blocks = n / OX_QK, i = 0;
+    for (; i + 2 <= blocks; i += 2, b += 2, a += 2) { /* two chains hide the FMA latency */
+        __m256i q0 = _mm256_sub_epi8(nibbles(b[0].qs), eight);
+        __m256i q1 = _mm256_sub_epi8(nibbles(b[1].qs), eight);
+        acc0 = scaled(dot_i8(q0, load32(a[0].qs)), half(b[0].d) * a[0].d, acc0);
+        acc1 = scaled(dot_i8(q1, load32(a[1].qs)), half(b[1].d) * a[1].d, acc1);
+    }
+    if (i < blocks)
+        acc0 = scaled(dot_i8(_mm256_sub_epi8(nibbles(b->qs), eight), load32(a->qs)),
+                      half(b->d) * a->d, acc0);
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+static float dot_q4_1(int64_t n, const void *w, const ox__block_q8a *a)
+{
+    const ox__block_q4_1 *b = w;
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (int64_t i = 0; i < n / OX_QK; i++, b++, a++) {
+        acc = scaled(dot_u8(nibbles(b->qs), load32(a->qs)), half(b->d) * a->d, acc);
+        mins += half(b->m) * a->d * (float)a->sum;
+    }
+    return hsum(acc) + mins;
+}
+
+static float dot_q5_0(int64_t n, const void *w, const ox__block_q8a *a)
+{
+    const ox__block_q5_0 *b = w;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / OX_QK; i++, b++, a++) {
+        __m256i q = _mm256_or_si256(nibbles(b->qs), fifth_bits(b->qh));
+        q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+        acc = scaled(dot_i8(q, load32(a->qs)), half(b->d) * a->d, acc);
+    }
+    return hsum(acc);
+}
+
+static float dot_q5_1(int64_t n, const void *w, const ox__block_q8a *a)
+{
+    const ox__block_q5_1 *b = w;
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (int64_t i = 0; i < n / OX_QK; i++, b++, a++) {
+        __m256i q = _mm256_or_si256(nibbles(b->qs), fifth_bits(b->qh));
+        acc = scaled(dot_u8(q, load32(a->qs)), half(b->d) * a->d, acc);
+        mins += half(b->m) * a->d * (float)a->sum;
+    }
+    return hsum(acc) + mins;
+}
+
+static float dot_q8_0(int64_t n, const void *w, const ox__block_q8a *a)
+{
+    const ox__block_q8_0 *b = w;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t blocks = n / OX_QK, i = 0;
+    for (; i + 2 <= blocks; i += 2, b += 2, a += 2) {
+        acc0 = scaled(dot_i8(load32(b[0].qs), load32(a[0].qs)), half(b[0].d) * a[0].d, acc0);
+        acc1 = scaled(dot_i8(load32(b[1].qs), load32(a[1].qs)), half(b[1].d) * a[1].d, acc1);
+    }
+    if (i < blocks) acc0 = scaled(dot_i8(load32(b->qs), load32(a->qs)), half(b->d) * a->d, acc0);
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+/* Q4_K / Q5_K super-blocks (qh NULL for Q4_K); returns the sum of the
+ * mins' terms, adding the rest to *acc. The activations of a super-block
+ * share one scale (Q8_K), so its 8 sub-blocks' scaled sums add up in 32-bit
+ * integers (at most 8 x 63 x 4 x 31 x 127 a lane) and meet the float scales
+ * once, as llama.cpp's kernels do. */
+static inline float k_block(uint16_t dh, uint16_t dminh, const uint8_t *scales, const uint8_t *qs,
+                            const uint8_t *qh, const ox__block_q8a *a, __m256 *acc)
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
+    __m256i high = qh ? load32(qh) : _mm256_setzero_si256(), sum = _mm256_setzero_si256();
+    int32_t mins = 0;
+    for (int s = 0; s < 8; s++) {
+        int sc, m;
+        ox__k_scale_min(scales, s, &sc, &m);
+        mins += m * a[s].sum;
+        __m256i q = load32(qs + 32 * (s / 2));
+        q = _mm256_and_si256(s % 2 ? _mm256_srli_epi16(q, 4) : q, m4);
+        if (qh) {
+            __m256i h = _mm256_and_si256(_mm256_srl_epi16(high, _mm_cvtsi32_si128(s)), one);
+            q = _mm256_or_si256(q, _mm256_slli_epi16(h, 4));
+        }
+        sum = _mm256_add_epi32(sum, dot_u8_times(q, load32(a[s].qs), sc));
+    }
+    *acc = scaled(sum, half(dh) * a->d, *acc);
+    return half(dminh) * a->d * (float)mins;
+}
+
+static float dot_q4_k(int64_t n, const void *w, const ox__block_q8a *a)
+{
+    const ox__block_q4_k *b = w;
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (int64_t i = 0; i < n / OX_QK_K; i++, b++, a += 8)
+        mins += k_block(b->d, b->dmin, b->scales, b->qs, NULL, a, &acc);
+    return hsum(acc) - mins;
+}
+
+static float dot_q5_k(int64_t n, const void *w, const ox__block_q8a *a)
+{
+    const ox__block_q5_k *b = w;
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (int64_t i = 0; i < n / OX_QK_K; i++, b++, a += 8)
+        mins += k_block(b->d, b->dmin, b->scales, b->qs, b->qh, a, &acc);
+    return hsum(acc) - mins;
+}
+
+/* Q6_K: as the K types above, a super-block's 16 scaled sums add up in
+ * 32-bit integers (at most 8 x 4 x 32 x 127 x 128 a lane). */
+static inline __m256i q6_codes(const ox__block_q6_k *b, int s)
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
+    int p = s / 4, t = s % 4;
+    __m256i lo = load32(b->ql + 64 * p + 32 * (t & 1));
+    lo = _mm256_and_si256(t < 2 ? lo : _mm256_srli_epi16(lo, 4), m4);
+    __m256i hi = _mm256_srl_epi16(load32(b->qh + 32 * p), _mm_cvtsi32_si128(2 * t));
+    hi = _mm256_slli_epi16(_mm256_and_si256(hi, m2), 4);
+    return _mm256_sub_epi8(_mm256_or_si256(lo, hi), _mm256_set1_epi8(32));
+}
+
+static float dot_q6_k(int64_t n, const void *w, const ox__block_q8a *a)
+{
+    const ox__block_q6_k *b = w;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / OX_QK_K; i++, b++, a += 8) {
+        __m256i sum = _mm256_setzero_si256();
+        for (int s = 0; s < 8; s++) /* elements 0-15 have scale 2s, 16-31 scale 2s + 1 */
+            sum = _mm256_add_epi32(sum, q6_scaled_dot(q6_codes(b, s), load32(a[s].qs),
+                                                      b->scales[2 * s], b->scales[2 * s + 1]));
+        acc = scaled(sum, half(b->d) * a->d, acc);
+    }
+    return hsum(acc);
+}
+
+/* Four activation rows against one weight row (rows r at a + r * stride):
+ * the weight block is decoded once for the four. Each row's sums and
+ * float accumulation follow the one-row kernel above step by step, so the
+ * results are the same bits whatever the batch. */
+static void dot4_q5_0(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride,
+                      float out[4])
+{
+    const ox__block_q5_0 *b = w;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    for (int64_t i = 0; i < n / OX_QK; i++, b++) {
+        __m256i q = _mm256_or_si256(nibbles(b->qs), fifth_bits(b->qh));
+        q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+        __m256i u = _mm256_sign_epi8(q, q);
+        float d = half(b->d);
+        for (int r = 0; r < 4; r++) {
+            const ox__block_q8a *ar = a + r * stride + i;
+            __m256i sum = dot_u8(u, _mm256_sign_epi8(load32(ar->qs), q));
+            acc[r] = scaled(sum, d * ar->d, acc[r]);
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] = hsum(acc[r]);
+}
+
+static void dot4_q8_0(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride,
+                      float out[4])
+{
+    const ox__block_q8_0 *b = w;
+    __m256 acc0[4], acc1[4];
+    for (int r = 0; r < 4; r++) acc0[r] = acc1[r] = _mm256_setzero_ps();
+    int64_t blocks = n / OX_QK, i = 0;
+    for (; i + 2 <= blocks; i += 2) {
+        __m256i q0 = load32(b[i].qs), q1 = load32(b[i + 1].qs);
+        __m256i u0 = _mm256_sign_epi8(q0, q0), u1 = _mm256_sign_epi8(q1, q1);
+        float d0 = half(b[i].d), d1 = half(b[i + 1].d);
+        for (int r = 0; r < 4; r++) {
+            const ox__block_q8a *ar = a + r * stride + i;
+            acc0[r] = scaled(dot_u8(u0, _mm256_sign_epi8(load32(ar[0].qs), q0)), d0 * ar[0].d,
+                             acc0[r]);
+            acc1[r] = scaled(dot_u8(u1, _mm256_sign_epi8(load32(ar[1].qs), q1)), d1 * ar[1].d,
+                             acc1[r]);
+        }
+    }
+    if (i < blocks) {
+        __m256i q = load32(b[i].qs), u = _mm256_sign_epi8(q, q);
+        float d = half(b[i].d);
+        for (int r = 0; r < 4; r++) {
+            const ox__block_q8a *ar = a + r * stride + i;
+            acc0[r] = scaled(dot_u8(u, _mm256_sign_epi8(load32(ar->qs), q)), d * ar->d, acc0[r]);
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] = hsum(_mm256_add_ps(acc0[r], acc1[r]));
+}
+
+/* Q4_K / Q5_K (qh NULL for Q4_K), four rows; k_block's steps per row. */
+static void dot4_k(int64_t n, const void *w, size_t block_bytes, bool five,
+                   const ox__block_q8a *a, int64_t stride, float out[4])
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
+    __m256 acc[4];
+    float mins[4] = {0, 0, 0, 0};
+    for (int r = 0; r < 4; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / OX_QK_K; i++) {
+        const unsigned char *blk = (const unsigned char *)w + (size_t)i * block_bytes;
+        const ox__block_q4_k *b4 = (const ox__block_q4_k *)blk;
+        const ox__block_q5_k *b5 = (const ox__block_q5_k *)blk;
+        const uint8_t *scales = five ? b5->scales : b4->scales, *qs = five ? b5->qs : b4->qs;
+        __m256i high = five ? load32(b5->qh) : _mm256_setzero_si256(), sum[4];
+        int32_t block_mins[4] = {0, 0, 0, 0};
+        for (int r = 0; r < 4; r++) sum[r] = _mm256_setzero_si256();
+        for (int sb = 0; sb < 8; sb++) {
+            int sc, m;
+            ox__k_scale_min(scales, sb, &sc, &m);
+            __m256i q = load32(qs + 32 * (sb / 2));
+            q = _mm256_and_si256(sb % 2 ? _mm256_srli_epi16(q, 4) : q, m4);
+            if (five) {
+                __m256i h = _mm256_and_si256(_mm256_srl_epi16(high, _mm_cvtsi32_si128(sb)), one);
+                q = _mm256_or_si256(q, _mm256_slli_epi16(h, 4));
+            }
+            for (int r = 0; r < 4; r++) {
+                const ox__block_q8a *ar = a + r * stride + i * 8 + sb;
+                block_mins[r] += m * ar->sum;
+                sum[r] = _mm256_add_epi32(sum[r], dot_u8_times(q, load32(ar->qs), sc));
+            }
+        }
+        float d = half(five ? b5->d : b4->d), dmin = half(five ? b5->dmin : b4->dmin);
+        for (int r = 0; r < 4; r++) {
+            const ox__block_q8a *ar = a + r * stride + i * 8;
+            acc[r] = scaled(sum[r], d * ar->d, acc[r]);
+            mins[r] += dmin * ar->d * (float)block_mins[r];
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] = hsum(acc[r]) - mins[r];
+}
+
+static void dot4_q4_k(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride,
+                      float out[4])
+{
+    dot4_k(n, w, sizeof(ox__block_q4_k), false, a, stride, out);
+}
+
+static void dot4_q5_k(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride,
+                      float out[4])
+{
+    dot4_k(n, w, sizeof(ox__block_q5_k), true, a, stride, out);
+}
+
+static void dot4_q6_k(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride,
+                      float out[4])
+{
+    const ox__block_q6_k *b = w;
+    __m256 acc[4];
+    for (int r = 0; r < 4; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / OX_QK_K; i++, b++) {
+        __m256i sum[4];
+        for (int r = 0; r < 4; r++) sum[r] = _mm256_setzero_si256();
+        for (int sb = 0; sb < 8; sb++) {
+            __m256i q = q6_codes(b, sb);
+            for (int r = 0; r < 4; r++) {
+                const ox__block_q8a *ar = a + r * stride + i * 8 + sb;
+                sum[r] = _mm256_add_epi32(sum[r], q6_scaled_dot(q, load32(ar->qs),
+                                                                b->scales[2 * sb],
+                                                                b->scales[2 * sb + 1]));
+            }
+        }
+        float d = half(b->d);
+        for (int r = 0; r < 4; r++) acc[r] = scaled(sum[r], d * a[r * stride + i * 8].d, acc[r]);
+    }
+    for (int r = 0; r < 4; r++) out[r] = hsum(acc[r]);
+}
+
+ox__qdot4_fn OX_QUANT_X86(qdot4)(ox_dtype dtype)
+{
+    switch (dtype) {
+    case OX_DTYPE_Q5_0: return dot4_q5_0;
+    case OX_DTYPE_Q8_0: return dot4_q8_0;
+    case OX_DTYPE_Q4_K: return dot4_q4_k;
+    case OX_DTYPE_Q5_K: return dot4_q5_k;
+    case OX_DTYPE_Q6_K: return dot4_q6_k;
+    default: return NULL;
+    }
+}
+
+ox__qdot_fn OX_QUANT_X86(qdot)(ox_dtype dtype)
+{
+    switch (dtype) {
+    case OX_DTYPE_Q4_0: return dot_q4_0;
+    case OX_DTYPE_Q4_1: return dot_q4_1;
+    case OX_DTYPE_Q5_0: return dot_q5_0;
+    case OX_DTYPE_Q5_1: return dot_q5_1;
+    case OX_DTYPE_Q8_0: return dot_q8_0;
+    case OX_DTYPE_Q4_K: return dot_q4_k;
+    case OX_DTYPE_Q5_K: return dot_q5_k;
+    case OX_DTYPE_Q6_K: return dot_q6_k;
+    default: return NULL;
+    }
+}
