@@ -137,6 +137,11 @@ typedef float (*ox__qdot_fn)(int64_t n, const void *w, const ox__block_q8a *a);
  * row: out[r] is exactly what ox__qdot_fn gives for row r. */
 typedef void (*ox__qdot4_fn)(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride,
                              float out[4]);
+/* Two weight rows (w and w + wstride bytes) by four activation rows:
+ * out[r] = row 0 . a_r, out[4 + r] = row 1 . a_r, each the one-row
+ * kernel's bits. */
+typedef void (*ox__qdot8_fn)(int64_t n, const void *w, size_t wstride, const ox__block_q8a *a,
+                             int64_t stride, float out[8]);
 
 /* Scalar kernels (quant.c), the reference for the SIMD ones. */
 ox__qdot_fn ox__qdot_scalar(ox_dtype dtype);
@@ -147,10 +152,12 @@ ox__qdot_fn ox__qdot_scalar(ox_dtype dtype);
 ox__qdot_fn ox__qdot_avx2(ox_dtype dtype);
 /* Four-row variants for batches (prompts), NULL for a dtype without one. */
 ox__qdot4_fn ox__qdot4_avx2(ox_dtype dtype);
+ox__qdot8_fn ox__qdot8_avx2(ox_dtype dtype);
 /* quant_vnni.c: the same kernels with vpdpbusd, the same results; needs
  * AVX512F, AVX512BW, AVX512VL and AVX512VNNI besides what AVX2 needs. */
 ox__qdot_fn ox__qdot_vnni(ox_dtype dtype);
 ox__qdot4_fn ox__qdot4_vnni(ox_dtype dtype);
+ox__qdot8_fn ox__qdot8_vnni(ox_dtype dtype);
 #endif
 
 #if defined(__aarch64__)

@@ -81,6 +81,19 @@ static ox__qdot4_fn choose_dot4(ox_dtype dtype, uint64_t features)
     return NULL;
 }
 
+/* The two-weight-row kernel goes with the four-row kernel of its set. */
+static ox__qdot8_fn choose_dot8(ox_dtype dtype, uint64_t features)
+{
+#ifdef OX_QUANT_HAVE_X86
+    ox__qdot4_fn dot4 = choose_dot4(dtype, features);
+    if (dot4 && have_vnni(features) && dot4 == ox__qdot4_vnni(dtype)) return ox__qdot8_vnni(dtype);
+    if (dot4 && have_avx2(features) && dot4 == ox__qdot4_avx2(dtype)) return ox__qdot8_avx2(dtype);
+#endif
+    (void)dtype;
+    (void)features;
+    return NULL;
+}
+
 const char *ox__cpu_quant_kernels(uint64_t features)
 {
 #ifdef OX_QUANT_HAVE_X86
@@ -100,6 +113,7 @@ const char *ox__cpu_quant_kernels(uint64_t features)
 typedef struct qmm_job {
     ox__qdot_fn dot;
     ox__qdot4_fn dot4; /* or NULL */
+    ox__qdot8_fn dot8; /* or NULL; only with dot4 */
     const ox__view *dst, *b;
     const ox__block_q8a *act; /* rows (m, j2, j3) of a at ((j3 * A2 + j2) * M + m) * blocks */
     int64_t M, N, K, a_ne2, a_ne3, blocks;
@@ -118,7 +132,26 @@ static void qmm_task(void *arg, size_t task, int thread)
     const ox__block_q8a *act =
         job->act + ((i3 % job->a_ne3) * job->a_ne2 + i2 % job->a_ne2) * job->M * job->blocks;
     char *d = dst->data + i2 * dst->nb[2] + i3 * dst->nb[3];
-    for (int64_t n = n0; n < n1; n++) {
+    int64_t n = n0;
+    /* two weight rows at a time: each activation block loaded once for both */
+    for (; job->dot8 && job->M >= 4 && n + 2 <= n1; n += 2) {
+        const char *row = w + n * b->nb[1];
+        int64_t m = 0;
+        for (; m + 4 <= job->M; m += 4) {
+            float y[8];
+            job->dot8(job->K, row, (size_t)b->nb[1], act + m * job->blocks, job->blocks, y);
+            for (int k = 0; k < 2; k++)
+                for (int r = 0; r < 4; r++)
+                    memcpy(d + (n + k) * dst->nb[0] + (m + r) * dst->nb[1], &y[4 * k + r],
+                           sizeof y[0]);
+        }
+        for (; m < job->M; m++)
+            for (int k = 0; k < 2; k++) {
+                float y = job->dot(job->K, row + k * b->nb[1], act + m * job->blocks);
+                memcpy(d + (n + k) * dst->nb[0] + m * dst->nb[1], &y, sizeof y);
+            }
+    }
+    for (; n < n1; n++) {
         const char *row = w + n * b->nb[1];
         int64_t m = 0;
         for (; job->dot4 && m + 4 <= job->M; m += 4) { /* decode the row once for four */
@@ -143,6 +176,7 @@ ox_status ox__cpu_matmul_quant(const ox__cpu_exec *x, const ox__view *dst, const
     int64_t n_batch = dst->ne[2] * dst->ne[3], rows = M * a->ne[2] * a->ne[3];
     int threads = x->pool ? ox__pool_size(x->pool) : 1;
     qmm_job job = {.dot = choose_dot(b->dtype, x->features), .dot4 = choose_dot4(b->dtype, x->features),
+                   .dot8 = choose_dot8(b->dtype, x->features),
                    .dst = dst, .b = b, .M = M, .N = N,
                    .K = K, .a_ne2 = a->ne[2], .a_ne3 = a->ne[3], .blocks = K / OX_QK};
     ox__block_q8a *act = malloc((size_t)(rows * job.blocks) * sizeof *act);

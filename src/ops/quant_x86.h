@@ -370,6 +370,149 @@ static void dot4_q6_k(int64_t n, const void *w, const ox__block_q8a *a, int64_t 
     for (int r = 0; r < 4; r++) out[r] = hsum(acc[r]);
 }
 
+/* Two weight rows (w, and w + wstride bytes) against four activation
+ * rows: each activation block is loaded once for both weight rows and each
+ * weight block decoded once for the four activation rows. Per (weight row,
+ * activation row) pair the steps are the one-row kernel's, so the results
+ * are its bits. out[r] for the first weight row, out[4 + r] the second. */
+static void dot8_q5_0(int64_t n, const void *w, size_t wstride, const ox__block_q8a *a,
+                      int64_t stride, float out[8])
+{
+    const ox__block_q5_0 *b[2] = {w, (const ox__block_q5_0 *)((const char *)w + wstride)};
+    __m256 acc[8];
+    for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / OX_QK; i++) {
+        __m256i q[2], u[2];
+        float d[2];
+        for (int k = 0; k < 2; k++) {
+            q[k] = _mm256_or_si256(nibbles(b[k][i].qs), fifth_bits(b[k][i].qh));
+            q[k] = _mm256_sub_epi8(q[k], _mm256_set1_epi8(16));
+            u[k] = _mm256_sign_epi8(q[k], q[k]);
+            d[k] = half(b[k][i].d);
+        }
+        for (int r = 0; r < 4; r++) {
+            const ox__block_q8a *ar = a + r * stride + i;
+            __m256i av = load32(ar->qs);
+            for (int k = 0; k < 2; k++)
+                acc[4 * k + r] = scaled(dot_u8(u[k], _mm256_sign_epi8(av, q[k])), d[k] * ar->d,
+                                        acc[4 * k + r]);
+        }
+    }
+    for (int j = 0; j < 8; j++) out[j] = hsum(acc[j]);
+}
+
+/* Q4_K / Q5_K, two weight rows by four activation rows; dot4_k's steps. */
+static void dot8_k(int64_t n, const void *w, size_t wstride, size_t block_bytes, bool five,
+                   const ox__block_q8a *a, int64_t stride, float out[8])
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
+    __m256 acc[8];
+    float mins[8];
+    for (int j = 0; j < 8; j++) {
+        acc[j] = _mm256_setzero_ps();
+        mins[j] = 0;
+    }
+    for (int64_t i = 0; i < n / OX_QK_K; i++) {
+        const uint8_t *scales[2], *qs[2];
+        __m256i high[2], sum[8];
+        float d[2], dmin[2];
+        int32_t block_mins[8];
+        for (int k = 0; k < 2; k++) {
+            const unsigned char *blk = (const unsigned char *)w + k * wstride + (size_t)i * block_bytes;
+            const ox__block_q4_k *b4 = (const ox__block_q4_k *)blk;
+            const ox__block_q5_k *b5 = (const ox__block_q5_k *)blk;
+            scales[k] = five ? b5->scales : b4->scales;
+            qs[k] = five ? b5->qs : b4->qs;
+            high[k] = five ? load32(b5->qh) : _mm256_setzero_si256();
+            d[k] = half(five ? b5->d : b4->d);
+            dmin[k] = half(five ? b5->dmin : b4->dmin);
+        }
+        for (int j = 0; j < 8; j++) {
+            sum[j] = _mm256_setzero_si256();
+            block_mins[j] = 0;
+        }
+        for (int sb = 0; sb < 8; sb++) {
+            __m256i q[2];
+            int sc[2], m[2];
+            for (int k = 0; k < 2; k++) {
+                ox__k_scale_min(scales[k], sb, &sc[k], &m[k]);
+                q[k] = load32(qs[k] + 32 * (sb / 2));
+                q[k] = _mm256_and_si256(sb % 2 ? _mm256_srli_epi16(q[k], 4) : q[k], m4);
+                if (five) {
+                    __m256i h = _mm256_srl_epi16(high[k], _mm_cvtsi32_si128(sb));
+                    q[k] = _mm256_or_si256(q[k], _mm256_slli_epi16(_mm256_and_si256(h, one), 4));
+                }
+            }
+            for (int r = 0; r < 4; r++) {
+                const ox__block_q8a *ar = a + r * stride + i * 8 + sb;
+                __m256i av = load32(ar->qs);
+                for (int k = 0; k < 2; k++) {
+                    block_mins[4 * k + r] += m[k] * ar->sum;
+                    sum[4 * k + r] = _mm256_add_epi32(sum[4 * k + r], dot_u8_times(q[k], av, sc[k]));
+                }
+            }
+        }
+        for (int k = 0; k < 2; k++)
+            for (int r = 0; r < 4; r++) {
+                const ox__block_q8a *ar = a + r * stride + i * 8;
+                acc[4 * k + r] = scaled(sum[4 * k + r], d[k] * ar->d, acc[4 * k + r]);
+                mins[4 * k + r] += dmin[k] * ar->d * (float)block_mins[4 * k + r];
+            }
+    }
+    for (int j = 0; j < 8; j++) out[j] = hsum(acc[j]) - mins[j];
+}
+
+static void dot8_q4_k(int64_t n, const void *w, size_t wstride, const ox__block_q8a *a,
+                      int64_t stride, float out[8])
+{
+    dot8_k(n, w, wstride, sizeof(ox__block_q4_k), false, a, stride, out);
+}
+
+static void dot8_q5_k(int64_t n, const void *w, size_t wstride, const ox__block_q8a *a,
+                      int64_t stride, float out[8])
+{
+    dot8_k(n, w, wstride, sizeof(ox__block_q5_k), true, a, stride, out);
+}
+
+static void dot8_q6_k(int64_t n, const void *w, size_t wstride, const ox__block_q8a *a,
+                      int64_t stride, float out[8])
+{
+    const ox__block_q6_k *b[2] = {w, (const ox__block_q6_k *)((const char *)w + wstride)};
+    __m256 acc[8];
+    for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / OX_QK_K; i++) {
+        __m256i sum[8];
+        for (int j = 0; j < 8; j++) sum[j] = _mm256_setzero_si256();
+        for (int sb = 0; sb < 8; sb++) {
+            __m256i q[2] = {q6_codes(&b[0][i], sb), q6_codes(&b[1][i], sb)};
+            for (int r = 0; r < 4; r++) {
+                __m256i av = load32(a[r * stride + i * 8 + sb].qs);
+                for (int k = 0; k < 2; k++)
+                    sum[4 * k + r] = _mm256_add_epi32(
+                        sum[4 * k + r], q6_scaled_dot(q[k], av, b[k][i].scales[2 * sb],
+                                                      b[k][i].scales[2 * sb + 1]));
+            }
+        }
+        for (int k = 0; k < 2; k++) {
+            float d = half(b[k][i].d);
+            for (int r = 0; r < 4; r++)
+                acc[4 * k + r] = scaled(sum[4 * k + r], d * a[r * stride + i * 8].d, acc[4 * k + r]);
+        }
+    }
+    for (int j = 0; j < 8; j++) out[j] = hsum(acc[j]);
+}
+
+ox__qdot8_fn OX_QUANT_X86(qdot8)(ox_dtype dtype)
+{
+    switch (dtype) {
+    case OX_DTYPE_Q5_0: return dot8_q5_0;
+    case OX_DTYPE_Q4_K: return dot8_q4_k;
+    case OX_DTYPE_Q5_K: return dot8_q5_k;
+    case OX_DTYPE_Q6_K: return dot8_q6_k;
+    default: return NULL;
+    }
+}
+
 ox__qdot4_fn OX_QUANT_X86(qdot4)(ox_dtype dtype)
 {
     switch (dtype) {
