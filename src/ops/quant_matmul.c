@@ -132,39 +132,34 @@ static void qmm_task(void *arg, size_t task, int thread)
     const ox__block_q8a *act =
         job->act + ((i3 % job->a_ne3) * job->a_ne2 + i2 % job->a_ne2) * job->M * job->blocks;
     char *d = dst->data + i2 * dst->nb[2] + i3 * dst->nb[3];
-    int64_t n = n0;
-    /* two weight rows at a time: each activation block loaded once for both */
-    for (; job->dot8 && job->M >= 4 && n + 2 <= n1; n += 2) {
-        const char *row = w + n * b->nb[1];
-        int64_t m = 0;
-        for (; m + 4 <= job->M; m += 4) {
+    /* Groups of four tokens outside, weight rows inside: the group's
+     * activation blocks stay in the core's first-level cache while the
+     * chunk's weight rows (a few hundred KB at most) stream past them. Every
+     * output comes from dot8, dot4 or dot, which give the same bits. */
+    int64_t m4 = job->dot4 ? job->M / 4 * 4 : 0;
+    for (int64_t m = 0; m < m4; m += 4) {
+        int64_t n = n0;
+        for (; job->dot8 && n + 2 <= n1; n += 2) {
             float y[8];
-            job->dot8(job->K, row, (size_t)b->nb[1], act + m * job->blocks, job->blocks, y);
+            job->dot8(job->K, w + n * b->nb[1], (size_t)b->nb[1], act + m * job->blocks,
+                      job->blocks, y);
             for (int k = 0; k < 2; k++)
                 for (int r = 0; r < 4; r++)
                     memcpy(d + (n + k) * dst->nb[0] + (m + r) * dst->nb[1], &y[4 * k + r],
                            sizeof y[0]);
         }
-        for (; m < job->M; m++)
-            for (int k = 0; k < 2; k++) {
-                float y = job->dot(job->K, row + k * b->nb[1], act + m * job->blocks);
-                memcpy(d + (n + k) * dst->nb[0] + m * dst->nb[1], &y, sizeof y);
-            }
-    }
-    for (; n < n1; n++) {
-        const char *row = w + n * b->nb[1];
-        int64_t m = 0;
-        for (; job->dot4 && m + 4 <= job->M; m += 4) { /* decode the row once for four */
+        for (; n < n1; n++) {
             float y[4];
-            job->dot4(job->K, row, act + m * job->blocks, job->blocks, y);
+            job->dot4(job->K, w + n * b->nb[1], act + m * job->blocks, job->blocks, y);
             for (int r = 0; r < 4; r++)
                 memcpy(d + n * dst->nb[0] + (m + r) * dst->nb[1], &y[r], sizeof y[r]);
         }
-        for (; m < job->M; m++) {
-            float y = job->dot(job->K, row, act + m * job->blocks);
+    }
+    for (int64_t n = n0; n < n1; n++)
+        for (int64_t m = m4; m < job->M; m++) {
+            float y = job->dot(job->K, w + n * b->nb[1], act + m * job->blocks);
             memcpy(d + n * dst->nb[0] + m * dst->nb[1], &y, sizeof y);
         }
-    }
 }
 
 ox_status ox__cpu_matmul_quant(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a,
