@@ -97,60 +97,103 @@ static inline __m256 scaled(__m256i s, float scale, __m256 acc)
     return _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(s), acc);
 }
 
-static float dot_q4_0(int64_t n, const void *w, const ox__block_q8a *a)
+/* The 32-element types with 4- and 5-bit codes, one source for the one-,
+ * four- and eight-output kernels: block i of weight row w decoded to 32
+ * codes (signed for Q4_0 / Q5_0, unsigned with a min for Q4_1 / Q5_1), then
+ * per (weight row, token): the 8 integer sums, scaled into one float
+ * accumulator, and for the types with a min, m d_a sum_a into a float sum.
+ * Every kernel takes these steps in this order for every pair, so the
+ * results do not depend on how many pairs a call computes. */
+typedef struct q32_block {
+    __m256i q, u; /* codes; u = |q| for the signed types */
+    float d, m;   /* scale; min (0 for the signed types) */
+} q32_block;
+
+static inline __attribute__((always_inline)) q32_block q32_decode(ox_dtype type, const void *w, int64_t i)
 {
-    const ox__block_q4_0 *b = w;
-    const __m256i eight = _mm256_set1_epi8(8);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t blocks = n / OX_QK, i = 0;
-    for (; i + 2 <= blocks; i += 2, b += 2, a += 2) { /* two chains hide the FMA latency */
-        __m256i q0 = _mm256_sub_epi8(nibbles(b[0].qs), eight);
-        __m256i q1 = _mm256_sub_epi8(nibbles(b[1].qs), eight);
-        acc0 = scaled(dot_i8(q0, load32(a[0].qs)), half(b[0].d) * a[0].d, acc0);
-        acc1 = scaled(dot_i8(q1, load32(a[1].qs)), half(b[1].d) * a[1].d, acc1);
+    q32_block k = {.m = 0};
+    if (type == OX_DTYPE_Q4_0) {
+        const ox__block_q4_0 *b = (const ox__block_q4_0 *)w + i;
+        k.q = _mm256_sub_epi8(nibbles(b->qs), _mm256_set1_epi8(8));
+        k.d = half(b->d);
+    } else if (type == OX_DTYPE_Q5_0) {
+        const ox__block_q5_0 *b = (const ox__block_q5_0 *)w + i;
+        k.q = _mm256_sub_epi8(_mm256_or_si256(nibbles(b->qs), fifth_bits(b->qh)),
+                              _mm256_set1_epi8(16));
+        k.d = half(b->d);
+    } else if (type == OX_DTYPE_Q4_1) {
+        const ox__block_q4_1 *b = (const ox__block_q4_1 *)w + i;
+        k.q = nibbles(b->qs);
+        k.d = half(b->d);
+        k.m = half(b->m);
+    } else {
+        const ox__block_q5_1 *b = (const ox__block_q5_1 *)w + i;
+        k.q = _mm256_or_si256(nibbles(b->qs), fifth_bits(b->qh));
+        k.d = half(b->d);
+        k.m = half(b->m);
     }
-    if (i < blocks)
-        acc0 = scaled(dot_i8(_mm256_sub_epi8(nibbles(b->qs), eight), load32(a->qs)),
-                      half(b->d) * a->d, acc0);
-    return hsum(_mm256_add_ps(acc0, acc1));
+    k.u = type == OX_DTYPE_Q4_0 || type == OX_DTYPE_Q5_0 ? _mm256_sign_epi8(k.q, k.q) : k.q;
+    return k;
 }
 
-static float dot_q4_1(int64_t n, const void *w, const ox__block_q8a *a)
+static inline __attribute__((always_inline)) void q32_step(ox_dtype type, const q32_block *k, const ox__block_q8a *a,
+                            __m256 *acc, float *mins)
 {
-    const ox__block_q4_1 *b = w;
-    __m256 acc = _mm256_setzero_ps();
-    float mins = 0;
-    for (int64_t i = 0; i < n / OX_QK; i++, b++, a++) {
-        acc = scaled(dot_u8(nibbles(b->qs), load32(a->qs)), half(b->d) * a->d, acc);
-        mins += half(b->m) * a->d * (float)a->sum;
-    }
-    return hsum(acc) + mins;
+    __m256i av = load32(a->qs);
+    bool sign = type == OX_DTYPE_Q4_0 || type == OX_DTYPE_Q5_0;
+    *acc = scaled(dot_u8(k->u, sign ? _mm256_sign_epi8(av, k->q) : av), k->d * a->d, *acc);
+    if (!sign) *mins += k->m * a->d * (float)a->sum;
 }
 
-static float dot_q5_0(int64_t n, const void *w, const ox__block_q8a *a)
+/* W weight rows (w, w + wstride bytes) by R tokens (a + r * stride):
+ * out[R * j + r]. W and R are constants where it is inlined. */
+static inline __attribute__((always_inline)) void q32_tile(ox_dtype type, int W, int R, int64_t n, const void *w, size_t wstride,
+                            const ox__block_q8a *a, int64_t stride, float *out)
 {
-    const ox__block_q5_0 *b = w;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / OX_QK; i++, b++, a++) {
-        __m256i q = _mm256_or_si256(nibbles(b->qs), fifth_bits(b->qh));
-        q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
-        acc = scaled(dot_i8(q, load32(a->qs)), half(b->d) * a->d, acc);
+    /* even and odd blocks in two accumulators: two FMA chains, so that one
+     * row alone is not bound by the FMA's latency */
+    __m256 acc[2][8];
+    float mins[8];
+    for (int j = 0; j < W * R; j++) {
+        acc[0][j] = acc[1][j] = _mm256_setzero_ps();
+        mins[j] = 0;
     }
-    return hsum(acc);
+    int64_t blocks = n / OX_QK;
+    for (int64_t i = 0; i < blocks; i += 2)
+        for (int c = 0; c < 2 && i + c < blocks; c++) { /* constant c: registers */
+            q32_block k[2];
+            for (int j = 0; j < W; j++)
+                k[j] = q32_decode(type, (const char *)w + j * wstride, i + c);
+            for (int r = 0; r < R; r++)
+                for (int j = 0; j < W; j++)
+                    q32_step(type, &k[j], a + r * stride + i + c, &acc[c][R * j + r],
+                             &mins[R * j + r]);
+        }
+    for (int j = 0; j < W * R; j++) out[j] = hsum(_mm256_add_ps(acc[0][j], acc[1][j])) + mins[j];
 }
 
-static float dot_q5_1(int64_t n, const void *w, const ox__block_q8a *a)
-{
-    const ox__block_q5_1 *b = w;
-    __m256 acc = _mm256_setzero_ps();
-    float mins = 0;
-    for (int64_t i = 0; i < n / OX_QK; i++, b++, a++) {
-        __m256i q = _mm256_or_si256(nibbles(b->qs), fifth_bits(b->qh));
-        acc = scaled(dot_u8(q, load32(a->qs)), half(b->d) * a->d, acc);
-        mins += half(b->m) * a->d * (float)a->sum;
+#define Q32_KERNELS(name, type)                                                                \
+    static float dot_##name(int64_t n, const void *w, const ox__block_q8a *a)                 \
+    {                                                                                          \
+        float out;                                                                             \
+        q32_tile(type, 1, 1, n, w, 0, a, 0, &out);                                            \
+        return out;                                                                            \
+    }                                                                                          \
+    static void dot4_##name(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride, \
+                            float out[4])                                                      \
+    {                                                                                          \
+        q32_tile(type, 1, 4, n, w, 0, a, stride, out);                                        \
+    }                                                                                          \
+    static void dot8_##name(int64_t n, const void *w, size_t wstride, const ox__block_q8a *a, \
+                            int64_t stride, float out[8])                                      \
+    {                                                                                          \
+        q32_tile(type, 2, 4, n, w, wstride, a, stride, out);                                  \
     }
-    return hsum(acc) + mins;
-}
+
+Q32_KERNELS(q4_0, OX_DTYPE_Q4_0)
+Q32_KERNELS(q4_1, OX_DTYPE_Q4_1)
+Q32_KERNELS(q5_0, OX_DTYPE_Q5_0)
+Q32_KERNELS(q5_1, OX_DTYPE_Q5_1)
 
 static float dot_q8_0(int64_t n, const void *w, const ox__block_q8a *a)
 {
@@ -243,26 +286,6 @@ static float dot_q6_k(int64_t n, const void *w, const ox__block_q8a *a)
  * the weight block is decoded once for the four. Each row's sums and
  * float accumulation follow the one-row kernel above step by step, so the
  * results are the same bits whatever the batch. */
-static void dot4_q5_0(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride,
-                      float out[4])
-{
-    const ox__block_q5_0 *b = w;
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                     _mm256_setzero_ps()};
-    for (int64_t i = 0; i < n / OX_QK; i++, b++) {
-        __m256i q = _mm256_or_si256(nibbles(b->qs), fifth_bits(b->qh));
-        q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
-        __m256i u = _mm256_sign_epi8(q, q);
-        float d = half(b->d);
-        for (int r = 0; r < 4; r++) {
-            const ox__block_q8a *ar = a + r * stride + i;
-            __m256i sum = dot_u8(u, _mm256_sign_epi8(load32(ar->qs), q));
-            acc[r] = scaled(sum, d * ar->d, acc[r]);
-        }
-    }
-    for (int r = 0; r < 4; r++) out[r] = hsum(acc[r]);
-}
-
 static void dot4_q8_0(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride,
                       float out[4])
 {
@@ -375,31 +398,6 @@ static void dot4_q6_k(int64_t n, const void *w, const ox__block_q8a *a, int64_t 
  * weight block decoded once for the four activation rows. Per (weight row,
  * activation row) pair the steps are the one-row kernel's, so the results
  * are its bits. out[r] for the first weight row, out[4 + r] the second. */
-static void dot8_q5_0(int64_t n, const void *w, size_t wstride, const ox__block_q8a *a,
-                      int64_t stride, float out[8])
-{
-    const ox__block_q5_0 *b[2] = {w, (const ox__block_q5_0 *)((const char *)w + wstride)};
-    __m256 acc[8];
-    for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / OX_QK; i++) {
-        __m256i q[2], u[2];
-        float d[2];
-        for (int k = 0; k < 2; k++) {
-            q[k] = _mm256_or_si256(nibbles(b[k][i].qs), fifth_bits(b[k][i].qh));
-            q[k] = _mm256_sub_epi8(q[k], _mm256_set1_epi8(16));
-            u[k] = _mm256_sign_epi8(q[k], q[k]);
-            d[k] = half(b[k][i].d);
-        }
-        for (int r = 0; r < 4; r++) {
-            const ox__block_q8a *ar = a + r * stride + i;
-            __m256i av = load32(ar->qs);
-            for (int k = 0; k < 2; k++)
-                acc[4 * k + r] = scaled(dot_u8(u[k], _mm256_sign_epi8(av, q[k])), d[k] * ar->d,
-                                        acc[4 * k + r]);
-        }
-    }
-    for (int j = 0; j < 8; j++) out[j] = hsum(acc[j]);
-}
 
 /* Q4_K / Q5_K, two weight rows by four activation rows; dot4_k's steps. */
 static void dot8_k(int64_t n, const void *w, size_t wstride, size_t block_bytes, bool five,
@@ -505,7 +503,10 @@ static void dot8_q6_k(int64_t n, const void *w, size_t wstride, const ox__block_
 ox__qdot8_fn OX_QUANT_X86(qdot8)(ox_dtype dtype)
 {
     switch (dtype) {
+    case OX_DTYPE_Q4_0: return dot8_q4_0;
+    case OX_DTYPE_Q4_1: return dot8_q4_1;
     case OX_DTYPE_Q5_0: return dot8_q5_0;
+    case OX_DTYPE_Q5_1: return dot8_q5_1;
     case OX_DTYPE_Q4_K: return dot8_q4_k;
     case OX_DTYPE_Q5_K: return dot8_q5_k;
     case OX_DTYPE_Q6_K: return dot8_q6_k;
@@ -516,7 +517,10 @@ ox__qdot8_fn OX_QUANT_X86(qdot8)(ox_dtype dtype)
 ox__qdot4_fn OX_QUANT_X86(qdot4)(ox_dtype dtype)
 {
     switch (dtype) {
+    case OX_DTYPE_Q4_0: return dot4_q4_0;
+    case OX_DTYPE_Q4_1: return dot4_q4_1;
     case OX_DTYPE_Q5_0: return dot4_q5_0;
+    case OX_DTYPE_Q5_1: return dot4_q5_1;
     case OX_DTYPE_Q8_0: return dot4_q8_0;
     case OX_DTYPE_Q4_K: return dot4_q4_k;
     case OX_DTYPE_Q5_K: return dot4_q5_k;
