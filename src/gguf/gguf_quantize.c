@@ -413,11 +413,22 @@ static ox_status make_temp(ox_context *ctx, const char *out, char *tmp, size_t c
             return OX_OK;
         }
         if (errno != EEXIST)
-            return ox__fail(ctx, OX_ERR_IO, "ox_gguf_quantize: cannot create %s: %s", tmp,
-                            strerror(errno));
+            return ox__fail(ctx, OX_ERR_IO, "ox_gguf_quantize: cannot write %s: %s (creating %s)",
+                            out, strerror(errno), tmp);
     }
     return ox__fail(ctx, OX_ERR_IO, "ox_gguf_quantize: cannot create a temporary file beside %s",
                     out);
+}
+
+/* The writer's message names the temporary file it wrote; the user knows
+ * OUT: say that instead (nothing of the temporary file stays). */
+static void name_out_not_temp(ox_context *ctx, ox_status status, const char *tmp, const char *out)
+{
+    const char *said = ox_errmsg(ctx), *at;
+    if (!said || !(at = strstr(said, tmp))) return;
+    char message[1024];
+    snprintf(message, sizeof message, "%.*s%s%s", (int)(at - said), said, out, at + strlen(tmp));
+    ox__fail(ctx, status, "%s", message);
 }
 
 ox_status ox_gguf_quantize(ox_context *ctx, const char *in_path, const char *out_path,
@@ -474,7 +485,10 @@ ox_status ox_gguf_quantize(ox_context *ctx, const char *in_path, const char *out
             tmp[0] = '\0';
             goto out;
         }
-        if ((s = ox_gguf_writer_write_file(w, tmp)) != OX_OK) goto out;
+        if ((s = ox_gguf_writer_write_file(w, tmp)) != OX_OK) {
+            name_out_not_temp(ctx, s, tmp, out_path);
+            goto out;
+        }
         if (rename(tmp, out_path) != 0) {
             s = ox__fail(ctx, OX_ERR_IO, "%s: cannot rename %s to %s: %s", func, tmp, out_path,
                          strerror(errno));

@@ -334,6 +334,8 @@ OX_TEST(failures_name_the_problem_and_leave_out_alone)
     ASSERT_EQ(ox_gguf_quantize(ctx, in, out, "q4_k_m", NULL, NULL), OX_ERR_FORMAT);
     ASSERT_CONTAINS(ox_errmsg(ctx), "blk.3.ffn_up.weight");
     ASSERT_CONTAINS(ox_errmsg(ctx), "nan at row 1, column 7");
+    ASSERT_CONTAINS(ox_errmsg(ctx), out); /* OUT named, not the temporary file */
+    ASSERT(strstr(ox_errmsg(ctx), ".ox-tmp-") == NULL);
     assert_text(out, "the old file");
 
     ASSERT_EQ(ox_gguf_quantize(ctx, in, out, "q3_k_m", NULL, NULL), OX_ERR_INVALID);
