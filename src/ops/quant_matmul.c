@@ -51,47 +51,32 @@ static bool have_vnni(uint64_t features)
 #define HAVE_DOTPROD(features) ((features) & OX_FEATURE_BIT(OX_FEATURE_ARM_DOTPROD))
 #endif
 
-static ox__qdot_fn choose_dot(ox_dtype dtype, uint64_t features)
+/* The kernels for one weight type: the one-row kernel, and the batch
+ * kernels of the same set (NULL where the set has none), which give its
+ * bits, so a batch's results equal its rows' alone. */
+typedef struct qkernels {
+    ox__qdot_fn dot;
+    ox__qdot4_fn dot4; /* four tokens against one weight row */
+    ox__qdot8_fn dot8; /* four tokens against two weight rows; only with dot4 */
+} qkernels;
+
+static qkernels choose_kernels(ox_dtype dtype, uint64_t features)
 {
 #ifdef OX_QUANT_HAVE_X86
-    if (have_vnni(features) && ox__qdot_vnni(dtype)) return ox__qdot_vnni(dtype);
-    if (have_avx2(features) && ox__qdot_avx2(dtype)) return ox__qdot_avx2(dtype);
+    if (have_vnni(features) && ox__qdot_vnni(dtype))
+        return (qkernels){ox__qdot_vnni(dtype), ox__qdot4_vnni(dtype), ox__qdot8_vnni(dtype)};
+    if (have_avx2(features) && ox__qdot_avx2(dtype))
+        return (qkernels){ox__qdot_avx2(dtype), ox__qdot4_avx2(dtype), ox__qdot8_avx2(dtype)};
 #else
     (void)have_avx2;
     (void)have_vnni;
 #endif
 #ifdef __aarch64__
     if (HAVE_NEON(features) && ox__qdot_neon(dtype, HAVE_DOTPROD(features)))
-        return ox__qdot_neon(dtype, HAVE_DOTPROD(features));
+        return (qkernels){ox__qdot_neon(dtype, HAVE_DOTPROD(features)), NULL, NULL};
 #endif
     (void)features;
-    return ox__qdot_scalar(dtype);
-}
-
-/* The four-row kernel goes with the one-row kernel it matches bit for bit. */
-static ox__qdot4_fn choose_dot4(ox_dtype dtype, uint64_t features)
-{
-#ifdef OX_QUANT_HAVE_X86
-    ox__qdot_fn dot = choose_dot(dtype, features);
-    if (have_vnni(features) && dot == ox__qdot_vnni(dtype)) return ox__qdot4_vnni(dtype);
-    if (have_avx2(features) && dot == ox__qdot_avx2(dtype)) return ox__qdot4_avx2(dtype);
-#endif
-    (void)dtype;
-    (void)features;
-    return NULL;
-}
-
-/* The two-weight-row kernel goes with the four-row kernel of its set. */
-static ox__qdot8_fn choose_dot8(ox_dtype dtype, uint64_t features)
-{
-#ifdef OX_QUANT_HAVE_X86
-    ox__qdot4_fn dot4 = choose_dot4(dtype, features);
-    if (dot4 && have_vnni(features) && dot4 == ox__qdot4_vnni(dtype)) return ox__qdot8_vnni(dtype);
-    if (dot4 && have_avx2(features) && dot4 == ox__qdot4_avx2(dtype)) return ox__qdot8_avx2(dtype);
-#endif
-    (void)dtype;
-    (void)features;
-    return NULL;
+    return (qkernels){ox__qdot_scalar(dtype), NULL, NULL};
 }
 
 const char *ox__cpu_quant_kernels(uint64_t features)
@@ -111,9 +96,7 @@ const char *ox__cpu_quant_kernels(uint64_t features)
 }
 
 typedef struct qmm_job {
-    ox__qdot_fn dot;
-    ox__qdot4_fn dot4; /* or NULL */
-    ox__qdot8_fn dot8; /* or NULL; only with dot4 */
+    qkernels k;
     const ox__view *dst, *b;
     const ox__block_q8a *act; /* rows (m, j2, j3) of a at ((j3 * A2 + j2) * M + m) * blocks */
     int64_t M, N, K, a_ne2, a_ne3, blocks;
@@ -136,12 +119,12 @@ static void qmm_task(void *arg, size_t task, int thread)
      * activation blocks stay in the core's first-level cache while the
      * chunk's weight rows (a few hundred KB at most) stream past them. Every
      * output comes from dot8, dot4 or dot, which give the same bits. */
-    int64_t m4 = job->dot4 ? job->M / 4 * 4 : 0;
+    int64_t m4 = job->k.dot4 ? job->M / 4 * 4 : 0;
     for (int64_t m = 0; m < m4; m += 4) {
         int64_t n = n0;
-        for (; job->dot8 && n + 2 <= n1; n += 2) {
+        for (; job->k.dot8 && n + 2 <= n1; n += 2) {
             float y[8];
-            job->dot8(job->K, w + n * b->nb[1], (size_t)b->nb[1], act + m * job->blocks,
+            job->k.dot8(job->K, w + n * b->nb[1], (size_t)b->nb[1], act + m * job->blocks,
                       job->blocks, y);
             for (int k = 0; k < 2; k++)
                 for (int r = 0; r < 4; r++)
@@ -150,14 +133,14 @@ static void qmm_task(void *arg, size_t task, int thread)
         }
         for (; n < n1; n++) {
             float y[4];
-            job->dot4(job->K, w + n * b->nb[1], act + m * job->blocks, job->blocks, y);
+            job->k.dot4(job->K, w + n * b->nb[1], act + m * job->blocks, job->blocks, y);
             for (int r = 0; r < 4; r++)
                 memcpy(d + n * dst->nb[0] + (m + r) * dst->nb[1], &y[r], sizeof y[r]);
         }
     }
     for (int64_t n = n0; n < n1; n++)
         for (int64_t m = m4; m < job->M; m++) {
-            float y = job->dot(job->K, w + n * b->nb[1], act + m * job->blocks);
+            float y = job->k.dot(job->K, w + n * b->nb[1], act + m * job->blocks);
             memcpy(d + n * dst->nb[0] + m * dst->nb[1], &y, sizeof y);
         }
 }
@@ -170,9 +153,7 @@ ox_status ox__cpu_matmul_quant(const ox__cpu_exec *x, const ox__view *dst, const
     int64_t am = ta ? a->nb[0] : a->nb[1], ak = ta ? a->nb[1] : a->nb[0];
     int64_t n_batch = dst->ne[2] * dst->ne[3], rows = M * a->ne[2] * a->ne[3];
     int threads = x->pool ? ox__pool_size(x->pool) : 1;
-    qmm_job job = {.dot = choose_dot(b->dtype, x->features), .dot4 = choose_dot4(b->dtype, x->features),
-                   .dot8 = choose_dot8(b->dtype, x->features),
-                   .dst = dst, .b = b, .M = M, .N = N,
+    qmm_job job = {.k = choose_kernels(b->dtype, x->features), .dst = dst, .b = b, .M = M, .N = N,
                    .K = K, .a_ne2 = a->ne[2], .a_ne3 = a->ne[3], .blocks = K / OX_QK};
     ox__block_q8a *act = malloc((size_t)(rows * job.blocks) * sizeof *act);
     float *row = malloc((size_t)K * sizeof *row);

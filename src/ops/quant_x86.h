@@ -97,9 +97,9 @@ static inline __m256 scaled(__m256i s, float scale, __m256 acc)
     return _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(s), acc);
 }
 
-/* The 32-element types with 4- and 5-bit codes, one source for the one-,
- * four- and eight-output kernels: block i of weight row w decoded to 32
- * codes (signed for Q4_0 / Q5_0, unsigned with a min for Q4_1 / Q5_1), then
+/* The 32-element types, one source for the one-, four- and eight-output
+ * kernels: block i of weight row w decoded to 32 codes (signed for Q4_0,
+ * Q5_0 and Q8_0, unsigned with a min for Q4_1 / Q5_1), then
  * per (weight row, token): the 8 integer sums, scaled into one float
  * accumulator, and for the types with a min, m d_a sum_a into a float sum.
  * Every kernel takes these steps in this order for every pair, so the
@@ -108,6 +108,11 @@ typedef struct q32_block {
     __m256i q, u; /* codes; u = |q| for the signed types */
     float d, m;   /* scale; min (0 for the signed types) */
 } q32_block;
+
+static inline bool q32_signed(ox_dtype type)
+{
+    return type == OX_DTYPE_Q4_0 || type == OX_DTYPE_Q5_0 || type == OX_DTYPE_Q8_0;
+}
 
 static inline __attribute__((always_inline)) q32_block q32_decode(ox_dtype type, const void *w, int64_t i)
 {
@@ -121,6 +126,10 @@ static inline __attribute__((always_inline)) q32_block q32_decode(ox_dtype type,
         k.q = _mm256_sub_epi8(_mm256_or_si256(nibbles(b->qs), fifth_bits(b->qh)),
                               _mm256_set1_epi8(16));
         k.d = half(b->d);
+    } else if (type == OX_DTYPE_Q8_0) {
+        const ox__block_q8_0 *b = (const ox__block_q8_0 *)w + i;
+        k.q = load32(b->qs);
+        k.d = half(b->d);
     } else if (type == OX_DTYPE_Q4_1) {
         const ox__block_q4_1 *b = (const ox__block_q4_1 *)w + i;
         k.q = nibbles(b->qs);
@@ -132,7 +141,7 @@ static inline __attribute__((always_inline)) q32_block q32_decode(ox_dtype type,
         k.d = half(b->d);
         k.m = half(b->m);
     }
-    k.u = type == OX_DTYPE_Q4_0 || type == OX_DTYPE_Q5_0 ? _mm256_sign_epi8(k.q, k.q) : k.q;
+    k.u = q32_signed(type) ? _mm256_sign_epi8(k.q, k.q) : k.q;
     return k;
 }
 
@@ -140,7 +149,7 @@ static inline __attribute__((always_inline)) void q32_step(ox_dtype type, const 
                             __m256 *acc, float *mins)
 {
     __m256i av = load32(a->qs);
-    bool sign = type == OX_DTYPE_Q4_0 || type == OX_DTYPE_Q5_0;
+    bool sign = q32_signed(type);
     *acc = scaled(dot_u8(k->u, sign ? _mm256_sign_epi8(av, k->q) : av), k->d * a->d, *acc);
     if (!sign) *mins += k->m * a->d * (float)a->sum;
 }
@@ -172,91 +181,76 @@ static inline __attribute__((always_inline)) void q32_tile(ox_dtype type, int W,
     for (int j = 0; j < W * R; j++) out[j] = hsum(_mm256_add_ps(acc[0][j], acc[1][j])) + mins[j];
 }
 
-#define Q32_KERNELS(name, type)                                                                \
-    static float dot_##name(int64_t n, const void *w, const ox__block_q8a *a)                 \
-    {                                                                                          \
-        float out;                                                                             \
-        q32_tile(type, 1, 1, n, w, 0, a, 0, &out);                                            \
-        return out;                                                                            \
-    }                                                                                          \
-    static void dot4_##name(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride, \
-                            float out[4])                                                      \
-    {                                                                                          \
-        q32_tile(type, 1, 4, n, w, 0, a, stride, out);                                        \
-    }                                                                                          \
-    static void dot8_##name(int64_t n, const void *w, size_t wstride, const ox__block_q8a *a, \
-                            int64_t stride, float out[8])                                      \
-    {                                                                                          \
-        q32_tile(type, 2, 4, n, w, wstride, a, stride, out);                                  \
-    }
 
-Q32_KERNELS(q4_0, OX_DTYPE_Q4_0)
-Q32_KERNELS(q4_1, OX_DTYPE_Q4_1)
-Q32_KERNELS(q5_0, OX_DTYPE_Q5_0)
-Q32_KERNELS(q5_1, OX_DTYPE_Q5_1)
-
-static float dot_q8_0(int64_t n, const void *w, const ox__block_q8a *a)
+/* Q4_K / Q5_K (five: with the fifth bits), W weight rows by R tokens as
+ * q32_tile lays them out. The activations of a super-block share one
+ * scale (Q8_K), so its 8 sub-blocks' scaled sums add up in 32-bit integers
+ * (at most 8 x 63 x 4 x 31 x 127 a lane) and meet the float scales once,
+ * as llama.cpp's kernels do; the mins' terms likewise. */
+static inline __attribute__((always_inline)) void k_tile(bool five, int W, int R, int64_t n,
+                                                           const void *w, size_t wstride,
+                                                           const ox__block_q8a *a, int64_t stride,
+                                                           float *out)
 {
-    const ox__block_q8_0 *b = w;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t blocks = n / OX_QK, i = 0;
-    for (; i + 2 <= blocks; i += 2, b += 2, a += 2) {
-        acc0 = scaled(dot_i8(load32(b[0].qs), load32(a[0].qs)), half(b[0].d) * a[0].d, acc0);
-        acc1 = scaled(dot_i8(load32(b[1].qs), load32(a[1].qs)), half(b[1].d) * a[1].d, acc1);
-    }
-    if (i < blocks) acc0 = scaled(dot_i8(load32(b->qs), load32(a->qs)), half(b->d) * a->d, acc0);
-    return hsum(_mm256_add_ps(acc0, acc1));
-}
-
-/* Q4_K / Q5_K super-blocks (qh NULL for Q4_K); returns the sum of the
- * mins' terms, adding the rest to *acc. The activations of a super-block
- * share one scale (Q8_K), so its 8 sub-blocks' scaled sums add up in 32-bit
- * integers (at most 8 x 63 x 4 x 31 x 127 a lane) and meet the float scales
- * once, as llama.cpp's kernels do. */
-static inline float k_block(uint16_t dh, uint16_t dminh, const uint8_t *scales, const uint8_t *qs,
-                            const uint8_t *qh, const ox__block_q8a *a, __m256 *acc)
-{
+    const size_t block_bytes = five ? sizeof(ox__block_q5_k) : sizeof(ox__block_q4_k);
     const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
-    __m256i high = qh ? load32(qh) : _mm256_setzero_si256(), sum = _mm256_setzero_si256();
-    int32_t mins = 0;
-    for (int s = 0; s < 8; s++) {
-        int sc, m;
-        ox__k_scale_min(scales, s, &sc, &m);
-        mins += m * a[s].sum;
-        __m256i q = load32(qs + 32 * (s / 2));
-        q = _mm256_and_si256(s % 2 ? _mm256_srli_epi16(q, 4) : q, m4);
-        if (qh) {
-            __m256i h = _mm256_and_si256(_mm256_srl_epi16(high, _mm_cvtsi32_si128(s)), one);
-            q = _mm256_or_si256(q, _mm256_slli_epi16(h, 4));
-        }
-        sum = _mm256_add_epi32(sum, dot_u8_times(q, load32(a[s].qs), sc));
+    __m256 acc[8];
+    float mins[8];
+    for (int j = 0; j < W * R; j++) {
+        acc[j] = _mm256_setzero_ps();
+        mins[j] = 0;
     }
-    *acc = scaled(sum, half(dh) * a->d, *acc);
-    return half(dminh) * a->d * (float)mins;
+    for (int64_t i = 0; i < n / OX_QK_K; i++) {
+        const uint8_t *scales[2], *qs[2];
+        __m256i high[2], sum[8];
+        float d[2], dmin[2];
+        int32_t block_mins[8];
+        for (int k = 0; k < W; k++) {
+            const unsigned char *blk = (const unsigned char *)w + k * wstride + (size_t)i * block_bytes;
+            const ox__block_q4_k *b4 = (const ox__block_q4_k *)blk;
+            const ox__block_q5_k *b5 = (const ox__block_q5_k *)blk;
+            scales[k] = five ? b5->scales : b4->scales;
+            qs[k] = five ? b5->qs : b4->qs;
+            high[k] = five ? load32(b5->qh) : _mm256_setzero_si256();
+            d[k] = half(five ? b5->d : b4->d);
+            dmin[k] = half(five ? b5->dmin : b4->dmin);
+        }
+        for (int j = 0; j < W * R; j++) {
+            sum[j] = _mm256_setzero_si256();
+            block_mins[j] = 0;
+        }
+        for (int sb = 0; sb < 8; sb++) {
+            __m256i q[2];
+            int sc[2], m[2];
+            for (int k = 0; k < W; k++) {
+                ox__k_scale_min(scales[k], sb, &sc[k], &m[k]);
+                q[k] = load32(qs[k] + 32 * (sb / 2));
+                q[k] = _mm256_and_si256(sb % 2 ? _mm256_srli_epi16(q[k], 4) : q[k], m4);
+                if (five) {
+                    __m256i h = _mm256_srl_epi16(high[k], _mm_cvtsi32_si128(sb));
+                    q[k] = _mm256_or_si256(q[k], _mm256_slli_epi16(_mm256_and_si256(h, one), 4));
+                }
+            }
+            for (int r = 0; r < R; r++) {
+                const ox__block_q8a *ar = a + r * stride + i * 8 + sb;
+                __m256i av = load32(ar->qs);
+                for (int k = 0; k < W; k++) {
+                    block_mins[R * k + r] += m[k] * ar->sum;
+                    sum[R * k + r] = _mm256_add_epi32(sum[R * k + r], dot_u8_times(q[k], av, sc[k]));
+                }
+            }
+        }
+        for (int k = 0; k < W; k++)
+            for (int r = 0; r < R; r++) {
+                const ox__block_q8a *ar = a + r * stride + i * 8;
+                acc[R * k + r] = scaled(sum[R * k + r], d[k] * ar->d, acc[R * k + r]);
+                mins[R * k + r] += dmin[k] * ar->d * (float)block_mins[R * k + r];
+            }
+    }
+    for (int j = 0; j < W * R; j++) out[j] = hsum(acc[j]) - mins[j];
 }
 
-static float dot_q4_k(int64_t n, const void *w, const ox__block_q8a *a)
-{
-    const ox__block_q4_k *b = w;
-    __m256 acc = _mm256_setzero_ps();
-    float mins = 0;
-    for (int64_t i = 0; i < n / OX_QK_K; i++, b++, a += 8)
-        mins += k_block(b->d, b->dmin, b->scales, b->qs, NULL, a, &acc);
-    return hsum(acc) - mins;
-}
-
-static float dot_q5_k(int64_t n, const void *w, const ox__block_q8a *a)
-{
-    const ox__block_q5_k *b = w;
-    __m256 acc = _mm256_setzero_ps();
-    float mins = 0;
-    for (int64_t i = 0; i < n / OX_QK_K; i++, b++, a += 8)
-        mins += k_block(b->d, b->dmin, b->scales, b->qs, b->qh, a, &acc);
-    return hsum(acc) - mins;
-}
-
-/* Q6_K: as the K types above, a super-block's 16 scaled sums add up in
- * 32-bit integers (at most 8 x 4 x 32 x 127 x 128 a lane). */
+/* Q6_K's codes of sub-block s (32 values in [-32, 31]). */
 static inline __m256i q6_codes(const ox__block_q6_k *b, int s)
 {
     const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
@@ -268,237 +262,74 @@ static inline __m256i q6_codes(const ox__block_q6_k *b, int s)
     return _mm256_sub_epi8(_mm256_or_si256(lo, hi), _mm256_set1_epi8(32));
 }
 
-static float dot_q6_k(int64_t n, const void *w, const ox__block_q8a *a)
-{
-    const ox__block_q6_k *b = w;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / OX_QK_K; i++, b++, a += 8) {
-        __m256i sum = _mm256_setzero_si256();
-        for (int s = 0; s < 8; s++) /* elements 0-15 have scale 2s, 16-31 scale 2s + 1 */
-            sum = _mm256_add_epi32(sum, q6_scaled_dot(q6_codes(b, s), load32(a[s].qs),
-                                                      b->scales[2 * s], b->scales[2 * s + 1]));
-        acc = scaled(sum, half(b->d) * a->d, acc);
-    }
-    return hsum(acc);
-}
-
-/* Four activation rows against one weight row (rows r at a + r * stride):
- * the weight block is decoded once for the four. Each row's sums and
- * float accumulation follow the one-row kernel above step by step, so the
- * results are the same bits whatever the batch. */
-static void dot4_q8_0(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride,
-                      float out[4])
-{
-    const ox__block_q8_0 *b = w;
-    __m256 acc0[4], acc1[4];
-    for (int r = 0; r < 4; r++) acc0[r] = acc1[r] = _mm256_setzero_ps();
-    int64_t blocks = n / OX_QK, i = 0;
-    for (; i + 2 <= blocks; i += 2) {
-        __m256i q0 = load32(b[i].qs), q1 = load32(b[i + 1].qs);
-        __m256i u0 = _mm256_sign_epi8(q0, q0), u1 = _mm256_sign_epi8(q1, q1);
-        float d0 = half(b[i].d), d1 = half(b[i + 1].d);
-        for (int r = 0; r < 4; r++) {
-            const ox__block_q8a *ar = a + r * stride + i;
-            acc0[r] = scaled(dot_u8(u0, _mm256_sign_epi8(load32(ar[0].qs), q0)), d0 * ar[0].d,
-                             acc0[r]);
-            acc1[r] = scaled(dot_u8(u1, _mm256_sign_epi8(load32(ar[1].qs), q1)), d1 * ar[1].d,
-                             acc1[r]);
-        }
-    }
-    if (i < blocks) {
-        __m256i q = load32(b[i].qs), u = _mm256_sign_epi8(q, q);
-        float d = half(b[i].d);
-        for (int r = 0; r < 4; r++) {
-            const ox__block_q8a *ar = a + r * stride + i;
-            acc0[r] = scaled(dot_u8(u, _mm256_sign_epi8(load32(ar->qs), q)), d * ar->d, acc0[r]);
-        }
-    }
-    for (int r = 0; r < 4; r++) out[r] = hsum(_mm256_add_ps(acc0[r], acc1[r]));
-}
-
-/* Q4_K / Q5_K (qh NULL for Q4_K), four rows; k_block's steps per row. */
-static void dot4_k(int64_t n, const void *w, size_t block_bytes, bool five,
-                   const ox__block_q8a *a, int64_t stride, float out[4])
-{
-    const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
-    __m256 acc[4];
-    float mins[4] = {0, 0, 0, 0};
-    for (int r = 0; r < 4; r++) acc[r] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / OX_QK_K; i++) {
-        const unsigned char *blk = (const unsigned char *)w + (size_t)i * block_bytes;
-        const ox__block_q4_k *b4 = (const ox__block_q4_k *)blk;
-        const ox__block_q5_k *b5 = (const ox__block_q5_k *)blk;
-        const uint8_t *scales = five ? b5->scales : b4->scales, *qs = five ? b5->qs : b4->qs;
-        __m256i high = five ? load32(b5->qh) : _mm256_setzero_si256(), sum[4];
-        int32_t block_mins[4] = {0, 0, 0, 0};
-        for (int r = 0; r < 4; r++) sum[r] = _mm256_setzero_si256();
-        for (int sb = 0; sb < 8; sb++) {
-            int sc, m;
-            ox__k_scale_min(scales, sb, &sc, &m);
-            __m256i q = load32(qs + 32 * (sb / 2));
-            q = _mm256_and_si256(sb % 2 ? _mm256_srli_epi16(q, 4) : q, m4);
-            if (five) {
-                __m256i h = _mm256_and_si256(_mm256_srl_epi16(high, _mm_cvtsi32_si128(sb)), one);
-                q = _mm256_or_si256(q, _mm256_slli_epi16(h, 4));
-            }
-            for (int r = 0; r < 4; r++) {
-                const ox__block_q8a *ar = a + r * stride + i * 8 + sb;
-                block_mins[r] += m * ar->sum;
-                sum[r] = _mm256_add_epi32(sum[r], dot_u8_times(q, load32(ar->qs), sc));
-            }
-        }
-        float d = half(five ? b5->d : b4->d), dmin = half(five ? b5->dmin : b4->dmin);
-        for (int r = 0; r < 4; r++) {
-            const ox__block_q8a *ar = a + r * stride + i * 8;
-            acc[r] = scaled(sum[r], d * ar->d, acc[r]);
-            mins[r] += dmin * ar->d * (float)block_mins[r];
-        }
-    }
-    for (int r = 0; r < 4; r++) out[r] = hsum(acc[r]) - mins[r];
-}
-
-static void dot4_q4_k(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride,
-                      float out[4])
-{
-    dot4_k(n, w, sizeof(ox__block_q4_k), false, a, stride, out);
-}
-
-static void dot4_q5_k(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride,
-                      float out[4])
-{
-    dot4_k(n, w, sizeof(ox__block_q5_k), true, a, stride, out);
-}
-
-static void dot4_q6_k(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride,
-                      float out[4])
-{
-    const ox__block_q6_k *b = w;
-    __m256 acc[4];
-    for (int r = 0; r < 4; r++) acc[r] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / OX_QK_K; i++, b++) {
-        __m256i sum[4];
-        for (int r = 0; r < 4; r++) sum[r] = _mm256_setzero_si256();
-        for (int sb = 0; sb < 8; sb++) {
-            __m256i q = q6_codes(b, sb);
-            for (int r = 0; r < 4; r++) {
-                const ox__block_q8a *ar = a + r * stride + i * 8 + sb;
-                sum[r] = _mm256_add_epi32(sum[r], q6_scaled_dot(q, load32(ar->qs),
-                                                                b->scales[2 * sb],
-                                                                b->scales[2 * sb + 1]));
-            }
-        }
-        float d = half(b->d);
-        for (int r = 0; r < 4; r++) acc[r] = scaled(sum[r], d * a[r * stride + i * 8].d, acc[r]);
-    }
-    for (int r = 0; r < 4; r++) out[r] = hsum(acc[r]);
-}
-
-/* Two weight rows (w, and w + wstride bytes) against four activation
- * rows: each activation block is loaded once for both weight rows and each
- * weight block decoded once for the four activation rows. Per (weight row,
- * activation row) pair the steps are the one-row kernel's, so the results
- * are its bits. out[r] for the first weight row, out[4 + r] the second. */
-
-/* Q4_K / Q5_K, two weight rows by four activation rows; dot4_k's steps. */
-static void dot8_k(int64_t n, const void *w, size_t wstride, size_t block_bytes, bool five,
-                   const ox__block_q8a *a, int64_t stride, float out[8])
-{
-    const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
-    __m256 acc[8];
-    float mins[8];
-    for (int j = 0; j < 8; j++) {
-        acc[j] = _mm256_setzero_ps();
-        mins[j] = 0;
-    }
-    for (int64_t i = 0; i < n / OX_QK_K; i++) {
-        const uint8_t *scales[2], *qs[2];
-        __m256i high[2], sum[8];
-        float d[2], dmin[2];
-        int32_t block_mins[8];
-        for (int k = 0; k < 2; k++) {
-            const unsigned char *blk = (const unsigned char *)w + k * wstride + (size_t)i * block_bytes;
-            const ox__block_q4_k *b4 = (const ox__block_q4_k *)blk;
-            const ox__block_q5_k *b5 = (const ox__block_q5_k *)blk;
-            scales[k] = five ? b5->scales : b4->scales;
-            qs[k] = five ? b5->qs : b4->qs;
-            high[k] = five ? load32(b5->qh) : _mm256_setzero_si256();
-            d[k] = half(five ? b5->d : b4->d);
-            dmin[k] = half(five ? b5->dmin : b4->dmin);
-        }
-        for (int j = 0; j < 8; j++) {
-            sum[j] = _mm256_setzero_si256();
-            block_mins[j] = 0;
-        }
-        for (int sb = 0; sb < 8; sb++) {
-            __m256i q[2];
-            int sc[2], m[2];
-            for (int k = 0; k < 2; k++) {
-                ox__k_scale_min(scales[k], sb, &sc[k], &m[k]);
-                q[k] = load32(qs[k] + 32 * (sb / 2));
-                q[k] = _mm256_and_si256(sb % 2 ? _mm256_srli_epi16(q[k], 4) : q[k], m4);
-                if (five) {
-                    __m256i h = _mm256_srl_epi16(high[k], _mm_cvtsi32_si128(sb));
-                    q[k] = _mm256_or_si256(q[k], _mm256_slli_epi16(_mm256_and_si256(h, one), 4));
-                }
-            }
-            for (int r = 0; r < 4; r++) {
-                const ox__block_q8a *ar = a + r * stride + i * 8 + sb;
-                __m256i av = load32(ar->qs);
-                for (int k = 0; k < 2; k++) {
-                    block_mins[4 * k + r] += m[k] * ar->sum;
-                    sum[4 * k + r] = _mm256_add_epi32(sum[4 * k + r], dot_u8_times(q[k], av, sc[k]));
-                }
-            }
-        }
-        for (int k = 0; k < 2; k++)
-            for (int r = 0; r < 4; r++) {
-                const ox__block_q8a *ar = a + r * stride + i * 8;
-                acc[4 * k + r] = scaled(sum[4 * k + r], d[k] * ar->d, acc[4 * k + r]);
-                mins[4 * k + r] += dmin[k] * ar->d * (float)block_mins[4 * k + r];
-            }
-    }
-    for (int j = 0; j < 8; j++) out[j] = hsum(acc[j]) - mins[j];
-}
-
-static void dot8_q4_k(int64_t n, const void *w, size_t wstride, const ox__block_q8a *a,
-                      int64_t stride, float out[8])
-{
-    dot8_k(n, w, wstride, sizeof(ox__block_q4_k), false, a, stride, out);
-}
-
-static void dot8_q5_k(int64_t n, const void *w, size_t wstride, const ox__block_q8a *a,
-                      int64_t stride, float out[8])
-{
-    dot8_k(n, w, wstride, sizeof(ox__block_q5_k), true, a, stride, out);
-}
-
-static void dot8_q6_k(int64_t n, const void *w, size_t wstride, const ox__block_q8a *a,
-                      int64_t stride, float out[8])
+/* Q6_K, W weight rows by R tokens: as the K types above, a super-block's
+ * 16 scaled sums add up in 32-bit integers (at most 8 x 4 x 32 x 127 x 128
+ * a lane); elements 0-15 of sub-block s have scale 2s, 16-31 scale 2s + 1. */
+static inline __attribute__((always_inline)) void q6_tile(int W, int R, int64_t n, const void *w,
+                                                            size_t wstride, const ox__block_q8a *a,
+                                                            int64_t stride, float *out)
 {
     const ox__block_q6_k *b[2] = {w, (const ox__block_q6_k *)((const char *)w + wstride)};
     __m256 acc[8];
-    for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+    for (int j = 0; j < W * R; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / OX_QK_K; i++) {
         __m256i sum[8];
-        for (int j = 0; j < 8; j++) sum[j] = _mm256_setzero_si256();
+        for (int j = 0; j < W * R; j++) sum[j] = _mm256_setzero_si256();
         for (int sb = 0; sb < 8; sb++) {
-            __m256i q[2] = {q6_codes(&b[0][i], sb), q6_codes(&b[1][i], sb)};
-            for (int r = 0; r < 4; r++) {
+            __m256i q[2];
+            for (int k = 0; k < W; k++) q[k] = q6_codes(&b[k][i], sb);
+            for (int r = 0; r < R; r++) {
                 __m256i av = load32(a[r * stride + i * 8 + sb].qs);
-                for (int k = 0; k < 2; k++)
-                    sum[4 * k + r] = _mm256_add_epi32(
-                        sum[4 * k + r], q6_scaled_dot(q[k], av, b[k][i].scales[2 * sb],
+                for (int k = 0; k < W; k++)
+                    sum[R * k + r] = _mm256_add_epi32(
+                        sum[R * k + r], q6_scaled_dot(q[k], av, b[k][i].scales[2 * sb],
                                                       b[k][i].scales[2 * sb + 1]));
             }
         }
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < W; k++) {
             float d = half(b[k][i].d);
-            for (int r = 0; r < 4; r++)
-                acc[4 * k + r] = scaled(sum[4 * k + r], d * a[r * stride + i * 8].d, acc[4 * k + r]);
+            for (int r = 0; r < R; r++)
+                acc[R * k + r] = scaled(sum[R * k + r], d * a[r * stride + i * 8].d, acc[R * k + r]);
         }
     }
-    for (int j = 0; j < 8; j++) out[j] = hsum(acc[j]);
+    for (int j = 0; j < W * R; j++) out[j] = hsum(acc[j]);
 }
+
+/* The one-, four- and eight-output kernels of a type from its tile
+ * function TILE(W, R, n, w, wstride, a, stride, out). */
+#define TILE_KERNELS(name, TILE)                                                               \
+    static float dot_##name(int64_t n, const void *w, const ox__block_q8a *a)                 \
+    {                                                                                          \
+        float out;                                                                             \
+        TILE(1, 1, n, w, 0, a, 0, &out);                                                       \
+        return out;                                                                            \
+    }                                                                                          \
+    static void dot4_##name(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride, \
+                            float out[4])                                                      \
+    {                                                                                          \
+        TILE(1, 4, n, w, 0, a, stride, out);                                                   \
+    }                                                                                          \
+    static void dot8_##name(int64_t n, const void *w, size_t wstride, const ox__block_q8a *a, \
+                            int64_t stride, float out[8])                                      \
+    {                                                                                          \
+        TILE(2, 4, n, w, wstride, a, stride, out);                                             \
+    }
+
+#define Q4_K_TILE(...) k_tile(false, __VA_ARGS__)
+#define Q5_K_TILE(...) k_tile(true, __VA_ARGS__)
+TILE_KERNELS(q4_k, Q4_K_TILE)
+TILE_KERNELS(q5_k, Q5_K_TILE)
+TILE_KERNELS(q6_k, q6_tile)
+#define Q4_0_TILE(...) q32_tile(OX_DTYPE_Q4_0, __VA_ARGS__)
+#define Q4_1_TILE(...) q32_tile(OX_DTYPE_Q4_1, __VA_ARGS__)
+#define Q5_0_TILE(...) q32_tile(OX_DTYPE_Q5_0, __VA_ARGS__)
+#define Q5_1_TILE(...) q32_tile(OX_DTYPE_Q5_1, __VA_ARGS__)
+#define Q8_0_TILE(...) q32_tile(OX_DTYPE_Q8_0, __VA_ARGS__)
+TILE_KERNELS(q4_0, Q4_0_TILE)
+TILE_KERNELS(q4_1, Q4_1_TILE)
+TILE_KERNELS(q5_0, Q5_0_TILE)
+TILE_KERNELS(q5_1, Q5_1_TILE)
+TILE_KERNELS(q8_0, Q8_0_TILE)
 
 ox__qdot8_fn OX_QUANT_X86(qdot8)(ox_dtype dtype)
 {
@@ -507,6 +338,7 @@ ox__qdot8_fn OX_QUANT_X86(qdot8)(ox_dtype dtype)
     case OX_DTYPE_Q4_1: return dot8_q4_1;
     case OX_DTYPE_Q5_0: return dot8_q5_0;
     case OX_DTYPE_Q5_1: return dot8_q5_1;
+    case OX_DTYPE_Q8_0: return dot8_q8_0;
     case OX_DTYPE_Q4_K: return dot8_q4_k;
     case OX_DTYPE_Q5_K: return dot8_q5_k;
     case OX_DTYPE_Q6_K: return dot8_q6_k;
