@@ -130,9 +130,9 @@ ox_status ox_gguf_writer_set_version(ox_gguf_writer *w, uint32_t version)
     return OX_OK;
 }
 
-/* Start a pair: check the key, then encode it and the value type. */
-static ox_status begin_kv(ox_gguf_writer *w, const char *key, uint32_t type, const char *func,
-                          writer_kv **out)
+/* A new pair's slot with its key: the key checked (not empty, not added
+ * before), nothing encoded yet. end_kv keeps or drops it. */
+static ox_status new_kv(ox_gguf_writer *w, const char *key, const char *func, writer_kv **out)
 {
     if (!w) return ox__fail(NULL, OX_ERR_INVALID, "%s: writer is NULL", func);
     if (!key || !key[0]) return ox__fail(w->ctx, OX_ERR_INVALID, "%s: key is NULL or empty", func);
@@ -145,18 +145,11 @@ static ox_status begin_kv(ox_gguf_writer *w, const char *key, uint32_t type, con
     *kv = (writer_kv){0};
     kv->key = ox__strdup(w->ctx, key);
     if (!kv->key) return ox__fail(w->ctx, OX_ERR_OUT_OF_MEMORY, "%s: out of memory", func);
-    status = bytes_append_string(w->ctx, &kv->encoded, key, strlen(key));
-    if (status == OX_OK) status = bytes_append_le(w->ctx, &kv->encoded, type, 4);
-    if (status != OX_OK) {
-        bytes_free(w->ctx, &kv->encoded);
-        ox__free(w->ctx, kv->key, strlen(kv->key) + 1);
-        return status;
-    }
     *out = kv;
     return OX_OK;
 }
 
-/* Keep the pair begun by begin_kv, or drop it after a failure. */
+/* Keep the pair begun by new_kv or begin_kv, or drop it after a failure. */
 static ox_status end_kv(ox_gguf_writer *w, writer_kv *kv, ox_status status)
 {
     if (status == OX_OK) {
@@ -166,6 +159,20 @@ static ox_status end_kv(ox_gguf_writer *w, writer_kv *kv, ox_status status)
         ox__free(w->ctx, kv->key, strlen(kv->key) + 1);
     }
     return status;
+}
+
+/* Start a pair: check the key, then encode it and the value type. */
+static ox_status begin_kv(ox_gguf_writer *w, const char *key, uint32_t type, const char *func,
+                          writer_kv **out)
+{
+    writer_kv *kv;
+    ox_status status = new_kv(w, key, func, &kv);
+    if (status != OX_OK) return status;
+    status = bytes_append_string(w->ctx, &kv->encoded, key, strlen(key));
+    if (status == OX_OK) status = bytes_append_le(w->ctx, &kv->encoded, type, 4);
+    if (status != OX_OK) return end_kv(w, kv, status);
+    *out = kv;
+    return OX_OK;
 }
 
 static bool is_fixed(ox_gguf_type type)
@@ -204,6 +211,15 @@ static ox_status append_values(ox_context *ctx, bytes *b, ox_gguf_type type, con
     return OX_OK;
 }
 
+/* general.alignment must be a power of two; false after saying so. */
+static bool alignment_ok(ox_gguf_writer *w, uint32_t alignment, const char *func)
+{
+    if (alignment != 0 && (alignment & (alignment - 1)) == 0) return true;
+    ox__fail(w->ctx, OX_ERR_INVALID, "%s: general.alignment %u is not a power of two", func,
+             alignment);
+    return false;
+}
+
 ox_status ox_gguf_writer_add_scalar(ox_gguf_writer *w, const char *key, ox_gguf_type type,
                                     const void *value)
 {
@@ -217,9 +233,7 @@ ox_status ox_gguf_writer_add_scalar(ox_gguf_writer *w, const char *key, ox_gguf_
         if (type != OX_GGUF_UINT32)
             return ox__fail(w->ctx, OX_ERR_INVALID, "%s: general.alignment must be a u32", func);
         memcpy(&alignment, value, 4);
-        if (alignment == 0 || (alignment & (alignment - 1)) != 0)
-            return ox__fail(w->ctx, OX_ERR_INVALID,
-                            "%s: general.alignment %u is not a power of two", func, alignment);
+        if (!alignment_ok(w, alignment, func)) return OX_ERR_INVALID;
     }
     writer_kv *kv;
     ox_status status = begin_kv(w, key, type, func, &kv);
@@ -292,24 +306,16 @@ ox_status ox_gguf_writer_copy_kv(ox_gguf_writer *w, const ox_gguf *src, int64_t 
     if (!key || ox__gguf_kv_raw(src, i, &raw, &size) != OX_OK)
         return ox__fail(w->ctx, OX_ERR_INVALID, "%s: no metadata pair %lld in the source", func,
                         (long long)i);
-    for (size_t j = 0; j < w->kv_count; j++)
-        if (strcmp(w->kvs[j].key, key) == 0)
-            return ox__fail(w->ctx, OX_ERR_INVALID, "%s: key '%s' was already added", func, key);
-    if (strcmp(key, OX__GGUF_ALIGNMENT_KEY) == 0) {
-        uint32_t alignment;
-        if (ox_gguf_get_u32(src, i, &alignment) != OX_OK || alignment == 0 ||
-            (alignment & (alignment - 1)) != 0)
-            return ox__fail(w->ctx, OX_ERR_INVALID, "%s: general.alignment is not a power of two",
-                            func);
-        w->alignment = alignment;
-    }
-    ox_status status = grow(w->ctx, (void **)&w->kvs, &w->kv_capacity, w->kv_count, sizeof *w->kvs);
+    uint32_t alignment = 0;
+    if (strcmp(key, OX__GGUF_ALIGNMENT_KEY) == 0 &&
+        (ox_gguf_get_u32(src, i, &alignment) != OX_OK || !alignment_ok(w, alignment, func)))
+        return OX_ERR_INVALID;
+    writer_kv *kv;
+    ox_status status = new_kv(w, key, func, &kv);
     if (status != OX_OK) return status;
-    writer_kv *kv = &w->kvs[w->kv_count];
-    *kv = (writer_kv){0};
-    kv->key = ox__strdup(w->ctx, key);
-    if (!kv->key) return ox__fail(w->ctx, OX_ERR_OUT_OF_MEMORY, "%s: out of memory", func);
-    return end_kv(w, kv, bytes_append(w->ctx, &kv->encoded, raw, size));
+    status = end_kv(w, kv, bytes_append(w->ctx, &kv->encoded, raw, size));
+    if (status == OX_OK && alignment) w->alignment = alignment;
+    return status;
 }
 
 /* Check a tensor's description and append it; `source` holds its data or fill. */
