@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 /* ---- option parsing ------------------------------------------------------ */
@@ -189,6 +190,24 @@ int cli_context_open(const cli_command *command, ox_context **ctx)
     ox_status status = ox_context_create(NULL, ctx);
     if (status != OX_OK) return cli_library_error(command, NULL, status);
     return CLI_EXIT_OK;
+}
+
+bool cli_name_known(const char *(*name)(int), const char *value, bool nocase)
+{
+    for (int i = 0; name(i); i++)
+        if ((nocase ? strcasecmp(name(i), value) : strcmp(name(i), value)) == 0) return true;
+    return false;
+}
+
+void cli_name_list(const char *(*name)(int), char *list, size_t cap)
+{
+    size_t used = 0;
+    list[0] = '\0';
+    for (int i = 0; name(i) && used < cap; i++) {
+        int n = snprintf(list + used, cap - used, "%s%s", i ? ", " : "", name(i));
+        if (n < 0) break;
+        used += (size_t)n;
+    }
 }
 
 int cli_parse_choice(const cli_command *command, const char *option, const char *value,

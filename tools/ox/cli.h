@@ -122,6 +122,12 @@ int cli_context_open(const cli_command *command, ox_context **ctx);
 int cli_parse_choice(const cli_command *command, const char *option, const char *value,
                      const char *first, const char *second, bool *is_second);
 
+/* Whether `value` is one of name(0), name(1), ... up to the first NULL
+ * (ignoring case when nocase), and those names as "a, b, c" into list (for
+ * the message when it is not). */
+bool cli_name_known(const char *(*name)(int), const char *value, bool nocase);
+void cli_name_list(const char *(*name)(int), char *list, size_t cap);
+
 #define CLI_MAX_DEVICES 16
 /* The devices of a --device selection ("cpu", "cpu,opencl:0", "all"; NULL:
  * the default device), at most CLI_MAX_DEVICES, into devices[] and *n. */

@@ -3,7 +3,6 @@
  * plan with --dry-run and a report with --json. */
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -95,13 +94,9 @@ static int run_quantize(const cli_command *command, int argc, char **argv)
     }
     if (n_operands != 3) return cli_usage_error(command, "give IN.gguf OUT.gguf TYPE");
     const char *in = operands[0], *out = operands[1], *type = operands[2];
-    int known = 0;
-    for (int i = 0; ox_quantize_type_name(i); i++) known |= strcasecmp(type, ox_quantize_type_name(i)) == 0;
-    if (!known) {
-        char list[256] = "";
-        for (int i = 0; ox_quantize_type_name(i); i++)
-            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
-                     ox_quantize_type_name(i));
+    if (!cli_name_known(ox_quantize_type_name, type, true)) {
+        char list[256];
+        cli_name_list(ox_quantize_type_name, list, sizeof list);
         return cli_usage_error(command, "unknown TYPE '%s' (one of %s)", type, list);
     }
 

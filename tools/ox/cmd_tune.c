@@ -81,16 +81,10 @@ static int run_tune(const cli_command *command, int argc, char **argv)
         }
     }
     if (option != CLI_PARSE_END) return cli_parse_stop(command, option);
-    if (op) {
-        int known = 0;
-        for (int i = 0; ox_tune_op_name(i); i++) known |= strcmp(ox_tune_op_name(i), op) == 0;
-        if (!known) {
-            char list[256] = "";
-            for (int i = 0; ox_tune_op_name(i); i++)
-                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
-                         ox_tune_op_name(i));
-            return cli_usage_error(command, "unknown op '%s'; the tunable ops are: %s", op, list);
-        }
+    if (op && !cli_name_known(ox_tune_op_name, op, false)) {
+        char list[256];
+        cli_name_list(ox_tune_op_name, list, sizeof list);
+        return cli_usage_error(command, "unknown op '%s'; the tunable ops are: %s", op, list);
     }
 
     ox_context *ctx = NULL;
