@@ -24,8 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_common.h"
 #include "openxpu/openxpu.h"
 
 #ifdef OX_HAVE_CLBLAST
@@ -58,23 +58,6 @@ typedef struct result {
     int ok;
 } result;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static float random_float(uint64_t *state)
-{
-    uint64_t x = *state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    return (float)((double)(x >> 40) / 16777216.0 * 2 - 1);
-}
-
 /* Largest error of c at 64 sample points against double dot products,
  * relative to sum |a b| there. */
 static double sample_error(const shape *s, int tb, const float *a, const float *b, const float *c)
@@ -82,8 +65,8 @@ static double sample_error(const shape *s, int tb, const float *a, const float *
     uint64_t state = 12345;
     double worst = 0;
     for (int i = 0; i < 64; i++) {
-        int64_t m = (int64_t)((random_float(&state) + 1) / 2 * (float)s->M) % s->M;
-        int64_t n = (int64_t)((random_float(&state) + 1) / 2 * (float)s->N) % s->N;
+        int64_t m = (int64_t)((bench_uniform(&state) + 1) / 2 * (float)s->M) % s->M;
+        int64_t n = (int64_t)((bench_uniform(&state) + 1) / 2 * (float)s->N) % s->N;
         double sum = 0, norm = 0;
         for (int64_t k = 0; k < s->K; k++) {
             double p = (double)a[m * s->K + k] * (tb ? b[n * s->K + k] : b[k * s->N + n]);
@@ -260,18 +243,18 @@ static void timing_start(timing *t)
 {
     t->best = INFINITY;
     t->failed = t->run(t->state, 1);
-    double start = now_s();
+    double start = bench_seconds();
     t->failed = t->failed || t->run(t->state, 1);
-    double once = now_s() - start;
+    double once = bench_seconds() - start;
     t->calls = once >= 0.05 ? 1 : (int)(0.05 / (once > 1e-6 ? once : 1e-6)) + 1;
 }
 
 static void timing_take(timing *t)
 {
     if (t->failed) return;
-    double start = now_s();
+    double start = bench_seconds();
     t->failed = t->run(t->state, t->calls);
-    double per_call = (now_s() - start) / t->calls;
+    double per_call = (bench_seconds() - start) / t->calls;
     if (per_call < t->best) t->best = per_call;
 }
 
@@ -308,8 +291,8 @@ static int bench_case(ours *o, peer *p, const shape *s, int tb, int reps, result
         goto out;
     }
     uint64_t state = 0x9e3779b97f4a7c15u;
-    for (size_t i = 0; i < na; i++) a[i] = random_float(&state);
-    for (size_t i = 0; i < nb; i++) b[i] = random_float(&state);
+    for (size_t i = 0; i < na; i++) a[i] = bench_uniform(&state);
+    for (size_t i = 0; i < nb; i++) b[i] = bench_uniform(&state);
 
     o->flags = tb ? OX_MATMUL_TRANS_B : 0;
     if (ox_failed(o, ox_tensor_alloc(o->device, OX_DTYPE_F32, s->K, s->M, 1, 1, &o->a), "a") ||

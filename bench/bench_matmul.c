@@ -17,8 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_common.h"
 #include "core/cpu_features.h"
 #include "core/threadpool.h"
 #include "openxpu/device.h"
@@ -60,13 +60,6 @@ typedef struct call {
     int use_f16;
 } call;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void run_ours(call *c)
 {
     ox_status s = ox__cpu_matmul(&c->exec, &c->dst, &c->a, c->use_f16 ? &c->b16 : &c->b,
@@ -101,28 +94,18 @@ static void run_peer(call *c)
 static double best_seconds(void (*fn)(call *), call *c, int reps)
 {
     fn(c);
-    double t = now_s();
+    double t = bench_seconds();
     fn(c);
-    double once = now_s() - t;
+    double once = bench_seconds() - t;
     int iters = once >= 0.02 ? 1 : (int)(0.02 / (once > 1e-7 ? once : 1e-7)) + 1;
     double best = INFINITY;
     for (int r = 0; r < reps; r++) {
-        t = now_s();
+        t = bench_seconds();
         for (int i = 0; i < iters; i++) fn(c);
-        t = (now_s() - t) / iters;
+        t = (bench_seconds() - t) / iters;
         if (t < best) best = t;
     }
     return best;
-}
-
-static float random_float(uint64_t *state)
-{
-    uint64_t x = *state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    return (float)((double)(x >> 40) / 16777216.0 * 2 - 1);
 }
 
 /* A dense host matrix of rows x cols elements of `type`. */
@@ -153,8 +136,8 @@ static double sample_error(const shape *s, const float *a, const float *b, const
     uint64_t state = 12345;
     double worst = 0;
     for (int i = 0; i < 64; i++) {
-        int64_t m = (int64_t)((random_float(&state) + 1) / 2 * (float)s->M) % s->M;
-        int64_t n = (int64_t)((random_float(&state) + 1) / 2 * (float)s->N) % s->N;
+        int64_t m = (int64_t)((bench_uniform(&state) + 1) / 2 * (float)s->M) % s->M;
+        int64_t n = (int64_t)((bench_uniform(&state) + 1) / 2 * (float)s->N) % s->N;
         double sum = 0, norm = 0;
         for (int64_t k = 0; k < s->K; k++) {
             double p = elem_a(s, a, m, k) * elem_b(s, b, k, n);
@@ -182,9 +165,9 @@ static int bench_shape(const shape *s, ox__pool *pool, uint64_t features, int re
         goto done;
     }
     uint64_t state = 0x9e3779b97f4a7c15u;
-    for (int64_t i = 0; i < na; i++) a[i] = random_float(&state);
+    for (int64_t i = 0; i < na; i++) a[i] = bench_uniform(&state);
     for (int64_t i = 0; i < nb; i++) {
-        b[i] = random_float(&state);
+        b[i] = bench_uniform(&state);
         b16[i] = ox_f32_to_f16(b[i]);
         b_rounded[i] = ox_f16_to_f32(b16[i]);
     }

@@ -20,8 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_common.h"
 #include "core/cpu_features.h"
 #include "core/threadpool.h"
 #include "openxpu/device.h"
@@ -39,13 +39,6 @@ static const shape shapes[] = {{4096, 4096}, {2048, 8192}};
 static const ox_dtype types[] = {OX_DTYPE_Q4_0, OX_DTYPE_Q8_0, OX_DTYPE_Q4_K, OX_DTYPE_Q6_K};
 #define SHAPE_COUNT (sizeof shapes / sizeof shapes[0])
 #define TYPE_COUNT (sizeof types / sizeof types[0])
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static uint64_t rng = 0x853C49E6748FEA9Bull;
 
@@ -101,9 +94,9 @@ static double read_bandwidth(ox__pool *pool, int threads, size_t mib, int reps)
     ox__pool_run(pool, job.tasks, fill_task, &job); /* fault the pages in, on every thread */
     double best = 1e30;
     for (int r = 0; r < reps + 1; r++) {
-        double t0 = now_s();
+        double t0 = bench_seconds();
         ox__pool_run(pool, job.tasks, read_task, &job);
-        double t = now_s() - t0;
+        double t = bench_seconds() - t0;
         if (r > 0 && t < best) best = t; /* the first is a warm-up */
     }
     uint64_t check = 0;
@@ -155,12 +148,12 @@ static int bench_one(ox_dtype type, shape s, ox__pool *pool, uint64_t features, 
     double best = 1e30;
     for (int r = 0; r < reps + 1; r++) {
         int calls = 0;
-        double t0 = now_s(), t;
+        double t0 = bench_seconds(), t;
         do {
             vb.data = w + (next++ % copies) * bytes;
             if (ox__cpu_matmul(&x, &vd, &va, &vb, OX_MATMUL_TRANS_B) != OX_OK) goto out_free;
             calls++;
-        } while ((t = now_s() - t0) < 0.05);
+        } while ((t = bench_seconds() - t0) < 0.05);
         if (r > 0 && t / calls < best) best = t / calls; /* the first is a warm-up */
     }
     /* check: row n of W is distinct row n % DISTINCT_ROWS */

@@ -17,8 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_common.h"
 #include "openxpu/openxpu.h"
 
 #ifndef EXAMPLE_KERNEL_DIR
@@ -26,13 +26,6 @@
 #endif
 
 enum { N = 1 << 24, ROWS = 4096, COLS = 1024, RGROUPS = 256, WG = 256 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static char *read_text(const char *name)
 {
@@ -148,10 +141,10 @@ static double time_case(device_run *d, int c, int reps)
     const size_t *g = globals[c], *l = locals[c];
     double best = 1e30;
     for (int r = 0; r <= reps; r++) {
-        double t0 = now_s();
+        double t0 = bench_seconds();
         CHECK(d->ctx, ox_kernel_launch(d->queue, k, g, l, NULL));
         CHECK(d->ctx, ox_queue_finish(d->queue));
-        double t = now_s() - t0;
+        double t = bench_seconds() - t0;
         if (r > 0 && t < best) best = t; /* run 0 warms up */
     }
     return best;

@@ -38,9 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "openxpu/openxpu.h"
 
 #ifndef OX_TOKENIZER_DATA
@@ -686,13 +686,6 @@ static ox_status add_tensors(model_file *f)
     return s;
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 int main(int argc, char **argv)
 {
     model_spec spec;
@@ -714,7 +707,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "make_model: %s\n", ox_errmsg(NULL));
         return 1;
     }
-    double t0 = now_seconds();
+    double t0 = bench_seconds();
     f.capacity = 3 + 12 * (int)spec.layers;
     f.tensors = calloc((size_t)f.capacity, sizeof *f.tensors);
     ox_status s = f.tensors ? ox_gguf_writer_create(f.ctx, &f.w)
@@ -755,7 +748,7 @@ int main(int argc, char **argv)
     printf("make_model: wrote %s: %s, %s, %ld layers x %ld, FFN %ld, %ld/%ld heads, vocab %ld, "
            "%s: %.1fM parameters, %.1f MiB in %.1f s\n", out, spec.name, spec.arch, spec.layers,
            spec.embd, spec.ffn, spec.heads, spec.kv_heads, spec.vocab, ox_dtype_str(spec.type),
-           (double)f.params / 1e6, (double)bytes / 1048576.0, now_seconds() - t0);
+           (double)f.params / 1e6, (double)bytes / 1048576.0, bench_seconds() - t0);
 out:
     ox_gguf_writer_free(f.w);
     free(f.tensors);

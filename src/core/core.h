@@ -219,5 +219,7 @@ const char *ox__format_bytes(uint64_t bytes, char *buf, size_t cap);
 char *ox__copy_string(char *dst, size_t cap, const char *src);
 /* Case-insensitive compare of at most n chars, ASCII only. */
 int ox__strncasecmp(const char *a, const char *b, size_t n);
+/* Seconds from a monotonic clock, for timing. */
+double ox__seconds(void);
 
 #endif /* OX_CORE_CORE_H */

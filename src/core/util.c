@@ -1,6 +1,7 @@
 /* Small string and formatting helpers shared by the core. */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/core.h"
 
@@ -38,4 +39,11 @@ int ox__strncasecmp(const char *a, const char *b, size_t n)
         if (ca == 0) return 0;
     }
     return 0;
+}
+
+double ox__seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/core.h"
 #include "openxpu/llm.h"
@@ -115,13 +114,6 @@ static void store_speed(const char *key, double speed)
     fclose(f);
 }
 
-static double seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Bytes of Q8_0 weights a device reads per second in a matrix-vector
  * product of 2048 x 2048 (4.25 MiB), best of 5 after a warm-up. */
 static ox_status measure_speed(ox_device *device, double *speed)
@@ -142,10 +134,10 @@ static ox_status measure_speed(ox_device *device, double *speed)
     if (s == OX_OK) s = ox_tensor_write(&x, ones, sizeof ones);
     double best = 1e30;
     for (int rep = 0; s == OX_OK && rep < 6; rep++) {
-        double t0 = seconds();
+        double t0 = ox__seconds();
         s = ox_matmul(q, &y, &x, &w, OX_MATMUL_TRANS_B);
         if (s == OX_OK) s = ox_queue_finish(q);
-        double t = seconds() - t0;
+        double t = ox__seconds() - t0;
         if (rep > 0 && t < best) best = t;
     }
     if (s == OX_OK) *speed = (double)wbytes / best;

@@ -82,7 +82,6 @@ static void quant_option(launch *l, ox_dtype dtype)
 /* OX_PROFILE=1: every launch waited for and timed, a table per kernel and
  * options printed to stderr at exit (a developer's tool). */
 #include <stdlib.h>
-#include <time.h>
 typedef struct profile_row {
     char key[640];
     double seconds;
@@ -106,12 +105,6 @@ static void profile_print(void)
     for (int i = 0; i < profile_count; i++)
         fprintf(stderr, "%9.3f ms %5.1f%% %7ld  %s\n", profile_rows[i].seconds * 1e3,
                 100 * profile_rows[i].seconds / total, profile_rows[i].calls, profile_rows[i].key);
-}
-static double profile_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* OpenCL on a CPU: half conversions in integer arithmetic (prelude_opencl.h)
@@ -148,12 +141,12 @@ static ox_status run(launch *l, const char *file, const char *kernel, const size
     double t0 = 0;
     if (profile_on) {
         op->device->backend->iface->queue_finish(op->queue->impl);
-        t0 = profile_now();
+        t0 = ox__seconds();
     }
     s = ox__kernel_launch(op->device, op->queue->impl, k, groups, local, l->n_args, l->args, NULL);
     if (profile_on && s == OX_OK) {
         op->device->backend->iface->queue_finish(op->queue->impl);
-        double dt = profile_now() - t0;
+        double dt = ox__seconds() - t0;
         char key[640];
         snprintf(key, sizeof key, "%s %s", kernel, l->options);
         pthread_mutex_lock(&profile_lock);

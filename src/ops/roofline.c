@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ops/ops_internal.h"
@@ -30,22 +29,15 @@
 
 /* ---- timing ---------------------------------------------------------------- */
 
-double ox__roofline_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 ox_status ox__roofline_best(ox__roofline_run run, void *arg, int64_t rounds, int runs,
                             double *best)
 {
     ox_status s = run(arg, rounds); /* warm-up: builds, page mapping, clocks */
     *best = HUGE_VAL;
     for (int i = 0; s == OX_OK && i < runs; i++) {
-        double t0 = ox__roofline_seconds();
+        double t0 = ox__seconds();
         s = run(arg, rounds);
-        double t = ox__roofline_seconds() - t0;
+        double t = ox__seconds() - t0;
         if (t < *best) *best = t;
     }
     return s;
@@ -57,9 +49,9 @@ ox_status ox__roofline_rate(ox__roofline_run run, void *arg, double work, int64_
     int64_t rounds = 4;
     ox_status s = run(arg, rounds);
     for (;;) {
-        double t0 = ox__roofline_seconds();
+        double t0 = ox__seconds();
         if (s == OX_OK) s = run(arg, rounds);
-        double t = ox__roofline_seconds() - t0;
+        double t = ox__seconds() - t0;
         if (s != OX_OK) return s;
         if (t >= RUN_SECONDS || rounds >= max_rounds) break;
         /* aim at twice the minimum, growing at most 64x per step */
@@ -408,7 +400,7 @@ ox_status ox_device_measure_limits(ox_device *device, unsigned flags, ox_device_
         out->cached = 1;
         return OX_OK;
     }
-    double t0 = ox__roofline_seconds();
+    double t0 = ox__seconds();
     if ((s = measure(device, out)) != OX_OK) {
         char message[OX__ERRMSG_MAX];
         ox__copy_string(message, sizeof message, ox_errmsg(ctx));
@@ -416,7 +408,7 @@ ox_status ox_device_measure_limits(ox_device *device, unsigned flags, ox_device_
         return ox__fail(ctx, s, "%s: %s: %s", __func__, device->info.id, message);
     }
     out->bandwidth_gbps = fmax(out->copy_gbps, out->triad_gbps);
-    out->seconds = ox__roofline_seconds() - t0;
+    out->seconds = ox__seconds() - t0;
     ox__log(ctx, OX_LOG_DEBUG, "device limits of %s measured in %.2f s", device->info.id,
             out->seconds);
     if (cache) cache_write(ctx, path, key, out);

@@ -23,9 +23,6 @@ typedef struct ox__roofline_arrays {
  * streaming runs ignore it), complete when it returns. */
 typedef ox_status (*ox__roofline_run)(void *arg, int64_t rounds);
 
-/* Seconds from a monotonic clock. */
-double ox__roofline_seconds(void);
-
 /* The shortest of `runs` timed runs of `rounds`, after one warm-up. */
 ox_status ox__roofline_best(ox__roofline_run run, void *arg, int64_t rounds, int runs,
                             double *best);

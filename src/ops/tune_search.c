@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "ops/ops_internal.h"
 #include "ops/tune.h"
@@ -19,13 +18,6 @@ void *ox__tune_fault_user;
 
 #define MAX_INPUTS 6
 #define MAX_TRIED 256
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* The problem classes of each family, tuned in this order. */
 static const char *const classes[OX__TUNE_FAMILIES][9] = {
@@ -139,10 +131,8 @@ static void problem_free(problem *p)
 #define SMALL_MATS 16
 #define SMALL_N 2048
 #define SMALL_K 1024
-static ox_status run_matvecs(const problem *p, ox_queue *q, const ox_tensor *in,
-                             const ox_tensor *out)
+static ox_status run_matvecs(ox_queue *q, const ox_tensor *in, const ox_tensor *out)
 {
-    (void)p;
     ox_tensor o = *out;
     int64_t n_big = in[1].ne[1];
     o.ne[0] = n_big;
@@ -166,7 +156,7 @@ static ox_status run_op(const problem *p, ox_queue *q, const ox_tensor *in, cons
     switch (p->family) {
     case OX__TUNE_MATMUL: return ox_matmul(q, out, &in[0], &in[1], p->flags);
     case OX__TUNE_MATVEC:
-    case OX__TUNE_QMATVEC: return run_matvecs(p, q, in, out);
+    case OX__TUNE_QMATVEC: return run_matvecs(q, in, out);
     case OX__TUNE_QMATMUL: return ox_matmul(q, out, &in[0], &in[1], OX_MATMUL_TRANS_B);
     case OX__TUNE_ELEMENTWISE: return ox_add(q, out, &in[0], &in[1]);
     case OX__TUNE_ROWS: return ox_rms_norm(q, out, &in[0], &in[1], 1e-6f);
@@ -328,11 +318,11 @@ static ox_status try_candidate(problem *p, const ox__tune_params *cand, double *
         return ox__fail(p->ctx, OX_ERR_INVALID, "%s %s: NMSE %.3g above %.3g", params,
                         p->shape, e, p->tolerance);
     }
-    double best = INFINITY, start = now();
-    for (int rep = 0; rep < 10 && (rep < 3 || now() - start < 0.3); rep++) {
-        double t0 = now();
+    double best = INFINITY, start = ox__seconds();
+    for (int rep = 0; rep < 10 && (rep < 3 || ox__seconds() - start < 0.3); rep++) {
+        double t0 = ox__seconds();
         if ((s = run_op(p, p->q, p->in, &p->out)) || (s = ox_queue_finish(p->q))) return s;
-        double t = now() - t0;
+        double t = ox__seconds() - t0;
         if (t < best) best = t;
     }
     *seconds = sabotaged ? 1e-9 : best;
@@ -403,7 +393,7 @@ static ox_status tune_class(ox_device *device, ox_device *cpu, int family, const
         improved = false;
         for (int i = 0; i < desc->n_params; i++) {
             for (int c = 0; c < desc->n_candidates[i]; c++) {
-                if (now() > deadline) {
+                if (ox__seconds() > deadline) {
                     r->stopped = 1;
                     goto done;
                 }
@@ -501,12 +491,12 @@ ox_status ox_device_tune(ox_device *device, const ox_tune_options *options)
     int tasks = 0;
     for (int f = 0; f < OX__TUNE_FAMILIES; f++)
         for (int c = 0; (only < 0 || f == only) && c < 9 && classes[f][c]; c++) tasks++;
-    double start = now(), end = start + budget;
+    double start = ox__seconds(), end = start + budget;
     ox_status first_error = OX_OK;
     for (int f = 0; f < OX__TUNE_FAMILIES; f++) {
         for (int c = 0; (only < 0 || f == only) && c < 9 && classes[f][c]; c++) {
             /* the time left shared by the classes left */
-            double deadline = now() + (end - now()) / tasks--;
+            double deadline = ox__seconds() + (end - ox__seconds()) / tasks--;
             ox_tune_result r;
             s = tune_class(device, cpu, f, classes[f][c], deadline, flags, &r);
             if (s != OX_OK && first_error == OX_OK) first_error = s;
