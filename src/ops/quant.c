@@ -138,8 +138,7 @@ void ox__dequantize_row(ox_dtype dtype, const void *src, float *dst, int64_t n)
 
 /* ---- activations' helpers ------------------------------------------------------------ */
 
-/* The element of x[0..n) with the largest magnitude, with its sign. */
-static float signed_absmax(const float *x, int n)
+float ox__signed_absmax(const float *x, int n)
 {
     float best = 0, mag = 0;
     for (int i = 0; i < n; i++)
@@ -195,7 +194,7 @@ void ox__quantize_q8a(const float *src, ox__block_q8a *dst, int64_t n, ox_dtype 
     if (ox__q8a_is_k(weights)) {
         /* Q8_K: one scale per 256, iscale = -127 / (signed max), q <= 127. */
         for (int64_t i = 0; i < n / OX_QK_K; i++, src += OX_QK_K, dst += OX_QK_K / OX_QK) {
-            float max = signed_absmax(src, OX_QK_K);
+            float max = ox__signed_absmax(src, OX_QK_K);
             float iscale = max != 0 ? -127.0f / max : 0.0f, d = max != 0 ? 1 / iscale : 0.0f;
             for (int b = 0; b < OX_QK_K / OX_QK; b++) {
                 for (int j = 0; j < OX_QK; j++) {
@@ -210,7 +209,7 @@ void ox__quantize_q8a(const float *src, ox__block_q8a *dst, int64_t n, ox_dtype 
     }
     /* Q8_0: d = max |x| / 127 kept as a half, q = round(x * 127 / max |x|). */
     for (int64_t i = 0; i < n / OX_QK; i++, src += OX_QK, dst++) {
-        float amax = fabsf(signed_absmax(src, OX_QK));
+        float amax = fabsf(ox__signed_absmax(src, OX_QK));
         float id = amax != 0 ? 127.0f / amax : 0.0f;
         for (int j = 0; j < OX_QK; j++) dst->qs[j] = (int8_t)nearest_even(src[j] * id);
         dst->d = half(ox_f32_to_f16(amax / 127));

@@ -108,6 +108,10 @@ static inline void ox__k_scale_min(const uint8_t scales[12], int s, int *sc, int
 void ox__dequantize_row(ox_dtype dtype, const void *src, float *dst, int64_t n);
 void ox__quantize_row(ox_dtype dtype, const float *src, void *dst, int64_t n);
 
+/* The element of x[0..n) with the largest magnitude, with its sign; the
+ * first of equals, 0 when all are zero, NaNs passed over. */
+float ox__signed_absmax(const float *x, int n);
+
 /* ---- the matmul's integer dot products ------------------------------------------ */
 
 /* An activation (a row of the F32 operand) quantized to 8 bits per block

@@ -53,11 +53,6 @@ static int trunc_to(float v, int lo, int hi)
     return (int)v;
 }
 
-static float half(uint16_t h)
-{
-    return ox_f16_to_f32(h);
-}
-
 static void store_qh(uint8_t qh[4], uint32_t bits)
 {
     for (int i = 0; i < 4; i++) qh[i] = (uint8_t)(bits >> (8 * i));
@@ -65,22 +60,10 @@ static void store_qh(uint8_t qh[4], uint32_t bits)
 
 /* ---- the 32-element formats ---------------------------------------------------------- */
 
-/* The element of largest magnitude, with its sign (the first of equals). */
-static float signed_max(const float *x, int n)
-{
-    float amax = 0.0f, max = 0.0f;
-    for (int j = 0; j < n; j++)
-        if (amax < fabsf(x[j])) {
-            amax = fabsf(x[j]);
-            max = x[j];
-        }
-    return max;
-}
-
 /* Q4_0 (nmax 8, top 15) and Q5_0 (16, 31): codes trunc(x / d + nmax + 0.5). */
 static void quantize_symmetric(const float *x, int nmax, int top, uint16_t *dh, int q[OX_QK])
 {
-    const float d = signed_max(x, OX_QK) / (float)-nmax;
+    const float d = ox__signed_absmax(x, OX_QK) / (float)-nmax;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     *dh = ox_f32_to_f16(d);
     const float bias = (float)nmax + 0.5f;
@@ -235,9 +218,9 @@ static void quantize_k(const float *x, int nmax, uint16_t *dh, uint16_t *dminh, 
     for (int j = 0; j < 8; j++) {
         int s, m;
         ox__k_scale_min(scales, j, &s, &m);
-        const float d = half(*dh) * (float)s;
+        const float d = ox_f16_to_f32(*dh) * (float)s;
         if (d == 0.0f) continue; /* the fit's codes stay */
-        const float dm = half(*dminh) * (float)m;
+        const float dm = ox_f16_to_f32(*dminh) * (float)m;
         for (int i = 0; i < 32; i++) {
             int l = nearest_int((x[32 * j + i] + dm) / d);
             L[32 * j + i] = (uint8_t)(l < 0 ? 0 : l > nmax ? nmax : l);
@@ -279,12 +262,7 @@ static void quantize_q5_k(const float *x, ox__block_q5_k *b)
  * x ~ scale (L - nmax), the best x^2-weighted fit over 19 trial scales. */
 static float fit_scale_sym(int n, int nmax, const float *x, int8_t *L)
 {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++)
-        if (fabsf(x[i]) > amax) {
-            amax = fabsf(x[i]);
-            max = x[i];
-        }
+    float max = ox__signed_absmax(x, n), amax = fabsf(max);
     if (amax < GROUP_MAX_EPS) {
         memset(L, 0, (size_t)n);
         return 0.0f;
@@ -345,7 +323,7 @@ static void quantize_q6_k(const float *x, ox__block_q6_k *b)
         b->scales[ib] = (int8_t)(s < 127 ? s : 127);
     }
     for (int j = 0; j < 16; j++) {
-        const float d = half(b->d) * (float)b->scales[j];
+        const float d = ox_f16_to_f32(b->d) * (float)b->scales[j];
         if (d == 0.0f) continue;
         for (int i = 0; i < 16; i++) {
             int l = nearest_int(x[16 * j + i] / d);
