@@ -502,9 +502,9 @@ ox_status ox_gguf_quantize(ox_context *ctx, const char *in_path, const char *out
         stats->struct_size = size;
         stats->tensors = j.count;
         stats->file_type = pr->file_type;
+        stats->bytes_in = j.total_bytes;
         for (int64_t i = 0; i < j.count; i++) {
             stats->quantized += j.plans[i].quantize;
-            stats->bytes_in += j.plans[i].info.nbytes;
             stats->bytes_out += j.plans[i].out_bytes;
             stats->elements += (uint64_t)j.plans[i].info.nelements;
         }
