@@ -58,25 +58,10 @@ typedef struct result {
     int ok;
 } result;
 
-/* Largest error of c at 64 sample points against double dot products,
- * relative to sum |a b| there. */
+/* Largest relative error of c at 64 sample points (bench_common.h). */
 static double sample_error(const shape *s, int tb, const float *a, const float *b, const float *c)
 {
-    uint64_t state = 12345;
-    double worst = 0;
-    for (int i = 0; i < 64; i++) {
-        int64_t m = (int64_t)((bench_uniform(&state) + 1) / 2 * (float)s->M) % s->M;
-        int64_t n = (int64_t)((bench_uniform(&state) + 1) / 2 * (float)s->N) % s->N;
-        double sum = 0, norm = 0;
-        for (int64_t k = 0; k < s->K; k++) {
-            double p = (double)a[m * s->K + k] * (tb ? b[n * s->K + k] : b[k * s->N + n]);
-            sum += p;
-            norm += fabs(p);
-        }
-        double err = fabs(c[m * s->N + n] - sum) / (norm > 0 ? norm : 1);
-        if (!(err <= worst)) worst = err; /* NaN sticks */
-    }
-    return worst;
+    return bench_sample_error(s->M, s->N, s->K, a, s->K, 1, b, tb ? 1 : s->N, tb ? s->K : 1, c);
 }
 
 /* ---- ours: ox_matmul on the device ---------------------------------------------- */

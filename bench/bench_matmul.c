@@ -118,36 +118,14 @@ static ox__view make_view(ox_dtype type, int64_t cols, int64_t rows, void *data)
     return v;
 }
 
-/* op(a)[m][k] and op(b)[k][n] of a shape, from the dense F32 arrays. */
-static double elem_a(const shape *s, const float *a, int64_t m, int64_t k)
-{
-    return (s->flags & OX_MATMUL_TRANS_A) ? a[k * s->M + m] : a[m * s->K + k];
-}
-
-static double elem_b(const shape *s, const float *b, int64_t k, int64_t n)
-{
-    return (s->flags & OX_MATMUL_TRANS_B) ? b[n * s->K + k] : b[k * s->N + n];
-}
-
 /* Largest relative error of c at 64 sample points against double dot
- * products over the weights `b` (the F16-rounded copy for that run). */
+ * products over the weights `b` (the F16-rounded copy for that run); op(a)
+ * and op(b) from the dense F32 arrays. */
 static double sample_error(const shape *s, const float *a, const float *b, const float *c)
 {
-    uint64_t state = 12345;
-    double worst = 0;
-    for (int i = 0; i < 64; i++) {
-        int64_t m = (int64_t)((bench_uniform(&state) + 1) / 2 * (float)s->M) % s->M;
-        int64_t n = (int64_t)((bench_uniform(&state) + 1) / 2 * (float)s->N) % s->N;
-        double sum = 0, norm = 0;
-        for (int64_t k = 0; k < s->K; k++) {
-            double p = elem_a(s, a, m, k) * elem_b(s, b, k, n);
-            sum += p;
-            norm += fabs(p);
-        }
-        double err = fabs(c[m * s->N + n] - sum) / (norm > 0 ? norm : 1);
-        if (err > worst) worst = err;
-    }
-    return worst;
+    bool ta = s->flags & OX_MATMUL_TRANS_A, tb = s->flags & OX_MATMUL_TRANS_B;
+    return bench_sample_error(s->M, s->N, s->K, a, ta ? 1 : s->K, ta ? s->M : 1, b,
+                              tb ? 1 : s->N, tb ? s->K : 1, c);
 }
 
 static int bench_shape(const shape *s, ox__pool *pool, uint64_t features, int reps, result *out)
