@@ -4,6 +4,7 @@
 
 #include "openxpu/openxpu.h"
 #include "ox_test.h"
+#include "test_helpers.h"
 #include "run_ox.h"
 
 /* Parse JSON output, failing the test with the text if it does not parse. */
@@ -771,10 +772,8 @@ static void write_small_model(char *path, size_t cap)
     char dir[] = "/tmp/ox-cli-quantize-XXXXXX";
     ASSERT(mkdtemp(dir) != NULL);
     snprintf(path, cap, "%s/in.gguf", dir);
-    ox_context_options options = {.struct_size = sizeof options, .flags = OX_CONTEXT_NO_PLUGINS};
-    ox_context *ctx;
+    ox_context *ctx = test_cpu_context();
     ox_gguf_writer *w;
-    ASSERT_OK(NULL, ox_context_create(&options, &ctx));
     ASSERT_OK(ctx, ox_gguf_writer_create(ctx, &w));
     static float data[256 * 8];
     for (int i = 0; i < 256 * 8; i++) data[i] = (float)((i * 37) % 101 - 50) / 50.0f;

@@ -18,6 +18,7 @@
 #include <openxpu/openxpu.h>
 
 #include "ox_test.h"
+#include "test_helpers.h"
 
 #define LAYERS 8
 #define EMBD 256
@@ -213,18 +214,10 @@ static int leftovers(void)
     return n;
 }
 
-static ox_context *open_ctx(void)
-{
-    ox_context_options options = {.struct_size = sizeof options, .flags = OX_CONTEXT_NO_PLUGINS};
-    ox_context *ctx = NULL;
-    ASSERT_OK(NULL, ox_context_create(&options, &ctx));
-    return ctx;
-}
-
 OX_TEST(every_preset_as_llama_cpp)
 {
     make_dir();
-    ox_context *ctx = open_ctx();
+    ox_context *ctx = test_cpu_context();
     char in[300], out[300];
     path_of(in, sizeof in, "in.gguf");
     path_of(out, sizeof out, "out.gguf");
@@ -245,7 +238,7 @@ OX_TEST(every_preset_as_llama_cpp)
 OX_TEST(tied_embeddings_take_the_output_type)
 {
     make_dir();
-    ox_context *ctx = open_ctx();
+    ox_context *ctx = test_cpu_context();
     char in[300], out[300];
     path_of(in, sizeof in, "in.gguf");
     path_of(out, sizeof out, "out.gguf");
@@ -266,7 +259,7 @@ static void count_tensor(void *user, const ox_quantize_tensor *t)
 OX_TEST(threads_do_not_change_the_bytes_and_dry_run_writes_nothing)
 {
     make_dir();
-    ox_context *ctx = open_ctx();
+    ox_context *ctx = test_cpu_context();
     char in[300], a[300], b[300], c[300];
     path_of(in, sizeof in, "in.gguf");
     path_of(a, sizeof a, "a.gguf");
@@ -320,7 +313,7 @@ static void assert_text(const char *path, const char *text)
 OX_TEST(failures_name_the_problem_and_leave_out_alone)
 {
     make_dir();
-    ox_context *ctx = open_ctx();
+    ox_context *ctx = test_cpu_context();
     char in[300], bad[300], out[300], missing[300], nodir[300];
     path_of(in, sizeof in, "poisoned.gguf");
     path_of(bad, sizeof bad, "not-a-model.gguf");
