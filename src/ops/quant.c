@@ -184,9 +184,12 @@ static int nearest_even(float v)
 
 static void q8a_sums(ox__block_q8a *b)
 {
-    int32_t sum = 0;
-    for (int j = 0; j < OX_QK; j++) sum += b->qs[j];
-    b->sum = sum;
+    int sum = 0;
+    for (int j = 0; j < OX_QK; j++) {
+        sum += b->qs[j];
+        if (j == OX_QK / 2 - 1) b->sum_lo = (int16_t)sum;
+    }
+    b->sum = (int16_t)sum;
 }
 
 void ox__quantize_q8a(const float *src, ox__block_q8a *dst, int64_t n, ox_dtype weights)

@@ -115,10 +115,12 @@ float ox__signed_absmax(const float *x, int n);
 /* ---- the matmul's integer dot products ------------------------------------------ */
 
 /* An activation (a row of the F32 operand) quantized to 8 bits per block
- * of 32: x ~ d qs, with sum = sum of qs (for the formats with a min). */
+ * of 32: x ~ d qs, with sum = sum of qs (for the formats with a min and
+ * the offsets of the tile kernels) and sum_lo that of qs[0..16) (Q6_K's
+ * scales are per 16). |qs| <= 127, so both fit 16 bits. */
 typedef struct ox__block_q8a {
     float d;
-    int32_t sum;
+    int16_t sum, sum_lo;
     int8_t qs[OX_QK];
 } ox__block_q8a;
 
@@ -137,15 +139,16 @@ void ox__quantize_q8a(const float *src, ox__block_q8a *dst, int64_t n, ox_dtype 
 /* dot(weight row w of n elements of the kernel's dtype, activation a). */
 typedef float (*ox__qdot_fn)(int64_t n, const void *w, const ox__block_q8a *a);
 
-/* Four activation rows (at a, a + stride, ... blocks) against one weight
- * row: out[r] is exactly what ox__qdot_fn gives for row r. */
-typedef void (*ox__qdot4_fn)(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride,
-                             float out[4]);
-/* Two weight rows (w and w + wstride bytes) by four activation rows:
- * out[r] = row 0 . a_r, out[4 + r] = row 1 . a_r, each the one-row
- * kernel's bits. */
-typedef void (*ox__qdot8_fn)(int64_t n, const void *w, size_t wstride, const ox__block_q8a *a,
-                             int64_t stride, float out[8]);
+/* Up to eight weight rows (w + j wstride, j < rows) by up to eight
+ * activation rows (a + r stride, r < tokens): out[8 r + j] = row j . a_r.
+ * A row's result is the same bits in whatever tile it is computed.
+ * scratch: OX_QTILE_SCRATCH(n) bytes the kernel may use. */
+typedef void (*ox__qtile_fn)(int64_t n, const void *w, size_t wstride, int rows,
+                             const ox__block_q8a *a, int64_t stride, int tokens, float out[64],
+                             void *scratch);
+#define OX_QTILE_SCRATCH(n) ((size_t)(n) * 16)
+#define OX_QTILE_ROWS 8
+#define OX_QTILE_TOKENS 8
 
 /* Scalar kernels (quant.c), the reference for the SIMD ones. */
 ox__qdot_fn ox__qdot_scalar(ox_dtype dtype);
@@ -153,15 +156,10 @@ ox__qdot_fn ox__qdot_scalar(ox_dtype dtype);
 #if defined(__x86_64__) || defined(_M_X64)
 #define OX_QUANT_HAVE_X86 1
 /* quant_avx2.c: needs AVX2, FMA and F16C. NULL for a dtype it lacks. */
-ox__qdot_fn ox__qdot_avx2(ox_dtype dtype);
-/* Four-row variants for batches (prompts), NULL for a dtype without one. */
-ox__qdot4_fn ox__qdot4_avx2(ox_dtype dtype);
-ox__qdot8_fn ox__qdot8_avx2(ox_dtype dtype);
+ox__qtile_fn ox__qtile_avx2(ox_dtype dtype);
 /* quant_vnni.c: the same kernels with vpdpbusd, the same results; needs
  * AVX512F, AVX512BW, AVX512VL and AVX512VNNI besides what AVX2 needs. */
-ox__qdot_fn ox__qdot_vnni(ox_dtype dtype);
-ox__qdot4_fn ox__qdot4_vnni(ox_dtype dtype);
-ox__qdot8_fn ox__qdot8_vnni(ox_dtype dtype);
+ox__qtile_fn ox__qtile_vnni(ox_dtype dtype);
 #endif
 
 #if defined(__aarch64__)

@@ -51,32 +51,28 @@ static bool have_vnni(uint64_t features)
 #define HAVE_DOTPROD(features) ((features) & OX_FEATURE_BIT(OX_FEATURE_ARM_DOTPROD))
 #endif
 
-/* The kernels for one weight type: the one-row kernel, and the batch
- * kernels of the same set (NULL where the set has none), which give its
- * bits, so a batch's results equal its rows' alone. */
+/* The kernels for one weight type: the x86 tile kernel, or else the
+ * one-row kernel (NEON, scalar). */
 typedef struct qkernels {
+    ox__qtile_fn tile; /* eight weight rows by up to eight tokens */
     ox__qdot_fn dot;
-    ox__qdot4_fn dot4; /* four tokens against one weight row */
-    ox__qdot8_fn dot8; /* four tokens against two weight rows; only with dot4 */
 } qkernels;
 
 static qkernels choose_kernels(ox_dtype dtype, uint64_t features)
 {
 #ifdef OX_QUANT_HAVE_X86
-    if (have_vnni(features) && ox__qdot_vnni(dtype))
-        return (qkernels){ox__qdot_vnni(dtype), ox__qdot4_vnni(dtype), ox__qdot8_vnni(dtype)};
-    if (have_avx2(features) && ox__qdot_avx2(dtype))
-        return (qkernels){ox__qdot_avx2(dtype), ox__qdot4_avx2(dtype), ox__qdot8_avx2(dtype)};
+    if (have_vnni(features) && ox__qtile_vnni(dtype)) return (qkernels){ox__qtile_vnni(dtype), NULL};
+    if (have_avx2(features) && ox__qtile_avx2(dtype)) return (qkernels){ox__qtile_avx2(dtype), NULL};
 #else
     (void)have_avx2;
     (void)have_vnni;
 #endif
 #ifdef __aarch64__
     if (HAVE_NEON(features) && ox__qdot_neon(dtype, HAVE_DOTPROD(features)))
-        return (qkernels){ox__qdot_neon(dtype, HAVE_DOTPROD(features)), NULL, NULL};
+        return (qkernels){NULL, ox__qdot_neon(dtype, HAVE_DOTPROD(features))};
 #endif
     (void)features;
-    return (qkernels){ox__qdot_scalar(dtype), NULL, NULL};
+    return (qkernels){NULL, ox__qdot_scalar(dtype)};
 }
 
 const char *ox__cpu_quant_kernels(uint64_t features)
@@ -101,13 +97,13 @@ typedef struct qmm_job {
     const ox__block_q8a *act; /* rows (m, j2, j3) of a at ((j3 * A2 + j2) * M + m) * blocks */
     int64_t M, N, K, a_ne2, a_ne3, blocks;
     int64_t chunk, chunks; /* weight rows per task, tasks per batch */
+    char *scratch;         /* the tile kernels': OX_QTILE_SCRATCH(K) bytes a thread */
 } qmm_job;
 
 static void qmm_task(void *arg, size_t task, int thread)
 {
     const qmm_job *job = arg;
     const ox__view *dst = job->dst, *b = job->b;
-    (void)thread;
     int64_t batch = (int64_t)task / job->chunks, n0 = (int64_t)task % job->chunks * job->chunk;
     int64_t n1 = job->N - n0 < job->chunk ? job->N : n0 + job->chunk;
     int64_t i2 = batch % dst->ne[2], i3 = batch / dst->ne[2];
@@ -115,31 +111,28 @@ static void qmm_task(void *arg, size_t task, int thread)
     const ox__block_q8a *act =
         job->act + ((i3 % job->a_ne3) * job->a_ne2 + i2 % job->a_ne2) * job->M * job->blocks;
     char *d = dst->data + i2 * dst->nb[2] + i3 * dst->nb[3];
-    /* Groups of four tokens outside, weight rows inside: the group's
-     * activation blocks stay in the core's first-level cache while the
-     * chunk's weight rows (a few hundred KB at most) stream past them. Every
-     * output comes from dot8, dot4 or dot, which give the same bits. */
-    int64_t m4 = job->k.dot4 ? job->M / 4 * 4 : 0;
-    for (int64_t m = 0; m < m4; m += 4) {
-        int64_t n = n0;
-        for (; job->k.dot8 && n + 2 <= n1; n += 2) {
-            float y[8];
-            job->k.dot8(job->K, w + n * b->nb[1], (size_t)b->nb[1], act + m * job->blocks,
-                      job->blocks, y);
-            for (int k = 0; k < 2; k++)
-                for (int r = 0; r < 4; r++)
-                    memcpy(d + (n + k) * dst->nb[0] + (m + r) * dst->nb[1], &y[4 * k + r],
-                           sizeof y[0]);
+    if (job->k.tile) {
+        void *scratch = job->scratch + (size_t)thread * OX_QTILE_SCRATCH(job->K);
+        /* Tiles of eight tokens by eight weight rows, token groups outside:
+         * a group's activation blocks stay in the core's first-level cache
+         * while the chunk's weight rows stream past them. */
+        for (int64_t m = 0; m < job->M; m += OX_QTILE_TOKENS) {
+            int tokens = (int)(job->M - m < OX_QTILE_TOKENS ? job->M - m : OX_QTILE_TOKENS);
+            for (int64_t n = n0; n < n1; n += OX_QTILE_ROWS) {
+                int rows = (int)(n1 - n < OX_QTILE_ROWS ? n1 - n : OX_QTILE_ROWS);
+                float y[OX_QTILE_ROWS * OX_QTILE_TOKENS];
+                job->k.tile(job->K, w + n * b->nb[1], (size_t)b->nb[1], rows,
+                            act + m * job->blocks, job->blocks, tokens, y, scratch);
+                for (int r = 0; r < tokens; r++)
+                    for (int j = 0; j < rows; j++)
+                        memcpy(d + (n + j) * dst->nb[0] + (m + r) * dst->nb[1],
+                               &y[OX_QTILE_ROWS * r + j], sizeof y[0]);
+            }
         }
-        for (; n < n1; n++) {
-            float y[4];
-            job->k.dot4(job->K, w + n * b->nb[1], act + m * job->blocks, job->blocks, y);
-            for (int r = 0; r < 4; r++)
-                memcpy(d + n * dst->nb[0] + (m + r) * dst->nb[1], &y[r], sizeof y[r]);
-        }
+        return;
     }
     for (int64_t n = n0; n < n1; n++)
-        for (int64_t m = m4; m < job->M; m++) {
+        for (int64_t m = 0; m < job->M; m++) {
             float y = job->k.dot(job->K, w + n * b->nb[1], act + m * job->blocks);
             memcpy(d + n * dst->nb[0] + m * dst->nb[1], &y, sizeof y);
         }
@@ -157,8 +150,9 @@ ox_status ox__cpu_matmul_quant(const ox__cpu_exec *x, const ox__view *dst, const
                    .K = K, .a_ne2 = a->ne[2], .a_ne3 = a->ne[3], .blocks = K / OX_QK};
     ox__block_q8a *act = malloc((size_t)(rows * job.blocks) * sizeof *act);
     float *row = malloc((size_t)K * sizeof *row);
+    if (job.k.tile) job.scratch = malloc((size_t)threads * OX_QTILE_SCRATCH(K));
     ox_status status = OX_ERR_OUT_OF_MEMORY;
-    if (!act || !row) goto out_free;
+    if (!act || !row || (job.k.tile && !job.scratch)) goto out_free;
 
     /* quantize every row of op(a), batch by batch */
     for (int64_t r = 0; r < rows; r++) {
@@ -175,6 +169,8 @@ ox_status ox__cpu_matmul_quant(const ox__cpu_exec *x, const ox__view *dst, const
      * streaming far-apart rows draw the most memory bandwidth. */
     int64_t tasks = (TASKS_PER_THREAD * threads + n_batch - 1) / n_batch;
     job.chunk = (N + tasks - 1) / tasks;
+    if (job.k.tile) /* whole tiles but the last */
+        job.chunk = (job.chunk + OX_QTILE_ROWS - 1) / OX_QTILE_ROWS * OX_QTILE_ROWS;
     job.chunks = (N + job.chunk - 1) / job.chunk;
     size_t n_tasks = (size_t)(n_batch * job.chunks);
     if (threads > 1 && x->pool && M * N * K * n_batch >= SMALL_WORK)
@@ -183,6 +179,7 @@ ox_status ox__cpu_matmul_quant(const ox__cpu_exec *x, const ox__view *dst, const
         for (size_t t = 0; t < n_tasks; t++) qmm_task(&job, t, 0);
     status = OX_OK;
 out_free:
+    free(job.scratch);
     free(row);
     free(act);
     return status;

@@ -1,57 +1,15 @@
-/* x86 dot products of quantized weight rows with 8-bit activation blocks
- * (see quant.h), included by quant_avx2.c (compiled with -mavx2 -mfma
- * -mf16c) and quant_vnni.c (with AVX-512 VL and VNNI too, OX_QUANT_VNNI),
- * each called only when the CPU has what it was compiled for. Each
- * 32-element block is unpacked to 32 bytes of codes and multiplied with the
- * activation's bytes into 8 exact 32-bit sums of 4 products (AVX2:
- * vpmaddubsw, unsigned x signed pairs into 16 bits, then vpmaddwd; VNNI:
- * one vpdpbusd; signed codes go through the sign trick), then scaled in
- * float. No sum saturates (codes are at most 127 in magnitude), so both
- * give the same integers as the scalar kernels, and the same float steps:
- * the VNNI kernels' results are the AVX2 kernels' bits. */
+/* x86 tile kernels of the quantized matmul: eight weight rows by up to
+ * eight 8-bit activation rows (see quant.h), included by quant_avx2.c
+ * (compiled with -mavx2 -mfma -mf16c) and quant_vnni.c (with AVX-512 VL and
+ * VNNI too, OX_QUANT_VNNI), each called only when the CPU has what it was
+ * compiled for. The integer sums are exact (vpdpbusd, or vpmaddubsw then
+ * vpmaddwd where no pair can saturate) and the float steps the same in
+ * both, so the VNNI kernels' results are the AVX2 kernels' bits. */
 #include <immintrin.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "ops/quant.h"
-
-static inline float half(uint16_t h)
-{
-    return _cvtsh_ss(h);
-}
-
-static inline float hsum(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline __m256i load32(const void *p)
-{
-    return _mm256_loadu_si256((const __m256i *)p);
-}
-
-/* 16 bytes of nibbles as 32 codes: low nibbles first, then the high ones. */
-static inline __m256i nibbles(const uint8_t *qs)
-{
-    __m128i v = _mm_loadu_si128((const __m128i *)qs), m4 = _mm_set1_epi8(0xF);
-    __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
-    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
-}
-
-/* Byte e is 0x10 where bit e of the little-endian 32 bits at qh is set. */
-static inline __m256i fifth_bits(const uint8_t *qh)
-{
-    uint32_t bits;
-    memcpy(&bits, qh, sizeof bits);
-    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2,
-                                            2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201);
-    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), spread);
-    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
-    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
-}
 
 /* 8 sums of 4 products each: unsigned codes u, signed activations a. */
 static inline __m256i dot_u8(__m256i u, __m256i a)
@@ -69,309 +27,736 @@ static inline __m256i dot_i8(__m256i w, __m256i a)
     return dot_u8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
 }
 
-/* Q6_K's 32 signed codes q (in [-32, 31]) with activations a: 8 sums of 4
- * products, those of elements 0-15 times scale s0, of 16-31 times s1. */
-static inline __m256i q6_scaled_dot(__m256i q, __m256i a, int8_t s0, int8_t s1)
-{
+/* The 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) run as tiles of
+ * eight weight rows by up to eight tokens, with the weight rows in the
+ * vector lanes: block i of the eight rows is decoded and transposed into
+ * eight vectors, c[g] holding elements 4g..4g+3 of each row as unsigned
+ * bytes, so that one vpdpbusd with the token's activation bytes 4g..4g+3
+ * broadcast adds four products to each row's sum. A token's block then costs eight integer
+ * instructions and one scaling for eight rows, where a row-at-a-time
+ * kernel pays a horizontal sum and a scaling per row; the decoding is
+ * shared by the tile's tokens. This is the layout llama.cpp repacks its
+ * weights into at load time, built here in registers from the file's
+ * layout, so the weights need no second copy.
+ *
+ * The signed types are stored as unsigned codes q + off (Q4_0 8, Q5_0 16,
+ * Q8_0 128) and the offset comes back as -off sum(a) in the integer sum.
+ * Per row and token the float steps are, block after block,
+ * acc = fma(float(sum), d_w d_a, acc), and for the types with a min
+ * accm = fma(m_w, d_a float(sum(a)), accm); the result is acc + accm. A
+ * row's result so does not depend on the tile it was computed in. */
 #if OX_QUANT_VNNI
-    __m256i sc = _mm256_inserti128_si256(_mm256_set1_epi32(s0), _mm_set1_epi32(s1), 1);
-    return _mm256_mullo_epi32(dot_i8(q, a), sc);
+#define QT_STEP 8 /* tokens a pass: the 32 AVX-512 registers hold eight accumulators */
 #else
-    __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q));
-    __m256i sc = _mm256_inserti128_si256(_mm256_set1_epi16(s0), _mm_set1_epi16(s1), 1);
-    return _mm256_madd_epi16(pairs, sc);
+#define QT_STEP 4
 #endif
+
+/* Eight rows read at once are eight short streams (a row is a few KB),
+ * too short for the hardware's prefetchers to learn: so while a tile works
+ * on bytes [at, at + bytes) of its rows (row_bytes long), it fetches
+ * QT_AHEAD bytes further, and near a row's end the start of the same row
+ * of the next tile (w + 8 wstride on; past the matrix's end a prefetch is
+ * a no-op). */
+#ifndef QT_AHEAD
+#define QT_AHEAD 512
+#endif
+static inline void qt_prefetch(const unsigned char *const row[8], size_t wstride, size_t at,
+                               size_t bytes, size_t row_bytes)
+{
+    size_t to = at + QT_AHEAD;
+    for (int j = 0; j < 8; j++)
+        for (size_t b = 0; b < bytes; b += 64)
+            _mm_prefetch((const char *)row[j] + (to + b < row_bytes ? to + b : 8 * wstride + to + b - row_bytes),
+                         _MM_HINT_T0);
 }
 
-/* dot_u8 with every sum times the small positive integer sc (a K-type
- * sub-block's 6-bit scale), exact in 32 bits; vpmaddwd applies the scale
- * as it adds the pairs, which beats vpdpbusd and a 32-bit multiply (codes
- * of at most 31: no pair saturates). */
-static inline __m256i dot_u8_times(__m256i u, __m256i a, int sc)
+typedef struct qt_block {
+    __m256i c[8]; /* codes, lane j = row j; for Q8_0 without VNNI the signed codes */
+    __m256 d, m;  /* rows' scales and mins */
+} qt_block;
+
+static inline int qt_offset(ox_dtype type)
 {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, a), _mm256_set1_epi16((short)sc));
+    return type == OX_DTYPE_Q4_0 ? 8 : type == OX_DTYPE_Q5_0 ? 16 : type == OX_DTYPE_Q8_0 ? 128 : 0;
 }
 
-static inline __m256 scaled(__m256i s, float scale, __m256 acc)
+static inline size_t qt_block_bytes(ox_dtype type)
 {
-    return _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(s), acc);
-}
-
-/* The 32-element types, one source for the one-, four- and eight-output
- * kernels: block i of weight row w decoded to 32 codes (signed for Q4_0,
- * Q5_0 and Q8_0, unsigned with a min for Q4_1 / Q5_1), then
- * per (weight row, token): the 8 integer sums, scaled into one float
- * accumulator, and for the types with a min, m d_a sum_a into a float sum.
- * Every kernel takes these steps in this order for every pair, so the
- * results do not depend on how many pairs a call computes. */
-typedef struct q32_block {
-    __m256i q, u; /* codes; u = |q| for the signed types */
-    float d, m;   /* scale; min (0 for the signed types) */
-} q32_block;
-
-static inline bool q32_signed(ox_dtype type)
-{
-    return type == OX_DTYPE_Q4_0 || type == OX_DTYPE_Q5_0 || type == OX_DTYPE_Q8_0;
-}
-
-static inline __attribute__((always_inline)) q32_block q32_decode(ox_dtype type, const void *w, int64_t i)
-{
-    q32_block k = {.m = 0};
-    if (type == OX_DTYPE_Q4_0) {
-        const ox__block_q4_0 *b = (const ox__block_q4_0 *)w + i;
-        k.q = _mm256_sub_epi8(nibbles(b->qs), _mm256_set1_epi8(8));
-        k.d = half(b->d);
-    } else if (type == OX_DTYPE_Q5_0) {
-        const ox__block_q5_0 *b = (const ox__block_q5_0 *)w + i;
-        k.q = _mm256_sub_epi8(_mm256_or_si256(nibbles(b->qs), fifth_bits(b->qh)),
-                              _mm256_set1_epi8(16));
-        k.d = half(b->d);
-    } else if (type == OX_DTYPE_Q8_0) {
-        const ox__block_q8_0 *b = (const ox__block_q8_0 *)w + i;
-        k.q = load32(b->qs);
-        k.d = half(b->d);
-    } else if (type == OX_DTYPE_Q4_1) {
-        const ox__block_q4_1 *b = (const ox__block_q4_1 *)w + i;
-        k.q = nibbles(b->qs);
-        k.d = half(b->d);
-        k.m = half(b->m);
-    } else {
-        const ox__block_q5_1 *b = (const ox__block_q5_1 *)w + i;
-        k.q = _mm256_or_si256(nibbles(b->qs), fifth_bits(b->qh));
-        k.d = half(b->d);
-        k.m = half(b->m);
+    switch (type) {
+    case OX_DTYPE_Q4_0: return sizeof(ox__block_q4_0);
+    case OX_DTYPE_Q4_1: return sizeof(ox__block_q4_1);
+    case OX_DTYPE_Q5_0: return sizeof(ox__block_q5_0);
+    case OX_DTYPE_Q5_1: return sizeof(ox__block_q5_1);
+    default: return sizeof(ox__block_q8_0);
     }
-    k.u = q32_signed(type) ? _mm256_sign_epi8(k.q, k.q) : k.q;
+}
+
+/* 16 bytes at p[j] + off for the eight rows j, as four vectors: v[g]
+ * holds bytes 4g..4g+3 of row j in lane j. */
+static inline void qt_transpose16(const unsigned char *const p[8], size_t off, __m256i v[4])
+{
+    __m256i y[4];
+    for (int k = 0; k < 4; k++)
+        y[k] = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p[k] + off))),
+            _mm_loadu_si128((const __m128i *)(p[k + 4] + off)), 1);
+    __m256i t0 = _mm256_unpacklo_epi32(y[0], y[1]), t1 = _mm256_unpackhi_epi32(y[0], y[1]);
+    __m256i t2 = _mm256_unpacklo_epi32(y[2], y[3]), t3 = _mm256_unpackhi_epi32(y[2], y[3]);
+    /* lanes are now rows 0-3 | 4-7: unpack gives [r0 r1 r2 r3 | r4 r5 r6 r7] */
+    v[0] = _mm256_unpacklo_epi64(t0, t2);
+    v[1] = _mm256_unpackhi_epi64(t0, t2);
+    v[2] = _mm256_unpacklo_epi64(t1, t3);
+    v[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+/* The lanes' 32-bit little-endian words at p[j] + off. */
+static inline __m256i qt_words(const unsigned char *const p[8], size_t off)
+{
+    int32_t x[8];
+    for (int j = 0; j < 8; j++) memcpy(&x[j], p[j] + off, sizeof x[j]);
+    return _mm256_setr_epi32(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]);
+}
+
+/* The lanes' halves at p[j] + off, as floats. */
+static inline __m256 qt_halves(const unsigned char *const p[8], size_t off)
+{
+    uint16_t x[8];
+    for (int j = 0; j < 8; j++) memcpy(&x[j], p[j] + off, sizeof x[j]);
+    return _mm256_cvtph_ps(_mm_setr_epi16((short)x[0], (short)x[1], (short)x[2], (short)x[3],
+                                          (short)x[4], (short)x[5], (short)x[6], (short)x[7]));
+}
+
+/* 0x10 in byte b of each lane where bit 4g + b of the lane's word qh is set. */
+static inline __m256i qt_fifth(__m256i qh, int g)
+{
+    const int k = g / 2; /* the byte that holds bits 4g..4g+3 */
+    const __m256i spread = _mm256_setr_epi8(
+        k, k, k, k, 4 + k, 4 + k, 4 + k, 4 + k, 8 + k, 8 + k, 8 + k, 8 + k, 12 + k, 12 + k, 12 + k,
+        12 + k, k, k, k, k, 4 + k, 4 + k, 4 + k, 4 + k, 8 + k, 8 + k, 8 + k, 8 + k, 12 + k, 12 + k,
+        12 + k, 12 + k);
+    const __m256i bit = _mm256_set1_epi32(g % 2 ? (int)0x80402010 : 0x08040201);
+    __m256i v = _mm256_and_si256(_mm256_shuffle_epi8(qh, spread), bit);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(v, bit), _mm256_set1_epi8(0x10));
+}
+
+static inline __attribute__((always_inline)) qt_block qt_decode(ox_dtype type,
+                                                                const unsigned char *const row[8],
+                                                                int64_t i)
+{
+    qt_block k;
+    const size_t at = (size_t)i * qt_block_bytes(type);
+    const unsigned char *p[8];
+    for (int j = 0; j < 8; j++) p[j] = row[j] + at;
+    bool has_min = type == OX_DTYPE_Q4_1 || type == OX_DTYPE_Q5_1;
+    bool five = type == OX_DTYPE_Q5_0 || type == OX_DTYPE_Q5_1;
+    k.d = qt_halves(p, 0);
+    k.m = has_min ? qt_halves(p, 2) : _mm256_setzero_ps();
+    if (type == OX_DTYPE_Q8_0) {
+        qt_transpose16(p, offsetof(ox__block_q8_0, qs), k.c);
+        qt_transpose16(p, offsetof(ox__block_q8_0, qs) + 16, k.c + 4);
+#if OX_QUANT_VNNI
+        for (int g = 0; g < 8; g++) k.c[g] = _mm256_xor_si256(k.c[g], _mm256_set1_epi8((char)0x80));
+#endif
+        return k;
+    }
+    size_t qs = has_min ? 4 : 2, qh = qs;
+    if (five) qs += 4;
+    __m256i v[4], m4 = _mm256_set1_epi8(0xF);
+    qt_transpose16(p, qs, v);
+    for (int g = 0; g < 4; g++) {
+        k.c[g] = _mm256_and_si256(v[g], m4);
+        k.c[4 + g] = _mm256_and_si256(_mm256_srli_epi16(v[g], 4), m4);
+    }
+    if (five) {
+        __m256i h = qt_words(p, qh);
+        for (int g = 0; g < 8; g++) k.c[g] = _mm256_or_si256(k.c[g], qt_fifth(h, g));
+    }
     return k;
 }
 
-static inline __attribute__((always_inline)) void q32_step(ox_dtype type, const q32_block *k, const ox__block_q8a *a,
-                            __m256 *acc, float *mins)
+static inline __m256i qt_bcast(const int8_t *p)
 {
-    __m256i av = load32(a->qs);
-    bool sign = q32_signed(type);
-    *acc = scaled(dot_u8(k->u, sign ? _mm256_sign_epi8(av, k->q) : av), k->d * a->d, *acc);
-    if (!sign) *mins += k->m * a->d * (float)a->sum;
+    int32_t x;
+    memcpy(&x, p, sizeof x);
+    return _mm256_set1_epi32(x);
 }
 
-/* W weight rows (w, w + wstride bytes) by R tokens (a + r * stride):
- * out[R * j + r]. W and R are constants where it is inlined. */
-static inline __attribute__((always_inline)) void q32_tile(ox_dtype type, int W, int R, int64_t n, const void *w, size_t wstride,
-                            const ox__block_q8a *a, int64_t stride, float *out)
+/* One token's block a against the decoded block k of the eight rows. */
+static inline __attribute__((always_inline)) void qt_token(ox_dtype type, const qt_block *k,
+                                                           const ox__block_q8a *a, __m256 *acc,
+                                                           __m256 *accm)
 {
-    /* even and odd blocks in two accumulators: two FMA chains, so that one
-     * row alone is not bound by the FMA's latency */
-    __m256 acc[2][8];
-    float mins[8];
-    for (int j = 0; j < W * R; j++) {
-        acc[0][j] = acc[1][j] = _mm256_setzero_ps();
-        mins[j] = 0;
-    }
-    int64_t blocks = n / OX_QK;
-    for (int64_t i = 0; i < blocks; i += 2)
-        for (int c = 0; c < 2 && i + c < blocks; c++) { /* constant c: registers */
-            q32_block k[2];
-            for (int j = 0; j < W; j++)
-                k[j] = q32_decode(type, (const char *)w + j * wstride, i + c);
-            for (int r = 0; r < R; r++)
-                for (int j = 0; j < W; j++)
-                    q32_step(type, &k[j], a + r * stride + i + c, &acc[c][R * j + r],
-                             &mins[R * j + r]);
+    int off = qt_offset(type);
+    __m256i s = _mm256_set1_epi32(-off * a->sum);
+    if (!OX_QUANT_VNNI && type == OX_DTYPE_Q8_0) {
+        /* codes 0..255 would saturate vpmaddubsw's pairs: the sign trick */
+        s = _mm256_setzero_si256();
+        for (int g = 0; g < 8; g++) {
+            __m256i av = qt_bcast(a->qs + 4 * g);
+            s = _mm256_add_epi32(s, dot_i8(k->c[g], av));
         }
-    for (int j = 0; j < W * R; j++) out[j] = hsum(_mm256_add_ps(acc[0][j], acc[1][j])) + mins[j];
+    } else {
+        for (int g = 0; g < 8; g++) {
+            __m256i av = qt_bcast(a->qs + 4 * g);
+#if OX_QUANT_VNNI
+            s = _mm256_dpbusd_epi32(s, k->c[g], av);
+#else
+            s = _mm256_add_epi32(s, dot_u8(k->c[g], av));
+#endif
+        }
+    }
+    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(k->d, _mm256_set1_ps(a->d)), *acc);
+    if (type == OX_DTYPE_Q4_1 || type == OX_DTYPE_Q5_1)
+        *accm = _mm256_fmadd_ps(k->m, _mm256_set1_ps(a->d * (float)a->sum), *accm);
+}
+
+/* Rows w + j wstride (j < rows, the others repeat the last) by R tokens
+ * a + r stride: out[OX_QTILE_ROWS r + j]. R is a constant where it is inlined. */
+static inline __attribute__((always_inline)) void qt_tile(ox_dtype type, int R, int64_t n,
+                                                          const void *w, size_t wstride, int rows,
+                                                          const ox__block_q8a *a, int64_t stride,
+                                                          float *out)
+{
+    const unsigned char *row[8];
+    for (int j = 0; j < 8; j++) row[j] = (const unsigned char *)w + (size_t)(j < rows ? j : rows - 1) * wstride;
+    __m256 acc[QT_STEP], accm[QT_STEP];
+    for (int r = 0; r < R; r++) acc[r] = accm[r] = _mm256_setzero_ps();
+    const size_t bytes = qt_block_bytes(type);
+    for (int64_t i = 0; i < n / OX_QK; i++) {
+        qt_prefetch(row, wstride, (size_t)i * bytes, bytes, (size_t)n / OX_QK * bytes);
+        qt_block k = qt_decode(type, row, i);
+        for (int r = 0; r < R; r++) qt_token(type, &k, a + r * stride + i, &acc[r], &accm[r]);
+    }
+    for (int r = 0; r < R; r++) _mm256_storeu_ps(out + OX_QTILE_ROWS * r, _mm256_add_ps(acc[r], accm[r]));
 }
 
 
-/* Q4_K / Q5_K (five: with the fifth bits), W weight rows by R tokens as
- * q32_tile lays them out. The activations of a super-block share one
- * scale (Q8_K), so its 8 sub-blocks' scaled sums add up in 32-bit integers
- * (at most 8 x 63 x 4 x 31 x 127 a lane) and meet the float scales once,
- * as llama.cpp's kernels do; the mins' terms likewise. */
-static inline __attribute__((always_inline)) void k_tile(bool five, int W, int R, int64_t n,
-                                                           const void *w, size_t wstride,
-                                                           const ox__block_q8a *a, int64_t stride,
-                                                           float *out)
+/* The K types in the same tiles: a super-block of 256 is 8 sub-blocks of
+ * 32, each decoded for the eight rows into eight code vectors as above.
+ * Q4_K / Q5_K: a token's sub-block sums (vpdpbusd) times the rows' 6-bit
+ * sub-block scales add up in 32-bit integers over the super-block (at most
+ * 8 x 63 x 32 x 31 x 127 a lane), the mins' terms sum_s m_s sum(a_s)
+ * likewise (vpmaddwd of 16-bit pairs), and they meet the float scales
+ * once a super-block: acc = fma(float(isum), d_w d_a, acc), then
+ * acc = fnma(float(imin), dmin_w d_a, acc). Q6_K: codes + 32 as unsigned
+ * bytes, each 16-element half's sum starting at -32 sum(a_half) and times
+ * its signed 8-bit scale, then acc = fma(float(isum), d_w d_a, acc). */
+
+/* Sub-block sb of super-block i of the eight rows: c[g] = elements
+ * 4g..4g+3 of each row, unsigned (Q6_K: + 32). */
+static inline __attribute__((always_inline)) void kt_codes(ox_dtype type,
+                                                           const unsigned char *const row[8],
+                                                           int64_t i, int sb, __m256i c[8])
 {
-    const size_t block_bytes = five ? sizeof(ox__block_q5_k) : sizeof(ox__block_q4_k);
-    const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
-    __m256 acc[8];
-    float mins[8];
-    for (int j = 0; j < W * R; j++) {
-        acc[j] = _mm256_setzero_ps();
-        mins[j] = 0;
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    const unsigned char *p[8];
+    if (type == OX_DTYPE_Q6_K) {
+        for (int j = 0; j < 8; j++) p[j] = row[j] + (size_t)i * sizeof(ox__block_q6_k);
+        int h = sb / 4, t = sb % 4;
+        size_t ql = offsetof(ox__block_q6_k, ql) + 64 * h + 32 * (t & 1);
+        size_t qh = offsetof(ox__block_q6_k, qh) + 32 * h;
+        __m256i lo[8], hi[8];
+        qt_transpose16(p, ql, lo);
+        qt_transpose16(p, ql + 16, lo + 4);
+        qt_transpose16(p, qh, hi);
+        qt_transpose16(p, qh + 16, hi + 4);
+        const __m256i m2 = _mm256_set1_epi8(3);
+        for (int g = 0; g < 8; g++) {
+            __m256i l = _mm256_and_si256(t < 2 ? lo[g] : _mm256_srli_epi16(lo[g], 4), m4);
+            __m256i u = _mm256_and_si256(_mm256_srli_epi16(hi[g], 2 * t), m2);
+            c[g] = _mm256_or_si256(l, _mm256_slli_epi16(u, 4));
+        }
+        return;
     }
+    bool five = type == OX_DTYPE_Q5_K;
+    size_t bytes = five ? sizeof(ox__block_q5_k) : sizeof(ox__block_q4_k);
+    for (int j = 0; j < 8; j++) p[j] = row[j] + (size_t)i * bytes;
+    size_t qs = (five ? offsetof(ox__block_q5_k, qs) : offsetof(ox__block_q4_k, qs)) + 32 * (sb / 2);
+    __m256i v[8];
+    qt_transpose16(p, qs, v);
+    qt_transpose16(p, qs + 16, v + 4);
+    for (int g = 0; g < 8; g++) c[g] = _mm256_and_si256(sb % 2 ? _mm256_srli_epi16(v[g], 4) : v[g], m4);
+    if (five) { /* bit 4 of element l of sub-block sb: bit sb of qh[l] */
+        __m256i h[8];
+        qt_transpose16(p, offsetof(ox__block_q5_k, qh), h);
+        qt_transpose16(p, offsetof(ox__block_q5_k, qh) + 16, h + 4);
+        const __m256i bit = _mm256_set1_epi8((char)(1 << sb));
+        for (int g = 0; g < 8; g++) {
+            __m256i b = _mm256_and_si256(h[g], bit); /* masked first: no bit crosses a byte */
+            b = sb <= 4 ? _mm256_slli_epi16(b, 4 - sb) : _mm256_srli_epi16(b, sb - 4);
+            c[g] = _mm256_or_si256(c[g], b);
+        }
+    }
+}
+
+/* The sums of 4 products, codes c[g] by a's bytes 4g..4g+3, for g in
+ * [g0, g1), added to s; with VNNI one vpdpbusd a group. Without, vpmaddubsw
+ * then vpmaddwd by mul: 16-bit factors, 1 or a scale in both halves of a
+ * lane (no pair saturates: codes are at most 63). */
+static inline __m256i kt_dot(const __m256i c[8], const int8_t *a, int g0, int g1, __m256i s,
+                             __m256i mul)
+{
+    for (int g = g0; g < g1; g++) {
+        __m256i av = qt_bcast(a + 4 * g);
+#if OX_QUANT_VNNI
+        (void)mul;
+        s = _mm256_dpbusd_epi32(s, c[g], av);
+#else
+        s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(c[g], av), mul));
+#endif
+    }
+    return s;
+}
+
+/* s + the 8 sums of 4 products of unsigned codes u (at most 63) with
+ * activations a. */
+static inline __m256i kt_dot1(__m256i u, __m256i a, __m256i s)
+{
+#if OX_QUANT_VNNI
+    return _mm256_dpbusd_epi32(s, u, a);
+#else
+    return _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(u, a), _mm256_set1_epi16(1)));
+#endif
+}
+
+/* Byte k of each lane of v as a 32-bit lane (the scale of a sub-block). */
+static inline __m256i kt_byte(__m256i v, int k)
+{
+    return _mm256_and_si256(_mm256_srli_epi32(v, 8 * k), _mm256_set1_epi32(0xFF));
+}
+
+/* The eight rows' scales of a super-block (p[j] its bytes in row j):
+ * Q4_K / Q5_K 6-bit, byte k of sc[h] / mn[h] that of sub-block 4h + k
+ * (llama.cpp's unpacking of the 12 bytes, lane-wise); Q6_K the 16 signed
+ * bytes as four words in sc. */
+static inline __attribute__((always_inline)) void kt_scales(ox_dtype type,
+                                                            const unsigned char *const p[8],
+                                                            bool rec, __m256i sc[4], __m256i mn[2])
+{
+    mn[0] = mn[1] = _mm256_setzero_si256();
+    if (type == OX_DTYPE_Q6_K) {
+        for (int q = 0; q < 4; q++) sc[q] = qt_words(p, (rec ? 0 : offsetof(ox__block_q6_k, scales)) + 4 * q);
+        return;
+    }
+    size_t at = offsetof(ox__block_q4_k, scales); /* the same in Q5_K */
+    __m256i s0 = qt_words(p, at), s1 = qt_words(p, at + 4), s2 = qt_words(p, at + 8);
+    const __m256i m6 = _mm256_set1_epi8(0x3F), m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
+    sc[0] = _mm256_and_si256(s0, m6);
+    mn[0] = _mm256_and_si256(s1, m6);
+    sc[1] = _mm256_or_si256(_mm256_and_si256(s2, m4),
+                            _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(s0, 6), m2), 4));
+    mn[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(s2, 4), m4),
+                            _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(s1, 6), m2), 4));
+}
+
+/* A super-block's float steps for R tokens (a + r stride its first
+ * activation block), from the rows' exact integer sums isum[r]. */
+static inline __attribute__((always_inline)) void kt_finish(ox_dtype type, int R,
+                                                            const unsigned char *const p[8], bool rec,
+                                                            const ox__block_q8a *a, int64_t stride,
+                                                            const __m256i mn[2],
+                                                            const __m256i isum[], __m256 acc[])
+{
+    if (type == OX_DTYPE_Q6_K) {
+        __m256 d = qt_halves(p, rec ? 16 : offsetof(ox__block_q6_k, d));
+        for (int r = 0; r < R; r++)
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]),
+                                     _mm256_mul_ps(d, _mm256_set1_ps(a[r * stride].d)), acc[r]);
+        return;
+    }
+    /* mins: 16-bit pairs (m_k, m_k+2) of sub-blocks 4h + k, by the pairs of sums */
+    __m256 d = qt_halves(p, 0), dmin = qt_halves(p, 2);
+    const __m256i lo = _mm256_set1_epi32(0x00FF00FF);
+    __m256i mp[4] = {_mm256_and_si256(mn[0], lo), _mm256_and_si256(_mm256_srli_epi32(mn[0], 8), lo),
+                     _mm256_and_si256(mn[1], lo), _mm256_and_si256(_mm256_srli_epi32(mn[1], 8), lo)};
+    for (int r = 0; r < R; r++) {
+        const ox__block_q8a *ar = a + r * stride;
+        __m256i imin = _mm256_setzero_si256();
+        for (int q = 0; q < 4; q++) {
+            int s = 4 * (q / 2) + q % 2; /* sub-blocks s and s + 2 */
+            uint32_t pair = (uint16_t)ar[s].sum | (uint32_t)(uint16_t)ar[s + 2].sum << 16;
+            imin = _mm256_add_epi32(imin, _mm256_madd_epi16(mp[q], _mm256_set1_epi32((int)pair)));
+        }
+        __m256 da = _mm256_set1_ps(ar->d);
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), _mm256_mul_ps(d, da), acc[r]);
+        acc[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(imin), _mm256_mul_ps(dmin, da), acc[r]);
+    }
+}
+
+static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, int64_t n,
+                                                          const void *w, size_t wstride, int rows,
+                                                          const ox__block_q8a *a, int64_t stride,
+                                                          float *out)
+{
+    const unsigned char *row[8];
+    for (int j = 0; j < 8; j++)
+        row[j] = (const unsigned char *)w + (size_t)(j < rows ? j : rows - 1) * wstride;
+    const bool six = type == OX_DTYPE_Q6_K;
+    const size_t bytes = six ? sizeof(ox__block_q6_k)
+                             : type == OX_DTYPE_Q5_K ? sizeof(ox__block_q5_k) : sizeof(ox__block_q4_k);
+    __m256 acc[QT_STEP];
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / OX_QK_K; i++) {
-        const uint8_t *scales[2], *qs[2];
-        __m256i high[2], sum[8];
-        float d[2], dmin[2];
-        int32_t block_mins[8];
-        for (int k = 0; k < W; k++) {
-            const unsigned char *blk = (const unsigned char *)w + k * wstride + (size_t)i * block_bytes;
-            const ox__block_q4_k *b4 = (const ox__block_q4_k *)blk;
-            const ox__block_q5_k *b5 = (const ox__block_q5_k *)blk;
-            scales[k] = five ? b5->scales : b4->scales;
-            qs[k] = five ? b5->qs : b4->qs;
-            high[k] = five ? load32(b5->qh) : _mm256_setzero_si256();
-            d[k] = half(five ? b5->d : b4->d);
-            dmin[k] = half(five ? b5->dmin : b4->dmin);
-        }
-        for (int j = 0; j < W * R; j++) {
-            sum[j] = _mm256_setzero_si256();
-            block_mins[j] = 0;
-        }
+        const unsigned char *p[8];
+        for (int j = 0; j < 8; j++) p[j] = row[j] + (size_t)i * bytes;
+        qt_prefetch(row, wstride, (size_t)i * bytes, bytes, (size_t)n / OX_QK_K * bytes);
+        __m256i isum[QT_STEP];
+        for (int r = 0; r < R; r++) isum[r] = _mm256_setzero_si256();
+        __m256i sc[4], mn[2];
+        kt_scales(type, p, false, sc, mn);
         for (int sb = 0; sb < 8; sb++) {
-            __m256i q[2];
-            int sc[2], m[2];
-            for (int k = 0; k < W; k++) {
-                ox__k_scale_min(scales[k], sb, &sc[k], &m[k]);
-                q[k] = load32(qs[k] + 32 * (sb / 2));
-                q[k] = _mm256_and_si256(sb % 2 ? _mm256_srli_epi16(q[k], 4) : q[k], m4);
-                if (five) {
-                    __m256i h = _mm256_srl_epi16(high[k], _mm_cvtsi32_si128(sb));
-                    q[k] = _mm256_or_si256(q[k], _mm256_slli_epi16(_mm256_and_si256(h, one), 4));
+            __m256i c[8];
+            kt_codes(type, row, i, sb, c);
+            if (six) {
+                /* halves 2 sb and 2 sb + 1: signed scales, the +32 offset in the start */
+                __m256i s0 = kt_byte(sc[sb / 2], 2 * (sb % 2)), s1 = kt_byte(sc[sb / 2], 2 * (sb % 2) + 1);
+                s0 = _mm256_srai_epi32(_mm256_slli_epi32(s0, 24), 24);
+                s1 = _mm256_srai_epi32(_mm256_slli_epi32(s1, 24), 24);
+                const __m256i one = _mm256_set1_epi16(1);
+                for (int r = 0; r < R; r++) {
+                    const ox__block_q8a *ar = a + r * stride + i * 8 + sb;
+                    __m256i h0 = kt_dot(c, ar->qs, 0, 4, _mm256_set1_epi32(-32 * ar->sum_lo), one);
+                    __m256i h1 = kt_dot(c, ar->qs, 4, 8, _mm256_set1_epi32(-32 * (ar->sum - ar->sum_lo)), one);
+                    isum[r] = _mm256_add_epi32(isum[r], _mm256_add_epi32(_mm256_mullo_epi32(h0, s0),
+                                                                         _mm256_mullo_epi32(h1, s1)));
                 }
-            }
-            for (int r = 0; r < R; r++) {
-                const ox__block_q8a *ar = a + r * stride + i * 8 + sb;
-                __m256i av = load32(ar->qs);
-                for (int k = 0; k < W; k++) {
-                    block_mins[R * k + r] += m[k] * ar->sum;
-                    sum[R * k + r] = _mm256_add_epi32(sum[R * k + r], dot_u8_times(q[k], av, sc[k]));
+            } else {
+                __m256i scale = kt_byte(sc[sb / 4], sb % 4);
+                for (int r = 0; r < R; r++) {
+                    const ox__block_q8a *ar = a + r * stride + i * 8 + sb;
+#if OX_QUANT_VNNI
+                    __m256i s = kt_dot(c, ar->qs, 0, 8, _mm256_setzero_si256(), scale);
+                    isum[r] = _mm256_add_epi32(isum[r], _mm256_mullo_epi32(s, scale));
+#else
+                    __m256i sc16 = _mm256_or_si256(scale, _mm256_slli_epi32(scale, 16));
+                    isum[r] = kt_dot(c, ar->qs, 0, 8, isum[r], sc16);
+#endif
                 }
             }
         }
-        for (int k = 0; k < W; k++)
-            for (int r = 0; r < R; r++) {
-                const ox__block_q8a *ar = a + r * stride + i * 8;
-                acc[R * k + r] = scaled(sum[R * k + r], d[k] * ar->d, acc[R * k + r]);
-                mins[R * k + r] += dmin[k] * ar->d * (float)block_mins[R * k + r];
-            }
+        kt_finish(type, R, p, false, a + i * 8, stride, mn, isum, acc);
     }
-    for (int j = 0; j < W * R; j++) out[j] = hsum(acc[j]) - mins[j];
+    for (int r = 0; r < R; r++) _mm256_storeu_ps(out + OX_QTILE_ROWS * r, acc[r]);
 }
 
-/* Q6_K's codes of sub-block s (32 values in [-32, 31]). */
-static inline __m256i q6_codes(const ox__block_q6_k *b, int s)
+/* Decoding (one or two tokens) reads each weight byte for one token only,
+ * so the transposition above is not paid back there: these kernels take
+ * the rows one by one as the vector's 32 bytes, the products of a row in
+ * eight lanes, and reduce the eight rows' vectors into the tile's layout
+ * (lane j = row j) once a block (a super-block for the K types). The
+ * integer sums are exact either way and the float steps are the tile
+ * kernels', so a row's result has the same bits from both. */
+
+/* lane j = the sum of p[j]'s eight lanes */
+static inline __m256i rt_reduce(const __m256i p[8])
+{
+    __m256i h01 = _mm256_hadd_epi32(p[0], p[1]), h23 = _mm256_hadd_epi32(p[2], p[3]);
+    __m256i h45 = _mm256_hadd_epi32(p[4], p[5]), h67 = _mm256_hadd_epi32(p[6], p[7]);
+    __m256i q0 = _mm256_hadd_epi32(h01, h23), q1 = _mm256_hadd_epi32(h45, h67);
+    /* q0 = [row 0-3, elements 0-3 | rows 0-3, elements 4-7], q1 rows 4-7 */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20),
+                            _mm256_permute2x128_si256(q0, q1, 0x31));
+}
+
+/* 16 bytes of nibbles as 32 codes: low nibbles first, then the high ones
+ * (the bytes in both halves, the upper half shifted by 4). */
+static inline __m256i rt_nibbles(const unsigned char *qs)
+{
+    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    v = _mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
+    return _mm256_and_si256(v, _mm256_set1_epi8(0xF));
+}
+
+/* Byte e is 0x10 where bit e of the little-endian 32 bits at qh is set. */
+static inline __m256i rt_fifth(const unsigned char *qh)
+{
+    uint32_t bits;
+    memcpy(&bits, qh, sizeof bits);
+#if OX_QUANT_VNNI /* AVX512BW: the bits as a byte mask */
+    return _mm256_maskz_mov_epi8((__mmask32)bits, _mm256_set1_epi8(0x10));
+#else
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2,
+                                            2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), spread);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+#endif
+}
+
+/* Q6_K's codes of sub-block s + 32 (32 values in [0, 63]). */
+static inline __m256i rt_q6_codes(const ox__block_q6_k *b, int s)
 {
     const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
-    int p = s / 4, t = s % 4;
-    __m256i lo = load32(b->ql + 64 * p + 32 * (t & 1));
+    int h = s / 4, t = s % 4;
+    __m256i lo = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32 * (t & 1)));
     lo = _mm256_and_si256(t < 2 ? lo : _mm256_srli_epi16(lo, 4), m4);
-    __m256i hi = _mm256_srl_epi16(load32(b->qh + 32 * p), _mm_cvtsi32_si128(2 * t));
-    hi = _mm256_slli_epi16(_mm256_and_si256(hi, m2), 4);
-    return _mm256_sub_epi8(_mm256_or_si256(lo, hi), _mm256_set1_epi8(32));
+    __m256i hi = _mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * h)), 2 * t);
+    return _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hi, m2), 4));
 }
 
-/* Q6_K, W weight rows by R tokens: as the K types above, a super-block's
- * 16 scaled sums add up in 32-bit integers (at most 8 x 4 x 32 x 127 x 128
- * a lane); elements 0-15 of sub-block s have scale 2s, 16-31 scale 2s + 1. */
-static inline __attribute__((always_inline)) void q6_tile(int W, int R, int64_t n, const void *w,
-                                                            size_t wstride, const ox__block_q8a *a,
-                                                            int64_t stride, float *out)
+/* Pass one: the rows one after another, a single stream through memory as
+ * the rows lie (eight rows read side by side are eight short streams that
+ * the hardware's prefetchers do not learn). For the 32-element types a
+ * row's products with token r for eight blocks reduce to one vector (lane
+ * b = block i0 + b) at prod[(i0 / 8 * R + r) * 8 + j]; for the K
+ * types one vector of eight lanes a super-block, the sub-blocks' sums
+ * times their scales, at prod[(i * R + r) * 8 + j]. Pass two: block
+ * by block the eight rows' sums in the tile's layout (lane j = row j), by
+ * an 8 x 8 transposition or a reduction, and the float steps. */
+
+/* Pass two reads no weights, and the memory would idle through it: its
+ * step k fetches lines 4k..4k+3 of the next tile (the rows after these
+ * eight), the start of pass one's next stream. */
+#ifndef RT_PF
+#define RT_PF 4
+#endif
+static inline void rt_prefetch_next(const unsigned char *const row[8], size_t wstride, int64_t k)
 {
-    const ox__block_q6_k *b[2] = {w, (const ox__block_q6_k *)((const char *)w + wstride)};
-    __m256 acc[8];
-    for (int j = 0; j < W * R; j++) acc[j] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / OX_QK_K; i++) {
-        __m256i sum[8];
-        for (int j = 0; j < W * R; j++) sum[j] = _mm256_setzero_si256();
-        for (int sb = 0; sb < 8; sb++) {
-            __m256i q[2];
-            for (int k = 0; k < W; k++) q[k] = q6_codes(&b[k][i], sb);
+    const char *next = (const char *)row[0] + 8 * wstride + 256 * k;
+    for (int l = 0; l < 4 * RT_PF; l++) _mm_prefetch(next + 64 * l, _MM_HINT_T0);
+}
+
+/* the 8 x 8 transposition of 32-bit lanes: v[b] lane j = in v[j] lane b */
+static inline void rt_transpose(__m256i v[8])
+{
+    __m256i t[8], u[8];
+    for (int k = 0; k < 4; k++) {
+        t[2 * k] = _mm256_unpacklo_epi32(v[2 * k], v[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_epi32(v[2 * k], v[2 * k + 1]);
+    }
+    for (int k = 0; k < 2; k++) {
+        u[4 * k] = _mm256_unpacklo_epi64(t[4 * k], t[4 * k + 2]);
+        u[4 * k + 1] = _mm256_unpackhi_epi64(t[4 * k], t[4 * k + 2]);
+        u[4 * k + 2] = _mm256_unpacklo_epi64(t[4 * k + 1], t[4 * k + 3]);
+        u[4 * k + 3] = _mm256_unpackhi_epi64(t[4 * k + 1], t[4 * k + 3]);
+    }
+    /* u[c] (c < 4): rows 0-3 of columns c | c + 4; u[4 + c]: rows 4-7 */
+    for (int c = 0; c < 4; c++) {
+        v[c] = _mm256_permute2x128_si256(u[c], u[4 + c], 0x20);
+        v[4 + c] = _mm256_permute2x128_si256(u[c], u[4 + c], 0x31);
+    }
+}
+
+static inline __attribute__((always_inline)) void rt_q32(ox_dtype type, int R, int64_t n,
+                                                         const unsigned char *const row[8],
+                                                         size_t wstride, const ox__block_q8a *a,
+                                                         int64_t stride,
+                                                         __m256i *prod, __m256 acc[], __m256 accm[])
+{
+    const size_t bytes = qt_block_bytes(type);
+    const int64_t blocks = n / OX_QK, groups = (blocks + 7) / 8;
+    const bool has_min = type == OX_DTYPE_Q4_1 || type == OX_DTYPE_Q5_1;
+    const bool five = type == OX_DTYPE_Q5_0 || type == OX_DTYPE_Q5_1;
+    const bool sign_trick = !OX_QUANT_VNNI && type == OX_DTYPE_Q8_0;
+    const size_t qh = has_min ? 4 : 2, qs = qh + (five ? 4 : 0);
+    /* the rows' scales (and mins) as pass one meets them, block-major: pass
+     * two reads one vector a block instead of eight far-apart lines again */
+    uint16_t *scales = (uint16_t *)(prod + 2 * 8 * groups), *mins = scales + 8 * blocks;
+    for (int j = 0; j < 8; j++)
+        for (int64_t i0 = 0; i0 < blocks; i0 += 8) {
+            __m256i v[2][8];
+            for (int c = 0; c < 8; c++) {
+                for (int r = 0; r < R; r++) v[r][c] = _mm256_setzero_si256();
+                if (i0 + c >= blocks) continue;
+                const unsigned char *b = row[j] + (size_t)(i0 + c) * bytes;
+                memcpy(&scales[(i0 + c) * 8 + j], b, 2);
+                if (has_min) memcpy(&mins[(i0 + c) * 8 + j], b + 2, 2);
+                __m256i u;
+                if (type == OX_DTYPE_Q8_0) {
+                    u = _mm256_loadu_si256((const __m256i *)(b + offsetof(ox__block_q8_0, qs)));
+                    if (!sign_trick) u = _mm256_xor_si256(u, _mm256_set1_epi8((char)0x80));
+                } else {
+                    u = rt_nibbles(b + qs);
+                    if (five) u = _mm256_or_si256(u, rt_fifth(b + qh));
+                }
+                for (int r = 0; r < R; r++) {
+                    __m256i av = _mm256_loadu_si256((const __m256i *)a[r * stride + i0 + c].qs);
+                    v[r][c] = sign_trick ? dot_i8(u, av) : dot_u8(u, av);
+                }
+            }
+            for (int r = 0; r < R; r++)
+                _mm256_storeu_si256(&prod[(i0 / 8 * R + r) * 8 + j], rt_reduce(v[r]));
+        }
+    for (int64_t i0 = 0; i0 < blocks; i0 += 8) {
+        rt_prefetch_next(row, wstride, i0 / 8);
+        __m256i t[2][8];
+        for (int r = 0; r < R; r++) {
+            for (int j = 0; j < 8; j++) t[r][j] = _mm256_loadu_si256(&prod[(i0 / 8 * R + r) * 8 + j]);
+            rt_transpose(t[r]);
+        }
+        for (int c = 0; c < 8 && i0 + c < blocks; c++) {
+            __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)&scales[(i0 + c) * 8]));
+            __m256 m = has_min ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)&mins[(i0 + c) * 8]))
+                               : _mm256_setzero_ps();
             for (int r = 0; r < R; r++) {
-                __m256i av = load32(a[r * stride + i * 8 + sb].qs);
-                for (int k = 0; k < W; k++)
-                    sum[R * k + r] = _mm256_add_epi32(
-                        sum[R * k + r], q6_scaled_dot(q[k], av, b[k][i].scales[2 * sb],
-                                                      b[k][i].scales[2 * sb + 1]));
+                const ox__block_q8a *ar = a + r * stride + i0 + c;
+                int off = sign_trick ? 0 : qt_offset(type);
+                __m256i sum = _mm256_add_epi32(t[r][c], _mm256_set1_epi32(-off * ar->sum));
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(d, _mm256_set1_ps(ar->d)), acc[r]);
+                if (has_min) accm[r] = _mm256_fmadd_ps(m, _mm256_set1_ps(ar->d * (float)ar->sum), accm[r]);
             }
         }
-        for (int k = 0; k < W; k++) {
-            float d = half(b[k][i].d);
-            for (int r = 0; r < R; r++)
-                acc[R * k + r] = scaled(sum[R * k + r], d * a[r * stride + i * 8].d, acc[R * k + r]);
+    }
+}
+
+static inline __attribute__((always_inline)) void rt_k(ox_dtype type, int R, int64_t n,
+                                                       const unsigned char *const row[8],
+                                                       size_t wstride, const ox__block_q8a *a,
+                                                       int64_t stride,
+                                                       __m256i *prod, __m256 acc[])
+{
+    const bool six = type == OX_DTYPE_Q6_K, five = type == OX_DTYPE_Q5_K;
+    const size_t bytes = six ? sizeof(ox__block_q6_k) : five ? sizeof(ox__block_q5_k) : sizeof(ox__block_q4_k);
+    const int64_t blocks = n / OX_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
+    /* each row's super-block header (Q4_K / Q5_K: d, dmin, scales; Q6_K:
+     * scales, d) as pass one meets it, 32 bytes a row, block-major: pass two
+     * reads these instead of eight far-apart lines again */
+    unsigned char *hdr = (unsigned char *)(prod + 2 * 8 * blocks);
+    for (int j = 0; j < 8; j++)
+        for (int64_t i = 0; i < blocks; i++) {
+            const unsigned char *blk = row[j] + (size_t)i * bytes;
+            unsigned char *rec = hdr + (i * 8 + j) * 32;
+            if (six) {
+                memcpy(rec, blk + offsetof(ox__block_q6_k, scales), 16);
+                memcpy(rec + 16, blk + offsetof(ox__block_q6_k, d), 2);
+            } else {
+                memcpy(rec, blk, 16);
+            }
+            /* sub-block sb's sums as 8 lanes each, reduced to lane sb, times
+             * the row's scales (lane sb); Q6_K: lanes 0-3 of a sub-block are
+             * its first half, 4-7 the second, each times its half's scale,
+             * the +32 offset in the start, -8 sum(half) a lane */
+            __m256i sum[2];
+            if (six) {
+                const ox__block_q6_k *b = (const ox__block_q6_k *)blk;
+                __m256i sc01 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)b->scales));
+                __m256i sc23 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b->scales + 8)));
+                for (int r = 0; r < R; r++) sum[r] = _mm256_setzero_si256();
+                for (int sb = 0; sb < 8; sb++) {
+                    __m256i u = rt_q6_codes(b, sb);
+                    const __m256i pick = _mm256_setr_epi32(2 * (sb % 4), 2 * (sb % 4), 2 * (sb % 4), 2 * (sb % 4),
+                                                           2 * (sb % 4) + 1, 2 * (sb % 4) + 1, 2 * (sb % 4) + 1,
+                                                           2 * (sb % 4) + 1);
+                    __m256i sc = _mm256_permutevar8x32_epi32(sb < 4 ? sc01 : sc23, pick);
+                    for (int r = 0; r < R; r++) {
+                        const ox__block_q8a *ar = &a[r * stride + i * 8 + sb];
+                        __m256i s0 = _mm256_inserti128_si256(_mm256_set1_epi32(-8 * ar->sum_lo),
+                                                             _mm_set1_epi32(-8 * (ar->sum - ar->sum_lo)), 1);
+                        __m256i v = kt_dot1(u, _mm256_loadu_si256((const __m256i *)ar->qs), s0);
+                        sum[r] = _mm256_add_epi32(sum[r], _mm256_mullo_epi32(v, sc));
+                    }
+                }
+            } else {
+                const ox__block_q4_k *b4 = (const ox__block_q4_k *)blk;
+                const ox__block_q5_k *b5 = (const ox__block_q5_k *)blk;
+                const uint8_t *qs = five ? b5->qs : b4->qs, *scales = five ? b5->scales : b4->scales;
+                __m256i high = five ? _mm256_loadu_si256((const __m256i *)b5->qh) : _mm256_setzero_si256();
+                __m256i v[2][8];
+                for (int sb = 0; sb < 8; sb++) {
+                    __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * (sb / 2)));
+                    q = _mm256_and_si256(sb % 2 ? _mm256_srli_epi16(q, 4) : q, m4);
+                    if (five) {
+                        __m256i h = _mm256_srli_epi16(high, sb);
+                        q = _mm256_or_si256(q, _mm256_slli_epi16(_mm256_and_si256(h, one), 4));
+                    }
+                    for (int r = 0; r < R; r++)
+                        v[r][sb] = kt_dot1(q, _mm256_loadu_si256((const __m256i *)a[r * stride + i * 8 + sb].qs),
+                                           _mm256_setzero_si256());
+                }
+                /* the 8 six-bit scales (llama.cpp's unpacking) as 8 lanes */
+                uint32_t w0, w2;
+                memcpy(&w0, scales, 4);
+                memcpy(&w2, scales + 8, 4);
+                uint64_t sc8 = (uint64_t)(w0 & 0x3F3F3F3Fu) |
+                               (uint64_t)((w2 & 0x0F0F0F0Fu) | ((w0 >> 2) & 0x30303030u)) << 32;
+                __m256i sc = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)sc8));
+                for (int r = 0; r < R; r++) sum[r] = _mm256_mullo_epi32(rt_reduce(v[r]), sc);
+            }
+            for (int r = 0; r < R; r++) _mm256_storeu_si256(&prod[(i * R + r) * 8 + j], sum[r]);
         }
-    }
-    for (int j = 0; j < W * R; j++) out[j] = hsum(acc[j]);
-}
-
-/* The one-, four- and eight-output kernels of a type from its tile
- * function TILE(W, R, n, w, wstride, a, stride, out). */
-#define TILE_KERNELS(name, TILE)                                                               \
-    static float dot_##name(int64_t n, const void *w, const ox__block_q8a *a)                 \
-    {                                                                                          \
-        float out;                                                                             \
-        TILE(1, 1, n, w, 0, a, 0, &out);                                                       \
-        return out;                                                                            \
-    }                                                                                          \
-    static void dot4_##name(int64_t n, const void *w, const ox__block_q8a *a, int64_t stride, \
-                            float out[4])                                                      \
-    {                                                                                          \
-        TILE(1, 4, n, w, 0, a, stride, out);                                                   \
-    }                                                                                          \
-    static void dot8_##name(int64_t n, const void *w, size_t wstride, const ox__block_q8a *a, \
-                            int64_t stride, float out[8])                                      \
-    {                                                                                          \
-        TILE(2, 4, n, w, wstride, a, stride, out);                                             \
-    }
-
-#define Q4_K_TILE(...) k_tile(false, __VA_ARGS__)
-#define Q5_K_TILE(...) k_tile(true, __VA_ARGS__)
-TILE_KERNELS(q4_k, Q4_K_TILE)
-TILE_KERNELS(q5_k, Q5_K_TILE)
-TILE_KERNELS(q6_k, q6_tile)
-#define Q4_0_TILE(...) q32_tile(OX_DTYPE_Q4_0, __VA_ARGS__)
-#define Q4_1_TILE(...) q32_tile(OX_DTYPE_Q4_1, __VA_ARGS__)
-#define Q5_0_TILE(...) q32_tile(OX_DTYPE_Q5_0, __VA_ARGS__)
-#define Q5_1_TILE(...) q32_tile(OX_DTYPE_Q5_1, __VA_ARGS__)
-#define Q8_0_TILE(...) q32_tile(OX_DTYPE_Q8_0, __VA_ARGS__)
-TILE_KERNELS(q4_0, Q4_0_TILE)
-TILE_KERNELS(q4_1, Q4_1_TILE)
-TILE_KERNELS(q5_0, Q5_0_TILE)
-TILE_KERNELS(q5_1, Q5_1_TILE)
-TILE_KERNELS(q8_0, Q8_0_TILE)
-
-ox__qdot8_fn OX_QUANT_X86(qdot8)(ox_dtype dtype)
-{
-    switch (dtype) {
-    case OX_DTYPE_Q4_0: return dot8_q4_0;
-    case OX_DTYPE_Q4_1: return dot8_q4_1;
-    case OX_DTYPE_Q5_0: return dot8_q5_0;
-    case OX_DTYPE_Q5_1: return dot8_q5_1;
-    case OX_DTYPE_Q8_0: return dot8_q8_0;
-    case OX_DTYPE_Q4_K: return dot8_q4_k;
-    case OX_DTYPE_Q5_K: return dot8_q5_k;
-    case OX_DTYPE_Q6_K: return dot8_q6_k;
-    default: return NULL;
+    for (int64_t i = 0; i < blocks; i++) {
+        rt_prefetch_next(row, wstride, i);
+        const unsigned char *p[8];
+        for (int j = 0; j < 8; j++) p[j] = hdr + (i * 8 + j) * 32;
+        __m256i isum[2], sc[4], mn[2];
+        for (int r = 0; r < R; r++) {
+            __m256i v[8];
+            for (int j = 0; j < 8; j++) v[j] = _mm256_loadu_si256(&prod[(i * R + r) * 8 + j]);
+            isum[r] = rt_reduce(v);
+        }
+        if (!six) kt_scales(type, p, true, sc, mn);
+        kt_finish(type, R, p, true, a + i * 8, stride, mn, isum, acc);
     }
 }
 
-ox__qdot4_fn OX_QUANT_X86(qdot4)(ox_dtype dtype)
+#define QT_ROWWISE 2 /* at most this many tokens: the row-wise kernels */
+
+static inline __attribute__((always_inline)) void any_tile(ox_dtype type, int R, int64_t n,
+                                                           const void *w, size_t wstride, int rows,
+                                                           const ox__block_q8a *a, int64_t stride,
+                                                           float *out, void *scratch)
 {
-    switch (dtype) {
-    case OX_DTYPE_Q4_0: return dot4_q4_0;
-    case OX_DTYPE_Q4_1: return dot4_q4_1;
-    case OX_DTYPE_Q5_0: return dot4_q5_0;
-    case OX_DTYPE_Q5_1: return dot4_q5_1;
-    case OX_DTYPE_Q8_0: return dot4_q8_0;
-    case OX_DTYPE_Q4_K: return dot4_q4_k;
-    case OX_DTYPE_Q5_K: return dot4_q5_k;
-    case OX_DTYPE_Q6_K: return dot4_q6_k;
-    default: return NULL;
+    bool k = type == OX_DTYPE_Q4_K || type == OX_DTYPE_Q5_K || type == OX_DTYPE_Q6_K;
+    if (R > QT_ROWWISE) {
+        if (k) kt_tile(type, R, n, w, wstride, rows, a, stride, out);
+        else qt_tile(type, R, n, w, wstride, rows, a, stride, out);
+        return;
     }
+    const unsigned char *row[8];
+    for (int j = 0; j < 8; j++)
+        row[j] = (const unsigned char *)w + (size_t)(j < rows ? j : rows - 1) * wstride;
+    __m256 acc[QT_ROWWISE], accm[QT_ROWWISE];
+    for (int r = 0; r < R; r++) acc[r] = accm[r] = _mm256_setzero_ps();
+    if (k) rt_k(type, R, n, row, wstride, a, stride, scratch, acc);
+    else rt_q32(type, R, n, row, wstride, a, stride, scratch, acc, accm);
+    for (int r = 0; r < R; r++)
+        _mm256_storeu_ps(out + OX_QTILE_ROWS * r, k ? acc[r] : _mm256_add_ps(acc[r], accm[r]));
 }
 
-ox__qdot_fn OX_QUANT_X86(qdot)(ox_dtype dtype)
+/* The tile kernel of a type: tokens (1..OX_QTILE_TOKENS) in passes of at most QT_STEP. */
+#define QT_CASE(R)                                                                             \
+    case R: any_tile(TYPE, R, n, w, wstride, rows, a + r0 * stride, stride, out + OX_QTILE_ROWS * r0, \
+                     scratch);                                                                 \
+        break;
+#define QT_KERNEL(name, T)                                                                     \
+    static void tile_##name(int64_t n, const void *w, size_t wstride, int rows,                \
+                            const ox__block_q8a *a, int64_t stride, int tokens, float *out,    \
+                            void *scratch)                                                     \
+    {                                                                                          \
+        const ox_dtype TYPE = T;                                                               \
+        for (int r0 = 0; r0 < tokens; r0 += QT_STEP) {                                         \
+            switch (tokens - r0 < QT_STEP ? tokens - r0 : QT_STEP) {                           \
+                QT_CASE(1) QT_CASE(2) QT_CASE(3) QT_CASE(4) QT_STEP_CASES                      \
+            }                                                                                  \
+        }                                                                                      \
+    }
+#if QT_STEP == 8
+#define QT_STEP_CASES QT_CASE(5) QT_CASE(6) QT_CASE(7) QT_CASE(8)
+#else
+#define QT_STEP_CASES
+#endif
+QT_KERNEL(q4_0, OX_DTYPE_Q4_0)
+QT_KERNEL(q4_1, OX_DTYPE_Q4_1)
+QT_KERNEL(q5_0, OX_DTYPE_Q5_0)
+QT_KERNEL(q5_1, OX_DTYPE_Q5_1)
+QT_KERNEL(q8_0, OX_DTYPE_Q8_0)
+QT_KERNEL(q4_k, OX_DTYPE_Q4_K)
+QT_KERNEL(q5_k, OX_DTYPE_Q5_K)
+QT_KERNEL(q6_k, OX_DTYPE_Q6_K)
+
+ox__qtile_fn OX_QUANT_X86(qtile)(ox_dtype dtype)
 {
     switch (dtype) {
-    case OX_DTYPE_Q4_0: return dot_q4_0;
-    case OX_DTYPE_Q4_1: return dot_q4_1;
-    case OX_DTYPE_Q5_0: return dot_q5_0;
-    case OX_DTYPE_Q5_1: return dot_q5_1;
-    case OX_DTYPE_Q8_0: return dot_q8_0;
-    case OX_DTYPE_Q4_K: return dot_q4_k;
-    case OX_DTYPE_Q5_K: return dot_q5_k;
-    case OX_DTYPE_Q6_K: return dot_q6_k;
+    case OX_DTYPE_Q4_0: return tile_q4_0;
+    case OX_DTYPE_Q4_1: return tile_q4_1;
+    case OX_DTYPE_Q5_0: return tile_q5_0;
+    case OX_DTYPE_Q5_1: return tile_q5_1;
+    case OX_DTYPE_Q8_0: return tile_q8_0;
+    case OX_DTYPE_Q4_K: return tile_q4_k;
+    case OX_DTYPE_Q5_K: return tile_q5_k;
+    case OX_DTYPE_Q6_K: return tile_q6_k;
     default: return NULL;
     }
 }

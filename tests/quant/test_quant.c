@@ -433,6 +433,72 @@ OX_TEST(matmul_matches_dequantized)
     /* the 32-element types with K of one block */
     check_qcase(&(qcase){.type = OX_DTYPE_Q4_0, .M = 4, .K = 32, .N = 5});
     check_qcase(&(qcase){.type = OX_DTYPE_Q8_0, .M = 1, .K = 96, .N = 3});
+    /* prompts: more tokens than a tile (8) and passes of four (AVX2) */
+    check_qcase(&(qcase){.type = OX_DTYPE_Q4_0, .M = 19, .K = 512, .N = 21});
+    check_qcase(&(qcase){.type = OX_DTYPE_Q5_0, .M = 8, .K = 256, .N = 16});
+    check_qcase(&(qcase){.type = OX_DTYPE_Q4_K, .M = 13, .K = 512, .N = 9});
+    check_qcase(&(qcase){.type = OX_DTYPE_Q6_K, .M = 22, .K = 256, .N = 11});
+}
+
+/* dst = a (M x K) . b (N rows of K, quantized)^T with the given kernels. */
+static void raw_matmul(ox_dtype type, const float *a, int64_t M, int64_t K, const void *b,
+                       int64_t N, float *dst, uint64_t features)
+{
+    ox__view va = {.data = (char *)a, .dtype = OX_DTYPE_F32, .ne = {K, M, 1, 1},
+                   .nb = {4, 4 * K, 4 * K * M, 4 * K * M}};
+    int64_t rb = (int64_t)ox_dtype_row_size(type, K);
+    ox__view vb = {.data = (char *)b, .dtype = type, .ne = {K, N, 1, 1},
+                   .nb = {(int64_t)ox_dtype_size(type), rb, rb * N, rb * N}};
+    ox__view vd = {.data = (char *)dst, .dtype = OX_DTYPE_F32, .ne = {N, M, 1, 1},
+                   .nb = {4, 4 * N, 4 * N * M, 4 * N * M}};
+    ox__cpu_exec x = {.pool = NULL, .features = features};
+    ASSERT_EQ(ox__cpu_matmul(&x, &vd, &va, &vb, OX_MATMUL_TRANS_B), OX_OK);
+}
+
+/* A product's element does not depend on the batch it is computed in: the
+ * SIMD kernels work on tiles of weight rows by tokens, and a prompt's
+ * logits must be those of its tokens one by one (as decoding gives them). */
+OX_TEST(matmul_element_independent_of_batch)
+{
+    const int64_t M = 19, K = 512, N = 21;
+    uint64_t best = ox__cpu_detect()->features;
+    for (size_t t = 0; t < QUANT_TYPE_COUNT; t++) {
+        ox_dtype dt = quant_types[t];
+        size_t rb = ox_dtype_row_size(dt, K);
+        float *a = malloc((size_t)(M * K) * sizeof *a), *w = malloc((size_t)K * sizeof *w);
+        float *full = malloc((size_t)(M * N) * sizeof *full), *part = malloc((size_t)(M * N) * sizeof *part);
+        char *b = malloc(rb * (size_t)N);
+        ASSERT(a && w && full && part && b);
+        for (int64_t i = 0; i < M * K; i++) a[i] = rand_normal();
+        for (int64_t r = 0; r < N; r++) {
+            for (int64_t k = 0; k < K; k++) w[k] = rand_normal();
+            ASSERT_EQ(ox_row_from_f32(dt, w, b + (size_t)r * rb, K), OX_OK);
+        }
+        /* the best kernels, and AVX2's where the best are AVX-512 VNNI */
+        uint64_t sets[2] = {best, best & ~OX_FEATURE_BIT(OX_FEATURE_AVX512VNNI)};
+        for (int k = 0; k < (sets[1] != best ? 2 : 1); k++) {
+            raw_matmul(dt, a, M, K, b, N, full, sets[k]);
+            for (int64_t m = 0; m < M; m++) { /* one token against all rows */
+                raw_matmul(dt, a + m * K, 1, K, b, N, part, sets[k]);
+                ASSERT_MSG(memcmp(part, full + m * N, (size_t)N * sizeof *part) == 0,
+                           "%s %s: token %lld alone differs from its batch", ox_dtype_str(dt),
+                           ox__cpu_quant_kernels(sets[k]), (long long)m);
+            }
+            for (int64_t j = 0; j < N; j++) { /* all tokens against one row */
+                raw_matmul(dt, a, M, K, b + (size_t)j * rb, 1, part, sets[k]);
+                for (int64_t m = 0; m < M; m++)
+                    ASSERT_MSG(memcmp(&part[m], &full[m * N + j], sizeof *part) == 0,
+                               "%s %s: weight row %lld alone differs (token %lld)",
+                               ox_dtype_str(dt), ox__cpu_quant_kernels(sets[k]), (long long)j,
+                               (long long)m);
+            }
+        }
+        free(a);
+        free(w);
+        free(full);
+        free(part);
+        free(b);
+    }
 }
 
 /* ---- (4) the public API ------------------------------------------------------------------ */
@@ -524,9 +590,10 @@ OX_TEST(api_matmul_get_rows_copy)
     ox_context_free(f.ctx);
 }
 
-/* A batch of rows gives each row the bits it gets alone (the four-row
- * kernels follow the one-row ones step by step), so a prompt evaluated at
- * once and token by token agree exactly, for every weight type. */
+/* A batch of rows gives each row the bits it gets alone (through the
+ * public API; matmul_element_independent_of_batch checks more shapes and
+ * both x86 kernel sets), so a prompt evaluated at once and token by token
+ * agree exactly, for every weight type. */
 OX_TEST(batch_rows_equal_single_rows)
 {
     fixture f = setup();
@@ -595,5 +662,6 @@ OX_TEST(api_refusals)
 }
 
 OX_TEST_MAIN(exact_q4_0_q4_1_q5_0_q5_1, exact_q8_0, exact_q4_k_q5_k, exact_q6_k, round_trips,
-             row_api_refusals, matmul_matches_dequantized, api_matmul_get_rows_copy,
+             row_api_refusals, matmul_matches_dequantized, matmul_element_independent_of_batch,
+             api_matmul_get_rows_copy,
              batch_rows_equal_single_rows, api_refusals)
