@@ -181,6 +181,27 @@ static inline __m256i qt_bcast(const int8_t *p)
     return _mm256_set1_epi32(x);
 }
 
+/* The sums of 4 products, codes c[g] by a's bytes 4g..4g+3, for g in
+ * [g0, g1), added to s; with VNNI one vpdpbusd a group. Without, vpmaddubsw
+ * then vpmaddwd by mul: 16-bit factors, 1 or a scale in both halves of a
+ * lane (no pair saturates: codes are at most 63). */
+static inline __m256i kt_dot(const __m256i c[8], const int8_t *a, int g0, int g1, __m256i s,
+                             __m256i mul)
+{
+    /* two chains, even and odd groups: half the latency of one */
+    __m256i t = _mm256_setzero_si256();
+    for (int g = g0; g < g1; g++) {
+        __m256i av = qt_bcast(a + 4 * g), *x = (g - g0) % 2 ? &t : &s;
+#if OX_QUANT_VNNI
+        (void)mul;
+        *x = _mm256_dpbusd_epi32(*x, c[g], av);
+#else
+        *x = _mm256_add_epi32(*x, _mm256_madd_epi16(_mm256_maddubs_epi16(c[g], av), mul));
+#endif
+    }
+    return _mm256_add_epi32(s, t);
+}
+
 /* One token's block a against the decoded block k of the eight rows. */
 static inline __attribute__((always_inline)) void qt_token(ox_dtype type, const qt_block *k,
                                                            const ox__block_q8a *a, __m256 *acc,
@@ -196,14 +217,7 @@ static inline __attribute__((always_inline)) void qt_token(ox_dtype type, const 
             s = _mm256_add_epi32(s, dot_i8(k->c[g], av));
         }
     } else {
-        for (int g = 0; g < 8; g++) {
-            __m256i av = qt_bcast(a->qs + 4 * g);
-#if OX_QUANT_VNNI
-            s = _mm256_dpbusd_epi32(s, k->c[g], av);
-#else
-            s = _mm256_add_epi32(s, dot_u8(k->c[g], av));
-#endif
-        }
+        s = kt_dot(k->c, a->qs, 0, 8, s, _mm256_set1_epi16(1));
     }
     *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(k->d, _mm256_set1_ps(a->d)), *acc);
     if (type == OX_DTYPE_Q4_1 || type == OX_DTYPE_Q5_1)
@@ -242,18 +256,25 @@ static inline __attribute__((always_inline)) void qt_tile(ox_dtype type, int R, 
  * bytes, each 16-element half's sum starting at -32 sum(a_half) and times
  * its signed 8-bit scale, then acc = fma(float(isum), d_w d_a, acc). */
 
-/* Sub-block sb of super-block i of the eight rows: c[g] = elements
- * 4g..4g+3 of each row, unsigned (Q6_K: + 32). */
+/* The sub-blocks sb[0], sb[1] of super-block i of the eight rows, two
+ * that share their bytes (Q4_K / Q5_K: 2q, 2q + 1, the low and high
+ * nibbles of one 32-byte chunk; Q6_K: t and t + 2 of half h, q = 2h + t,
+ * the nibbles of one ql chunk, with the same qh), transposed once for both:
+ * c[k][g] = elements 4g..4g+3 of sub-block sb[k] of each row, unsigned
+ * (Q6_K: + 32). */
 static inline __attribute__((always_inline)) void kt_codes(ox_dtype type,
                                                            const unsigned char *const row[8],
-                                                           int64_t i, int sb, __m256i c[8])
+                                                           int64_t i, int q, int sb[2],
+                                                           __m256i c[2][8])
 {
     const __m256i m4 = _mm256_set1_epi8(0xF);
     const unsigned char *p[8];
     if (type == OX_DTYPE_Q6_K) {
         for (int j = 0; j < 8; j++) p[j] = row[j] + (size_t)i * sizeof(ox__block_q6_k);
-        int h = sb / 4, t = sb % 4;
-        size_t ql = offsetof(ox__block_q6_k, ql) + 64 * h + 32 * (t & 1);
+        int h = q / 2, t = q % 2;
+        sb[0] = 4 * h + t;
+        sb[1] = 4 * h + t + 2;
+        size_t ql = offsetof(ox__block_q6_k, ql) + 64 * h + 32 * t;
         size_t qh = offsetof(ox__block_q6_k, qh) + 32 * h;
         __m256i lo[8], hi[8];
         qt_transpose16(p, ql, lo);
@@ -261,51 +282,43 @@ static inline __attribute__((always_inline)) void kt_codes(ox_dtype type,
         qt_transpose16(p, qh, hi);
         qt_transpose16(p, qh + 16, hi + 4);
         const __m256i m2 = _mm256_set1_epi8(3);
-        for (int g = 0; g < 8; g++) {
-            __m256i l = _mm256_and_si256(t < 2 ? lo[g] : _mm256_srli_epi16(lo[g], 4), m4);
-            __m256i u = _mm256_and_si256(_mm256_srli_epi16(hi[g], 2 * t), m2);
-            c[g] = _mm256_or_si256(l, _mm256_slli_epi16(u, 4));
+        for (int k = 0; k < 2; k++) {
+            int tt = t + 2 * k; /* the sub-block's position in its half */
+            for (int g = 0; g < 8; g++) {
+                __m256i l = _mm256_and_si256(k ? _mm256_srli_epi16(lo[g], 4) : lo[g], m4);
+                __m256i u = _mm256_and_si256(_mm256_srli_epi16(hi[g], 2 * tt), m2);
+                c[k][g] = _mm256_or_si256(l, _mm256_slli_epi16(u, 4));
+            }
         }
         return;
     }
     bool five = type == OX_DTYPE_Q5_K;
     size_t bytes = five ? sizeof(ox__block_q5_k) : sizeof(ox__block_q4_k);
     for (int j = 0; j < 8; j++) p[j] = row[j] + (size_t)i * bytes;
-    size_t qs = (five ? offsetof(ox__block_q5_k, qs) : offsetof(ox__block_q4_k, qs)) + 32 * (sb / 2);
+    sb[0] = 2 * q;
+    sb[1] = 2 * q + 1;
+    size_t qs = (five ? offsetof(ox__block_q5_k, qs) : offsetof(ox__block_q4_k, qs)) + 32 * q;
     __m256i v[8];
     qt_transpose16(p, qs, v);
     qt_transpose16(p, qs + 16, v + 4);
-    for (int g = 0; g < 8; g++) c[g] = _mm256_and_si256(sb % 2 ? _mm256_srli_epi16(v[g], 4) : v[g], m4);
-    if (five) { /* bit 4 of element l of sub-block sb: bit sb of qh[l] */
+    for (int g = 0; g < 8; g++) {
+        c[0][g] = _mm256_and_si256(v[g], m4);
+        c[1][g] = _mm256_and_si256(_mm256_srli_epi16(v[g], 4), m4);
+    }
+    if (five) { /* bit 4 of element l of sub-block s: bit s of qh[l] */
         __m256i h[8];
         qt_transpose16(p, offsetof(ox__block_q5_k, qh), h);
         qt_transpose16(p, offsetof(ox__block_q5_k, qh) + 16, h + 4);
-        const __m256i bit = _mm256_set1_epi8((char)(1 << sb));
-        for (int g = 0; g < 8; g++) {
-            __m256i b = _mm256_and_si256(h[g], bit); /* masked first: no bit crosses a byte */
-            b = sb <= 4 ? _mm256_slli_epi16(b, 4 - sb) : _mm256_srli_epi16(b, sb - 4);
-            c[g] = _mm256_or_si256(c[g], b);
+        for (int k = 0; k < 2; k++) {
+            int s = sb[k];
+            const __m256i bit = _mm256_set1_epi8((char)(1 << s));
+            for (int g = 0; g < 8; g++) {
+                __m256i b = _mm256_and_si256(h[g], bit); /* masked first: no bit crosses a byte */
+                b = s <= 4 ? _mm256_slli_epi16(b, 4 - s) : _mm256_srli_epi16(b, s - 4);
+                c[k][g] = _mm256_or_si256(c[k][g], b);
+            }
         }
     }
-}
-
-/* The sums of 4 products, codes c[g] by a's bytes 4g..4g+3, for g in
- * [g0, g1), added to s; with VNNI one vpdpbusd a group. Without, vpmaddubsw
- * then vpmaddwd by mul: 16-bit factors, 1 or a scale in both halves of a
- * lane (no pair saturates: codes are at most 63). */
-static inline __m256i kt_dot(const __m256i c[8], const int8_t *a, int g0, int g1, __m256i s,
-                             __m256i mul)
-{
-    for (int g = g0; g < g1; g++) {
-        __m256i av = qt_bcast(a + 4 * g);
-#if OX_QUANT_VNNI
-        (void)mul;
-        s = _mm256_dpbusd_epi32(s, c[g], av);
-#else
-        s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(c[g], av), mul));
-#endif
-    }
-    return s;
 }
 
 /* s + the 8 sums of 4 products of unsigned codes u (at most 63) with
@@ -402,11 +415,13 @@ static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, 
         qt_prefetch(row, wstride, (size_t)i * bytes, bytes, (size_t)n / OX_QK_K * bytes);
         __m256i isum[QT_STEP];
         for (int r = 0; r < R; r++) isum[r] = _mm256_setzero_si256();
-        __m256i sc[4], mn[2];
+        __m256i sc[4], mn[2], cc[2][8];
+        int sbs[2];
         kt_scales(type, p, false, sc, mn);
-        for (int sb = 0; sb < 8; sb++) {
-            __m256i c[8];
-            kt_codes(type, row, i, sb, c);
+        for (int pair = 0; pair < 8; pair++) {
+            if (pair % 2 == 0) kt_codes(type, row, i, pair / 2, sbs, cc);
+            const int sb = sbs[pair % 2];
+            const __m256i *c = cc[pair % 2];
             if (six) {
                 /* halves 2 sb and 2 sb + 1: signed scales, the +32 offset in the start */
                 __m256i s0 = kt_byte(sc[sb / 2], 2 * (sb % 2)), s1 = kt_byte(sc[sb / 2], 2 * (sb % 2) + 1);
