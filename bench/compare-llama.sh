@@ -12,6 +12,7 @@
 #   the ratio, and generation as a share of the memory-bandwidth roofline
 #   (the weight and cache bytes a token reads x tokens/s / measured
 #   bandwidth). With "none" instead of llama-bench, ox alone.
+#   OX_MATRIX_REPS (default 3): repetitions of each test, for both tools.
 set -euo pipefail
 [ $# -ge 2 ] || { sed -n '2,15p' "$0" >&2; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,10 +30,10 @@ if [ "$1" = --matrix ]; then
     list=$("$root/scripts/make-model-matrix.sh" ${dir:+"$dir"})
     while read -r file preset type; do
         for t in 1 2; do
-            peer=null
+            peer=null reps=${OX_MATRIX_REPS:-3}
             [ "$llama_bench" = none ] ||
-                peer=$("$llama_bench" -m "$file" -p 512 -n 128 -t "$t" -o json)
-            ours=$(OX_NUM_THREADS=$t "$ox" bench-model "$file" -p 512 -n 128 --json)
+                peer=$("$llama_bench" -m "$file" -p 512 -n 128 -t "$t" -r "$reps" -o json)
+            ours=$(OX_NUM_THREADS=$t "$ox" bench-model "$file" -p 512 -n 128 -r "$reps" --json)
             printf '%s\t%s\t%s\t%s\t%s\n' "$preset" "$type" "$t" \
                 "$(tr -d '\n\t' <<<"$peer")" "$(tr -d '\n\t' <<<"$ours")" >>"$rows"
             echo "  $preset $type t=$t done (load $(cut -d' ' -f1 /proc/loadavg))" >&2
