@@ -1030,6 +1030,31 @@ ox_status ox_session_eval(ox_session *se, const int32_t *tokens, int n, float *l
     return ox_session_eval_range(se, tokens, NULL, n, NULL, logits);
 }
 
+/* A debugging aid for comparing layers with another implementation (for
+ * instance llama.cpp's llama-eval-callback, whose l_out-N are these):
+ * with OX_DUMP_HIDDEN=FILE each evaluation appends, after the embedding
+ * (layer -1) and after every layer, the residual stream: int32 layer,
+ * int32 position of the first token, int32 tokens, int32 width, then
+ * tokens x width floats. Costs a wait a layer; off (one getenv) otherwise. */
+static ox_status dump_hidden(ox_session *se, const scratch *sc, int il, int n)
+{
+    const char *path = getenv("OX_DUMP_HIDDEN");
+    if (!path || !*path) return OX_OK;
+    ox_model *m = se->model;
+    int32_t head[4] = {il, se->pos, n, (int32_t)m->info.n_embd};
+    size_t count = (size_t)n * (size_t)m->info.n_embd;
+    float *x = malloc(count * sizeof *x);
+    if (!x) return ox__fail(m->ctx, OX_ERR_OUT_OF_MEMORY, "OX_DUMP_HIDDEN: out of memory");
+    ox_status s = ox_queue_read(se->queue, sc->x.buffer, sc->x.offset, x, count * sizeof *x, NULL);
+    if (s == OX_OK) s = ox_queue_finish(se->queue);
+    FILE *f = s == OX_OK ? fopen(path, "ab") : NULL;
+    if (s == OX_OK && (!f || fwrite(head, sizeof head, 1, f) != 1 || fwrite(x, sizeof *x, count, f) != count))
+        s = ox__fail(m->ctx, OX_ERR_IO, "OX_DUMP_HIDDEN: cannot write %s", path);
+    if (f) fclose(f);
+    free(x);
+    return s;
+}
+
 ox_status ox_session_eval_range(ox_session *se, const int32_t *tokens, const float *hidden_in,
                                 int n, float *hidden_out, float *logits)
 {
@@ -1072,11 +1097,13 @@ ox_status ox_session_eval_range(ox_session *se, const int32_t *tokens, const flo
     if (m->first < m->last &&
         (s = ox_rms_norm(q, &sc.h, &sc.x, &m->layers[m->first].attn_norm, m->eps)))
         goto out;
+    if (embeds && (s = dump_hidden(se, &sc, -1, n))) goto out;
     for (int il = m->first; il < m->last; il++) {
         layer *L = &m->layers[il];
         const ox_tensor *next = il + 1 < m->last ? &m->layers[il + 1].attn_norm
                                 : outputs && logits ? &m->output_norm : NULL;
         if ((s = attention_block(se, L, &sc, n)) || (s = ffn_block(se, L, &sc, next))) goto out;
+        if ((s = dump_hidden(se, &sc, il, n))) goto out;
         normed_out = il + 1 == m->last && next != NULL;
     }
     /* the one wait of an evaluation: its outputs read back on the same queue */

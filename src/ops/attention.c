@@ -1,35 +1,46 @@
 /* Fused attention on the CPU: dst = softmax(q kᵀ * scale + mask) v per query
  * row, head and batch, with grouped-query heads and an optional causal
- * limit. A task takes one query row for up to HEAD_BLOCK query heads that
- * share a kv head, so each key and value row is read and converted once
- * for all of them. Keys come in blocks of KEY_BLOCK with an online (running
- * max) softmax, so no n_kv-sized scratch is needed; a value width over
- * OX__TILE is done in column chunks, each recomputing the scores. */
+ * limit. A unit of work is up to ROW_BLOCK query rows for up to HEAD_BLOCK
+ * query heads that share a kv head (a prompt's rows; one row when
+ * decoding), so each key and value row is read and converted once for all
+ * of them. Keys come in blocks of KEY_BLOCK with an online (running max)
+ * softmax, so no n_kv-sized scratch is needed; a value width over OX__TILE
+ * is done in column chunks, each recomputing the scores. Each (row, head)
+ * takes the same steps whatever the block it is in: keys past its causal
+ * limit score -inf, which adds exact zeros, so a row's result does not
+ * depend on the rows beside it. */
 #include <math.h>
+#include <stdlib.h>
 
 #include "ops/cpu_tile.h"
 
 #define KEY_BLOCK 64
 #define HEAD_BLOCK 4
+#define ROW_BLOCK 4
+#define ENTRIES (HEAD_BLOCK * ROW_BLOCK)
 #define LANES 8
 
 typedef struct att_job {
     const ox__view *dst, *q, *k, *v, *mask;
     const ox_attention_params *params;
     int64_t head_blocks; /* per kv head: ceil(group / HEAD_BLOCK) */
-    int64_t units;       /* n_q * H_kv * head_blocks * B */
+    int64_t row_blocks;  /* ceil(n_q / ROW_BLOCK) */
+    int64_t units;       /* row_blocks * H_kv * head_blocks * B */
     size_t n_tasks;
+    struct att_state *states; /* one a thread */
 } att_job;
 
-/* One query row of heads [h0, h0 + nh), columns [c0, c0 + nc) of dst. */
+/* Query rows [i0, i0 + nr) of heads [h0, h0 + nh), columns [c0, c0 + nc)
+ * of dst: entry g is row i0 + g / nh, head h0 + g % nh. */
 typedef struct att_state {
-    int64_t i, b, kv_head, h0, nh, c0, nc;
-    const float *q[HEAD_BLOCK]; /* whole query rows, or NULL when D > OX__TILE */
-    float max[HEAD_BLOCK];
-    double sum[HEAD_BLOCK];
-    float s[HEAD_BLOCK][KEY_BLOCK]; /* scores, then weights */
-    float acc[HEAD_BLOCK][OX__TILE];
-    float q_buf[HEAD_BLOCK][OX__TILE], k_buf[OX__TILE], v_buf[OX__TILE];
+    int64_t i0, nr, b, kv_head, h0, nh, c0, nc;
+    int64_t i[ENTRIES], n_seen[ENTRIES]; /* the entry's row, its keys */
+    const float *q[ENTRIES]; /* whole query rows, or NULL when D > OX__TILE */
+    float max[ENTRIES];
+    double sum[ENTRIES];
+    float s[ENTRIES][KEY_BLOCK]; /* scores, then weights */
+    float acc[ENTRIES][OX__TILE];
+    float q_buf[ENTRIES][OX__TILE], k_buf[OX__TILE], v_buf[OX__TILE];
 } att_state;
 
 static float dot(const float *a, const float *b, int64_t n)
@@ -46,7 +57,7 @@ static float dot(const float *a, const float *b, int64_t n)
 static float wide_dot(const att_job *j, att_state *st, int64_t g, const char *k_row)
 {
     const int64_t d = j->q->ne[0];
-    const char *q_row = ox__view_at(j->q, 0, st->i, st->h0 + g, st->b);
+    const char *q_row = ox__view_at(j->q, 0, st->i[g], st->h0 + g % st->nh, st->b);
     float s = 0.0f;
     for (int64_t t = 0; t < d; t += OX__TILE) {
         int64_t m = ox__min64(d - t, OX__TILE);
@@ -62,10 +73,15 @@ static void scores(const att_job *j, att_state *st, int64_t j0, int64_t nk)
     const int64_t d = j->q->ne[0];
     for (int64_t jj = 0; jj < nk; jj++) {
         const char *k_row = ox__view_at(j->k, 0, j0 + jj, st->kv_head, st->b);
-        float bias = 0.0f;
-        if (j->mask) bias = ox__load_f(j->mask->dtype, ox__view_at(j->mask, j0 + jj, st->i, 0, 0));
-        const float *k = st->q[0] ? ox__tile_in(j->k, k_row, d, st->k_buf) : NULL;
-        for (int64_t g = 0; g < st->nh; g++) {
+        const float *k = NULL;
+        for (int64_t g = 0; g < st->nh * st->nr; g++) {
+            if (j0 + jj >= st->n_seen[g]) { /* past the row's causal limit */
+                st->s[g][jj] = -INFINITY;
+                continue;
+            }
+            if (!k && st->q[0]) k = ox__tile_in(j->k, k_row, d, st->k_buf);
+            float bias = 0.0f;
+            if (j->mask) bias = ox__load_f(j->mask->dtype, ox__view_at(j->mask, j0 + jj, st->i[g], 0, 0));
             float qk = k ? dot(st->q[g], k, d) : wide_dot(j, st, g, k_row);
             st->s[g][jj] = qk * j->params->scale + bias;
         }
@@ -76,7 +92,7 @@ static void scores(const att_job *j, att_state *st, int64_t j0, int64_t nk)
  * the new running max, turn scores into weights, add weighted values. */
 static void accumulate(const att_job *j, att_state *st, int64_t j0, int64_t nk)
 {
-    for (int64_t g = 0; g < st->nh; g++) {
+    for (int64_t g = 0; g < st->nh * st->nr; g++) {
         float *s = st->s[g], block_max = -INFINITY;
         for (int64_t jj = 0; jj < nk; jj++) block_max = s[jj] > block_max ? s[jj] : block_max;
         float new_max = block_max > st->max[g] ? block_max : st->max[g];
@@ -95,7 +111,7 @@ static void accumulate(const att_job *j, att_state *st, int64_t j0, int64_t nk)
     for (int64_t jj = 0; jj < nk; jj++) {
         const char *v_row = ox__view_at(j->v, st->c0, j0 + jj, st->kv_head, st->b);
         const float *v = NULL;
-        for (int64_t g = 0; g < st->nh; g++) {
+        for (int64_t g = 0; g < st->nh * st->nr; g++) {
             float p = st->s[g][jj];
             if (p == 0.0f) continue;
             if (!v) v = ox__tile_in(j->v, v_row, st->nc, st->v_buf);
@@ -107,10 +123,12 @@ static void accumulate(const att_job *j, att_state *st, int64_t j0, int64_t nk)
 static void attend(const att_job *j, att_state *st)
 {
     const int64_t d = j->q->ne[0], n_q = j->q->ne[1], n_kv = j->k->ne[1];
-    int64_t n_seen = n_kv;
-    if (j->params->causal) n_seen = ox__min64(n_kv, n_kv - n_q + st->i + 1);
-    for (int64_t g = 0; g < st->nh; g++) {
-        const char *q_row = ox__view_at(j->q, 0, st->i, st->h0 + g, st->b);
+    int64_t n_seen = 0;
+    for (int64_t g = 0; g < st->nh * st->nr; g++) {
+        st->i[g] = st->i0 + g / st->nh;
+        st->n_seen[g] = j->params->causal ? ox__min64(n_kv, n_kv - n_q + st->i[g] + 1) : n_kv;
+        n_seen = st->n_seen[g] > n_seen ? st->n_seen[g] : n_seen;
+        const char *q_row = ox__view_at(j->q, 0, st->i[g], st->h0 + g % st->nh, st->b);
         st->q[g] = d <= OX__TILE ? ox__tile_in(j->q, q_row, d, st->q_buf[g]) : NULL;
         st->max[g] = -INFINITY;
         st->sum[g] = 0.0;
@@ -121,9 +139,9 @@ static void attend(const att_job *j, att_state *st)
         scores(j, st, j0, nk);
         accumulate(j, st, j0, nk);
     }
-    for (int64_t g = 0; g < st->nh; g++) {
+    for (int64_t g = 0; g < st->nh * st->nr; g++) {
         float inv = st->sum[g] > 0.0 ? (float)(1.0 / st->sum[g]) : 0.0f; /* no key: zeros */
-        char *dp = ox__view_at(j->dst, st->c0, st->i, st->h0 + g, st->b);
+        char *dp = ox__view_at(j->dst, st->c0, st->i[g], st->h0 + g % st->nh, st->b);
         float *out = ox__tile_out(j->dst, dp, st->v_buf);
         for (int64_t c = 0; c < st->nc; c++) out[c] = st->acc[g][c] * inv;
         ox__tile_done(j->dst, dp, out, st->nc);
@@ -136,19 +154,20 @@ static void attention_task(void *arg, size_t task, int thread)
     const int64_t n_q = j->q->ne[1], kv_heads = j->k->ne[2], dv = j->v->ne[0];
     const int64_t group = j->q->ne[2] / kv_heads;
     int64_t begin, end;
-    att_state st;
-    (void)thread;
+    att_state *st = &j->states[thread];
     ox__task_range(task, j->n_tasks, j->units, &begin, &end);
     for (int64_t u = begin; u < end; u++) {
-        int64_t block = u / n_q % j->head_blocks, rest = u / n_q / j->head_blocks;
-        st.i = u % n_q;
-        st.kv_head = rest % kv_heads;
-        st.b = rest / kv_heads;
-        st.h0 = st.kv_head * group + block * HEAD_BLOCK;
-        st.nh = ox__min64(HEAD_BLOCK, group - block * HEAD_BLOCK);
-        for (st.c0 = 0; st.c0 < dv; st.c0 += OX__TILE) {
-            st.nc = ox__min64(dv - st.c0, OX__TILE);
-            attend(j, &st);
+        int64_t rows = u % j->row_blocks, block = u / j->row_blocks % j->head_blocks;
+        int64_t rest = u / j->row_blocks / j->head_blocks;
+        st->i0 = rows * ROW_BLOCK;
+        st->nr = ox__min64(ROW_BLOCK, n_q - st->i0);
+        st->kv_head = rest % kv_heads;
+        st->b = rest / kv_heads;
+        st->h0 = st->kv_head * group + block * HEAD_BLOCK;
+        st->nh = ox__min64(HEAD_BLOCK, group - block * HEAD_BLOCK);
+        for (st->c0 = 0; st->c0 < dv; st->c0 += OX__TILE) {
+            st->nc = ox__min64(dv - st->c0, OX__TILE);
+            attend(j, st);
         }
     }
 }
@@ -160,9 +179,15 @@ ox_status ox__cpu_attention(const ox__cpu_exec *x, const ox__view *dst, const ox
     att_job j = {.dst = dst, .q = q, .k = k, .v = v, .mask = mask, .params = params};
     const int64_t group = q->ne[2] / k->ne[2];
     j.head_blocks = (group + HEAD_BLOCK - 1) / HEAD_BLOCK;
-    j.units = q->ne[1] * k->ne[2] * j.head_blocks * q->ne[3];
+    j.row_blocks = (q->ne[1] + ROW_BLOCK - 1) / ROW_BLOCK;
+    j.units = j.row_blocks * k->ne[2] * j.head_blocks * q->ne[3];
     int64_t work = q->ne[1] * q->ne[2] * q->ne[3] * k->ne[1] * (q->ne[0] + v->ne[0]);
     j.n_tasks = ox__task_count(x, work, j.units);
-    if (j.units > 0 && v->ne[0] > 0) ox__cpu_run(x, j.n_tasks, attention_task, &j);
+    if (j.units == 0 || v->ne[0] == 0) return OX_OK;
+    int threads = x->pool ? ox__pool_size(x->pool) : 1;
+    j.states = malloc((size_t)threads * sizeof *j.states); /* ~130 KiB each: not the stack */
+    if (!j.states) return OX_ERR_OUT_OF_MEMORY;
+    ox__cpu_run(x, j.n_tasks, attention_task, &j);
+    free(j.states);
     return OX_OK;
 }

@@ -146,7 +146,7 @@ typedef float (*ox__qdot_fn)(int64_t n, const void *w, const ox__block_q8a *a);
 typedef void (*ox__qtile_fn)(int64_t n, const void *w, size_t wstride, int rows,
                              const ox__block_q8a *a, int64_t stride, int tokens, float out[64],
                              void *scratch);
-#define OX_QTILE_SCRATCH(n) ((size_t)(n) * 16)
+#define OX_QTILE_SCRATCH(n) ((size_t)(n) * 16 + 1024)
 #define OX_QTILE_ROWS 8
 #define OX_QTILE_TOKENS 8
 
@@ -157,6 +157,10 @@ ox__qdot_fn ox__qdot_scalar(ox_dtype dtype);
 #define OX_QUANT_HAVE_X86 1
 /* quant_avx2.c: needs AVX2, FMA and F16C. NULL for a dtype it lacks. */
 ox__qtile_fn ox__qtile_avx2(ox_dtype dtype);
+/* ox__quantize_q8a's bytes, vectorised (blocks with a NaN or an infinity
+ * take the scalar path). */
+void ox__quantize_q8a_avx2(const float *src, ox__block_q8a *dst, int64_t n, ox_dtype weights);
+void ox__quantize_q8a_vnni(const float *src, ox__block_q8a *dst, int64_t n, ox_dtype weights);
 /* quant_vnni.c: the same kernels with vpdpbusd, the same results; needs
  * AVX512F, AVX512BW, AVX512VL and AVX512VNNI besides what AVX2 needs. */
 ox__qtile_fn ox__qtile_vnni(ox_dtype dtype);

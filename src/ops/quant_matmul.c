@@ -155,13 +155,17 @@ ox_status ox__cpu_matmul_quant(const ox__cpu_exec *x, const ox__view *dst, const
     if (!act || !row || (job.k.tile && !job.scratch)) goto out_free;
 
     /* quantize every row of op(a), batch by batch */
+    void (*quantize)(const float *, ox__block_q8a *, int64_t, ox_dtype) = ox__quantize_q8a;
+#ifdef OX_QUANT_HAVE_X86
+    if (have_avx2(x->features)) quantize = ox__quantize_q8a_avx2;
+#endif
     for (int64_t r = 0; r < rows; r++) {
         int64_t m = r % M, j2 = r / M % a->ne[2], j3 = r / M / a->ne[2];
         const char *src = a->data + m * am + j2 * a->nb[2] + j3 * a->nb[3];
         if (ak == (int64_t)sizeof(float)) memcpy(row, src, (size_t)K * sizeof *row);
         else
             for (int64_t k = 0; k < K; k++) memcpy(&row[k], src + k * ak, sizeof *row);
-        ox__quantize_q8a(row, act + r * job.blocks, K, b->dtype);
+        quantize(row, act + r * job.blocks, K, b->dtype);
     }
     job.act = act;
 

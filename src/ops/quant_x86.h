@@ -775,3 +775,94 @@ ox__qtile_fn OX_QUANT_X86(qtile)(ox_dtype dtype)
     default: return NULL;
     }
 }
+
+/* ---- activations: ox__quantize_q8a's bytes, eight floats at a time ------------ */
+
+/* 32 floats of one block: 0 if any is not finite (the caller then takes
+ * the scalar path, whose NaN handling these need not copy), else 1. */
+static inline int q8a_finite(const float *x)
+{
+    const __m256 exp = _mm256_castsi256_ps(_mm256_set1_epi32(0x7F800000));
+    __m256 bad = _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++)
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(x + 8 * k), exp), exp, _CMP_EQ_OQ));
+    return _mm256_movemask_ps(bad) == 0;
+}
+
+static inline float q8a_hmax(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+static inline int q8a_hsum(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* x[0..32) times scale, rounded to nearest even (the default rounding of
+ * vcvtps2dq, as lrintf), capped to [-128, 127] (scalar: v < 127 ? v : 127,
+ * and |v| <= 127 otherwise), into b->qs and its sums. */
+static inline void q8a_block(const float *x, float scale, ox__block_q8a *b)
+{
+    __m256 s = _mm256_set1_ps(scale);
+    __m256i v[4];
+    for (int k = 0; k < 4; k++) v[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), s));
+    for (int k = 0; k < 4; k++) v[k] = _mm256_min_epi32(v[k], _mm256_set1_epi32(127));
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)b->qs, p);
+    int lo = q8a_hsum(_mm256_add_epi32(v[0], v[1]));
+    b->sum_lo = (int16_t)lo;
+    b->sum = (int16_t)(lo + q8a_hsum(_mm256_add_epi32(v[2], v[3])));
+}
+
+void OX_QUANT_X86(quantize_q8a)(const float *src, ox__block_q8a *dst, int64_t n, ox_dtype weights)
+{
+    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    if (ox__q8a_is_k(weights)) {
+        for (int64_t i = 0; i < n / OX_QK_K; i++, src += OX_QK_K, dst += OX_QK_K / OX_QK) {
+            bool finite = true;
+            __m256 m = _mm256_setzero_ps();
+            for (int b = 0; b < OX_QK_K / OX_QK; b++) finite = finite && q8a_finite(src + OX_QK * b);
+            if (!finite) {
+                ox__quantize_q8a(src, dst, OX_QK_K, weights);
+                continue;
+            }
+            for (int k = 0; k < OX_QK_K / 8; k++) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(src + 8 * k), abs));
+            float mag = q8a_hmax(m), max = 0;
+            /* the first element of that magnitude, with its sign */
+            for (int k = 0; mag != 0 && k < OX_QK_K / 8; k++) {
+                __m256 x = _mm256_loadu_ps(src + 8 * k);
+                int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(x, abs), _mm256_set1_ps(mag), _CMP_EQ_OQ));
+                if (hit) {
+                    max = src[8 * k + __builtin_ctz((unsigned)hit)];
+                    break;
+                }
+            }
+            float iscale = max != 0 ? -127.0f / max : 0.0f, d = max != 0 ? 1 / iscale : 0.0f;
+            for (int b = 0; b < OX_QK_K / OX_QK; b++) {
+                q8a_block(src + OX_QK * b, iscale, &dst[b]);
+                dst[b].d = d;
+            }
+        }
+        return;
+    }
+    for (int64_t i = 0; i < n / OX_QK; i++, src += OX_QK, dst++) {
+        if (!q8a_finite(src)) {
+            ox__quantize_q8a(src, dst, OX_QK, weights);
+            continue;
+        }
+        __m256 m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(src + 8 * k), abs));
+        float amax = q8a_hmax(m);
+        float id = amax != 0 ? 127.0f / amax : 0.0f;
+        q8a_block(src, id, dst);
+        dst->d = ox_f16_to_f32(ox_f32_to_f16(amax / 127));
+    }
+}

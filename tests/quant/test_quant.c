@@ -432,12 +432,47 @@ OX_TEST(matmul_matches_dequantized)
     }
     /* the 32-element types with K of one block */
     check_qcase(&(qcase){.type = OX_DTYPE_Q4_0, .M = 4, .K = 32, .N = 5});
+    check_qcase(&(qcase){.type = OX_DTYPE_Q4_1, .M = 1, .K = 32, .N = 9});
+    check_qcase(&(qcase){.type = OX_DTYPE_Q8_0, .M = 2, .K = 32, .N = 3});
     check_qcase(&(qcase){.type = OX_DTYPE_Q8_0, .M = 1, .K = 96, .N = 3});
     /* prompts: more tokens than a tile (8) and passes of four (AVX2) */
     check_qcase(&(qcase){.type = OX_DTYPE_Q4_0, .M = 19, .K = 512, .N = 21});
     check_qcase(&(qcase){.type = OX_DTYPE_Q5_0, .M = 8, .K = 256, .N = 16});
     check_qcase(&(qcase){.type = OX_DTYPE_Q4_K, .M = 13, .K = 512, .N = 9});
     check_qcase(&(qcase){.type = OX_DTYPE_Q6_K, .M = 22, .K = 256, .N = 11});
+}
+
+/* The vectorised activation quantizer gives the scalar one's bytes: the
+ * matmul's results depend on them, and the scalar one follows ggml's. */
+OX_TEST(activation_quantizer_matches_scalar)
+{
+#ifdef OX_QUANT_HAVE_X86
+    if (!(ox__cpu_detect()->features & OX_FEATURE_BIT(OX_FEATURE_AVX2))) {
+        printf("  this CPU has no AVX2: the vectorised activation quantizer not run here\n");
+        return;
+    }
+    enum { K = 1024 };
+    static float x[K];
+    static ox__block_q8a want[K / OX_QK], got[K / OX_QK];
+    const ox_dtype weights[] = {OX_DTYPE_Q4_0, OX_DTYPE_Q4_K};
+    for (int trial = 0; trial < 40; trial++) {
+        for (int i = 0; i < K; i++) x[i] = (float)rand_normal() * (trial % 3 == 0 ? 1e-3f : 3.0f);
+        if (trial % 4 == 1) /* ties of magnitude: the first one's sign decides (Q8_K) */
+            for (int i = 0; i < K; i += 37) x[i] = (i / 37) % 2 ? 9.5f : -9.5f;
+        if (trial % 5 == 2) memset(x + 256, 0, 256 * sizeof x[0]); /* a zero super-block */
+        if (trial % 7 == 3) x[300] = NAN, x[700] = INFINITY;   /* the scalar path's blocks */
+        for (size_t w = 0; w < sizeof weights / sizeof weights[0]; w++) {
+            ox__quantize_q8a(x, want, K, weights[w]);
+            ox__quantize_q8a_avx2(x, got, K, weights[w]);
+            for (int b = 0; b < K / OX_QK; b++)
+                ASSERT_MSG(memcmp(&want[b], &got[b], sizeof want[b]) == 0,
+                           "trial %d, %s activations, block %d: vectorised bytes differ",
+                           trial, ox_dtype_str(weights[w]), b);
+        }
+    }
+#else
+    printf("  not an x86 build: the vectorised activation quantizer not built\n");
+#endif
 }
 
 /* dst = a (M x K) . b (N rows of K, quantized)^T with the given kernels. */
@@ -662,6 +697,7 @@ OX_TEST(api_refusals)
 }
 
 OX_TEST_MAIN(exact_q4_0_q4_1_q5_0_q5_1, exact_q8_0, exact_q4_k_q5_k, exact_q6_k, round_trips,
-             row_api_refusals, matmul_matches_dequantized, matmul_element_independent_of_batch,
+             row_api_refusals, matmul_matches_dequantized, activation_quantizer_matches_scalar,
+             matmul_element_independent_of_batch,
              api_matmul_get_rows_copy,
              batch_rows_equal_single_rows, api_refusals)
