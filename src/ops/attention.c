@@ -4,13 +4,12 @@
  * query heads that share a kv head (a prompt's rows; one row when
  * decoding), so each key and value row is read and converted once for all
  * of them. Keys come in blocks of KEY_BLOCK with an online (running max)
- * softmax, so no n_kv-sized scratch is needed; a value width over OX__TILE
+ * softmax, so no n_kv-sized scratch is needed; a value width over ATT_TILE
  * is done in column chunks, each recomputing the scores. Each (row, head)
  * takes the same steps whatever the block it is in: keys past its causal
  * limit score -inf, which adds exact zeros, so a row's result does not
  * depend on the rows beside it. */
 #include <math.h>
-#include <stdlib.h>
 
 #include "ops/cpu_tile.h"
 
@@ -18,6 +17,7 @@
 #define HEAD_BLOCK 4
 #define ROW_BLOCK 4
 #define ENTRIES (HEAD_BLOCK * ROW_BLOCK)
+#define ATT_TILE 256 /* query and value columns a pass: the state (~38 KiB) stays on the stack */
 #define LANES 8
 
 typedef struct att_job {
@@ -27,7 +27,6 @@ typedef struct att_job {
     int64_t row_blocks;  /* ceil(n_q / ROW_BLOCK) */
     int64_t units;       /* row_blocks * H_kv * head_blocks * B */
     size_t n_tasks;
-    struct att_state *states; /* one a thread */
 } att_job;
 
 /* Query rows [i0, i0 + nr) of heads [h0, h0 + nh), columns [c0, c0 + nc)
@@ -35,12 +34,12 @@ typedef struct att_job {
 typedef struct att_state {
     int64_t i0, nr, b, kv_head, h0, nh, c0, nc;
     int64_t i[ENTRIES], n_seen[ENTRIES]; /* the entry's row, its keys */
-    const float *q[ENTRIES]; /* whole query rows, or NULL when D > OX__TILE */
+    const float *q[ENTRIES]; /* whole query rows, or NULL when D > ATT_TILE */
     float max[ENTRIES];
     double sum[ENTRIES];
     float s[ENTRIES][KEY_BLOCK]; /* scores, then weights */
-    float acc[ENTRIES][OX__TILE];
-    float q_buf[ENTRIES][OX__TILE], k_buf[OX__TILE], v_buf[OX__TILE];
+    float acc[ENTRIES][ATT_TILE];
+    float q_buf[ENTRIES][ATT_TILE], k_buf[ATT_TILE], v_buf[ATT_TILE];
 } att_state;
 
 static float dot(const float *a, const float *b, int64_t n)
@@ -59,8 +58,8 @@ static float wide_dot(const att_job *j, att_state *st, int64_t g, const char *k_
     const int64_t d = j->q->ne[0];
     const char *q_row = ox__view_at(j->q, 0, st->i[g], st->h0 + g % st->nh, st->b);
     float s = 0.0f;
-    for (int64_t t = 0; t < d; t += OX__TILE) {
-        int64_t m = ox__min64(d - t, OX__TILE);
+    for (int64_t t = 0; t < d; t += ATT_TILE) {
+        int64_t m = ox__min64(d - t, ATT_TILE);
         s += dot(ox__tile_in(j->q, q_row + t * j->q->nb[0], m, st->q_buf[0]),
                  ox__tile_in(j->k, k_row + t * j->k->nb[0], m, st->k_buf), m);
     }
@@ -129,7 +128,7 @@ static void attend(const att_job *j, att_state *st)
         st->n_seen[g] = j->params->causal ? ox__min64(n_kv, n_kv - n_q + st->i[g] + 1) : n_kv;
         n_seen = st->n_seen[g] > n_seen ? st->n_seen[g] : n_seen;
         const char *q_row = ox__view_at(j->q, 0, st->i[g], st->h0 + g % st->nh, st->b);
-        st->q[g] = d <= OX__TILE ? ox__tile_in(j->q, q_row, d, st->q_buf[g]) : NULL;
+        st->q[g] = d <= ATT_TILE ? ox__tile_in(j->q, q_row, d, st->q_buf[g]) : NULL;
         st->max[g] = -INFINITY;
         st->sum[g] = 0.0;
         for (int64_t c = 0; c < st->nc; c++) st->acc[g][c] = 0.0f;
@@ -154,7 +153,8 @@ static void attention_task(void *arg, size_t task, int thread)
     const int64_t n_q = j->q->ne[1], kv_heads = j->k->ne[2], dv = j->v->ne[0];
     const int64_t group = j->q->ne[2] / kv_heads;
     int64_t begin, end;
-    att_state *st = &j->states[thread];
+    att_state state, *st = &state;
+    (void)thread;
     ox__task_range(task, j->n_tasks, j->units, &begin, &end);
     for (int64_t u = begin; u < end; u++) {
         int64_t rows = u % j->row_blocks, block = u / j->row_blocks % j->head_blocks;
@@ -165,8 +165,8 @@ static void attention_task(void *arg, size_t task, int thread)
         st->b = rest / kv_heads;
         st->h0 = st->kv_head * group + block * HEAD_BLOCK;
         st->nh = ox__min64(HEAD_BLOCK, group - block * HEAD_BLOCK);
-        for (st->c0 = 0; st->c0 < dv; st->c0 += OX__TILE) {
-            st->nc = ox__min64(dv - st->c0, OX__TILE);
+        for (st->c0 = 0; st->c0 < dv; st->c0 += ATT_TILE) {
+            st->nc = ox__min64(dv - st->c0, ATT_TILE);
             attend(j, st);
         }
     }
@@ -184,10 +184,6 @@ ox_status ox__cpu_attention(const ox__cpu_exec *x, const ox__view *dst, const ox
     int64_t work = q->ne[1] * q->ne[2] * q->ne[3] * k->ne[1] * (q->ne[0] + v->ne[0]);
     j.n_tasks = ox__task_count(x, work, j.units);
     if (j.units == 0 || v->ne[0] == 0) return OX_OK;
-    int threads = x->pool ? ox__pool_size(x->pool) : 1;
-    j.states = malloc((size_t)threads * sizeof *j.states); /* ~130 KiB each: not the stack */
-    if (!j.states) return OX_ERR_OUT_OF_MEMORY;
     ox__cpu_run(x, j.n_tasks, attention_task, &j);
-    free(j.states);
     return OX_OK;
 }
