@@ -1033,7 +1033,8 @@ ox_status ox_session_eval(ox_session *se, const int32_t *tokens, int n, float *l
 /* A debugging aid for comparing layers with another implementation (for
  * instance llama.cpp's llama-eval-callback, whose l_out-N are these):
  * with OX_DUMP_HIDDEN=FILE each evaluation appends, after the embedding
- * (layer -1) and after every layer, the residual stream: int32 layer,
+ * (layer -1), after every layer's attention (1000 + layer) and after the
+ * layer (layer), the residual stream: int32 layer,
  * int32 position of the first token, int32 tokens, int32 width, then
  * tokens x width floats. Costs a wait a layer; off (one getenv) otherwise. */
 static ox_status dump_hidden(ox_session *se, const scratch *sc, int il, int n)
@@ -1102,8 +1103,9 @@ ox_status ox_session_eval_range(ox_session *se, const int32_t *tokens, const flo
         layer *L = &m->layers[il];
         const ox_tensor *next = il + 1 < m->last ? &m->layers[il + 1].attn_norm
                                 : outputs && logits ? &m->output_norm : NULL;
-        if ((s = attention_block(se, L, &sc, n)) || (s = ffn_block(se, L, &sc, next))) goto out;
-        if ((s = dump_hidden(se, &sc, il, n))) goto out;
+        if ((s = attention_block(se, L, &sc, n)) || (s = dump_hidden(se, &sc, 1000 + il, n)) ||
+            (s = ffn_block(se, L, &sc, next)) || (s = dump_hidden(se, &sc, il, n)))
+            goto out;
         normed_out = il + 1 == m->last && next != NULL;
     }
     /* the one wait of an evaluation: its outputs read back on the same queue */
