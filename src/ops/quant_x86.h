@@ -57,9 +57,7 @@ static inline __m256i dot_i8(__m256i w, __m256i a)
  * QT_AHEAD bytes further, and near a row's end the start of the same row
  * of the next tile (w + 8 wstride on; past the matrix's end a prefetch is
  * a no-op). */
-#ifndef QT_AHEAD
 #define QT_AHEAD 512
-#endif
 static inline void qt_prefetch(const unsigned char *const row[8], size_t wstride, size_t at,
                                size_t bytes, size_t row_bytes)
 {
@@ -521,15 +519,13 @@ static inline __m256i rt_q6_codes(const ox__block_q6_k *b, int s)
  * an 8 x 8 transposition or a reduction, and the float steps. */
 
 /* Pass two reads no weights, and the memory would idle through it: its
- * step k fetches lines 4k..4k+3 of the next tile (the rows after these
- * eight), the start of pass one's next stream. */
-#ifndef RT_PF
-#define RT_PF 4
-#endif
+ * step k fetches lines RT_LINES k .. RT_LINES (k + 1) - 1 of the next tile
+ * (the rows after these eight), the start of pass one's next stream. */
+#define RT_LINES 16
 static inline void rt_prefetch_next(const unsigned char *const row[8], size_t wstride, int64_t k)
 {
-    const char *next = (const char *)row[0] + 8 * wstride + 256 * k;
-    for (int l = 0; l < 4 * RT_PF; l++) _mm_prefetch(next + 64 * l, _MM_HINT_T0);
+    const char *next = (const char *)row[0] + 8 * wstride + 64 * RT_LINES * k;
+    for (int l = 0; l < RT_LINES; l++) _mm_prefetch(next + 64 * l, _MM_HINT_T0);
 }
 
 /* the 8 x 8 transposition of 32-bit lanes: v[b] lane j = in v[j] lane b */

@@ -516,15 +516,17 @@ OX_TEST(bench_matmul_cpu)
     free(run);
 }
 
-/* Every result's share of its limit: a number, positive and below 200%
- * (a plausible range on a noisy machine), of the limit that bounds it,
- * which is the device's figure for that limit. */
+/* Every result's share of its limit: a number, positive and below 500%, of
+ * the limit that bounds it, which is the device's figure for that limit.
+ * Not a speed check: the measured bandwidth of a shared VM swings by 2x
+ * between runs (an add once read 223% of it in CI), while a unit slip
+ * (bits for bytes, a missing 1e9) is off by 8x or more. */
 static void check_percent(const cJSON *result, const cJSON *limits)
 {
     const char *op = json_string(result, "op"), *limit = json_string(result, "limit");
     double percent = json_number(result, "percent_of_limit");
     double attainable = json_number(result, "attainable");
-    ASSERT_MSG(percent > 0 && percent < 200, "%s %s: %g%% of %s", op,
+    ASSERT_MSG(percent > 0 && percent < 500, "%s %s: %g%% of %s", op,
                json_string(result, "dtype"), percent, limit);
     ASSERT(attainable > 0);
     /* square products (tens of FLOP a byte) are bound by the FMA peak; the
