@@ -160,7 +160,6 @@ ox__qtile_fn ox__qtile_avx2(ox_dtype dtype);
 /* ox__quantize_q8a's bytes, vectorised (blocks with a NaN or an infinity
  * take the scalar path). */
 void ox__quantize_q8a_avx2(const float *src, ox__block_q8a *dst, int64_t n, ox_dtype weights);
-void ox__quantize_q8a_vnni(const float *src, ox__block_q8a *dst, int64_t n, ox_dtype weights);
 /* quant_vnni.c: the same kernels with vpdpbusd, the same results; needs
  * AVX512F, AVX512BW, AVX512VL and AVX512VNNI besides what AVX2 needs. */
 ox__qtile_fn ox__qtile_vnni(ox_dtype dtype);

@@ -11,14 +11,22 @@
 
 #include "ops/quant.h"
 
-/* 8 sums of 4 products each: unsigned codes u, signed activations a. */
-static inline __m256i dot_u8(__m256i u, __m256i a)
+/* s + the 8 sums of 4 products each: unsigned codes u, signed activations
+ * a (without VNNI no 16-bit pair may saturate: u at most 127, or 255 with
+ * |a| small enough; the callers' codes are at most 63, Q8_0's 255 only
+ * with VNNI). */
+static inline __m256i dot_u8_acc(__m256i s, __m256i u, __m256i a)
 {
 #if OX_QUANT_VNNI
-    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, a);
+    return _mm256_dpbusd_epi32(s, u, a);
 #else
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, a), _mm256_set1_epi16(1));
+    return _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(u, a), _mm256_set1_epi16(1)));
 #endif
+}
+
+static inline __m256i dot_u8(__m256i u, __m256i a)
+{
+    return dot_u8_acc(_mm256_setzero_si256(), u, a);
 }
 
 /* The same for signed codes w (in [-128, 127]). */
@@ -222,15 +230,14 @@ static inline __attribute__((always_inline)) void qt_token(ox_dtype type, const 
         *accm = _mm256_fmadd_ps(k->m, _mm256_set1_ps(a->d * (float)a->sum), *accm);
 }
 
-/* Rows w + j wstride (j < rows, the others repeat the last) by R tokens
- * a + r stride: out[OX_QTILE_ROWS r + j]. R is a constant where it is inlined. */
+/* The eight rows row[j] (wstride bytes apart, but for the repeated last
+ * one of a partial tile) by R tokens a + r stride: out[OX_QTILE_ROWS r + j].
+ * R is a constant where it is inlined. */
 static inline __attribute__((always_inline)) void qt_tile(ox_dtype type, int R, int64_t n,
-                                                          const void *w, size_t wstride, int rows,
-                                                          const ox__block_q8a *a, int64_t stride,
-                                                          float *out)
+                                                          const unsigned char *const row[8],
+                                                          size_t wstride, const ox__block_q8a *a,
+                                                          int64_t stride, float *out)
 {
-    const unsigned char *row[8];
-    for (int j = 0; j < 8; j++) row[j] = (const unsigned char *)w + (size_t)(j < rows ? j : rows - 1) * wstride;
     __m256 acc[QT_STEP], accm[QT_STEP];
     for (int r = 0; r < R; r++) acc[r] = accm[r] = _mm256_setzero_ps();
     const size_t bytes = qt_block_bytes(type);
@@ -319,17 +326,6 @@ static inline __attribute__((always_inline)) void kt_codes(ox_dtype type,
     }
 }
 
-/* s + the 8 sums of 4 products of unsigned codes u (at most 63) with
- * activations a. */
-static inline __m256i kt_dot1(__m256i u, __m256i a, __m256i s)
-{
-#if OX_QUANT_VNNI
-    return _mm256_dpbusd_epi32(s, u, a);
-#else
-    return _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(u, a), _mm256_set1_epi16(1)));
-#endif
-}
-
 /* Byte k of each lane of v as a 32-bit lane (the scale of a sub-block). */
 static inline __m256i kt_byte(__m256i v, int k)
 {
@@ -395,13 +391,10 @@ static inline __attribute__((always_inline)) void kt_finish(ox_dtype type, int R
 }
 
 static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, int64_t n,
-                                                          const void *w, size_t wstride, int rows,
-                                                          const ox__block_q8a *a, int64_t stride,
-                                                          float *out)
+                                                          const unsigned char *const row[8],
+                                                          size_t wstride, const ox__block_q8a *a,
+                                                          int64_t stride, float *out)
 {
-    const unsigned char *row[8];
-    for (int j = 0; j < 8; j++)
-        row[j] = (const unsigned char *)w + (size_t)(j < rows ? j : rows - 1) * wstride;
     const bool six = type == OX_DTYPE_Q6_K;
     const size_t bytes = six ? sizeof(ox__block_q6_k)
                              : type == OX_DTYPE_Q5_K ? sizeof(ox__block_q5_k) : sizeof(ox__block_q4_k);
@@ -655,7 +648,7 @@ static inline __attribute__((always_inline)) void rt_k(ox_dtype type, int R, int
                         const ox__block_q8a *ar = &a[r * stride + i * 8 + sb];
                         __m256i s0 = _mm256_inserti128_si256(_mm256_set1_epi32(-8 * ar->sum_lo),
                                                              _mm_set1_epi32(-8 * (ar->sum - ar->sum_lo)), 1);
-                        __m256i v = kt_dot1(u, _mm256_loadu_si256((const __m256i *)ar->qs), s0);
+                        __m256i v = dot_u8_acc(s0, u, _mm256_loadu_si256((const __m256i *)ar->qs));
                         sum[r] = _mm256_add_epi32(sum[r], _mm256_mullo_epi32(v, sc));
                     }
                 }
@@ -673,8 +666,7 @@ static inline __attribute__((always_inline)) void rt_k(ox_dtype type, int R, int
                         q = _mm256_or_si256(q, _mm256_slli_epi16(_mm256_and_si256(h, one), 4));
                     }
                     for (int r = 0; r < R; r++)
-                        v[r][sb] = kt_dot1(q, _mm256_loadu_si256((const __m256i *)a[r * stride + i * 8 + sb].qs),
-                                           _mm256_setzero_si256());
+                        v[r][sb] = dot_u8(q, _mm256_loadu_si256((const __m256i *)a[r * stride + i * 8 + sb].qs));
                 }
                 /* the 8 six-bit scales (llama.cpp's unpacking) as 8 lanes */
                 uint32_t w0, w2;
@@ -710,14 +702,15 @@ static inline __attribute__((always_inline)) void any_tile(ox_dtype type, int R,
                                                            float *out, void *scratch)
 {
     bool k = type == OX_DTYPE_Q4_K || type == OX_DTYPE_Q5_K || type == OX_DTYPE_Q6_K;
-    if (R > QT_ROWWISE) {
-        if (k) kt_tile(type, R, n, w, wstride, rows, a, stride, out);
-        else qt_tile(type, R, n, w, wstride, rows, a, stride, out);
-        return;
-    }
+    /* a partial tile repeats its last row in the missing lanes */
     const unsigned char *row[8];
     for (int j = 0; j < 8; j++)
         row[j] = (const unsigned char *)w + (size_t)(j < rows ? j : rows - 1) * wstride;
+    if (R > QT_ROWWISE) {
+        if (k) kt_tile(type, R, n, row, wstride, a, stride, out);
+        else qt_tile(type, R, n, row, wstride, a, stride, out);
+        return;
+    }
     __m256 acc[QT_ROWWISE], accm[QT_ROWWISE];
     for (int r = 0; r < R; r++) acc[r] = accm[r] = _mm256_setzero_ps();
     if (k) rt_k(type, R, n, row, wstride, a, stride, scratch, acc);
@@ -773,6 +766,8 @@ ox__qtile_fn OX_QUANT_X86(qtile)(ox_dtype dtype)
 }
 
 /* ---- activations: ox__quantize_q8a's bytes, eight floats at a time ------------ */
+
+#if !OX_QUANT_VNNI /* AVX2 is all it needs: built once, in quant_avx2.c */
 
 /* 32 floats of one block: 0 if any is not finite (the caller then takes
  * the scalar path, whose NaN handling these need not copy), else 1. */
@@ -862,3 +857,4 @@ void OX_QUANT_X86(quantize_q8a)(const float *src, ox__block_q8a *dst, int64_t n,
         dst->d = ox_f16_to_f32(ox_f32_to_f16(amax / 127));
     }
 }
+#endif
