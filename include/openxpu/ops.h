@@ -63,8 +63,15 @@ OX_API ox_status ox_clamp(ox_queue *q, const ox_tensor *dst, const ox_tensor *a,
     X(GELU_TANH, "gelu_tanh") /* x/2 (1 + tanh(sqrt(2/pi)(x + 0.044715x^3))) */ \
     X(SILU, "silu")                                                          \
     X(SIGMOID, "sigmoid")                                                    \
-    X(SOFTPLUS, "softplus")
+    X(SOFTPLUS, "softplus")                                                  \
+    X(GELU_TANH_F16, "gelu_tanh_f16") /* gelu_tanh on halves, see below */
 
+/* gelu_tanh_f16 is the GELU that ggml's CPU backend (llama.cpp) computes,
+ * by a table of halves: 0 for x <= -10, x for x >= 10, otherwise x rounded
+ * to half precision, gelu_tanh of that in single precision
+ * (x/2 (1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2)))), rounded to half again.
+ * Models converted for llama.cpp (Gemma) are run with it so that their
+ * greedy text follows the peer's; a relative rounding of up to 2^-11. */
 typedef enum ox_unary_op {
 #define OX__UNARY_ENUM(name, text) OX_UNARY_##name,
     OX_UNARY_LIST(OX__UNARY_ENUM)

@@ -12,7 +12,7 @@
  *   o = attention(q, k, v) Wo; rms_norm(o) * post_attention_norm (gemma3)
  *   x += o
  *   h = rms_norm(x) * ffn_norm
- *   f = (act(h Wgate) * (h Wup)) Wdown, act = silu or gelu_tanh (gemma3);
+ *   f = (act(h Wgate) * (h Wup)) Wdown, act = silu or gelu_tanh_f16 (gemma3: ggml's GELU);
  *   rms_norm(f) * post_ffw_norm (gemma3); x += f
  * and output = rms_norm(x) * output_norm . output (token_embd when tied).
  * Gemma 3 also scales the embeddings by sqrt(n_embd) and puts five
@@ -47,7 +47,7 @@ static const arch_desc ARCHS[] = {
     {"llama", OX_ROPE_NORMAL, false, false, false, false, OX_UNARY_SILU},
     {"qwen2", OX_ROPE_NEOX, false, false, false, false, OX_UNARY_SILU},
     {"qwen3", OX_ROPE_NEOX, true, false, false, false, OX_UNARY_SILU},
-    {"gemma3", OX_ROPE_NEOX, true, true, true, true, OX_UNARY_GELU_TANH},
+    {"gemma3", OX_ROPE_NEOX, true, true, true, true, OX_UNARY_GELU_TANH_F16},
 };
 #define SUPPORTED_ARCHS "llama, qwen2, qwen3, gemma3"
 

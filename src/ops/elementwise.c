@@ -3,6 +3,7 @@
  * elements in row-major order; each range is done in tiles of OX__TILE floats,
  * read in place for contiguous F32 and converted otherwise (cpu_tile.h). */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "ops/cpu_tile.h"
@@ -22,6 +23,34 @@ static void binary_tile(ox_binary_op op, float *d, const float *x, const float *
 static float softplus(float x)
 {
     return (x > 0.0f ? x : 0.0f) + log1pf(expf(-fabsf(x)));
+}
+
+/* gelu_tanh_f16 (openxpu/ops.h): ggml's table, made the way ggml makes it
+ * (single precision, libm's tanhf, each result rounded to half), indexed by
+ * the bits of x rounded to half. 128 KiB, built once on first use. */
+static uint16_t gelu_f16_table[65536];
+static pthread_once_t gelu_f16_once = PTHREAD_ONCE_INIT;
+
+static void gelu_f16_build(void)
+{
+    for (uint32_t i = 0; i < 65536; i++) {
+        float x = ox_f16_to_f32((uint16_t)i);
+        float y = 0.5f * x * (1.0f + tanhf(0.79788456080286535588f * x * (1.0f + 0.044715f * x * x)));
+        gelu_f16_table[i] = ox_f32_to_f16(y);
+    }
+}
+
+/* d may be x. The rounding of x to half and of the table's halves back to
+ * float go through the row converters (F16C where the CPU has it). */
+static void gelu_tanh_f16_tile(float *d, const float *x, int64_t n)
+{
+    uint16_t h[OX__TILE];
+    float y[OX__TILE];
+    pthread_once(&gelu_f16_once, gelu_f16_build);
+    ox__row_from_f32(OX_DTYPE_F16, x, h, n);
+    for (int64_t i = 0; i < n; i++) h[i] = gelu_f16_table[h[i]];
+    ox__row_to_f32(OX_DTYPE_F16, h, y, n);
+    for (int64_t i = 0; i < n; i++) d[i] = x[i] <= -10.0f ? 0.0f : x[i] >= 10.0f ? x[i] : y[i];
 }
 
 /* exp, silu, sigmoid and gelu_tanh use ox__exp_f32, so their loops
@@ -54,6 +83,7 @@ static void unary_tile(ox_unary_op op, float *d, const float *x, int64_t n)
         for (int64_t i = 0; i < n; i++) d[i] = 1.0f / (1.0f + ox__exp_f32(-x[i]));
         break;
     case OX_UNARY_SOFTPLUS: for (int64_t i = 0; i < n; i++) d[i] = softplus(x[i]); break;
+    case OX_UNARY_GELU_TANH_F16: gelu_tanh_f16_tile(d, x, n); break;
     default: for (int64_t i = 0; i < n; i++) d[i] = NAN; break; /* rejected by the op layer */
     }
 }

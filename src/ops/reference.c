@@ -58,6 +58,17 @@ void ox_ref_clamp(ox_ref_tensor *dst, const ox_ref_tensor *a, double lo, double 
     }
 }
 
+/* x rounded to the nearest value a half can hold (11 significant bits,
+ * steps of 2^-24 below 2^-14, ties to even), infinite from 65520 on. */
+static double round_half(double x)
+{
+    if (x != x || x == 0 || fabs(x) >= 65520.0) return fabs(x) >= 65520.0 ? copysign(INFINITY, x) : x;
+    int e;
+    frexp(x, &e); /* |x| in [2^(e-1), 2^e) */
+    double step = ldexp(1.0, (e - 1 < -14 ? -14 : e - 1) - 10);
+    return nearbyint(x / step) * step;
+}
+
 static double unary(ox_unary_op op, double x)
 {
     switch (op) {
@@ -75,6 +86,11 @@ static double unary(ox_unary_op op, double x)
     case OX_UNARY_SILU: return x / (1 + exp(-x));
     case OX_UNARY_SIGMOID: return 1 / (1 + exp(-x));
     case OX_UNARY_SOFTPLUS: return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
+    case OX_UNARY_GELU_TANH_F16:
+        if (x <= -10) return 0;
+        if (x >= 10) return x;
+        x = round_half(x);
+        return round_half(x / 2 * (1 + tanh(sqrt(2 / 3.14159265358979323846) * (x + 0.044715 * x * x * x))));
     default: return NAN;
     }
 }

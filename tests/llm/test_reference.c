@@ -15,7 +15,8 @@
  * the sanitizers, which sum in other orders). Wrong graphs move them by
  * whole units and break the greedy tokens below. We follow llama.cpp's
  * choices where they are cheap (F16 KV cache, 8-bit
- * activations rounded as ggml rounds them) and differ in summation order. */
+ * activations rounded as ggml rounds them, its GELU on halves) and differ
+ * in summation order. */
 #include <openxpu/openxpu.h>
 #include <math.h>
 #include <stdlib.h>
@@ -26,6 +27,12 @@
 #include "llm/ref_helpers.h"
 
 #define LOGIT_TOLERANCE 0.75
+/* The first step's logits as a whole (262144 of them): their mean and
+ * spread. With ggml's GELU on halves (gelu_tanh_f16) ours are 0.025 and
+ * 0.002 from llama.cpp's, the same in the release and the sanitizer
+ * builds; the GELU in single precision was 0.137 and 0.027 away. */
+#define MEAN_TOLERANCE 0.05
+#define STDDEV_TOLERANCE 0.015
 #define NEAR_TIE 0.5
 #define MIN_MATCH 32
 #define MIN_LONG_PROMPTS 4
@@ -117,7 +124,7 @@ OX_TEST(first_step_logits_agree)
     char line[4096];
     int32_t prompt[64];
     int n_prompt = 0, checked = 0;
-    double mean_ref = 0, std_ref = 0;
+    double mean_ref = 0, std_ref = 0, worst = 0;
     while (fgets(line, sizeof line, f)) {
         if (strncmp(line, "prompt_ids:", 11) == 0) {
             n_prompt = parse_ids(line + 11, prompt, 64);
@@ -132,6 +139,7 @@ OX_TEST(first_step_logits_agree)
             double logit;
             if (sscanf(line, "%d %d %lf", &rank, &id, &logit) == 3 && id >= 0 && id < fx.n_vocab) {
                 ASSERT_NEAR(fx.logits[id], logit, LOGIT_TOLERANCE);
+                worst = fmax(worst, fabs(fx.logits[id] - logit));
                 checked++;
             }
         }
@@ -142,10 +150,11 @@ OX_TEST(first_step_logits_agree)
     for (int i = 0; i < fx.n_vocab; i++) mean += fx.logits[i];
     mean /= fx.n_vocab;
     for (int i = 0; i < fx.n_vocab; i++) var += (fx.logits[i] - mean) * (fx.logits[i] - mean);
-    ASSERT_NEAR(mean, mean_ref, LOGIT_TOLERANCE);
-    ASSERT_NEAR(sqrt(var / fx.n_vocab), std_ref, LOGIT_TOLERANCE);
-    printf("  %d top logits within %.2f of llama.cpp; mean %.4f (%.4f), stddev %.4f (%.4f)\n",
-           checked, LOGIT_TOLERANCE, mean, mean_ref, sqrt(var / fx.n_vocab), std_ref);
+    printf("  %d top logits within %.2f of llama.cpp (at most %.3f away); mean %.4f (%.4f), "
+           "stddev %.4f (%.4f)\n", checked, LOGIT_TOLERANCE, worst, mean, mean_ref,
+           sqrt(var / fx.n_vocab), std_ref);
+    ASSERT_NEAR(mean, mean_ref, MEAN_TOLERANCE);
+    ASSERT_NEAR(sqrt(var / fx.n_vocab), std_ref, STDDEV_TOLERANCE);
     close_model(&fx);
 }
 

@@ -132,7 +132,10 @@ static void check_unary(ox_unary_op op, ox_dtype dt, const int64_t ne[4], int la
     ASSERT_EQ(ox__cpu_unary(tt_exec(), op, &d.v, &a.v), OX_OK);
     ox_ref_tensor ra = tt_ref(&a), rd = tt_ref_new(ne, 0);
     ox_ref_unary(op, &rd, &ra);
-    ASSERT_NMSE(&d, &rd, tt_tol(dt), "unary %s shape [%lld,%lld,%lld,%lld] layout %d\n",
+    /* gelu_tanh_f16's results are halves: one may round the other way
+     * where the float tanh and the reference's double differ by an ulp */
+    double tol = op == OX_UNARY_GELU_TANH_F16 && dt == OX_DTYPE_F32 ? tt_tol(OX_DTYPE_F16) : tt_tol(dt);
+    ASSERT_NMSE(&d, &rd, tol, "unary %s shape [%lld,%lld,%lld,%lld] layout %d\n",
                 ox_unary_str(op), (long long)ne[0], (long long)ne[1], (long long)ne[2],
                 (long long)ne[3], layout);
 }
@@ -162,6 +165,13 @@ OX_TEST(unary_exact_values)
         {OX_UNARY_SIGMOID, 0, 0.5f},     {OX_UNARY_SIGMOID, -100, 0},
         {OX_UNARY_SOFTPLUS, 0, 0.6931472f}, /* ln 2 */
         {OX_UNARY_SOFTPLUS, 100, 100},   {OX_UNARY_SOFTPLUS, -20, 2.0611536e-9f},
+        /* gelu_tanh(1) = 0.8411920 rounded to a half: 1723 / 2048 */
+        {OX_UNARY_GELU_TANH_F16, 1, 0.84130859375f}, {OX_UNARY_GELU_TANH_F16, 0, 0},
+        /* x = 1 + 2^-12 rounds to the half 1 first */
+        {OX_UNARY_GELU_TANH_F16, 1.000244140625f, 0.84130859375f},
+        {OX_UNARY_GELU_TANH_F16, 10, 10},  {OX_UNARY_GELU_TANH_F16, 10.001f, 10.001f},
+        {OX_UNARY_GELU_TANH_F16, -10, 0},  {OX_UNARY_GELU_TANH_F16, -9.99f, -0.0f},
+        {OX_UNARY_GELU_TANH_F16, 9.99f, 9.9921875f}, /* the half nearest 9.99 */
     };
     int64_t ne[4] = {1, 1, 1, 1};
     test_tensor a = tt_new(OX_DTYPE_F32, ne, TT_CONTIGUOUS), d = tt_new(OX_DTYPE_F32, ne, 0);
@@ -172,6 +182,58 @@ OX_TEST(unary_exact_values)
                    "%s(%g) = %.9g, want %.9g", ox_unary_str(cases[i].op), (double)cases[i].x,
                    tt_get(&d, 0), (double)cases[i].y);
     }
+}
+
+/* Half x rounded to nearest even, in double: written apart from the
+ * library's converters. */
+static double half_round(double x)
+{
+    if (x == 0) return x;
+    int e;
+    frexp(x, &e);
+    double step = ldexp(1.0, (e - 1 < -14 ? -14 : e - 1) - 10);
+    return nearbyint(x / step) * step;
+}
+
+/* gelu_tanh_f16 on every half in (-10, 10): the CPU's table gives the
+ * half nearest the double-precision GELU g of that half wherever g is
+ * farther than the single-precision formula's error (below 2^-21 |x|:
+ * 1 + tanh cancels for negative x) from a midpoint between two halves;
+ * near a midpoint it may round either way. Floats between two halves give
+ * the nearer half's result. */
+OX_TEST(gelu_tanh_f16_every_half)
+{
+    int64_t ne[4] = {65536, 1, 1, 1};
+    test_tensor a = tt_new(OX_DTYPE_F32, ne, TT_CONTIGUOUS), d = tt_new(OX_DTYPE_F32, ne, 0);
+    for (int64_t i = 0; i < ne[0]; i++) tt_set(&a, i, ox_f16_to_f32((uint16_t)i));
+    ASSERT_EQ(ox__cpu_unary(tt_exec(), OX_UNARY_GELU_TANH_F16, &d.v, &a.v), OX_OK);
+    int exact = 0, near_midpoint = 0;
+    for (int64_t i = 0; i < ne[0]; i++) {
+        double x = tt_get(&a, i), got = tt_get(&d, i);
+        if (x != x || fabs(x) >= 10) continue;
+        double g = x / 2 * (1 + tanh(sqrt(2 / 3.14159265358979323846) * (x + 0.044715 * x * x * x)));
+        double want = half_round(g), err = 0x1p-21 * fabs(x);
+        int e;
+        frexp(g, &e);
+        double step = ldexp(1.0, (e - 1 < -14 ? -14 : e - 1) - 10);
+        double to_midpoint = fabs(g / step - floor(g / step) - 0.5) * step;
+        if (g != 0 && to_midpoint <= err) {
+            near_midpoint++;
+            ASSERT_MSG(fabs(got - g) <= step / 2 + err, "gelu_tanh_f16(%.9g) = %.9g, want %.9g",
+                       x, got, g);
+            continue;
+        }
+        ASSERT_MSG(got == want, "gelu_tanh_f16(%.9g) = %.9g, want %.9g", x, got, want);
+        exact++;
+    }
+    printf("  %d halves exact, %d near a midpoint\n", exact, near_midpoint);
+    ASSERT_MSG(exact > 30000 && near_midpoint < exact / 10, "%d exact, %d near a midpoint", exact,
+               near_midpoint);
+    tt_set(&a, 0, 0.30004f); /* the halves nearest: 0.2998046875 and 0.30004882812 */
+    tt_set(&a, 1, 0.30004882812f);
+    tt_set(&a, 2, 0.2998046875f);
+    ASSERT_EQ(ox__cpu_unary(tt_exec(), OX_UNARY_GELU_TANH_F16, &d.v, &a.v), OX_OK);
+    ASSERT(tt_get(&d, 0) == tt_get(&d, 1) && tt_get(&d, 0) != tt_get(&d, 2));
 }
 
 /* exp is computed without libm (so that it vectorizes): within 2 ulp over
@@ -204,4 +266,5 @@ OX_TEST(exp_accuracy_and_limits)
 }
 
 OX_TEST_MAIN(binary_all_shapes_and_types, binary_partial_row_repeat, binary_exact_and_in_place,
-             scale_and_clamp, unary_all_ops, unary_exact_values, exp_accuracy_and_limits)
+             scale_and_clamp, unary_all_ops, unary_exact_values, gelu_tanh_f16_every_half,
+             exp_accuracy_and_limits)
