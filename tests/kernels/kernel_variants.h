@@ -13,6 +13,7 @@ static const struct variant {
     {"elementwise", "-DFLAT=1 -DVEC=4 -DDT=2 -DOP=8 -DBMODE=2 -DFLAT_OP=2"},
     {"elementwise", "-DDT=0 -DOP=0"}, {"elementwise", "-DDT=1 -DOP=3"},
     {"elementwise", "-DDT=2 -DOP=8"}, {"elementwise", "-DDT=0 -DOP=12"},
+    {"elementwise", "-DFLAT=1 -DVEC=8 -DDT=1 -DOP=13 -DBMODE=0 -DFLAT_OP=0"},
     {"rows", "-DDT=0 -DDT_D=0 -DOP=0 -DWG=256"}, {"rows", "-DDT=1 -DDT_D=3 -DOP=3 -DWG=64"},
     {"rows", "-DSOFTMAX=1 -DDT=0 -DDT_M=1 -DHAS_MASK=1 -DLOG=0 -DWG=256"},
     {"rows", "-DSOFTMAX=1 -DDT=2 -DDT_M=0 -DHAS_MASK=0 -DLOG=1 -DWG=64"},
