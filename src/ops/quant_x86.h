@@ -618,6 +618,21 @@ static inline __attribute__((always_inline)) void rt_k(ox_dtype type, int R, int
      * scales, d) as pass one meets it, 32 bytes a row, block-major: pass two
      * reads these instead of eight far-apart lines again */
     unsigned char *hdr = (unsigned char *)(prod + 2 * 8 * blocks);
+    /* Q6_K: the activations' half-block sums, 16 a super-block as int16
+     * pairs (lane sb: sum_lo, sum - sum_lo of block sb) in the scales'
+     * order, for the codes' offset of 32 below; once for the tile's rows */
+    __m256i *half_sums = (__m256i *)(hdr + 8 * 32 * blocks);
+    if (six)
+        for (int r = 0; r < R; r++)
+            for (int64_t i = 0; i < blocks; i++) {
+                /* the 32-bit words (sum | sum_lo << 16) of the 8 blocks, 40 bytes apart */
+                const int *w = (const int *)((const char *)&a[r * stride + i * 8] + offsetof(ox__block_q8a, sum));
+                __m256i v = _mm256_i32gather_epi32(w, _mm256_setr_epi32(0, 10, 20, 30, 40, 50, 60, 70), 4);
+                __m256i lo = _mm256_srai_epi32(v, 16), all = _mm256_srai_epi32(_mm256_slli_epi32(v, 16), 16);
+                _mm256_storeu_si256(&half_sums[r * blocks + i],
+                                    _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi32(0xFFFF)),
+                                                    _mm256_slli_epi32(_mm256_sub_epi32(all, lo), 16)));
+            }
     for (int j = 0; j < 8; j++)
         for (int64_t i = 0; i < blocks; i++) {
             const unsigned char *blk = row[j] + (size_t)i * bytes;
@@ -629,27 +644,34 @@ static inline __attribute__((always_inline)) void rt_k(ox_dtype type, int R, int
                 memcpy(rec, blk, 16);
             }
             /* sub-block sb's sums as 8 lanes each, reduced to lane sb, times
-             * the row's scales (lane sb); Q6_K: lanes 0-3 of a sub-block are
-             * its first half, 4-7 the second, each times its half's scale,
-             * the +32 offset in the start, -8 sum(half) a lane */
+             * the row's scales (lane sb); Q6_K: 16-bit pair sums of codes
+             * times activations, times the scale of their half (16 values)
+             * in 32-bit lanes (lanes 0-3 the first half, 4-7 the second),
+             * and the codes' offset of 32 once a super-block: minus 32 times
+             * the sum over halves of scale x the activations' half sum */
             __m256i sum[2];
             if (six) {
                 const ox__block_q6_k *b = (const ox__block_q6_k *)blk;
-                __m256i sc01 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)b->scales));
-                __m256i sc23 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b->scales + 8)));
-                for (int r = 0; r < R; r++) sum[r] = _mm256_setzero_si256();
+                __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+                /* scales 0-7 (sub-blocks 0-3) and 8-15 (4-7) in both 128-bit halves */
+                __m256i sc_lo = _mm256_permute2x128_si256(sc16, sc16, 0x00);
+                __m256i sc_hi = _mm256_permute2x128_si256(sc16, sc16, 0x11);
+                for (int r = 0; r < R; r++)
+                    sum[r] = _mm256_mullo_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256(&half_sums[r * blocks + i])),
+                                                _mm256_set1_epi32(-32));
                 for (int sb = 0; sb < 8; sb++) {
                     __m256i u = rt_q6_codes(b, sb);
-                    const __m256i pick = _mm256_setr_epi32(2 * (sb % 4), 2 * (sb % 4), 2 * (sb % 4), 2 * (sb % 4),
-                                                           2 * (sb % 4) + 1, 2 * (sb % 4) + 1, 2 * (sb % 4) + 1,
-                                                           2 * (sb % 4) + 1);
-                    __m256i sc = _mm256_permutevar8x32_epi32(sb < 4 ? sc01 : sc23, pick);
+                    /* 16-bit lanes 0-7: scale 2 sb, 8-15: scale 2 sb + 1 */
+                    const int w0 = 2 * (2 * sb % 8), w1 = w0 + 2;
+                    const __m256i pick = _mm256_setr_epi8(w0, w0 + 1, w0, w0 + 1, w0, w0 + 1, w0, w0 + 1,
+                                                          w0, w0 + 1, w0, w0 + 1, w0, w0 + 1, w0, w0 + 1,
+                                                          w1, w1 + 1, w1, w1 + 1, w1, w1 + 1, w1, w1 + 1,
+                                                          w1, w1 + 1, w1, w1 + 1, w1, w1 + 1, w1, w1 + 1);
+                    __m256i sc = _mm256_shuffle_epi8(sb < 4 ? sc_lo : sc_hi, pick);
                     for (int r = 0; r < R; r++) {
                         const ox__block_q8a *ar = &a[r * stride + i * 8 + sb];
-                        __m256i s0 = _mm256_inserti128_si256(_mm256_set1_epi32(-8 * ar->sum_lo),
-                                                             _mm_set1_epi32(-8 * (ar->sum - ar->sum_lo)), 1);
-                        __m256i v = dot_u8_acc(s0, u, _mm256_loadu_si256((const __m256i *)ar->qs));
-                        sum[r] = _mm256_add_epi32(sum[r], _mm256_mullo_epi32(v, sc));
+                        __m256i p = _mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)ar->qs));
+                        sum[r] = _mm256_add_epi32(sum[r], _mm256_madd_epi16(p, sc));
                     }
                 }
             } else {
