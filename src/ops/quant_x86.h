@@ -332,21 +332,20 @@ static inline __m256i kt_byte(__m256i v, int k)
     return _mm256_and_si256(_mm256_srli_epi32(v, 8 * k), _mm256_set1_epi32(0xFF));
 }
 
-/* The eight rows' scales of a super-block (p[j] its bytes in row j):
+/* The eight rows' scales of a super-block from their scale bytes as
+ * 32-bit words, lane j = row j (w[q]: bytes 4q..4q+3 of the scales):
  * Q4_K / Q5_K 6-bit, byte k of sc[h] / mn[h] that of sub-block 4h + k
  * (llama.cpp's unpacking of the 12 bytes, lane-wise); Q6_K the 16 signed
  * bytes as four words in sc. */
-static inline __attribute__((always_inline)) void kt_scales(ox_dtype type,
-                                                            const unsigned char *const p[8],
-                                                            bool rec, __m256i sc[4], __m256i mn[2])
+static inline __attribute__((always_inline)) void kt_scales(ox_dtype type, const __m256i w[4],
+                                                            __m256i sc[4], __m256i mn[2])
 {
     mn[0] = mn[1] = _mm256_setzero_si256();
     if (type == OX_DTYPE_Q6_K) {
-        for (int q = 0; q < 4; q++) sc[q] = qt_words(p, (rec ? 0 : offsetof(ox__block_q6_k, scales)) + 4 * q);
+        for (int q = 0; q < 4; q++) sc[q] = w[q];
         return;
     }
-    size_t at = offsetof(ox__block_q4_k, scales); /* the same in Q5_K */
-    __m256i s0 = qt_words(p, at), s1 = qt_words(p, at + 4), s2 = qt_words(p, at + 8);
+    const __m256i s0 = w[0], s1 = w[1], s2 = w[2];
     const __m256i m6 = _mm256_set1_epi8(0x3F), m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
     sc[0] = _mm256_and_si256(s0, m6);
     mn[0] = _mm256_and_si256(s1, m6);
@@ -356,23 +355,31 @@ static inline __attribute__((always_inline)) void kt_scales(ox_dtype type,
                             _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(s1, 6), m2), 4));
 }
 
+/* The scale words of kt_scales read from the rows' blocks p[j]. */
+static inline __attribute__((always_inline)) void kt_scale_words(ox_dtype type,
+                                                                 const unsigned char *const p[8],
+                                                                 __m256i w[4])
+{
+    size_t at = type == OX_DTYPE_Q6_K ? offsetof(ox__block_q6_k, scales)
+                                      : offsetof(ox__block_q4_k, scales); /* the same in Q5_K */
+    for (int q = 0; q < (type == OX_DTYPE_Q6_K ? 4 : 3); q++) w[q] = qt_words(p, at + 4 * q);
+}
+
 /* A super-block's float steps for R tokens (a + r stride its first
- * activation block), from the rows' exact integer sums isum[r]. */
-static inline __attribute__((always_inline)) void kt_finish(ox_dtype type, int R,
-                                                            const unsigned char *const p[8], bool rec,
+ * activation block), from the rows' exact integer sums isum[r] and their
+ * steps d (and dmin, Q4_K / Q5_K), lane j = row j. */
+static inline __attribute__((always_inline)) void kt_finish(ox_dtype type, int R, __m256 d, __m256 dmin,
                                                             const ox__block_q8a *a, int64_t stride,
                                                             const __m256i mn[2],
                                                             const __m256i isum[], __m256 acc[])
 {
     if (type == OX_DTYPE_Q6_K) {
-        __m256 d = qt_halves(p, rec ? 16 : offsetof(ox__block_q6_k, d));
         for (int r = 0; r < R; r++)
             acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]),
                                      _mm256_mul_ps(d, _mm256_set1_ps(a[r * stride].d)), acc[r]);
         return;
     }
     /* mins: 16-bit pairs (m_k, m_k+2) of sub-blocks 4h + k, by the pairs of sums */
-    __m256 d = qt_halves(p, 0), dmin = qt_halves(p, 2);
     const __m256i lo = _mm256_set1_epi32(0x00FF00FF);
     __m256i mp[4] = {_mm256_and_si256(mn[0], lo), _mm256_and_si256(_mm256_srli_epi32(mn[0], 8), lo),
                      _mm256_and_si256(mn[1], lo), _mm256_and_si256(_mm256_srli_epi32(mn[1], 8), lo)};
@@ -408,7 +415,9 @@ static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, 
         for (int r = 0; r < R; r++) isum[r] = _mm256_setzero_si256();
         __m256i sc[4], mn[2], cc[2][8];
         int sbs[2];
-        kt_scales(type, p, false, sc, mn);
+        __m256i words[4];
+        kt_scale_words(type, p, words);
+        kt_scales(type, words, sc, mn);
         for (int pair = 0; pair < 8; pair++) {
             if (pair % 2 == 0) kt_codes(type, row, i, pair / 2, sbs, cc);
             const int sb = sbs[pair % 2];
@@ -440,7 +449,9 @@ static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, 
                 }
             }
         }
-        kt_finish(type, R, p, false, a + i * 8, stride, mn, isum, acc);
+        __m256 d = qt_halves(p, six ? offsetof(ox__block_q6_k, d) : 0);
+        __m256 dmin = six ? _mm256_setzero_ps() : qt_halves(p, 2);
+        kt_finish(type, R, d, dmin, a + i * 8, stride, mn, isum, acc);
     }
     for (int r = 0; r < R; r++) _mm256_storeu_ps(out + OX_QTILE_ROWS * r, acc[r]);
 }
@@ -540,6 +551,14 @@ static inline void rt_transpose(__m256i v[8])
         v[c] = _mm256_permute2x128_si256(u[c], u[4 + c], 0x20);
         v[4 + c] = _mm256_permute2x128_si256(u[c], u[4 + c], 0x31);
     }
+}
+
+/* The low (or high) halves of w's eight 32-bit lanes, as floats. */
+static inline __m256 rt_halves(__m256i w, bool high)
+{
+    __m256i v = high ? _mm256_srli_epi32(w, 16) : _mm256_and_si256(w, _mm256_set1_epi32(0xFFFF));
+    v = _mm256_permute4x64_epi64(_mm256_packus_epi32(v, v), 0x08); /* lanes 0-3, 4-7 */
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(v));
 }
 
 static inline __attribute__((always_inline)) void rt_q32(ox_dtype type, int R, int64_t n,
@@ -703,16 +722,21 @@ static inline __attribute__((always_inline)) void rt_k(ox_dtype type, int R, int
         }
     for (int64_t i = 0; i < blocks; i++) {
         rt_prefetch_next(row, wstride, i);
-        const unsigned char *p[8];
-        for (int j = 0; j < 8; j++) p[j] = hdr + (i * 8 + j) * 32;
+        /* the eight rows' 32-byte records, contiguous: transposed, word w
+         * of every row in hw[w] (lane j = row j) */
+        __m256i hw[8];
+        for (int j = 0; j < 8; j++) hw[j] = _mm256_loadu_si256((const __m256i *)(hdr + (i * 8 + j) * 32));
+        rt_transpose(hw);
         __m256i isum[2], sc[4], mn[2];
         for (int r = 0; r < R; r++) {
             __m256i v[8];
             for (int j = 0; j < 8; j++) v[j] = _mm256_loadu_si256(&prod[(i * R + r) * 8 + j]);
             isum[r] = rt_reduce(v);
         }
-        if (!six) kt_scales(type, p, true, sc, mn);
-        kt_finish(type, R, p, true, a + i * 8, stride, mn, isum, acc);
+        if (!six) kt_scales(type, hw + 1, sc, mn);
+        else mn[0] = mn[1] = _mm256_setzero_si256();
+        kt_finish(type, R, rt_halves(hw[six ? 4 : 0], false),
+                  six ? _mm256_setzero_ps() : rt_halves(hw[0], true), a + i * 8, stride, mn, isum, acc);
     }
 }
 
