@@ -561,6 +561,35 @@ static inline __m256 rt_halves(__m256i w, bool high)
     return _mm256_cvtph_ps(_mm256_castsi256_si128(v));
 }
 
+/* Pass one of one block b of a row: its scale (and min) recorded, the
+ * products with the R tokens' block (a, then a + stride) as 8 lanes in
+ * v[r][c]. */
+static inline __attribute__((always_inline)) void rt_q32_block(ox_dtype type, int R,
+                                                               const unsigned char *b,
+                                                               const ox__block_q8a *a, int64_t stride,
+                                                               uint16_t *scale, uint16_t *min,
+                                                               __m256i v[2][8], int c)
+{
+    const bool has_min = type == OX_DTYPE_Q4_1 || type == OX_DTYPE_Q5_1;
+    const bool five = type == OX_DTYPE_Q5_0 || type == OX_DTYPE_Q5_1;
+    const bool sign_trick = !OX_QUANT_VNNI && type == OX_DTYPE_Q8_0;
+    const size_t qh = has_min ? 4 : 2, qs = qh + (five ? 4 : 0);
+    memcpy(scale, b, 2);
+    if (has_min) memcpy(min, b + 2, 2);
+    __m256i u;
+    if (type == OX_DTYPE_Q8_0) {
+        u = _mm256_loadu_si256((const __m256i *)(b + offsetof(ox__block_q8_0, qs)));
+        if (!sign_trick) u = _mm256_xor_si256(u, _mm256_set1_epi8((char)0x80));
+    } else {
+        u = rt_nibbles(b + qs);
+        if (five) u = _mm256_or_si256(u, rt_fifth(b + qh));
+    }
+    for (int r = 0; r < R; r++) {
+        __m256i av = _mm256_loadu_si256((const __m256i *)a[r * stride].qs);
+        v[r][c] = sign_trick ? dot_i8(u, av) : dot_u8(u, av);
+    }
+}
+
 static inline __attribute__((always_inline)) void rt_q32(ox_dtype type, int R, int64_t n,
                                                          const unsigned char *const row[8],
                                                          size_t wstride, const ox__block_q8a *a,
@@ -570,32 +599,25 @@ static inline __attribute__((always_inline)) void rt_q32(ox_dtype type, int R, i
     const size_t bytes = qt_block_bytes(type);
     const int64_t blocks = n / OX_QK, groups = (blocks + 7) / 8;
     const bool has_min = type == OX_DTYPE_Q4_1 || type == OX_DTYPE_Q5_1;
-    const bool five = type == OX_DTYPE_Q5_0 || type == OX_DTYPE_Q5_1;
     const bool sign_trick = !OX_QUANT_VNNI && type == OX_DTYPE_Q8_0;
-    const size_t qh = has_min ? 4 : 2, qs = qh + (five ? 4 : 0);
     /* the rows' scales (and mins) as pass one meets them, block-major: pass
      * two reads one vector a block instead of eight far-apart lines again */
     uint16_t *scales = (uint16_t *)(prod + 2 * 8 * groups), *mins = scales + 8 * blocks;
     for (int j = 0; j < 8; j++)
         for (int64_t i0 = 0; i0 < blocks; i0 += 8) {
             __m256i v[2][8];
-            for (int c = 0; c < 8; c++) {
-                for (int r = 0; r < R; r++) v[r][c] = _mm256_setzero_si256();
-                if (i0 + c >= blocks) continue;
-                const unsigned char *b = row[j] + (size_t)(i0 + c) * bytes;
-                memcpy(&scales[(i0 + c) * 8 + j], b, 2);
-                if (has_min) memcpy(&mins[(i0 + c) * 8 + j], b + 2, 2);
-                __m256i u;
-                if (type == OX_DTYPE_Q8_0) {
-                    u = _mm256_loadu_si256((const __m256i *)(b + offsetof(ox__block_q8_0, qs)));
-                    if (!sign_trick) u = _mm256_xor_si256(u, _mm256_set1_epi8((char)0x80));
-                } else {
-                    u = rt_nibbles(b + qs);
-                    if (five) u = _mm256_or_si256(u, rt_fifth(b + qh));
-                }
-                for (int r = 0; r < R; r++) {
-                    __m256i av = _mm256_loadu_si256((const __m256i *)a[r * stride + i0 + c].qs);
-                    v[r][c] = sign_trick ? dot_i8(u, av) : dot_u8(u, av);
+            /* whole groups of eight blocks (all but a short last one) without
+             * a test per block */
+            if (i0 + 8 <= blocks) {
+                for (int c = 0; c < 8; c++)
+                    rt_q32_block(type, R, row[j] + (size_t)(i0 + c) * bytes, a + i0 + c, stride,
+                                 &scales[(i0 + c) * 8 + j], &mins[(i0 + c) * 8 + j], v, c);
+            } else {
+                for (int c = 0; c < 8; c++) {
+                    for (int r = 0; r < R; r++) v[r][c] = _mm256_setzero_si256();
+                    if (i0 + c < blocks)
+                        rt_q32_block(type, R, row[j] + (size_t)(i0 + c) * bytes, a + i0 + c, stride,
+                                     &scales[(i0 + c) * 8 + j], &mins[(i0 + c) * 8 + j], v, c);
                 }
             }
             for (int r = 0; r < R; r++)
