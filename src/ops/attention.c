@@ -10,6 +10,7 @@
  * limit score -inf, which adds exact zeros, so a row's result does not
  * depend on the rows beside it. */
 #include <math.h>
+#include <stdbool.h>
 
 #include "ops/cpu_tile.h"
 
@@ -19,8 +20,22 @@
 #define ENTRIES (HEAD_BLOCK * ROW_BLOCK)
 #define ATT_TILE 256 /* query and value columns a pass: the state (~38 KiB) stays on the stack */
 #define LANES 8
+#define KEY_GROUP 8 /* keys scored together (their rows converted together) */
+
+/* The inner loops: scores of KEY_GROUP keys against one query row, and
+ * acc += p v. AVX2 + FMA (attention_avx2.c) where the CPU has both. */
+typedef struct att_kernels {
+    void (*scores8)(const float *q, const float *const k[KEY_GROUP], int64_t d, float out[KEY_GROUP]);
+    void (*axpy)(float *acc, float p, const float *v, int64_t n);
+} att_kernels;
+
+#if defined(__x86_64__) || defined(_M_X64)
+void ox__att_scores8_avx2(const float *q, const float *const k[8], int64_t d, float out[8]);
+void ox__att_axpy_avx2(float *acc, float p, const float *v, int64_t n);
+#endif
 
 typedef struct att_job {
+    const att_kernels *kern;
     const ox__view *dst, *q, *k, *v, *mask;
     const ox_attention_params *params;
     int64_t head_blocks; /* per kv head: ceil(group / HEAD_BLOCK) */
@@ -40,6 +55,7 @@ typedef struct att_state {
     float s[ENTRIES][KEY_BLOCK]; /* scores, then weights */
     float acc[ENTRIES][ATT_TILE];
     float q_buf[ENTRIES][ATT_TILE], k_buf[ATT_TILE], v_buf[ATT_TILE];
+    float k_rows[KEY_GROUP][ATT_TILE]; /* a group of keys as F32 */
 } att_state;
 
 static float dot(const float *a, const float *b, int64_t n)
@@ -51,6 +67,22 @@ static float dot(const float *a, const float *b, int64_t n)
     for (; i < n; i++) acc[0] += a[i] * b[i];
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
+
+static void scores8_generic(const float *q, const float *const k[KEY_GROUP], int64_t d,
+                            float out[KEY_GROUP])
+{
+    for (int j = 0; j < KEY_GROUP; j++) out[j] = dot(q, k[j], d);
+}
+
+static void axpy_generic(float *acc, float p, const float *v, int64_t n)
+{
+    for (int64_t c = 0; c < n; c++) acc[c] += p * v[c];
+}
+
+static const att_kernels generic_kernels = {scores8_generic, axpy_generic};
+#if defined(__x86_64__) || defined(_M_X64)
+static const att_kernels avx2_kernels = {ox__att_scores8_avx2, ox__att_axpy_avx2};
+#endif
 
 /* q . k for head g when the rows are wider than a tile: chunk by chunk. */
 static float wide_dot(const att_job *j, att_state *st, int64_t g, const char *k_row)
@@ -66,23 +98,49 @@ static float wide_dot(const att_job *j, att_state *st, int64_t g, const char *k_
     return s;
 }
 
-/* Scores of keys [j0, j0 + nk) for every head of the block. */
+/* Scores of keys [j0, j0 + nk) for every head of the block: KEY_GROUP
+ * keys at a time, converted once for every entry that sees one of them
+ * (rows wider than a tile: key by key, chunk by chunk). */
 static void scores(const att_job *j, att_state *st, int64_t j0, int64_t nk)
 {
-    const int64_t d = j->q->ne[0];
-    for (int64_t jj = 0; jj < nk; jj++) {
-        const char *k_row = ox__view_at(j->k, 0, j0 + jj, st->kv_head, st->b);
-        const float *k = NULL;
-        for (int64_t g = 0; g < st->nh * st->nr; g++) {
-            if (j0 + jj >= st->n_seen[g]) { /* past the row's causal limit */
-                st->s[g][jj] = -INFINITY;
+    const int64_t d = j->q->ne[0], entries = st->nh * st->nr;
+    for (int64_t jg = 0; jg < nk; jg += KEY_GROUP) {
+        const int64_t ng = ox__min64(nk - jg, KEY_GROUP);
+        bool any = false;
+        for (int64_t g = 0; g < entries; g++) any |= j0 + jg < st->n_seen[g];
+        if (!any) { /* past every row's causal limit */
+            for (int64_t g = 0; g < entries; g++)
+                for (int64_t t = 0; t < ng; t++) st->s[g][jg + t] = -INFINITY;
+            continue;
+        }
+        const float *k[KEY_GROUP];
+        if (st->q[0])
+            for (int t = 0; t < KEY_GROUP; t++) {
+                const char *k_row = ox__view_at(j->k, 0, j0 + jg + ox__min64(t, ng - 1), st->kv_head, st->b);
+                k[t] = t < ng ? ox__tile_in(j->k, k_row, d, st->k_rows[t]) : k[ng - 1];
+            }
+        for (int64_t g = 0; g < entries; g++) {
+            float s[KEY_GROUP];
+            if (j0 + jg >= st->n_seen[g]) {
+                for (int64_t t = 0; t < ng; t++) st->s[g][jg + t] = -INFINITY;
                 continue;
             }
-            if (!k && st->q[0]) k = ox__tile_in(j->k, k_row, d, st->k_buf);
-            float bias = 0.0f;
-            if (j->mask) bias = ox__load_f(j->mask->dtype, ox__view_at(j->mask, j0 + jj, st->i[g], 0, 0));
-            float qk = k ? dot(st->q[g], k, d) : wide_dot(j, st, g, k_row);
-            st->s[g][jj] = qk * j->params->scale + bias;
+            if (st->q[0]) {
+                j->kern->scores8(st->q[g], k, d, s);
+            } else {
+                for (int64_t t = 0; t < ng; t++)
+                    s[t] = wide_dot(j, st, g, ox__view_at(j->k, 0, j0 + jg + t, st->kv_head, st->b));
+            }
+            for (int64_t t = 0; t < ng; t++) {
+                int64_t key = j0 + jg + t;
+                if (key >= st->n_seen[g]) { /* past the row's causal limit */
+                    st->s[g][jg + t] = -INFINITY;
+                    continue;
+                }
+                float bias = 0.0f;
+                if (j->mask) bias = ox__load_f(j->mask->dtype, ox__view_at(j->mask, key, st->i[g], 0, 0));
+                st->s[g][jg + t] = s[t] * j->params->scale + bias;
+            }
         }
     }
 }
@@ -114,7 +172,7 @@ static void accumulate(const att_job *j, att_state *st, int64_t j0, int64_t nk)
             float p = st->s[g][jj];
             if (p == 0.0f) continue;
             if (!v) v = ox__tile_in(j->v, v_row, st->nc, st->v_buf);
-            for (int64_t c = 0; c < st->nc; c++) st->acc[g][c] += p * v[c];
+            j->kern->axpy(st->acc[g], p, v, st->nc);
         }
     }
 }
@@ -176,7 +234,12 @@ ox_status ox__cpu_attention(const ox__cpu_exec *x, const ox__view *dst, const ox
                             const ox__view *k, const ox__view *v, const ox__view *mask,
                             const ox_attention_params *params)
 {
-    att_job j = {.dst = dst, .q = q, .k = k, .v = v, .mask = mask, .params = params};
+    att_job j = {.kern = &generic_kernels, .dst = dst, .q = q, .k = k, .v = v, .mask = mask,
+                 .params = params};
+#if defined(__x86_64__) || defined(_M_X64)
+    const uint64_t avx2 = OX_FEATURE_BIT(OX_FEATURE_AVX2) | OX_FEATURE_BIT(OX_FEATURE_FMA);
+    if ((x->features & avx2) == avx2) j.kern = &avx2_kernels;
+#endif
     const int64_t group = q->ne[2] / k->ne[2];
     j.head_blocks = (group + HEAD_BLOCK - 1) / HEAD_BLOCK;
     j.row_blocks = (q->ne[1] + ROW_BLOCK - 1) / ROW_BLOCK;

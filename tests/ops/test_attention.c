@@ -1,7 +1,8 @@
 /* Fused attention on the CPU (src/ops/attention.c) against the double
  * reference: K and V in F32, F16 and BF16, grouped-query heads, causal and
  * masked, prefill and decode shapes, more keys than one block, head sizes
- * over a tile, strided views, and cases worked out by hand. The output is
+ * over a tile, strided views, and cases worked out by hand; both the
+ * CPU's SIMD inner loops and the portable ones. The output is
  * F32 and the reference sees the same (rounded) K and V, so the F32 bound
  * applies whatever K and V are stored as. */
 #include "ops/tune.h"
@@ -25,17 +26,22 @@ static void check_attention(const att_case *c, ox_dtype kv_dt, int causal, int u
     for (int64_t e = 0; e < tt_count(mne); e += 5) tt_set(&m, e, -INFINITY);
     test_tensor d = tt_new(OX_DTYPE_F32, dne, layout == TT_PADDED ? TT_PADDED : TT_CONTIGUOUS);
     ox_attention_params p = {.scale = 1.0f / sqrtf((float)c->d), .causal = causal};
-    ASSERT_EQ(ox__cpu_attention(tt_exec(), &d.v, &q.v, &k.v, &v.v, use_mask ? &m.v : NULL, &p),
-              OX_OK);
     ox_ref_tensor rq = tt_ref(&q), rk = tt_ref(&k), rv = tt_ref(&v), rm = tt_ref(&m);
     ox_ref_tensor rd = tt_ref_new(dne, 0);
     ox_ref_attention(&rd, &rq, &rk, &rv, use_mask ? &rm : NULL, &p);
-    ASSERT_NMSE(&d, &rd, tt_tol(OX_DTYPE_F32),
-                "attention D %lld Dv %lld n_q %lld n_kv %lld H %lld/%lld B %lld kv %s causal %d "
-                "mask %d layout %d\n",
-                (long long)c->d, (long long)c->dv, (long long)c->n_q, (long long)c->n_kv,
-                (long long)c->heads, (long long)c->kv_heads, (long long)c->batch,
-                ox_dtype_str(kv_dt), causal, use_mask, layout);
+    /* the CPU's own inner loops (AVX2 + FMA where it has them), then the
+     * portable ones */
+    for (int portable = 0; portable < 2; portable++) {
+        ox__cpu_exec x = *tt_exec();
+        if (portable) x.features = 0;
+        ASSERT_EQ(ox__cpu_attention(&x, &d.v, &q.v, &k.v, &v.v, use_mask ? &m.v : NULL, &p), OX_OK);
+        ASSERT_NMSE(&d, &rd, tt_tol(OX_DTYPE_F32),
+                    "attention D %lld Dv %lld n_q %lld n_kv %lld H %lld/%lld B %lld kv %s causal %d "
+                    "mask %d layout %d portable %d\n",
+                    (long long)c->d, (long long)c->dv, (long long)c->n_q, (long long)c->n_kv,
+                    (long long)c->heads, (long long)c->kv_heads, (long long)c->batch,
+                    ox_dtype_str(kv_dt), causal, use_mask, layout, portable);
+    }
 }
 
 OX_TEST(attention_shapes)
