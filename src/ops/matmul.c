@@ -47,6 +47,8 @@ typedef struct kernel_set {
     ox__mm_dot_fn dot;
     ox__mm_axpy_fn axpy;
     ox__mm_pack_t_fn pack_t;
+    /* pack_t straight from F16 rows, or NULL: converted into tmp first */
+    void (*pack_t_f16)(const uint16_t *src, int64_t ld, int64_t kc, int64_t r, int64_t R, float *panel);
 } kernel_set;
 
 /* Floats per packed B block (K x nc): nc is chosen to keep it near this,
@@ -132,7 +134,7 @@ static const kernel_set generic_kernels = {
 static const kernel_set avx512_kernels = {
     .name = "avx512", .mr = OX_MM_AVX512_MR, .nr = OX_MM_AVX512_NR, .kc = 1024, .mc = 14 * 16,
     .tile = ox__mm_tile_avx512, .dot = ox__mm_dot_avx512, .axpy = ox__mm_axpy_avx512,
-    .pack_t = ox__mm_pack_t_avx512,
+    .pack_t = ox__mm_pack_t_avx512, .pack_t_f16 = ox__mm_pack_t_f16_avx512,
 };
 static const kernel_set avx2_kernels = {
     .name = "avx2", .mr = OX_MM_AVX2_MR, .nr = OX_MM_AVX2_NR, .kc = 512, .mc = 6 * 12,
@@ -198,6 +200,11 @@ static void pack_panels(const kernel_set *ks, float *dst, const char *src, ox_dt
          * converted into tmp first */
         if (type == OX_DTYPE_F32 && sk == size && si % size == 0) {
             ks->pack_t((const float *)(const void *)base, si / size, kc, r, R, panel);
+            continue;
+        }
+        if (type == OX_DTYPE_F16 && ks->pack_t_f16 && sk == size && si % size == 0 &&
+            ((uintptr_t)base & 1u) == 0) {
+            ks->pack_t_f16((const uint16_t *)(const void *)base, si / size, kc, r, R, panel);
             continue;
         }
         for (int64_t i = 0; i < r; i++) load_run(type, base + i * si, sk, kc, tmp + i * kc);

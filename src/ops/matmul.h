@@ -49,6 +49,9 @@ void ox__mm_tile_avx512(int64_t kc, const float *a, const float *b, float *c, in
 void ox__mm_dot_avx512(const float *x, const void *w, int64_t row_stride, ox_dtype wtype,
                        int64_t k, int64_t rows, float *y);
 void ox__mm_axpy_avx512(float alpha, const void *w, ox_dtype wtype, int64_t n, float *y);
+/* pack_t of F16 rows (ld in elements), converting as it loads. */
+void ox__mm_pack_t_f16_avx512(const uint16_t *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
+                              float *panel);
 void ox__mm_pack_t_avx512(const float *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
                           float *panel);
 

@@ -99,6 +99,29 @@ void ox__mm_pack_t_avx512(const float *src, int64_t ld, int64_t kc, int64_t r, i
     }
 }
 
+/* pack_t for F16 rows: the same panels, each element converted as it is
+ * loaded (no converted copy of the rows first). */
+void ox__mm_pack_t_f16_avx512(const uint16_t *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
+                              float *panel)
+{
+    for (int64_t g = 0; g < R; g += 16) {
+        int64_t rows = r - g < 0 ? 0 : (r - g < 16 ? r - g : 16);
+        int64_t width = R - g < 16 ? R - g : 16;
+        __mmask16 store = (__mmask16)(width == 16 ? 0xffff : (1u << width) - 1);
+        for (int64_t k = 0; k < kc; k += 16) {
+            int64_t n = kc - k < 16 ? kc - k : 16;
+            __mmask16 load = (__mmask16)(n == 16 ? 0xffff : (1u << n) - 1);
+            __m512 v[16];
+            for (int64_t i = 0; i < 16; i++)
+                v[i] = i < rows ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(load, src + (g + i) * ld + k))
+                                : _mm512_setzero_ps();
+            transpose16(v);
+            for (int64_t j = 0; j < n; j++)
+                _mm512_mask_storeu_ps(panel + (k + j) * R + g, store, v[j]);
+        }
+    }
+}
+
 /* 16 elements of w (dtype `type`) from index i, as floats. */
 static inline __attribute__((always_inline)) __m512 load16(ox_dtype type, const void *w, int64_t i)
 {
