@@ -78,50 +78,6 @@ static inline __attribute__((always_inline)) void transpose16(__m512 r[16])
     }
 }
 
-void ox__mm_pack_t_avx512(const float *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
-                          float *panel)
-{
-    for (int64_t g = 0; g < R; g += 16) {
-        int64_t rows = r - g < 0 ? 0 : (r - g < 16 ? r - g : 16);
-        int64_t width = R - g < 16 ? R - g : 16;
-        __mmask16 store = (__mmask16)(width == 16 ? 0xffff : (1u << width) - 1);
-        for (int64_t k = 0; k < kc; k += 16) {
-            int64_t n = kc - k < 16 ? kc - k : 16;
-            __mmask16 load = (__mmask16)(n == 16 ? 0xffff : (1u << n) - 1);
-            __m512 v[16];
-            for (int64_t i = 0; i < 16; i++)
-                v[i] = i < rows ? _mm512_maskz_loadu_ps(load, src + (g + i) * ld + k)
-                                : _mm512_setzero_ps();
-            transpose16(v);
-            for (int64_t j = 0; j < n; j++)
-                _mm512_mask_storeu_ps(panel + (k + j) * R + g, store, v[j]);
-        }
-    }
-}
-
-/* pack_t for F16 rows: the same panels, each element converted as it is
- * loaded (no converted copy of the rows first). */
-void ox__mm_pack_t_f16_avx512(const uint16_t *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
-                              float *panel)
-{
-    for (int64_t g = 0; g < R; g += 16) {
-        int64_t rows = r - g < 0 ? 0 : (r - g < 16 ? r - g : 16);
-        int64_t width = R - g < 16 ? R - g : 16;
-        __mmask16 store = (__mmask16)(width == 16 ? 0xffff : (1u << width) - 1);
-        for (int64_t k = 0; k < kc; k += 16) {
-            int64_t n = kc - k < 16 ? kc - k : 16;
-            __mmask16 load = (__mmask16)(n == 16 ? 0xffff : (1u << n) - 1);
-            __m512 v[16];
-            for (int64_t i = 0; i < 16; i++)
-                v[i] = i < rows ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(load, src + (g + i) * ld + k))
-                                : _mm512_setzero_ps();
-            transpose16(v);
-            for (int64_t j = 0; j < n; j++)
-                _mm512_mask_storeu_ps(panel + (k + j) * R + g, store, v[j]);
-        }
-    }
-}
-
 /* 16 elements of w (dtype `type`) from index i, as floats. */
 static inline __attribute__((always_inline)) __m512 load16(ox_dtype type, const void *w, int64_t i)
 {
@@ -139,6 +95,43 @@ static inline __attribute__((always_inline)) __m512 load16_masked(ox_dtype type,
     __m256i h = _mm256_maskz_loadu_epi16(mask, (const uint16_t *)w + i);
     if (type == OX_DTYPE_F16) return _mm512_cvtph_ps(h);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* pack_t (matmul.h) of rows of dtype `type` (F32, or F16 converted as it
+ * is loaded; ld in elements): 16 x 16 blocks transposed in registers. */
+static inline __attribute__((always_inline)) void pack_t_typed(ox_dtype type, const void *src,
+                                                               int64_t ld, int64_t kc, int64_t r,
+                                                               int64_t R, float *panel)
+{
+    const size_t size = type == OX_DTYPE_F32 ? 4 : 2;
+    for (int64_t g = 0; g < R; g += 16) {
+        int64_t rows = r - g < 0 ? 0 : (r - g < 16 ? r - g : 16);
+        int64_t width = R - g < 16 ? R - g : 16;
+        __mmask16 store = (__mmask16)(width == 16 ? 0xffff : (1u << width) - 1);
+        for (int64_t k = 0; k < kc; k += 16) {
+            int64_t n = kc - k < 16 ? kc - k : 16;
+            __mmask16 load = (__mmask16)(n == 16 ? 0xffff : (1u << n) - 1);
+            __m512 v[16];
+            for (int64_t i = 0; i < 16; i++)
+                v[i] = i < rows ? load16_masked(type, (const char *)src + (size_t)((g + i) * ld) * size, k, load)
+                                : _mm512_setzero_ps();
+            transpose16(v);
+            for (int64_t j = 0; j < n; j++)
+                _mm512_mask_storeu_ps(panel + (k + j) * R + g, store, v[j]);
+        }
+    }
+}
+
+void ox__mm_pack_t_avx512(const float *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
+                          float *panel)
+{
+    pack_t_typed(OX_DTYPE_F32, src, ld, kc, r, R, panel);
+}
+
+void ox__mm_pack_t_f16_avx512(const uint16_t *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
+                              float *panel)
+{
+    pack_t_typed(OX_DTYPE_F16, src, ld, kc, r, R, panel);
 }
 
 /* `rows` rows of dtype `type` at once (called with one: a matrix-vector
