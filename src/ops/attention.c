@@ -29,11 +29,6 @@ typedef struct att_kernels {
     void (*axpy)(float *acc, float p, const float *v, int64_t n);
 } att_kernels;
 
-#if defined(__x86_64__) || defined(_M_X64)
-void ox__att_scores8_avx2(const float *q, const float *const k[8], int64_t d, float out[8]);
-void ox__att_axpy_avx2(float *acc, float p, const float *v, int64_t n);
-#endif
-
 typedef struct att_job {
     const att_kernels *kern;
     const ox__view *dst, *q, *k, *v, *mask;
@@ -106,26 +101,22 @@ static void scores(const att_job *j, att_state *st, int64_t j0, int64_t nk)
     const int64_t d = j->q->ne[0], entries = st->nh * st->nr;
     for (int64_t jg = 0; jg < nk; jg += KEY_GROUP) {
         const int64_t ng = ox__min64(nk - jg, KEY_GROUP);
-        bool any = false;
-        for (int64_t g = 0; g < entries; g++) any |= j0 + jg < st->n_seen[g];
-        if (!any) { /* past every row's causal limit */
-            for (int64_t g = 0; g < entries; g++)
-                for (int64_t t = 0; t < ng; t++) st->s[g][jg + t] = -INFINITY;
-            continue;
-        }
         const float *k[KEY_GROUP];
-        if (st->q[0])
-            for (int t = 0; t < KEY_GROUP; t++) {
-                const char *k_row = ox__view_at(j->k, 0, j0 + jg + ox__min64(t, ng - 1), st->kv_head, st->b);
-                k[t] = t < ng ? ox__tile_in(j->k, k_row, d, st->k_rows[t]) : k[ng - 1];
-            }
+        bool converted = false; /* the group's keys, on first use */
         for (int64_t g = 0; g < entries; g++) {
             float s[KEY_GROUP];
-            if (j0 + jg >= st->n_seen[g]) {
+            if (j0 + jg >= st->n_seen[g]) { /* the whole group past the row's causal limit */
                 for (int64_t t = 0; t < ng; t++) st->s[g][jg + t] = -INFINITY;
                 continue;
             }
             if (st->q[0]) {
+                if (!converted) {
+                    for (int64_t t = 0; t < ng; t++)
+                        k[t] = ox__tile_in(j->k, ox__view_at(j->k, 0, j0 + jg + t, st->kv_head, st->b), d,
+                                           st->k_rows[t]);
+                    for (int64_t t = ng; t < KEY_GROUP; t++) k[t] = k[ng - 1];
+                    converted = true;
+                }
                 j->kern->scores8(st->q[g], k, d, s);
             } else {
                 for (int64_t t = 0; t < ng; t++)

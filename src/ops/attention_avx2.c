@@ -6,9 +6,6 @@
 
 #include "ops/cpu_ops.h"
 
-void ox__att_scores8_avx2(const float *q, const float *const k[8], int64_t d, float out[8]);
-void ox__att_axpy_avx2(float *acc, float p, const float *v, int64_t n);
-
 void ox__att_scores8_avx2(const float *q, const float *const k[8], int64_t d, float out[8])
 {
     __m256 s[8];

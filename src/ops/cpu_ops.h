@@ -97,5 +97,8 @@ ox_status ox__cpu_concat(const ox__cpu_exec *x, const ox__view *dst, const ox__v
 ox_status ox__cpu_attention(const ox__cpu_exec *x, const ox__view *dst, const ox__view *q,
                             const ox__view *k, const ox__view *v, const ox__view *mask /* NULL */,
                             const ox_attention_params *params);
+/* attention_avx2.c (x86, AVX2 + FMA): its inner loops, chosen by attention.c */
+void ox__att_scores8_avx2(const float *q, const float *const k[8], int64_t d, float out[8]);
+void ox__att_axpy_avx2(float *acc, float p, const float *v, int64_t n);
 
 #endif /* OX_OPS_CPU_OPS_H */

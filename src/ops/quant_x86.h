@@ -755,8 +755,7 @@ static inline __attribute__((always_inline)) void rt_k(ox_dtype type, int R, int
             for (int j = 0; j < 8; j++) v[j] = _mm256_loadu_si256(&prod[(i * R + r) * 8 + j]);
             isum[r] = rt_reduce(v);
         }
-        if (!six) kt_scales(type, hw + 1, sc, mn);
-        else mn[0] = mn[1] = _mm256_setzero_si256();
+        kt_scales(type, six ? hw : hw + 1, sc, mn); /* Q6_K's scales were applied in pass one */
         kt_finish(type, R, rt_halves(hw[six ? 4 : 0], false),
                   six ? _mm256_setzero_ps() : rt_halves(hw[0], true), a + i * 8, stride, mn, isum, acc);
     }

@@ -58,14 +58,17 @@ void ox_ref_clamp(ox_ref_tensor *dst, const ox_ref_tensor *a, double lo, double 
     }
 }
 
-/* x rounded to the nearest value a half can hold (11 significant bits,
- * steps of 2^-24 below 2^-14, ties to even), infinite from 65520 on. */
-static double round_half(double x)
+double ox_ref_half_step(double x)
 {
-    if (x != x || x == 0 || fabs(x) >= 65520.0) return fabs(x) >= 65520.0 ? copysign(INFINITY, x) : x;
     int e;
     frexp(x, &e); /* |x| in [2^(e-1), 2^e) */
-    double step = ldexp(1.0, (e - 1 < -14 ? -14 : e - 1) - 10);
+    return ldexp(1.0, (e - 1 < -14 ? -14 : e - 1) - 10);
+}
+
+double ox_ref_round_half(double x)
+{
+    if (x != x || x == 0 || fabs(x) >= 65520.0) return fabs(x) >= 65520.0 ? copysign(INFINITY, x) : x;
+    double step = ox_ref_half_step(x);
     return nearbyint(x / step) * step;
 }
 
@@ -89,8 +92,8 @@ static double unary(ox_unary_op op, double x)
     case OX_UNARY_GELU_TANH_F16:
         if (x <= -10) return 0;
         if (x >= 10) return x;
-        x = round_half(x);
-        return round_half(x / 2 * (1 + tanh(sqrt(2 / 3.14159265358979323846) * (x + 0.044715 * x * x * x))));
+        x = ox_ref_round_half(x);
+        return ox_ref_round_half(x / 2 * (1 + tanh(sqrt(2 / 3.14159265358979323846) * (x + 0.044715 * x * x * x))));
     default: return NAN;
     }
 }

@@ -23,6 +23,10 @@ void ox_ref_binary(ox_binary_op op, ox_ref_tensor *dst, const ox_ref_tensor *a, 
 void ox_ref_scale(ox_ref_tensor *dst, const ox_ref_tensor *a, double scale, double bias);
 void ox_ref_clamp(ox_ref_tensor *dst, const ox_ref_tensor *a, double lo, double hi);
 void ox_ref_unary(ox_unary_op op, ox_ref_tensor *dst, const ox_ref_tensor *a);
+/* The spacing of halves at x (2^-24 below 2^-14), and x rounded to the
+ * nearest half (ties to even; infinite from 65520 on). */
+double ox_ref_half_step(double x);
+double ox_ref_round_half(double x);
 void ox_ref_reduce(ox_reduce_op op, ox_ref_tensor *dst, const ox_ref_tensor *a);
 void ox_ref_softmax(ox_ref_tensor *dst, const ox_ref_tensor *a, const ox_ref_tensor *mask, double scale);
 void ox_ref_log_softmax(ox_ref_tensor *dst, const ox_ref_tensor *a);
