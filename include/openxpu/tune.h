@@ -16,6 +16,7 @@
 #define OPENXPU_TUNE_H
 
 #include "openxpu/device.h"
+#include "openxpu/gguf.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,6 +40,15 @@ typedef struct ox_tune_result {
 
 typedef void (*ox_tune_callback)(const ox_tune_result *result, void *user);
 
+/* One weight matrix of a model's decode step: `rows` rows of `cols`
+ * elements of `dtype` (a GGUF tensor of ne[0] = cols, ne[1] = rows), met
+ * `count` times a step (once per layer). */
+typedef struct ox_tune_matrix {
+    ox_dtype dtype;
+    int64_t rows, cols;
+    int count;
+} ox_tune_matrix;
+
 typedef struct ox_tune_options {
     size_t struct_size;       /* sizeof(ox_tune_options) */
     const char *op;           /* one family (ox_tune_op_name), or NULL for all */
@@ -46,6 +56,14 @@ typedef struct ox_tune_options {
     ox_tune_callback callback; /* called after each class, may be NULL */
     void *user;
     unsigned flags;           /* OX_TUNE_* */
+    /* Appended: options from callers built before these fields (a smaller
+     * struct_size) read as NULL / 0. A model's decode step: when given, the
+     * matrix-vector families (matvec, qmatvec) time one step's products of
+     * each class's dtype, in proportion, instead of their built-in shapes,
+     * and skip the classes the model does not use (ox_tune_model_matrices
+     * lists a GGUF file's). */
+    const ox_tune_matrix *matrices;
+    int n_matrices;
 } ox_tune_options;
 
 #define OX_TUNE_DRY_RUN 1u /* search, but keep nothing: neither in memory nor on disk */
@@ -56,6 +74,14 @@ typedef struct ox_tune_options {
  * still apply in this process). An unknown op is OX_ERR_INVALID, and the
  * message lists the families. */
 OX_API ox_status ox_device_tune(ox_device *device, const ox_tune_options *options);
+
+/* The weight matrices a decode step of the model in `gguf` multiplies by
+ * (every 2-D "*.weight" tensor but the embeddings, and the token embedding
+ * where the output projection is tied to it), equal shapes and dtypes
+ * merged with their count, into out[0 .. *n - 1]. Tensors of dtypes
+ * OpenXPU cannot compute with are left out. OX_ERR_OUT_OF_RANGE when there
+ * are more than cap distinct shapes. */
+OX_API ox_status ox_tune_model_matrices(const ox_gguf *gguf, ox_tune_matrix *out, int cap, int *n);
 
 /* The name of tunable family i (0, 1, ...), NULL past the last. */
 OX_API const char *ox_tune_op_name(int i);

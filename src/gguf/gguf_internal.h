@@ -23,6 +23,9 @@ typedef struct ox__ggml_type_traits {
 /* The traits of ggml type `id`, or NULL for an unknown id. */
 const ox__ggml_type_traits *ox__ggml_type_find(uint32_t id);
 
+/* The context a reader was opened in (for its messages). */
+ox_context *ox__gguf_context(const ox_gguf *gguf);
+
 /* Bytes of one value of a fixed-size metadata type; 0 for STRING, ARRAY and
  * unknown types. */
 size_t ox__gguf_type_size(uint32_t type);

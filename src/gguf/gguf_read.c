@@ -1031,6 +1031,11 @@ static ox_status get_tensor(const ox_gguf *g, int64_t i, const char *func, const
     return OX_OK;
 }
 
+ox_context *ox__gguf_context(const ox_gguf *gguf)
+{
+    return gguf->ctx;
+}
+
 ox_status ox_gguf_tensor_info_get(const ox_gguf *g, int64_t i, ox_gguf_tensor_info *info)
 {
     const gguf_tensor *t = NULL;

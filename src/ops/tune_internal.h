@@ -15,5 +15,8 @@ typedef bool (*ox__tune_fault_fn)(int family, const ox__tune_params *params, flo
                                   size_t n, void *user);
 extern ox__tune_fault_fn ox__tune_fault;
 extern void *ox__tune_fault_user;
+/* Tests: the least bytes a model's decode step is repeated to (default
+ * 128 MiB, past the last-level caches), so that a test's step stays small. */
+extern double ox__tune_step_min_bytes;
 
 #endif /* OX_OPS_TUNE_INTERNAL_H */

@@ -4,10 +4,12 @@
  * will run it later; its result is compared with the CPU's result for the
  * same inputs before it is timed, so a wrong candidate never wins. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "gguf/gguf_internal.h"
 #include "ops/ops_internal.h"
 #include "ops/tune.h"
 #include "ops/tune_internal.h"
@@ -16,7 +18,15 @@
 ox__tune_fault_fn ox__tune_fault;
 void *ox__tune_fault_user;
 
-#define MAX_INPUTS 6
+#define MAX_INPUTS 12
+/* A model's decode step (ox_tune_options.matrices) is timed between these
+ * sizes a class: a decode step reads each weight once, from memory, so a
+ * class's matrices are repeated until they are well past the last-level
+ * caches (tens of MiB on CPUs and GPUs); larger models' steps are scaled
+ * down, each matrix shape kept at least once */
+double ox__tune_step_min_bytes = (double)(128 << 20);
+#define STEP_MAX_BYTES ((double)(256 << 20))
+#define STEP_MAX_PRODUCTS 2048 /* and tiny models' steps repeated at most to this many launches */
 #define MAX_TRIED 256
 
 /* The problem classes of each family, tuned in this order. */
@@ -45,6 +55,12 @@ typedef struct problem {
     float *result, *reference;
     char shape[64];
     double tolerance; /* normalised mean squared error allowed */
+    /* a model's decode step (matvec, qmatvec): the matrices given, and the
+     * ones timed: in[1 + i] holds step_copies[i] matrices of step_rows[i]
+     * rows, each a product with (a prefix of) the activation row in[0] */
+    const ox_tune_matrix *model;
+    int n_model, n_step;
+    int64_t step_rows[MAX_INPUTS - 1], step_copies[MAX_INPUTS - 1];
 } problem;
 
 static uint64_t rng_next(uint64_t *s)
@@ -150,13 +166,36 @@ static ox_status run_matvecs(ox_queue *q, const ox_tensor *in, const ox_tensor *
     return s;
 }
 
+/* A model's decode step of the class's dtype: every matrix its number of
+ * times, each read once, in turn. */
+static ox_status run_step(const problem *p, ox_queue *q, const ox_tensor *in, const ox_tensor *out)
+{
+    ox_status s = OX_OK;
+    int64_t at = 0;
+    for (int i = 0; i < p->n_step && s == OX_OK; i++) {
+        int64_t rows = p->step_rows[i];
+        for (int64_t c = 0; c < p->step_copies[i] && s == OX_OK; c++, at += rows) {
+            ox_tensor x = in[0], w = in[1 + i], d = *out;
+            x.ne[0] = w.ne[0];
+            w.ne[1] = rows;
+            w.offset += (size_t)(c * rows) * w.nb[1];
+            w.nb[2] = w.nb[3] = w.nb[1] * (size_t)rows;
+            d.ne[0] = rows;
+            d.offset += (size_t)at * d.nb[0];
+            d.nb[1] = d.nb[2] = d.nb[3] = d.nb[0] * (size_t)rows;
+            s = ox_matmul(q, &d, &x, &w, OX_MATMUL_TRANS_B);
+        }
+    }
+    return s;
+}
+
 /* Run the problem's op on queue q with tensors in[] into out. */
 static ox_status run_op(const problem *p, ox_queue *q, const ox_tensor *in, const ox_tensor *out)
 {
     switch (p->family) {
     case OX__TUNE_MATMUL: return ox_matmul(q, out, &in[0], &in[1], p->flags);
     case OX__TUNE_MATVEC:
-    case OX__TUNE_QMATVEC: return run_matvecs(q, in, out);
+    case OX__TUNE_QMATVEC: return p->n_step ? run_step(p, q, in, out) : run_matvecs(q, in, out);
     case OX__TUNE_QMATMUL: return ox_matmul(q, out, &in[0], &in[1], OX_MATMUL_TRANS_B);
     case OX__TUNE_ELEMENTWISE: return ox_add(q, out, &in[0], &in[1]);
     case OX__TUNE_ROWS: return ox_rms_norm(q, out, &in[0], &in[1], 1e-6f);
@@ -188,6 +227,92 @@ static ox_status read_output(const problem *p, const ox_tensor *out, float *dst)
     if (s == OX_OK) s = ox_row_to_f32(out->dtype, raw, dst, (int64_t)p->n_out);
     ox__free(p->ctx, raw, bytes);
     return s;
+}
+
+/* Whether t is a matrix of dtype `dtype` that can be timed: positive
+ * sizes, rows that the dtype's blocks divide. */
+static bool step_matrix(const ox_tune_matrix *t, ox_dtype dtype)
+{
+    return t->dtype == dtype && t->rows > 0 && t->count > 0 && t->cols > 0 &&
+           ox_dtype_row_size(dtype, t->cols) > 0;
+}
+
+static double step_bytes(const ox_tune_matrix *t)
+{
+    return (double)ox_dtype_row_size(t->dtype, t->cols) * (double)t->rows * t->count;
+}
+
+/* Whether a class of `family` is timed on a model's step, and that step
+ * has matrices of its dtype (*uses). */
+static bool on_model_step(const ox_tune_matrix *m, int n, int family, const char *cls, bool *uses)
+{
+    ox_dtype dt;
+    *uses = false;
+    if (n <= 0 || (family != OX__TUNE_MATVEC && family != OX__TUNE_QMATVEC) ||
+        ox_dtype_from_str(cls, &dt) != OX_OK)
+        return false;
+    for (int i = 0; i < n && !*uses; i++) *uses = step_matrix(&m[i], dt);
+    return true;
+}
+
+/* The problem of a model's decode step for the class's dtype: its
+ * matrices (the MAX_INPUTS - 1 largest by bytes a step, when there are
+ * more shapes) with their counts, scaled to ox__tune_step_min_bytes
+ * .. STEP_MAX_BYTES in all. */
+static ox_status step_make(problem *p)
+{
+    int order[MAX_INPUTS - 1], n = 0, shapes = 0;
+    double total = 0;
+    for (int i = 0; i < p->n_model; i++)
+        if (step_matrix(&p->model[i], p->dtype)) {
+            total += step_bytes(&p->model[i]);
+            shapes++;
+        }
+    /* the largest first, each picked once */
+    while (n < shapes && n < MAX_INPUTS - 1) {
+        int pick = -1;
+        for (int i = 0; i < p->n_model; i++) {
+            bool taken = false;
+            for (int k = 0; k < n && !taken; k++) taken = order[k] == i;
+            if (!taken && step_matrix(&p->model[i], p->dtype) &&
+                (pick < 0 || step_bytes(&p->model[i]) > step_bytes(&p->model[pick])))
+                pick = i;
+        }
+        order[n++] = pick;
+    }
+    int left_out = shapes - n;
+    if (n == 0)
+        return ox__fail(p->ctx, OX_ERR_INVALID, "ox_device_tune: the model has no %s matrices",
+                        ox_dtype_str(p->dtype));
+    double scale = total > STEP_MAX_BYTES ? STEP_MAX_BYTES / total
+                   : total < ox__tune_step_min_bytes ? ceil(ox__tune_step_min_bytes / total)
+                                                     : 1.0;
+    double launches = 0;
+    for (int i = 0; i < n; i++) launches += p->model[order[i]].count;
+    if (scale > 1 && launches * scale > STEP_MAX_PRODUCTS)
+        scale = floor(STEP_MAX_PRODUCTS / launches) > 1 ? floor(STEP_MAX_PRODUCTS / launches) : 1;
+    int64_t k_max = 0, outputs = 0, products = 0;
+    double timed = 0;
+    for (int i = 0; i < n; i++)
+        if (p->model[order[i]].cols > k_max) k_max = p->model[order[i]].cols;
+    ox_status s = make_input(p, OX_DTYPE_F32, k_max, 1, 1, 1, 3);
+    for (int i = 0; i < n && s == OX_OK; i++) {
+        const ox_tune_matrix *t = &p->model[order[i]];
+        int64_t copies = llround(t->count * scale);
+        if (copies < 1) copies = 1;
+        p->step_rows[i] = t->rows;
+        p->step_copies[i] = copies;
+        p->n_step = i + 1;
+        outputs += t->rows * copies;
+        products += copies;
+        timed += (double)ox_dtype_row_size(t->dtype, t->cols) * (double)(t->rows * copies);
+        s = make_input(p, p->dtype, t->cols, t->rows * copies, 1, 1, 20 + (uint64_t)i);
+    }
+    if (s != OX_OK) return s;
+    snprintf(p->shape, sizeof p->shape, "step %lld of %d%s, %.0f MiB",
+             (long long)products, n, left_out ? "+" : "",
+             timed / (1 << 20));
+    return make_output(p, OX_DTYPE_F32, outputs, 1, 1, 1);
 }
 
 static ox_status problem_make(problem *p, int family, const char *cls)
@@ -225,6 +350,7 @@ static ox_status problem_make(problem *p, int family, const char *cls)
     case OX__TUNE_MATVEC:
     case OX__TUNE_QMATVEC:
     case OX__TUNE_QMATMUL: {
+        if (family != OX__TUNE_QMATMUL && p->n_model > 0) return step_make(p);
         /* a prompt's batch for qmatmul (it picks between rows and tiles) */
         int64_t M = family == OX__TUNE_QMATMUL ? 256 : 1;
         int64_t N = family == OX__TUNE_QMATMUL ? 2048 : 16384, K = family == OX__TUNE_QMATMUL ? 2048 : 4096;
@@ -341,11 +467,13 @@ static bool same_params(const ox__tune_params *a, const ox__tune_params *b, int 
  * others fixed at the best so far, rounds until none improves or the time
  * (until `deadline`) is up. */
 static ox_status tune_class(ox_device *device, ox_device *cpu, int family, const char *cls,
-                            double deadline, unsigned flags, ox_tune_result *r)
+                            double deadline, const ox_tune_options *o, ox_tune_result *r)
 {
     ox_context *ctx = device->ctx;
     const ox__tune_family_desc *desc = ox__tune_family_get(family);
-    problem p = {.ctx = ctx, .device = device, .cpu = cpu};
+    const unsigned flags = o->flags;
+    problem p = {.ctx = ctx, .device = device, .cpu = cpu, .model = o->matrices,
+                 .n_model = o->n_matrices};
     ox__tune_params start, defaults, best;
     bool had_entry;
     double best_t = INFINITY;
@@ -451,6 +579,50 @@ out:
     return s;
 }
 
+/* Whether name (a GGUF tensor's) ends in `suffix`. */
+static bool ends_with(const char *name, const char *suffix)
+{
+    size_t n = strlen(name), k = strlen(suffix);
+    return n >= k && strcmp(name + n - k, suffix) == 0;
+}
+
+ox_status ox_tune_model_matrices(const ox_gguf *gguf, ox_tune_matrix *out, int cap, int *n)
+{
+    if (!gguf) return OX_ERR_INVALID;
+    ox_context *ctx = ox__gguf_context(gguf);
+    if (!n || cap < 0 || (cap > 0 && !out))
+        return ox__fail(ctx, OX_ERR_INVALID, "%s: n missing, or out missing with cap %d", __func__,
+                        cap);
+    /* without output.weight the output projection is the token embedding */
+    bool tied = ox_gguf_find_tensor(gguf, "output.weight") < 0;
+    int count = 0;
+    for (int64_t i = 0; i < ox_gguf_tensor_count(gguf); i++) {
+        ox_gguf_tensor_info t = {.struct_size = sizeof t};
+        ox_status s = ox_gguf_tensor_info_get(gguf, i, &t);
+        if (s != OX_OK) return s;
+        bool embedding = strcmp(t.name, "token_embd.weight") == 0;
+        if (t.n_dims != 2 || t.ne[1] < 2 || !ends_with(t.name, ".weight") ||
+            t.dtype == OX_DTYPE_COUNT || (embedding && !tied) ||
+            (!embedding && strstr(t.name, "embd") != NULL))
+            continue;
+        int at = 0;
+        while (at < count && !(out[at].dtype == t.dtype && out[at].rows == t.ne[1] &&
+                               out[at].cols == t.ne[0]))
+            at++;
+        if (at < count) {
+            out[at].count++;
+            continue;
+        }
+        if (count == cap)
+            return ox__fail(ctx, OX_ERR_OUT_OF_RANGE, "%s: the model has more than %d matrix "
+                            "shapes", __func__, cap);
+        out[count++] = (ox_tune_matrix){.dtype = t.dtype, .rows = t.ne[1], .cols = t.ne[0],
+                                        .count = 1};
+    }
+    *n = count;
+    return OX_OK;
+}
+
 const char *ox_tune_op_name(int i)
 {
     const ox__tune_family_desc *d = i >= 0 ? ox__tune_family_get(i) : NULL;
@@ -462,48 +634,78 @@ ox_status ox_device_tune(ox_device *device, const ox_tune_options *options)
     ox_context *ctx;
     ox_status s = ox__handle_check(device, OX__HANDLE_DEVICE, __func__, "device", &ctx);
     if (s != OX_OK) return s;
-    if (options && options->struct_size < sizeof *options)
-        return ox__fail(ctx, OX_ERR_INVALID, "%s: options->struct_size %zu is smaller than %zu",
-                        __func__, options->struct_size, sizeof *options);
+    /* the options as this version knows them: fields appended since a
+     * caller was built read as zero */
+    ox_tune_options o = {.struct_size = sizeof o};
+    const size_t first = offsetof(ox_tune_options, matrices);
+    if (options && (options->struct_size < first || options->struct_size > 4096))
+        return ox__fail(ctx, OX_ERR_INVALID, "%s: options->struct_size is %zu; set it to "
+                        "sizeof(ox_tune_options) (%zu)", __func__, options->struct_size, sizeof o);
+    if (options)
+        memcpy(&o, options, options->struct_size < sizeof o ? options->struct_size : sizeof o);
+    if (o.n_matrices < 0 || (o.n_matrices > 0 && !o.matrices))
+        return ox__fail(ctx, OX_ERR_INVALID, "%s: options->n_matrices is %d with matrices %s",
+                        __func__, o.n_matrices, o.matrices ? "given" : "NULL");
+    if (o.n_matrices > 0) {
+        bool any = false;
+        for (int f = OX__TUNE_MATVEC; f <= OX__TUNE_QMATVEC; f++)
+            for (int c = 0; c < 9 && classes[f][c] && !any; c++)
+                on_model_step(o.matrices, o.n_matrices, f, classes[f][c], &any);
+        if (!any)
+            return ox__fail(ctx, OX_ERR_INVALID, "%s: none of the %d model matrices given has a "
+                            "dtype the matrix-vector kernels take (f32, f16, bf16, q4_0 .. q6_k) "
+                            "and a valid shape", __func__, o.n_matrices);
+    }
     if (device->backend->iface == ox__cpu_backend() ||
         device->backend->iface->kernel_language == OX__KERNEL_NONE)
         return ox__fail(ctx, OX_ERR_UNSUPPORTED,
                         "%s: %s runs native code, not portable kernels: nothing to tune", __func__,
                         device->info.id);
     int only = -1;
-    if (options && options->op) {
-        only = ox__tune_family_find(options->op);
+    if (o.op) {
+        only = ox__tune_family_find(o.op);
         if (only < 0) {
             char list[256] = "";
             for (int f = 0; f < OX__TUNE_FAMILIES; f++)
                 snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", f ? ", " : "",
                          ox__tune_family_get(f)->name);
             return ox__fail(ctx, OX_ERR_INVALID, "%s: no tunable op '%s'; they are: %s", __func__,
-                            options->op, list);
+                            o.op, list);
         }
     }
     if ((s = ox__device_open(device, __func__)) != OX_OK) return s;
     ox_device *cpu;
     int n;
     if ((s = ox_device_select(ctx, "cpu", &cpu, 1, &n)) != OX_OK) return s;
-    double budget = options && options->budget_seconds > 0 ? options->budget_seconds : 120.0;
-    unsigned flags = options ? options->flags : 0;
+    double budget = o.budget_seconds > 0 ? o.budget_seconds : 120.0;
+    unsigned flags = o.flags;
+    /* the classes to tune: with a model's step, the matrix-vector classes
+     * of the dtypes it uses */
+    bool run[OX__TUNE_FAMILIES][9] = {{false}};
     int tasks = 0;
     for (int f = 0; f < OX__TUNE_FAMILIES; f++)
-        for (int c = 0; (only < 0 || f == only) && c < 9 && classes[f][c]; c++) tasks++;
+        for (int c = 0; (only < 0 || f == only) && c < 9 && classes[f][c]; c++) {
+            bool uses;
+            run[f][c] = !on_model_step(o.matrices, o.n_matrices, f, classes[f][c], &uses) || uses;
+            tasks += run[f][c];
+        }
+    if (tasks == 0)
+        return ox__fail(ctx, OX_ERR_INVALID, "%s: the model uses no class of %s", __func__,
+                        only >= 0 ? ox__tune_family_get(only)->name : "any family");
     double start = ox__seconds(), end = start + budget;
     ox_status first_error = OX_OK;
     for (int f = 0; f < OX__TUNE_FAMILIES; f++) {
         for (int c = 0; (only < 0 || f == only) && c < 9 && classes[f][c]; c++) {
+            if (!run[f][c]) continue;
             /* the time left shared by the classes left */
             double deadline = ox__seconds() + (end - ox__seconds()) / tasks--;
             ox_tune_result r;
-            s = tune_class(device, cpu, f, classes[f][c], deadline, flags, &r);
+            s = tune_class(device, cpu, f, classes[f][c], deadline, &o, &r);
             if (s != OX_OK && first_error == OX_OK) first_error = s;
             if (s != OX_OK)
                 ox__log(ctx, OX_LOG_WARN, "tuning %s %s on %s: %s", r.op, r.cls, device->info.id,
                         ox_errmsg(ctx));
-            if (options && options->callback) options->callback(&r, options->user);
+            if (o.callback) o.callback(&r, o.user);
         }
     }
     if (!(flags & OX_TUNE_DRY_RUN) && (s = ox__tune_save(device)) != OX_OK) return s;

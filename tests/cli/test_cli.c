@@ -842,6 +842,53 @@ OX_TEST(quantize_writes_reports_and_refuses)
     free(run);
 }
 
+/* ox tune --model: the model's classes only (the small model is F32 then
+ * Q8_0 after quantizing), and refusals that name what is wrong */
+OX_TEST(tune_model)
+{
+    char in[300], q8[320];
+    write_small_model(in, sizeof in);
+    snprintf(q8, sizeof q8, "%.*s/q8.gguf", (int)(strrchr(in, '/') - in), in);
+    ox_run *run = RUN_OX("tune", "--help");
+    ASSERT_EQ(run->status, 0);
+    ASSERT_CONTAINS(run->out, "--model FILE");
+    free(run);
+    run = RUN_OX("tune", "--model", "/nonexistent/model.gguf");
+    ASSERT_EQ(run->status, 1);
+    ASSERT_CONTAINS(run->err, "/nonexistent/model.gguf");
+    free(run);
+    char *id = find_opencl_device();
+    if (!id) OX_SKIP("no OpenCL device ('ox devices' lists none): tuning on a model not run");
+    const char *asan = getenv("ASAN_OPTIONS"); /* PoCL's LLVM leaks: as check_opencl_quick */
+    char options[512];
+    snprintf(options, sizeof options, "%s%sdetect_leaks=0", asan ? asan : "",
+             asan && asan[0] ? ":" : "");
+    ASSERT_EQ(setenv("ASAN_OPTIONS", options, 1), 0);
+    run = RUN_OX("tune", "--device", id, "--op", "qmatvec", "--model", in);
+    ASSERT_EQ(run->status, 1);
+    ASSERT_CONTAINS(run->err, "uses no class of qmatvec");
+    free(run);
+    run = RUN_OX("quantize", in, q8, "q8_0");
+    ASSERT_EQ(run->status, 0);
+    free(run);
+    run = RUN_OX("tune", "--device", id, "--op", "qmatvec", "--model", q8, "--budget", "5",
+                 "--dry-run", "--json");
+    ASSERT_MSG(run->status == 0, "exit %d:\n%s%s", run->status, run->out, run->err);
+    cJSON *root = parse_json(run->out);
+    ASSERT_STR_EQ(json_string(root, "model"), q8);
+    cJSON *device = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "devices"), 0);
+    cJSON *results = cJSON_GetObjectItem(device, "results");
+    ASSERT_EQ(cJSON_GetArraySize(results), 1);
+    cJSON *r = cJSON_GetArrayItem(results, 0);
+    ASSERT_STR_EQ(json_string(r, "class"), "q8_0");
+    /* 5 matrices of 8 x 256 (the embedding is not the output: left out),
+     * repeated to 2048 launches at most */
+    ASSERT_STR_EQ(json_string(r, "shape"), "step 2045 of 1, 4 MiB");
+    ASSERT_EQ((int)json_number(r, "rejected"), 0);
+    cJSON_Delete(root);
+    free(run);
+}
+
 OX_TEST_MAIN(version, help_lists_commands, help_for_a_command, unknown_command, no_command,
              unknown_option, missing_option_argument, devices_table, devices_json,
              devices_selected, devices_bad_selection, check_cpu_quick, check_op_filter,
@@ -850,4 +897,4 @@ OX_TEST_MAIN(version, help_lists_commands, help_for_a_command, unknown_command, 
              check_opencl_quick,
              bench_matmul_cpu, bench_json, bench_usage, kernel_check_compiles_with_defines,
              kernel_check_names_what_does_not_port, kernel_check_includes_beside_the_file,
-             kernel_check_usage, quantize_writes_reports_and_refuses)
+             kernel_check_usage, quantize_writes_reports_and_refuses, tune_model)

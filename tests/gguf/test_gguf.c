@@ -736,7 +736,78 @@ OX_TEST(writer_fill_out_of_memory)
     ox_context_free(ctx);
 }
 
+/* A model file as a decode step sees it: ox_tune_model_matrices lists the
+ * 2-D weights with their counts, leaves out norms, biases and the token
+ * embedding, except where the output projection is tied to it. */
+static void add_tensor(ox_context *ctx, ox_gguf_writer *w, const char *name, uint32_t type,
+                       uint32_t dims, const int64_t *ne, size_t bytes)
+{
+    static unsigned char data[8192];
+    ASSERT(bytes <= sizeof data);
+    ASSERT_OK(ctx, ox_gguf_writer_add_tensor(w, name, type, dims, ne, data, bytes));
+}
+
+static ox_gguf *model_file(ox_context *ctx, bool with_output, unsigned char **file)
+{
+    ox_gguf_writer *w;
+    ASSERT_OK(ctx, ox_gguf_writer_create(ctx, &w));
+    const int64_t q[2] = {64, 32}, wide[2] = {32, 64}, norm[1] = {64}, embd[2] = {64, 100};
+    const size_t q4 = 64 / 32 * 18 * 32, f16 = 32 * 64 * 2, q8 = 64 / 32 * 34 * 100;
+    add_tensor(ctx, w, "token_embd.weight", OX_GGML_TYPE_Q8_0, 2, embd, q8);
+    add_tensor(ctx, w, "blk.0.attn_q.weight", OX_GGML_TYPE_Q4_0, 2, q, q4);
+    add_tensor(ctx, w, "blk.1.attn_q.weight", OX_GGML_TYPE_Q4_0, 2, q, q4);
+    add_tensor(ctx, w, "blk.0.ffn_down.weight", OX_GGML_TYPE_F16, 2, wide, f16);
+    add_tensor(ctx, w, "blk.0.attn_norm.weight", OX_GGML_TYPE_F32, 1, norm, 256);
+    add_tensor(ctx, w, "blk.0.attn_q.bias", OX_GGML_TYPE_F16, 2, wide, f16);
+    if (with_output)
+        add_tensor(ctx, w, "output.weight", OX_GGML_TYPE_Q8_0, 2, embd, q8);
+    size_t size;
+    ASSERT_OK(ctx, ox_gguf_writer_size(w, &size));
+    *file = malloc(size);
+    ASSERT(*file);
+    ASSERT_OK(ctx, ox_gguf_writer_write_memory(w, *file, size));
+    ox_gguf_writer_free(w);
+    ox_gguf *g;
+    ASSERT_OK(ctx, ox_gguf_open_memory(ctx, *file, size, &g));
+    return g;
+}
+
+OX_TEST(tune_model_matrices)
+{
+    ox_context *ctx = new_context();
+    for (int with_output = 0; with_output < 2; with_output++) {
+        unsigned char *file;
+        ox_gguf *g = model_file(ctx, with_output, &file);
+        ox_tune_matrix m[8];
+        int n = -1;
+        ASSERT_OK(ctx, ox_tune_model_matrices(g, m, 8, &n));
+        /* file order: the (tied) embedding or the output projection last */
+        ASSERT_EQ(n, 3);
+        int at = with_output ? 2 : 0;
+        ASSERT_EQ(m[at].dtype, OX_DTYPE_Q8_0);
+        ASSERT_EQ(m[at].rows, 100);
+        ASSERT_EQ(m[at].cols, 64);
+        ASSERT_EQ(m[at].count, 1);
+        const ox_tune_matrix *a = &m[with_output ? 0 : 1], *b = &m[with_output ? 1 : 2];
+        ASSERT_EQ(a->dtype, OX_DTYPE_Q4_0);
+        ASSERT_EQ(a->rows, 32);
+        ASSERT_EQ(a->cols, 64);
+        ASSERT_EQ(a->count, 2); /* two layers' attn_q merged */
+        ASSERT_EQ(b->dtype, OX_DTYPE_F16);
+        ASSERT_EQ(b->rows, 64);
+        ASSERT_EQ(b->count, 1);
+        /* fewer slots than shapes: refused, naming the limit */
+        ASSERT(ox_tune_model_matrices(g, m, 2, &n) == OX_ERR_OUT_OF_RANGE);
+        ASSERT_CONTAINS(ox_errmsg(ctx), "more than 2");
+        ASSERT(ox_tune_model_matrices(g, NULL, 4, &n) == OX_ERR_INVALID);
+        ASSERT(ox_tune_model_matrices(NULL, m, 4, &n) == OX_ERR_INVALID);
+        ox_gguf_close(g);
+        free(file);
+    }
+    ox_context_free(ctx);
+}
+
 OX_TEST_MAIN(roundtrip_memory_v3, roundtrip_file_v2_alignment_64, getter_errors,
              ggml_types_match_dtypes, writer_errors, writer_fill, truncated_everywhere,
              bad_header, bad_metadata, bad_alignment, bad_tensors, bad_paths,
-             out_of_memory_at_every_allocation, writer_fill_out_of_memory)
+             out_of_memory_at_every_allocation, writer_fill_out_of_memory, tune_model_matrices)

@@ -6,6 +6,7 @@
  * refused with a message. Each case has its own cache folder. */
 #include <openxpu/openxpu.h>
 #include <openxpu/ops.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -324,6 +325,62 @@ OX_TEST(refusals_say_why)
     close_fixture(&f);
 }
 
+/* A model's decode step: only the classes of the model's dtypes are tuned
+ * (q4_0 and q8_0 of qmatvec here), each on its own matrices with their
+ * counts, checked like any candidate; the others keep what they had. Bad
+ * lists are refused with a message. */
+OX_TEST(model_step_tunes_the_model_classes)
+{
+    fixture f;
+    open_fixture(&f);
+    ox__tune_step_min_bytes = 1 << 20; /* a small step: this test's time */
+    const ox_tune_matrix model[] = {
+        {OX_DTYPE_Q4_0, 256, 512, 3},
+        {OX_DTYPE_Q4_0, 512, 256, 2},
+        {OX_DTYPE_Q8_0, 1000, 256, 1},
+        {OX_DTYPE_Q4_K, 64, 100, 1}, /* 100 is no multiple of 256: ignored */
+    };
+    capture c = {.count = 0};
+    ox_tune_options o = {.struct_size = sizeof o, .op = "qmatvec", .budget_seconds = 20,
+                         .callback = on_result, .user = &c, .matrices = model, .n_matrices = 4};
+    ASSERT_OK(f.ctx, ox_device_tune(f.dev, &o));
+    ASSERT_EQ(c.count, 2);
+    ASSERT_STR_EQ(c.results[0].cls, "q4_0");
+    ASSERT_STR_EQ(c.results[1].cls, "q8_0");
+    /* q4_0: 1 MiB / (3 x 73728 + 2 x 73728 bytes) rounds up to 3 steps */
+    ASSERT_STR_EQ(c.results[0].shape, "step 15 of 2, 1 MiB");
+    for (int i = 0; i < 2; i++) {
+        ASSERT(c.results[i].tried >= 1);
+        ASSERT_EQ(c.results[i].rejected, 0);
+        ASSERT(c.results[i].best_seconds > 0);
+    }
+    int tuned = 0;
+    char params[96];
+    ASSERT_OK(f.ctx,
+              ox_device_tune_params(f.dev, "qmatvec", "q4_0", params, sizeof params, &tuned));
+    ASSERT_EQ(tuned, 1);
+    ASSERT_OK(f.ctx,
+              ox_device_tune_params(f.dev, "qmatvec", "q6_k", params, sizeof params, &tuned));
+    ASSERT_EQ(tuned, 0); /* not in the model: untouched */
+    o.n_matrices = 1, o.matrices = NULL;
+    ASSERT(ox_device_tune(f.dev, &o) == OX_ERR_INVALID);
+    ASSERT_CONTAINS(ox_errmsg(f.ctx), "n_matrices");
+    o.matrices = &model[3];
+    ASSERT(ox_device_tune(f.dev, &o) == OX_ERR_INVALID);
+    ASSERT_CONTAINS(ox_errmsg(f.ctx), "valid shape");
+    o.matrices = model, o.n_matrices = 4, o.op = "matvec"; /* no f32/f16/bf16 in the model */
+    ASSERT(ox_device_tune(f.dev, &o) == OX_ERR_INVALID);
+    ASSERT_CONTAINS(ox_errmsg(f.ctx), "uses no class of matvec");
+    /* a caller built before the model fields: its smaller options are taken,
+     * and what lies past them is not read (a NULL list of 1 would be refused) */
+    ox_tune_options o2 = {.struct_size = offsetof(ox_tune_options, matrices), .op = "gemm",
+                          .matrices = NULL, .n_matrices = 1};
+    ASSERT(ox_device_tune(f.dev, &o2) == OX_ERR_INVALID);
+    ASSERT_CONTAINS(ox_errmsg(f.ctx), "no tunable op 'gemm'");
+    ox__tune_step_min_bytes = 128 << 20;
+    close_fixture(&f);
+}
+
 OX_TEST_MAIN(wrong_candidate_is_rejected_however_fast, tuned_entry_is_what_the_ops_run,
              corrupt_and_stale_entries_are_ignored_with_a_warning, dry_run_keeps_nothing,
-             refusals_say_why)
+             refusals_say_why, model_step_tunes_the_model_classes)

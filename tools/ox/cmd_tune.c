@@ -6,13 +6,18 @@
 
 #include "cli.h"
 
-enum { OPTION_DEVICE, OPTION_OP, OPTION_BUDGET, OPTION_JSON, OPTION_DRY_RUN };
+enum { OPTION_DEVICE, OPTION_OP, OPTION_MODEL, OPTION_BUDGET, OPTION_JSON, OPTION_DRY_RUN };
+
+#define MAX_SHAPES 256
 
 static const cli_option tune_options[] = {
     [OPTION_DEVICE] = {"device", "SEL", "tune the devices SEL selects (default: every device "
                        "with portable kernels)", 0},
     [OPTION_OP] = {"op", "NAME", "tune one family only (matmul, matvec, qmatvec, qmatmul, "
                    "elementwise, rows, attention)", 0},
+    [OPTION_MODEL] = {"model", "FILE", "time the matrix-vector kernels (matvec, qmatvec) on a "
+                      "decode step of this GGUF model's matrices instead of built-in shapes, and "
+                      "only the classes it uses", 0},
     [OPTION_BUDGET] = {"budget", "SECONDS", "wall time for each device (default 300)", 0},
     [OPTION_JSON] = {"json", NULL, "print one JSON object instead of the table", 0},
     [OPTION_DRY_RUN] = {"dry-run", NULL, "search and report, but keep nothing", 0},
@@ -62,7 +67,7 @@ static void on_result(const ox_tune_result *r, void *user)
 
 static int run_tune(const cli_command *command, int argc, char **argv)
 {
-    const char *selection = NULL, *op = NULL, *value;
+    const char *selection = NULL, *op = NULL, *model = NULL, *value;
     double budget = 300;
     int json = 0, dry = 0, option;
     cli_parser parser;
@@ -70,6 +75,7 @@ static int run_tune(const cli_command *command, int argc, char **argv)
     while ((option = cli_parse_next(&parser, &value)) >= 0) {
         if (option == OPTION_DEVICE) selection = value;
         else if (option == OPTION_OP) op = value;
+        else if (option == OPTION_MODEL) model = value;
         else if (option == OPTION_JSON) json = 1;
         else if (option == OPTION_DRY_RUN) dry = 1;
         else if (option == OPTION_BUDGET) {
@@ -90,12 +96,34 @@ static int run_tune(const cli_command *command, int argc, char **argv)
     ox_context *ctx = NULL;
     ox_device **devices = NULL;
     cJSON *root = NULL, *device_array = NULL;
-    int count = 0, code = cli_context_open(command, &ctx), tuned = 0, failed = 0;
+    ox_tune_matrix *shapes = NULL;
+    int count = 0, code = cli_context_open(command, &ctx), tuned = 0, failed = 0, n_shapes = 0;
     if (code != CLI_EXIT_OK) return code;
+    if (model) {
+        ox_gguf *gguf = NULL;
+        shapes = calloc(MAX_SHAPES, sizeof *shapes);
+        if (!shapes) {
+            code = cli_error(command, "out of memory");
+            goto out;
+        }
+        if (ox_gguf_open(ctx, model, &gguf) != OX_OK ||
+            ox_tune_model_matrices(gguf, shapes, MAX_SHAPES, &n_shapes) != OX_OK) {
+            code = cli_error(command, "%s", ox_errmsg(ctx));
+            ox_gguf_close(gguf);
+            goto out;
+        }
+        ox_gguf_close(gguf);
+        if (n_shapes == 0) {
+            code = cli_error(command, "%s: no weight matrices of a type OpenXPU computes with",
+                             model);
+            goto out;
+        }
+    }
     code = cli_devices_select(command, ctx, selection ? selection : "all", &devices, &count);
     if (code != CLI_EXIT_OK) goto out;
     if (json) {
         root = cli_json_document();
+        if (root && model) cJSON_AddStringToObject(root, "model", model);
         device_array = root ? cJSON_AddArrayToObject(root, "devices") : NULL;
         if (!device_array) {
             code = cli_error(command, "out of memory");
@@ -122,7 +150,8 @@ static int run_tune(const cli_command *command, int argc, char **argv)
         }
         ox_tune_options o = {.struct_size = sizeof o, .op = op, .budget_seconds = budget,
                              .callback = on_result, .user = &st,
-                             .flags = dry ? OX_TUNE_DRY_RUN : 0};
+                             .flags = dry ? OX_TUNE_DRY_RUN : 0, .matrices = shapes,
+                             .n_matrices = n_shapes};
         ox_status s = ox_device_tune(devices[i], &o);
         if (s == OX_ERR_UNSUPPORTED && !selection) {
             /* 'all' includes the CPU, which runs native code: not a failure */
@@ -152,6 +181,7 @@ static int run_tune(const cli_command *command, int argc, char **argv)
     }
 out:
     cJSON_Delete(root);
+    free(shapes);
     free(devices);
     ox_context_free(ctx);
     return code;
@@ -169,6 +199,9 @@ const cli_command cmd_tune = {
         "kernel cache (keyed by device, driver and kernel source) and are used by\n"
         "every later run. Columns: the defaults' time, the best time, tried /\n"
         "rejected / failed candidates ('+': the budget ended the search).\n"
+        "With --model the matrix-vector kernels are timed on one decode step of\n"
+        "that model's matrices of each class's type (scaled to 256 MiB a class),\n"
+        "so the winners are the model's; classes it does not use keep their entries.\n"
         "Exits 1 if a device could not be tuned.",
     .options = tune_options,
     .run = run_tune,
