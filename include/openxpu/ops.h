@@ -142,9 +142,20 @@ typedef struct ox_rope_params {
 
 /* a: [head_dim, n_heads, n_tokens, batch]; positions: I32 [n_tokens].
  * Token t of every head is rotated by angle pos[t] * freq_scale *
- * freq_base^(-2i/n_dims) for pair i. dst has a's shape and dtype. */
+ * freq_base^(-2i/n_dims) for pair i. dst has a's shape and dtype.
+ * positions may instead be the tokens' angles as ox_rope_table computes
+ * them: F32 [n_dims, n_tokens], contiguous. A model whose layers share
+ * parameters computes that table once a forward pass instead of once a
+ * layer, and every device then rotates by the same angles, rounded once. */
 OX_API ox_status ox_rope(ox_queue *q, const ox_tensor *dst, const ox_tensor *a,
                          const ox_tensor *positions, const ox_rope_params *params);
+
+/* The angles of n positions on the host: row t of table (n_dims floats)
+ * holds cos of pair i's angle at pos[t] in column i and its sin in column
+ * n_dims / 2 + i, each computed in double precision and rounded once, as
+ * the CPU computes them for I32 positions. */
+OX_API ox_status ox_rope_table(const ox_rope_params *params, const int32_t *positions, int64_t n,
+                               float *table);
 
 /* A decoder's residual step in one call (one launch on devices):
  *   x = x + (delta_weight ? rms_norm(delta) * delta_weight : delta)
@@ -173,6 +184,7 @@ OX_API ox_status ox_rope_qk(ox_queue *queue, const ox_tensor *q_dst, const ox_te
                             const ox_tensor *q_weight, const ox_tensor *k_dst, const ox_tensor *k,
                             const ox_tensor *k_weight, const ox_tensor *positions,
                             const ox_rope_params *params, float eps);
+/* (positions: I32 or the angle table, as for ox_rope.) */
 
 /* ---- matrix multiplication ---------------------------------------------------- */
 

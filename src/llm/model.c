@@ -28,6 +28,7 @@
 
 #define MAX_LAYERS 256
 #define MAX_TP 8 /* devices sharing a layer's matrices */
+#define MAX_ROPE_BASES 4 /* distinct rope bases across a model's layers */
 
 /* The layer matrices a tensor-parallel model splits by output rows. */
 enum { MAT_Q, MAT_K, MAT_V, MAT_O, MAT_GATE, MAT_UP, MAT_DOWN, N_MATS };
@@ -57,6 +58,7 @@ typedef struct layer {
     ox_tensor ffn_norm, w_gate, w_up, w_down, post_ffw_norm;
     bool swa;          /* sliding-window attention */
     float rope_base;
+    int rope_table;    /* which of the model's rope bases (its angle table) */
     /* tensor parallel: rows [cut[i], cut[i+1]) of each matrix on device i */
     ox_tensor part[N_MATS][MAX_TP];
     int64_t cut[N_MATS][MAX_TP + 1];
@@ -75,6 +77,10 @@ struct ox_model {
     bool host_embd;    /* embeddings looked up in the mapped file, not copied */
     int rope_dims;     /* rotated dimensions of each head (<= head_dim) */
     float rope_scale;  /* position scale (1 / linear rope scaling factor) */
+    /* the layers' distinct rope bases (Gemma 3: local and global): each
+     * evaluation's angles are computed once per base on the host */
+    float rope_bases[MAX_ROPE_BASES];
+    int n_rope_bases;
     ox_tensor tok_embd, output_norm, output;
     layer *layers;
     /* tensor parallel: device 0 is `device`; the others hold row slices */
@@ -88,6 +94,7 @@ struct ox_model {
  * tokens (scratch_view). */
 typedef struct scratch {
     ox_tensor x, h, q, k, v, att, o, g, u, ids, pos, mask, last, logits;
+    ox_tensor rope[MAX_ROPE_BASES]; /* [rope_dims, n]: the angles (ox_rope_table) */
     /* tensor parallel: the main device's staging of the helpers' rows, and
      * each helper's input and output */
     ox_tensor tp_stage, tp_in[MAX_TP], tp_out[MAX_TP];
@@ -396,6 +403,15 @@ static ox_status load_decoder(ox_model *m)
          * global layer, repeating. */
         L->swa = m->swa_window > 0 && il % 6 != 5;
         L->rope_base = L->swa ? 10000.0f : (float)rope_base;
+        int t = 0;
+        while (t < m->n_rope_bases && m->rope_bases[t] != L->rope_base) t++;
+        if (t == m->n_rope_bases) {
+            if (t == MAX_ROPE_BASES)
+                return ox__fail(m->ctx, OX_ERR_UNSUPPORTED, "ox_model_load: more than %d rope "
+                                "bases across the layers", MAX_ROPE_BASES);
+            m->rope_bases[m->n_rope_bases++] = L->rope_base;
+        }
+        L->rope_table = t;
     }
     return OX_OK;
 }
@@ -705,6 +721,8 @@ static void scratch_free(scratch *sc)
                         &sc->g, &sc->u, &sc->ids, &sc->pos, &sc->mask, &sc->logits, &sc->tp_stage};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i]->buffer) ox_buffer_free(all[i]->buffer);
+    for (int i = 0; i < MAX_ROPE_BASES; i++)
+        if (sc->rope[i].buffer) ox_buffer_free(sc->rope[i].buffer);
     for (int i = 1; i < MAX_TP; i++) {
         if (sc->tp_in[i].buffer) ox_buffer_free(sc->tp_in[i].buffer);
         if (sc->tp_out[i].buffer) ox_buffer_free(sc->tp_out[i].buffer);
@@ -742,6 +760,8 @@ static ox_status scratch_reserve(ox_session *se, int n)
         (s = ox_tensor_alloc(d, OX_DTYPE_F32, n_kv, n, 1, 1, &sc->mask)) ||
         (s = ox_tensor_alloc(d, OX_DTYPE_F32, in->n_vocab, 1, 1, 1, &sc->logits)))
         goto fail;
+    for (int i = 0; i < m->n_rope_bases; i++)
+        if ((s = ox_tensor_alloc(d, OX_DTYPE_F32, m->rope_dims, n, 1, 1, &sc->rope[i]))) goto fail;
     if (m->n_tp > 1) {
         /* the widest input and output of any layer matrix */
         int64_t wide = E > H * D ? E : H * D;
@@ -760,6 +780,12 @@ fail:
     return s;
 }
 
+/* A contiguous [ne0, ne1] view at the start of a scratch tensor. */
+static ox_tensor view2(const ox_tensor *t, int64_t ne0, int64_t ne1)
+{
+    return ox_tensor_make(t->buffer, t->offset, t->dtype, ne0, ne1, 1, 1);
+}
+
 /* The session's scratch as tensors of n tokens (n <= sc_tokens); the mask
  * [n_kv, n] for keys up to position n_kv. */
 static scratch scratch_view(const ox_session *se, int n, int n_kv)
@@ -772,14 +798,10 @@ static scratch scratch_view(const ox_session *se, int n, int n_kv)
     }
     v.ids.ne[0] = n;
     v.pos.ne[0] = n;
+    for (int i = 0; i < se->model->n_rope_bases; i++)
+        v.rope[i] = view2(&se->sc.rope[i], se->model->rope_dims, n);
     v.mask = ox_tensor_make(se->sc.mask.buffer, se->sc.mask.offset, OX_DTYPE_F32, n_kv, n, 1, 1);
     return v;
-}
-
-/* A contiguous [ne0, ne1] view at the start of a scratch tensor. */
-static ox_tensor view2(const ox_tensor *t, int64_t ne0, int64_t ne1)
-{
-    return ox_tensor_make(t->buffer, t->offset, t->dtype, ne0, ne1, 1, 1);
 }
 
 /* dst = in . W^T for layer matrix `id`; with tensor parallelism, each
@@ -914,7 +936,7 @@ static ox_status attention_block(ox_session *se, layer *L, scratch *sc, int n)
     }
     bool norms = m->arch->qk_norm;
     if ((s = ox_rope_qk(q, &qh, &qh, norms ? &L->q_norm : NULL, &kdst, &kh,
-                        norms ? &L->k_norm : NULL, &sc->pos, &rope, m->eps)) ||
+                        norms ? &L->k_norm : NULL, &sc->rope[L->rope_table], &rope, m->eps)) ||
         (s = ox_copy(q, &vdst, &vh)))
         return s;
     kc.ne[1] = n_kv;
@@ -990,10 +1012,12 @@ static ox_status upload_inputs(ox_session *se, const int32_t *tokens, const floa
     size_t ids_bytes = (size_t)n * sizeof(int32_t), pos_bytes = ids_bytes;
     size_t mask_bytes = mask ? (size_t)n_kv * (size_t)n * sizeof(float) : 0;
     size_t x_bytes = host_x ? (size_t)n * (size_t)m->info.n_embd * sizeof(float) : 0;
-    ox_status s = host_reserve(se, ids_bytes + pos_bytes + mask_bytes + x_bytes);
+    size_t rope_bytes = (size_t)m->n_rope_bases * (size_t)n * (size_t)m->rope_dims * sizeof(float);
+    ox_status s = host_reserve(se, ids_bytes + pos_bytes + mask_bytes + x_bytes + rope_bytes);
     if (s != OX_OK) return s;
     int32_t *pos = (int32_t *)se->host, *ids = pos + n;
     float *maskv = (float *)(ids + n), *x = maskv + (mask ? (size_t)n_kv * (size_t)n : 0);
+    float *angles = x + (host_x ? (size_t)n * (size_t)m->info.n_embd : 0);
     for (int i = 0; i < n; i++) {
         pos[i] = se->pos + i;
         for (int j = 0; mask && j < n_kv; j++)
@@ -1001,6 +1025,17 @@ static ox_status upload_inputs(ox_session *se, const int32_t *tokens, const floa
                 pos[i] - j >= window ? -INFINITY : 0.0f;
     }
     if ((s = ox_queue_write(q, sc->pos.buffer, sc->pos.offset, pos, pos_bytes, NULL))) return s;
+    /* every layer of a base rotates by the same angles: computed here once
+     * (in double, as the CPU's rope does), not in each layer */
+    for (int i = 0; i < m->n_rope_bases; i++) {
+        ox_rope_params p = {.mode = m->arch->rope_mode, .n_dims = m->rope_dims,
+                            .freq_base = m->rope_bases[i], .freq_scale = m->rope_scale};
+        float *t = angles + (size_t)i * (size_t)n * (size_t)m->rope_dims;
+        if ((s = ox_rope_table(&p, pos, n, t)) ||
+            (s = ox_queue_write(q, sc->rope[i].buffer, sc->rope[i].offset, t,
+                                (size_t)n * (size_t)m->rope_dims * sizeof(float), NULL)))
+            return s;
+    }
     if (tokens && !m->host_embd) {
         memcpy(ids, tokens, ids_bytes);
         if ((s = ox_queue_write(q, sc->ids.buffer, sc->ids.offset, ids, ids_bytes, NULL))) return s;

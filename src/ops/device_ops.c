@@ -470,6 +470,7 @@ ox_status ox__dev_rope(const ox__op *op, const ox_tensor *dst, const ox_tensor *
     launch l = {.op = op};
     option(&l, "DT", a->dtype);
     option(&l, "NEOX", params->mode == OX_ROPE_NEOX);
+    option(&l, "TABLE", positions->dtype == OX_DTYPE_F32);
     arg_tensor(&l, dst);
     arg_tensor(&l, a);
     arg_buffer(&l, positions);
@@ -534,6 +535,7 @@ ox_status ox__dev_rope_qk(const ox__op *op, const ox_tensor *q_dst, const ox_ten
     option(&l, "HAS_QW", q_weight != NULL);
     option(&l, "HAS_KW", k_weight != NULL);
     option(&l, "NEOX", params->mode == OX_ROPE_NEOX);
+    option(&l, "TABLE", positions->dtype == OX_DTYPE_F32);
     option(&l, "DMAX", (long)dmax);
     option(&l, "LANES", (long)lanes);
     arg_tensor(&l, q_dst);

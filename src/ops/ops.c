@@ -410,6 +410,19 @@ static ox_status rope_params(const ox__op *op, const ox_tensor *a, const ox_tens
     if (!(params->freq_base > 0.0f) || !(params->freq_scale > 0.0f))
         return ox__fail(op->ctx, OX_ERR_INVALID, "%s: freq_base %g and freq_scale %g must be positive",
                         op->name, (double)params->freq_base, (double)params->freq_scale);
+    if (positions->dtype == OX_DTYPE_F32) { /* the angles, as ox_rope_table writes them */
+        if (positions->ne[0] != params->n_dims || positions->ne[1] != a->ne[2] ||
+            positions->ne[2] != 1 || positions->ne[3] != 1 || !ox_tensor_is_contiguous(positions))
+            return ox__fail(op->ctx, OX_ERR_INVALID, "%s: the angle table (F32 positions) is "
+                            "[%lld, %lld, %lld, %lld]; it must be contiguous [%d (n_dims), %lld "
+                            "(tokens)]", op->name, (long long)positions->ne[0],
+                            (long long)positions->ne[1], (long long)positions->ne[2],
+                            (long long)positions->ne[3], params->n_dims, (long long)a->ne[2]);
+        return OX_OK;
+    }
+    if (positions->dtype != OX_DTYPE_I32)
+        return ox__fail(op->ctx, OX_ERR_INVALID, "%s: positions is %s; it must be i32 (positions) "
+                        "or f32 (an angle table)", op->name, ox_dtype_str(positions->dtype));
     if (ox_tensor_nelements(positions) != a->ne[2])
         return ox__fail(op->ctx, OX_ERR_INVALID, "%s: %lld positions for %lld tokens (ne[2])",
                         op->name, (long long)ox_tensor_nelements(positions), (long long)a->ne[2]);
@@ -422,8 +435,7 @@ ox_status ox_rope(ox_queue *q, const ox_tensor *dst, const ox_tensor *a,
     ox__op op;
     ox_status s = op_begin(&op, "ox_rope", q);
     if (s != OX_OK || (s = unary_args(&op, dst, a)) ||
-        (s = arg(&op, "positions", positions, false)) ||
-        (s = want_dtype(&op, "positions", positions, OX_DTYPE_I32)))
+        (s = arg(&op, "positions", positions, false)))
         return s;
     if ((s = rope_params(&op, a, positions, params))) return s;
     if (op.cpu) {
@@ -468,7 +480,6 @@ ox_status ox_rope_qk(ox_queue *queue, const ox_tensor *q_dst, const ox_tensor *q
     bool keys = k || k_dst || k_weight;
     if (keys && (s = rope_qk_pair(&op, "k_dst", k_dst, "k", k, "k_weight", k_weight))) return s;
     if ((s = arg(&op, "positions", positions, false)) ||
-        (s = want_dtype(&op, "positions", positions, OX_DTYPE_I32)) ||
         (s = rope_params(&op, q, positions, params)))
         return s;
     if (keys && (k->ne[0] != q->ne[0] || k->ne[2] != q->ne[2] || k->ne[3] != q->ne[3]))

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/core.h"
 #include "ops/cpu_tile.h"
 
 #define PAIRS (OX__TILE / 2)
@@ -28,6 +29,36 @@ static void angles(const ox_rope_params *p, int32_t pos, int64_t p0, int64_t n, 
         cos_t[i] = (float)cos(theta);
         sin_t[i] = (float)sin(theta);
     }
+}
+
+ox_status ox_rope_table(const ox_rope_params *params, const int32_t *positions, int64_t n,
+                        float *table)
+{
+    if (!params || params->n_dims <= 0 || params->n_dims % 2 || n < 0 || (n > 0 && !positions) ||
+        (n > 0 && !table) || !(params->freq_base > 0.0f) || !(params->freq_scale > 0.0f))
+        return ox__fail(NULL, OX_ERR_INVALID, "ox_rope_table: params missing or invalid (n_dims "
+                        "even and positive, freq_base and freq_scale positive), n < 0, or "
+                        "positions or table NULL");
+    int64_t half = params->n_dims / 2;
+    for (int64_t t = 0; t < n; t++)
+        angles(params, positions[t], 0, half, table + t * params->n_dims,
+               table + t * params->n_dims + half);
+    return OX_OK;
+}
+
+/* The cosines and sines of pairs [p0, p0 + n) of token t: from the angle
+ * table when `positions` is one (F32), else computed. */
+static void token_angles(const ox__view *positions, const ox_rope_params *p, int64_t t, int32_t pos,
+                         int64_t p0, int64_t n, float *cos_t, float *sin_t)
+{
+    if (positions->dtype != OX_DTYPE_F32) {
+        angles(p, pos, p0, n, cos_t, sin_t);
+        return;
+    }
+    const float *row = (const float *)(const void *)((const char *)positions->data +
+                                                     t * positions->nb[1]);
+    memcpy(cos_t, row + p0, (size_t)n * sizeof *cos_t);
+    memcpy(sin_t, row + p->n_dims / 2 + p0, (size_t)n * sizeof *sin_t);
 }
 
 /* Rotate pairs [p0, p0 + n) of row (i1, i2, i3). */
@@ -82,10 +113,12 @@ static void pass_through(const rope_job *j, const int64_t idx[3])
     }
 }
 
-/* Position t of the positions tensor, counting in row-major order. */
+/* Position t of the positions tensor, counting in row-major order (0 for
+ * an angle table, which has no positions). */
 static int32_t position(const ox__view *p, int64_t t)
 {
     int32_t pos;
+    if (p->dtype == OX_DTYPE_F32) return 0;
     const char *at = p->data;
     for (int d = 0; d < OX_MAX_DIMS; d++) {
         at += t % p->ne[d] * p->nb[d];
@@ -102,7 +135,7 @@ static void rope_token(const rope_job *j, int64_t i2, int64_t i3)
     int64_t half = j->params->n_dims / 2;
     for (int64_t p0 = 0; p0 < half; p0 += PAIRS) {
         int64_t n = ox__min64(half - p0, PAIRS);
-        angles(j->params, pos, p0, n, cos_t, sin_t);
+        token_angles(j->positions, j->params, i2, pos, p0, n, cos_t, sin_t);
         for (int64_t i1 = 0; i1 < j->a->ne[1]; i1++) {
             int64_t idx[3] = {i1, i2, i3};
             rotate(j, idx, p0, n, cos_t, sin_t);
@@ -185,7 +218,8 @@ static void rope_norm_task(void *arg, size_t task, int thread)
     ox__task_range(task, j->n_tasks, j->tokens, &begin, &end);
     for (int64_t t = begin; t < end; t++) {
         int64_t i2 = t % j->a->ne[2], i3 = t / j->a->ne[2];
-        angles(j->params, position(j->positions, i2), 0, j->params->n_dims / 2, cos_t, sin_t);
+        token_angles(j->positions, j->params, i2, position(j->positions, i2), 0,
+                     j->params->n_dims / 2, cos_t, sin_t);
         for (int64_t i1 = 0; i1 < j->a->ne[1]; i1++) {
             int64_t idx[3] = {i1, i2, i3};
             rope_norm_row(j, idx, cos_t, sin_t);

@@ -25,9 +25,11 @@ static const struct variant {
     {"rows", "-DCROWS=1 -DSOFTMAX=1 -DDT=2 -DDT_M=0 -DHAS_MASK=0 -DLOG=1 -DLANES=1 -DROWS=8 -DCHUNK=8"},
     {"rows", "-DCROWS=1 -DADD_NORM=1 -DHAS_DW=1 -DLANES=1 -DROWS=16 -DCHUNK=16"},
     {"rows", "-DCROWS=1 -DADD_NORM=1 -DHAS_DW=0 -DLANES=64 -DROWS=2 -DCHUNK=2"},
-    {"rope", "-DDT=0 -DNEOX=0"}, {"rope", "-DDT=1 -DNEOX=1"},
-    {"rope", "-DROPE_QK=1 -DDT_QD=0 -DDT_KD=1 -DHAS_QW=1 -DHAS_KW=1 -DNEOX=1 -DDMAX=256 -DLANES=128"},
-    {"rope", "-DROPE_QK=1 -DDT_QD=2 -DDT_KD=0 -DHAS_QW=0 -DHAS_KW=0 -DNEOX=0 -DDMAX=64 -DLANES=32"},
+    {"rope", "-DDT=0 -DNEOX=0 -DTABLE=0"}, {"rope", "-DDT=1 -DNEOX=1 -DTABLE=1"},
+    {"rope", "-DROPE_QK=1 -DDT_QD=0 -DDT_KD=1 -DHAS_QW=1 -DHAS_KW=1 -DNEOX=1 -DTABLE=1 -DDMAX=256 "
+             "-DLANES=128"},
+    {"rope", "-DROPE_QK=1 -DDT_QD=2 -DDT_KD=0 -DHAS_QW=0 -DHAS_KW=0 -DNEOX=0 -DTABLE=0 -DDMAX=64 "
+             "-DLANES=32"},
     /* matmul: a GPU's defaults (strided, padded rows), then a CPU runtime's
      * (one work-item a group, contiguous, VW-wide staging) for b along n and
      * along K, transposed A whose tile VW does not divide, 64-bit indices

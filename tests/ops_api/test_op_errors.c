@@ -1,5 +1,6 @@
 /* Bad input to the operators: every refusal happens before anything runs,
  * names the op and the shapes, and leaves dst untouched. */
+#include <math.h>
 #include <openxpu/openxpu.h>
 #include <openxpu/ops.h>
 
@@ -170,8 +171,42 @@ OX_TEST(op_parameters_are_checked)
     ASSERT_EQ(ox_concat(f.q, &dst, &a, &a, 7), OX_ERR_INVALID);
     ASSERT_EQ(ox_softmax(f.q, &dst, &a, &pos, 1.0f), OX_ERR_INVALID);
     ASSERT_CONTAINS(ox_errmsg(f.ctx), "mask is i32");
+    /* positions as an angle table: F32 [n_dims, tokens], nothing else */
+    ox_rope_params four = {.mode = OX_ROPE_NEOX, .n_dims = 4, .freq_base = 10000, .freq_scale = 1};
+    ox_tensor table = alloc_filled(&f, OX_DTYPE_F32, 4, 2, 0.5f), half_pos;
+    ASSERT_EQ(ox_rope(f.q, &dst, &a, &table, &four), OX_ERR_INVALID); /* a has 1 token */
+    ASSERT_CONTAINS(ox_errmsg(f.ctx), "the angle table (F32 positions) is [4, 2, 1, 1]");
+    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F16, 1, 1, 1, 1, &half_pos));
+    ASSERT_EQ(ox_rope(f.q, &dst, &a, &half_pos, &four), OX_ERR_INVALID);
+    ASSERT_CONTAINS(ox_errmsg(f.ctx), "positions is f16");
+    ASSERT_EQ(ox_rope_qk(f.q, &a, &a, NULL, NULL, NULL, NULL, &table, &four, 0.0f), OX_ERR_INVALID);
+    ASSERT_CONTAINS(ox_errmsg(f.ctx), "angle table");
     assert_untouched(&f, &dst, 7.0f);
+    float t[2 * 4];
+    int32_t at[2] = {0, 3};
+    ASSERT_EQ(ox_rope_table(&odd, at, 2, t), OX_ERR_INVALID);
+    ASSERT_EQ(ox_rope_table(&four, NULL, 2, t), OX_ERR_INVALID);
+    ASSERT_EQ(ox_rope_table(NULL, at, 2, t), OX_ERR_INVALID);
     ox_context_free(f.ctx);
+}
+
+/* ox_rope_table against angles computed here in long double: cos then sin
+ * of pos * scale * base^(-2i / n_dims), each within a float's rounding */
+OX_TEST(rope_table_values)
+{
+    ox_rope_params p = {.mode = OX_ROPE_NORMAL, .n_dims = 8, .freq_base = 500000,
+                        .freq_scale = 0.5f};
+    int32_t pos[3] = {0, 7, 131071};
+    float t[3 * 8];
+    ASSERT_EQ(ox_rope_table(&p, pos, 3, t), OX_OK);
+    for (int r = 0; r < 3; r++)
+        for (int i = 0; i < 4; i++) {
+            long double theta = (long double)pos[r] * 0.5L * powl(500000.0L, -2.0L * i / 8.0L);
+            long double c = cosl(theta), s = sinl(theta);
+            ASSERT_MSG(fabsl(t[r * 8 + i] - c) <= 6e-8L && fabsl(t[r * 8 + 4 + i] - s) <= 6e-8L,
+                       "pos %d pair %d: %g %g vs %Lg %Lg", pos[r], i, (double)t[r * 8 + i],
+                       (double)t[r * 8 + 4 + i], c, s);
+        }
 }
 
 OX_TEST(null_and_freed_arguments_are_refused)
@@ -207,4 +242,5 @@ OX_TEST(get_rows_bad_id_leaves_dst_untouched)
 OX_TEST_MAIN(shape_mismatch_names_op_and_shapes, dtype_mismatch_is_refused,
              view_out_of_bounds_is_refused, tensors_of_two_devices_are_refused,
              matmul_shapes_are_checked, op_parameters_are_checked,
-             null_and_freed_arguments_are_refused, get_rows_bad_id_leaves_dst_untouched)
+             null_and_freed_arguments_are_refused, get_rows_bad_id_leaves_dst_untouched,
+             rope_table_values)

@@ -87,6 +87,7 @@ struct op_case {
                       const struct ox_ref_tensor *in);
     int kind;           /* the op's enum value, matmul flags or concat dim */
     int has_mask, has_weight, has_bias;
+    int table;          /* rope: the angles as an ox_rope_table tensor, not positions */
     float param[2];     /* scale and bias, lo and hi, eps */
     ox_rope_params rope;
     ox_attention_params attention;

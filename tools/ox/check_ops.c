@@ -210,13 +210,60 @@ static void ref_norm(const op_case *c, ox_ref_tensor *dst, const ox_ref_tensor *
                       c->param[0]);
 }
 
+/* The rope cases with c->table take the angles of their positions, as a
+ * model's forward pass does: the table made on the host (ox_rope_table)
+ * on the positions' device; freed once the queue has run the op. */
+static ox_status angle_table(const op_case *c, const ox_tensor *positions, ox_tensor *table,
+                             float **host)
+{
+    int64_t n = ox_tensor_nelements(positions);
+    int32_t *pos = malloc((size_t)n * sizeof *pos);
+    *host = malloc((size_t)(n * c->rope.n_dims) * sizeof **host);
+    ox_device *device;
+    ox_status s = OX_ERR_OUT_OF_MEMORY;
+    if (pos && *host) s = ox_buffer_device(positions->buffer, &device);
+    if (s == OX_OK) s = ox_tensor_read(positions, pos, (size_t)n * sizeof *pos);
+    if (s == OX_OK) s = ox_rope_table(&c->rope, pos, n, *host);
+    if (s == OX_OK) s = ox_tensor_alloc(device, OX_DTYPE_F32, c->rope.n_dims, n, 1, 1, table);
+    if (s == OX_OK) s = ox_tensor_write(table, *host, (size_t)(n * c->rope.n_dims) * sizeof **host);
+    free(pos);
+    return s;
+}
+
+/* The positions a rope case passes: its I32 input, or the angle table made
+ * from it (c->table). */
+static ox_status rope_positions(const op_case *c, const ox_tensor *positions, ox_tensor *table,
+                                float **host, const ox_tensor **pos)
+{
+    *pos = positions;
+    if (!c->table) return OX_OK;
+    *pos = table;
+    return angle_table(c, positions, table, host);
+}
+
+static ox_status table_done(ox_queue *q, ox_tensor *table, float *host, ox_status s)
+{
+    if (table->buffer) {
+        ox_status f = ox_queue_finish(q);
+        if (s == OX_OK) s = f;
+        ox_buffer_free(table->buffer);
+    }
+    free(host);
+    return s;
+}
+
 static ox_status run_rope(ox_queue *q, const op_case *c, const ox_tensor *dst,
                           const ox_tensor *in)
 {
-    if (!c->kind) return ox_rope(q, dst, &in[0], &in[1], &c->rope);
+    ox_tensor table = {0};
+    float *host = NULL;
+    const ox_tensor *pos;
+    ox_status s = rope_positions(c, &in[1], &table, &host, &pos);
+    if (s == OX_OK && !c->kind) s = ox_rope(q, dst, &in[0], pos, &c->rope);
     /* in place, as models call it: dst is both the input and the output */
-    ox_status s = ox_copy(q, dst, &in[0]);
-    return s != OX_OK ? s : ox_rope(q, dst, dst, &in[1], &c->rope);
+    if (s == OX_OK && c->kind && (s = ox_copy(q, dst, &in[0])) == OX_OK)
+        s = ox_rope(q, dst, dst, pos, &c->rope);
+    return table_done(q, &table, host, s);
 }
 
 static void ref_rope(const op_case *c, ox_ref_tensor *dst, const ox_ref_tensor *in)
@@ -294,9 +341,15 @@ static ox_status run_rope_qk(ox_queue *q, const op_case *c, const ox_tensor *dst
                              const ox_tensor *in)
 {
     const ox_tensor *qw = c->has_weight ? &in[3] : NULL, *kw = c->has_weight ? &in[4] : NULL;
-    if (c->kind)
-        return ox_rope_qk(q, &in[0], &in[0], qw, dst, &in[1], kw, &in[2], &c->rope, c->param[0]);
-    return ox_rope_qk(q, dst, &in[0], qw, &in[1], &in[1], kw, &in[2], &c->rope, c->param[0]);
+    ox_tensor table = {0};
+    float *host = NULL;
+    const ox_tensor *pos;
+    ox_status s = rope_positions(c, &in[2], &table, &host, &pos);
+    if (s == OX_OK && c->kind)
+        s = ox_rope_qk(q, &in[0], &in[0], qw, dst, &in[1], kw, pos, &c->rope, c->param[0]);
+    else if (s == OX_OK)
+        s = ox_rope_qk(q, dst, &in[0], qw, &in[1], &in[1], kw, pos, &c->rope, c->param[0]);
+    return table_done(q, &table, host, s);
 }
 
 static void ref_rope_qk(const op_case *c, ox_ref_tensor *dst, const ox_ref_tensor *in)
@@ -1007,6 +1060,11 @@ static int build_rope(op_case_list *list, int quick)
         c.kind = 1;
         append(c.shape, sizeof c.shape, ", in place");
         ADD(c);
+        /* the angles given (ox_rope_table), as a model's forward pass does */
+        c = op_case_rope(mode ? OX_DTYPE_F16 : OX_DTYPE_F32, ne, &p);
+        c.table = 1;
+        append(c.shape, sizeof c.shape, ", angle table");
+        ADD(c);
     }
     /* queries and keys in one op, each head normalised first (Gemma 3,
      * Qwen 3) or not (Llama), keys into an F16/BF16 cache */
@@ -1027,6 +1085,13 @@ static int build_rope(op_case_list *list, int quick)
         for (int t = 0; t < N_FLOAT_TYPES; t++)
             ADD(op_case_rope_qk(qk[i].D, qk[i].Hq, qk[i].Hkv, qk[i].T, qk[i].weight, 1,
                                 float_types[t], &qk[i].params));
+        if (i < 2) { /* Gemma's and Llama's, the keys into an F16 cache, angles given */
+            op_case c = op_case_rope_qk(qk[i].D, qk[i].Hq, qk[i].Hkv, qk[i].T, qk[i].weight, 1,
+                                        OX_DTYPE_F16, &qk[i].params);
+            c.table = 1;
+            append(c.shape, sizeof c.shape, ", angle table");
+            ADD(c);
+        }
     }
     return 0;
 }
