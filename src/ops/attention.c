@@ -22,11 +22,15 @@
 #define LANES 8
 #define KEY_GROUP 8 /* keys scored together (their rows converted together) */
 
-/* The inner loops: scores of KEY_GROUP keys against one query row, and
- * acc += p v. AVX2 + FMA (attention_avx2.c) where the CPU has both. */
+/* The inner loops: scores of KEY_GROUP keys against one query row, a
+ * block's exponentials (s = exp(s - max), returning their sum), and acc +=
+ * p[j] v[j] over a block's keys in order, skipping zero weights (masked
+ * keys, whose values may be anything). AVX2 + FMA (attention_avx2.c) where
+ * the CPU has both. */
 typedef struct att_kernels {
     void (*scores8)(const float *q, const float *const k[KEY_GROUP], int64_t d, float out[KEY_GROUP]);
-    void (*axpy)(float *acc, float p, const float *v, int64_t n);
+    double (*exp_sum)(float *s, int64_t n, float max);
+    void (*pv)(float *acc, const float *p, const float *const v[], int64_t nk, int64_t n);
 } att_kernels;
 
 typedef struct att_job {
@@ -51,6 +55,7 @@ typedef struct att_state {
     float acc[ENTRIES][ATT_TILE];
     float q_buf[ENTRIES][ATT_TILE], k_buf[ATT_TILE], v_buf[ATT_TILE];
     float k_rows[KEY_GROUP][ATT_TILE]; /* a group of keys as F32 */
+    float v_rows[KEY_BLOCK][ATT_TILE]; /* a block's values as F32 */
 } att_state;
 
 static float dot(const float *a, const float *b, int64_t n)
@@ -69,14 +74,26 @@ static void scores8_generic(const float *q, const float *const k[KEY_GROUP], int
     for (int j = 0; j < KEY_GROUP; j++) out[j] = dot(q, k[j], d);
 }
 
-static void axpy_generic(float *acc, float p, const float *v, int64_t n)
+static double exp_sum_generic(float *s, int64_t n, float max)
 {
-    for (int64_t c = 0; c < n; c++) acc[c] += p * v[c];
+    double sum = 0.0;
+    for (int64_t j = 0; j < n; j++) {
+        s[j] = ox__exp_f32(s[j] - max);
+        sum += s[j];
+    }
+    return sum;
 }
 
-static const att_kernels generic_kernels = {scores8_generic, axpy_generic};
+static void pv_generic(float *acc, const float *p, const float *const v[], int64_t nk, int64_t n)
+{
+    for (int64_t j = 0; j < nk; j++)
+        if (p[j] != 0.0f)
+            for (int64_t c = 0; c < n; c++) acc[c] += p[j] * v[j][c];
+}
+
+static const att_kernels generic_kernels = {scores8_generic, exp_sum_generic, pv_generic};
 #if defined(__x86_64__) || defined(_M_X64)
-static const att_kernels avx2_kernels = {ox__att_scores8_avx2, ox__att_axpy_avx2};
+static const att_kernels avx2_kernels = {ox__att_scores8_avx2, ox__att_exp_avx2, ox__att_pv_avx2};
 #endif
 
 /* q . k for head g when the rows are wider than a tile: chunk by chunk. */
@@ -150,22 +167,21 @@ static void accumulate(const att_job *j, att_state *st, int64_t j0, int64_t nk)
         }
         float correction = ox__exp_f32(st->max[g] - new_max); /* 0 while max is -inf */
         for (int64_t c = 0; c < st->nc; c++) st->acc[g][c] *= correction;
-        for (int64_t jj = 0; jj < nk; jj++) s[jj] = ox__exp_f32(s[jj] - new_max);
-        double sum = 0.0;
-        for (int64_t jj = 0; jj < nk; jj++) sum += s[jj];
+        double sum = j->kern->exp_sum(s, nk, new_max);
         st->sum[g] = st->sum[g] * correction + sum;
         st->max[g] = new_max;
     }
+    /* the block's value rows as F32, each once for every entry (rows no
+     * entry weighs are not read: a masked key's values may be anything) */
+    const float *v[KEY_BLOCK];
     for (int64_t jj = 0; jj < nk; jj++) {
-        const char *v_row = ox__view_at(j->v, st->c0, j0 + jj, st->kv_head, st->b);
-        const float *v = NULL;
-        for (int64_t g = 0; g < st->nh * st->nr; g++) {
-            float p = st->s[g][jj];
-            if (p == 0.0f) continue;
-            if (!v) v = ox__tile_in(j->v, v_row, st->nc, st->v_buf);
-            j->kern->axpy(st->acc[g], p, v, st->nc);
-        }
+        bool used = false;
+        for (int64_t g = 0; g < st->nh * st->nr && !used; g++) used = st->s[g][jj] != 0.0f;
+        v[jj] = used ? ox__tile_in(j->v, ox__view_at(j->v, st->c0, j0 + jj, st->kv_head, st->b),
+                                   st->nc, st->v_rows[jj])
+                     : NULL;
     }
+    for (int64_t g = 0; g < st->nh * st->nr; g++) j->kern->pv(st->acc[g], st->s[g], v, nk, st->nc);
 }
 
 static void attend(const att_job *j, att_state *st)

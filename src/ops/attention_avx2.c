@@ -1,10 +1,11 @@
 /* AVX2 + FMA inner loops of the CPU attention (attention.c chooses them
  * when the CPU has both): eight keys' scores at a time, each a dot product
- * over eight lanes reduced together, and the weighted sum of value rows. */
+ * over eight lanes reduced together, the softmax's exponentials eight at a
+ * time, and the weighted sum of value rows. */
 #include <immintrin.h>
 #include <stdint.h>
 
-#include "ops/cpu_ops.h"
+#include "ops/cpu_tile.h"
 
 void ox__att_scores8_avx2(const float *q, const float *const k[8], int64_t d, float out[8])
 {
@@ -25,11 +26,91 @@ void ox__att_scores8_avx2(const float *q, const float *const k[8], int64_t d, fl
         for (int j = 0; j < 8; j++) out[j] += q[i] * k[j][i];
 }
 
-void ox__att_axpy_avx2(float *acc, float p, const float *v, int64_t n)
+/* 64 columns at a time in eight registers over all the block's keys (acc
+ * read and written once a block, not once a key), then 8, then one; each
+ * element the same fused steps in key order as one key at a time. */
+void ox__att_pv_avx2(float *acc, const float *p, const float *const v[], int64_t nk, int64_t n)
 {
-    __m256 pv = _mm256_set1_ps(p);
     int64_t c = 0;
-    for (; c + 8 <= n; c += 8)
-        _mm256_storeu_ps(acc + c, _mm256_fmadd_ps(pv, _mm256_loadu_ps(v + c), _mm256_loadu_ps(acc + c)));
-    for (; c < n; c++) acc[c] += p * v[c];
+    for (; c + 64 <= n; c += 64) {
+        __m256 a[8];
+        for (int r = 0; r < 8; r++) a[r] = _mm256_loadu_ps(acc + c + 8 * r);
+        for (int64_t j = 0; j < nk; j++) {
+            if (p[j] == 0.0f) continue;
+            __m256 pb = _mm256_set1_ps(p[j]);
+            for (int r = 0; r < 8; r++)
+                a[r] = _mm256_fmadd_ps(pb, _mm256_loadu_ps(v[j] + c + 8 * r), a[r]);
+        }
+        for (int r = 0; r < 8; r++) _mm256_storeu_ps(acc + c + 8 * r, a[r]);
+    }
+    for (; c + 8 <= n; c += 8) {
+        __m256 a = _mm256_loadu_ps(acc + c);
+        for (int64_t j = 0; j < nk; j++)
+            if (p[j] != 0.0f)
+                a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v[j] + c), a);
+        _mm256_storeu_ps(acc + c, a);
+    }
+    for (; c < n; c++)
+        for (int64_t j = 0; j < nk; j++)
+            if (p[j] != 0.0f) acc[c] += p[j] * v[j][c];
+}
+
+/* ox__exp_f32 (cpu_tile.h) on eight lanes, operation for operation (no
+ * fused multiply-adds: this file is built with contraction off), so each
+ * lane has the scalar function's bits. */
+static __m256 exp8(__m256 x)
+{
+    const __m256i u = _mm256_castps_si256(x);
+    const __m256i sign = _mm256_and_si256(u, _mm256_set1_epi32((int)0x80000000u));
+    const __m256i mag = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
+    /* the cut-off: 89, or 150 for negative x */
+    const __m256i neg = _mm256_srai_epi32(u, 31);
+    const __m256i limit = _mm256_blendv_epi8(_mm256_set1_epi32(0x42b20000),
+                                             _mm256_set1_epi32(0x43160000), neg);
+    const __m256i inf = _mm256_set1_epi32(0x7f800000);
+    const __m256i clamp = _mm256_andnot_si256(_mm256_cmpgt_epi32(mag, inf), /* NaN stays */
+                                              _mm256_cmpgt_epi32(mag, limit));
+    const __m256i m = _mm256_or_si256(_mm256_blendv_epi8(mag, limit, clamp), sign);
+    const __m256 xc = _mm256_castsi256_ps(m);
+    const __m256 shift = _mm256_set1_ps(0x1.8p23f);
+    __m256 t = _mm256_add_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)), shift);
+    __m256 fn = _mm256_sub_ps(t, shift);
+    __m256i n = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4b400000));
+    __m256i n1 = _mm256_srai_epi32(_mm256_add_epi32(n, _mm256_srli_epi32(n, 31)), 1); /* n / 2 */
+    __m256i n2 = _mm256_sub_epi32(n, n1);
+    __m256 r = _mm256_add_ps(_mm256_sub_ps(xc, _mm256_mul_ps(fn, _mm256_set1_ps(0.693359375f))),
+                             _mm256_mul_ps(fn, _mm256_set1_ps(2.12194440e-4f)));
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, _mm256_mul_ps(r, r)), r);
+    p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
+    const __m256i bias = _mm256_set1_epi32(127);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+double ox__att_exp_avx2(float *s, int64_t n, float max)
+{
+    const __m256 m = _mm256_set1_ps(max);
+    __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), m));
+        _mm256_storeu_ps(s + j, e);
+        lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(lo, hi));
+    double sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    for (; j < n; j++) {
+        s[j] = ox__exp_f32(s[j] - max);
+        sum += s[j];
+    }
+    return sum;
 }

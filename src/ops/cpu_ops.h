@@ -99,6 +99,9 @@ ox_status ox__cpu_attention(const ox__cpu_exec *x, const ox__view *dst, const ox
                             const ox_attention_params *params);
 /* attention_avx2.c (x86, AVX2 + FMA): its inner loops, chosen by attention.c */
 void ox__att_scores8_avx2(const float *q, const float *const k[8], int64_t d, float out[8]);
-void ox__att_axpy_avx2(float *acc, float p, const float *v, int64_t n);
+/* acc += p[j] v[j] for j < nk in order, keys of zero weight skipped */
+void ox__att_pv_avx2(float *acc, const float *p, const float *const v[], int64_t nk, int64_t n);
+/* s[j] = exp(s[j] - max) for j < n, with ox__exp_f32's bits, and their sum */
+double ox__att_exp_avx2(float *s, int64_t n, float max);
 
 #endif /* OX_OPS_CPU_OPS_H */

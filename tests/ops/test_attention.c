@@ -5,6 +5,7 @@
  * CPU's SIMD inner loops and the portable ones. The output is
  * F32 and the reference sees the same (rounded) K and V, so the F32 bound
  * applies whatever K and V are stored as. */
+#include "ops/cpu_tile.h"
 #include "ops/tune.h"
 #include "ops_test.h"
 
@@ -154,5 +155,45 @@ OX_TEST(attention_defaults_fit_each_device_class)
     ASSERT(ox__tune_valid(&small, OX__TUNE_ATTENTION, &p));
 }
 
+/* The softmax's exponentials eight at a time (AVX2) have the scalar
+ * ox__exp_f32's bits for every input class: the range both sides of the
+ * cut-offs (-150, 89), zeros, infinities, NaN, subnormal results, lengths
+ * that leave a scalar tail; and the sum returned is theirs within a
+ * double's rounding. */
+OX_TEST(attention_exp_avx2_is_the_scalar_exp)
+{
+#if defined(__x86_64__) || defined(_M_X64)
+    const uint64_t need = OX_FEATURE_BIT(OX_FEATURE_AVX2) | OX_FEATURE_BIT(OX_FEATURE_FMA);
+    if ((tt_exec()->features & need) != need) OX_SKIP("this CPU has no AVX2 + FMA");
+    enum { N = 4099 };
+    static float x[N], s[N];
+    for (int i = 0; i < N - 8; i++) x[i] = -160.0f + 260.0f * (float)i / (float)(N - 8);
+    const float special[8] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -103.5f, 88.72f, -87.3f};
+    memcpy(x + N - 8, special, sizeof special);
+    const int lengths[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 65, 1000, N - 8, N - 5, N};
+    for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+        const int n = lengths[li];
+        memcpy(s, x, (size_t)n * sizeof *s);
+        const float max = 1.5f;
+        double sum = ox__att_exp_avx2(s, n, max), want_sum = 0.0;
+        for (int i = 0; i < n; i++) {
+            float want = ox__exp_f32(x[i] - max);
+            uint32_t a, b;
+            memcpy(&a, &s[i], 4);
+            memcpy(&b, &want, 4);
+            ASSERT_MSG(a == b || (isnan(s[i]) && isnan(want)), "n %d x %.9g: %.9g != %.9g", n,
+                       (double)x[i], (double)s[i], (double)want);
+            if (!isnan(want)) want_sum += want;
+        }
+        bool has_nan = n > N - 4;
+        if (!has_nan && isfinite(want_sum))
+            ASSERT_MSG(fabs(sum - want_sum) <= 1e-12 * fabs(want_sum), "n %d sum %.17g vs %.17g", n,
+                       sum, want_sum);
+    }
+#else
+    OX_SKIP("not an x86-64 build: no AVX2 kernels");
+#endif
+}
+
 OX_TEST_MAIN(attention_shapes, attention_wide_heads, attention_exact_values,
-             attention_defaults_fit_each_device_class)
+             attention_defaults_fit_each_device_class, attention_exp_avx2_is_the_scalar_exp)
