@@ -27,14 +27,22 @@
  * p[j] v[j] over a block's keys in order, skipping zero weights (masked
  * keys, whose values may be anything). AVX2 + FMA (attention_avx2.c) where
  * the CPU has both. */
+typedef void (*att_scores_fn)(const float *q, const void *const k[KEY_GROUP], int64_t d,
+                              float out[KEY_GROUP]);
+typedef void (*att_pv_fn)(float *acc, const float *p, const void *const v[], int64_t nk, int64_t n);
 typedef struct att_kernels {
-    void (*scores8)(const float *q, const float *const k[KEY_GROUP], int64_t d, float out[KEY_GROUP]);
+    att_scores_fn scores8, scores8_f16; /* rows as F32; straight from F16 rows (or NULL) */
     double (*exp_sum)(float *s, int64_t n, float max);
-    void (*pv)(float *acc, const float *p, const float *const v[], int64_t nk, int64_t n);
+    att_pv_fn pv, pv_f16;
 } att_kernels;
 
 typedef struct att_job {
     const att_kernels *kern;
+    /* the rows handed to the kernels: F32 (converted into the state's
+     * buffers where stored otherwise), or F16 as stored */
+    att_scores_fn scores8;
+    att_pv_fn pv;
+    bool k_f16, v_f16;
     const ox__view *dst, *q, *k, *v, *mask;
     const ox_attention_params *params;
     int64_t head_blocks; /* per kv head: ceil(group / HEAD_BLOCK) */
@@ -68,7 +76,7 @@ static float dot(const float *a, const float *b, int64_t n)
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-static void scores8_generic(const float *q, const float *const k[KEY_GROUP], int64_t d,
+static void scores8_generic(const float *q, const void *const k[KEY_GROUP], int64_t d,
                             float out[KEY_GROUP])
 {
     for (int j = 0; j < KEY_GROUP; j++) out[j] = dot(q, k[j], d);
@@ -84,16 +92,18 @@ static double exp_sum_generic(float *s, int64_t n, float max)
     return sum;
 }
 
-static void pv_generic(float *acc, const float *p, const float *const v[], int64_t nk, int64_t n)
+static void pv_generic(float *acc, const float *p, const void *const v[], int64_t nk, int64_t n)
 {
     for (int64_t j = 0; j < nk; j++)
         if (p[j] != 0.0f)
-            for (int64_t c = 0; c < n; c++) acc[c] += p[j] * v[j][c];
+            for (int64_t c = 0; c < n; c++) acc[c] += p[j] * ((const float *)v[j])[c];
 }
 
-static const att_kernels generic_kernels = {scores8_generic, exp_sum_generic, pv_generic};
+static const att_kernels generic_kernels = {scores8_generic, NULL, exp_sum_generic, pv_generic,
+                                            NULL};
 #if defined(__x86_64__) || defined(_M_X64)
-static const att_kernels avx2_kernels = {ox__att_scores8_avx2, ox__att_exp_avx2, ox__att_pv_avx2};
+static const att_kernels avx2_kernels = {ox__att_scores8_avx2, ox__att_scores8_f16_avx2,
+                                         ox__att_exp_avx2, ox__att_pv_avx2, ox__att_pv_f16_avx2};
 #endif
 
 /* q . k for head g when the rows are wider than a tile: chunk by chunk. */
@@ -118,7 +128,7 @@ static void scores(const att_job *j, att_state *st, int64_t j0, int64_t nk)
     const int64_t d = j->q->ne[0], entries = st->nh * st->nr;
     for (int64_t jg = 0; jg < nk; jg += KEY_GROUP) {
         const int64_t ng = ox__min64(nk - jg, KEY_GROUP);
-        const float *k[KEY_GROUP];
+        const void *k[KEY_GROUP];
         bool converted = false; /* the group's keys, on first use */
         for (int64_t g = 0; g < entries; g++) {
             float s[KEY_GROUP];
@@ -128,13 +138,15 @@ static void scores(const att_job *j, att_state *st, int64_t j0, int64_t nk)
             }
             if (st->q[0]) {
                 if (!converted) {
-                    for (int64_t t = 0; t < ng; t++)
-                        k[t] = ox__tile_in(j->k, ox__view_at(j->k, 0, j0 + jg + t, st->kv_head, st->b), d,
-                                           st->k_rows[t]);
+                    for (int64_t t = 0; t < ng; t++) {
+                        const char *row = ox__view_at(j->k, 0, j0 + jg + t, st->kv_head, st->b);
+                        k[t] = j->k_f16 ? (const void *)row
+                                        : ox__tile_in(j->k, row, d, st->k_rows[t]);
+                    }
                     for (int64_t t = ng; t < KEY_GROUP; t++) k[t] = k[ng - 1];
                     converted = true;
                 }
-                j->kern->scores8(st->q[g], k, d, s);
+                j->scores8(st->q[g], k, d, s);
             } else {
                 for (int64_t t = 0; t < ng; t++)
                     s[t] = wide_dot(j, st, g, ox__view_at(j->k, 0, j0 + jg + t, st->kv_head, st->b));
@@ -173,15 +185,16 @@ static void accumulate(const att_job *j, att_state *st, int64_t j0, int64_t nk)
     }
     /* the block's value rows as F32, each once for every entry (rows no
      * entry weighs are not read: a masked key's values may be anything) */
-    const float *v[KEY_BLOCK];
+    const void *v[KEY_BLOCK];
     for (int64_t jj = 0; jj < nk; jj++) {
         bool used = false;
         for (int64_t g = 0; g < st->nh * st->nr && !used; g++) used = st->s[g][jj] != 0.0f;
-        v[jj] = used ? ox__tile_in(j->v, ox__view_at(j->v, st->c0, j0 + jj, st->kv_head, st->b),
-                                   st->nc, st->v_rows[jj])
-                     : NULL;
+        const char *row = used ? ox__view_at(j->v, st->c0, j0 + jj, st->kv_head, st->b) : NULL;
+        v[jj] = !used     ? NULL
+                : j->v_f16 ? (const void *)row
+                           : ox__tile_in(j->v, row, st->nc, st->v_rows[jj]);
     }
-    for (int64_t g = 0; g < st->nh * st->nr; g++) j->kern->pv(st->acc[g], st->s[g], v, nk, st->nc);
+    for (int64_t g = 0; g < st->nh * st->nr; g++) j->pv(st->acc[g], st->s[g], v, nk, st->nc);
 }
 
 static void attend(const att_job *j, att_state *st)
@@ -244,9 +257,15 @@ ox_status ox__cpu_attention(const ox__cpu_exec *x, const ox__view *dst, const ox
     att_job j = {.kern = &generic_kernels, .dst = dst, .q = q, .k = k, .v = v, .mask = mask,
                  .params = params};
 #if defined(__x86_64__) || defined(_M_X64)
-    const uint64_t avx2 = OX_FEATURE_BIT(OX_FEATURE_AVX2) | OX_FEATURE_BIT(OX_FEATURE_FMA);
+    const uint64_t avx2 = OX_FEATURE_BIT(OX_FEATURE_AVX2) | OX_FEATURE_BIT(OX_FEATURE_FMA) |
+                          OX_FEATURE_BIT(OX_FEATURE_F16C);
     if ((x->features & avx2) == avx2) j.kern = &avx2_kernels;
 #endif
+    /* F16 rows (a KV cache) read as stored where the kernels can */
+    j.k_f16 = j.kern->scores8_f16 && k->dtype == OX_DTYPE_F16 && k->nb[0] == 2;
+    j.v_f16 = j.kern->pv_f16 && v->dtype == OX_DTYPE_F16 && v->nb[0] == 2;
+    j.scores8 = j.k_f16 ? j.kern->scores8_f16 : j.kern->scores8;
+    j.pv = j.v_f16 ? j.kern->pv_f16 : j.kern->pv;
     const int64_t group = q->ne[2] / k->ne[2];
     j.head_blocks = (group + HEAD_BLOCK - 1) / HEAD_BLOCK;
     j.row_blocks = (q->ne[1] + ROW_BLOCK - 1) / ROW_BLOCK;

@@ -1,20 +1,36 @@
 /* AVX2 + FMA inner loops of the CPU attention (attention.c chooses them
- * when the CPU has both): eight keys' scores at a time, each a dot product
- * over eight lanes reduced together, the softmax's exponentials eight at a
- * time, and the weighted sum of value rows. */
+ * when the CPU has both, and F16C): eight keys' scores at a time, each a
+ * dot product over eight lanes reduced together, the softmax's
+ * exponentials eight at a time, and the weighted sum of value rows; keys
+ * and values as F32 rows, or read straight from an F16 cache (converted in
+ * registers, exactly: the same results as converting first). */
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ops/cpu_tile.h"
 
-void ox__att_scores8_avx2(const float *q, const float *const k[8], int64_t d, float out[8])
+/* Eight floats of a row, F32 or F16 (converted exactly), and one. */
+static inline __m256 load8(const void *row, int64_t i, bool half)
+{
+    return half ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + i)))
+                : _mm256_loadu_ps((const float *)row + i);
+}
+
+static inline float load1(const void *row, int64_t i, bool half)
+{
+    return half ? _cvtsh_ss(((const uint16_t *)row)[i]) : ((const float *)row)[i];
+}
+
+static inline __attribute__((always_inline)) void scores8(const float *q, const void *const k[8],
+                                                          int64_t d, float out[8], bool half)
 {
     __m256 s[8];
     for (int j = 0; j < 8; j++) s[j] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 8 <= d; i += 8) {
         __m256 qv = _mm256_loadu_ps(q + i);
-        for (int j = 0; j < 8; j++) s[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[j] + i), s[j]);
+        for (int j = 0; j < 8; j++) s[j] = _mm256_fmadd_ps(qv, load8(k[j], i, half), s[j]);
     }
     /* lane j = the sum of s[j]'s lanes */
     __m256 h01 = _mm256_hadd_ps(s[0], s[1]), h23 = _mm256_hadd_ps(s[2], s[3]);
@@ -23,13 +39,25 @@ void ox__att_scores8_avx2(const float *q, const float *const k[8], int64_t d, fl
     __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
     _mm256_storeu_ps(out, sum);
     for (; i < d; i++)
-        for (int j = 0; j < 8; j++) out[j] += q[i] * k[j][i];
+        for (int j = 0; j < 8; j++) out[j] += q[i] * load1(k[j], i, half);
+}
+
+void ox__att_scores8_avx2(const float *q, const void *const k[8], int64_t d, float out[8])
+{
+    scores8(q, k, d, out, false);
+}
+
+void ox__att_scores8_f16_avx2(const float *q, const void *const k[8], int64_t d, float out[8])
+{
+    scores8(q, k, d, out, true);
 }
 
 /* 64 columns at a time in eight registers over all the block's keys (acc
  * read and written once a block, not once a key), then 8, then one; each
  * element the same fused steps in key order as one key at a time. */
-void ox__att_pv_avx2(float *acc, const float *p, const float *const v[], int64_t nk, int64_t n)
+static inline __attribute__((always_inline)) void pv(float *acc, const float *p,
+                                                     const void *const v[], int64_t nk, int64_t n,
+                                                     bool half)
 {
     int64_t c = 0;
     for (; c + 64 <= n; c += 64) {
@@ -39,20 +67,29 @@ void ox__att_pv_avx2(float *acc, const float *p, const float *const v[], int64_t
             if (p[j] == 0.0f) continue;
             __m256 pb = _mm256_set1_ps(p[j]);
             for (int r = 0; r < 8; r++)
-                a[r] = _mm256_fmadd_ps(pb, _mm256_loadu_ps(v[j] + c + 8 * r), a[r]);
+                a[r] = _mm256_fmadd_ps(pb, load8(v[j], c + 8 * r, half), a[r]);
         }
         for (int r = 0; r < 8; r++) _mm256_storeu_ps(acc + c + 8 * r, a[r]);
     }
     for (; c + 8 <= n; c += 8) {
         __m256 a = _mm256_loadu_ps(acc + c);
         for (int64_t j = 0; j < nk; j++)
-            if (p[j] != 0.0f)
-                a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v[j] + c), a);
+            if (p[j] != 0.0f) a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), load8(v[j], c, half), a);
         _mm256_storeu_ps(acc + c, a);
     }
     for (; c < n; c++)
         for (int64_t j = 0; j < nk; j++)
-            if (p[j] != 0.0f) acc[c] += p[j] * v[j][c];
+            if (p[j] != 0.0f) acc[c] += p[j] * load1(v[j], c, half);
+}
+
+void ox__att_pv_avx2(float *acc, const float *p, const void *const v[], int64_t nk, int64_t n)
+{
+    pv(acc, p, v, nk, n, false);
+}
+
+void ox__att_pv_f16_avx2(float *acc, const float *p, const void *const v[], int64_t nk, int64_t n)
+{
+    pv(acc, p, v, nk, n, true);
 }
 
 /* ox__exp_f32 (cpu_tile.h) on eight lanes, operation for operation (no

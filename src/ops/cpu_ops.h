@@ -98,9 +98,12 @@ ox_status ox__cpu_attention(const ox__cpu_exec *x, const ox__view *dst, const ox
                             const ox__view *k, const ox__view *v, const ox__view *mask /* NULL */,
                             const ox_attention_params *params);
 /* attention_avx2.c (x86, AVX2 + FMA): its inner loops, chosen by attention.c */
-void ox__att_scores8_avx2(const float *q, const float *const k[8], int64_t d, float out[8]);
+/* k[j], v[j]: F32 rows, or for the _f16 forms F16 rows (a KV cache's) */
+void ox__att_scores8_avx2(const float *q, const void *const k[8], int64_t d, float out[8]);
+void ox__att_scores8_f16_avx2(const float *q, const void *const k[8], int64_t d, float out[8]);
 /* acc += p[j] v[j] for j < nk in order, keys of zero weight skipped */
-void ox__att_pv_avx2(float *acc, const float *p, const float *const v[], int64_t nk, int64_t n);
+void ox__att_pv_avx2(float *acc, const float *p, const void *const v[], int64_t nk, int64_t n);
+void ox__att_pv_f16_avx2(float *acc, const float *p, const void *const v[], int64_t nk, int64_t n);
 /* s[j] = exp(s[j] - max) for j < n, with ox__exp_f32's bits, and their sum */
 double ox__att_exp_avx2(float *s, int64_t n, float max);
 
