@@ -4,6 +4,11 @@
 #define OX_CAT_(a, b) a##b
 #define OX_CAT(a, b) OX_CAT_(a, b)
 
+/* ox_load_halves8 / ox_store_halves8: only where the prelude has them */
+#ifndef OX_HALF8
+#define OX_HALF8 0
+#endif
+
 /* dtype codes, as in openxpu/tensor.h */
 #define OX_F32 0
 #define OX_F16 1
