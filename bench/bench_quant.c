@@ -3,7 +3,7 @@
  * same run with the same threads.
  *
  *   bench_quant [--threads N] [--reps N] [--kernels avx512vnni|avx2|scalar] [--mib N]
- *               [--in-cache] [--json]
+ *               [--in-cache] [--packed] [--json]
  *
  * --kernels: the best the CPU has by default; avx2 leaves AVX-512 VNNI out.
  *
@@ -14,7 +14,9 @@
  * copies of W totalling at least 256 MiB, so the weights come from memory,
  * not the last-level cache, as they do in a model; --in-cache uses one copy
  * (4.7-9.4 MiB, from the last-level cache after the first call), which
- * shows how fast a kernel is when memory is not the limit. GB/s counts the weight
+ * shows how fast a kernel is when memory is not the limit. --packed gives
+ * the kernels the weights in the packed layout too (ox__qpack_rows), as a
+ * model loaded on the CPU has them. GB/s counts the weight
  * bytes read per call; "of bw" is that over the measured read bandwidth.
  * Each timing repeats the call until it lasts 50 ms; best of reps. Every
  * result is checked against double-precision dot products with the
@@ -120,16 +122,16 @@ typedef struct result {
 } result;
 
 static int bench_one(ox_dtype type, shape s, ox__pool *pool, uint64_t features, int reps,
-                     int in_cache, result *out)
+                     int in_cache, int packed, result *out)
 {
     size_t row_bytes = ox_dtype_row_size(type, s.K), bytes = row_bytes * (size_t)s.N;
     size_t copies = in_cache ? 1 : (CYCLE_BYTES + bytes - 1) / bytes;
-    char *w = malloc(bytes * copies);
+    char *w = malloc(bytes * copies), *pk = packed ? malloc(bytes * copies) : NULL;
     float *a = malloc((size_t)s.K * sizeof *a), *row = malloc((size_t)s.K * sizeof *row);
     float *deq = malloc((size_t)(DISTINCT_ROWS * s.K) * sizeof *deq);
     float *y = malloc((size_t)s.N * sizeof *y);
     int ok = 0;
-    if (!w || !a || !row || !deq || !y) goto out_free;
+    if (!w || !a || !row || !deq || !y || (packed && !pk)) goto out_free;
     for (int64_t k = 0; k < s.K; k++) a[k] = rand_normal();
     for (int r = 0; r < DISTINCT_ROWS; r++) {
         for (int64_t k = 0; k < s.K; k++) row[k] = rand_normal();
@@ -138,6 +140,8 @@ static int bench_one(ox_dtype type, shape s, ox__pool *pool, uint64_t features, 
     }
     for (size_t r = DISTINCT_ROWS; r < (size_t)s.N * copies; r++)
         memcpy(w + r * row_bytes, w + (r % DISTINCT_ROWS) * row_bytes, row_bytes);
+    for (size_t c = 0; packed && c < copies; c++)
+        ox__qpack_rows(type, w + c * bytes, row_bytes, s.N, s.K, pk + c * bytes);
 
     ox__cpu_exec x = {.pool = pool, .features = features};
     ox__view va = {.data = (char *)a, .dtype = OX_DTYPE_F32, .ne = {s.K, 1, 1, 1},
@@ -153,7 +157,9 @@ static int bench_one(ox_dtype type, shape s, ox__pool *pool, uint64_t features, 
         int calls = 0;
         double t0 = bench_seconds(), t;
         do {
-            vb.data = w + (next++ % copies) * bytes;
+            size_t c = next++ % copies;
+            vb.data = w + c * bytes;
+            vb.packed = pk ? pk + c * bytes : NULL;
             if (ox__cpu_matmul(&x, &vd, &va, &vb, OX_MATMUL_TRANS_B) != OX_OK) goto out_free;
             calls++;
         } while ((t = bench_seconds() - t0) < 0.05);
@@ -175,6 +181,7 @@ static int bench_one(ox_dtype type, shape s, ox__pool *pool, uint64_t features, 
         fprintf(stderr, "bench_quant: %s %lldx%lld is wrong: nmse %.3g\n", ox_dtype_str(type),
                 (long long)s.K, (long long)s.N, out->nmse);
 out_free:
+    free(pk);
     free(w);
     free(a);
     free(row);
@@ -186,17 +193,18 @@ out_free:
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_quant [--threads N] [--reps N] [--kernels avx512vnni|avx2|scalar] "
-                    "[--mib N] [--in-cache] [--json]\n");
+                    "[--mib N] [--in-cache] [--packed] [--json]\n");
 }
 
 int main(int argc, char **argv)
 {
-    int threads = 2, reps = 5, json = 0, in_cache = 0;
+    int threads = 2, reps = 5, json = 0, in_cache = 0, packed = 0;
     long mib = 1024;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) json = 1;
         else if (strcmp(argv[i], "--in-cache") == 0) in_cache = 1;
+        else if (strcmp(argv[i], "--packed") == 0) packed = 1;
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--mib") == 0 && i + 1 < argc) mib = atol(argv[++i]);
@@ -234,8 +242,8 @@ int main(int argc, char **argv)
     }
     const char *kernels = ox__cpu_quant_kernels(features);
     if (!json) {
-        printf("cpu: %s, %d threads, kernels %s; load average %.2f\n", cpu->name, threads, kernels,
-               load[0]);
+        printf("cpu: %s, %d threads, kernels %s%s; load average %.2f\n", cpu->name, threads,
+               kernels, packed ? " on packed rows" : "", load[0]);
         if (load[0] > 1.5) printf("warning: the machine is busy (load > 1.5): numbers are noisy\n");
         printf("memory read bandwidth (%ld MiB read-sum): %.2f GB/s\n", mib, bw);
         printf("%-6s %-12s %10s %10s %10s %8s\n", "type", "K x N", "MB", "us/call", "GB/s",
@@ -246,7 +254,7 @@ int main(int argc, char **argv)
     for (size_t t = 0; t < TYPE_COUNT; t++)
         for (size_t s = 0; s < SHAPE_COUNT; s++) {
             result *r = &results[t * SHAPE_COUNT + s];
-            ok &= bench_one(types[t], shapes[s], pool, features, reps, in_cache, r);
+            ok &= bench_one(types[t], shapes[s], pool, features, reps, in_cache, packed, r);
             if (json) continue;
             char name[32];
             snprintf(name, sizeof name, "%lldx%lld", (long long)r->s.K, (long long)r->s.N);
@@ -255,8 +263,8 @@ int main(int argc, char **argv)
             fflush(stdout);
         }
     if (json) {
-        printf("{\n  \"cpu\": \"%s\",\n  \"threads\": %d,\n  \"kernels\": \"%s\",\n", cpu->name,
-               threads, kernels);
+        printf("{\n  \"cpu\": \"%s\",\n  \"threads\": %d,\n  \"kernels\": \"%s\",\n"
+               "  \"packed\": %s,\n", cpu->name, threads, kernels, packed ? "true" : "false");
         printf("  \"load_average\": %.2f,\n  \"read_bandwidth_gbps\": %.3f,\n  \"ok\": %s,\n"
                "  \"results\": [\n",
                load[0], bw, ok ? "true" : "false");

@@ -19,6 +19,7 @@ static void memory_release(ox__memory *memory)
 {
     if (atomic_fetch_sub(&memory->refs, 1) != 1) return;
     ox_device *device = memory->device;
+    if (memory->derived) memory->derived_free(memory->derived);
     device->backend->iface->buffer_free(device->impl, memory->impl);
     ox__free(device->ctx, memory, sizeof *memory);
 }

@@ -57,6 +57,13 @@ typedef struct ox__memory {
     void *impl;          /* backend buffer */
     size_t size;
     atomic_int refs;
+    /* Data the op layer derived from the contents (the CPU's packed weight
+     * rows, ops/pack.c), freed with the memory by derived_free. Every
+     * write through the API (ox_queue_write/copy/fill into this memory)
+     * bumps `writes`, and derived data made before it is no longer used. */
+    void *derived;
+    void (*derived_free)(void *derived);
+    atomic_uint writes;
 } ox__memory;
 
 struct ox_buffer {
@@ -221,5 +228,15 @@ char *ox__copy_string(char *dst, size_t cap, const char *src);
 int ox__strncasecmp(const char *a, const char *b, size_t n);
 /* Seconds from a monotonic clock, for timing. */
 double ox__seconds(void);
+
+/* The op layer (ops/pack.c): matrix w (quantized, rows of ne[0]) will
+ * not change until its memory is freed: where its device computes faster
+ * from a copy in another layout (the CPU's x86 tile kernels: packed rows),
+ * make that copy now; *packed says whether one was made. release (or
+ * NULL) is called with each piece of w's rows once it is copied (from any
+ * thread), so the caller can give back pages it will not read again. Out
+ * of memory: OX_ERR_OUT_OF_MEMORY, no message (w is used as it is). */
+ox_status ox__matrix_pack(const ox_tensor *w, void (*release)(void *user, const void *data, size_t bytes),
+                          void *user, bool *packed);
 
 #endif /* OX_CORE_CORE_H */

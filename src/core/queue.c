@@ -113,6 +113,7 @@ static ox_status run_xfer(ox_context *ctx, ox_device *device, void *queue, const
                           void **event)
 {
     const ox__backend_iface *be = device->backend->iface;
+    if (x->kind != XFER_READ) atomic_fetch_add(&x->dst->memory->writes, 1);
     switch (x->kind) {
     case XFER_WRITE:
         return be->queue_write(queue, x->dst->memory->impl, x->dst->offset + x->dst_offset,

@@ -26,6 +26,11 @@ const ox__ggml_type_traits *ox__ggml_type_find(uint32_t id);
 /* The context a reader was opened in (for its messages). */
 ox_context *ox__gguf_context(const ox_gguf *gguf);
 
+/* Give back the resident pages of [data, data + bytes) of a file the
+ * reader mapped (read again from the file if touched later, a page at a
+ * time); nothing for one opened from memory. */
+void ox__gguf_release_pages(const ox_gguf *gguf, const void *data, size_t bytes);
+
 /* Bytes of one value of a fixed-size metadata type; 0 for STRING, ARRAY and
  * unknown types. */
 size_t ox__gguf_type_size(uint32_t type);

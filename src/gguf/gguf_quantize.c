@@ -235,17 +235,6 @@ out:
     return NULL;
 }
 
-/* The input's pages of tensor p are read once: give them back, so that a
- * large model does not stay resident. */
-static void release_input(const plan *p)
-{
-    long page = sysconf(_SC_PAGESIZE);
-    if (page <= 0 || !p->info.data) return;
-    uintptr_t start = ((uintptr_t)p->info.data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
-    uintptr_t end = ((uintptr_t)p->info.data + p->info.nbytes) & ~((uintptr_t)page - 1);
-    if (end > start) madvise((void *)start, end - start, MADV_DONTNEED);
-}
-
 static void report(job *j, const plan *p)
 {
     j->done_bytes += p->info.nbytes;
@@ -290,7 +279,9 @@ static ox_status fill_tensor(void *user, const char *name, void *buffer, size_t 
         for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
         if (j->status != OX_OK) return ox__fail(j->ctx, j->status, "%s", j->message);
     }
-    release_input(p);
+    /* the input's pages are read once: give them back, so that a large
+     * model does not stay resident */
+    ox__gguf_release_pages(j->in, p->info.data, p->info.nbytes);
     report(j, p);
     return OX_OK;
 }

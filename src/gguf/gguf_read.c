@@ -1036,6 +1036,21 @@ ox_context *ox__gguf_context(const ox_gguf *gguf)
     return gguf->ctx;
 }
 
+void ox__gguf_release_pages(const ox_gguf *g, const void *data, size_t bytes)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (!g->map || page <= 0 || !data) return;
+    uintptr_t start = ((uintptr_t)data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t end = ((uintptr_t)data + bytes) & ~((uintptr_t)page - 1);
+    if (end <= start) return;
+#ifdef MADV_NOHUGEPAGE
+    /* a page touched later (a small tensor beside these bytes) comes back
+     * alone, not as the 2 MiB huge page around it */
+    madvise((void *)start, end - start, MADV_NOHUGEPAGE);
+#endif
+    madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
 ox_status ox_gguf_tensor_info_get(const ox_gguf *g, int64_t i, ox_gguf_tensor_info *info)
 {
     const gguf_tensor *t = NULL;

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "gguf/gguf_internal.h"
 #include "openxpu/llm.h"
 
 #define MAX_LAYERS 256
@@ -199,6 +200,39 @@ static int weight_list(ox_model *m, ox_tensor **list, int cap)
     return n;
 }
 
+/* The CPU computes from packed copies of the quantized matrices
+ * (ops/pack.c: eight rows interleaved, made once here); the file's pages
+ * of each packed matrix are given back as it is copied, so the resident
+ * memory stays about one copy of the weights (touched again, a page is
+ * read back from the file). Out of memory stops the packing; the rest is used as the file
+ * has it. */
+static void release_pages(void *gguf, const void *data, size_t bytes)
+{
+    ox__gguf_release_pages(gguf, data, bytes);
+}
+
+static void pack_matrices(ox_model *m, const unsigned char *base)
+{
+    for (int il = m->first; il <= m->last; il++) {
+        layer *L = il < m->last ? &m->layers[il] : NULL;
+        if (!L && m->last != m->info.n_layer) break;
+        ox_tensor *mats[] = {L ? &L->wq : &m->output, L ? &L->wk : NULL, L ? &L->wv : NULL,
+                             L ? &L->wo : NULL, L ? &L->w_gate : NULL, L ? &L->w_up : NULL,
+                             L ? &L->w_down : NULL};
+        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
+            bool packed = false;
+            if (!mats[i]) continue;
+            if (ox__matrix_pack(mats[i], release_pages, m->gguf, &packed) != OX_OK) {
+                ox__log(m->ctx, OX_LOG_WARN, "ox_model_load: out of memory packing the weights "
+                        "for the CPU; the rest are used as the file has them");
+                return;
+            }
+            if (packed)
+                ox__gguf_release_pages(m->gguf, base + mats[i]->offset, tensor_bytes(mats[i]));
+        }
+    }
+}
+
 /* Put the weights on the device: the whole file wrapped in place where the
  * device addresses host memory (the CPU: nothing is copied or read), else
  * one buffer holding copies of the tensors this model (or stage) uses. */
@@ -216,6 +250,7 @@ static ox_status place_weights(ox_model *m, const ox_model_load_options *o)
         s = ox_buffer_wrap_host(m->device, (void *)(uintptr_t)base, file_size, &m->weights);
     if (s == OX_OK) {
         for (int i = 0; i < n; i++) list[i]->buffer = m->weights; /* offsets are the file's */
+        pack_matrices(m, base);
         if (o && o->progress) o->progress(1.0f, o->progress_user);
         goto out;
     }

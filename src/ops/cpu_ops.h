@@ -19,6 +19,9 @@ typedef struct ox__view {
     ox_dtype dtype;
     int64_t ne[OX_MAX_DIMS];
     int64_t nb[OX_MAX_DIMS]; /* bytes */
+    /* A quantized matrix's rows also in the packed layout (ops/quant.h,
+     * ox__qpack_rows: its first ne[1] / 8 * 8 rows), or NULL. */
+    const void *packed;
 } ox__view;
 
 /* What a CPU op may use: the thread pool and the CPU's feature bits

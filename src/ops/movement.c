@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ops/cpu_tile.h"
+#include "ops/quant.h"
 
 #define BLOCK 64 /* side of the squares of a transposing copy */
 
@@ -116,6 +117,7 @@ static void dequantize_task(void *arg, size_t task, int thread)
     const int64_t *ne = dst->ne, block = ox_dtype_block(src->dtype);
     int64_t begin, end, block_bytes = (int64_t)ox_dtype_size(src->dtype);
     float buf[OX__TILE];
+    unsigned char raw[OX__TILE / 32 * 34]; /* the most bytes a tile of blocks takes (Q8_0) */
     (void)thread;
     ox__task_range(task, j->n_tasks, ne[1] * ne[2] * ne[3], &begin, &end);
     for (int64_t r = begin; r < end; r++) {
@@ -128,10 +130,20 @@ static void dequantize_task(void *arg, size_t task, int thread)
         }
         const char *sp = ox__view_at(src, 0, at[0], at[1], at[2]);
         char *dp = ox__view_at(dst, 0, idx[0], idx[1], idx[2]);
+        /* a packed matrix's row is read from the packed copy: the file's
+         * pages of a packed matrix were given back (ops/pack.c) */
+        const char *group = NULL;
+        if (src->packed && at[1] == 0 && at[2] == 0 && at[0] < src->ne[1] / 8 * 8)
+            group = (const char *)src->packed + at[0] / 8 * 8 * src->nb[1];
         for (int64_t t = 0; t < ne[0]; t += OX__TILE) { /* OX__TILE holds whole blocks */
             int64_t m = ox__min64(ne[0] - t, OX__TILE);
             float *d = ox__tile_out(dst, dp + t * dst->nb[0], buf);
-            (void)ox_row_to_f32(src->dtype, sp + t / block * block_bytes, d, m);
+            if (group) {
+                ox__qunpack_blocks(src->dtype, group, (int)(at[0] % 8), t / block, m / block, raw);
+                (void)ox_row_to_f32(src->dtype, raw, d, m);
+            } else {
+                (void)ox_row_to_f32(src->dtype, sp + t / block * block_bytes, d, m);
+            }
             ox__tile_done(dst, dp + t * dst->nb[0], d, m);
         }
     }

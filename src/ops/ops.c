@@ -123,6 +123,7 @@ static ox__view view(const ox_tensor *t)
     v.data = (char *)ox__cpu_buffer_data(t->buffer->memory->impl) + t->buffer->offset + t->offset;
     memcpy(v.ne, t->ne, sizeof v.ne);
     memcpy(v.nb, t->nb, sizeof v.nb);
+    v.packed = ox__matrix_packed(t); /* NULL but for packed quantized matrices */
     return v;
 }
 

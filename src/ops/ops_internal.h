@@ -17,6 +17,10 @@ typedef struct ox__op {
     ox__cpu_exec exec;    /* when cpu */
 } ox__op;
 
+/* The packed rows of matrix w (ops/pack.c) where ox__matrix_pack made
+ * them and the memory was not written since, else NULL. */
+const void *ox__matrix_packed(const ox_tensor *w);
+
 /* "f32[5,3,1,1]" into buf. */
 const char *ox__shape_str(const ox_tensor *t, char *buf, size_t cap);
 /* Dtype, buffer handle, positive sizes, element-aligned strides and bounds. */

@@ -150,6 +150,68 @@ typedef void (*ox__qtile_fn)(int64_t n, const void *w, size_t wstride, int rows,
 #define OX_QTILE_ROWS 8
 #define OX_QTILE_TOKENS 8
 
+/* Packed weights: the layout the x86 tile kernels build in registers,
+ * made once (ox__qpack_rows) so that a tile loads it instead of
+ * transposing eight rows block by block. Rows go in groups of eight; block
+ * i of a group is 8 x the block's bytes at group + 8 i bytes(block): first
+ * each half-precision field of the block (scale, then min) as eight
+ * halves, row j at j, then the block's other bytes [w0, w0 + 4 words) as
+ * 32-bit words, word w of the eight rows as eight words (row j at j), in
+ * the order ox__qpack_slot gives. The
+ * same bytes as the rows, in another order: same size, same results. */
+typedef struct ox__qpack_layout {
+    int halves;     /* 0: the type has no packed form */
+    int half_at[2]; /* the half fields' byte offsets in a block */
+    int w0, words;  /* the rest: bytes [w0, w0 + 4 words) */
+} ox__qpack_layout;
+
+static inline __attribute__((always_inline)) ox__qpack_layout ox__qpack_layout_of(ox_dtype dtype)
+{
+    switch (dtype) {
+    case OX_DTYPE_Q4_0: return (ox__qpack_layout){1, {0, 0}, 2, 4};
+    case OX_DTYPE_Q4_1: return (ox__qpack_layout){2, {0, 2}, 4, 4};
+    case OX_DTYPE_Q5_0: return (ox__qpack_layout){1, {0, 0}, 2, 5};
+    case OX_DTYPE_Q5_1: return (ox__qpack_layout){2, {0, 2}, 4, 5};
+    case OX_DTYPE_Q8_0: return (ox__qpack_layout){1, {0, 0}, 2, 8};
+    case OX_DTYPE_Q4_K: return (ox__qpack_layout){2, {0, 2}, 4, 35};
+    case OX_DTYPE_Q5_K: return (ox__qpack_layout){2, {0, 2}, 4, 43};
+    case OX_DTYPE_Q6_K: return (ox__qpack_layout){1, {208, 0}, 0, 52};
+    default: return (ox__qpack_layout){0, {0, 0}, 0, 0};
+    }
+}
+
+/* Where word w (of the layout's words) of a block goes among the packed
+ * words: in order, but for Q6_K, whose words are put in the order the
+ * tile kernel reads them (scales, then each sub-block pair's ql and qh
+ * chunks), so that a group's blocks stream through memory forwards. */
+static inline __attribute__((always_inline)) int ox__qpack_slot(ox_dtype dtype, int w)
+{
+    if (dtype != OX_DTYPE_Q6_K) return w;
+    if (w >= 48) return w - 48;     /* scales */
+    if (w < 8) return 4 + w;        /* ql, half 0, chunk 0 */
+    if (w < 16) return 20 + w - 8;  /* ql, half 0, chunk 1 */
+    if (w < 24) return 28 + w - 16; /* ql, half 1, chunk 0 */
+    if (w < 32) return 44 + w - 24; /* ql, half 1, chunk 1 */
+    if (w < 40) return 12 + w - 32; /* qh, half 0 */
+    return 36 + w - 40;             /* qh, half 1 */
+}
+
+/* rows (a multiple of 8) rows of n elements of dtype, row r at src + r
+ * row_bytes, into dst in the packed layout (rows / 8 groups of n / block
+ * blocks). */
+void ox__qpack_rows(ox_dtype dtype, const void *src, size_t row_bytes, int64_t rows, int64_t n,
+                    void *dst);
+
+/* The file's bytes of blocks b0 .. b0 + count - 1 of row `lane` (0..7)
+ * of a packed group (rows of n elements) into dst: ox__qpack_rows undone. */
+void ox__qunpack_blocks(ox_dtype dtype, const void *group, int lane, int64_t b0, int64_t count,
+                        void *dst);
+
+/* A tile kernel on packed weights: the group at `group` (eight rows of n)
+ * by up to eight tokens, as ox__qtile_fn with rows 8. */
+typedef void (*ox__qtile_packed_fn)(int64_t n, const void *group, const ox__block_q8a *a,
+                                    int64_t stride, int tokens, float out[64]);
+
 /* Scalar kernels (quant.c), the reference for the SIMD ones. */
 ox__qdot_fn ox__qdot_scalar(ox_dtype dtype);
 
@@ -157,12 +219,14 @@ ox__qdot_fn ox__qdot_scalar(ox_dtype dtype);
 #define OX_QUANT_HAVE_X86 1
 /* quant_avx2.c: needs AVX2, FMA and F16C. NULL for a dtype it lacks. */
 ox__qtile_fn ox__qtile_avx2(ox_dtype dtype);
+ox__qtile_packed_fn ox__qtile_packed_avx2(ox_dtype dtype);
 /* ox__quantize_q8a's bytes, vectorised (blocks with a NaN or an infinity
  * take the scalar path). */
 void ox__quantize_q8a_avx2(const float *src, ox__block_q8a *dst, int64_t n, ox_dtype weights);
 /* quant_vnni.c: the same kernels with vpdpbusd, the same results; needs
  * AVX512F, AVX512BW, AVX512VL and AVX512VNNI besides what AVX2 needs. */
 ox__qtile_fn ox__qtile_vnni(ox_dtype dtype);
+ox__qtile_packed_fn ox__qtile_packed_vnni(ox_dtype dtype);
 #endif
 
 #if defined(__aarch64__)
@@ -174,6 +238,10 @@ ox__qdot_fn ox__qdot_neon(ox_dtype dtype, bool dotprod);
  * F32 (TRANS_A allowed), as checked by ox_matmul. */
 ox_status ox__cpu_matmul_quant(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a,
                                const ox__view *b, unsigned flags);
+
+/* Whether the kernels chosen for dtype with these feature bits take
+ * packed rows (ox__qpack_rows). */
+bool ox__cpu_quant_packed(ox_dtype dtype, uint64_t features);
 
 /* Name of the dot kernels used with these feature bits: "avx2" or "scalar". */
 const char *ox__cpu_quant_kernels(uint64_t features);

@@ -55,24 +55,32 @@ static bool have_vnni(uint64_t features)
  * one-row kernel (NEON, scalar). */
 typedef struct qkernels {
     ox__qtile_fn tile; /* eight weight rows by up to eight tokens */
+    ox__qtile_packed_fn packed; /* the same on packed rows, or NULL */
     ox__qdot_fn dot;
 } qkernels;
 
 static qkernels choose_kernels(ox_dtype dtype, uint64_t features)
 {
 #ifdef OX_QUANT_HAVE_X86
-    if (have_vnni(features) && ox__qtile_vnni(dtype)) return (qkernels){ox__qtile_vnni(dtype), NULL};
-    if (have_avx2(features) && ox__qtile_avx2(dtype)) return (qkernels){ox__qtile_avx2(dtype), NULL};
+    if (have_vnni(features) && ox__qtile_vnni(dtype))
+        return (qkernels){ox__qtile_vnni(dtype), ox__qtile_packed_vnni(dtype), NULL};
+    if (have_avx2(features) && ox__qtile_avx2(dtype))
+        return (qkernels){ox__qtile_avx2(dtype), ox__qtile_packed_avx2(dtype), NULL};
 #else
     (void)have_avx2;
     (void)have_vnni;
 #endif
 #ifdef __aarch64__
     if (HAVE_NEON(features) && ox__qdot_neon(dtype, HAVE_DOTPROD(features)))
-        return (qkernels){NULL, ox__qdot_neon(dtype, HAVE_DOTPROD(features))};
+        return (qkernels){NULL, NULL, ox__qdot_neon(dtype, HAVE_DOTPROD(features))};
 #endif
     (void)features;
-    return (qkernels){NULL, ox__qdot_scalar(dtype)};
+    return (qkernels){NULL, NULL, ox__qdot_scalar(dtype)};
+}
+
+bool ox__cpu_quant_packed(ox_dtype dtype, uint64_t features)
+{
+    return choose_kernels(dtype, features).packed != NULL;
 }
 
 const char *ox__cpu_quant_kernels(uint64_t features)
@@ -111,6 +119,9 @@ static void qmm_task(void *arg, size_t task, int thread)
     const ox__block_q8a *act =
         job->act + ((i3 % job->a_ne3) * job->a_ne2 + i2 % job->a_ne2) * job->M * job->blocks;
     char *d = dst->data + i2 * dst->nb[2] + i3 * dst->nb[3];
+    /* packed rows: a 2-D b (one batch) and the kernels for them */
+    const char *packed = job->k.packed && b->ne[2] * b->ne[3] == 1 ? b->packed : NULL;
+    int64_t packed_rows = b->ne[1] / OX_QTILE_ROWS * OX_QTILE_ROWS;
     if (job->k.tile) {
         void *scratch = job->scratch + (size_t)thread * OX_QTILE_SCRATCH(job->K);
         /* Tiles of eight tokens by eight weight rows, token groups outside:
@@ -121,8 +132,12 @@ static void qmm_task(void *arg, size_t task, int thread)
             for (int64_t n = n0; n < n1; n += OX_QTILE_ROWS) {
                 int rows = (int)(n1 - n < OX_QTILE_ROWS ? n1 - n : OX_QTILE_ROWS);
                 float y[OX_QTILE_ROWS * OX_QTILE_TOKENS];
-                job->k.tile(job->K, w + n * b->nb[1], (size_t)b->nb[1], rows,
-                            act + m * job->blocks, job->blocks, tokens, y, scratch);
+                if (packed && n + OX_QTILE_ROWS <= packed_rows) /* n is a multiple of 8 */
+                    job->k.packed(job->K, packed + n * (int64_t)ox_dtype_row_size(b->dtype, job->K), act + m * job->blocks,
+                                  job->blocks, tokens, y);
+                else
+                    job->k.tile(job->K, w + n * b->nb[1], (size_t)b->nb[1], rows,
+                                act + m * job->blocks, job->blocks, tokens, y, scratch);
                 for (int r = 0; r < tokens; r++)
                     for (int j = 0; j < rows; j++)
                         memcpy(d + (n + j) * dst->nb[0] + (m + r) * dst->nb[1],

@@ -132,6 +132,71 @@ static inline __m256 qt_halves(const unsigned char *const p[8], size_t off)
                                           (short)x[4], (short)x[5], (short)x[6], (short)x[7]));
 }
 
+/* Where a tile reads block i of its eight rows: the rows as the file lays
+ * them out (p[j]: row j's block) or packed (pk: the group's block, in
+ * ox__qpack_rows' layout). `packed` is a constant where the kernels are
+ * inlined, so each form compiles to its own loads. */
+typedef struct qt_at {
+    bool packed;
+    const unsigned char *p[8];
+    const unsigned char *pk;
+} qt_at;
+
+/* A tile's weights: eight rows (row[j], wstride bytes apart but for the
+ * repeated last one of a partial tile) or one packed group. */
+typedef struct qt_src {
+    bool packed;
+    const unsigned char *row[8];
+    size_t wstride;
+    const unsigned char *group;
+} qt_src;
+
+static inline __attribute__((always_inline)) qt_at qt_block_at(const qt_src *w, size_t bytes,
+                                                               int64_t i)
+{
+    qt_at b = {.packed = w->packed};
+    if (w->packed) b.pk = w->group + (size_t)i * 8 * bytes;
+    else
+        for (int j = 0; j < 8; j++) b.p[j] = w->row[j] + (size_t)i * bytes;
+    return b;
+}
+
+/* The packed bytes of the block's word at byte `off` (for the eight rows) */
+static inline __attribute__((always_inline)) size_t qp_word(ox_dtype type, size_t off)
+{
+    const ox__qpack_layout L = ox__qpack_layout_of(type);
+    return 16 * (size_t)L.halves + 32 * (size_t)ox__qpack_slot(type, (int)(off - (size_t)L.w0) / 4);
+}
+
+/* the 32-bit words at byte off of the eight rows' blocks, lane j = row j */
+static inline __attribute__((always_inline)) __m256i at_words(ox_dtype type, const qt_at *b, size_t off)
+{
+    if (b->packed) return _mm256_loadu_si256((const __m256i *)(b->pk + qp_word(type, off)));
+    return qt_words(b->p, off);
+}
+
+/* the half at byte off of the eight rows' blocks, as floats */
+static inline __attribute__((always_inline)) __m256 at_halves(ox_dtype type, const qt_at *b, size_t off)
+{
+    if (b->packed) {
+        const ox__qpack_layout L = ox__qpack_layout_of(type);
+        int h = L.halves > 1 && (int)off == L.half_at[1];
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b->pk + 16 * h)));
+    }
+    return qt_halves(b->p, off);
+}
+
+/* qt_transpose16 of the eight rows' blocks at byte off */
+static inline __attribute__((always_inline)) void at_transpose16(ox_dtype type, const qt_at *b,
+                                                                 size_t off, __m256i v[4])
+{
+    if (b->packed) {
+        for (int g = 0; g < 4; g++) v[g] = at_words(type, b, off + 4 * (size_t)g);
+        return;
+    }
+    qt_transpose16(b->p, off, v);
+}
+
 /* 0x10 in byte b of each lane where bit 4g + b of the lane's word qh is set. */
 static inline __m256i qt_fifth(__m256i qh, int g)
 {
@@ -145,21 +210,16 @@ static inline __m256i qt_fifth(__m256i qh, int g)
     return _mm256_and_si256(_mm256_cmpeq_epi8(v, bit), _mm256_set1_epi8(0x10));
 }
 
-static inline __attribute__((always_inline)) qt_block qt_decode(ox_dtype type,
-                                                                const unsigned char *const row[8],
-                                                                int64_t i)
+static inline __attribute__((always_inline)) qt_block qt_decode(ox_dtype type, const qt_at *p)
 {
     qt_block k;
-    const size_t at = (size_t)i * qt_block_bytes(type);
-    const unsigned char *p[8];
-    for (int j = 0; j < 8; j++) p[j] = row[j] + at;
     bool has_min = type == OX_DTYPE_Q4_1 || type == OX_DTYPE_Q5_1;
     bool five = type == OX_DTYPE_Q5_0 || type == OX_DTYPE_Q5_1;
-    k.d = qt_halves(p, 0);
-    k.m = has_min ? qt_halves(p, 2) : _mm256_setzero_ps();
+    k.d = at_halves(type, p, 0);
+    k.m = has_min ? at_halves(type, p, 2) : _mm256_setzero_ps();
     if (type == OX_DTYPE_Q8_0) {
-        qt_transpose16(p, offsetof(ox__block_q8_0, qs), k.c);
-        qt_transpose16(p, offsetof(ox__block_q8_0, qs) + 16, k.c + 4);
+        at_transpose16(type, p, offsetof(ox__block_q8_0, qs), k.c);
+        at_transpose16(type, p, offsetof(ox__block_q8_0, qs) + 16, k.c + 4);
 #if OX_QUANT_VNNI
         for (int g = 0; g < 8; g++) k.c[g] = _mm256_xor_si256(k.c[g], _mm256_set1_epi8((char)0x80));
 #endif
@@ -168,13 +228,13 @@ static inline __attribute__((always_inline)) qt_block qt_decode(ox_dtype type,
     size_t qs = has_min ? 4 : 2, qh = qs;
     if (five) qs += 4;
     __m256i v[4], m4 = _mm256_set1_epi8(0xF);
-    qt_transpose16(p, qs, v);
+    at_transpose16(type, p, qs, v);
     for (int g = 0; g < 4; g++) {
         k.c[g] = _mm256_and_si256(v[g], m4);
         k.c[4 + g] = _mm256_and_si256(_mm256_srli_epi16(v[g], 4), m4);
     }
     if (five) {
-        __m256i h = qt_words(p, qh);
+        __m256i h = at_words(type, p, qh);
         for (int g = 0; g < 8; g++) k.c[g] = _mm256_or_si256(k.c[g], qt_fifth(h, g));
     }
     return k;
@@ -230,20 +290,20 @@ static inline __attribute__((always_inline)) void qt_token(ox_dtype type, const 
         *accm = _mm256_fmadd_ps(k->m, _mm256_set1_ps(a->d * (float)a->sum), *accm);
 }
 
-/* The eight rows row[j] (wstride bytes apart, but for the repeated last
- * one of a partial tile) by R tokens a + r stride: out[OX_QTILE_ROWS r + j].
- * R is a constant where it is inlined. */
+/* The eight rows of w by R tokens a + r stride: out[OX_QTILE_ROWS r + j].
+ * R is a constant where it is inlined. Packed rows are one stream, which
+ * the hardware prefetches by itself. */
 static inline __attribute__((always_inline)) void qt_tile(ox_dtype type, int R, int64_t n,
-                                                          const unsigned char *const row[8],
-                                                          size_t wstride, const ox__block_q8a *a,
+                                                          const qt_src *w, const ox__block_q8a *a,
                                                           int64_t stride, float *out)
 {
     __m256 acc[QT_STEP], accm[QT_STEP];
     for (int r = 0; r < R; r++) acc[r] = accm[r] = _mm256_setzero_ps();
     const size_t bytes = qt_block_bytes(type);
     for (int64_t i = 0; i < n / OX_QK; i++) {
-        qt_prefetch(row, wstride, (size_t)i * bytes, bytes, (size_t)n / OX_QK * bytes);
-        qt_block k = qt_decode(type, row, i);
+        if (!w->packed) qt_prefetch(w->row, w->wstride, (size_t)i * bytes, bytes, (size_t)n / OX_QK * bytes);
+        qt_at b = qt_block_at(w, bytes, i);
+        qt_block k = qt_decode(type, &b);
         for (int r = 0; r < R; r++) qt_token(type, &k, a + r * stride + i, &acc[r], &accm[r]);
     }
     for (int r = 0; r < R; r++) _mm256_storeu_ps(out + OX_QTILE_ROWS * r, _mm256_add_ps(acc[r], accm[r]));
@@ -267,25 +327,21 @@ static inline __attribute__((always_inline)) void qt_tile(ox_dtype type, int R, 
  * the nibbles of one ql chunk, with the same qh), transposed once for both:
  * c[k][g] = elements 4g..4g+3 of sub-block sb[k] of each row, unsigned
  * (Q6_K: + 32). */
-static inline __attribute__((always_inline)) void kt_codes(ox_dtype type,
-                                                           const unsigned char *const row[8],
-                                                           int64_t i, int q, int sb[2],
-                                                           __m256i c[2][8])
+static inline __attribute__((always_inline)) void kt_codes(ox_dtype type, const qt_at *p, int q,
+                                                           int sb[2], __m256i c[2][8])
 {
     const __m256i m4 = _mm256_set1_epi8(0xF);
-    const unsigned char *p[8];
     if (type == OX_DTYPE_Q6_K) {
-        for (int j = 0; j < 8; j++) p[j] = row[j] + (size_t)i * sizeof(ox__block_q6_k);
         int h = q / 2, t = q % 2;
         sb[0] = 4 * h + t;
         sb[1] = 4 * h + t + 2;
         size_t ql = offsetof(ox__block_q6_k, ql) + 64 * h + 32 * t;
         size_t qh = offsetof(ox__block_q6_k, qh) + 32 * h;
         __m256i lo[8], hi[8];
-        qt_transpose16(p, ql, lo);
-        qt_transpose16(p, ql + 16, lo + 4);
-        qt_transpose16(p, qh, hi);
-        qt_transpose16(p, qh + 16, hi + 4);
+        at_transpose16(type, p, ql, lo);
+        at_transpose16(type, p, ql + 16, lo + 4);
+        at_transpose16(type, p, qh, hi);
+        at_transpose16(type, p, qh + 16, hi + 4);
         const __m256i m2 = _mm256_set1_epi8(3);
         for (int k = 0; k < 2; k++) {
             int tt = t + 2 * k; /* the sub-block's position in its half */
@@ -298,22 +354,20 @@ static inline __attribute__((always_inline)) void kt_codes(ox_dtype type,
         return;
     }
     bool five = type == OX_DTYPE_Q5_K;
-    size_t bytes = five ? sizeof(ox__block_q5_k) : sizeof(ox__block_q4_k);
-    for (int j = 0; j < 8; j++) p[j] = row[j] + (size_t)i * bytes;
     sb[0] = 2 * q;
     sb[1] = 2 * q + 1;
     size_t qs = (five ? offsetof(ox__block_q5_k, qs) : offsetof(ox__block_q4_k, qs)) + 32 * q;
     __m256i v[8];
-    qt_transpose16(p, qs, v);
-    qt_transpose16(p, qs + 16, v + 4);
+    at_transpose16(type, p, qs, v);
+    at_transpose16(type, p, qs + 16, v + 4);
     for (int g = 0; g < 8; g++) {
         c[0][g] = _mm256_and_si256(v[g], m4);
         c[1][g] = _mm256_and_si256(_mm256_srli_epi16(v[g], 4), m4);
     }
     if (five) { /* bit 4 of element l of sub-block s: bit s of qh[l] */
         __m256i h[8];
-        qt_transpose16(p, offsetof(ox__block_q5_k, qh), h);
-        qt_transpose16(p, offsetof(ox__block_q5_k, qh) + 16, h + 4);
+        at_transpose16(type, p, offsetof(ox__block_q5_k, qh), h);
+        at_transpose16(type, p, offsetof(ox__block_q5_k, qh) + 16, h + 4);
         for (int k = 0; k < 2; k++) {
             int s = sb[k];
             const __m256i bit = _mm256_set1_epi8((char)(1 << s));
@@ -356,13 +410,12 @@ static inline __attribute__((always_inline)) void kt_scales(ox_dtype type, const
 }
 
 /* The scale words of kt_scales read from the rows' blocks p[j]. */
-static inline __attribute__((always_inline)) void kt_scale_words(ox_dtype type,
-                                                                 const unsigned char *const p[8],
+static inline __attribute__((always_inline)) void kt_scale_words(ox_dtype type, const qt_at *p,
                                                                  __m256i w[4])
 {
     size_t at = type == OX_DTYPE_Q6_K ? offsetof(ox__block_q6_k, scales)
                                       : offsetof(ox__block_q4_k, scales); /* the same in Q5_K */
-    for (int q = 0; q < (type == OX_DTYPE_Q6_K ? 4 : 3); q++) w[q] = qt_words(p, at + 4 * q);
+    for (int q = 0; q < (type == OX_DTYPE_Q6_K ? 4 : 3); q++) w[q] = at_words(type, p, at + 4 * q);
 }
 
 /* A super-block's float steps for R tokens (a + r stride its first
@@ -398,8 +451,7 @@ static inline __attribute__((always_inline)) void kt_finish(ox_dtype type, int R
 }
 
 static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, int64_t n,
-                                                          const unsigned char *const row[8],
-                                                          size_t wstride, const ox__block_q8a *a,
+                                                          const qt_src *w, const ox__block_q8a *a,
                                                           int64_t stride, float *out)
 {
     const bool six = type == OX_DTYPE_Q6_K;
@@ -408,9 +460,8 @@ static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, 
     __m256 acc[QT_STEP];
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / OX_QK_K; i++) {
-        const unsigned char *p[8];
-        for (int j = 0; j < 8; j++) p[j] = row[j] + (size_t)i * bytes;
-        qt_prefetch(row, wstride, (size_t)i * bytes, bytes, (size_t)n / OX_QK_K * bytes);
+        qt_at b = qt_block_at(w, bytes, i), *p = &b;
+        if (!w->packed) qt_prefetch(w->row, w->wstride, (size_t)i * bytes, bytes, (size_t)n / OX_QK_K * bytes);
         __m256i isum[QT_STEP];
         for (int r = 0; r < R; r++) isum[r] = _mm256_setzero_si256();
         __m256i sc[4], mn[2], cc[2][8];
@@ -419,7 +470,7 @@ static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, 
         kt_scale_words(type, p, words);
         kt_scales(type, words, sc, mn);
         for (int pair = 0; pair < 8; pair++) {
-            if (pair % 2 == 0) kt_codes(type, row, i, pair / 2, sbs, cc);
+            if (pair % 2 == 0) kt_codes(type, p, pair / 2, sbs, cc);
             const int sb = sbs[pair % 2];
             const __m256i *c = cc[pair % 2];
             if (six) {
@@ -449,8 +500,8 @@ static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, 
                 }
             }
         }
-        __m256 d = qt_halves(p, six ? offsetof(ox__block_q6_k, d) : 0);
-        __m256 dmin = six ? _mm256_setzero_ps() : qt_halves(p, 2);
+        __m256 d = at_halves(type, p, six ? offsetof(ox__block_q6_k, d) : 0);
+        __m256 dmin = six ? _mm256_setzero_ps() : at_halves(type, p, 2);
         kt_finish(type, R, d, dmin, a + i * 8, stride, mn, isum, acc);
     }
     for (int r = 0; r < R; r++) _mm256_storeu_ps(out + OX_QTILE_ROWS * r, acc[r]);
@@ -770,12 +821,13 @@ static inline __attribute__((always_inline)) void any_tile(ox_dtype type, int R,
 {
     bool k = type == OX_DTYPE_Q4_K || type == OX_DTYPE_Q5_K || type == OX_DTYPE_Q6_K;
     /* a partial tile repeats its last row in the missing lanes */
-    const unsigned char *row[8];
+    qt_src src = {.packed = false, .wstride = wstride};
     for (int j = 0; j < 8; j++)
-        row[j] = (const unsigned char *)w + (size_t)(j < rows ? j : rows - 1) * wstride;
+        src.row[j] = (const unsigned char *)w + (size_t)(j < rows ? j : rows - 1) * wstride;
+    const unsigned char *const *row = src.row;
     if (R > QT_ROWWISE) {
-        if (k) kt_tile(type, R, n, row, wstride, a, stride, out);
-        else qt_tile(type, R, n, row, wstride, a, stride, out);
+        if (k) kt_tile(type, R, n, &src, a, stride, out);
+        else qt_tile(type, R, n, &src, a, stride, out);
         return;
     }
     __m256 acc[QT_ROWWISE], accm[QT_ROWWISE];
@@ -805,9 +857,39 @@ static inline __attribute__((always_inline)) void any_tile(ox_dtype type, int R,
     }
 #if QT_STEP == 8
 #define QT_STEP_CASES QT_CASE(5) QT_CASE(6) QT_CASE(7) QT_CASE(8)
+#define QP_STEP_CASES QP_CASE(5) QP_CASE(6) QP_CASE(7) QP_CASE(8)
 #else
 #define QT_STEP_CASES
+#define QP_STEP_CASES
 #endif
+
+/* On packed weights the tile kernels serve every token count: a packed
+ * group is one stream, so decoding needs no row-wise pass. */
+static inline __attribute__((always_inline)) void packed_tile(ox_dtype type, int R, int64_t n,
+                                                              const void *group,
+                                                              const ox__block_q8a *a,
+                                                              int64_t stride, float *out)
+{
+    qt_src src = {.packed = true, .group = group};
+    if (type == OX_DTYPE_Q4_K || type == OX_DTYPE_Q5_K || type == OX_DTYPE_Q6_K)
+        kt_tile(type, R, n, &src, a, stride, out);
+    else
+        qt_tile(type, R, n, &src, a, stride, out);
+}
+#define QP_CASE(R)                                                                             \
+    case R: packed_tile(TYPE, R, n, group, a + r0 * stride, stride, out + OX_QTILE_ROWS * r0); \
+        break;
+#define QP_KERNEL(name, T)                                                                     \
+    static void ptile_##name(int64_t n, const void *group, const ox__block_q8a *a,            \
+                             int64_t stride, int tokens, float *out)                           \
+    {                                                                                          \
+        const ox_dtype TYPE = T;                                                               \
+        for (int r0 = 0; r0 < tokens; r0 += QT_STEP) {                                         \
+            switch (tokens - r0 < QT_STEP ? tokens - r0 : QT_STEP) {                           \
+                QP_CASE(1) QP_CASE(2) QP_CASE(3) QP_CASE(4) QP_STEP_CASES                      \
+            }                                                                                  \
+        }                                                                                      \
+    }
 QT_KERNEL(q4_0, OX_DTYPE_Q4_0)
 QT_KERNEL(q4_1, OX_DTYPE_Q4_1)
 QT_KERNEL(q5_0, OX_DTYPE_Q5_0)
@@ -816,6 +898,14 @@ QT_KERNEL(q8_0, OX_DTYPE_Q8_0)
 QT_KERNEL(q4_k, OX_DTYPE_Q4_K)
 QT_KERNEL(q5_k, OX_DTYPE_Q5_K)
 QT_KERNEL(q6_k, OX_DTYPE_Q6_K)
+QP_KERNEL(q4_0, OX_DTYPE_Q4_0)
+QP_KERNEL(q4_1, OX_DTYPE_Q4_1)
+QP_KERNEL(q5_0, OX_DTYPE_Q5_0)
+QP_KERNEL(q5_1, OX_DTYPE_Q5_1)
+QP_KERNEL(q8_0, OX_DTYPE_Q8_0)
+QP_KERNEL(q4_k, OX_DTYPE_Q4_K)
+QP_KERNEL(q5_k, OX_DTYPE_Q5_K)
+QP_KERNEL(q6_k, OX_DTYPE_Q6_K)
 
 ox__qtile_fn OX_QUANT_X86(qtile)(ox_dtype dtype)
 {
@@ -828,6 +918,21 @@ ox__qtile_fn OX_QUANT_X86(qtile)(ox_dtype dtype)
     case OX_DTYPE_Q4_K: return tile_q4_k;
     case OX_DTYPE_Q5_K: return tile_q5_k;
     case OX_DTYPE_Q6_K: return tile_q6_k;
+    default: return NULL;
+    }
+}
+
+ox__qtile_packed_fn OX_QUANT_X86(qtile_packed)(ox_dtype dtype)
+{
+    switch (dtype) {
+    case OX_DTYPE_Q4_0: return ptile_q4_0;
+    case OX_DTYPE_Q4_1: return ptile_q4_1;
+    case OX_DTYPE_Q5_0: return ptile_q5_0;
+    case OX_DTYPE_Q5_1: return ptile_q5_1;
+    case OX_DTYPE_Q8_0: return ptile_q8_0;
+    case OX_DTYPE_Q4_K: return ptile_q4_k;
+    case OX_DTYPE_Q5_K: return ptile_q5_k;
+    case OX_DTYPE_Q6_K: return ptile_q6_k;
     default: return NULL;
     }
 }

@@ -11,9 +11,11 @@
 #include <openxpu/openxpu.h>
 #include <openxpu/ops.h>
 
+#include "core/core.h"
 #include "core/cpu_features.h"
 #include "core/threadpool.h"
 #include "ops/cpu_ops.h"
+#include "ops/ops_internal.h"
 #include "ops/quant.h"
 #include "ops/reference.h"
 #include "ox_test.h"
@@ -309,6 +311,10 @@ typedef struct qresult {
     double nmse;     /* against the reference */
 } qresult;
 
+/* run_qcase gives the kernels b's rows packed too (ops/pack.c), where the
+ * kernels take them and b is one matrix */
+static int pack_b;
+
 static qresult run_qcase(const qcase *c, int threads, uint64_t features)
 {
     int64_t M = c->M, K = c->K, N = c->N, B2 = c->B2 ? c->B2 : 1;
@@ -349,11 +355,18 @@ static qresult run_qcase(const qcase *c, int threads, uint64_t features)
     vd.nb[2] = vd.nb[1] * M;
     vd.nb[3] = vd.nb[2] * B2;
 
+    char *pk = NULL;
+    if (pack_b && B2 == 1 && N >= 8 && ox__cpu_quant_packed(c->type, features)) {
+        ASSERT((pk = malloc(row_bytes * (size_t)N)));
+        ox__qpack_rows(c->type, b, row_bytes, N / 8 * 8, K, pk);
+        vb.packed = pk;
+    }
     ox__pool *pool = NULL;
     ASSERT_EQ(ox__pool_create(threads, &pool), OX_OK);
     ox__cpu_exec x = {.pool = pool, .features = features};
     ASSERT_EQ(ox__cpu_matmul(&x, &vd, &va, &vb, c->flags | OX_MATMUL_TRANS_B), OX_OK);
     ox__pool_free(pool);
+    free(pk);
 
     ox_ref_matmul(&rd, &ra, &rb, c->flags | OX_MATMUL_TRANS_B);
     double *got = malloc((size_t)(M * N * B2) * sizeof *got);
@@ -400,6 +413,21 @@ static void check_qcase(const qcase *c)
         static int said;
         if (!said++) printf("  this CPU has no AVX-512 VNNI: its kernels not run here\n");
     }
+    /* packed rows: the same kernels' operations in the same order, so the
+     * same bits, with each x86 kernel set */
+    if (ox__cpu_quant_packed(c->type, best)) {
+        pack_b = 1;
+        qresult p1 = run_qcase(c, 1, best), p2 = run_qcase(c, 2, best & ~vnni);
+        pack_b = 0;
+        ASSERT_MSG(memcmp(one.out, p1.out, bytes) == 0 && memcmp(one.out, p2.out, bytes) == 0,
+                   "%s M %lld K %lld N %lld: packed rows give other results", ox_dtype_str(c->type),
+                   (long long)c->M, (long long)c->K, (long long)c->N);
+        free(p1.out);
+        free(p2.out);
+    } else {
+        static int said;
+        if (!said++) printf("  no packed-row kernels on this CPU (x86 AVX2 only): not run here\n");
+    }
     /* the scalar kernels: the same integer sums, float sums in another
      * order, so equal to float rounding (NMSE far below 1e-10) */
     qresult scalar = run_qcase(c, 2, 0);
@@ -437,6 +465,12 @@ OX_TEST(matmul_matches_dequantized)
     check_qcase(&(qcase){.type = OX_DTYPE_Q8_0, .M = 1, .K = 96, .N = 3});
     /* prompts: more tokens than a tile (8) and passes of four (AVX2) */
     check_qcase(&(qcase){.type = OX_DTYPE_Q4_0, .M = 19, .K = 512, .N = 21});
+    /* rows in whole packed groups, and a partial last group */
+    for (size_t t = 0; t < QUANT_TYPE_COUNT; t++) {
+        check_qcase(&(qcase){.type = quant_types[t], .M = 1, .K = 512, .N = 32});
+        check_qcase(&(qcase){.type = quant_types[t], .M = 2, .K = 256, .N = 27});
+        check_qcase(&(qcase){.type = quant_types[t], .M = 11, .K = 256, .N = 16});
+    }
     check_qcase(&(qcase){.type = OX_DTYPE_Q5_0, .M = 8, .K = 256, .N = 16});
     check_qcase(&(qcase){.type = OX_DTYPE_Q4_K, .M = 13, .K = 512, .N = 9});
     check_qcase(&(qcase){.type = OX_DTYPE_Q6_K, .M = 22, .K = 256, .N = 11});
@@ -574,6 +608,44 @@ static ox_tensor quant_weight(fixture *f, ox_dtype dt, int64_t K, int64_t N, flo
     return w;
 }
 
+/* NMSE of out (M x N) against a (M x K) times the dequantized weight deq
+ * (N rows of K)ᵀ in double precision. */
+static double product_nmse(const float *out, const float *a, const float *deq, int M, int N, int K)
+{
+    double *got = malloc((size_t)(M * N) * sizeof *got), *want = malloc((size_t)(M * N) * sizeof *want);
+    ASSERT(got && want);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = 0;
+            for (int k = 0; k < K; k++) s += (double)a[m * K + k] * deq[n * K + k];
+            want[m * N + n] = s;
+            got[m * N + n] = out[m * N + n];
+        }
+    double e = ox_ref_nmse(got, want, M * N);
+    free(got);
+    free(want);
+    return e;
+}
+
+/* get_rows of w (rows of K) for the n ids: each row must be the
+ * dequantized row deq[id], bit for bit. */
+static void check_get_rows(fixture *f, const ox_tensor *w, const float *deq, int K,
+                           const int32_t *ids_host, int n)
+{
+    float *rows = malloc((size_t)(n * K) * sizeof *rows);
+    ox_tensor ids, got_rows;
+    ASSERT(rows);
+    ASSERT_OK(f->ctx, ox_tensor_alloc(f->cpu, OX_DTYPE_I32, n, 1, 1, 1, &ids));
+    ASSERT_OK(f->ctx, ox_tensor_write(&ids, ids_host, (size_t)n * sizeof *ids_host));
+    ASSERT_OK(f->ctx, ox_tensor_alloc(f->cpu, OX_DTYPE_F32, K, n, 1, 1, &got_rows));
+    ASSERT_OK(f->ctx, ox_get_rows(f->q, &got_rows, w, &ids));
+    ASSERT_OK(f->ctx, ox_tensor_read(&got_rows, rows, (size_t)(n * K) * sizeof *rows));
+    for (int r = 0; r < n; r++)
+        ASSERT_MSG(memcmp(rows + r * K, deq + ids_host[r] * K, (size_t)K * sizeof(float)) == 0,
+                   "get_rows: row %d (id %d) differs", r, ids_host[r]);
+    free(rows);
+}
+
 OX_TEST(api_matmul_get_rows_copy)
 {
     fixture f = setup();
@@ -586,27 +658,10 @@ OX_TEST(api_matmul_get_rows_copy)
     ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, N, M, 1, 1, &dst));
     ASSERT_OK(f.ctx, ox_matmul(f.q, &dst, &a, &w, OX_MATMUL_TRANS_B));
     ASSERT_OK(f.ctx, ox_tensor_read(&dst, out, sizeof out));
-    double got[M * N], want[M * N];
-    for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) {
-            double s = 0;
-            for (int k = 0; k < K; k++) s += (double)a_host[m * K + k] * deq[n * K + k];
-            want[m * N + n] = s;
-            got[m * N + n] = out[m * N + n];
-        }
-    ASSERT(ox_ref_nmse(got, want, M * N) <= MATMUL_BOUND);
+    ASSERT(product_nmse(out, a_host, deq, M, N, K) <= MATMUL_BOUND);
 
     /* get_rows: rows 8, 0, 3 dequantized, bit-exact */
-    int32_t ids_host[3] = {8, 0, 3};
-    float rows[3 * K];
-    ox_tensor ids, got_rows;
-    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_I32, 3, 1, 1, 1, &ids));
-    ASSERT_OK(f.ctx, ox_tensor_write(&ids, ids_host, sizeof ids_host));
-    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, K, 3, 1, 1, &got_rows));
-    ASSERT_OK(f.ctx, ox_get_rows(f.q, &got_rows, &w, &ids));
-    ASSERT_OK(f.ctx, ox_tensor_read(&got_rows, rows, sizeof rows));
-    for (int r = 0; r < 3; r++)
-        ASSERT(memcmp(rows + r * K, deq + ids_host[r] * K, K * sizeof(float)) == 0);
+    check_get_rows(&f, &w, deq, K, (const int32_t[]){8, 0, 3}, 3);
 
     /* copy: the whole weight into f16, and a transposed f32 view */
     ox_tensor h, t;
@@ -658,6 +713,83 @@ OX_TEST(batch_rows_equal_single_rows)
     ox_context_free(f.ctx);
 }
 
+/* ox__qpack_rows moves every byte of eight rows somewhere, and
+ * ox__qunpack_blocks brings each back: packing loses nothing, for every
+ * packable type (a layout that dropped or doubled a word fails here). */
+OX_TEST(packed_layout_round_trip)
+{
+    enum { ROWS = 16, K = 512 };
+    for (size_t t = 0; t < QUANT_TYPE_COUNT; t++) {
+        ox_dtype dt = quant_types[t];
+        ox__qpack_layout L = ox__qpack_layout_of(dt);
+        ASSERT_MSG(L.halves > 0, "%s has no packed layout", ox_dtype_str(dt));
+        size_t bytes = ox_dtype_size(dt), row = ox_dtype_row_size(dt, K);
+        ASSERT_EQ(16 * (size_t)L.halves + 32 * (size_t)L.words, 8 * bytes);
+        uint8_t *src = malloc(row * ROWS), *pk = malloc(row * ROWS), *back = malloc(row);
+        ASSERT(src && pk && back);
+        for (size_t i = 0; i < row * ROWS; i++) src[i] = (uint8_t)next_u64();
+        memset(pk, 0xAB, row * ROWS);
+        ox__qpack_rows(dt, src, row, ROWS, K, pk);
+        for (int r = 0; r < ROWS; r++) {
+            int64_t blocks = K / ox_dtype_block(dt);
+            ox__qunpack_blocks(dt, pk + (size_t)(r / 8) * 8 * row, r % 8, 0, blocks, back);
+            ASSERT_MSG(memcmp(back, src + (size_t)r * row, row) == 0, "%s row %d",
+                       ox_dtype_str(dt), r);
+            /* a later block alone */
+            ox__qunpack_blocks(dt, pk + (size_t)(r / 8) * 8 * row, r % 8, blocks - 1, 1, back);
+            ASSERT(memcmp(back, src + (size_t)r * row + (blocks - 1) * bytes, bytes) == 0);
+        }
+        free(src);
+        free(pk);
+        free(back);
+    }
+}
+
+/* Through the API: a CPU matrix packed as a model packs its weights gives
+ * the unpacked product's bits and get_rows' rows; a write through the API
+ * retires the packed copy, and the product follows the new data. */
+OX_TEST(api_packed_matrix)
+{
+    fixture f = setup();
+    enum { K = 256, N = 20, M = 3 };
+    uint64_t features = ox__cpu_detect()->features;
+    float deq[K * N], a_host[M * K], plain[M * N], out[M * N];
+    ox_tensor w = quant_weight(&f, OX_DTYPE_Q4_K, K, N, deq), a, dst;
+    for (int i = 0; i < M * K; i++) a_host[i] = rand_normal();
+    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, K, M, 1, 1, &a));
+    ASSERT_OK(f.ctx, ox_tensor_write(&a, a_host, sizeof a_host));
+    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, N, M, 1, 1, &dst));
+    ASSERT_OK(f.ctx, ox_matmul(f.q, &dst, &a, &w, OX_MATMUL_TRANS_B));
+    ASSERT_OK(f.ctx, ox_tensor_read(&dst, plain, sizeof plain));
+    bool packed = false;
+    ASSERT_EQ(ox__matrix_pack(&w, NULL, NULL, &packed), OX_OK);
+    if (!ox__cpu_quant_packed(OX_DTYPE_Q4_K, features)) {
+        ASSERT(!packed && !ox__matrix_packed(&w));
+        printf("  no packed-row kernels on this CPU: the matrix is used as it is\n");
+        ox_context_free(f.ctx);
+        return;
+    }
+    ASSERT(packed && ox__matrix_packed(&w));
+    ASSERT_OK(f.ctx, ox_matmul(f.q, &dst, &a, &w, OX_MATMUL_TRANS_B));
+    ASSERT_OK(f.ctx, ox_tensor_read(&dst, out, sizeof out));
+    ASSERT(memcmp(out, plain, sizeof out) == 0);
+    /* rows from the packed copy (18 is in the unpacked partial group) */
+    check_get_rows(&f, &w, deq, K, (const int32_t[]){5, 0, 15, 18}, 4);
+    /* new weights through the API: the copy is retired, the product is the new one */
+    float deq2[K * N];
+    ox_tensor w2 = quant_weight(&f, OX_DTYPE_Q4_K, K, N, deq2);
+    uint8_t *raw = malloc(ox_dtype_row_size(OX_DTYPE_Q4_K, K) * N);
+    ASSERT(raw);
+    ASSERT_OK(f.ctx, ox_tensor_read(&w2, raw, ox_dtype_row_size(OX_DTYPE_Q4_K, K) * N));
+    ASSERT_OK(f.ctx, ox_tensor_write(&w, raw, ox_dtype_row_size(OX_DTYPE_Q4_K, K) * N));
+    ASSERT(ox__matrix_packed(&w) == NULL);
+    ASSERT_OK(f.ctx, ox_matmul(f.q, &dst, &a, &w, OX_MATMUL_TRANS_B));
+    ASSERT_OK(f.ctx, ox_tensor_read(&dst, out, sizeof out));
+    ASSERT(product_nmse(out, a_host, deq2, M, N, K) <= MATMUL_BOUND);
+    free(raw);
+    ox_context_free(f.ctx);
+}
+
 OX_TEST(api_refusals)
 {
     fixture f = setup();
@@ -700,4 +832,5 @@ OX_TEST_MAIN(exact_q4_0_q4_1_q5_0_q5_1, exact_q8_0, exact_q4_k_q5_k, exact_q6_k,
              row_api_refusals, matmul_matches_dequantized, activation_quantizer_matches_scalar,
              matmul_element_independent_of_batch,
              api_matmul_get_rows_copy,
-             batch_rows_equal_single_rows, api_refusals)
+             batch_rows_equal_single_rows, packed_layout_round_trip, api_packed_matrix,
+             api_refusals)
