@@ -12,7 +12,11 @@
 #   the ratio, and generation as a share of the memory-bandwidth roofline
 #   (the weight and cache bytes a token reads x tokens/s / measured
 #   bandwidth). With "none" instead of llama-bench, ox alone.
-#   OX_MATRIX_REPS (default 3): repetitions of each test, for both tools.
+#   OX_MATRIX_ROUNDS (default 3): each row runs both tools in turn that many
+#   times (one repetition each), and the table gives each tool's median and
+#   the median of the rounds' ratios with their range: this VM's memory
+#   bandwidth drifts by 25% within minutes, and a ratio of two runs taken
+#   side by side is steadier than one of two runs minutes apart.
 set -euo pipefail
 [ $# -ge 2 ] || { sed -n '2,15p' "$0" >&2; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,37 +34,45 @@ if [ "$1" = --matrix ]; then
     list=$("$root/scripts/make-model-matrix.sh" ${dir:+"$dir"})
     while read -r file preset type; do
         for t in 1 2; do
-            peer=null reps=${OX_MATRIX_REPS:-3}
-            [ "$llama_bench" = none ] ||
-                peer=$("$llama_bench" -m "$file" -p 512 -n 128 -t "$t" -r "$reps" -o json)
-            ours=$(OX_NUM_THREADS=$t "$ox" bench-model "$file" -p 512 -n 128 -r "$reps" --json)
-            printf '%s\t%s\t%s\t%s\t%s\n' "$preset" "$type" "$t" \
-                "$(tr -d '\n\t' <<<"$peer")" "$(tr -d '\n\t' <<<"$ours")" >>"$rows"
+            for ((round = 0; round < ${OX_MATRIX_ROUNDS:-3}; round++)); do
+                peer=null
+                [ "$llama_bench" = none ] ||
+                    peer=$("$llama_bench" -m "$file" -p 512 -n 128 -t "$t" -r 1 -o json)
+                ours=$(OX_NUM_THREADS=$t "$ox" bench-model "$file" -p 512 -n 128 -r 1 --json)
+                printf '%s\t%s\t%s\t%s\t%s\n' "$preset" "$type" "$t" \
+                    "$(tr -d '\n\t' <<<"$peer")" "$(tr -d '\n\t' <<<"$ours")" >>"$rows"
+            done
             echo "  $preset $type t=$t done (load $(cut -d' ' -f1 /proc/loadavg))" >&2
         done
     done <<<"$list"
     echo "load after:  $(cut -d' ' -f1-3 /proc/loadavg)" >&2
     python3 - "$rows" <<'PY'
-import json, sys
-print("| model | type | threads | pp512 llama.cpp | pp512 ox | ratio | tg128 llama.cpp | tg128 ox | ratio | tg ox % of bw | tg llama.cpp % of bw |")
+import json, statistics, sys
+print("| model | type | threads | pp512 llama.cpp | pp512 ox | ratio (range) | tg128 llama.cpp | tg128 ox | ratio (range) | tg ox % of bw | tg llama.cpp % of bw |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+rows = {}  # (preset, type, threads) -> rounds of (ours, theirs), in file order
 for line in open(sys.argv[1]):
     preset, qtype, t, peer, ours = line.rstrip("\n").split("\t")
     ours = {r["test"]: r for r in json.loads(ours)["results"]}
-    peer = json.loads(peer) or []
     theirs = {}
-    for r in peer:
+    for r in json.loads(peer) or []:
         theirs["pp512" if r["n_prompt"] else "tg128"] = r["avg_ts"]
+    rows.setdefault((preset, qtype, t), []).append((ours, theirs))
+med = statistics.median
+for (preset, qtype, t), rounds in rows.items():
     cells = []
     for test in ("pp512", "tg128"):
-        o = ours.get(test, {}).get("tokens_per_second")
-        p = theirs.get(test)
-        cells += [f"{p:.2f}" if p else "-", f"{o:.2f}" if o else "-",
-                  f"{o / p:.2f}" if o and p else "-"]
-    tg = ours.get("tg128", {})
-    pct = tg.get("percent_of_limit")
-    peer_pct = pct * theirs["tg128"] / tg["tokens_per_second"] if pct and theirs.get("tg128") else None
-    cells += [f"{pct:.0f}%" if pct else "-", f"{peer_pct:.0f}%" if peer_pct else "-"]
+        o = [r[0][test]["tokens_per_second"] for r in rounds if test in r[0]]
+        p = [r[1][test] for r in rounds if test in r[1]]
+        q = [r[0][test]["tokens_per_second"] / r[1][test] for r in rounds
+             if test in r[0] and test in r[1]]
+        cells += [f"{med(p):.2f}" if p else "-", f"{med(o):.2f}" if o else "-",
+                  f"{med(q):.2f} ({min(q):.2f}-{max(q):.2f})" if q else "-"]
+    pcts = [r[0]["tg128"]["percent_of_limit"] for r in rounds
+            if r[0].get("tg128", {}).get("percent_of_limit")]
+    peer_pcts = [r[0]["tg128"]["percent_of_limit"] * r[1]["tg128"] / r[0]["tg128"]["tokens_per_second"]
+                 for r in rounds if r[0].get("tg128", {}).get("percent_of_limit") and "tg128" in r[1]]
+    cells += [f"{med(pcts):.0f}%" if pcts else "-", f"{med(peer_pcts):.0f}%" if peer_pcts else "-"]
     print(f"| {preset} | {qtype} | {t} | " + " | ".join(cells) + " |")
 PY
     exit 0
