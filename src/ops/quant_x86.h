@@ -469,6 +469,8 @@ static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, 
         __m256i words[4];
         kt_scale_words(type, p, words);
         kt_scales(type, words, sc, mn);
+        /* unrolled: every index below a constant, the codes in registers */
+#pragma GCC unroll 8
         for (int pair = 0; pair < 8; pair++) {
             if (pair % 2 == 0) kt_codes(type, p, pair / 2, sbs, cc);
             const int sb = sbs[pair % 2];
