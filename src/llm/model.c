@@ -307,6 +307,14 @@ static ox_status optional_weight(ox_model *m, const char *name, int64_t ne0, int
     return ox_gguf_find_tensor(m->gguf, name) < 0 ? OX_OK : weight(m, name, ne0, ne1, t);
 }
 
+/* A layer's rope: the model's mode, dimensions and scaling, with its base
+ * (the angle tables and the op take the same). */
+static ox_rope_params rope_params(const ox_model *m, float base)
+{
+    return (ox_rope_params){.mode = m->arch->rope_mode, .n_dims = m->rope_dims,
+                            .freq_base = base, .freq_scale = m->rope_scale};
+}
+
 /* Rope settings: rotated dimensions, base, and linear scaling; the kinds
  * of scaling the op library cannot express are refused by name. */
 static ox_status load_rope(ox_model *m, double *base)
@@ -944,8 +952,7 @@ static ox_status attention_block(ox_session *se, layer *L, scratch *sc, int n)
     int n_kv = se->pos + n;
     ox_status s;
     ox_tensor qh = heads(&sc->q, D), kh = heads(&sc->k, D), vh = heads(&sc->v, D);
-    ox_rope_params rope = {.mode = m->arch->rope_mode, .n_dims = m->rope_dims,
-                           .freq_base = L->rope_base, .freq_scale = m->rope_scale};
+    ox_rope_params rope = rope_params(m, L->rope_base);
     static const int qkv[3] = {MAT_Q, MAT_K, MAT_V};
     const ox_tensor *qkv_out[3] = {&sc->q, &sc->k, &sc->v};
     if ((s = mm_many(se, sc, L, 3, qkv, qkv_out, &sc->h))) return s;
@@ -1063,8 +1070,7 @@ static ox_status upload_inputs(ox_session *se, const int32_t *tokens, const floa
     /* every layer of a base rotates by the same angles: computed here once
      * (in double, as the CPU's rope does), not in each layer */
     for (int i = 0; i < m->n_rope_bases; i++) {
-        ox_rope_params p = {.mode = m->arch->rope_mode, .n_dims = m->rope_dims,
-                            .freq_base = m->rope_bases[i], .freq_scale = m->rope_scale};
+        ox_rope_params p = rope_params(m, m->rope_bases[i]);
         float *t = angles + (size_t)i * (size_t)n * (size_t)m->rope_dims;
         if ((s = ox_rope_table(&p, pos, n, t)) ||
             (s = ox_queue_write(q, sc->rope[i].buffer, sc->rope[i].offset, t,

@@ -49,6 +49,7 @@ typedef struct att_job {
     int64_t row_blocks;  /* ceil(n_q / ROW_BLOCK) */
     int64_t units;       /* row_blocks * H_kv * head_blocks * B */
     size_t n_tasks;
+    struct att_state *states; /* one per pool thread (~110 KiB each: not on their stacks) */
 } att_job;
 
 /* Query rows [i0, i0 + nr) of heads [h0, h0 + nh), columns [c0, c0 + nc)
@@ -231,8 +232,7 @@ static void attention_task(void *arg, size_t task, int thread)
     const int64_t n_q = j->q->ne[1], kv_heads = j->k->ne[2], dv = j->v->ne[0];
     const int64_t group = j->q->ne[2] / kv_heads;
     int64_t begin, end;
-    att_state state, *st = &state;
-    (void)thread;
+    att_state *st = &j->states[thread];
     ox__task_range(task, j->n_tasks, j->units, &begin, &end);
     for (int64_t u = begin; u < end; u++) {
         int64_t rows = u % j->row_blocks, block = u / j->row_blocks % j->head_blocks;
@@ -273,6 +273,11 @@ ox_status ox__cpu_attention(const ox__cpu_exec *x, const ox__view *dst, const ox
     int64_t work = q->ne[1] * q->ne[2] * q->ne[3] * k->ne[1] * (q->ne[0] + v->ne[0]);
     j.n_tasks = ox__task_count(x, work, j.units);
     if (j.units == 0 || v->ne[0] == 0) return OX_OK;
+    size_t threads = x->pool ? (size_t)ox__pool_size(x->pool) : 1;
+    float *states = ox__scratch_acquire(threads * ((sizeof(att_state) + 3) / 4));
+    if (!states) return OX_ERR_OUT_OF_MEMORY;
+    j.states = (att_state *)(void *)states;
     ox__cpu_run(x, j.n_tasks, attention_task, &j);
+    ox__scratch_release(states);
     return OX_OK;
 }

@@ -110,4 +110,11 @@ void ox__att_pv_f16_avx2(float *acc, const float *p, const void *const v[], int6
 /* s[j] = exp(s[j] - max) for j < n, with ox__exp_f32's bits, and their sum */
 double ox__att_exp_avx2(float *s, int64_t n, float max);
 
+/* At least `floats` 64-byte aligned floats for the calling thread, or
+ * NULL; give them back with ox__scratch_release. The thread keeps them for
+ * its next call (freed when it exits) up to 64 MiB; larger ones, or one
+ * asked for while the thread's are in use, are allocated for the call. */
+float *ox__scratch_acquire(size_t floats);
+void ox__scratch_release(float *p);
+
 #endif /* OX_OPS_CPU_OPS_H */

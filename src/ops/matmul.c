@@ -24,7 +24,6 @@
  * slice, slice after slice, with kc depending only on K and the kernel, so
  * the bits do not depend on the thread count or on how tasks fall; the
  * matrix-vector loops likewise sum each output the same way in any task. */
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -385,60 +384,6 @@ static int64_t even_piece(int64_t n, int64_t most, int64_t align)
     return round_up((n + pieces - 1) / pieces, align);
 }
 
-static void *alloc_floats(size_t n)
-{
-    size_t bytes = round_up((int64_t)(n ? n : 1) * (int64_t)sizeof(float), 64);
-    return aligned_alloc(64, bytes);
-}
-
-/* The calling thread keeps its scratch between calls (freed when the thread
- * exits), so that repeated products do not fault fresh pages in each time;
- * scratch above SCRATCH_KEEP_FLOATS, or needed by a nested call, is
- * allocated for the call only. */
-#define SCRATCH_KEEP_FLOATS ((size_t)1 << 24) /* 64 MiB */
-
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-static pthread_key_t scratch_key; /* its value frees the kept scratch at thread exit */
-static bool scratch_key_ok;
-static _Thread_local float *scratch_kept;
-static _Thread_local size_t scratch_kept_floats;
-static _Thread_local bool scratch_in_use;
-
-static void scratch_key_create(void)
-{
-    scratch_key_ok = pthread_key_create(&scratch_key, free) == 0;
-}
-
-/* At least `floats` 64-byte aligned floats, or NULL; give back with
- * scratch_release. */
-static float *scratch_acquire(size_t floats)
-{
-    pthread_once(&scratch_once, scratch_key_create);
-    if (!scratch_key_ok || scratch_in_use || floats > SCRATCH_KEEP_FLOATS)
-        return alloc_floats(floats);
-    if (scratch_kept_floats < floats) {
-        pthread_setspecific(scratch_key, NULL);
-        free(scratch_kept);
-        scratch_kept_floats = 0;
-        scratch_kept = alloc_floats(floats);
-        if (!scratch_kept) return NULL;
-        if (pthread_setspecific(scratch_key, scratch_kept) != 0) {
-            float *p = scratch_kept;
-            scratch_kept = NULL;
-            return p; /* not kept: freed by scratch_release */
-        }
-        scratch_kept_floats = floats;
-    }
-    scratch_in_use = true;
-    return scratch_kept;
-}
-
-static void scratch_release(float *p)
-{
-    if (p && p == scratch_kept) scratch_in_use = false;
-    else free(p);
-}
-
 static void run_tasks(ox__pool *pool, bool parallel, size_t n, ox__pool_fn fn, void *arg)
 {
     if (parallel && pool) {
@@ -470,7 +415,7 @@ static ox_status gemm(const ox__cpu_exec *x, gemm_job *job, int threads)
     size_t block_floats = (size_t)(K * job->ncr);
     job->thread_floats = job->a_floats + job->tmp_floats + (independent ? block_floats : 0);
     size_t total = job->thread_floats * (size_t)threads + (independent ? 0 : block_floats);
-    job->scratch = scratch_acquire(total);
+    job->scratch = ox__scratch_acquire(total);
     if (!job->scratch) return OX_ERR_OUT_OF_MEMORY;
 
     if (independent) {
@@ -493,7 +438,7 @@ static ox_status gemm(const ox__cpu_exec *x, gemm_job *job, int threads)
             }
         }
     }
-    scratch_release(job->scratch);
+    ox__scratch_release(job->scratch);
     return OX_OK;
 }
 
@@ -559,7 +504,7 @@ static ox_status gemv(const ox__cpu_exec *x, gemv_job *job, const ox__view *xv, 
 {
     job->x_ne2 = xv->ne[2];
     job->x_ne3 = xv->ne[3];
-    float *xs = alloc_floats((size_t)(job->x_ne2 * job->x_ne3 * job->K));
+    float *xs = ox__scratch_acquire((size_t)(job->x_ne2 * job->x_ne3 * job->K));
     if (!xs) return OX_ERR_OUT_OF_MEMORY;
     for (int64_t i3 = 0; i3 < job->x_ne3; i3++)
         for (int64_t i2 = 0; i2 < job->x_ne2; i2++)
@@ -575,7 +520,7 @@ static ox_status gemv(const ox__cpu_exec *x, gemv_job *job, const ox__view *xv, 
     job->chunks = (job->rows + chunk - 1) / chunk;
     bool parallel = threads > 1 && job->rows * job->K * n_batch >= SMALL_WORK;
     run_tasks(x->pool, parallel, (size_t)(n_batch * job->chunks), gemv_task, job);
-    free(xs);
+    ox__scratch_release(xs);
     return OX_OK;
 }
 
