@@ -211,26 +211,28 @@ static void release_pages(void *gguf, const void *data, size_t bytes)
     ox__gguf_release_pages(gguf, data, bytes);
 }
 
+/* One matrix; false when memory ran out (the rest then stay as they are). */
+static bool pack_matrix(ox_model *m, const unsigned char *base, const ox_tensor *w)
+{
+    bool packed = false;
+    if (ox__matrix_pack(w, release_pages, m->gguf, &packed) != OX_OK) {
+        ox__log(m->ctx, OX_LOG_WARN, "ox_model_load: out of memory packing the weights for the "
+                "CPU; the rest are used as the file has them");
+        return false;
+    }
+    if (packed) ox__gguf_release_pages(m->gguf, base + w->offset, tensor_bytes(w));
+    return true;
+}
+
 static void pack_matrices(ox_model *m, const unsigned char *base)
 {
-    for (int il = m->first; il <= m->last; il++) {
-        layer *L = il < m->last ? &m->layers[il] : NULL;
-        if (!L && m->last != m->info.n_layer) break;
-        ox_tensor *mats[] = {L ? &L->wq : &m->output, L ? &L->wk : NULL, L ? &L->wv : NULL,
-                             L ? &L->wo : NULL, L ? &L->w_gate : NULL, L ? &L->w_up : NULL,
-                             L ? &L->w_down : NULL};
-        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
-            bool packed = false;
-            if (!mats[i]) continue;
-            if (ox__matrix_pack(mats[i], release_pages, m->gguf, &packed) != OX_OK) {
-                ox__log(m->ctx, OX_LOG_WARN, "ox_model_load: out of memory packing the weights "
-                        "for the CPU; the rest are used as the file has them");
-                return;
-            }
-            if (packed)
-                ox__gguf_release_pages(m->gguf, base + mats[i]->offset, tensor_bytes(mats[i]));
-        }
+    for (int il = m->first; il < m->last; il++) {
+        const layer *L = &m->layers[il];
+        const ox_tensor *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
+            if (!pack_matrix(m, base, mats[i])) return;
     }
+    if (m->last == m->info.n_layer) pack_matrix(m, base, &m->output);
 }
 
 /* Put the weights on the device: the whole file wrapped in place where the
