@@ -204,8 +204,8 @@ static int weight_list(ox_model *m, ox_tensor **list, int cap)
  * (ops/pack.c: eight rows interleaved, made once here); the file's pages
  * of each packed matrix are given back as it is copied, so the resident
  * memory stays about one copy of the weights (touched again, a page is
- * read back from the file). Out of memory stops the packing; the rest is used as the file
- * has it. */
+ * read back from the file). Out of memory stops the packing; the rest is
+ * used as the file has it. */
 static void release_pages(void *gguf, const void *data, size_t bytes)
 {
     ox__gguf_release_pages(gguf, data, bytes);
@@ -220,6 +220,8 @@ static bool pack_matrix(ox_model *m, const unsigned char *base, const ox_tensor 
                 "CPU; the rest are used as the file has them");
         return false;
     }
+    /* the pieces' own releases stop at whole pages inside each piece: the
+     * pages straddling two pieces go now */
     if (packed) ox__gguf_release_pages(m->gguf, base + w->offset, tensor_bytes(w));
     return true;
 }

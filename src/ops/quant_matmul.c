@@ -122,6 +122,7 @@ static void qmm_task(void *arg, size_t task, int thread)
     /* packed rows: a 2-D b (one batch) and the kernels for them */
     const char *packed = job->k.packed && b->ne[2] * b->ne[3] == 1 ? b->packed : NULL;
     int64_t packed_rows = b->ne[1] / OX_QTILE_ROWS * OX_QTILE_ROWS;
+    int64_t packed_row_bytes = (int64_t)ox_dtype_row_size(b->dtype, job->K); /* as the file's */
     if (job->k.tile) {
         void *scratch = job->scratch + (size_t)thread * OX_QTILE_SCRATCH(job->K);
         /* Tiles of eight tokens by eight weight rows, token groups outside:
@@ -133,7 +134,7 @@ static void qmm_task(void *arg, size_t task, int thread)
                 int rows = (int)(n1 - n < OX_QTILE_ROWS ? n1 - n : OX_QTILE_ROWS);
                 float y[OX_QTILE_ROWS * OX_QTILE_TOKENS];
                 if (packed && n + OX_QTILE_ROWS <= packed_rows) /* n is a multiple of 8 */
-                    job->k.packed(job->K, packed + n * (int64_t)ox_dtype_row_size(b->dtype, job->K), act + m * job->blocks,
+                    job->k.packed(job->K, packed + n * packed_row_bytes, act + m * job->blocks,
                                   job->blocks, tokens, y);
                 else
                     job->k.tile(job->K, w + n * b->nb[1], (size_t)b->nb[1], rows,

@@ -646,18 +646,26 @@ static void check_get_rows(fixture *f, const ox_tensor *w, const float *deq, int
     free(rows);
 }
 
+/* out (M x N) = a_host (M x K) . wᵀ through the public API on the CPU. */
+static void api_product(fixture *f, const ox_tensor *w, const float *a_host, int M, int K, int N,
+                        float *out)
+{
+    ox_tensor a, dst;
+    ASSERT_OK(f->ctx, ox_tensor_alloc(f->cpu, OX_DTYPE_F32, K, M, 1, 1, &a));
+    ASSERT_OK(f->ctx, ox_tensor_write(&a, a_host, (size_t)(M * K) * sizeof *a_host));
+    ASSERT_OK(f->ctx, ox_tensor_alloc(f->cpu, OX_DTYPE_F32, N, M, 1, 1, &dst));
+    ASSERT_OK(f->ctx, ox_matmul(f->q, &dst, &a, w, OX_MATMUL_TRANS_B));
+    ASSERT_OK(f->ctx, ox_tensor_read(&dst, out, (size_t)(M * N) * sizeof *out));
+}
+
 OX_TEST(api_matmul_get_rows_copy)
 {
     fixture f = setup();
     enum { K = 512, N = 9, M = 2 };
     float deq[K * N], a_host[M * K], out[M * N];
-    ox_tensor w = quant_weight(&f, OX_DTYPE_Q4_K, K, N, deq), a, dst;
+    ox_tensor w = quant_weight(&f, OX_DTYPE_Q4_K, K, N, deq);
     for (int i = 0; i < M * K; i++) a_host[i] = rand_normal();
-    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, K, M, 1, 1, &a));
-    ASSERT_OK(f.ctx, ox_tensor_write(&a, a_host, sizeof a_host));
-    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, N, M, 1, 1, &dst));
-    ASSERT_OK(f.ctx, ox_matmul(f.q, &dst, &a, &w, OX_MATMUL_TRANS_B));
-    ASSERT_OK(f.ctx, ox_tensor_read(&dst, out, sizeof out));
+    api_product(&f, &w, a_host, M, K, N, out);
     ASSERT(product_nmse(out, a_host, deq, M, N, K) <= MATMUL_BOUND);
 
     /* get_rows: rows 8, 0, 3 dequantized, bit-exact */
@@ -754,13 +762,9 @@ OX_TEST(api_packed_matrix)
     enum { K = 256, N = 20, M = 3 };
     uint64_t features = ox__cpu_detect()->features;
     float deq[K * N], a_host[M * K], plain[M * N], out[M * N];
-    ox_tensor w = quant_weight(&f, OX_DTYPE_Q4_K, K, N, deq), a, dst;
+    ox_tensor w = quant_weight(&f, OX_DTYPE_Q4_K, K, N, deq);
     for (int i = 0; i < M * K; i++) a_host[i] = rand_normal();
-    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, K, M, 1, 1, &a));
-    ASSERT_OK(f.ctx, ox_tensor_write(&a, a_host, sizeof a_host));
-    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, N, M, 1, 1, &dst));
-    ASSERT_OK(f.ctx, ox_matmul(f.q, &dst, &a, &w, OX_MATMUL_TRANS_B));
-    ASSERT_OK(f.ctx, ox_tensor_read(&dst, plain, sizeof plain));
+    api_product(&f, &w, a_host, M, K, N, plain);
     bool packed = false;
     ASSERT_EQ(ox__matrix_pack(&w, NULL, NULL, &packed), OX_OK);
     if (!ox__cpu_quant_packed(OX_DTYPE_Q4_K, features)) {
@@ -770,8 +774,7 @@ OX_TEST(api_packed_matrix)
         return;
     }
     ASSERT(packed && ox__matrix_packed(&w));
-    ASSERT_OK(f.ctx, ox_matmul(f.q, &dst, &a, &w, OX_MATMUL_TRANS_B));
-    ASSERT_OK(f.ctx, ox_tensor_read(&dst, out, sizeof out));
+    api_product(&f, &w, a_host, M, K, N, out);
     ASSERT(memcmp(out, plain, sizeof out) == 0);
     /* rows from the packed copy (18 is in the unpacked partial group) */
     check_get_rows(&f, &w, deq, K, (const int32_t[]){5, 0, 15, 18}, 4);
@@ -783,8 +786,7 @@ OX_TEST(api_packed_matrix)
     ASSERT_OK(f.ctx, ox_tensor_read(&w2, raw, ox_dtype_row_size(OX_DTYPE_Q4_K, K) * N));
     ASSERT_OK(f.ctx, ox_tensor_write(&w, raw, ox_dtype_row_size(OX_DTYPE_Q4_K, K) * N));
     ASSERT(ox__matrix_packed(&w) == NULL);
-    ASSERT_OK(f.ctx, ox_matmul(f.q, &dst, &a, &w, OX_MATMUL_TRANS_B));
-    ASSERT_OK(f.ctx, ox_tensor_read(&dst, out, sizeof out));
+    api_product(&f, &w, a_host, M, K, N, out);
     ASSERT(product_nmse(out, a_host, deq2, M, N, K) <= MATMUL_BOUND);
     free(raw);
     ox_context_free(f.ctx);
