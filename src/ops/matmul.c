@@ -46,6 +46,7 @@ typedef struct kernel_set {
     ox__mm_dot_fn dot;
     ox__mm_axpy_fn axpy;
     ox__mm_pack_t_fn pack_t;
+    ox__mm_halves_fn halves; /* NULL: dot reads F32 vectors only */
     /* pack_t straight from F16 rows, or NULL: converted into tmp first */
     void (*pack_t_f16)(const uint16_t *src, int64_t ld, int64_t kc, int64_t r, int64_t R, float *panel);
 } kernel_set;
@@ -86,9 +87,11 @@ static void tile_generic(int64_t kc, const float *a, const float *b, float *c, i
             c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 
-static void dot_generic(const float *x, const void *w, int64_t row_stride, ox_dtype wtype,
-                        int64_t k, int64_t rows, float *y)
+static void dot_generic(const void *xv, ox_dtype xtype, const void *w, int64_t row_stride,
+                        ox_dtype wtype, int64_t k, int64_t rows, float *y)
 {
+    const float *x = xv; /* F32: this set has no halves function */
+    (void)xtype;
     size_t size = ox_dtype_size(wtype);
     float run[GENERIC_RUN];
     for (int64_t r = 0; r < rows; r++) {
@@ -134,11 +137,12 @@ static const kernel_set avx512_kernels = {
     .name = "avx512", .mr = OX_MM_AVX512_MR, .nr = OX_MM_AVX512_NR, .kc = 1024, .mc = 14 * 16,
     .tile = ox__mm_tile_avx512, .dot = ox__mm_dot_avx512, .axpy = ox__mm_axpy_avx512,
     .pack_t = ox__mm_pack_t_avx512, .pack_t_f16 = ox__mm_pack_t_f16_avx512,
+    .halves = ox__mm_halves_avx512,
 };
 static const kernel_set avx2_kernels = {
     .name = "avx2", .mr = OX_MM_AVX2_MR, .nr = OX_MM_AVX2_NR, .kc = 512, .mc = 6 * 12,
     .tile = ox__mm_tile_avx2, .dot = ox__mm_dot_avx2, .axpy = ox__mm_axpy_avx2,
-    .pack_t = ox__mm_pack_t_avx2,
+    .pack_t = ox__mm_pack_t_avx2, .halves = ox__mm_halves_avx2,
 };
 #endif
 
@@ -453,6 +457,8 @@ typedef struct gemv_job {
     ox_dtype wtype;
     int64_t wr, wk, w_nb2, w_nb3, w_ne2, w_ne3;
     const float *x;
+    const uint16_t *xh;  /* the vectors as scaled halves, or NULL */
+    const float *xh_div; /* per vector, what the halves' sums are divided by */
     int64_t x_ne2, x_ne3;
     char *y;
     int64_t yr, y_nb2, y_nb3, y_ne2;
@@ -470,7 +476,8 @@ static void gemv_task(void *arg, size_t task, int thread)
     int64_t r_end = job->rows - r0 < job->chunk ? job->rows : r0 + job->chunk;
     int64_t i2 = batch % job->y_ne2, i3 = batch / job->y_ne2;
     const char *wb = job->w + (i2 % job->w_ne2) * job->w_nb2 + (i3 % job->w_ne3) * job->w_nb3;
-    const float *x = job->x + ((i3 % job->x_ne3) * job->x_ne2 + i2 % job->x_ne2) * job->K;
+    int64_t vec = (i3 % job->x_ne3) * job->x_ne2 + i2 % job->x_ne2;
+    const float *x = job->x + vec * job->K;
     char *yb = job->y + i2 * job->y_nb2 + i3 * job->y_nb3;
     int64_t size = (int64_t)ox_dtype_size(job->wtype);
     float out[GEMV_OUT];
@@ -478,8 +485,12 @@ static void gemv_task(void *arg, size_t task, int thread)
         int64_t n = r_end - r0 < GEMV_OUT ? r_end - r0 : GEMV_OUT;
         const char *w = wb + r0 * job->wr;
         char *y = yb + r0 * job->yr;
-        if (job->wk == size) {
-            job->ks->dot(x, w, job->wr, job->wtype, job->K, n, out);
+        if (job->wk == size && job->xh) {
+            job->ks->dot(job->xh + vec * job->K, OX_DTYPE_F16, w, job->wr, job->wtype, job->K, n,
+                         out);
+            for (int64_t r = 0; r < n; r++) out[r] /= job->xh_div[vec];
+        } else if (job->wk == size) {
+            job->ks->dot(x, OX_DTYPE_F32, w, job->wr, job->wtype, job->K, n, out);
         } else if (job->wr == size) {
             memset(out, 0, (size_t)n * sizeof(float));
             for (int64_t k = 0; k < job->K; k++)
@@ -504,13 +515,29 @@ static ox_status gemv(const ox__cpu_exec *x, gemv_job *job, const ox__view *xv, 
 {
     job->x_ne2 = xv->ne[2];
     job->x_ne3 = xv->ne[3];
-    float *xs = ox__scratch_acquire((size_t)(job->x_ne2 * job->x_ne3 * job->K));
+    int64_t vecs = job->x_ne2 * job->x_ne3;
+    /* halves (ox__mm_half_scale) for 16-bit weight rows: vecs * K floats,
+     * then vecs * K halves, then vecs divisors */
+    bool halves = job->ks->halves && job->wk == (int64_t)ox_dtype_size(job->wtype) &&
+                  (job->wtype == OX_DTYPE_F16 || job->wtype == OX_DTYPE_BF16);
+    float *xs = ox__scratch_acquire((size_t)(vecs * job->K + (halves ? (vecs * job->K + 1) / 2 + vecs : 0)));
     if (!xs) return OX_ERR_OUT_OF_MEMORY;
     for (int64_t i3 = 0; i3 < job->x_ne3; i3++)
         for (int64_t i2 = 0; i2 < job->x_ne2; i2++)
             load_run(xv->dtype, xv->data + i2 * xv->nb[2] + i3 * xv->nb[3], x_stride, job->K,
                      xs + (i3 * job->x_ne2 + i2) * job->K);
     job->x = xs;
+    job->xh = NULL;
+    if (halves) {
+        uint16_t *xh = (uint16_t *)(xs + vecs * job->K);
+        float *div = xs + vecs * job->K + (vecs * job->K + 1) / 2;
+        for (int64_t v = 0; v < vecs && halves; v++)
+            halves = (div[v] = job->ks->halves(xs + v * job->K, job->K, xh + v * job->K)) != 0.0f;
+        if (halves) { /* else a vector with a NaN or an infinity: all stay F32 */
+            job->xh = xh;
+            job->xh_div = div;
+        }
+    }
     /* About TASKS_PER_THREAD big tasks a thread: threads streaming weights
      * from far-apart places draw more memory bandwidth than threads
      * taking turns over small neighbouring pieces (2x on the bench machine). */

@@ -9,6 +9,7 @@
 #ifndef OX_OPS_MATMUL_H
 #define OX_OPS_MATMUL_H
 
+#include <math.h>
 #include <stdint.h>
 
 #include "openxpu/tensor.h"
@@ -25,9 +26,33 @@ typedef void (*ox__mm_pack_t_fn)(const float *src, int64_t ld, int64_t kc, int64
                                  float *panel);
 
 /* y[r] = sum_k x[k] * w[r * row_stride + k] for r < rows: rows of k
- * contiguous elements of dtype `wtype` (F32, F16, BF16), row_stride in bytes. */
-typedef void (*ox__mm_dot_fn)(const float *x, const void *w, int64_t row_stride, ox_dtype wtype,
-                              int64_t k, int64_t rows, float *y);
+ * contiguous elements of dtype `wtype` (F32, F16, BF16), row_stride in bytes;
+ * x of dtype `xtype`: F32, or F16 (kernels with a halves function only). */
+typedef void (*ox__mm_dot_fn)(const void *x, ox_dtype xtype, const void *w, int64_t row_stride,
+                              ox_dtype wtype, int64_t k, int64_t rows, float *y);
+
+/* A matrix-vector product with 16-bit weights reads its vector as halves:
+ * in F32 a vector of 5632 elements (22 KiB) shares the 32 KiB first-level
+ * cache with the weight stream, which evicts it, and one thread read F16
+ * rows at 17 GB/s instead of 27 (as ggml does, for the same reason). To keep
+ * the halves' range whatever the vector's, it is scaled by 2^e first, e =
+ * 15 - the binary exponent of max |x| (frexp), so the largest element lands
+ * in [2^14, 2^15); the sums are multiplied by 2^-e, exactly. Returns 2^e, or
+ * 0 where the vector has a NaN or an infinity, or e would pass 100 (nothing
+ * is converted then: the product keeps the F32 vector). */
+static inline float ox__mm_half_scale(float max_abs)
+{
+    if (!(max_abs <= 3.4e38f)) return 0.0f; /* NaN or infinite */
+    if (max_abs == 0.0f) return 1.0f;
+    int e = 0;
+    (void)frexpf(max_abs, &e);
+    e = 15 - e;
+    return e > 100 ? 0.0f : ldexpf(1.0f, e);
+}
+
+/* out[i] = x[i] * 2^e rounded to the nearest half (ties to even) for i < n,
+ * 2^e = ox__mm_half_scale(max |x|); returns 2^e (0: nothing written). */
+typedef float (*ox__mm_halves_fn)(const float *x, int64_t n, uint16_t *out);
 
 /* y[j] += alpha * w[j] for j < n, w contiguous of dtype `wtype`. */
 typedef void (*ox__mm_axpy_fn)(float alpha, const void *w, ox_dtype wtype, int64_t n, float *y);
@@ -46,8 +71,9 @@ const char *ox__cpu_matmul_kernels(uint64_t features);
 /* matmul_avx512.c: needs AVX-512 F, BW, VL (DQ with them) */
 void ox__mm_tile_avx512(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
                         int accumulate);
-void ox__mm_dot_avx512(const float *x, const void *w, int64_t row_stride, ox_dtype wtype,
-                       int64_t k, int64_t rows, float *y);
+void ox__mm_dot_avx512(const void *x, ox_dtype xtype, const void *w, int64_t row_stride,
+                       ox_dtype wtype, int64_t k, int64_t rows, float *y);
+float ox__mm_halves_avx512(const float *x, int64_t n, uint16_t *out);
 void ox__mm_axpy_avx512(float alpha, const void *w, ox_dtype wtype, int64_t n, float *y);
 /* pack_t of F16 rows (ld in elements), converting as it loads. */
 void ox__mm_pack_t_f16_avx512(const uint16_t *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
@@ -58,8 +84,9 @@ void ox__mm_pack_t_avx512(const float *src, int64_t ld, int64_t kc, int64_t r, i
 /* matmul_avx2.c: needs AVX2, FMA, F16C */
 void ox__mm_tile_avx2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
                       int accumulate);
-void ox__mm_dot_avx2(const float *x, const void *w, int64_t row_stride, ox_dtype wtype, int64_t k,
-                     int64_t rows, float *y);
+void ox__mm_dot_avx2(const void *x, ox_dtype xtype, const void *w, int64_t row_stride,
+                     ox_dtype wtype, int64_t k, int64_t rows, float *y);
+float ox__mm_halves_avx2(const float *x, int64_t n, uint16_t *out);
 void ox__mm_axpy_avx2(float alpha, const void *w, ox_dtype wtype, int64_t n, float *y);
 void ox__mm_pack_t_avx2(const float *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
                         float *panel);

@@ -107,17 +107,19 @@ static inline __attribute__((always_inline)) __m256 load8(ox_dtype type, const v
  * hardware prefetchers follow; four rows side by side, four short streams,
  * ran at 40% of the bandwidth instead of 95%); every row is summed in the
  * same order either way: two 8-lane accumulators over 16-element steps, the
- * tail zero-padded into one more step, then a fixed-order reduction. */
-static inline __attribute__((always_inline)) void dot_rows(const float *x, const char *w,
-                                                           int64_t row_stride, ox_dtype type,
-                                                           int64_t k, int rows, float *y)
+ * tail zero-padded into one more step, then a fixed-order reduction. The
+ * vector x is F32 or F16 (`xtype`). */
+static inline __attribute__((always_inline)) void dot_rows(const void *x, ox_dtype xtype,
+                                                           const char *w, int64_t row_stride,
+                                                           ox_dtype type, int64_t k, int rows,
+                                                           float *y)
 {
-    size_t size = type == OX_DTYPE_F32 ? 4 : 2;
+    size_t size = type == OX_DTYPE_F32 ? 4 : 2, xsize = xtype == OX_DTYPE_F32 ? 4 : 2;
     __m256 acc0[4], acc1[4];
     for (int r = 0; r < rows; r++) acc0[r] = acc1[r] = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= k; i += 16) {
-        __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+        __m256 x0 = load8(xtype, x, i), x1 = load8(xtype, x, i + 8);
         for (int r = 0; r < rows; r++) {
             const void *wr = w + r * row_stride;
             acc0[r] = _mm256_fmadd_ps(x0, load8(type, wr, i), acc0[r]);
@@ -126,10 +128,9 @@ static inline __attribute__((always_inline)) void dot_rows(const float *x, const
     }
     int64_t left = k - i;
     if (left > 0) {
-        float xt[16] = {0};
-        _Alignas(32) char wt[16 * 4] = {0};
-        memcpy(xt, x + i, (size_t)left * sizeof(float));
-        __m256 x0 = _mm256_loadu_ps(xt), x1 = _mm256_loadu_ps(xt + 8);
+        _Alignas(32) char xt[16 * 4] = {0}, wt[16 * 4] = {0};
+        memcpy(xt, (const char *)x + i * (int64_t)xsize, (size_t)left * xsize);
+        __m256 x0 = load8(xtype, xt, 0), x1 = load8(xtype, xt, 8);
         for (int r = 0; r < rows; r++) {
             memcpy(wt, w + r * row_stride + i * (int64_t)size, (size_t)left * size);
             acc0[r] = _mm256_fmadd_ps(x0, load8(type, wt, 0), acc0[r]);
@@ -145,19 +146,61 @@ static inline __attribute__((always_inline)) void dot_rows(const float *x, const
     }
 }
 
-void ox__mm_dot_avx2(const float *x, const void *w, int64_t row_stride, ox_dtype wtype, int64_t k,
-                     int64_t rows, float *y)
+void ox__mm_dot_avx2(const void *x, ox_dtype xtype, const void *w, int64_t row_stride,
+                     ox_dtype wtype, int64_t k, int64_t rows, float *y)
 {
     const char *wb = w;
     int64_t r = 0;
-#define DOT_ALL_ROWS(type)                                                                  \
-    for (; r < rows; r++) dot_rows(x, wb + r * row_stride, row_stride, type, k, 1, y + r);
-    switch (wtype) {
-    case OX_DTYPE_F32: DOT_ALL_ROWS(OX_DTYPE_F32) break;
-    case OX_DTYPE_F16: DOT_ALL_ROWS(OX_DTYPE_F16) break;
-    default: DOT_ALL_ROWS(OX_DTYPE_BF16) break;
+#define DOT_ALL_ROWS(xt, type)                                                                \
+    for (; r < rows; r++) dot_rows(x, xt, wb + r * row_stride, row_stride, type, k, 1, y + r);
+#define DOT_ALL_TYPES(xt)                                                                     \
+    switch (wtype) {                                                                          \
+    case OX_DTYPE_F32: DOT_ALL_ROWS(xt, OX_DTYPE_F32) break;                                  \
+    case OX_DTYPE_F16: DOT_ALL_ROWS(xt, OX_DTYPE_F16) break;                                  \
+    default: DOT_ALL_ROWS(xt, OX_DTYPE_BF16) break;                                           \
     }
+    if (xtype == OX_DTYPE_F16) DOT_ALL_TYPES(OX_DTYPE_F16)
+    else DOT_ALL_TYPES(OX_DTYPE_F32)
+#undef DOT_ALL_TYPES
 #undef DOT_ALL_ROWS
+}
+
+float ox__mm_halves_avx2(const float *x, int64_t n, uint16_t *out)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(__builtin_inff());
+    __m256 max = _mm256_setzero_ps();
+    int bad = 0; /* a NaN or an infinity seen */
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i));
+        bad |= _mm256_movemask_ps(_mm256_cmp_ps(v, inf, _CMP_NLT_UQ));
+        max = _mm256_max_ps(max, v);
+    }
+    _Alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, max);
+    float m = 0.0f;
+    for (int j = 0; j < 8; j++) m = lanes[j] > m ? lanes[j] : m;
+    for (int64_t j = i; j < n; j++) {
+        float v = x[j] < 0 ? -x[j] : x[j];
+        bad |= !(v <= 3.4e38f);
+        m = v > m ? v : m;
+    }
+    float scale = bad ? 0.0f : ox__mm_half_scale(m);
+    if (scale == 0.0f) return 0.0f;
+    const __m256 s = _mm256_set1_ps(scale);
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(out + i),
+                         _mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(x + i), s),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    if (i < n) {
+        float xt[8] = {0};
+        uint16_t ht[8];
+        memcpy(xt, x + i, (size_t)(n - i) * sizeof(float));
+        _mm_storeu_si128((__m128i *)ht, _mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(xt), s),
+                                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        memcpy(out + i, ht, (size_t)(n - i) * sizeof(uint16_t));
+    }
+    return scale;
 }
 
 static inline __attribute__((always_inline)) void axpy_typed(float alpha, const void *w,
