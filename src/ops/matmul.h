@@ -27,7 +27,8 @@ typedef void (*ox__mm_pack_t_fn)(const float *src, int64_t ld, int64_t kc, int64
 
 /* y[r] = sum_k x[k] * w[r * row_stride + k] for r < rows: rows of k
  * contiguous elements of dtype `wtype` (F32, F16, BF16), row_stride in bytes;
- * x of dtype `xtype`: F32, or F16 (kernels with a halves function only). */
+ * x of dtype `xtype`: F32, or F16 with F16 or BF16 weights (kernels with a
+ * halves function only). */
 typedef void (*ox__mm_dot_fn)(const void *x, ox_dtype xtype, const void *w, int64_t row_stride,
                               ox_dtype wtype, int64_t k, int64_t rows, float *y);
 
@@ -56,6 +57,27 @@ typedef float (*ox__mm_halves_fn)(const float *x, int64_t n, uint16_t *out);
 
 /* y[j] += alpha * w[j] for j < n, w contiguous of dtype `wtype`. */
 typedef void (*ox__mm_axpy_fn)(float alpha, const void *w, ox_dtype wtype, int64_t n, float *y);
+
+/* The body of an ox__mm_dot_fn over a kernel file's always-inline
+ * dot_rows(x, xtype, row, row_stride, wtype, k, 1, y): each row in turn,
+ * with both dtypes constant in every instantiation. */
+#define OX_MM_DOT_ROWS(dot_rows)                                                                  \
+    do {                                                                                          \
+        const char *wb_ = w;                                                                      \
+        for (int64_t r_ = 0; r_ < rows; r_++) {                                                   \
+            const char *row_ = wb_ + r_ * row_stride;                                             \
+            if (xtype == OX_DTYPE_F16 && wtype == OX_DTYPE_F16)                                   \
+                dot_rows(x, OX_DTYPE_F16, row_, row_stride, OX_DTYPE_F16, k, 1, y + r_);          \
+            else if (xtype == OX_DTYPE_F16)                                                       \
+                dot_rows(x, OX_DTYPE_F16, row_, row_stride, OX_DTYPE_BF16, k, 1, y + r_);         \
+            else if (wtype == OX_DTYPE_F32)                                                       \
+                dot_rows(x, OX_DTYPE_F32, row_, row_stride, OX_DTYPE_F32, k, 1, y + r_);          \
+            else if (wtype == OX_DTYPE_F16)                                                       \
+                dot_rows(x, OX_DTYPE_F32, row_, row_stride, OX_DTYPE_F16, k, 1, y + r_);          \
+            else                                                                                  \
+                dot_rows(x, OX_DTYPE_F32, row_, row_stride, OX_DTYPE_BF16, k, 1, y + r_);         \
+        }                                                                                         \
+    } while (0)
 
 /* Name of the kernels ox__cpu_matmul uses with these CPU feature bits:
  * "avx512", "avx2" or "generic". Static string. */

@@ -149,20 +149,7 @@ static inline __attribute__((always_inline)) void dot_rows(const void *x, ox_dty
 void ox__mm_dot_avx2(const void *x, ox_dtype xtype, const void *w, int64_t row_stride,
                      ox_dtype wtype, int64_t k, int64_t rows, float *y)
 {
-    const char *wb = w;
-    int64_t r = 0;
-#define DOT_ALL_ROWS(xt, type)                                                                \
-    for (; r < rows; r++) dot_rows(x, xt, wb + r * row_stride, row_stride, type, k, 1, y + r);
-#define DOT_ALL_TYPES(xt)                                                                     \
-    switch (wtype) {                                                                          \
-    case OX_DTYPE_F32: DOT_ALL_ROWS(xt, OX_DTYPE_F32) break;                                  \
-    case OX_DTYPE_F16: DOT_ALL_ROWS(xt, OX_DTYPE_F16) break;                                  \
-    default: DOT_ALL_ROWS(xt, OX_DTYPE_BF16) break;                                           \
-    }
-    if (xtype == OX_DTYPE_F16) DOT_ALL_TYPES(OX_DTYPE_F16)
-    else DOT_ALL_TYPES(OX_DTYPE_F32)
-#undef DOT_ALL_TYPES
-#undef DOT_ALL_ROWS
+    OX_MM_DOT_ROWS(dot_rows);
 }
 
 float ox__mm_halves_avx2(const float *x, int64_t n, uint16_t *out)
