@@ -111,6 +111,20 @@ OX_API ox_status ox_tensor_alloc(ox_device *device, ox_dtype dtype, int64_t ne0,
 OX_API ox_status ox_tensor_write(const ox_tensor *t, const void *src, size_t size);
 OX_API ox_status ox_tensor_read(const ox_tensor *t, void *dst, size_t size);
 
+/* A promise about weights: the matrix w (rows along dimension 1) is read,
+ * not written, until the next ox_tensor_write or buffer transfer into its
+ * memory. Where w's device multiplies faster from a copy in another layout
+ * (the CPU's x86 kernels: quantized rows interleaved eight at a time), the
+ * copy is made now, once, and ox_matmul, ox_matmul_many and ox_get_rows
+ * read it, with the same results as from w; a write through those calls
+ * retires it. Writing w any other way (as an op's output, from a user
+ * kernel) breaks the promise: later products may read the old values.
+ * *prepared (may be NULL) says whether a copy was made; any other tensor is
+ * left as it is, with OX_OK. OX_ERR_INVALID for a bad tensor,
+ * OX_ERR_OUT_OF_MEMORY when the copy does not fit (w stays usable as it
+ * is). Language models call it for their quantized matrices. */
+OX_API ox_status ox_tensor_prepare_weights(const ox_tensor *w, bool *prepared);
+
 /* Convert a row of n elements (n a multiple of the dtype's block) between
  * its storage form and float: F32, F16, BF16 (round to nearest even) and
  * every quantized type (dequantization is bit-exact with the GGUF formats;

@@ -188,3 +188,18 @@ const void *ox__matrix_packed(const ox_tensor *w)
     pthread_mutex_unlock(&pack_lock);
     return data;
 }
+
+ox_status ox_tensor_prepare_weights(const ox_tensor *w, bool *prepared)
+{
+    if (prepared) *prepared = false;
+    ox_status s = ox_tensor_check(w, "ox_tensor_prepare_weights: w");
+    if (s != OX_OK) return s;
+    bool made = false;
+    s = ox__matrix_pack(w, NULL, NULL, &made);
+    if (s == OX_ERR_OUT_OF_MEMORY)
+        return ox__fail(w->buffer->ctx, s, "ox_tensor_prepare_weights: no memory for a copy of "
+                        "the %s matrix (%lld x %lld); it is used as it is",
+                        ox_dtype_str(w->dtype), (long long)w->ne[0], (long long)w->ne[1]);
+    if (prepared) *prepared = made;
+    return s;
+}

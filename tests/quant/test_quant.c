@@ -753,9 +753,11 @@ OX_TEST(packed_layout_round_trip)
     }
 }
 
-/* Through the API: a CPU matrix packed as a model packs its weights gives
- * the unpacked product's bits and get_rows' rows; a write through the API
- * retires the packed copy, and the product follows the new data. */
+/* Through the API: a CPU matrix prepared as a model prepares its weights
+ * (ox_tensor_prepare_weights: packed) gives the unpacked product's bits and
+ * get_rows' rows; a write through the API retires the packed copy, and the
+ * product follows the new data. Tensors it does not pack are left alone;
+ * a bad one is refused. */
 OX_TEST(api_packed_matrix)
 {
     fixture f = setup();
@@ -765,8 +767,17 @@ OX_TEST(api_packed_matrix)
     ox_tensor w = quant_weight(&f, OX_DTYPE_Q4_K, K, N, deq);
     for (int i = 0; i < M * K; i++) a_host[i] = rand_normal();
     api_product(&f, &w, a_host, M, K, N, plain);
-    bool packed = false;
-    ASSERT_EQ(ox__matrix_pack(&w, NULL, NULL, &packed), OX_OK);
+    bool packed = true;
+    ASSERT_EQ(ox_tensor_prepare_weights(NULL, &packed), OX_ERR_INVALID);
+    ASSERT(!packed);
+    ox_tensor a_f32;
+    ASSERT_OK(f.ctx, ox_tensor_alloc(f.cpu, OX_DTYPE_F32, K, N, 1, 1, &a_f32));
+    packed = true;
+    ASSERT_OK(f.ctx, ox_tensor_prepare_weights(&a_f32, &packed));
+    ASSERT(!packed && !ox__matrix_packed(&a_f32));
+    ox_buffer_free(a_f32.buffer);
+    ASSERT_OK(f.ctx, ox_tensor_prepare_weights(&w, &packed));
+    ASSERT_OK(f.ctx, ox_tensor_prepare_weights(&w, NULL)); /* again: found, not remade */
     if (!ox__cpu_quant_packed(OX_DTYPE_Q4_K, features)) {
         ASSERT(!packed && !ox__matrix_packed(&w));
         printf("  no packed-row kernels on this CPU: the matrix is used as it is\n");

@@ -88,6 +88,8 @@ struct op_case {
     int kind;           /* the op's enum value, matmul flags or concat dim */
     int has_mask, has_weight, has_bias;
     int table;          /* rope: the angles as an ox_rope_table tensor, not positions */
+    int prepared;       /* matmul, get_rows: the weights (b, table) passed to
+                           ox_tensor_prepare_weights first, as models do */
     float param[2];     /* scale and bias, lo and hi, eps */
     ox_rope_params rope;
     ox_attention_params attention;
@@ -139,6 +141,9 @@ typedef struct op_case_list {
     int count;
     int capacity;
 } op_case_list;
+
+/* The same case with its weights prepared (op_case.prepared). */
+op_case op_case_prepared(op_case c);
 
 /* Append every case of the conformance grid (the smaller one when
  * `quick`). Returns 0, or -1 out of memory. */
