@@ -3,14 +3,15 @@
  * same run with the same threads.
  *
  *   bench_quant [--threads N] [--reps N] [--kernels avx512vnni|avx2|scalar] [--mib N]
- *               [--in-cache] [--packed] [--json]
+ *               [--in-cache] [--packed] [--shape KxN]... [--json]
  *
  * --kernels: the best the CPU has by default; avx2 leaves AVX-512 VNNI out.
  *
  * Bandwidth: a read of a buffer of --mib MiB (1024 by default) split over
  * the threads (a sum of every word), best of reps. Matvec: dst[1 x N] = a[1 x K] . Wᵀ for
  * W quantized N rows of K (TRANS_B), for Q4_0, Q8_0, Q4_K, Q6_K at
- * K = N = 4096 and K = 2048, N = 8192. Successive calls cycle through
+ * K = N = 4096 and K = 2048, N = 8192 (or the --shape ones, up to 8;
+ * K a multiple of 256). Successive calls cycle through
  * copies of W totalling at least 256 MiB, so the weights come from memory,
  * not the last-level cache, as they do in a model; --in-cache uses one copy
  * (4.7-9.4 MiB, from the last-level cache after the first call), which
@@ -40,9 +41,11 @@ typedef struct shape {
     int64_t K, N;
 } shape;
 
-static const shape shapes[] = {{4096, 4096}, {2048, 8192}};
+#define MAX_SHAPES 8
+static shape shapes[MAX_SHAPES] = {{4096, 4096}, {2048, 8192}};
+static size_t shape_count = 2;
 static const ox_dtype types[] = {OX_DTYPE_Q4_0, OX_DTYPE_Q8_0, OX_DTYPE_Q4_K, OX_DTYPE_Q6_K};
-#define SHAPE_COUNT (sizeof shapes / sizeof shapes[0])
+#define SHAPE_COUNT shape_count
 #define TYPE_COUNT (sizeof types / sizeof types[0])
 
 static uint64_t rng = 0x853C49E6748FEA9Bull;
@@ -193,12 +196,13 @@ out_free:
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_quant [--threads N] [--reps N] [--kernels avx512vnni|avx2|scalar] "
-                    "[--mib N] [--in-cache] [--packed] [--json]\n");
+                    "[--mib N] [--in-cache] [--packed] [--shape KxN]... [--json]\n");
 }
 
 int main(int argc, char **argv)
 {
     int threads = 2, reps = 5, json = 0, in_cache = 0, packed = 0;
+    size_t custom_shapes = 0;
     long mib = 1024;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
@@ -209,7 +213,18 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--mib") == 0 && i + 1 < argc) mib = atol(argv[++i]);
         else if (strcmp(argv[i], "--kernels") == 0 && i + 1 < argc) only = argv[++i];
-        else {
+        else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc) {
+            long long K = 0, N = 0;
+            char end = 0;
+            if (custom_shapes == MAX_SHAPES || sscanf(argv[++i], "%lldx%lld%c", &K, &N, &end) != 2 ||
+                K < 256 || K % 256 || K > (1 << 20) || N < 8 || N > (1 << 20)) {
+                fprintf(stderr, "bench_quant: --shape %s: want KxN, K a multiple of 256, N >= 8 "
+                        "(up to %d shapes)\n", argv[i], MAX_SHAPES);
+                return 2;
+            }
+            shapes[custom_shapes++] = (shape){K, N};
+            shape_count = custom_shapes;
+        } else {
             usage();
             return 2;
         }
@@ -249,7 +264,7 @@ int main(int argc, char **argv)
         printf("%-6s %-12s %10s %10s %10s %8s\n", "type", "K x N", "MB", "us/call", "GB/s",
                "of bw");
     }
-    result results[SHAPE_COUNT * TYPE_COUNT] = {{0}};
+    result results[MAX_SHAPES * TYPE_COUNT] = {{0}};
     int ok = 1;
     for (size_t t = 0; t < TYPE_COUNT; t++)
         for (size_t s = 0; s < SHAPE_COUNT; s++) {
