@@ -458,7 +458,7 @@ typedef struct gemv_job {
     int64_t wr, wk, w_nb2, w_nb3, w_ne2, w_ne3;
     const float *x;
     const uint16_t *xh;  /* the vectors as scaled halves, or NULL */
-    const float *xh_div; /* per vector, what the halves' sums are divided by */
+    const float *xh_div; /* per vector, what the halves' sums are divided by (0: read x) */
     int64_t x_ne2, x_ne3;
     char *y;
     int64_t yr, y_nb2, y_nb3, y_ne2;
@@ -485,7 +485,7 @@ static void gemv_task(void *arg, size_t task, int thread)
         int64_t n = r_end - r0 < GEMV_OUT ? r_end - r0 : GEMV_OUT;
         const char *w = wb + r0 * job->wr;
         char *y = yb + r0 * job->yr;
-        if (job->wk == size && job->xh) {
+        if (job->wk == size && job->xh && job->xh_div[vec] != 0.0f) {
             job->ks->dot(job->xh + vec * job->K, OX_DTYPE_F16, w, job->wr, job->wtype, job->K, n,
                          out);
             for (int64_t r = 0; r < n; r++) out[r] /= job->xh_div[vec];
@@ -520,7 +520,8 @@ static ox_status gemv(const ox__cpu_exec *x, gemv_job *job, const ox__view *xv, 
      * then vecs * K halves, then vecs divisors */
     bool halves = job->ks->halves && job->wk == (int64_t)ox_dtype_size(job->wtype) &&
                   (job->wtype == OX_DTYPE_F16 || job->wtype == OX_DTYPE_BF16);
-    float *xs = ox__scratch_acquire((size_t)(vecs * job->K + (halves ? (vecs * job->K + 1) / 2 + vecs : 0)));
+    int64_t floats = vecs * job->K + (halves ? (vecs * job->K + 1) / 2 + vecs : 0);
+    float *xs = ox__scratch_acquire((size_t)floats);
     if (!xs) return OX_ERR_OUT_OF_MEMORY;
     for (int64_t i3 = 0; i3 < job->x_ne3; i3++)
         for (int64_t i2 = 0; i2 < job->x_ne2; i2++)
@@ -528,15 +529,13 @@ static ox_status gemv(const ox__cpu_exec *x, gemv_job *job, const ox__view *xv, 
                      xs + (i3 * job->x_ne2 + i2) * job->K);
     job->x = xs;
     job->xh = NULL;
-    if (halves) {
+    if (halves) { /* per vector: one with a NaN or an infinity stays F32 (div 0) */
         uint16_t *xh = (uint16_t *)(xs + vecs * job->K);
         float *div = xs + vecs * job->K + (vecs * job->K + 1) / 2;
-        for (int64_t v = 0; v < vecs && halves; v++)
-            halves = (div[v] = job->ks->halves(xs + v * job->K, job->K, xh + v * job->K)) != 0.0f;
-        if (halves) { /* else a vector with a NaN or an infinity: all stay F32 */
-            job->xh = xh;
-            job->xh_div = div;
-        }
+        for (int64_t v = 0; v < vecs; v++)
+            div[v] = job->ks->halves(xs + v * job->K, job->K, xh + v * job->K);
+        job->xh = xh;
+        job->xh_div = div;
     }
     /* About TASKS_PER_THREAD big tasks a thread: threads streaming weights
      * from far-apart places draw more memory bandwidth than threads

@@ -425,6 +425,25 @@ OX_TEST(half_vector_range)
                        ox__cpu_matmul_kernels(options[o]), n, y[n], wk);
         }
     }
+    /* the choice is per vector: in a batch of two, the finite vector's
+     * products have the bits it has alone */
+    float x2[2 * K], y2[2 * N], alone[N];
+    memcpy(x2, x, sizeof x);
+    for (int k = 0; k < K; k++) x2[K + k] = k == 122 ? 0.5f : x[(k + 1) % K]; /* no inf */
+    ox__view vx2 = {.data = (char *)x2, .dtype = OX_DTYPE_F32, .ne = {K, 1, 2, 1},
+                    .nb = {4, 4 * K, 4 * K, 8 * K}};
+    ox__view vy2 = {.data = (char *)y2, .dtype = OX_DTYPE_F32, .ne = {N, 1, 2, 1},
+                    .nb = {4, 4 * N, 4 * N, 8 * N}};
+    ox__view vx1 = vx2, vy1 = vy;
+    vx1.data = (char *)(x2 + K);
+    vx1.ne[2] = 1;
+    vy1.data = (char *)alone;
+    ox__cpu_exec ex = {.pool = NULL, .features = detected_features()};
+    ASSERT_EQ(ox__cpu_matmul(&ex, &vy2, &vx2, &vw, OX_MATMUL_TRANS_B), OX_OK);
+    ASSERT_EQ(ox__cpu_matmul(&ex, &vy1, &vx1, &vw, OX_MATMUL_TRANS_B), OX_OK);
+    ASSERT(isinf(y2[0]));
+    for (int n = 0; n < N; n++) ASSERT(isfinite(alone[n]));
+    ASSERT(memcmp(y2 + N, alone, sizeof alone) == 0);
 }
 
 /* Same inputs and the same thread count give the same bits; here 1 and 2
