@@ -45,7 +45,6 @@ typedef struct shape {
 static shape shapes[MAX_SHAPES] = {{4096, 4096}, {2048, 8192}};
 static size_t shape_count = 2;
 static const ox_dtype types[] = {OX_DTYPE_Q4_0, OX_DTYPE_Q8_0, OX_DTYPE_Q4_K, OX_DTYPE_Q6_K};
-#define SHAPE_COUNT shape_count
 #define TYPE_COUNT (sizeof types / sizeof types[0])
 
 static uint64_t rng = 0x853C49E6748FEA9Bull;
@@ -216,8 +215,8 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc) {
             long long K = 0, N = 0;
             char end = 0;
-            if (custom_shapes == MAX_SHAPES || sscanf(argv[++i], "%lldx%lld%c", &K, &N, &end) != 2 ||
-                K < 256 || K % 256 || K > (1 << 20) || N < 8 || N > (1 << 20)) {
+            if (custom_shapes == MAX_SHAPES ||
+                sscanf(argv[++i], "%lldx%lld%c", &K, &N, &end) != 2 || K < 256 || K % 256 || K > (1 << 20) || N < 8 || N > (1 << 20)) {
                 fprintf(stderr, "bench_quant: --shape %s: want KxN, K a multiple of 256, N >= 8 "
                         "(up to %d shapes)\n", argv[i], MAX_SHAPES);
                 return 2;
@@ -267,8 +266,8 @@ int main(int argc, char **argv)
     result results[MAX_SHAPES * TYPE_COUNT] = {{0}};
     int ok = 1;
     for (size_t t = 0; t < TYPE_COUNT; t++)
-        for (size_t s = 0; s < SHAPE_COUNT; s++) {
-            result *r = &results[t * SHAPE_COUNT + s];
+        for (size_t s = 0; s < shape_count; s++) {
+            result *r = &results[t * shape_count + s];
             ok &= bench_one(types[t], shapes[s], pool, features, reps, in_cache, packed, r);
             if (json) continue;
             char name[32];
@@ -283,14 +282,14 @@ int main(int argc, char **argv)
         printf("  \"load_average\": %.2f,\n  \"read_bandwidth_gbps\": %.3f,\n  \"ok\": %s,\n"
                "  \"results\": [\n",
                load[0], bw, ok ? "true" : "false");
-        for (size_t i = 0; i < SHAPE_COUNT * TYPE_COUNT; i++) {
+        for (size_t i = 0; i < shape_count * TYPE_COUNT; i++) {
             const result *r = &results[i];
             printf("    {\"type\": \"%s\", \"K\": %lld, \"N\": %lld, \"weight_bytes\": %zu, "
                    "\"us_per_call\": %.2f, \"gbps\": %.3f, \"fraction_of_bandwidth\": %.3f, "
                    "\"nmse\": %.3g}%s\n",
                    ox_dtype_str(r->type), (long long)r->s.K, (long long)r->s.N, r->weight_bytes,
                    r->us_per_call, r->gbps, r->gbps / bw, r->nmse,
-                   i + 1 < SHAPE_COUNT * TYPE_COUNT ? "," : "");
+                   i + 1 < shape_count * TYPE_COUNT ? "," : "");
         }
         printf("  ]\n}\n");
     }

@@ -485,7 +485,7 @@ static void gemv_task(void *arg, size_t task, int thread)
         int64_t n = r_end - r0 < GEMV_OUT ? r_end - r0 : GEMV_OUT;
         const char *w = wb + r0 * job->wr;
         char *y = yb + r0 * job->yr;
-        if (job->wk == size && job->xh && job->xh_div[vec] != 0.0f) {
+        if (job->xh && job->xh_div[vec] != 0.0f) { /* xh: rows contiguous (gemv) */
             job->ks->dot(job->xh + vec * job->K, OX_DTYPE_F16, w, job->wr, job->wtype, job->K, n,
                          out);
             for (int64_t r = 0; r < n; r++) out[r] /= job->xh_div[vec];

@@ -1194,6 +1194,11 @@ static int build_matmul(op_case_list *list, int quick)
 static const ox_dtype quant_types[] = {OX_DTYPE_Q4_0, OX_DTYPE_Q4_1, OX_DTYPE_Q5_0, OX_DTYPE_Q5_1,
                                        OX_DTYPE_Q8_0, OX_DTYPE_Q4_K, OX_DTYPE_Q5_K, OX_DTYPE_Q6_K};
 
+static op_case prepared_if(int prepared, op_case c)
+{
+    return prepared ? op_case_prepared(c) : c;
+}
+
 static int build_quant(op_case_list *list, int quick)
 {
     const ox_dtype f32 = OX_DTYPE_F32;
@@ -1204,18 +1209,14 @@ static int build_quant(op_case_list *list, int quick)
         /* each product also with its weights prepared, as a model's are (on
          * the CPU: the packed rows' kernels; 33, 17, 65 and 37 rows leave a
          * partial group of eight in the file's layout) */
+        const unsigned tb = OX_MATMUL_TRANS_B;
         for (int p = 0; p < 2; p++) {
-            op_case one = op_case_matmul(f32, q, 1, 33, 512, OX_MATMUL_TRANS_B, NULL, NULL);
-            op_case few = op_case_matmul(f32, q, 5, 17, 256, OX_MATMUL_TRANS_B, NULL, NULL);
-            ADD(p ? op_case_prepared(one) : one);
-            ADD(p ? op_case_prepared(few) : few);
+            ADD(prepared_if(p, op_case_matmul(f32, q, 1, 33, 512, tb, NULL, NULL)));
+            ADD(prepared_if(p, op_case_matmul(f32, q, 5, 17, 256, tb, NULL, NULL)));
             if (quick) continue;
-            op_case vec = op_case_matmul(f32, q, 1, 130, 2048, OX_MATMUL_TRANS_B, NULL, NULL);
-            op_case batch = op_case_matmul(f32, q, 70, 65, 768, OX_MATMUL_TRANS_B, NULL, NULL);
-            op_case lookup = op_case_get_rows(q, f32, table, ids);
-            ADD(p ? op_case_prepared(vec) : vec);
-            ADD(p ? op_case_prepared(batch) : batch);
-            ADD(p ? op_case_prepared(lookup) : lookup);
+            ADD(prepared_if(p, op_case_matmul(f32, q, 1, 130, 2048, tb, NULL, NULL)));
+            ADD(prepared_if(p, op_case_matmul(f32, q, 70, 65, 768, tb, NULL, NULL)));
+            ADD(prepared_if(p, op_case_get_rows(q, f32, table, ids)));
         }
         if (quick) continue;
         ADD(op_case_copy(q, f32, rows, 0));
