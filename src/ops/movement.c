@@ -132,14 +132,13 @@ static void dequantize_task(void *arg, size_t task, int thread)
         char *dp = ox__view_at(dst, 0, idx[0], idx[1], idx[2]);
         /* a packed matrix's row is read from the packed copy: the file's
          * pages of a packed matrix were given back (ops/pack.c) */
-        const char *group = NULL;
-        if (src->packed && at[1] == 0 && at[2] == 0 && at[0] < src->ne[1] / 8 * 8)
-            group = (const char *)src->packed + at[0] / 8 * 8 * src->nb[1];
+        bool packed = src->packed && at[1] == 0 && at[2] == 0 && at[0] < src->ne[1] / 8 * 8;
         for (int64_t t = 0; t < ne[0]; t += OX__TILE) { /* OX__TILE holds whole blocks */
             int64_t m = ox__min64(ne[0] - t, OX__TILE);
             float *d = ox__tile_out(dst, dp + t * dst->nb[0], buf);
-            if (group) {
-                ox__qunpack_blocks(src->dtype, group, (int)(at[0] % 8), t / block, m / block, raw);
+            if (packed) {
+                ox__qunpack_blocks(src->dtype, src->packed, src->ne[1] / 8, src->ne[0], at[0],
+                                   t / block, m / block, raw);
                 (void)ox_row_to_f32(src->dtype, raw, d, m);
             } else {
                 (void)ox_row_to_f32(src->dtype, sp + t / block * block_bytes, d, m);

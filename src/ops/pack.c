@@ -76,7 +76,7 @@ typedef struct pack_job {
     ox_dtype dtype;
     const unsigned char *src;
     unsigned char *dst;
-    size_t row_bytes, packed_row_bytes;
+    size_t row_bytes;
     int64_t n, groups;
     void (*release)(void *user, const void *data, size_t bytes);
     void *user;
@@ -89,8 +89,7 @@ static void pack_task(void *arg, size_t task, int thread)
     int64_t g0 = (int64_t)task * PACK_GROUPS_PER_TASK;
     int64_t g1 = g0 + PACK_GROUPS_PER_TASK < j->groups ? g0 + PACK_GROUPS_PER_TASK : j->groups;
     const unsigned char *src = j->src + (size_t)(8 * g0) * j->row_bytes;
-    ox__qpack_rows(j->dtype, src, j->row_bytes, 8 * (g1 - g0), j->n,
-                   j->dst + (size_t)(8 * g0) * j->packed_row_bytes);
+    ox__qpack_groups(j->dtype, j->src, j->row_bytes, j->groups, j->n, g0, g1, j->dst);
     if (j->release) j->release(j->user, src, (size_t)(8 * (g1 - g0)) * j->row_bytes);
 }
 
@@ -132,7 +131,6 @@ ox_status ox__matrix_pack(const ox_tensor *w, void (*release)(void *user, const 
                     .src = ox__cpu_buffer_data(m->impl) + offset,
                     .dst = data,
                     .row_bytes = (size_t)w->nb[1],
-                    .packed_row_bytes = packed_row,
                     .n = w->ne[0],
                     .groups = rows / 8,
                     .release = release,

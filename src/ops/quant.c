@@ -138,15 +138,15 @@ void ox__dequantize_row(ox_dtype dtype, const void *src, float *dst, int64_t n)
 
 /* ---- activations' helpers ------------------------------------------------------------ */
 
-void ox__qpack_rows(ox_dtype dtype, const void *src, size_t row_bytes, int64_t rows, int64_t n,
-                    void *dst)
+void ox__qpack_groups(ox_dtype dtype, const void *src, size_t row_bytes, int64_t groups, int64_t n,
+                      int64_t g0, int64_t g1, void *dst)
 {
     const ox__qpack_layout L = ox__qpack_layout_of(dtype);
     const size_t bytes = ox_dtype_size(dtype);
     const int64_t blocks = n / ox_dtype_block(dtype);
-    unsigned char *out = dst;
-    for (int64_t g = 0; g < rows / 8; g++)
+    for (int64_t g = g0; g < g1; g++)
         for (int64_t i = 0; i < blocks; i++) {
+            unsigned char *out = (unsigned char *)dst + ox__qpack_at(dtype, n, groups, g, i);
             const unsigned char *blk[8];
             for (int j = 0; j < 8; j++)
                 blk[j] = (const unsigned char *)src + (size_t)(8 * g + j) * row_bytes + (size_t)i * bytes;
@@ -155,18 +155,24 @@ void ox__qpack_rows(ox_dtype dtype, const void *src, size_t row_bytes, int64_t r
             for (int w = 0; w < L.words; w++)
                 for (int j = 0; j < 8; j++)
                     memcpy(out + 32 * ox__qpack_slot(dtype, w) + 4 * j, blk[j] + L.w0 + 4 * w, 4);
-            out += 32 * L.words;
         }
 }
 
-void ox__qunpack_blocks(ox_dtype dtype, const void *group, int lane, int64_t b0, int64_t count,
-                        void *dst)
+void ox__qpack_rows(ox_dtype dtype, const void *src, size_t row_bytes, int64_t rows, int64_t n,
+                    void *dst)
+{
+    ox__qpack_groups(dtype, src, row_bytes, rows / 8, n, 0, rows / 8, dst);
+}
+
+void ox__qunpack_blocks(ox_dtype dtype, const void *packed, int64_t groups, int64_t n, int64_t r,
+                        int64_t b0, int64_t count, void *dst)
 {
     const ox__qpack_layout L = ox__qpack_layout_of(dtype);
     const size_t bytes = ox_dtype_size(dtype);
+    const int lane = (int)(r % 8);
     unsigned char *out = dst;
     for (int64_t i = b0; i < b0 + count; i++, out += bytes) {
-        const unsigned char *blk = (const unsigned char *)group + (size_t)i * 8 * bytes;
+        const unsigned char *blk = (const unsigned char *)packed + ox__qpack_at(dtype, n, groups, r / 8, i);
         for (int h = 0; h < L.halves; h++) memcpy(out + L.half_at[h], blk + 16 * h + 2 * lane, 2);
         blk += 16 * L.halves;
         for (int w = 0; w < L.words; w++)

@@ -153,12 +153,26 @@ typedef void (*ox__qtile_fn)(int64_t n, const void *w, size_t wstride, int rows,
 /* Packed weights: the layout the x86 tile kernels build in registers,
  * made once (ox__qpack_rows) so that a tile loads it instead of
  * transposing eight rows block by block. Rows go in groups of eight; block
- * i of a group is 8 x the block's bytes at group + 8 i bytes(block): first
+ * i of a group is 8 x the block's bytes: first
  * each half-precision field of the block (scale, then min) as eight
  * halves, row j at j, then the block's other bytes [w0, w0 + 4 words) as
  * 32-bit words, word w of the eight rows as eight words (row j at j), in
- * the order ox__qpack_slot gives. The
- * same bytes as the rows, in another order: same size, same results. */
+ * the order ox__qpack_slot gives.
+ *
+ * The groups' blocks are laid out chunk by chunk (ox__qpack_at): the
+ * blocks of chunk c (elements [c C, (c + 1) C) of the rows, C =
+ * OX_QPACK_CHUNK) of every group lie together, group after group, and
+ * chunk c + 1 after them. A product walks the chunks in order and each
+ * chunk over its groups, so that the chunk's activations stay in the
+ * first-level cache while the weights stream past them: a group of eight
+ * rows of 8192 elements (53 KB in Q6_K) would push a whole row's
+ * activations out of a 32 KiB cache before the next group came back to
+ * them. Rows whose group fits OX_QPACK_WHOLE bytes are one chunk (group
+ * after group): cutting them costs calls and gains nothing. The same
+ * bytes as the rows, in another order: same size, same results. */
+#define OX_QPACK_CHUNK 2048  /* elements: a multiple of every block size */
+#define OX_QPACK_WHOLE 24576 /* bytes: eight rows this short stay whole */
+
 typedef struct ox__qpack_layout {
     int halves;     /* 0: the type has no packed form */
     int half_at[2]; /* the half fields' byte offsets in a block */
@@ -196,21 +210,48 @@ static inline __attribute__((always_inline)) int ox__qpack_slot(ox_dtype dtype, 
     return 36 + w - 40;             /* qh, half 1 */
 }
 
-/* rows (a multiple of 8) rows of n elements of dtype, row r at src + r
- * row_bytes, into dst in the packed layout (rows / 8 groups of n / block
- * blocks). */
+/* Blocks a chunk of a packed matrix's rows of n elements (the whole
+ * row where eight rows fit OX_QPACK_WHOLE bytes). */
+static inline int64_t ox__qpack_chunk(ox_dtype dtype, int64_t n)
+{
+    const int64_t block = ox_dtype_block(dtype);
+    if (8 * (int64_t)ox_dtype_row_size(dtype, n) <= OX_QPACK_WHOLE) return n / block;
+    return OX_QPACK_CHUNK / block;
+}
+
+/* Byte offset of block i of group g in a packed matrix of `groups`
+ * groups of rows of n elements. */
+static inline size_t ox__qpack_at(ox_dtype dtype, int64_t n, int64_t groups, int64_t g, int64_t i)
+{
+    const int64_t blocks = n / ox_dtype_block(dtype), chunk = ox__qpack_chunk(dtype, n);
+    const int64_t c0 = i / chunk * chunk, len = blocks - c0 < chunk ? blocks - c0 : chunk;
+    return (size_t)(c0 * groups + g * len + i - c0) * 8 * ox_dtype_size(dtype);
+}
+
+/* Groups [g0, g1) of a matrix of `groups` groups of eight rows of n
+ * elements of dtype (row r at src + r row_bytes) into their places in
+ * dst, the packed matrix. Tasks may pack disjoint group ranges at once. */
+void ox__qpack_groups(ox_dtype dtype, const void *src, size_t row_bytes, int64_t groups, int64_t n,
+                      int64_t g0, int64_t g1, void *dst);
+
+/* All of it: rows (a multiple of 8) rows into dst. */
 void ox__qpack_rows(ox_dtype dtype, const void *src, size_t row_bytes, int64_t rows, int64_t n,
                     void *dst);
 
-/* The file's bytes of blocks b0 .. b0 + count - 1 of row `lane` (0..7)
- * of a packed group (rows of n elements) into dst: ox__qpack_rows undone. */
-void ox__qunpack_blocks(ox_dtype dtype, const void *group, int lane, int64_t b0, int64_t count,
-                        void *dst);
+/* The file's bytes of blocks b0 .. b0 + count - 1 of row r of a packed
+ * matrix of `groups` groups (rows of n elements) into dst: ox__qpack_rows
+ * undone. */
+void ox__qunpack_blocks(ox_dtype dtype, const void *packed, int64_t groups, int64_t n, int64_t r,
+                        int64_t b0, int64_t count, void *dst);
 
-/* A tile kernel on packed weights: the group at `group` (eight rows of n)
- * by up to eight tokens, as ox__qtile_fn with rows 8. */
-typedef void (*ox__qtile_packed_fn)(int64_t n, const void *group, const ox__block_q8a *a,
-                                    int64_t stride, int tokens, float out[64]);
+/* A tile kernel on packed weights: one chunk (n elements) of `groups`
+ * groups, their blocks one after another from `blocks`, by up to eight
+ * tokens. The float accumulators carry from chunk to chunk in acc: group
+ * g, row j and token r's at acc[16 tokens g + 8 r + j] and its min term's
+ * 8 tokens further, zero before the first chunk; after the last, the
+ * result is their sum, the bits ox__qtile_fn gives. */
+typedef void (*ox__qtile_packed_fn)(int64_t n, const void *blocks, int64_t groups,
+                                    const ox__block_q8a *a, int64_t stride, int tokens, float *acc);
 
 /* Scalar kernels (quant.c), the reference for the SIMD ones. */
 ox__qdot_fn ox__qdot_scalar(ox_dtype dtype);

@@ -28,6 +28,10 @@
 #include "ops/quant.h"
 
 #define TASKS_PER_THREAD 4
+/* Packed groups a pass over the chunks (quant.h): their carried
+ * accumulators (16 floats a token and group) stay in the cache. */
+#define PANEL_GROUPS 32
+#define PANEL_FLOATS (PANEL_GROUPS * 16 * OX_QTILE_TOKENS)
 #define SMALL_WORK ((int64_t)64 * 64 * 64) /* below this, one task */
 
 static bool have_avx2(uint64_t features)
@@ -105,8 +109,39 @@ typedef struct qmm_job {
     const ox__block_q8a *act; /* rows (m, j2, j3) of a at ((j3 * A2 + j2) * M + m) * blocks */
     int64_t M, N, K, a_ne2, a_ne3, blocks;
     int64_t chunk, chunks; /* weight rows per task, tasks per batch */
-    char *scratch;         /* the tile kernels': OX_QTILE_SCRATCH(K) bytes a thread */
+    char *scratch;         /* a thread's: the tile kernels' OX_QTILE_SCRATCH(K) bytes, then a panel's
+                              PANEL_FLOATS accumulators */
+    size_t scratch_bytes;  /* a thread's */
 } qmm_job;
+
+/* Packed rows [n0, n1) (whole groups) by tokens a, into d: panel by panel,
+ * and in a panel chunk by chunk over its groups (quant.h), the
+ * accumulators carried in acc. */
+static void qmm_packed(const qmm_job *job, const char *packed, int64_t n0, int64_t n1,
+                       const ox__block_q8a *a, int tokens, char *d, int64_t m, float *acc)
+{
+    const ox__view *dst = job->dst, *b = job->b;
+    const int64_t groups = b->ne[1] / OX_QTILE_ROWS, block = ox_dtype_block(b->dtype);
+    const int64_t blocks = job->K / block, chunk = ox__qpack_chunk(b->dtype, job->K);
+    for (int64_t p0 = n0 / OX_QTILE_ROWS; p0 < n1 / OX_QTILE_ROWS; p0 += PANEL_GROUPS) {
+        int64_t p1 = n1 / OX_QTILE_ROWS - p0 < PANEL_GROUPS ? n1 / OX_QTILE_ROWS : p0 + PANEL_GROUPS;
+        size_t state = (size_t)(16 * tokens);
+        memset(acc, 0, (size_t)(p1 - p0) * state * sizeof *acc);
+        for (int64_t c0 = 0; c0 < blocks; c0 += chunk) {
+            int64_t len = blocks - c0 < chunk ? blocks - c0 : chunk;
+            job->k.packed(len * block, packed + ox__qpack_at(b->dtype, job->K, groups, p0, c0),
+                          p1 - p0, a + c0 * block / OX_QK, job->blocks, tokens, acc);
+        }
+        for (int64_t g = p0; g < p1; g++) {
+            const float *s = acc + (size_t)(g - p0) * state;
+            for (int r = 0; r < tokens; r++)
+                for (int j = 0; j < OX_QTILE_ROWS; j++) {
+                    float y = s[8 * r + j] + s[8 * tokens + 8 * r + j];
+                    memcpy(d + (OX_QTILE_ROWS * g + j) * dst->nb[0] + (m + r) * dst->nb[1], &y, sizeof y);
+                }
+        }
+    }
+}
 
 static void qmm_task(void *arg, size_t task, int thread)
 {
@@ -121,24 +156,24 @@ static void qmm_task(void *arg, size_t task, int thread)
     char *d = dst->data + i2 * dst->nb[2] + i3 * dst->nb[3];
     /* packed rows: a 2-D b (one batch) and the kernels for them */
     const char *packed = job->k.packed && b->ne[2] * b->ne[3] == 1 ? b->packed : NULL;
-    int64_t packed_rows = b->ne[1] / OX_QTILE_ROWS * OX_QTILE_ROWS;
-    int64_t packed_row_bytes = (int64_t)ox_dtype_row_size(b->dtype, job->K); /* as the file's */
+    /* rows [n0, split) from the packed copy (n0 is a multiple of 8) */
+    int64_t whole = b->ne[1] / OX_QTILE_ROWS * OX_QTILE_ROWS;
+    int64_t split = !packed ? n0 : n1 < whole ? n1 : whole < n0 ? n0 : whole;
     if (job->k.tile) {
-        void *scratch = job->scratch + (size_t)thread * OX_QTILE_SCRATCH(job->K);
+        char *scratch = job->scratch + (size_t)thread * job->scratch_bytes;
         /* Tiles of eight tokens by eight weight rows, token groups outside:
          * a group's activation blocks stay in the core's first-level cache
          * while the chunk's weight rows stream past them. */
         for (int64_t m = 0; m < job->M; m += OX_QTILE_TOKENS) {
             int tokens = (int)(job->M - m < OX_QTILE_TOKENS ? job->M - m : OX_QTILE_TOKENS);
-            for (int64_t n = n0; n < n1; n += OX_QTILE_ROWS) {
+            if (split > n0)
+                qmm_packed(job, packed, n0, split, act + m * job->blocks, tokens, d, m,
+                           (float *)(scratch + OX_QTILE_SCRATCH(job->K)));
+            for (int64_t n = split; n < n1; n += OX_QTILE_ROWS) {
                 int rows = (int)(n1 - n < OX_QTILE_ROWS ? n1 - n : OX_QTILE_ROWS);
                 float y[OX_QTILE_ROWS * OX_QTILE_TOKENS];
-                if (packed && n + OX_QTILE_ROWS <= packed_rows) /* n is a multiple of 8 */
-                    job->k.packed(job->K, packed + n * packed_row_bytes, act + m * job->blocks,
-                                  job->blocks, tokens, y);
-                else
-                    job->k.tile(job->K, w + n * b->nb[1], (size_t)b->nb[1], rows,
-                                act + m * job->blocks, job->blocks, tokens, y, scratch);
+                job->k.tile(job->K, w + n * b->nb[1], (size_t)b->nb[1], rows,
+                            act + m * job->blocks, job->blocks, tokens, y, scratch);
                 for (int r = 0; r < tokens; r++)
                     for (int j = 0; j < rows; j++)
                         memcpy(d + (n + j) * dst->nb[0] + (m + r) * dst->nb[1],
@@ -166,7 +201,9 @@ ox_status ox__cpu_matmul_quant(const ox__cpu_exec *x, const ox__view *dst, const
                    .K = K, .a_ne2 = a->ne[2], .a_ne3 = a->ne[3], .blocks = K / OX_QK};
     ox__block_q8a *act = malloc((size_t)(rows * job.blocks) * sizeof *act);
     float *row = malloc((size_t)K * sizeof *row);
-    if (job.k.tile) job.scratch = malloc((size_t)threads * OX_QTILE_SCRATCH(K));
+    /* a thread's scratch: the tile kernels', then the panel's floats, 64-byte aligned */
+    job.scratch_bytes = (OX_QTILE_SCRATCH(K) + PANEL_FLOATS * sizeof(float) + 63) / 64 * 64;
+    if (job.k.tile) job.scratch = aligned_alloc(64, (size_t)threads * job.scratch_bytes);
     ox_status status = OX_ERR_OUT_OF_MEMORY;
     if (!act || !row || (job.k.tile && !job.scratch)) goto out_free;
 

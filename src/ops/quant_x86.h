@@ -292,13 +292,19 @@ static inline __attribute__((always_inline)) void qt_token(ox_dtype type, const 
 
 /* The eight rows of w by R tokens a + r stride: out[OX_QTILE_ROWS r + j].
  * R is a constant where it is inlined. Packed rows are one stream, which
- * the hardware prefetches by itself. */
+ * the hardware prefetches by itself; they come a chunk at a time, the
+ * accumulators carried in cacc[8 r + j] and caccm (ox__qtile_packed_fn),
+ * and out is not written. */
 static inline __attribute__((always_inline)) void qt_tile(ox_dtype type, int R, int64_t n,
                                                           const qt_src *w, const ox__block_q8a *a,
-                                                          int64_t stride, float *out)
+                                                          int64_t stride, float *out, float *cacc,
+                                                          float *caccm)
 {
     __m256 acc[QT_STEP], accm[QT_STEP];
-    for (int r = 0; r < R; r++) acc[r] = accm[r] = _mm256_setzero_ps();
+    for (int r = 0; r < R; r++) {
+        acc[r] = w->packed ? _mm256_loadu_ps(cacc + 8 * r) : _mm256_setzero_ps();
+        accm[r] = w->packed ? _mm256_loadu_ps(caccm + 8 * r) : _mm256_setzero_ps();
+    }
     const size_t bytes = qt_block_bytes(type);
     for (int64_t i = 0; i < n / OX_QK; i++) {
         if (!w->packed) qt_prefetch(w->row, w->wstride, (size_t)i * bytes, bytes, (size_t)n / OX_QK * bytes);
@@ -306,7 +312,14 @@ static inline __attribute__((always_inline)) void qt_tile(ox_dtype type, int R, 
         qt_block k = qt_decode(type, &b);
         for (int r = 0; r < R; r++) qt_token(type, &k, a + r * stride + i, &acc[r], &accm[r]);
     }
-    for (int r = 0; r < R; r++) _mm256_storeu_ps(out + OX_QTILE_ROWS * r, _mm256_add_ps(acc[r], accm[r]));
+    for (int r = 0; r < R; r++) {
+        if (w->packed) {
+            _mm256_storeu_ps(cacc + 8 * r, acc[r]);
+            _mm256_storeu_ps(caccm + 8 * r, accm[r]);
+        } else {
+            _mm256_storeu_ps(out + OX_QTILE_ROWS * r, _mm256_add_ps(acc[r], accm[r]));
+        }
+    }
 }
 
 
@@ -450,15 +463,16 @@ static inline __attribute__((always_inline)) void kt_finish(ox_dtype type, int R
     }
 }
 
+/* As qt_tile; the K types have no min term to carry (caccm stays 0). */
 static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, int64_t n,
                                                           const qt_src *w, const ox__block_q8a *a,
-                                                          int64_t stride, float *out)
+                                                          int64_t stride, float *out, float *cacc)
 {
     const bool six = type == OX_DTYPE_Q6_K;
     const size_t bytes = six ? sizeof(ox__block_q6_k)
                              : type == OX_DTYPE_Q5_K ? sizeof(ox__block_q5_k) : sizeof(ox__block_q4_k);
     __m256 acc[QT_STEP];
-    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    for (int r = 0; r < R; r++) acc[r] = w->packed ? _mm256_loadu_ps(cacc + 8 * r) : _mm256_setzero_ps();
     for (int64_t i = 0; i < n / OX_QK_K; i++) {
         qt_at b = qt_block_at(w, bytes, i), *p = &b;
         if (!w->packed) qt_prefetch(w->row, w->wstride, (size_t)i * bytes, bytes, (size_t)n / OX_QK_K * bytes);
@@ -506,7 +520,7 @@ static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, 
         __m256 dmin = six ? _mm256_setzero_ps() : at_halves(type, p, 2);
         kt_finish(type, R, d, dmin, a + i * 8, stride, mn, isum, acc);
     }
-    for (int r = 0; r < R; r++) _mm256_storeu_ps(out + OX_QTILE_ROWS * r, acc[r]);
+    for (int r = 0; r < R; r++) _mm256_storeu_ps((w->packed ? cacc + 8 * r : out + OX_QTILE_ROWS * r), acc[r]);
 }
 
 /* Decoding (one or two tokens) reads each weight byte for one token only,
@@ -828,8 +842,8 @@ static inline __attribute__((always_inline)) void any_tile(ox_dtype type, int R,
         src.row[j] = (const unsigned char *)w + (size_t)(j < rows ? j : rows - 1) * wstride;
     const unsigned char *const *row = src.row;
     if (R > QT_ROWWISE) {
-        if (k) kt_tile(type, R, n, &src, a, stride, out);
-        else qt_tile(type, R, n, &src, a, stride, out);
+        if (k) kt_tile(type, R, n, &src, a, stride, out, NULL);
+        else qt_tile(type, R, n, &src, a, stride, out, NULL, NULL);
         return;
     }
     __m256 acc[QT_ROWWISE], accm[QT_ROWWISE];
@@ -870,22 +884,31 @@ static inline __attribute__((always_inline)) void any_tile(ox_dtype type, int R,
 static inline __attribute__((always_inline)) void packed_tile(ox_dtype type, int R, int64_t n,
                                                               const void *group,
                                                               const ox__block_q8a *a,
-                                                              int64_t stride, float *out)
+                                                              int64_t stride, float *cacc,
+                                                              float *caccm)
 {
     qt_src src = {.packed = true, .group = group};
     if (type == OX_DTYPE_Q4_K || type == OX_DTYPE_Q5_K || type == OX_DTYPE_Q6_K)
-        kt_tile(type, R, n, &src, a, stride, out);
+        kt_tile(type, R, n, &src, a, stride, NULL, cacc);
     else
-        qt_tile(type, R, n, &src, a, stride, out);
+        qt_tile(type, R, n, &src, a, stride, NULL, cacc, caccm);
 }
 #define QP_CASE(R)                                                                             \
-    case R: packed_tile(TYPE, R, n, group, a + r0 * stride, stride, out + OX_QTILE_ROWS * r0); \
+    case R:                                                                                    \
+        for (int64_t g = 0; g < groups; g++)                                                   \
+            packed_tile(TYPE, R, n, (const unsigned char *)blocks + (size_t)g * group_bytes,   \
+                        a + r0 * stride, stride, acc + 16 * tokens * g + 8 * r0,               \
+                        acc + 16 * tokens * g + 8 * tokens + 8 * r0);                          \
         break;
 #define QP_KERNEL(name, T)                                                                     \
-    static void ptile_##name(int64_t n, const void *group, const ox__block_q8a *a,            \
-                             int64_t stride, int tokens, float *out)                           \
+    static void ptile_##name(int64_t n, const void *blocks, int64_t groups,                   \
+                             const ox__block_q8a *a, int64_t stride, int tokens, float *acc)   \
     {                                                                                          \
         const ox_dtype TYPE = T;                                                               \
+        const bool kq = TYPE == OX_DTYPE_Q4_K || TYPE == OX_DTYPE_Q5_K || TYPE == OX_DTYPE_Q6_K; \
+        const size_t group_bytes = (size_t)(n / (kq ? OX_QK_K : OX_QK)) * 8 *                  \
+            (TYPE == OX_DTYPE_Q6_K ? sizeof(ox__block_q6_k) : TYPE == OX_DTYPE_Q5_K            \
+             ? sizeof(ox__block_q5_k) : kq ? sizeof(ox__block_q4_k) : qt_block_bytes(TYPE));   \
         for (int r0 = 0; r0 < tokens; r0 += QT_STEP) {                                         \
             switch (tokens - r0 < QT_STEP ? tokens - r0 : QT_STEP) {                           \
                 QP_CASE(1) QP_CASE(2) QP_CASE(3) QP_CASE(4) QP_STEP_CASES                      \

@@ -474,6 +474,17 @@ OX_TEST(matmul_matches_dequantized)
     check_qcase(&(qcase){.type = OX_DTYPE_Q5_0, .M = 8, .K = 256, .N = 16});
     check_qcase(&(qcase){.type = OX_DTYPE_Q4_K, .M = 13, .K = 512, .N = 9});
     check_qcase(&(qcase){.type = OX_DTYPE_Q6_K, .M = 22, .K = 256, .N = 11});
+    /* packed rows of several chunks (ox__qpack_chunk: rows this long are
+     * cut) and a partial last one, over more groups than a panel: the
+     * accumulators carried from chunk to chunk give the one-pass bits */
+    for (size_t t = 0; t < QUANT_TYPE_COUNT; t++) {
+        ox_dtype dt = quant_types[t];
+        int64_t m = dt == OX_DTYPE_Q4_1 || dt == OX_DTYPE_Q6_K ? 9 : 1; /* passes of 8 (4) and 1 */
+        check_qcase(&(qcase){.type = dt, .M = m, .K = 6400, .N = 72});
+    }
+    check_qcase(&(qcase){.type = OX_DTYPE_Q4_0, .M = 9, .K = 6400, .N = 1100}); /* a task's panels */
+    check_qcase(&(qcase){.type = OX_DTYPE_Q4_1, .M = 1, .K = 5472, .N = 300});
+    check_qcase(&(qcase){.type = OX_DTYPE_Q8_0, .M = 2, .K = 3104, .N = 64});
 }
 
 /* The vectorised activation quantizer gives the scalar one's bytes: the
@@ -726,7 +737,7 @@ OX_TEST(batch_rows_equal_single_rows)
  * packable type (a layout that dropped or doubled a word fails here). */
 OX_TEST(packed_layout_round_trip)
 {
-    enum { ROWS = 16, K = 512 };
+    enum { ROWS = 24, K = 6400 }; /* three groups of whole chunks and a partial one */
     for (size_t t = 0; t < QUANT_TYPE_COUNT; t++) {
         ox_dtype dt = quant_types[t];
         ox__qpack_layout L = ox__qpack_layout_of(dt);
@@ -738,13 +749,18 @@ OX_TEST(packed_layout_round_trip)
         for (size_t i = 0; i < row * ROWS; i++) src[i] = (uint8_t)next_u64();
         memset(pk, 0xAB, row * ROWS);
         ox__qpack_rows(dt, src, row, ROWS, K, pk);
+        /* chunk by chunk: the second chunk of group 0 after the first of all three */
+        int64_t chunk = ox__qpack_chunk(dt, K);
+        ASSERT(chunk < K / ox_dtype_block(dt) && (K / ox_dtype_block(dt)) % chunk != 0);
+        ASSERT_EQ(ox__qpack_at(dt, K, ROWS / 8, 0, chunk), (size_t)(ROWS / 8 * chunk) * 8 * bytes);
+        ASSERT_EQ(ox__qpack_at(dt, K, ROWS / 8, 1, 0), (size_t)chunk * 8 * bytes);
         for (int r = 0; r < ROWS; r++) {
             int64_t blocks = K / ox_dtype_block(dt);
-            ox__qunpack_blocks(dt, pk + (size_t)(r / 8) * 8 * row, r % 8, 0, blocks, back);
+            ox__qunpack_blocks(dt, pk, ROWS / 8, K, r, 0, blocks, back);
             ASSERT_MSG(memcmp(back, src + (size_t)r * row, row) == 0, "%s row %d",
                        ox_dtype_str(dt), r);
             /* a later block alone */
-            ox__qunpack_blocks(dt, pk + (size_t)(r / 8) * 8 * row, r % 8, blocks - 1, 1, back);
+            ox__qunpack_blocks(dt, pk, ROWS / 8, K, r, blocks - 1, 1, back);
             ASSERT(memcmp(back, src + (size_t)r * row + (blocks - 1) * bytes, bytes) == 0);
         }
         free(src);

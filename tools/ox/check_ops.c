@@ -1202,7 +1202,8 @@ static op_case prepared_if(int prepared, op_case c)
 static int build_quant(op_case_list *list, int quick)
 {
     const ox_dtype f32 = OX_DTYPE_F32;
-    static const int64_t table[4] = {512, 37, 1, 1}, ids[3] = {11, 1, 1};
+    static const int64_t table[4] = {512, 37, 1, 1}, long_table[4] = {6400, 17, 1, 1};
+    static const int64_t ids[3] = {11, 1, 1};
     static const int64_t rows[4] = {256, 9, 2, 1};
     for (size_t i = 0; i < sizeof quant_types / sizeof quant_types[0]; i++) {
         ox_dtype q = quant_types[i];
@@ -1217,6 +1218,9 @@ static int build_quant(op_case_list *list, int quick)
             ADD(prepared_if(p, op_case_matmul(f32, q, 1, 130, 2048, tb, NULL, NULL)));
             ADD(prepared_if(p, op_case_matmul(f32, q, 70, 65, 768, tb, NULL, NULL)));
             ADD(prepared_if(p, op_case_get_rows(q, f32, table, ids)));
+            /* rows long enough that the packed layout cuts them in chunks */
+            ADD(prepared_if(p, op_case_matmul(f32, q, 3, 40, 6400, tb, NULL, NULL)));
+            ADD(prepared_if(p, op_case_get_rows(q, f32, long_table, ids)));
         }
         if (quick) continue;
         ADD(op_case_copy(q, f32, rows, 0));
