@@ -76,6 +76,15 @@ static inline void qt_prefetch(const unsigned char *const row[8], size_t wstride
                          _MM_HINT_T0);
 }
 
+/* The sum in a register here: an empty asm the compiler cannot see
+ * through, so that it adds each unrolled step as it comes instead of
+ * keeping all their products alive until the end (GCC otherwise sank
+ * Q6_K's 16 products a super-block past the loop and spilled them). */
+static inline __attribute__((always_inline)) void qt_keep(__m256i *v)
+{
+    __asm__("" : "+x"(*v));
+}
+
 typedef struct qt_block {
     __m256i c[8]; /* codes, lane j = row j; for Q8_0 without VNNI the signed codes */
     __m256 d, m;  /* rows' scales and mins */
@@ -355,13 +364,17 @@ static inline __attribute__((always_inline)) void kt_codes(ox_dtype type, const 
         at_transpose16(type, p, ql + 16, lo + 4);
         at_transpose16(type, p, qh, hi);
         at_transpose16(type, p, qh + 16, hi + 4);
-        const __m256i m2 = _mm256_set1_epi8(3);
+        /* the high bits of position tt, bits 2 tt and 2 tt + 1 of qh,
+         * shifted straight to bits 4 and 5 (16-bit shifts: what crosses
+         * from the neighbouring byte falls outside the mask) */
+        const __m256i m30 = _mm256_set1_epi8(0x30);
         for (int k = 0; k < 2; k++) {
             int tt = t + 2 * k; /* the sub-block's position in its half */
             for (int g = 0; g < 8; g++) {
                 __m256i l = _mm256_and_si256(k ? _mm256_srli_epi16(lo[g], 4) : lo[g], m4);
-                __m256i u = _mm256_and_si256(_mm256_srli_epi16(hi[g], 2 * tt), m2);
-                c[k][g] = _mm256_or_si256(l, _mm256_slli_epi16(u, 4));
+                __m256i u = tt == 3 ? _mm256_srli_epi16(hi[g], 2)
+                          : tt == 2 ? hi[g] : _mm256_slli_epi16(hi[g], 4 - 2 * tt);
+                c[k][g] = _mm256_or_si256(l, _mm256_and_si256(u, m30));
             }
         }
         return;
@@ -501,6 +514,7 @@ static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, 
                     __m256i h1 = kt_dot(c, ar->qs, 4, 8, _mm256_set1_epi32(-32 * (ar->sum - ar->sum_lo)), one);
                     isum[r] = _mm256_add_epi32(isum[r], _mm256_add_epi32(_mm256_mullo_epi32(h0, s0),
                                                                          _mm256_mullo_epi32(h1, s1)));
+                    qt_keep(&isum[r]);
                 }
             } else {
                 __m256i scale = kt_byte(sc[sb / 4], sb % 4);
@@ -513,6 +527,7 @@ static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, 
                     __m256i sc16 = _mm256_or_si256(scale, _mm256_slli_epi32(scale, 16));
                     isum[r] = kt_dot(c, ar->qs, 0, 8, isum[r], sc16);
 #endif
+                    qt_keep(&isum[r]);
                 }
             }
         }
@@ -842,8 +857,9 @@ static inline __attribute__((always_inline)) void any_tile(ox_dtype type, int R,
         src.row[j] = (const unsigned char *)w + (size_t)(j < rows ? j : rows - 1) * wstride;
     const unsigned char *const *row = src.row;
     if (R > QT_ROWWISE) {
-        if (k) kt_tile(type, R, n, &src, a, stride, out, NULL);
-        else qt_tile(type, R, n, &src, a, stride, out, NULL, NULL);
+        /* (the carried accumulators are packed rows' only: out stands in) */
+        if (k) kt_tile(type, R, n, &src, a, stride, out, out);
+        else qt_tile(type, R, n, &src, a, stride, out, out, out);
         return;
     }
     __m256 acc[QT_ROWWISE], accm[QT_ROWWISE];
@@ -889,9 +905,9 @@ static inline __attribute__((always_inline)) void packed_tile(ox_dtype type, int
 {
     qt_src src = {.packed = true, .group = group};
     if (type == OX_DTYPE_Q4_K || type == OX_DTYPE_Q5_K || type == OX_DTYPE_Q6_K)
-        kt_tile(type, R, n, &src, a, stride, NULL, cacc);
+        kt_tile(type, R, n, &src, a, stride, cacc, cacc); /* out unused */
     else
-        qt_tile(type, R, n, &src, a, stride, NULL, cacc, caccm);
+        qt_tile(type, R, n, &src, a, stride, cacc, cacc, caccm);
 }
 #define QP_CASE(R)                                                                             \
     case R:                                                                                    \
