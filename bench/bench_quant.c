@@ -3,13 +3,13 @@
  * same run with the same threads.
  *
  *   bench_quant [--threads N] [--reps N] [--kernels avx512vnni|avx2|scalar] [--mib N]
- *               [--in-cache] [--packed] [--shape KxN]... [--json]
+ *               [--in-cache] [--packed] [--shape KxN]... [--types T,T,...] [--json]
  *
  * --kernels: the best the CPU has by default; avx2 leaves AVX-512 VNNI out.
  *
  * Bandwidth: a read of a buffer of --mib MiB (1024 by default) split over
  * the threads (a sum of every word), best of reps. Matvec: dst[1 x N] = a[1 x K] . Wᵀ for
- * W quantized N rows of K (TRANS_B), for Q4_0, Q8_0, Q4_K, Q6_K at
+ * W quantized N rows of K (TRANS_B), for Q4_0, Q8_0, Q4_K, Q6_K (or the --types ones) at
  * K = N = 4096 and K = 2048, N = 8192 (or the --shape ones, up to 8;
  * K a multiple of 256). Successive calls cycle through
  * copies of W totalling at least 256 MiB, so the weights come from memory,
@@ -44,8 +44,9 @@ typedef struct shape {
 #define MAX_SHAPES 8
 static shape shapes[MAX_SHAPES] = {{4096, 4096}, {2048, 8192}};
 static size_t shape_count = 2;
-static const ox_dtype types[] = {OX_DTYPE_Q4_0, OX_DTYPE_Q8_0, OX_DTYPE_Q4_K, OX_DTYPE_Q6_K};
-#define TYPE_COUNT (sizeof types / sizeof types[0])
+#define MAX_TYPES 8 /* every quantized type */
+static ox_dtype types[MAX_TYPES] = {OX_DTYPE_Q4_0, OX_DTYPE_Q8_0, OX_DTYPE_Q4_K, OX_DTYPE_Q6_K};
+static size_t type_count = 4;
 
 static uint64_t rng = 0x853C49E6748FEA9Bull;
 
@@ -195,7 +196,7 @@ out_free:
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_quant [--threads N] [--reps N] [--kernels avx512vnni|avx2|scalar] "
-                    "[--mib N] [--in-cache] [--packed] [--shape KxN]... [--json]\n");
+                    "[--mib N] [--in-cache] [--packed] [--shape KxN]... [--types T,T,...] [--json]\n");
 }
 
 int main(int argc, char **argv)
@@ -212,7 +213,25 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--mib") == 0 && i + 1 < argc) mib = atol(argv[++i]);
         else if (strcmp(argv[i], "--kernels") == 0 && i + 1 < argc) only = argv[++i];
-        else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc) {
+        else if (strcmp(argv[i], "--types") == 0 && i + 1 < argc) {
+            char list[128];
+            snprintf(list, sizeof list, "%s", argv[++i]);
+            type_count = 0;
+            for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                ox_dtype dt;
+                if (type_count == MAX_TYPES || ox_dtype_from_str(t, &dt) != OX_OK ||
+                    !ox_dtype_is_quantized(dt)) {
+                    fprintf(stderr, "bench_quant: --types %s: want quantized types, e.g. "
+                            "q4_0,q5_k (up to %d)\n", argv[i], MAX_TYPES);
+                    return 2;
+                }
+                types[type_count++] = dt;
+            }
+            if (type_count == 0) {
+                fprintf(stderr, "bench_quant: --types: no type given\n");
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc) {
             long long K = 0, N = 0;
             char end = 0;
             if (custom_shapes == MAX_SHAPES ||
@@ -263,9 +282,9 @@ int main(int argc, char **argv)
         printf("%-6s %-12s %10s %10s %10s %8s\n", "type", "K x N", "MB", "us/call", "GB/s",
                "of bw");
     }
-    result results[MAX_SHAPES * TYPE_COUNT] = {{0}};
+    result results[MAX_SHAPES * MAX_TYPES] = {{0}};
     int ok = 1;
-    for (size_t t = 0; t < TYPE_COUNT; t++)
+    for (size_t t = 0; t < type_count; t++)
         for (size_t s = 0; s < shape_count; s++) {
             result *r = &results[t * shape_count + s];
             ok &= bench_one(types[t], shapes[s], pool, features, reps, in_cache, packed, r);
@@ -282,14 +301,14 @@ int main(int argc, char **argv)
         printf("  \"load_average\": %.2f,\n  \"read_bandwidth_gbps\": %.3f,\n  \"ok\": %s,\n"
                "  \"results\": [\n",
                load[0], bw, ok ? "true" : "false");
-        for (size_t i = 0; i < shape_count * TYPE_COUNT; i++) {
+        for (size_t i = 0; i < shape_count * type_count; i++) {
             const result *r = &results[i];
             printf("    {\"type\": \"%s\", \"K\": %lld, \"N\": %lld, \"weight_bytes\": %zu, "
                    "\"us_per_call\": %.2f, \"gbps\": %.3f, \"fraction_of_bandwidth\": %.3f, "
                    "\"nmse\": %.3g}%s\n",
                    ox_dtype_str(r->type), (long long)r->s.K, (long long)r->s.N, r->weight_bytes,
                    r->us_per_call, r->gbps, r->gbps / bw, r->nmse,
-                   i + 1 < shape_count * TYPE_COUNT ? "," : "");
+                   i + 1 < shape_count * type_count ? "," : "");
         }
         printf("  ]\n}\n");
     }

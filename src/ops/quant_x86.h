@@ -343,6 +343,12 @@ static inline __attribute__((always_inline)) void qt_tile(ox_dtype type, int R, 
  * bytes, each 16-element half's sum starting at -32 sum(a_half) and times
  * its signed 8-bit scale, then acc = fma(float(isum), d_w d_a, acc). */
 
+/* Bit s of each byte of v moved to bit 4 (the other bits anywhere). */
+static inline __attribute__((always_inline)) __m256i kt_to_bit4(__m256i v, int s)
+{
+    return s < 4 ? _mm256_slli_epi16(v, 4 - s) : s > 4 ? _mm256_srli_epi16(v, s - 4) : v;
+}
+
 /* The sub-blocks sb[0], sb[1] of super-block i of the eight rows, two
  * that share their bytes (Q4_K / Q5_K: 2q, 2q + 1, the low and high
  * nibbles of one 32-byte chunk; Q6_K: t and t + 2 of half h, q = 2h + t,
@@ -383,25 +389,24 @@ static inline __attribute__((always_inline)) void kt_codes(ox_dtype type, const 
     sb[0] = 2 * q;
     sb[1] = 2 * q + 1;
     size_t qs = (five ? offsetof(ox__block_q5_k, qs) : offsetof(ox__block_q4_k, qs)) + 32 * q;
-    __m256i v[8];
-    at_transpose16(type, p, qs, v);
-    at_transpose16(type, p, qs + 16, v + 4);
-    for (int g = 0; g < 8; g++) {
-        c[0][g] = _mm256_and_si256(v[g], m4);
-        c[1][g] = _mm256_and_si256(_mm256_srli_epi16(v[g], 4), m4);
-    }
-    if (five) { /* bit 4 of element l of sub-block s: bit s of qh[l] */
-        __m256i h[8];
-        at_transpose16(type, p, offsetof(ox__block_q5_k, qh), h);
-        at_transpose16(type, p, offsetof(ox__block_q5_k, qh) + 16, h + 4);
-        for (int k = 0; k < 2; k++) {
-            int s = sb[k];
-            const __m256i bit = _mm256_set1_epi8((char)(1 << s));
-            for (int g = 0; g < 8; g++) {
-                __m256i b = _mm256_and_si256(h[g], bit); /* masked first: no bit crosses a byte */
-                b = s <= 4 ? _mm256_slli_epi16(b, 4 - s) : _mm256_srli_epi16(b, s - 4);
-                c[k][g] = _mm256_or_si256(c[k][g], b);
+    /* Q5_K: bit 4 of element l of sub-block s is bit s of qh[l], shifted
+     * straight there (16-bit shifts: what crosses from the neighbouring
+     * byte misses bit 4). Four code vectors at a time, so that few
+     * registers are live. */
+    const __m256i m10 = _mm256_set1_epi8(0x10);
+    for (int half = 0; half < 2; half++) {
+        __m256i v[4], h[4];
+        at_transpose16(type, p, qs + 16 * (size_t)half, v);
+        if (five) at_transpose16(type, p, offsetof(ox__block_q5_k, qh) + 16 * (size_t)half, h);
+        for (int g = 0; g < 4; g++) {
+            __m256i lo = _mm256_and_si256(v[g], m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v[g], 4), m4);
+            if (five) {
+                lo = _mm256_or_si256(lo, _mm256_and_si256(kt_to_bit4(h[g], sb[0]), m10));
+                hi = _mm256_or_si256(hi, _mm256_and_si256(kt_to_bit4(h[g], sb[1]), m10));
             }
+            c[0][4 * half + g] = lo;
+            c[1][4 * half + g] = hi;
         }
     }
 }
