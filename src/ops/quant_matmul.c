@@ -156,9 +156,10 @@ static void qmm_task(void *arg, size_t task, int thread)
     char *d = dst->data + i2 * dst->nb[2] + i3 * dst->nb[3];
     /* packed rows: a 2-D b (one batch) and the kernels for them */
     const char *packed = job->k.packed && b->ne[2] * b->ne[3] == 1 ? b->packed : NULL;
-    /* rows [n0, split) from the packed copy (n0 is a multiple of 8) */
+    /* rows [n0, split) from the packed copy: the task's whole groups (n0 is a multiple of 8) */
     int64_t whole = b->ne[1] / OX_QTILE_ROWS * OX_QTILE_ROWS;
-    int64_t split = !packed ? n0 : n1 < whole ? n1 : whole < n0 ? n0 : whole;
+    int64_t split = packed ? (n1 < whole ? n1 : whole) : n0;
+    if (split < n0) split = n0;
     if (job->k.tile) {
         char *scratch = job->scratch + (size_t)thread * job->scratch_bytes;
         /* Tiles of eight tokens by eight weight rows, token groups outside:

@@ -95,6 +95,7 @@ static inline int qt_offset(ox_dtype type)
     return type == OX_DTYPE_Q4_0 ? 8 : type == OX_DTYPE_Q5_0 ? 16 : type == OX_DTYPE_Q8_0 ? 128 : 0;
 }
 
+/* A block's bytes (a super-block's for the K types), a constant where inlined. */
 static inline size_t qt_block_bytes(ox_dtype type)
 {
     switch (type) {
@@ -102,6 +103,9 @@ static inline size_t qt_block_bytes(ox_dtype type)
     case OX_DTYPE_Q4_1: return sizeof(ox__block_q4_1);
     case OX_DTYPE_Q5_0: return sizeof(ox__block_q5_0);
     case OX_DTYPE_Q5_1: return sizeof(ox__block_q5_1);
+    case OX_DTYPE_Q4_K: return sizeof(ox__block_q4_k);
+    case OX_DTYPE_Q5_K: return sizeof(ox__block_q5_k);
+    case OX_DTYPE_Q6_K: return sizeof(ox__block_q6_k);
     default: return sizeof(ox__block_q8_0);
     }
 }
@@ -487,8 +491,7 @@ static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, 
                                                           int64_t stride, float *out, float *cacc)
 {
     const bool six = type == OX_DTYPE_Q6_K;
-    const size_t bytes = six ? sizeof(ox__block_q6_k)
-                             : type == OX_DTYPE_Q5_K ? sizeof(ox__block_q5_k) : sizeof(ox__block_q4_k);
+    const size_t bytes = qt_block_bytes(type);
     __m256 acc[QT_STEP];
     for (int r = 0; r < R; r++) acc[r] = w->packed ? _mm256_loadu_ps(cacc + 8 * r) : _mm256_setzero_ps();
     for (int64_t i = 0; i < n / OX_QK_K; i++) {
@@ -739,7 +742,7 @@ static inline __attribute__((always_inline)) void rt_k(ox_dtype type, int R, int
                                                        __m256i *prod, __m256 acc[])
 {
     const bool six = type == OX_DTYPE_Q6_K, five = type == OX_DTYPE_Q5_K;
-    const size_t bytes = six ? sizeof(ox__block_q6_k) : five ? sizeof(ox__block_q5_k) : sizeof(ox__block_q4_k);
+    const size_t bytes = qt_block_bytes(type);
     const int64_t blocks = n / OX_QK_K;
     const __m256i m4 = _mm256_set1_epi8(0xF), one = _mm256_set1_epi8(1);
     /* each row's super-block header (Q4_K / Q5_K: d, dmin, scales; Q6_K:
@@ -927,9 +930,7 @@ static inline __attribute__((always_inline)) void packed_tile(ox_dtype type, int
     {                                                                                          \
         const ox_dtype TYPE = T;                                                               \
         const bool kq = TYPE == OX_DTYPE_Q4_K || TYPE == OX_DTYPE_Q5_K || TYPE == OX_DTYPE_Q6_K; \
-        const size_t group_bytes = (size_t)(n / (kq ? OX_QK_K : OX_QK)) * 8 *                  \
-            (TYPE == OX_DTYPE_Q6_K ? sizeof(ox__block_q6_k) : TYPE == OX_DTYPE_Q5_K            \
-             ? sizeof(ox__block_q5_k) : kq ? sizeof(ox__block_q4_k) : qt_block_bytes(TYPE));   \
+        const size_t group_bytes = (size_t)(n / (kq ? OX_QK_K : OX_QK)) * 8 * qt_block_bytes(TYPE); \
         for (int r0 = 0; r0 < tokens; r0 += QT_STEP) {                                         \
             switch (tokens - r0 < QT_STEP ? tokens - r0 : QT_STEP) {                           \
                 QP_CASE(1) QP_CASE(2) QP_CASE(3) QP_CASE(4) QP_STEP_CASES                      \
