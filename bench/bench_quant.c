@@ -9,7 +9,8 @@
  *
  * Bandwidth: a read of a buffer of --mib MiB (1024 by default) split over
  * the threads (a sum of every word), best of reps. Matvec: dst[1 x N] = a[1 x K] . Wᵀ for
- * W quantized N rows of K (TRANS_B), for Q4_0, Q8_0, Q4_K, Q6_K (or the --types ones) at
+ * W quantized N rows of K (TRANS_B), for Q4_0, Q8_0, Q4_K, Q6_K (or the --types ones, F16
+ * and BF16 too: the same matrix-vector product with 16-bit float weights) at
  * K = N = 4096 and K = 2048, N = 8192 (or the --shape ones, up to 8;
  * K a multiple of 256). Successive calls cycle through
  * copies of W totalling at least 256 MiB, so the weights come from memory,
@@ -129,6 +130,7 @@ static int bench_one(ox_dtype type, shape s, ox__pool *pool, uint64_t features, 
 {
     size_t row_bytes = ox_dtype_row_size(type, s.K), bytes = row_bytes * (size_t)s.N;
     size_t copies = in_cache ? 1 : (CYCLE_BYTES + bytes - 1) / bytes;
+    packed = packed && ox_dtype_is_quantized(type); /* F16 / BF16 rows have one layout */
     char *w = malloc(bytes * copies), *pk = packed ? malloc(bytes * copies) : NULL;
     float *a = malloc((size_t)s.K * sizeof *a), *row = malloc((size_t)s.K * sizeof *row);
     float *deq = malloc((size_t)(DISTINCT_ROWS * s.K) * sizeof *deq);
@@ -220,9 +222,9 @@ int main(int argc, char **argv)
             for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
                 ox_dtype dt;
                 if (type_count == MAX_TYPES || ox_dtype_from_str(t, &dt) != OX_OK ||
-                    !ox_dtype_is_quantized(dt)) {
-                    fprintf(stderr, "bench_quant: --types %s: want quantized types, e.g. "
-                            "q4_0,q5_k (up to %d)\n", argv[i], MAX_TYPES);
+                    !(ox_dtype_is_quantized(dt) || dt == OX_DTYPE_F16 || dt == OX_DTYPE_BF16)) {
+                    fprintf(stderr, "bench_quant: --types %s: want quantized or 16-bit float "
+                            "types, e.g. q4_0,q5_k,f16 (up to %d)\n", argv[i], MAX_TYPES);
                     return 2;
                 }
                 types[type_count++] = dt;
