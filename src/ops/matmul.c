@@ -142,7 +142,8 @@ static const kernel_set avx512_kernels = {
 static const kernel_set avx2_kernels = {
     .name = "avx2", .mr = OX_MM_AVX2_MR, .nr = OX_MM_AVX2_NR, .kc = 512, .mc = 6 * 12,
     .tile = ox__mm_tile_avx2, .dot = ox__mm_dot_avx2, .axpy = ox__mm_axpy_avx2,
-    .pack_t = ox__mm_pack_t_avx2, .halves = ox__mm_halves_avx2,
+    .pack_t = ox__mm_pack_t_avx2, .pack_t_f16 = ox__mm_pack_t_f16_avx2,
+    .halves = ox__mm_halves_avx2,
 };
 #endif
 

@@ -112,6 +112,8 @@ float ox__mm_halves_avx2(const float *x, int64_t n, uint16_t *out);
 void ox__mm_axpy_avx2(float alpha, const void *w, ox_dtype wtype, int64_t n, float *y);
 void ox__mm_pack_t_avx2(const float *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
                         float *panel);
+void ox__mm_pack_t_f16_avx2(const uint16_t *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
+                            float *panel);
 #endif
 
 #endif /* OX_OPS_MATMUL_H */

@@ -67,32 +67,6 @@ static inline __attribute__((always_inline)) void transpose8(__m256 r[8])
     }
 }
 
-/* Lanes below n set. */
-static inline __m256i lanes_below(int64_t n)
-{
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-void ox__mm_pack_t_avx2(const float *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
-                        float *panel)
-{
-    for (int64_t g = 0; g < R; g += 8) {
-        int64_t rows = r - g < 0 ? 0 : (r - g < 8 ? r - g : 8);
-        __m256i store = lanes_below(R - g);
-        for (int64_t k = 0; k < kc; k += 8) {
-            int64_t n = kc - k < 8 ? kc - k : 8;
-            __m256i load = lanes_below(n);
-            __m256 v[8];
-            for (int64_t i = 0; i < 8; i++)
-                v[i] = i < rows ? _mm256_maskload_ps(src + (g + i) * ld + k, load)
-                                : _mm256_setzero_ps();
-            transpose8(v);
-            for (int64_t j = 0; j < n; j++)
-                _mm256_maskstore_ps(panel + (k + j) * R + g, store, v[j]);
-        }
-    }
-}
-
 /* 8 elements of w (dtype `type`) from index i, as floats. */
 static inline __attribute__((always_inline)) __m256 load8(ox_dtype type, const void *w, int64_t i)
 {
@@ -100,6 +74,82 @@ static inline __attribute__((always_inline)) __m256 load8(ox_dtype type, const v
     __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i));
     if (type == OX_DTYPE_F16) return _mm256_cvtph_ps(h);
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/* The first n (< 8) elements of w from index i, the rest zero (F32 or F16). */
+static inline __attribute__((always_inline)) __m256 load8_part(ox_dtype type, const void *w,
+                                                               int64_t i, int64_t n)
+{
+    _Alignas(32) float t[8] = {0};
+    if (type == OX_DTYPE_F32) {
+        memcpy(t, (const float *)w + i, (size_t)n * sizeof(float));
+        return _mm256_load_ps(t);
+    }
+    uint16_t h[8] = {0};
+    memcpy(h, (const uint16_t *)w + i, (size_t)n * sizeof(uint16_t));
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+}
+
+/* Lanes [0, n) of v to p, 0 < n <= 8: plain stores (AMD's Zen cores run
+ * vmaskmovps stores as microcode, a dozen times slower: it was 12% of an
+ * F16 prompt's time when every panel row was stored masked). */
+static inline __attribute__((always_inline)) void store_first(float *p, __m256 v, int64_t n)
+{
+    if (n == 8) {
+        _mm256_storeu_ps(p, v);
+        return;
+    }
+    __m128 q = _mm256_castps256_ps128(v);
+    if (n >= 4) {
+        _mm_storeu_ps(p, q);
+        q = _mm256_extractf128_ps(v, 1);
+        p += 4;
+        n -= 4;
+    }
+    if (n >= 2) {
+        _mm_storel_pi((__m64 *)(void *)p, q);
+        q = _mm_movehl_ps(q, q);
+        p += 2;
+        n -= 2;
+    }
+    if (n == 1) _mm_store_ss(p, q);
+}
+
+/* pack_t (matmul.h) of rows of dtype `type` (F32, or F16 converted as it
+ * is loaded; ld in elements): 8 x 8 blocks transposed in registers. */
+static inline __attribute__((always_inline)) void pack_t_typed(ox_dtype type, const void *src,
+                                                               int64_t ld, int64_t kc, int64_t r,
+                                                               int64_t R, float *panel)
+{
+    const size_t size = type == OX_DTYPE_F32 ? 4 : 2;
+    for (int64_t g = 0; g < R; g += 8) {
+        int64_t rows = r - g < 0 ? 0 : (r - g < 8 ? r - g : 8);
+        int64_t width = R - g < 8 ? R - g : 8;
+        for (int64_t k = 0; k < kc; k += 8) {
+            int64_t n = kc - k < 8 ? kc - k : 8;
+            __m256 v[8];
+            for (int64_t i = 0; i < 8; i++) {
+                const char *row = (const char *)src + (size_t)((g + i) * ld) * size;
+                v[i] = i >= rows ? _mm256_setzero_ps()
+                       : n == 8  ? load8(type, row, k)
+                                 : load8_part(type, row, k, n);
+            }
+            transpose8(v);
+            for (int64_t j = 0; j < n; j++) store_first(panel + (k + j) * R + g, v[j], width);
+        }
+    }
+}
+
+void ox__mm_pack_t_avx2(const float *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
+                        float *panel)
+{
+    pack_t_typed(OX_DTYPE_F32, src, ld, kc, r, R, panel);
+}
+
+void ox__mm_pack_t_f16_avx2(const uint16_t *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
+                            float *panel)
+{
+    pack_t_typed(OX_DTYPE_F16, src, ld, kc, r, R, panel);
 }
 
 /* `rows` rows of dtype `type` at once (called with one: a matrix-vector
