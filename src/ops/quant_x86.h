@@ -264,7 +264,7 @@ static inline __m256i qt_bcast(const int8_t *p)
  * [g0, g1), added to s; with VNNI one vpdpbusd a group. Without, vpmaddubsw
  * then vpmaddwd by mul: 16-bit factors, 1 or a scale in both halves of a
  * lane (no pair saturates: codes are at most 63). */
-static inline __m256i kt_dot(const __m256i c[8], const int8_t *a, int g0, int g1, __m256i s,
+static inline __m256i kt_dot(const __m256i *c, const int8_t *a, int g0, int g1, __m256i s,
                              __m256i mul)
 {
     /* two chains, even and odd groups: half the latency of one */
@@ -485,6 +485,57 @@ static inline __attribute__((always_inline)) void kt_finish(ox_dtype type, int R
     }
 }
 
+#if !OX_QUANT_VNNI
+/* Q6_K's integer sums of one super-block for R tokens (a: their first
+ * activation block, stride apart) into isum, for AVX2's 16 registers:
+ * kt_codes decodes two sub-blocks' 16 code vectors at once (spilled here,
+ * 236 stack references in the one-token kernel), so this decodes a
+ * quarter at a time, elements 16 part .. 16 part + 15 of sub-blocks t and
+ * t + 2 of half h (one load of ql and qh for both), and adds that
+ * 16-element half's sum times its scale at once. The sums are exact, so
+ * the order does not change a bit. */
+static inline __attribute__((always_inline)) void kt_q6_quarters(const qt_at *p, const __m256i sc[4],
+                                                                 const ox__block_q8a *a, int64_t stride,
+                                                                 int R, __m256i isum[])
+{
+    const ox_dtype type = OX_DTYPE_Q6_K;
+    const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
+    const __m256i one = _mm256_set1_epi16(1);
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) {
+        const int h = q / 2, t = q % 2;
+        const int sb[2] = {4 * h + t, 4 * h + t + 2};
+#pragma GCC unroll 2
+        for (int part = 0; part < 2; part++) {
+            __m256i lo[4], hi[4];
+            at_transpose16(type, p, offsetof(ox__block_q6_k, ql) + 64 * (size_t)h + 32 * (size_t)t + 16 * (size_t)part, lo);
+            at_transpose16(type, p, offsetof(ox__block_q6_k, qh) + 32 * (size_t)h + 16 * (size_t)part, hi);
+#pragma GCC unroll 2
+            for (int k = 0; k < 2; k++) {
+                const int tt = t + 2 * k; /* the sub-block's position in its half */
+                __m256i c[4];
+                for (int g = 0; g < 4; g++) {
+                    __m256i l = _mm256_and_si256(k ? _mm256_srli_epi16(lo[g], 4) : lo[g], m4);
+                    __m256i u = tt == 3 ? _mm256_srli_epi16(hi[g], 2)
+                              : tt == 2 ? hi[g] : _mm256_slli_epi16(hi[g], 4 - 2 * tt);
+                    c[g] = _mm256_or_si256(l, _mm256_and_si256(u, m30));
+                }
+                /* scale 2 sb + part: byte 2 (sb % 2) + part of word sb / 2 */
+                __m256i scale = kt_byte(sc[sb[k] / 2], 2 * (sb[k] % 2) + part);
+                scale = _mm256_srai_epi32(_mm256_slli_epi32(scale, 24), 24);
+                for (int r = 0; r < R; r++) {
+                    const ox__block_q8a *ar = a + r * stride + sb[k];
+                    int sum = part ? ar->sum - ar->sum_lo : ar->sum_lo;
+                    __m256i hs = kt_dot(c, ar->qs + 16 * part, 0, 4, _mm256_set1_epi32(-32 * sum), one);
+                    isum[r] = _mm256_add_epi32(isum[r], _mm256_mullo_epi32(hs, scale));
+                    qt_keep(&isum[r]);
+                }
+            }
+        }
+    }
+}
+#endif
+
 /* As qt_tile; the K types have no min term to carry (caccm stays 0). */
 static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, int64_t n,
                                                           const qt_src *w, const ox__block_q8a *a,
@@ -504,6 +555,12 @@ static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, 
         __m256i words[4];
         kt_scale_words(type, p, words);
         kt_scales(type, words, sc, mn);
+#if !OX_QUANT_VNNI
+        if (six) { /* AVX2: 16 registers, a quarter of a chunk at a time */
+            kt_q6_quarters(p, sc, a + i * 8, stride, R, isum);
+            goto finish;
+        }
+#endif
         /* unrolled: every index below a constant, the codes in registers */
 #pragma GCC unroll 8
         for (int pair = 0; pair < 8; pair++) {
@@ -539,6 +596,9 @@ static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, 
                 }
             }
         }
+#if !OX_QUANT_VNNI
+    finish:;
+#endif
         __m256 d = at_halves(type, p, six ? offsetof(ox__block_q6_k, d) : 0);
         __m256 dmin = six ? _mm256_setzero_ps() : at_halves(type, p, 2);
         kt_finish(type, R, d, dmin, a + i * 8, stride, mn, isum, acc);
