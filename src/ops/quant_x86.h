@@ -370,6 +370,18 @@ static inline __attribute__((always_inline)) __m256i kt_to_bit4(__m256i v, int s
     return s < 4 ? _mm256_slli_epi16(v, 4 - s) : s > 4 ? _mm256_srli_epi16(v, s - 4) : v;
 }
 
+/* Q6_K's codes + 32 of one group of four values: lo / hi the transposed ql
+ * and qh bytes, k the nibble (0 low, 1 high), tt the sub-block's position
+ * in its half (its high bits are bits 2 tt and 2 tt + 1 of qh, shifted
+ * straight to bits 4 and 5: 16-bit shifts, what crosses from the
+ * neighbouring byte falls outside the mask). */
+static inline __attribute__((always_inline)) __m256i kt_q6_code(__m256i lo, __m256i hi, int k, int tt)
+{
+    __m256i l = _mm256_and_si256(k ? _mm256_srli_epi16(lo, 4) : lo, _mm256_set1_epi8(0xF));
+    __m256i u = tt == 3 ? _mm256_srli_epi16(hi, 2) : tt == 2 ? hi : _mm256_slli_epi16(hi, 4 - 2 * tt);
+    return _mm256_or_si256(l, _mm256_and_si256(u, _mm256_set1_epi8(0x30)));
+}
+
 /* The sub-blocks sb[0], sb[1] of super-block i of the eight rows, two
  * that share their bytes (Q4_K / Q5_K: 2q, 2q + 1, the low and high
  * nibbles of one 32-byte chunk; Q6_K: t and t + 2 of half h, q = 2h + t,
@@ -391,19 +403,8 @@ static inline __attribute__((always_inline)) void kt_codes(ox_dtype type, const 
         at_transpose16(type, p, ql + 16, lo + 4);
         at_transpose16(type, p, qh, hi);
         at_transpose16(type, p, qh + 16, hi + 4);
-        /* the high bits of position tt, bits 2 tt and 2 tt + 1 of qh,
-         * shifted straight to bits 4 and 5 (16-bit shifts: what crosses
-         * from the neighbouring byte falls outside the mask) */
-        const __m256i m30 = _mm256_set1_epi8(0x30);
-        for (int k = 0; k < 2; k++) {
-            int tt = t + 2 * k; /* the sub-block's position in its half */
-            for (int g = 0; g < 8; g++) {
-                __m256i l = _mm256_and_si256(k ? _mm256_srli_epi16(lo[g], 4) : lo[g], m4);
-                __m256i u = tt == 3 ? _mm256_srli_epi16(hi[g], 2)
-                          : tt == 2 ? hi[g] : _mm256_slli_epi16(hi[g], 4 - 2 * tt);
-                c[k][g] = _mm256_or_si256(l, _mm256_and_si256(u, m30));
-            }
-        }
+        for (int k = 0; k < 2; k++)
+            for (int g = 0; g < 8; g++) c[k][g] = kt_q6_code(lo[g], hi[g], k, t + 2 * k);
         return;
     }
     bool five = type == OX_DTYPE_Q5_K;
@@ -436,6 +437,14 @@ static inline __attribute__((always_inline)) void kt_codes(ox_dtype type, const 
 static inline __m256i kt_byte(__m256i v, int k)
 {
     return _mm256_and_si256(_mm256_srli_epi32(v, 8 * k), _mm256_set1_epi32(0xFF));
+}
+
+/* Q6_K's signed scale of 16-element half 2 sb + part as 32-bit lanes (sc:
+ * kt_scales' four words, bytes 4q..4q+3 in word q). */
+static inline __m256i kt_q6_scale(const __m256i sc[4], int sb, int part)
+{
+    __m256i s = kt_byte(sc[sb / 2], 2 * (sb % 2) + part);
+    return _mm256_srai_epi32(_mm256_slli_epi32(s, 24), 24);
 }
 
 /* The eight rows' scales of a super-block from their scale bytes as
@@ -502,7 +511,6 @@ static inline __attribute__((always_inline)) void kt_finish(ox_dtype type, int R
     }
 }
 
-#if !OX_QUANT_VNNI
 /* Q6_K's integer sums of one super-block for R tokens (a: their first
  * activation block, stride apart) into isum, for AVX2's 16 registers:
  * kt_codes decodes two sub-blocks' 16 code vectors at once (spilled here,
@@ -516,7 +524,6 @@ static inline __attribute__((always_inline)) void kt_q6_quarters(const qt_at *p,
                                                                  int R, __m256i isum[])
 {
     const ox_dtype type = OX_DTYPE_Q6_K;
-    const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
     const __m256i one = _mm256_set1_epi16(1);
 #pragma GCC unroll 4
     for (int q = 0; q < 4; q++) {
@@ -529,17 +536,9 @@ static inline __attribute__((always_inline)) void kt_q6_quarters(const qt_at *p,
             at_transpose16(type, p, offsetof(ox__block_q6_k, qh) + 32 * (size_t)h + 16 * (size_t)part, hi);
 #pragma GCC unroll 2
             for (int k = 0; k < 2; k++) {
-                const int tt = t + 2 * k; /* the sub-block's position in its half */
                 __m256i c[4];
-                for (int g = 0; g < 4; g++) {
-                    __m256i l = _mm256_and_si256(k ? _mm256_srli_epi16(lo[g], 4) : lo[g], m4);
-                    __m256i u = tt == 3 ? _mm256_srli_epi16(hi[g], 2)
-                              : tt == 2 ? hi[g] : _mm256_slli_epi16(hi[g], 4 - 2 * tt);
-                    c[g] = _mm256_or_si256(l, _mm256_and_si256(u, m30));
-                }
-                /* scale 2 sb + part: byte 2 (sb % 2) + part of word sb / 2 */
-                __m256i scale = kt_byte(sc[sb[k] / 2], 2 * (sb[k] % 2) + part);
-                scale = _mm256_srai_epi32(_mm256_slli_epi32(scale, 24), 24);
+                for (int g = 0; g < 4; g++) c[g] = kt_q6_code(lo[g], hi[g], k, t + 2 * k);
+                __m256i scale = kt_q6_scale(sc, sb[k], part);
                 for (int r = 0; r < R; r++) {
                     const ox__block_q8a *ar = a + r * stride + sb[k];
                     int sum = part ? ar->sum - ar->sum_lo : ar->sum_lo;
@@ -551,7 +550,6 @@ static inline __attribute__((always_inline)) void kt_q6_quarters(const qt_at *p,
         }
     }
 }
-#endif
 
 /* As qt_tile; the K types have no min term to carry (caccm stays 0). */
 static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, int64_t n,
@@ -573,23 +571,17 @@ static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, 
         __m256i words[4];
         kt_scale_words(type, p, words);
         kt_scales(type, words, sc, mn);
-#if !OX_QUANT_VNNI
-        if (six) { /* AVX2: 16 registers, a quarter of a chunk at a time */
-            kt_q6_quarters(p, sc, a + i * 8, stride, R, isum);
-            goto finish;
-        }
-#endif
+        /* AVX2's 16 registers: Q6_K a quarter super-block at a time */
+        if (six && !OX_QUANT_VNNI) kt_q6_quarters(p, sc, a + i * 8, stride, R, isum);
         /* unrolled: every index below a constant, the codes in registers */
 #pragma GCC unroll 8
-        for (int pair = 0; pair < 8; pair++) {
+        for (int pair = 0; pair < 8 && !(six && !OX_QUANT_VNNI); pair++) {
             if (pair % 2 == 0) kt_codes(type, p, pair / 2, sbs, cc);
             const int sb = sbs[pair % 2];
             const __m256i *c = cc[pair % 2];
             if (six) {
                 /* halves 2 sb and 2 sb + 1: signed scales, the +32 offset in the start */
-                __m256i s0 = kt_byte(sc[sb / 2], 2 * (sb % 2)), s1 = kt_byte(sc[sb / 2], 2 * (sb % 2) + 1);
-                s0 = _mm256_srai_epi32(_mm256_slli_epi32(s0, 24), 24);
-                s1 = _mm256_srai_epi32(_mm256_slli_epi32(s1, 24), 24);
+                __m256i s0 = kt_q6_scale(sc, sb, 0), s1 = kt_q6_scale(sc, sb, 1);
                 const __m256i one = _mm256_set1_epi16(1);
                 for (int r = 0; r < R; r++) {
                     const ox__block_q8a *ar = a + r * stride + i * 8 + sb;
@@ -614,9 +606,6 @@ static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, 
                 }
             }
         }
-#if !OX_QUANT_VNNI
-    finish:;
-#endif
         __m256 d = at_halves(type, p, six ? offsetof(ox__block_q6_k, d) : 0);
         __m256 dmin = six ? _mm256_setzero_ps() : at_halves(type, p, 2);
         kt_finish(type, R, d, dmin, a + i * 8, stride, mn, isum, acc);
