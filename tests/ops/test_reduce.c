@@ -158,6 +158,30 @@ OX_TEST(softmax_in_place_long_rows)
     }
 }
 
+/* The exponentials without AVX2 (the features hidden): the portable loop
+ * that other CPUs run, rows longer and shorter than a tile, against the
+ * same reference (the tests above take the AVX2 path on a CPU that has it). */
+OX_TEST(softmax_without_avx2)
+{
+    tt_seed(26);
+    ox__cpu_exec x = *tt_exec();
+    x.features = 0;
+    const int64_t shapes_[2][4] = {{4100, 3, 1, 1}, {300, 4, 1, 1}};
+    for (int i = 0; i < 2; i++) {
+        test_tensor a = tt_random(OX_DTYPE_F32, shapes_[i], TT_CONTIGUOUS, -8, 8);
+        test_tensor d = tt_new(OX_DTYPE_F32, shapes_[i], TT_CONTIGUOUS);
+        ox_ref_tensor ra = tt_ref(&a), rd = tt_ref_new(shapes_[i], 0), rl = tt_ref_new(shapes_[i], 0);
+        ASSERT_EQ(ox__cpu_softmax(&x, &d.v, &a.v, NULL, 0.9f), OX_OK);
+        ox_ref_softmax(&rd, &ra, NULL, 0.9);
+        ASSERT_NMSE(&d, &rd, tt_tol(OX_DTYPE_F32), "portable softmax, %lld wide\n",
+                    (long long)shapes_[i][0]);
+        ASSERT_EQ(ox__cpu_log_softmax(&x, &d.v, &a.v), OX_OK);
+        ox_ref_log_softmax(&rl, &ra);
+        ASSERT_NMSE(&d, &rl, tt_tol(OX_DTYPE_F32), "portable log_softmax, %lld wide\n",
+                    (long long)shapes_[i][0]);
+    }
+}
+
 static void check_log_softmax(ox_dtype dt, const int64_t ne[4], int layout, int in_place)
 {
     test_tensor a = tt_random(dt, ne, layout, -6, 6);
@@ -191,4 +215,5 @@ OX_TEST(log_softmax_all_shapes_and_types)
 
 OX_TEST_MAIN(reduce_all_shapes_and_types, reduce_sum_accuracy, reduce_exact_values,
              softmax_all_shapes_and_types, softmax_exact_and_masked_rows,
-             softmax_in_place_long_rows, log_softmax_all_shapes_and_types)
+             softmax_in_place_long_rows, softmax_without_avx2,
+             log_softmax_all_shapes_and_types)
