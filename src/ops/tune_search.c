@@ -350,6 +350,14 @@ static ox_status problem_make(problem *p, int family, const char *cls)
     case OX__TUNE_MATVEC:
     case OX__TUNE_QMATVEC:
     case OX__TUNE_QMATMUL: {
+        /* 16-bit weights: the CPU's reference multiplies them with the
+         * activations rounded to halves (ox__mm_half_scale, as llama.cpp
+         * does), a device with the F32 activations; that rounding alone is
+         * an NMSE of a few 1e-8, so every candidate failed the bound of
+         * the F32 products and F16 / BF16 matrix-vector products were
+         * never tuned. ox check's bound for them (TOL_HALF_VECTOR). */
+        if (family == OX__TUNE_MATVEC && (p->dtype == OX_DTYPE_F16 || p->dtype == OX_DTYPE_BF16))
+            p->tolerance = 1e-6;
         if (family != OX__TUNE_QMATMUL && p->n_model > 0) return step_make(p);
         /* a prompt's batch for qmatmul (it picks between rows and tiles) */
         int64_t M = family == OX__TUNE_QMATMUL ? 256 : 1;

@@ -149,6 +149,26 @@ OX_TEST(wrong_candidate_is_rejected_however_fast)
     close_fixture(&f);
 }
 
+/* Products with 16-bit weights: the CPU's reference rounds the vector to
+ * halves, so a candidate checked with the F32 products' bound failed, and
+ * every F16 / BF16 matrix-vector candidate was rejected (none tuned). */
+OX_TEST(half_weight_matvec_candidates_pass_the_check)
+{
+    fixture f;
+    open_fixture(&f);
+    capture c = {.count = 0};
+    ox_tune_options o = {.struct_size = sizeof o, .op = "matvec", .budget_seconds = 9,
+                         .callback = on_result, .user = &c, .flags = OX_TUNE_DRY_RUN};
+    ASSERT_OK(f.ctx, ox_device_tune(f.dev, &o));
+    ASSERT_EQ(c.count, 3); /* f32, f16, bf16 */
+    for (int i = 0; i < c.count; i++) {
+        ASSERT(c.results[i].tried >= 1);
+        ASSERT_EQ(c.results[i].rejected, 0);
+        ASSERT(c.results[i].best_seconds > 0);
+    }
+    close_fixture(&f);
+}
+
 OX_TEST(tuned_entry_is_what_the_ops_run)
 {
     fixture f;
@@ -383,4 +403,5 @@ OX_TEST(model_step_tunes_the_model_classes)
 
 OX_TEST_MAIN(wrong_candidate_is_rejected_however_fast, tuned_entry_is_what_the_ops_run,
              corrupt_and_stale_entries_are_ignored_with_a_warning, dry_run_keeps_nothing,
-             refusals_say_why, model_step_tunes_the_model_classes)
+             refusals_say_why, model_step_tunes_the_model_classes,
+             half_weight_matvec_candidates_pass_the_check)
