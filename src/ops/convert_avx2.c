@@ -5,6 +5,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "ops/cpu_ops.h"
+#include "openxpu/ops.h"
+
 void ox__row_f16_to_f32_f16c(const uint16_t *src, float *dst, int64_t n);
 void ox__row_f32_to_f16_f16c(const float *src, uint16_t *dst, int64_t n);
 
@@ -38,5 +41,36 @@ void ox__row_f32_to_f16_f16c(const float *src, uint16_t *dst, int64_t n)
         __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(tail_in), _MM_FROUND_TO_NEAREST_INT);
         _mm_storeu_si128((__m128i *)tail_out, h);
         memcpy(dst + i, tail_out, (size_t)(n - i) * sizeof *dst);
+    }
+}
+
+/* Eight halves of a and b at i (n - i of them, zero-padded, when `part`):
+ * the op's result rounded back to halves, stored likewise. */
+#define BINARY_F16_LOOP(expr)                                                              \
+    do {                                                                                   \
+        int64_t i = 0;                                                                     \
+        for (; i + 8 <= n; i += 8) {                                                       \
+            __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i)));          \
+            __m256 y = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i)));          \
+            _mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(expr, _MM_FROUND_TO_NEAREST_INT)); \
+        }                                                                                  \
+        if (i < n) {                                                                       \
+            uint16_t ta[8] = {0}, tb[8] = {0}, td[8];                                      \
+            memcpy(ta, a + i, (size_t)(n - i) * sizeof *a);                                \
+            memcpy(tb, b + i, (size_t)(n - i) * sizeof *b);                                \
+            __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)ta));               \
+            __m256 y = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)tb));               \
+            _mm_storeu_si128((__m128i *)td, _mm256_cvtps_ph(expr, _MM_FROUND_TO_NEAREST_INT)); \
+            memcpy(d + i, td, (size_t)(n - i) * sizeof *d);                                \
+        }                                                                                  \
+    } while (0)
+
+void ox__binary_f16_avx2(int op, uint16_t *d, const uint16_t *a, const uint16_t *b, int64_t n)
+{
+    switch ((ox_binary_op)op) {
+    case OX_BINARY_ADD: BINARY_F16_LOOP(_mm256_add_ps(x, y)); break;
+    case OX_BINARY_SUB: BINARY_F16_LOOP(_mm256_sub_ps(x, y)); break;
+    case OX_BINARY_MUL: BINARY_F16_LOOP(_mm256_mul_ps(x, y)); break;
+    case OX_BINARY_DIV: BINARY_F16_LOOP(_mm256_div_ps(x, y)); break;
     }
 }

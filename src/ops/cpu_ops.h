@@ -109,6 +109,10 @@ void ox__att_pv_avx2(float *acc, const float *p, const void *const v[], int64_t 
 void ox__att_pv_f16_avx2(float *acc, const float *p, const void *const v[], int64_t nk, int64_t n);
 /* s[j] = exp(s[j] - max) for j < n, with ox__exp_f32's bits, and their sum */
 double ox__att_exp_avx2(float *s, int64_t n, float max);
+/* d[i] = a[i] op b[i] for n halves (an ox_binary_op), eight at a time with
+ * F16C: each converted to float, the op in float, rounded to nearest even,
+ * the bits of the tile-by-tile path (convert_avx2.c; AVX2 and F16C only) */
+void ox__binary_f16_avx2(int op, uint16_t *d, const uint16_t *a, const uint16_t *b, int64_t n);
 
 /* At least `floats` 64-byte aligned floats for the calling thread, or
  * NULL; give them back with ox__scratch_release. The thread keeps them for

@@ -55,6 +55,33 @@ OX_TEST(binary_all_shapes_and_types)
                                  (int)(s + (size_t)b_kind) % 3);
 }
 
+/* Contiguous F16 rows take the fused F16C loop (ox__binary_f16_avx2); it
+ * must give the bits of the tile path, which the CPU's features hidden
+ * select: every op, a tail of 3, b one row repeated over a's and b whole,
+ * and in place. */
+OX_TEST(binary_f16_rows_same_bits_as_tiles)
+{
+    const uint64_t need = OX_FEATURE_BIT(OX_FEATURE_AVX2) | OX_FEATURE_BIT(OX_FEATURE_F16C);
+    if ((tt_exec()->features & need) != need) OX_SKIP("this CPU has no AVX2 + F16C");
+    ox__cpu_exec tiles = *tt_exec();
+    tiles.features = 0;
+    tt_seed(12);
+    const int64_t ne[4] = {1003, 5, 2, 1}, one_row[4] = {1003, 1, 1, 1};
+    for (int op = OX_BINARY_ADD; op <= OX_BINARY_DIV; op++)
+        for (int whole = 0; whole < 2; whole++) {
+            test_tensor a = tt_random(OX_DTYPE_F16, ne, TT_CONTIGUOUS, -3, 3);
+            test_tensor b = tt_random(OX_DTYPE_F16, whole ? ne : one_row, TT_CONTIGUOUS, 0.25, 4);
+            test_tensor fused = tt_new(OX_DTYPE_F16, ne, TT_CONTIGUOUS);
+            test_tensor tiled = tt_new(OX_DTYPE_F16, ne, TT_CONTIGUOUS);
+            ASSERT_EQ(ox__cpu_binary(tt_exec(), (ox_binary_op)op, &fused.v, &a.v, &b.v), OX_OK);
+            ASSERT_EQ(ox__cpu_binary(&tiles, (ox_binary_op)op, &tiled.v, &a.v, &b.v), OX_OK);
+            ASSERT(memcmp(fused.v.data, tiled.v.data, fused.bytes) == 0);
+            /* in place: a = a op b */
+            ASSERT_EQ(ox__cpu_binary(tt_exec(), (ox_binary_op)op, &a.v, &a.v, &b.v), OX_OK);
+            ASSERT(memcmp(a.v.data, tiled.v.data, (size_t)tt_count(ne) * 2) == 0);
+        }
+}
+
 /* b's row repeats within a row of a and within a tile: b ne[0] = 700
  * over a ne[0] = 2100, and b ne[0] = 3 over a tiny row. */
 OX_TEST(binary_partial_row_repeat)
@@ -251,6 +278,7 @@ OX_TEST(exp_accuracy_and_limits)
     ASSERT(isnan(tt_get(&e, 0)));
 }
 
-OX_TEST_MAIN(binary_all_shapes_and_types, binary_partial_row_repeat, binary_exact_and_in_place,
+OX_TEST_MAIN(binary_all_shapes_and_types, binary_f16_rows_same_bits_as_tiles,
+             binary_partial_row_repeat, binary_exact_and_in_place,
              scale_and_clamp, unary_all_ops, unary_exact_values, gelu_tanh_f16_every_half,
              exp_accuracy_and_limits)
