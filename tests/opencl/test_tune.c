@@ -106,6 +106,15 @@ static void on_result(const ox_tune_result *r, void *user)
     if (c->count < 16) c->results[c->count++] = *r;
 }
 
+/* Tune one family of f's device without keeping anything, each class's
+ * result into c. */
+static void dry_run_tune(fixture *f, const char *op, double budget, capture *c)
+{
+    ox_tune_options o = {.struct_size = sizeof o, .op = op, .budget_seconds = budget,
+                         .callback = on_result, .user = c, .flags = OX_TUNE_DRY_RUN};
+    ASSERT_OK(f->ctx, ox_device_tune(f->dev, &o));
+}
+
 /* The sabotage: candidate VEC=2 of the elementwise family gives a wrong
  * element and would be timed at 1 ns. */
 static bool sabotage(int family, const ox__tune_params *p, float *result, size_t n, void *user)
@@ -157,9 +166,7 @@ OX_TEST(half_weight_matvec_candidates_pass_the_check)
     fixture f;
     open_fixture(&f);
     capture c = {.count = 0};
-    ox_tune_options o = {.struct_size = sizeof o, .op = "matvec", .budget_seconds = 9,
-                         .callback = on_result, .user = &c, .flags = OX_TUNE_DRY_RUN};
-    ASSERT_OK(f.ctx, ox_device_tune(f.dev, &o));
+    dry_run_tune(&f, "matvec", 9, &c);
     ASSERT_EQ(c.count, 3); /* f32, f16, bf16 */
     for (int i = 0; i < c.count; i++) {
         ASSERT(c.results[i].tried >= 1);
@@ -304,9 +311,7 @@ OX_TEST(dry_run_keeps_nothing)
     fixture f;
     open_fixture(&f);
     capture c = {.count = 0};
-    ox_tune_options o = {.struct_size = sizeof o, .op = "elementwise", .budget_seconds = 6,
-                         .callback = on_result, .user = &c, .flags = OX_TUNE_DRY_RUN};
-    ASSERT_OK(f.ctx, ox_device_tune(f.dev, &o));
+    dry_run_tune(&f, "elementwise", 6, &c);
     ASSERT_EQ(c.count, 3);
     ASSERT(c.results[0].tried >= 1);
     char path[4096];
