@@ -44,25 +44,26 @@ void ox__row_f32_to_f16_f16c(const float *src, uint16_t *dst, int64_t n)
     }
 }
 
-/* Eight halves of a and b at i (n - i of them, zero-padded, when `part`):
- * the op's result rounded back to halves, stored likewise. */
-#define BINARY_F16_LOOP(expr)                                                              \
-    do {                                                                                   \
-        int64_t i = 0;                                                                     \
-        for (; i + 8 <= n; i += 8) {                                                       \
-            __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i)));          \
-            __m256 y = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i)));          \
-            _mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(expr, _MM_FROUND_TO_NEAREST_INT)); \
-        }                                                                                  \
-        if (i < n) {                                                                       \
-            uint16_t ta[8] = {0}, tb[8] = {0}, td[8];                                      \
-            memcpy(ta, a + i, (size_t)(n - i) * sizeof *a);                                \
-            memcpy(tb, b + i, (size_t)(n - i) * sizeof *b);                                \
-            __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)ta));               \
-            __m256 y = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)tb));               \
-            _mm_storeu_si128((__m128i *)td, _mm256_cvtps_ph(expr, _MM_FROUND_TO_NEAREST_INT)); \
-            memcpy(d + i, td, (size_t)(n - i) * sizeof *d);                                \
-        }                                                                                  \
+/* d = expr(x, y) over the n halves: eight at a time, each converted to
+ * float, the op in float, rounded back to nearest even; the last n % 8
+ * through zero-padded buffers. */
+#define F16_ROUND(v) _mm256_cvtps_ph((v), _MM_FROUND_TO_NEAREST_INT)
+#define F16_LOAD(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define BINARY_F16_LOOP(expr)                                               \
+    do {                                                                    \
+        int64_t i = 0;                                                      \
+        for (; i + 8 <= n; i += 8) {                                        \
+            __m256 x = F16_LOAD(a + i), y = F16_LOAD(b + i);                \
+            _mm_storeu_si128((__m128i *)(d + i), F16_ROUND(expr));          \
+        }                                                                   \
+        if (i < n) {                                                        \
+            uint16_t ta[8] = {0}, tb[8] = {0}, td[8];                       \
+            memcpy(ta, a + i, (size_t)(n - i) * sizeof *a);                 \
+            memcpy(tb, b + i, (size_t)(n - i) * sizeof *b);                 \
+            __m256 x = F16_LOAD(ta), y = F16_LOAD(tb);                      \
+            _mm_storeu_si128((__m128i *)td, F16_ROUND(expr));               \
+            memcpy(d + i, td, (size_t)(n - i) * sizeof *d);                 \
+        }                                                                   \
     } while (0)
 
 void ox__binary_f16_avx2(int op, uint16_t *d, const uint16_t *a, const uint16_t *b, int64_t n)
