@@ -557,6 +557,8 @@ static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, 
                                                           int64_t stride, float *out, float *cacc)
 {
     const bool six = type == OX_DTYPE_Q6_K;
+    /* AVX2's 16 registers: Q6_K a quarter super-block at a time */
+    const bool quarters = six && !OX_QUANT_VNNI;
     const size_t bytes = qt_block_bytes(type);
     __m256 acc[QT_STEP];
     for (int r = 0; r < R; r++) acc[r] = w->packed ? _mm256_loadu_ps(cacc + 8 * r) : _mm256_setzero_ps();
@@ -571,11 +573,10 @@ static inline __attribute__((always_inline)) void kt_tile(ox_dtype type, int R, 
         __m256i words[4];
         kt_scale_words(type, p, words);
         kt_scales(type, words, sc, mn);
-        /* AVX2's 16 registers: Q6_K a quarter super-block at a time */
-        if (six && !OX_QUANT_VNNI) kt_q6_quarters(p, sc, a + i * 8, stride, R, isum);
+        if (quarters) kt_q6_quarters(p, sc, a + i * 8, stride, R, isum);
         /* unrolled: every index below a constant, the codes in registers */
 #pragma GCC unroll 8
-        for (int pair = 0; pair < 8 && !(six && !OX_QUANT_VNNI); pair++) {
+        for (int pair = 0; pair < 8 && !quarters; pair++) {
             if (pair % 2 == 0) kt_codes(type, p, pair / 2, sbs, cc);
             const int sb = sbs[pair % 2];
             const __m256i *c = cc[pair % 2];
