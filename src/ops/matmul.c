@@ -59,6 +59,8 @@ typedef struct kernel_set {
 /* Work is cut into about this many tasks a thread, so that threads that
  * progress unevenly (a busy machine) still finish together. */
 #define TASKS_PER_THREAD 4
+/* Most row tasks one shared block is cut into (guided_cuts). */
+#define MAX_ROW_TASKS 128
 
 /* dst[i] = src[i * stride] as float for i < n (src of a float dtype). */
 static void load_run(ox_dtype type, const char *src, int64_t stride, int64_t n, float *dst)
@@ -233,6 +235,7 @@ typedef struct gemm_job {
     int64_t batch, jc, nc_cur;
     int64_t pack_tasks;       /* tasks packing the block */
     int64_t tasks_m, tasks_n; /* rows x columns split of the block into tasks */
+    int64_t row_cut[MAX_ROW_TASKS + 1]; /* task tm's row tiles: [row_cut[tm], row_cut[tm+1]) */
     float *shared_b;
     /* per-thread scratch */
     float *scratch;
@@ -355,16 +358,15 @@ static void pack_task(void *arg, size_t task, int thread)
     pack_b_block(job, b, job->jc, job->nc_cur, job->shared_b, p0, p1, tmp);
 }
 
-/* Shared mode, step 2: task = (rows, columns) of the current block; row
- * tiles and column panels are dealt out evenly, so tasks differ by one
- * tile or panel at most. */
+/* Shared mode, step 2: task = (rows, columns) of the current block: row
+ * tiles as guided_cuts set them, column panels dealt out evenly. */
 static void multiply_task(void *arg, size_t task, int thread)
 {
     const gemm_job *job = arg;
     int64_t MR = job->ks->mr, NR = job->ks->nr;
-    int64_t tiles = (job->M + MR - 1) / MR, panels = (job->nc_cur + NR - 1) / NR;
+    int64_t panels = (job->nc_cur + NR - 1) / NR;
     int64_t tm = (int64_t)task / job->tasks_n, tn = (int64_t)task % job->tasks_n;
-    int64_t m0 = tm * tiles / job->tasks_m * MR, m_end = (tm + 1) * tiles / job->tasks_m * MR;
+    int64_t m0 = job->row_cut[tm] * MR, m_end = job->row_cut[tm + 1] * MR;
     int64_t j0 = tn * panels / job->tasks_n * NR, j1 = (tn + 1) * panels / job->tasks_n * NR;
     if (m_end > job->M) m_end = job->M;
     float *apack = thread_scratch(job, thread), *tmp = apack + job->a_floats;
@@ -387,6 +389,29 @@ static int64_t even_piece(int64_t n, int64_t most, int64_t align)
 {
     int64_t pieces = (n + most - 1) / most;
     return round_up((n + pieces - 1) / pieces, align);
+}
+
+/* Cut `tiles` row tiles into tasks for `threads` threads, setting
+ * job->row_cut and job->tasks_m. With at least TASKS_PER_THREAD tiles a
+ * thread the cut is guided: each task takes 1/(2 x threads) of the tiles
+ * still left, so tasks shrink towards the end and the last one to finish
+ * ends about one small task after the others, not a quarter of a thread's
+ * share (every block ends at a barrier). The big early tasks keep each
+ * packed B panel in cache over many tiles. Fewer tiles: one task each. */
+static void guided_cuts(gemm_job *job, int64_t tiles, int threads)
+{
+    int64_t n = 0, at = 0;
+    int64_t least = (tiles + MAX_ROW_TASKS - 1) / MAX_ROW_TASKS;
+    bool guided = tiles >= (int64_t)TASKS_PER_THREAD * threads;
+    job->row_cut[0] = 0;
+    while (at < tiles) {
+        int64_t take = guided ? (tiles - at + 2 * threads - 1) / (2 * threads) : 1;
+        if (take < least) take = least;
+        if (n == MAX_ROW_TASKS - 1 || take > tiles - at) take = tiles - at;
+        at += take;
+        job->row_cut[++n] = at;
+    }
+    job->tasks_m = n;
 }
 
 static void run_tasks(ox__pool *pool, bool parallel, size_t n, ox__pool_fn fn, void *arg)
@@ -427,10 +452,10 @@ static ox_status gemm(const ox__cpu_exec *x, gemm_job *job, int threads)
         run_tasks(x->pool, parallel, (size_t)(n_batch * job->n_blocks), independent_task, job);
     } else {
         job->shared_b = job->scratch + job->thread_floats * (size_t)threads;
-        /* About TASKS_PER_THREAD tasks a thread, to balance uneven progress:
-         * rows first (no packing is repeated), then columns. */
+        /* Rows first (no packing is repeated), then columns when rows
+         * are too few for TASKS_PER_THREAD tasks a thread. */
         int64_t tiles = (M + ks->mr - 1) / ks->mr, want = TASKS_PER_THREAD * threads;
-        job->tasks_m = tiles < want ? tiles : want;
+        guided_cuts(job, tiles, threads);
         for (job->batch = 0; job->batch < n_batch; job->batch++) {
             for (job->jc = 0; job->jc < N; job->jc += job->nc) {
                 job->nc_cur = N - job->jc < job->nc ? N - job->jc : job->nc;

@@ -472,6 +472,31 @@ OX_TEST(threads_same_bits)
     }
 }
 
+/* A block's rows are cut into tasks that shrink towards the end (guided):
+ * with 3 and with 64 threads (more tasks than the cut allows at its
+ * smallest) every row is still computed once, checked against the
+ * reference, with the bits of one thread. */
+OX_TEST(row_tasks_cover_every_row)
+{
+    const mm_case cases[] = {
+        {.M = 6 * 4 * 3, .K = 600, .N = 200, .flags = OX_MATMUL_TRANS_B},
+        {.M = 6 * 4 * 3 + 5, .K = 600, .N = 200, .flags = OX_MATMUL_TRANS_B, .tb = OX_DTYPE_F16},
+        {.M = 2003, .K = 64, .N = 300},
+    };
+    const int threads[] = {3, 64};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        float *one = run_case(&cases[i], 1, detected_features(), 0);
+        size_t bytes = (size_t)case_elements(&cases[i]) * sizeof(float);
+        for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
+            float *many = run_case(&cases[i], threads[t], detected_features(), 1);
+            ASSERT_MSG(memcmp(one, many, bytes) == 0, "case %zu: 1 and %d threads differ", i,
+                       threads[t]);
+            free(many);
+        }
+        free(one);
+    }
+}
+
 /* The portable kernels (features = 0) and, where the CPU has it, the AVX2
  * ones, each against the reference and against the best kernels. */
 OX_TEST(kernels_agree)
@@ -520,4 +545,5 @@ OX_TEST(kernels_agree)
 
 OX_TEST_MAIN(tiny_1x1x1, vector_times_matrix, matrix_times_vector, odd_sizes, block_edges,
              crosses_blocks_300x700x513, batched_repeat, strided_views, transposed_dst,
-             half_precision_inputs, half_vector_range, threads_same_bits, kernels_agree)
+             half_precision_inputs, half_vector_range, threads_same_bits, row_tasks_cover_every_row,
+             kernels_agree)
