@@ -49,6 +49,11 @@ typedef struct kernel_set {
     ox__mm_halves_fn halves; /* NULL: dot reads F32 vectors only */
     /* pack_t straight from F16 rows, or NULL: converted into tmp first */
     void (*pack_t_f16)(const uint16_t *src, int64_t ld, int64_t kc, int64_t r, int64_t R, float *panel);
+    /* or NULL: F16 rows of B packed as halves, and the tile that reads them */
+    void (*pack_t_h16)(const uint16_t *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
+                       uint16_t *panel);
+    void (*tile_h)(int64_t kc, const float *a, const uint16_t *b, float *c, int64_t ldc,
+                   int accumulate);
 } kernel_set;
 
 /* Floats per packed B block (K x nc): nc is chosen to keep it near this,
@@ -145,7 +150,8 @@ static const kernel_set avx2_kernels = {
     .name = "avx2", .mr = OX_MM_AVX2_MR, .nr = OX_MM_AVX2_NR, .kc = 512, .mc = 6 * 12,
     .tile = ox__mm_tile_avx2, .dot = ox__mm_dot_avx2, .axpy = ox__mm_axpy_avx2,
     .pack_t = ox__mm_pack_t_avx2, .pack_t_f16 = ox__mm_pack_t_f16_avx2,
-    .halves = ox__mm_halves_avx2,
+    .halves = ox__mm_halves_avx2, .pack_t_h16 = ox__mm_pack_t_h16_avx2,
+    .tile_h = ox__mm_tile_h_avx2,
 };
 #endif
 
@@ -231,6 +237,7 @@ typedef struct gemm_job {
     int64_t nc, ncr;       /* columns per B block, and rounded up to NR */
     int64_t mc;            /* rows per A block / task */
     int64_t n_blocks;      /* B blocks per batch */
+    bool b_half;           /* B's panels are halves (ks->pack_t_h16, ks->tile_h) */
     /* shared mode: the current batch and block */
     int64_t batch, jc, nc_cur;
     int64_t pack_tasks;       /* tasks packing the block */
@@ -258,6 +265,19 @@ static void pack_b_block(const gemm_job *job, const char *b, int64_t jc, int64_t
                          int64_t p0, int64_t p1, float *tmp)
 {
     int64_t NR = job->ks->nr;
+    if (job->b_half) { /* F16 rows of K: each panel's halves as they are */
+        uint16_t *hblock = (uint16_t *)(void *)block;
+        for (int64_t pc = 0; pc < job->K; pc += job->kc) {
+            int64_t kc = job->K - pc < job->kc ? job->K - pc : job->kc;
+            for (int64_t p = p0; p < p1; p++) {
+                int64_t col = p * NR, r = nc - col < NR ? nc - col : NR;
+                const char *src = b + pc * job->bk + (jc + col) * job->bn;
+                job->ks->pack_t_h16((const uint16_t *)(const void *)src, job->bn / 2, kc, r, NR,
+                                    hblock + pc * job->ncr + p * kc * NR);
+            }
+        }
+        return;
+    }
     for (int64_t pc = 0; pc < job->K; pc += job->kc) {
         int64_t kc = job->K - pc < job->kc ? job->K - pc : job->kc;
         int64_t col = p0 * NR, cols = (p1 * NR < nc ? p1 * NR : nc) - col;
@@ -269,17 +289,24 @@ static void pack_b_block(const gemm_job *job, const char *b, int64_t jc, int64_t
 
 /* One tile: the kernel writes straight into dst when the tile is whole and
  * rows are unit-stride floats, else into a local tile that is then added. */
-static void run_tile(const gemm_job *job, int64_t kc, const float *ap, const float *bp, char *d,
+static void tile_call(const gemm_job *job, int64_t kc, const float *ap, const void *bp, float *c,
+                      int64_t ldc, int accumulate)
+{
+    if (job->b_half) job->ks->tile_h(kc, ap, bp, c, ldc, accumulate);
+    else job->ks->tile(kc, ap, bp, c, ldc, accumulate);
+}
+
+static void run_tile(const gemm_job *job, int64_t kc, const float *ap, const void *bp, char *d,
                      int64_t mr, int64_t nr, int accumulate)
 {
     const kernel_set *ks = job->ks;
     if (mr == ks->mr && nr == ks->nr && job->dn == (int64_t)sizeof(float) &&
         job->dm % (int64_t)sizeof(float) == 0) {
-        ks->tile(kc, ap, bp, (float *)(void *)d, job->dm / (int64_t)sizeof(float), accumulate);
+        tile_call(job, kc, ap, bp, (float *)(void *)d, job->dm / (int64_t)sizeof(float), accumulate);
         return;
     }
     _Alignas(64) float tile[MAX_MR * MAX_NR];
-    ks->tile(kc, ap, bp, tile, ks->nr, 0);
+    tile_call(job, kc, ap, bp, tile, ks->nr, 0);
     for (int64_t i = 0; i < mr; i++) {
         for (int64_t j = 0; j < nr; j++) {
             char *p = d + i * job->dm + j * job->dn;
@@ -307,9 +334,11 @@ static void multiply_rows(const gemm_job *job, const char *a, char *d, const flo
         int64_t kc = job->K - pc < job->kc ? job->K - pc : job->kc;
         pack_panels(ks, apack, a + m0 * job->am + pc * job->ak, job->a->dtype, job->ak, job->am,
                     kc, m1 - m0, MR, tmp);
-        const float *slice = block + pc * job->ncr;
+        /* element pc * ncr + (j / NR) kc NR of the block, floats or halves */
         for (int64_t j = j0; j < j1; j += NR) {
-            const float *bp = slice + (j / NR) * kc * NR;
+            int64_t at = pc * job->ncr + (j / NR) * kc * NR;
+            const void *bp = job->b_half ? (const void *)((const uint16_t *)(const void *)block + at)
+                                         : (const void *)(block + at);
             int64_t nr = j1 - j < NR ? j1 - j : NR;
             for (int64_t i = m0; i < m1; i += MR) {
                 const float *ap = apack + ((i - m0) / MR) * kc * MR;
@@ -435,6 +464,10 @@ static ox_status gemm(const ox__cpu_exec *x, gemm_job *job, int threads)
     job->ncr = round_up(job->nc, ks->nr);
     job->n_blocks = (N + job->nc - 1) / job->nc;
     job->mc = even_piece(M, ks->mc, ks->mr);
+    /* F16 weights stored as rows of K: panels of halves, converted in the
+     * tile (the same values and steps; the packer writes half the bytes) */
+    job->b_half = ks->pack_t_h16 && job->b->dtype == OX_DTYPE_F16 && job->bk == 2 &&
+                  job->bn % 2 == 0 && ((uintptr_t)job->b->data & 1u) == 0;
 
     int64_t work = M * N * K * n_batch;
     bool parallel = threads > 1 && work >= SMALL_WORK;

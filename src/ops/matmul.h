@@ -112,6 +112,12 @@ float ox__mm_halves_avx2(const float *x, int64_t n, uint16_t *out);
 void ox__mm_axpy_avx2(float alpha, const void *w, ox_dtype wtype, int64_t n, float *y);
 void ox__mm_pack_t_avx2(const float *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
                         float *panel);
+/* B panels of halves (F16 weights packed as stored) and the tile that
+ * converts them as it loads them: the F32 tile's products, in its order. */
+void ox__mm_tile_h_avx2(int64_t kc, const float *a, const uint16_t *b, float *c, int64_t ldc,
+                        int accumulate);
+void ox__mm_pack_t_h16_avx2(const uint16_t *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
+                            uint16_t *panel);
 void ox__mm_pack_t_f16_avx2(const uint16_t *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
                             float *panel);
 #endif

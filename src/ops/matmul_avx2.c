@@ -47,6 +47,43 @@ void ox__mm_tile_avx2(int64_t kc, const float *a, const float *b, float *c, int6
 #undef STORE
 }
 
+/* The tile with B's panel stored as halves (pack_t_h16), converted as
+ * loaded: the same products as the F32 tile, in the same order. */
+void ox__mm_tile_h_avx2(int64_t kc, const float *a, const uint16_t *b, float *c, int64_t ldc,
+                        int accumulate)
+{
+#define DECLARE(i) __m256 c##i##_0 = _mm256_setzero_ps(), c##i##_1 = _mm256_setzero_ps();
+    FOR_ROWS(DECLARE)
+#undef DECLARE
+    for (int64_t k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(const void *)b));
+        __m256 b1 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(const void *)(b + 8)));
+        _mm_prefetch((const char *)(b + 8 * NR), _MM_HINT_T0);
+#define STEP(i)                                                                             \
+    {                                                                                       \
+        __m256 ai = _mm256_broadcast_ss(a + (i));                                           \
+        c##i##_0 = _mm256_fmadd_ps(ai, b0, c##i##_0);                                       \
+        c##i##_1 = _mm256_fmadd_ps(ai, b1, c##i##_1);                                       \
+    }
+        FOR_ROWS(STEP)
+#undef STEP
+        a += MR;
+        b += NR;
+    }
+#define STORE(i)                                                                            \
+    {                                                                                       \
+        float *row = c + (i) * ldc;                                                         \
+        if (accumulate) {                                                                   \
+            c##i##_0 = _mm256_add_ps(_mm256_loadu_ps(row), c##i##_0);                       \
+            c##i##_1 = _mm256_add_ps(_mm256_loadu_ps(row + 8), c##i##_1);                   \
+        }                                                                                   \
+        _mm256_storeu_ps(row, c##i##_0);                                                    \
+        _mm256_storeu_ps(row + 8, c##i##_1);                                                \
+    }
+    FOR_ROWS(STORE)
+#undef STORE
+}
+
 /* Transpose the 8 x 8 block held in r[0..7]. */
 static inline __attribute__((always_inline)) void transpose8(__m256 r[8])
 {
@@ -162,6 +199,57 @@ static inline __attribute__((always_inline)) void pack_t_typed(ox_dtype type, co
             }
             transpose8(v);
             for (int64_t j = 0; j < n; j++) store_first(panel + (k + j) * R + g, v[j], width);
+        }
+    }
+}
+
+/* pack_t of F16 rows into a panel of halves for ox__mm_tile_h_avx2, as
+ * stored (no conversion: half the bytes written, and a 16-bit transpose):
+ * 8 x 8 blocks of halves transposed in registers; rows past r and k past
+ * kc are zeros. */
+void ox__mm_pack_t_h16_avx2(const uint16_t *src, int64_t ld, int64_t kc, int64_t r, int64_t R,
+                            uint16_t *panel)
+{
+    for (int64_t g = 0; g < R; g += 8) {
+        int64_t rows = r - g < 0 ? 0 : (r - g < 8 ? r - g : 8);
+        int64_t width = R - g < 8 ? R - g : 8;
+        const uint16_t *first = src + g * ld;
+        for (int64_t k = 0; k < kc; k += 8) {
+            int64_t n = kc - k < 8 ? kc - k : 8;
+            __m128i v[8];
+            for (int64_t i = 0; i < 8; i++) {
+                if (i >= rows) {
+                    v[i] = _mm_setzero_si128();
+                } else if (n == 8) {
+                    v[i] = _mm_loadu_si128((const __m128i *)(const void *)(first + i * ld + k));
+                } else {
+                    uint16_t t[8] = {0};
+                    memcpy(t, first + i * ld + k, (size_t)n * sizeof(uint16_t));
+                    v[i] = _mm_loadu_si128((const __m128i *)(const void *)t);
+                }
+            }
+            __m128i t0 = _mm_unpacklo_epi16(v[0], v[1]), t1 = _mm_unpackhi_epi16(v[0], v[1]);
+            __m128i t2 = _mm_unpacklo_epi16(v[2], v[3]), t3 = _mm_unpackhi_epi16(v[2], v[3]);
+            __m128i t4 = _mm_unpacklo_epi16(v[4], v[5]), t5 = _mm_unpackhi_epi16(v[4], v[5]);
+            __m128i t6 = _mm_unpacklo_epi16(v[6], v[7]), t7 = _mm_unpackhi_epi16(v[6], v[7]);
+            __m128i u0 = _mm_unpacklo_epi32(t0, t2), u1 = _mm_unpackhi_epi32(t0, t2);
+            __m128i u2 = _mm_unpacklo_epi32(t1, t3), u3 = _mm_unpackhi_epi32(t1, t3);
+            __m128i u4 = _mm_unpacklo_epi32(t4, t6), u5 = _mm_unpackhi_epi32(t4, t6);
+            __m128i u6 = _mm_unpacklo_epi32(t5, t7), u7 = _mm_unpackhi_epi32(t5, t7);
+            __m128i out[8] = {_mm_unpacklo_epi64(u0, u4), _mm_unpackhi_epi64(u0, u4),
+                              _mm_unpacklo_epi64(u1, u5), _mm_unpackhi_epi64(u1, u5),
+                              _mm_unpacklo_epi64(u2, u6), _mm_unpackhi_epi64(u2, u6),
+                              _mm_unpacklo_epi64(u3, u7), _mm_unpackhi_epi64(u3, u7)};
+            for (int64_t j = 0; j < n; j++) {
+                uint16_t *d = panel + (k + j) * R + g;
+                if (width == 8) {
+                    _mm_storeu_si128((__m128i *)(void *)d, out[j]);
+                } else {
+                    uint16_t t[8];
+                    _mm_storeu_si128((__m128i *)(void *)t, out[j]);
+                    memcpy(d, t, (size_t)width * sizeof(uint16_t));
+                }
+            }
         }
     }
 }
