@@ -4,6 +4,7 @@
  * and axpy loops, which read F32, F16 (F16C) or BF16 weights and convert
  * them in registers. */
 #include <immintrin.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "ops/matmul.h"
@@ -13,15 +14,31 @@
 
 #define FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
 
-void ox__mm_tile_avx2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
-                      int accumulate)
+/* The 6 x 16 tile over a B panel of floats, or of halves (pack_t_h16)
+ * converted as loaded (`half`, a constant): the same products, the same
+ * order. */
+static inline __attribute__((always_inline)) void tile_6x16(int64_t kc, const float *a,
+                                                            const void *bv, bool half, float *c,
+                                                            int64_t ldc, int accumulate)
 {
+    const float *bf = bv;
+    const uint16_t *bh = bv;
 #define DECLARE(i) __m256 c##i##_0 = _mm256_setzero_ps(), c##i##_1 = _mm256_setzero_ps();
     FOR_ROWS(DECLARE)
 #undef DECLARE
     for (int64_t k = 0; k < kc; k++) {
-        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-        _mm_prefetch((const char *)(b + 8 * NR), _MM_HINT_T0);
+        __m256 b0, b1;
+        if (half) {
+            b0 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(const void *)bh));
+            b1 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(const void *)(bh + 8)));
+            _mm_prefetch((const char *)(bh + 8 * NR), _MM_HINT_T0);
+            bh += NR;
+        } else {
+            b0 = _mm256_load_ps(bf);
+            b1 = _mm256_load_ps(bf + 8);
+            _mm_prefetch((const char *)(bf + 8 * NR), _MM_HINT_T0);
+            bf += NR;
+        }
 #define STEP(i)                                                                             \
     {                                                                                       \
         __m256 ai = _mm256_broadcast_ss(a + (i));                                           \
@@ -31,7 +48,6 @@ void ox__mm_tile_avx2(int64_t kc, const float *a, const float *b, float *c, int6
         FOR_ROWS(STEP)
 #undef STEP
         a += MR;
-        b += NR;
     }
 #define STORE(i)                                                                            \
     {                                                                                       \
@@ -47,41 +63,17 @@ void ox__mm_tile_avx2(int64_t kc, const float *a, const float *b, float *c, int6
 #undef STORE
 }
 
-/* The tile with B's panel stored as halves (pack_t_h16), converted as
- * loaded: the same products as the F32 tile, in the same order. */
+void ox__mm_tile_avx2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
+                      int accumulate)
+{
+    tile_6x16(kc, a, b, false, c, ldc, accumulate);
+}
+
+/* The tile with B's panel stored as halves (pack_t_h16). */
 void ox__mm_tile_h_avx2(int64_t kc, const float *a, const uint16_t *b, float *c, int64_t ldc,
                         int accumulate)
 {
-#define DECLARE(i) __m256 c##i##_0 = _mm256_setzero_ps(), c##i##_1 = _mm256_setzero_ps();
-    FOR_ROWS(DECLARE)
-#undef DECLARE
-    for (int64_t k = 0; k < kc; k++) {
-        __m256 b0 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(const void *)b));
-        __m256 b1 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(const void *)(b + 8)));
-        _mm_prefetch((const char *)(b + 8 * NR), _MM_HINT_T0);
-#define STEP(i)                                                                             \
-    {                                                                                       \
-        __m256 ai = _mm256_broadcast_ss(a + (i));                                           \
-        c##i##_0 = _mm256_fmadd_ps(ai, b0, c##i##_0);                                       \
-        c##i##_1 = _mm256_fmadd_ps(ai, b1, c##i##_1);                                       \
-    }
-        FOR_ROWS(STEP)
-#undef STEP
-        a += MR;
-        b += NR;
-    }
-#define STORE(i)                                                                            \
-    {                                                                                       \
-        float *row = c + (i) * ldc;                                                         \
-        if (accumulate) {                                                                   \
-            c##i##_0 = _mm256_add_ps(_mm256_loadu_ps(row), c##i##_0);                       \
-            c##i##_1 = _mm256_add_ps(_mm256_loadu_ps(row + 8), c##i##_1);                   \
-        }                                                                                   \
-        _mm256_storeu_ps(row, c##i##_0);                                                    \
-        _mm256_storeu_ps(row + 8, c##i##_1);                                                \
-    }
-    FOR_ROWS(STORE)
-#undef STORE
+    tile_6x16(kc, a, b, true, c, ldc, accumulate);
 }
 
 /* Transpose the 8 x 8 block held in r[0..7]. */
