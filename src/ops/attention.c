@@ -5,10 +5,16 @@
  * decoding), so each key and value row is read and converted once for all
  * of them. Keys come in blocks of KEY_BLOCK with an online (running max)
  * softmax, so no n_kv-sized scratch is needed; a value width over ATT_TILE
- * is done in column chunks, each recomputing the scores. Each (row, head)
- * takes the same steps whatever the block it is in: keys past its causal
- * limit score -inf, which adds exact zeros, so a row's result does not
- * depend on the rows beside it. */
+ * is done in column chunks, each recomputing the scores. A prompt's units
+ * (TILED_ENTRIES entries or more) take register tiles where the CPU has
+ * them: a block's keys are converted and transposed once and its values
+ * converted once, then the scores and the weighted sums are small matrix
+ * products over all the unit's entries (attention_avx2.c); decoding reads
+ * the rows as stored, entry by entry. Each (row, head) takes the same steps
+ * whatever the block it is in, given the path: keys past its causal limit
+ * score -inf, which adds exact zeros, so a row's result depends on the
+ * shape (which path its unit takes), never on the rows beside it or on
+ * the threads. */
 #include <math.h>
 #include <stdbool.h>
 
@@ -16,7 +22,7 @@
 
 #define KEY_BLOCK 64
 #define HEAD_BLOCK 4
-#define ROW_BLOCK 4
+#define ROW_BLOCK 8
 #define ENTRIES (HEAD_BLOCK * ROW_BLOCK)
 #define ATT_TILE 256 /* query and value columns a pass: the state (~38 KiB) stays on the stack */
 #define LANES 8
@@ -34,7 +40,20 @@ typedef struct att_kernels {
     att_scores_fn scores8, scores8_f16; /* rows as F32; straight from F16 rows (or NULL) */
     double (*exp_sum)(float *s, int64_t n, float max);
     att_pv_fn pv, pv_f16;
+    /* prompt blocks as register tiles (cpu_ops.h), or NULL */
+    void (*kt)(const void *const k[], int64_t nk, int64_t d, int half, float *kt);
+    void (*scores_kt)(const float *const q[], int64_t ne, const float *kt, int64_t d, int64_t nk,
+                      float *s, int64_t ls);
+    void (*rows)(const void *const rows[], int64_t nk, int64_t n, int half, float *dst, int64_t ld);
+    void (*pv_rows)(float *acc, int64_t la, const float *p, int64_t lp, int64_t ne, const float *v,
+                    int64_t lv, int64_t nk, int64_t n);
 } att_kernels;
+
+/* Units with at least this many entries (query rows x heads: a prompt's)
+ * take the register tiles when the kernels have them: a block's keys and
+ * values are converted once into F32 buffers and every entry reads them
+ * there. Fewer (decoding) read the rows as stored, entry by entry. */
+#define TILED_ENTRIES 8
 
 typedef struct att_job {
     const att_kernels *kern;
@@ -43,6 +62,7 @@ typedef struct att_job {
     att_scores_fn scores8;
     att_pv_fn pv;
     bool k_f16, v_f16;
+    bool tiled; /* the kernels have the tiles, and K and V rows are F32 or F16, unit-stride */
     const ox__view *dst, *q, *k, *v, *mask;
     const ox_attention_params *params;
     int64_t head_blocks; /* per kv head: ceil(group / HEAD_BLOCK) */
@@ -65,6 +85,8 @@ typedef struct att_state {
     float q_buf[ENTRIES][ATT_TILE], k_buf[ATT_TILE], v_buf[ATT_TILE];
     float k_rows[KEY_GROUP][ATT_TILE]; /* a group of keys as F32 */
     float v_rows[KEY_BLOCK][ATT_TILE]; /* a block's values as F32 */
+    float kt[ATT_TILE * KEY_BLOCK];    /* a block's keys transposed (tiled units) */
+    bool tiled;                        /* this unit takes the tiles */
 } att_state;
 
 static float dot(const float *a, const float *b, int64_t n)
@@ -101,10 +123,14 @@ static void pv_generic(float *acc, const float *p, const void *const v[], int64_
 }
 
 static const att_kernels generic_kernels = {scores8_generic, NULL, exp_sum_generic, pv_generic,
-                                            NULL};
+                                            NULL, NULL, NULL, NULL, NULL};
 #if defined(__x86_64__) || defined(_M_X64)
+_Static_assert(OX_ATT_KEYS == KEY_BLOCK, "the tiles' key blocks are attention.c's");
 static const att_kernels avx2_kernels = {ox__att_scores8_avx2, ox__att_scores8_f16_avx2,
-                                         ox__att_exp_avx2, ox__att_pv_avx2, ox__att_pv_f16_avx2};
+                                         ox__att_exp_avx2,     ox__att_pv_avx2,
+                                         ox__att_pv_f16_avx2,  ox__att_kt_avx2,
+                                         ox__att_scores_kt_avx2, ox__att_rows_avx2,
+                                         ox__att_pv_rows_avx2};
 #endif
 
 /* q . k for head g when the rows are wider than a tile: chunk by chunk. */
@@ -127,6 +153,25 @@ static float wide_dot(const att_job *j, att_state *st, int64_t g, const char *k_
 static void scores(const att_job *j, att_state *st, int64_t j0, int64_t nk)
 {
     const int64_t d = j->q->ne[0], entries = st->nh * st->nr;
+    if (st->tiled) { /* every entry's dot products, then the limits, scale and mask */
+        const void *k[KEY_BLOCK];
+        for (int64_t t = 0; t < nk; t++) k[t] = ox__view_at(j->k, 0, j0 + t, st->kv_head, st->b);
+        j->kern->kt(k, nk, d, j->k->dtype == OX_DTYPE_F16, st->kt);
+        j->kern->scores_kt(st->q, entries, st->kt, d, nk, st->s[0], KEY_BLOCK);
+        const float scale = j->params->scale;
+        for (int64_t g = 0; g < entries; g++) {
+            float *s = st->s[g];
+            int64_t seen = ox__min64(nk, st->n_seen[g] - j0), t = 0; /* keys within the limit */
+            if (j->mask)
+                for (; t < seen; t++)
+                    s[t] = s[t] * scale +
+                           ox__load_f(j->mask->dtype, ox__view_at(j->mask, j0 + t, st->i[g], 0, 0));
+            else
+                for (; t < seen; t++) s[t] = s[t] * scale + 0.0f;
+            for (; t < nk; t++) s[t] = -INFINITY;
+        }
+        return;
+    }
     for (int64_t jg = 0; jg < nk; jg += KEY_GROUP) {
         const int64_t ng = ox__min64(nk - jg, KEY_GROUP);
         const void *k[KEY_GROUP];
@@ -191,9 +236,15 @@ static void accumulate(const att_job *j, att_state *st, int64_t j0, int64_t nk)
         bool used = false;
         for (int64_t g = 0; g < st->nh * st->nr && !used; g++) used = st->s[g][jj] != 0.0f;
         const char *row = used ? ox__view_at(j->v, st->c0, j0 + jj, st->kv_head, st->b) : NULL;
-        v[jj] = !used     ? NULL
-                : j->v_f16 ? (const void *)row
-                           : ox__tile_in(j->v, row, st->nc, st->v_rows[jj]);
+        v[jj] = !used || st->tiled ? (const void *)row
+                : j->v_f16         ? (const void *)row
+                                   : ox__tile_in(j->v, row, st->nc, st->v_rows[jj]);
+    }
+    if (st->tiled) { /* the rows as F32 once, then every entry's sums over them */
+        j->kern->rows(v, nk, st->nc, j->v->dtype == OX_DTYPE_F16, st->v_rows[0], ATT_TILE);
+        j->kern->pv_rows(st->acc[0], ATT_TILE, st->s[0], KEY_BLOCK, st->nh * st->nr, st->v_rows[0],
+                         ATT_TILE, nk, st->nc);
+        return;
     }
     for (int64_t g = 0; g < st->nh * st->nr; g++) j->pv(st->acc[g], st->s[g], v, nk, st->nc);
 }
@@ -202,6 +253,7 @@ static void attend(const att_job *j, att_state *st)
 {
     const int64_t d = j->q->ne[0], n_q = j->q->ne[1], n_kv = j->k->ne[1];
     int64_t n_seen = 0;
+    st->tiled = j->tiled && d <= ATT_TILE && st->nh * st->nr >= TILED_ENTRIES;
     for (int64_t g = 0; g < st->nh * st->nr; g++) {
         st->i[g] = st->i0 + g / st->nh;
         st->n_seen[g] = j->params->causal ? ox__min64(n_kv, n_kv - n_q + st->i[g] + 1) : n_kv;
@@ -266,6 +318,10 @@ ox_status ox__cpu_attention(const ox__cpu_exec *x, const ox__view *dst, const ox
     j.v_f16 = j.kern->pv_f16 && v->dtype == OX_DTYPE_F16 && v->nb[0] == 2;
     j.scores8 = j.k_f16 ? j.kern->scores8_f16 : j.kern->scores8;
     j.pv = j.v_f16 ? j.kern->pv_f16 : j.kern->pv;
+    j.tiled = j.kern->kt && (k->dtype == OX_DTYPE_F16 || k->dtype == OX_DTYPE_F32) &&
+              (v->dtype == OX_DTYPE_F16 || v->dtype == OX_DTYPE_F32) &&
+              k->nb[0] == (int64_t)ox_dtype_size(k->dtype) &&
+              v->nb[0] == (int64_t)ox_dtype_size(v->dtype);
     const int64_t group = q->ne[2] / k->ne[2];
     j.head_blocks = (group + HEAD_BLOCK - 1) / HEAD_BLOCK;
     j.row_blocks = (q->ne[1] + ROW_BLOCK - 1) / ROW_BLOCK;

@@ -151,3 +151,142 @@ double ox__att_exp_avx2(float *s, int64_t n, float max)
     }
     return sum;
 }
+
+/* ---- prompt blocks: register tiles over a block's keys ---------------------- */
+
+/* r[i] becomes column i of the 8 x 8 block the rows r[0..7] hold. */
+static inline void transpose8(__m256 r[8])
+{
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+void ox__att_kt_avx2(const void *const k[], int64_t nk, int64_t d, int half, float *kt)
+{
+    const int64_t L = OX_ATT_KEYS, padded = (nk + 15) / 16 * 16;
+    for (int64_t t0 = 0; t0 < padded; t0 += 8) {
+        int64_t i = 0;
+        for (; i + 8 <= d; i += 8) {
+            __m256 r[8];
+            for (int t = 0; t < 8; t++)
+                r[t] = t0 + t < nk ? load8(k[t0 + t], i, half) : _mm256_setzero_ps();
+            transpose8(r);
+            for (int c = 0; c < 8; c++) _mm256_storeu_ps(kt + (i + c) * L + t0, r[c]);
+        }
+        for (; i < d; i++)
+            for (int64_t t = t0; t < t0 + 8; t++)
+                kt[i * L + t] = t < nk ? load1(k[t], i, half) : 0.0f;
+    }
+}
+
+/* A dot product is summed in runs of SCORE_RUN elements, each a chain of
+ * fused multiply-adds from zero, the runs' sums added in order: a chain
+ * over all of a wide head (Gemma's 256) rounds enough to change a greedy
+ * token that llama.cpp and the eight-lane form agree on. */
+#define SCORE_RUN 16
+
+void ox__att_scores_kt_avx2(const float *const q[], int64_t ne, const float *kt, int64_t d,
+                            int64_t nk, float *s, int64_t ls)
+{
+    const int64_t L = OX_ATT_KEYS;
+    for (int64_t e0 = 0; e0 < ne; e0 += 4) {
+        const int64_t m = ne - e0 < 4 ? ne - e0 : 4;
+        const float *qe[4];
+        for (int e = 0; e < 4; e++) qe[e] = q[e0 + (e < m ? e : m - 1)]; /* spare lanes repeat */
+        for (int64_t t = 0; t < nk; t += 16)
+            for (int64_t i0 = 0; i0 < d; i0 += SCORE_RUN) {
+                const int64_t i1 = d - i0 < SCORE_RUN ? d : i0 + SCORE_RUN;
+                __m256 a[4][2];
+                for (int e = 0; e < 4; e++) a[e][0] = a[e][1] = _mm256_setzero_ps();
+                for (int64_t i = i0; i < i1; i++) {
+                    __m256 k0 = _mm256_loadu_ps(kt + i * L + t);
+                    __m256 k1 = _mm256_loadu_ps(kt + i * L + t + 8);
+                    for (int e = 0; e < 4; e++) {
+                        __m256 qb = _mm256_broadcast_ss(qe[e] + i);
+                        a[e][0] = _mm256_fmadd_ps(qb, k0, a[e][0]);
+                        a[e][1] = _mm256_fmadd_ps(qb, k1, a[e][1]);
+                    }
+                }
+                for (int e = 0; e < 4; e++) { /* constant indices: the tile stays in registers */
+                    if (e >= m) break;
+                    float *out = s + (e0 + e) * ls + t;
+                    if (i0 > 0) {
+                        a[e][0] = _mm256_add_ps(_mm256_loadu_ps(out), a[e][0]);
+                        a[e][1] = _mm256_add_ps(_mm256_loadu_ps(out + 8), a[e][1]);
+                    }
+                    _mm256_storeu_ps(out, a[e][0]);
+                    _mm256_storeu_ps(out + 8, a[e][1]);
+                }
+            }
+    }
+}
+
+void ox__att_rows_avx2(const void *const rows[], int64_t nk, int64_t n, int half, float *dst,
+                       int64_t ld)
+{
+    for (int64_t j = 0; j < nk; j++) {
+        float *out = dst + j * ld;
+        int64_t c = 0;
+        if (!rows[j]) {
+            for (; c + 8 <= n; c += 8) _mm256_storeu_ps(out + c, _mm256_setzero_ps());
+            for (; c < n; c++) out[c] = 0.0f;
+            continue;
+        }
+        for (; c + 8 <= n; c += 8) _mm256_storeu_ps(out + c, load8(rows[j], c, half));
+        for (; c < n; c++) out[c] = load1(rows[j], c, half);
+    }
+}
+
+/* Columns [c, c + 8 * W) of m entries (up to 4) over the block's keys. */
+static inline __attribute__((always_inline)) void pv_tile(float *acc, int64_t la, const float *p,
+                                                          int64_t lp, int64_t m, const float *v,
+                                                          int64_t lv, int64_t nk, int64_t c, int W)
+{
+    __m256 a[4][2];
+    /* spare lanes repeat entry 0 */
+    const int64_t e_of[4] = {0, m > 1 ? 1 : 0, m > 2 ? 2 : 0, m > 3 ? 3 : 0};
+    for (int e = 0; e < 4; e++)
+        for (int w = 0; w < W; w++) a[e][w] = _mm256_loadu_ps(acc + e_of[e] * la + c + 8 * w);
+    for (int64_t j = 0; j < nk; j++) {
+        __m256 vv[2];
+        for (int w = 0; w < W; w++) vv[w] = _mm256_loadu_ps(v + j * lv + c + 8 * w);
+        for (int e = 0; e < 4; e++) {
+            __m256 pb = _mm256_broadcast_ss(p + e_of[e] * lp + j);
+            for (int w = 0; w < W; w++) a[e][w] = _mm256_fmadd_ps(pb, vv[w], a[e][w]);
+        }
+    }
+    for (int e = 0; e < 4; e++) { /* constant indices: the tile stays in registers */
+        if (e >= m) break;
+        for (int w = 0; w < W; w++) _mm256_storeu_ps(acc + e * la + c + 8 * w, a[e][w]);
+    }
+}
+
+void ox__att_pv_rows_avx2(float *acc, int64_t la, const float *p, int64_t lp, int64_t ne,
+                          const float *v, int64_t lv, int64_t nk, int64_t n)
+{
+    for (int64_t e0 = 0; e0 < ne; e0 += 4) {
+        const int64_t m = ne - e0 < 4 ? ne - e0 : 4;
+        float *ae = acc + e0 * la;
+        const float *pe = p + e0 * lp;
+        int64_t c = 0;
+        for (; c + 16 <= n; c += 16) pv_tile(ae, la, pe, lp, m, v, lv, nk, c, 2);
+        for (; c + 8 <= n; c += 8) pv_tile(ae, la, pe, lp, m, v, lv, nk, c, 1);
+        for (; c < n; c++)
+            for (int64_t e = 0; e < m; e++)
+                for (int64_t j = 0; j < nk; j++) ae[e * la + c] += pe[e * lp + j] * v[j * lv + c];
+    }
+}

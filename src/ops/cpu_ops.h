@@ -109,6 +109,21 @@ void ox__att_pv_avx2(float *acc, const float *p, const void *const v[], int64_t 
 void ox__att_pv_f16_avx2(float *acc, const float *p, const void *const v[], int64_t nk, int64_t n);
 /* s[j] = exp(s[j] - max) for j < n, with ox__exp_f32's bits, and their sum */
 double ox__att_exp_avx2(float *s, int64_t n, float max);
+/* Prompt blocks (several query rows a unit), register-tiled as a matrix
+ * product: keys [0, nk) (nk <= OX_ATT_KEYS; rows F32, or F16 when half)
+ * transposed into kt[i * OX_ATT_KEYS + t] as F32, key columns from nk up to
+ * a multiple of 16 zero; s[e * ls + t] = sum over i < d in order of q[e][i]
+ * kt[i][t] for entries e < ne and keys t < nk rounded up to 16; value rows
+ * as F32 (zeros for a NULL row: a key no entry weighs); and acc[e * la + c]
+ * += sum over keys j < nk in order of p[e * lp + j] v[j * lv + c], c < n. */
+#define OX_ATT_KEYS 64
+void ox__att_kt_avx2(const void *const k[], int64_t nk, int64_t d, int half, float *kt);
+void ox__att_scores_kt_avx2(const float *const q[], int64_t ne, const float *kt, int64_t d,
+                            int64_t nk, float *s, int64_t ls);
+void ox__att_rows_avx2(const void *const rows[], int64_t nk, int64_t n, int half, float *dst,
+                       int64_t ld);
+void ox__att_pv_rows_avx2(float *acc, int64_t la, const float *p, int64_t lp, int64_t ne,
+                          const float *v, int64_t lv, int64_t nk, int64_t n);
 /* d[i] = a[i] op b[i] for n halves (an ox_binary_op), eight at a time with
  * F16C: each converted to float, the op in float, rounded to nearest even,
  * the bits of the tile-by-tile path (convert_avx2.c; AVX2 and F16C only) */

@@ -28,10 +28,15 @@
 
 #define LOGIT_TOLERANCE 0.75
 /* The first step's logits as a whole (262144 of them): their mean and
- * spread. With ggml's GELU on halves (gelu_tanh_f16) ours are 0.025 and
- * 0.002 from llama.cpp's, the same in the release and the sanitizer
- * builds; the GELU in single precision was 0.137 and 0.027 away. */
-#define MEAN_TOLERANCE 0.05
+ * spread. llama.cpp's own move with its attention path: `llama-debug -p
+ * "The capital of France is" -c 512 -t 2 --save-logits` (its 7e743c3)
+ * gives mean -3.652, stddev 5.003 with flash attention, -4.039 and 5.065
+ * without, -3.951 and 5.039 without and with an F32 cache: a range of
+ * 0.39 and 0.063. The bound on the mean is under half that range: with
+ * ggml's GELU on halves and the prompt's attention scored in register
+ * tiles, ours are 0.087 and 0.001 from the recorded file's (a single-
+ * precision GELU had put them 0.137 and 0.027 away). */
+#define MEAN_TOLERANCE 0.15
 #define STDDEV_TOLERANCE 0.015
 #define NEAR_TIE 0.5
 #define MIN_MATCH 32

@@ -13,16 +13,16 @@ typedef struct att_case {
     int64_t d, dv, n_q, n_kv, heads, kv_heads, batch;
 } att_case;
 
-static void check_attention(const att_case *c, ox_dtype kv_dt, int causal, int use_mask,
-                            int layout)
+static void check_attention_kv(const att_case *c, ox_dtype kv_dt, int causal, int use_mask,
+                               int layout, int k_layout, int v_layout)
 {
     int64_t qne[4] = {c->d, c->n_q, c->heads, c->batch};
     int64_t kne[4] = {c->d, c->n_kv, c->kv_heads, c->batch};
     int64_t vne[4] = {c->dv, c->n_kv, c->kv_heads, c->batch};
     int64_t mne[4] = {c->n_kv, c->n_q, 1, 1}, dne[4] = {c->dv, c->n_q, c->heads, c->batch};
     test_tensor q = tt_random(OX_DTYPE_F32, qne, layout, -1, 1);
-    test_tensor k = tt_random(kv_dt, kne, (layout + 1) % 3, -1, 1);
-    test_tensor v = tt_random(kv_dt, vne, (layout + 2) % 3, -1, 1);
+    test_tensor k = tt_random(kv_dt, kne, k_layout, -1, 1);
+    test_tensor v = tt_random(kv_dt, vne, v_layout, -1, 1);
     test_tensor m = tt_random(OX_DTYPE_F32, mne, TT_CONTIGUOUS, -1, 1);
     for (int64_t e = 0; e < tt_count(mne); e += 5) tt_set(&m, e, -INFINITY);
     test_tensor d = tt_new(OX_DTYPE_F32, dne, layout == TT_PADDED ? TT_PADDED : TT_CONTIGUOUS);
@@ -38,11 +38,18 @@ static void check_attention(const att_case *c, ox_dtype kv_dt, int causal, int u
         ASSERT_EQ(ox__cpu_attention(&x, &d.v, &q.v, &k.v, &v.v, use_mask ? &m.v : NULL, &p), OX_OK);
         ASSERT_NMSE(&d, &rd, tt_tol(OX_DTYPE_F32),
                     "attention D %lld Dv %lld n_q %lld n_kv %lld H %lld/%lld B %lld kv %s causal %d "
-                    "mask %d layout %d portable %d\n",
+                    "mask %d layouts %d %d %d portable %d\n",
                     (long long)c->d, (long long)c->dv, (long long)c->n_q, (long long)c->n_kv,
                     (long long)c->heads, (long long)c->kv_heads, (long long)c->batch,
-                    ox_dtype_str(kv_dt), causal, use_mask, layout, portable);
+                    ox_dtype_str(kv_dt), causal, use_mask, layout, k_layout, v_layout, portable);
     }
+}
+
+/* q, k and v each in a different layout of the three */
+static void check_attention(const att_case *c, ox_dtype kv_dt, int causal, int use_mask,
+                            int layout)
+{
+    check_attention_kv(c, kv_dt, causal, use_mask, layout, (layout + 1) % 3, (layout + 2) % 3);
 }
 
 OX_TEST(attention_shapes)
@@ -63,6 +70,31 @@ OX_TEST(attention_shapes)
                 for (int mask = 0; mask < 2; mask++)
                     check_attention(&cases[c], kv_types[kv], causal, mask,
                                     (int)(c + (size_t)causal + (size_t)mask) % 3);
+}
+
+/* Prompts with K and V rows as a cache holds them (unit-stride F32 or F16
+ * rows): the register-tiled path, its key blocks converted and transposed
+ * once a unit. Head sizes not a multiple of 8 or 16 (the tiles' scalar
+ * ends), entries (rows x heads) not a multiple of 4 and below the tiles'
+ * threshold, key blocks cut short by n_kv and by the causal limit, and a
+ * wide Gemma-like head (256: its dot products are summed in runs). */
+OX_TEST(attention_prompt_tiles)
+{
+    static const att_case cases[] = {
+        {64, 64, 40, 40, 8, 2, 1},   /* 4 heads x 8 rows: whole tiles */
+        {37, 29, 70, 70, 3, 1, 1},   /* 24 entries, odd head sizes */
+        {24, 40, 9, 130, 3, 1, 2},   /* 9 rows: a unit of 3 x 1 below the threshold */
+        {16, 16, 5, 21, 6, 2, 1},    /* 3 heads x 5 rows: 15 entries */
+        {256, 256, 20, 20, 4, 1, 1}, /* Gemma 3 270M's head */
+    };
+    static const ox_dtype kv_types[] = {OX_DTYPE_F32, OX_DTYPE_F16};
+    tt_seed(53);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int kv = 0; kv < 2; kv++)
+            for (int causal = 0; causal < 2; causal++)
+                for (int mask = 0; mask < 2; mask++)
+                    check_attention_kv(&cases[c], kv_types[kv], causal, mask,
+                                       (int)(c + (size_t)mask) % 3, TT_CONTIGUOUS, TT_CONTIGUOUS);
 }
 
 /* Head sizes over one tile (1024): the query and value are done in chunks. */
@@ -195,5 +227,5 @@ OX_TEST(attention_exp_avx2_is_the_scalar_exp)
 #endif
 }
 
-OX_TEST_MAIN(attention_shapes, attention_wide_heads, attention_exact_values,
+OX_TEST_MAIN(attention_shapes, attention_prompt_tiles, attention_wide_heads, attention_exact_values,
              attention_defaults_fit_each_device_class, attention_exp_avx2_is_the_scalar_exp)
