@@ -26,29 +26,39 @@ static inline __attribute__((always_inline)) void tile_6x16(int64_t kc, const fl
 #define DECLARE(i) __m256 c##i##_0 = _mm256_setzero_ps(), c##i##_1 = _mm256_setzero_ps();
     FOR_ROWS(DECLARE)
 #undef DECLARE
-    for (int64_t k = 0; k < kc; k++) {
-        __m256 b0, b1;
-        if (half) {
-            b0 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(const void *)bh));
-            b1 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(const void *)(bh + 8)));
-            _mm_prefetch((const char *)(bh + 8 * NR), _MM_HINT_T0);
-            bh += NR;
-        } else {
-            b0 = _mm256_load_ps(bf);
-            b1 = _mm256_load_ps(bf + 8);
-            _mm_prefetch((const char *)(bf + 8 * NR), _MM_HINT_T0);
-            bf += NR;
-        }
 #define STEP(i)                                                                             \
     {                                                                                       \
         __m256 ai = _mm256_broadcast_ss(a + (i));                                           \
         c##i##_0 = _mm256_fmadd_ps(ai, b0, c##i##_0);                                       \
         c##i##_1 = _mm256_fmadd_ps(ai, b1, c##i##_1);                                       \
     }
-        FOR_ROWS(STEP)
-#undef STEP
-        a += MR;
+#define K_STEP(prefetch)                                                                    \
+    {                                                                                       \
+        __m256 b0, b1;                                                                      \
+        if (half) {                                                                         \
+            b0 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(const void *)bh));        \
+            b1 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(const void *)(bh + 8)));  \
+            if (prefetch) _mm_prefetch((const char *)(bh + 8 * NR), _MM_HINT_T0);           \
+            bh += NR;                                                                       \
+        } else {                                                                            \
+            b0 = _mm256_load_ps(bf);                                                        \
+            b1 = _mm256_load_ps(bf + 8);                                                    \
+            _mm_prefetch((const char *)(bf + 8 * NR), _MM_HINT_T0);                         \
+            bf += NR;                                                                       \
+        }                                                                                   \
+        FOR_ROWS(STEP)                                                                      \
+        a += MR;                                                                            \
     }
+    /* two steps a pass: a panel of halves advances one 64-byte line per
+     * two steps, so it is prefetched once a pass */
+    int64_t k = 0;
+    for (; k + 2 <= kc; k += 2) {
+        K_STEP(true)
+        K_STEP(false)
+    }
+    if (k < kc) K_STEP(true)
+#undef K_STEP
+#undef STEP
 #define STORE(i)                                                                            \
     {                                                                                       \
         float *row = c + (i) * ldc;                                                         \
