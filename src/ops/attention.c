@@ -1,7 +1,8 @@
 /* Fused attention on the CPU: dst = softmax(q kᵀ * scale + mask) v per query
  * row, head and batch, with grouped-query heads and an optional causal
- * limit. A unit of work is up to ROW_BLOCK query rows for up to HEAD_BLOCK
- * query heads that share a kv head (a prompt's rows; one row when
+ * limit. A unit of work is up to HEAD_BLOCK query heads that share a kv
+ * head, for as many query rows as make ENTRIES (row, head) entries with
+ * them (a prompt's rows; one row when
  * decoding), so each key and value row is read and converted once for all
  * of them. Keys come in blocks of KEY_BLOCK with an online (running max)
  * softmax, so no n_kv-sized scratch is needed; a value width over ATT_TILE
@@ -22,8 +23,7 @@
 
 #define KEY_BLOCK 64
 #define HEAD_BLOCK 4
-#define ROW_BLOCK 8
-#define ENTRIES (HEAD_BLOCK * ROW_BLOCK)
+#define ENTRIES 32 /* (row, head) entries a unit: 8 rows of 4 heads, 32 rows of 1 */
 #define ATT_TILE 256 /* query and value columns a pass: the state (~38 KiB) stays on the stack */
 #define LANES 8
 #define KEY_GROUP 8 /* keys scored together (their rows converted together) */
@@ -42,11 +42,11 @@ typedef struct att_kernels {
     att_pv_fn pv, pv_f16;
     /* prompt blocks as register tiles (cpu_ops.h), or NULL */
     void (*kt)(const void *const k[], int64_t nk, int64_t d, int half, float *kt);
-    void (*scores_kt)(const float *const q[], int64_t ne, const float *kt, int64_t d, int64_t nk,
-                      float *s, int64_t ls);
+    void (*scores_kt)(const float *const q[], int64_t ne, const int64_t *seen, const float *kt,
+                      int64_t d, int64_t nk, float *s, int64_t ls);
     void (*rows)(const void *const rows[], int64_t nk, int64_t n, int half, float *dst, int64_t ld);
-    void (*pv_rows)(float *acc, int64_t la, const float *p, int64_t lp, int64_t ne, const float *v,
-                    int64_t lv, int64_t nk, int64_t n);
+    void (*pv_rows)(float *acc, int64_t la, const float *p, int64_t lp, int64_t ne,
+                    const int64_t *seen, const float *v, int64_t lv, int64_t nk, int64_t n);
 } att_kernels;
 
 /* Units with at least this many entries (query rows x heads: a prompt's)
@@ -66,7 +66,8 @@ typedef struct att_job {
     const ox__view *dst, *q, *k, *v, *mask;
     const ox_attention_params *params;
     int64_t head_blocks; /* per kv head: ceil(group / HEAD_BLOCK) */
-    int64_t row_blocks;  /* ceil(n_q / ROW_BLOCK) */
+    int64_t row_block;   /* query rows a unit: ENTRIES / heads a unit */
+    int64_t row_blocks;  /* ceil(n_q / row_block) */
     int64_t units;       /* row_blocks * H_kv * head_blocks * B */
     size_t n_tasks;
     struct att_state *states; /* one per pool thread (~110 KiB each: not on their stacks) */
@@ -156,8 +157,10 @@ static void scores(const att_job *j, att_state *st, int64_t j0, int64_t nk)
     if (st->tiled) { /* every entry's dot products, then the limits, scale and mask */
         const void *k[KEY_BLOCK];
         for (int64_t t = 0; t < nk; t++) k[t] = ox__view_at(j->k, 0, j0 + t, st->kv_head, st->b);
+        int64_t lim[ENTRIES]; /* the block's keys each entry sees */
+        for (int64_t g = 0; g < entries; g++) lim[g] = st->n_seen[g] - j0;
         j->kern->kt(k, nk, d, j->k->dtype == OX_DTYPE_F16, st->kt);
-        j->kern->scores_kt(st->q, entries, st->kt, d, nk, st->s[0], KEY_BLOCK);
+        j->kern->scores_kt(st->q, entries, lim, st->kt, d, nk, st->s[0], KEY_BLOCK);
         const float scale = j->params->scale;
         for (int64_t g = 0; g < entries; g++) {
             float *s = st->s[g];
@@ -215,9 +218,13 @@ static void scores(const att_job *j, att_state *st, int64_t j0, int64_t nk)
  * the new running max, turn scores into weights, add weighted values. */
 static void accumulate(const att_job *j, att_state *st, int64_t j0, int64_t nk)
 {
+    int64_t seen_any = 0; /* keys [0, seen_any) are before some entry's causal limit */
     for (int64_t g = 0; g < st->nh * st->nr; g++) {
+        /* keys past the entry's limit scored -inf: their weights are 0 */
+        const int64_t n = ox__min64(nk, st->n_seen[g] > j0 ? st->n_seen[g] - j0 : 0);
         float *s = st->s[g], block_max = -INFINITY;
-        for (int64_t jj = 0; jj < nk; jj++) block_max = s[jj] > block_max ? s[jj] : block_max;
+        seen_any = n > seen_any ? n : seen_any;
+        for (int64_t jj = 0; jj < n; jj++) block_max = s[jj] > block_max ? s[jj] : block_max;
         float new_max = block_max > st->max[g] ? block_max : st->max[g];
         if (new_max == -INFINITY) { /* nothing seen yet: all masked */
             for (int64_t jj = 0; jj < nk; jj++) s[jj] = 0.0f;
@@ -225,7 +232,8 @@ static void accumulate(const att_job *j, att_state *st, int64_t j0, int64_t nk)
         }
         float correction = ox__exp_f32(st->max[g] - new_max); /* 0 while max is -inf */
         for (int64_t c = 0; c < st->nc; c++) st->acc[g][c] *= correction;
-        double sum = j->kern->exp_sum(s, nk, new_max);
+        double sum = j->kern->exp_sum(s, n, new_max);
+        for (int64_t jj = n; jj < nk; jj++) s[jj] = 0.0f;
         st->sum[g] = st->sum[g] * correction + sum;
         st->max[g] = new_max;
     }
@@ -234,6 +242,10 @@ static void accumulate(const att_job *j, att_state *st, int64_t j0, int64_t nk)
     const void *v[KEY_BLOCK];
     for (int64_t jj = 0; jj < nk; jj++) {
         bool used = false;
+        if (jj >= seen_any) { /* past every entry's limit */
+            v[jj] = NULL;
+            continue;
+        }
         for (int64_t g = 0; g < st->nh * st->nr && !used; g++) used = st->s[g][jj] != 0.0f;
         const char *row = used ? ox__view_at(j->v, st->c0, j0 + jj, st->kv_head, st->b) : NULL;
         v[jj] = !used || st->tiled ? (const void *)row
@@ -241,9 +253,11 @@ static void accumulate(const att_job *j, att_state *st, int64_t j0, int64_t nk)
                                    : ox__tile_in(j->v, row, st->nc, st->v_rows[jj]);
     }
     if (st->tiled) { /* the rows as F32 once, then every entry's sums over them */
+        int64_t lim[ENTRIES]; /* the block's keys each entry sees */
+        for (int64_t g = 0; g < st->nh * st->nr; g++) lim[g] = st->n_seen[g] - j0;
         j->kern->rows(v, nk, st->nc, j->v->dtype == OX_DTYPE_F16, st->v_rows[0], ATT_TILE);
-        j->kern->pv_rows(st->acc[0], ATT_TILE, st->s[0], KEY_BLOCK, st->nh * st->nr, st->v_rows[0],
-                         ATT_TILE, nk, st->nc);
+        j->kern->pv_rows(st->acc[0], ATT_TILE, st->s[0], KEY_BLOCK, st->nh * st->nr, lim,
+                         st->v_rows[0], ATT_TILE, nk, st->nc);
         return;
     }
     for (int64_t g = 0; g < st->nh * st->nr; g++) j->pv(st->acc[g], st->s[g], v, nk, st->nc);
@@ -289,8 +303,8 @@ static void attention_task(void *arg, size_t task, int thread)
     for (int64_t u = begin; u < end; u++) {
         int64_t rows = u % j->row_blocks, block = u / j->row_blocks % j->head_blocks;
         int64_t rest = u / j->row_blocks / j->head_blocks;
-        st->i0 = rows * ROW_BLOCK;
-        st->nr = ox__min64(ROW_BLOCK, n_q - st->i0);
+        st->i0 = rows * j->row_block;
+        st->nr = ox__min64(j->row_block, n_q - st->i0);
         st->kv_head = rest % kv_heads;
         st->b = rest / kv_heads;
         st->h0 = st->kv_head * group + block * HEAD_BLOCK;
@@ -324,7 +338,8 @@ ox_status ox__cpu_attention(const ox__cpu_exec *x, const ox__view *dst, const ox
               v->nb[0] == (int64_t)ox_dtype_size(v->dtype);
     const int64_t group = q->ne[2] / k->ne[2];
     j.head_blocks = (group + HEAD_BLOCK - 1) / HEAD_BLOCK;
-    j.row_blocks = (q->ne[1] + ROW_BLOCK - 1) / ROW_BLOCK;
+    j.row_block = ENTRIES / ox__min64(group, HEAD_BLOCK);
+    j.row_blocks = (q->ne[1] + j.row_block - 1) / j.row_block;
     j.units = j.row_blocks * k->ne[2] * j.head_blocks * q->ne[3];
     int64_t work = q->ne[1] * q->ne[2] * q->ne[3] * k->ne[1] * (q->ne[0] + v->ne[0]);
     j.n_tasks = ox__task_count(x, work, j.units);

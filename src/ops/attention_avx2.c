@@ -199,15 +199,23 @@ void ox__att_kt_avx2(const void *const k[], int64_t nk, int64_t d, int half, flo
  * token that llama.cpp and the eight-lane form agree on. */
 #define SCORE_RUN 16
 
-void ox__att_scores_kt_avx2(const float *const q[], int64_t ne, const float *kt, int64_t d,
-                            int64_t nk, float *s, int64_t ls)
+/* Keys [0, n) that at least one of entries [e0, e0 + m) sees, n <= nk. */
+static int64_t keys_seen(const int64_t *seen, int64_t e0, int64_t m, int64_t nk)
+{
+    int64_t n = 0;
+    for (int64_t e = e0; e < e0 + m; e++) n = seen[e] > n ? seen[e] : n;
+    return n < nk ? n : nk;
+}
+
+void ox__att_scores_kt_avx2(const float *const q[], int64_t ne, const int64_t *seen,
+                            const float *kt, int64_t d, int64_t nk, float *s, int64_t ls)
 {
     const int64_t L = OX_ATT_KEYS;
     for (int64_t e0 = 0; e0 < ne; e0 += 4) {
-        const int64_t m = ne - e0 < 4 ? ne - e0 : 4;
+        const int64_t m = ne - e0 < 4 ? ne - e0 : 4, n = keys_seen(seen, e0, m, nk);
         const float *qe[4];
         for (int e = 0; e < 4; e++) qe[e] = q[e0 + (e < m ? e : m - 1)]; /* spare lanes repeat */
-        for (int64_t t = 0; t < nk; t += 16)
+        for (int64_t t = 0; t < n; t += 16)
             for (int64_t i0 = 0; i0 < d; i0 += SCORE_RUN) {
                 const int64_t i1 = d - i0 < SCORE_RUN ? d : i0 + SCORE_RUN;
                 __m256 a[4][2];
@@ -276,10 +284,10 @@ static inline __attribute__((always_inline)) void pv_tile(float *acc, int64_t la
 }
 
 void ox__att_pv_rows_avx2(float *acc, int64_t la, const float *p, int64_t lp, int64_t ne,
-                          const float *v, int64_t lv, int64_t nk, int64_t n)
+                          const int64_t *seen, const float *v, int64_t lv, int64_t nk_all, int64_t n)
 {
     for (int64_t e0 = 0; e0 < ne; e0 += 4) {
-        const int64_t m = ne - e0 < 4 ? ne - e0 : 4;
+        const int64_t m = ne - e0 < 4 ? ne - e0 : 4, nk = keys_seen(seen, e0, m, nk_all);
         float *ae = acc + e0 * la;
         const float *pe = p + e0 * lp;
         int64_t c = 0;

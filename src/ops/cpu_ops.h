@@ -113,17 +113,20 @@ double ox__att_exp_avx2(float *s, int64_t n, float max);
  * product: keys [0, nk) (nk <= OX_ATT_KEYS; rows F32, or F16 when half)
  * transposed into kt[i * OX_ATT_KEYS + t] as F32, key columns from nk up to
  * a multiple of 16 zero; s[e * ls + t] = sum over i < d in order of q[e][i]
- * kt[i][t] for entries e < ne and keys t < nk rounded up to 16; value rows
- * as F32 (zeros for a NULL row: a key no entry weighs); and acc[e * la + c]
- * += sum over keys j < nk in order of p[e * lp + j] v[j * lv + c], c < n. */
+ * kt[i][t] for entries e < ne and keys t < nk rounded up to 16 (or only up
+ * to the keys any entry of its group of 4 sees: seen[e], the keys of the
+ * block before its causal limit); value rows as F32 (zeros for a NULL row:
+ * a key no entry weighs); and acc[e * la + c] += sum over keys j < nk in
+ * order of p[e * lp + j] v[j * lv + c], c < n (keys past every seen[e] of
+ * the group skipped: their weights are 0). */
 #define OX_ATT_KEYS 64
 void ox__att_kt_avx2(const void *const k[], int64_t nk, int64_t d, int half, float *kt);
-void ox__att_scores_kt_avx2(const float *const q[], int64_t ne, const float *kt, int64_t d,
-                            int64_t nk, float *s, int64_t ls);
+void ox__att_scores_kt_avx2(const float *const q[], int64_t ne, const int64_t *seen,
+                            const float *kt, int64_t d, int64_t nk, float *s, int64_t ls);
 void ox__att_rows_avx2(const void *const rows[], int64_t nk, int64_t n, int half, float *dst,
                        int64_t ld);
 void ox__att_pv_rows_avx2(float *acc, int64_t la, const float *p, int64_t lp, int64_t ne,
-                          const float *v, int64_t lv, int64_t nk, int64_t n);
+                          const int64_t *seen, const float *v, int64_t lv, int64_t nk, int64_t n);
 /* d[i] = a[i] op b[i] for n halves (an ox_binary_op), eight at a time with
  * F16C: each converted to float, the op in float, rounded to nearest even,
  * the bits of the tile-by-tile path (convert_avx2.c; AVX2 and F16C only) */
