@@ -152,6 +152,23 @@ double ox__att_exp_avx2(float *s, int64_t n, float max)
     return sum;
 }
 
+/* The exponential's other user: the FFN's gate, SiLU(g) * u in one pass
+ * (elementwise.c's ox__cpu_glu), each lane the scalar loops' bits. */
+void ox__silu_mul_avx2(float *d, const float *g, const float *u, int64_t n)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(g + i);
+        __m256 s = _mm256_div_ps(x, _mm256_add_ps(one, exp8(_mm256_xor_ps(x, sign))));
+        _mm256_storeu_ps(d + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) {
+        float s = g[i] / (1.0f + ox__exp_f32(-g[i]));
+        d[i] = s * u[i];
+    }
+}
+
 /* ---- prompt blocks: register tiles over a block's keys ---------------------- */
 
 /* r[i] becomes column i of the 8 x 8 block the rows r[0..7] hold. */

@@ -52,6 +52,10 @@ ox_status ox__cpu_scale(const ox__cpu_exec *x, const ox__view *dst, const ox__vi
                         float bias);
 ox_status ox__cpu_clamp(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a, float lo,
                         float hi);
+/* dst = act(gate) * up in one pass (dst may be gate): for F32 the bits of
+ * ox__cpu_unary then an OX_BINARY_MUL; other types round once, not twice */
+ox_status ox__cpu_glu(const ox__cpu_exec *x, ox_unary_op act, const ox__view *dst,
+                      const ox__view *gate, const ox__view *up);
 ox_status ox__cpu_unary(const ox__cpu_exec *x, ox_unary_op op, const ox__view *dst,
                         const ox__view *a);
 
@@ -109,6 +113,9 @@ void ox__att_pv_avx2(float *acc, const float *p, const void *const v[], int64_t 
 void ox__att_pv_f16_avx2(float *acc, const float *p, const void *const v[], int64_t nk, int64_t n);
 /* s[j] = exp(s[j] - max) for j < n, with ox__exp_f32's bits, and their sum */
 double ox__att_exp_avx2(float *s, int64_t n, float max);
+/* d[i] = (g[i] / (1 + exp(-g[i]))) * u[i] for i < n, SiLU's and then the
+ * product's roundings as the scalar loops make them (d may be g) */
+void ox__silu_mul_avx2(float *d, const float *g, const float *u, int64_t n);
 /* Prompt blocks (several query rows a unit), register-tiled as a matrix
  * product: keys [0, nk) (nk <= OX_ATT_KEYS; rows F32, or F16 when half)
  * transposed into kt[i * OX_ATT_KEYS + t] as F32, key columns from nk up to

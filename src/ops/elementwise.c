@@ -90,7 +90,7 @@ static void unary_tile(ox_unary_op op, float *d, const float *x, int64_t n)
 
 /* ---- jobs ------------------------------------------------------------------------ */
 
-typedef enum ew_kind { EW_BINARY, EW_SCALE, EW_CLAMP, EW_UNARY } ew_kind;
+typedef enum ew_kind { EW_BINARY, EW_SCALE, EW_CLAMP, EW_UNARY, EW_GLU } ew_kind;
 
 typedef struct ew_job {
     ew_kind kind;
@@ -98,6 +98,7 @@ typedef struct ew_job {
     const ox__view *dst, *a, *b;
     float p0, p1;           /* scale and bias, or lo and hi */
     bool f16_rows;          /* binary op on contiguous F16 rows: ox__binary_f16_avx2 */
+    bool silu_rows;         /* SiLU gate on contiguous F32 rows: ox__silu_mul_avx2 */
     int64_t total;          /* elements of dst */
     size_t n_tasks;
 } ew_job;
@@ -145,6 +146,12 @@ static void ew_segment(const void *arg, int64_t i0, int64_t n, const int64_t idx
                             (const uint16_t *)(const void *)b_row + i0, n);
         return;
     }
+    if (j->silu_rows) {
+        const char *b_row = row_of_b(j->b, idx);
+        ox__silu_mul_avx2((float *)(void *)d_row + i0, (const float *)(const void *)a_row + i0,
+                          (const float *)(const void *)b_row + i0, n);
+        return;
+    }
 #endif
     for (int64_t t = i0; t < i0 + n; t += OX__TILE) {
         int64_t m = ox__min64(i0 + n - t, OX__TILE);
@@ -165,6 +172,10 @@ static void ew_segment(const void *arg, int64_t i0, int64_t n, const int64_t idx
             }
             break;
         case EW_UNARY: unary_tile((ox_unary_op)j->op, d, x, m); break;
+        case EW_GLU: /* b is up, the same shape as a (the gate) */
+            unary_tile((ox_unary_op)j->op, d, x, m);
+            binary_tile(OX_BINARY_MUL, d, d, b_tile(j->b, t, m, idx, b_buf), m);
+            break;
         }
         ox__tile_done(j->dst, dp, d, m);
     }
@@ -215,6 +226,19 @@ ox_status ox__cpu_clamp(const ox__cpu_exec *x, const ox__view *dst, const ox__vi
                         float hi)
 {
     ew_job j = {.kind = EW_CLAMP, .dst = dst, .a = a, .p0 = lo, .p1 = hi};
+    return ew_run(x, &j);
+}
+
+ox_status ox__cpu_glu(const ox__cpu_exec *x, ox_unary_op act, const ox__view *dst,
+                      const ox__view *gate, const ox__view *up)
+{
+    ew_job j = {.kind = EW_GLU, .op = (int)act, .dst = dst, .a = gate, .b = up};
+    const uint64_t avx2 = OX_FEATURE_BIT(OX_FEATURE_AVX2) | OX_FEATURE_BIT(OX_FEATURE_FMA) |
+                          OX_FEATURE_BIT(OX_FEATURE_F16C);
+    j.silu_rows = act == OX_UNARY_SILU && (x->features & avx2) == avx2 &&
+                  dst->dtype == OX_DTYPE_F32 && gate->dtype == OX_DTYPE_F32 &&
+                  up->dtype == OX_DTYPE_F32 && dst->nb[0] == 4 && gate->nb[0] == 4 &&
+                  up->nb[0] == 4 && up->ne[0] == gate->ne[0];
     return ew_run(x, &j);
 }
 

@@ -248,8 +248,7 @@ ox_status ox_glu(ox_queue *q, ox_unary_op act, const ox_tensor *dst, const ox_te
         return ox__fail(op.ctx, OX_ERR_INVALID, "ox_glu: dst must not be up (it may be gate)");
     if (op.cpu) {
         ox__view vd = view(dst), vg = view(gate), vu = view(up);
-        if ((s = ox__cpu_unary(&op.exec, act, &vd, &vg))) return s;
-        return ox__cpu_binary(&op.exec, OX_BINARY_MUL, &vd, &vd, &vu);
+        return ox__cpu_glu(&op.exec, act, &vd, &vg, &vu);
     }
     return ox__dev_glu(&op, act, dst, gate, up);
 }

@@ -177,6 +177,51 @@ OX_TEST(unary_all_ops)
                             (int)(s + (size_t)op) % 3);
 }
 
+/* The FFN's gate, act(gate) * up in one pass (ox__cpu_glu): against the
+ * double reference for every activation, type and layout; and for F32
+ * with SiLU (AVX2 lanes where the CPU has them, odd lengths for the
+ * scalar ends), the same bits as the unary op then the product, also in
+ * place (dst = gate), on the CPU's own loops and the portable ones. */
+OX_TEST(glu_all_ops)
+{
+    tt_seed(15);
+    for (int op = 0; op < OX_UNARY_COUNT; op++) {
+        if (op == OX_UNARY_LOG || op == OX_UNARY_SQRT || op == OX_UNARY_RSQRT) continue;
+        for (int t = 0; t < 3; t++)
+            for (size_t s = 1; s < N_SHAPES; s += 2) {
+                ox_dtype dt = tt_float_types[t];
+                int layout = (int)(s + (size_t)op) % 3;
+                test_tensor g = tt_random(dt, shapes[s], layout, -4, 4);
+                test_tensor u = tt_random(dt, shapes[s], (layout + 1) % 3, -2, 2);
+                test_tensor d = tt_new(dt, shapes[s], TT_CONTIGUOUS);
+                ASSERT_EQ(ox__cpu_glu(tt_exec(), (ox_unary_op)op, &d.v, &g.v, &u.v), OX_OK);
+                ox_ref_tensor rg = tt_ref(&g), ru = tt_ref(&u), rd = tt_ref_new(shapes[s], 0);
+                ox_ref_unary((ox_unary_op)op, &rd, &rg);
+                ox_ref_binary(OX_BINARY_MUL, &rd, &rd, &ru);
+                double tol = op == OX_UNARY_GELU_TANH_F16 && dt == OX_DTYPE_F32
+                                 ? tt_tol(OX_DTYPE_F16)
+                                 : tt_tol(dt);
+                ASSERT_NMSE(&d, &rd, tol, "glu %s %s shape %zu layout %d\n",
+                            ox_unary_str((ox_unary_op)op), ox_dtype_str(dt), s, layout);
+            }
+    }
+    const int64_t ne[4] = {1003, 5, 2, 1};
+    for (int portable = 0; portable < 2; portable++) {
+        ox__cpu_exec x = *tt_exec();
+        if (portable) x.features = 0;
+        test_tensor g = tt_random(OX_DTYPE_F32, ne, TT_CONTIGUOUS, -90, 90);
+        test_tensor u = tt_random(OX_DTYPE_F32, ne, TT_CONTIGUOUS, -2, 2);
+        test_tensor one = tt_new(OX_DTYPE_F32, ne, TT_CONTIGUOUS);
+        test_tensor two = tt_new(OX_DTYPE_F32, ne, TT_CONTIGUOUS);
+        ASSERT_EQ(ox__cpu_glu(&x, OX_UNARY_SILU, &one.v, &g.v, &u.v), OX_OK);
+        ASSERT_EQ(ox__cpu_unary(&x, OX_UNARY_SILU, &two.v, &g.v), OX_OK);
+        ASSERT_EQ(ox__cpu_binary(&x, OX_BINARY_MUL, &two.v, &two.v, &u.v), OX_OK);
+        ASSERT(memcmp(one.v.data, two.v.data, one.bytes) == 0);
+        ASSERT_EQ(ox__cpu_glu(&x, OX_UNARY_SILU, &g.v, &g.v, &u.v), OX_OK); /* in place */
+        ASSERT(memcmp(g.v.data, two.v.data, one.bytes) == 0);
+    }
+}
+
 OX_TEST(unary_exact_values)
 {
     static const struct {
@@ -280,5 +325,5 @@ OX_TEST(exp_accuracy_and_limits)
 
 OX_TEST_MAIN(binary_all_shapes_and_types, binary_f16_rows_same_bits_as_tiles,
              binary_partial_row_repeat, binary_exact_and_in_place,
-             scale_and_clamp, unary_all_ops, unary_exact_values, gelu_tanh_f16_every_half,
-             exp_accuracy_and_limits)
+             scale_and_clamp, unary_all_ops, glu_all_ops, unary_exact_values,
+             gelu_tanh_f16_every_half, exp_accuracy_and_limits)
