@@ -95,7 +95,7 @@ void ox__att_pv_f16_avx2(float *acc, const float *p, const void *const v[], int6
 /* ox__exp_f32 (cpu_tile.h) on eight lanes, operation for operation (no
  * fused multiply-adds: this file is built with contraction off), so each
  * lane has the scalar function's bits. */
-static __m256 exp8(__m256 x)
+static inline __attribute__((always_inline)) __m256 exp8(__m256 x)
 {
     const __m256i u = _mm256_castps_si256(x);
     const __m256i sign = _mm256_and_si256(u, _mm256_set1_epi32((int)0x80000000u));
