@@ -271,9 +271,12 @@ void ox__mm_pack_t_f16_avx2(const uint16_t *src, int64_t ld, int64_t kc, int64_t
 /* `rows` rows of dtype `type` at once (called with one: a matrix-vector
  * product reads its rows one after another, a single memory stream the
  * hardware prefetchers follow; four rows side by side, four short streams,
- * ran at 40% of the bandwidth instead of 95%); every row is summed in the
- * same order either way: two 8-lane accumulators over 16-element steps, the
- * tail zero-padded into one more step, then a fixed-order reduction. The
+ * ran at 40% of the bandwidth instead of 95%). One row is summed in four
+ * 8-lane chains over 32-element steps (two chains left one core's F16
+ * decode waiting on the fused multiply-add's latency, not on memory),
+ * folded into two; then, as for several rows, two chains over 16-element
+ * steps, the tail zero-padded into one more step, and a fixed-order
+ * reduction: every row of a call sums in the same order in any task. The
  * vector x is F32 or F16 (`xtype`). */
 static inline __attribute__((always_inline)) void dot_rows(const void *x, ox_dtype xtype,
                                                            const char *w, int64_t row_stride,
@@ -284,6 +287,17 @@ static inline __attribute__((always_inline)) void dot_rows(const void *x, ox_dty
     __m256 acc0[4], acc1[4];
     for (int r = 0; r < rows; r++) acc0[r] = acc1[r] = _mm256_setzero_ps();
     int64_t i = 0;
+    if (rows == 1) { /* four chains over 32-element steps, folded into two */
+        __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+        for (; i + 32 <= k; i += 32) {
+            acc0[0] = _mm256_fmadd_ps(load8(xtype, x, i), load8(type, w, i), acc0[0]);
+            acc1[0] = _mm256_fmadd_ps(load8(xtype, x, i + 8), load8(type, w, i + 8), acc1[0]);
+            acc2 = _mm256_fmadd_ps(load8(xtype, x, i + 16), load8(type, w, i + 16), acc2);
+            acc3 = _mm256_fmadd_ps(load8(xtype, x, i + 24), load8(type, w, i + 24), acc3);
+        }
+        acc0[0] = _mm256_add_ps(acc0[0], acc2);
+        acc1[0] = _mm256_add_ps(acc1[0], acc3);
+    }
     for (; i + 16 <= k; i += 16) {
         __m256 x0 = load8(xtype, x, i), x1 = load8(xtype, x, i + 8);
         for (int r = 0; r < rows; r++) {
