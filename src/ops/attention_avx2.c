@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ops/avx2_util.h"
 #include "ops/cpu_tile.h"
 
 /* Eight floats of a row, F32 or F16 (converted exactly), and one. */
@@ -171,27 +172,6 @@ void ox__silu_mul_avx2(float *d, const float *g, const float *u, int64_t n)
 
 /* ---- prompt blocks: register tiles over a block's keys ---------------------- */
 
-/* r[i] becomes column i of the 8 x 8 block the rows r[0..7] hold. */
-static inline void transpose8(__m256 r[8])
-{
-    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xee);
-    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xee);
-    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xee);
-    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xee);
-    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
-
 void ox__att_kt_avx2(const void *const k[], int64_t nk, int64_t d, int half, float *kt)
 {
     const int64_t L = OX_ATT_KEYS, padded = (nk + 15) / 16 * 16;
@@ -201,7 +181,7 @@ void ox__att_kt_avx2(const void *const k[], int64_t nk, int64_t d, int half, flo
             __m256 r[8];
             for (int t = 0; t < 8; t++)
                 r[t] = t0 + t < nk ? load8(k[t0 + t], i, half) : _mm256_setzero_ps();
-            transpose8(r);
+            ox__transpose8_avx2(r);
             for (int c = 0; c < 8; c++) _mm256_storeu_ps(kt + (i + c) * L + t0, r[c]);
         }
         for (; i < d; i++)

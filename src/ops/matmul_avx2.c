@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "ops/avx2_util.h"
 #include "ops/matmul.h"
 
 #define MR OX_MM_AVX2_MR
@@ -86,26 +87,6 @@ void ox__mm_tile_h_avx2(int64_t kc, const float *a, const uint16_t *b, float *c,
     tile_6x16(kc, a, b, true, c, ldc, accumulate);
 }
 
-/* Transpose the 8 x 8 block held in r[0..7]. */
-static inline __attribute__((always_inline)) void transpose8(__m256 r[8])
-{
-    __m256 t[8], u[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
-        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
-        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
-    }
-}
-
 /* 8 elements of w (dtype `type`) from index i, as floats. */
 static inline __attribute__((always_inline)) __m256 load8(ox_dtype type, const void *w, int64_t i)
 {
@@ -167,7 +148,7 @@ static inline __attribute__((always_inline)) void pack_t_rows(ox_dtype type, con
     for (int64_t k = 0; k < kc8; k += 8) {
         __m256 v[8];
         for (int i = 0; i < 8; i++) v[i] = i < w ? load8(type, src + i * s, k) : _mm256_setzero_ps();
-        transpose8(v);
+        ox__transpose8_avx2(v);
         for (int j = 0; j < 8; j++) store_first(panel + (k + j) * R, v[j], w);
     }
 }
@@ -199,7 +180,7 @@ static inline __attribute__((always_inline)) void pack_t_typed(ox_dtype type, co
                        : n == 8  ? load8(type, row, k)
                                  : load8_part(type, row, k, n);
             }
-            transpose8(v);
+            ox__transpose8_avx2(v);
             for (int64_t j = 0; j < n; j++) store_first(panel + (k + j) * R + g, v[j], width);
         }
     }
