@@ -24,7 +24,7 @@
 #define KEY_BLOCK 64
 #define HEAD_BLOCK 4
 #define ENTRIES 32 /* (row, head) entries a unit: 8 rows of 4 heads, 32 rows of 1 */
-#define ATT_TILE 256 /* query and value columns a pass: the state (~38 KiB) stays on the stack */
+#define ATT_TILE 256 /* query and value columns a pass */
 #define LANES 8
 #define KEY_GROUP 8 /* keys scored together (their rows converted together) */
 
@@ -70,7 +70,7 @@ typedef struct att_job {
     int64_t row_blocks;  /* ceil(n_q / row_block) */
     int64_t units;       /* row_blocks * H_kv * head_blocks * B */
     size_t n_tasks;
-    struct att_state *states; /* one per pool thread (~110 KiB each: not on their stacks) */
+    struct att_state *states; /* one per pool thread (~210 KiB each: not on their stacks) */
 } att_job;
 
 /* Query rows [i0, i0 + nr) of heads [h0, h0 + nh), columns [c0, c0 + nc)
@@ -78,6 +78,7 @@ typedef struct att_job {
 typedef struct att_state {
     int64_t i0, nr, b, kv_head, h0, nh, c0, nc;
     int64_t i[ENTRIES], n_seen[ENTRIES]; /* the entry's row, its keys */
+    int64_t lim[ENTRIES]; /* the current key block's keys before the entry's limit */
     const float *q[ENTRIES]; /* whole query rows, or NULL when D > ATT_TILE */
     float max[ENTRIES];
     double sum[ENTRIES];
@@ -157,14 +158,12 @@ static void scores(const att_job *j, att_state *st, int64_t j0, int64_t nk)
     if (st->tiled) { /* every entry's dot products, then the limits, scale and mask */
         const void *k[KEY_BLOCK];
         for (int64_t t = 0; t < nk; t++) k[t] = ox__view_at(j->k, 0, j0 + t, st->kv_head, st->b);
-        int64_t lim[ENTRIES]; /* the block's keys each entry sees */
-        for (int64_t g = 0; g < entries; g++) lim[g] = st->n_seen[g] - j0;
         j->kern->kt(k, nk, d, j->k->dtype == OX_DTYPE_F16, st->kt);
-        j->kern->scores_kt(st->q, entries, lim, st->kt, d, nk, st->s[0], KEY_BLOCK);
+        j->kern->scores_kt(st->q, entries, st->lim, st->kt, d, nk, st->s[0], KEY_BLOCK);
         const float scale = j->params->scale;
         for (int64_t g = 0; g < entries; g++) {
             float *s = st->s[g];
-            int64_t seen = ox__min64(nk, st->n_seen[g] - j0), t = 0; /* keys within the limit */
+            int64_t seen = st->lim[g], t = 0;
             if (j->mask)
                 for (; t < seen; t++)
                     s[t] = s[t] * scale +
@@ -220,8 +219,7 @@ static void accumulate(const att_job *j, att_state *st, int64_t j0, int64_t nk)
 {
     int64_t seen_any = 0; /* keys [0, seen_any) are before some entry's causal limit */
     for (int64_t g = 0; g < st->nh * st->nr; g++) {
-        /* keys past the entry's limit scored -inf: their weights are 0 */
-        const int64_t n = ox__min64(nk, st->n_seen[g] > j0 ? st->n_seen[g] - j0 : 0);
+        const int64_t n = st->lim[g]; /* keys past it scored -inf: their weights are 0 */
         float *s = st->s[g], block_max = -INFINITY;
         seen_any = n > seen_any ? n : seen_any;
         for (int64_t jj = 0; jj < n; jj++) block_max = s[jj] > block_max ? s[jj] : block_max;
@@ -248,15 +246,13 @@ static void accumulate(const att_job *j, att_state *st, int64_t j0, int64_t nk)
         }
         for (int64_t g = 0; g < st->nh * st->nr && !used; g++) used = st->s[g][jj] != 0.0f;
         const char *row = used ? ox__view_at(j->v, st->c0, j0 + jj, st->kv_head, st->b) : NULL;
-        v[jj] = !used || st->tiled ? (const void *)row
-                : j->v_f16         ? (const void *)row
-                                   : ox__tile_in(j->v, row, st->nc, st->v_rows[jj]);
+        /* as stored (the tiles convert the block below), else F32 rows */
+        v[jj] = used && !st->tiled && !j->v_f16 ? ox__tile_in(j->v, row, st->nc, st->v_rows[jj])
+                                                : (const void *)row;
     }
     if (st->tiled) { /* the rows as F32 once, then every entry's sums over them */
-        int64_t lim[ENTRIES]; /* the block's keys each entry sees */
-        for (int64_t g = 0; g < st->nh * st->nr; g++) lim[g] = st->n_seen[g] - j0;
         j->kern->rows(v, nk, st->nc, j->v->dtype == OX_DTYPE_F16, st->v_rows[0], ATT_TILE);
-        j->kern->pv_rows(st->acc[0], ATT_TILE, st->s[0], KEY_BLOCK, st->nh * st->nr, lim,
+        j->kern->pv_rows(st->acc[0], ATT_TILE, st->s[0], KEY_BLOCK, st->nh * st->nr, st->lim,
                          st->v_rows[0], ATT_TILE, nk, st->nc);
         return;
     }
@@ -280,6 +276,8 @@ static void attend(const att_job *j, att_state *st)
     }
     for (int64_t j0 = 0; j0 < n_seen; j0 += KEY_BLOCK) {
         int64_t nk = ox__min64(n_seen - j0, KEY_BLOCK);
+        for (int64_t g = 0; g < st->nh * st->nr; g++)
+            st->lim[g] = ox__min64(nk, st->n_seen[g] > j0 ? st->n_seen[g] - j0 : 0);
         scores(j, st, j0, nk);
         accumulate(j, st, j0, nk);
     }
