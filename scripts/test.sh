@@ -21,7 +21,9 @@ run_suite() { # name, cmake args...
 }
 
 mkdir -p build-test
-run_suite release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# the openai package for the ox serve test, in a venv of its own
+python=$("$root/scripts/py-deps.sh")
+run_suite release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOX_TEST_PYTHON="$python"
 
 # Conformance: every op on the CPU (against naive double-precision loops)
 # and on the OpenCL device (PoCL here, against the CPU). Fails if either
@@ -31,6 +33,7 @@ echo "== conformance: ox check --device cpu,opencl:0"
     --json "$root/build-test/check.json" --html "$root/build-test/check.html"
 # -O1: the sanitizers stay exact, and the model tests run in minutes, not ten.
 run_suite sanitize -DCMAKE_BUILD_TYPE=Debug -DOX_SANITIZE=ON -DCMAKE_C_COMPILER=clang \
+    -DOX_TEST_PYTHON="$python" \
     -DCMAKE_C_FLAGS_DEBUG="-g -O1"
 
 # A build without MPI still works, and ox run --mpi says MPI is off.

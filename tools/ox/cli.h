@@ -62,6 +62,7 @@ extern const cli_command cmd_plan;
 extern const cli_command cmd_kernel_check;
 extern const cli_command cmd_tune;
 extern const cli_command cmd_quantize;
+extern const cli_command cmd_serve;
 
 /* ---- option parsing ----------------------------------------------------- */
 

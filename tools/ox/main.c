@@ -12,6 +12,7 @@ static const cli_command *const commands[] = {
     &cmd_inspect,
     &cmd_tokenize,
     &cmd_quantize,
+    &cmd_serve,
     &cmd_run,
     &cmd_bench_model,
     &cmd_plan,

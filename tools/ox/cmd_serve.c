@@ -1,0 +1,1362 @@
+/* 'ox serve MODEL': an OpenAI-compatible HTTP server.
+ *
+ * Threads: libmicrohttpd's own polling thread (epoll) runs every
+ * connection and the handlers below, which only parse, validate, tokenize
+ * and queue; one worker thread owns the model and its sessions (slots) and
+ * advances every active sequence once a step: prompts in chunks of
+ * PREFILL_CHUNK tokens, then one generated token a step, so a long prompt
+ * does not stall the others. Output passes from the worker to the HTTP
+ * thread through each job's buffer under the server's mutex: a streaming
+ * response's reader suspends its connection when the buffer is empty and
+ * the worker resumes it when it appends, so no thread waits per client.
+ * A client that goes away (its response freed before the job finished) is
+ * marked gone and its slot freed at the worker's next step; streaming
+ * responses send an SSE comment after each prompt chunk, so a dead socket
+ * is found during long prompts too. See docs/ARCHITECTURE.md, "ox serve". */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "serve_request.h"
+
+#ifdef OX_HAVE_MHD
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+
+#define MAX_BODY (4u << 20)   /* request bodies above this get 413 */
+#define PREFILL_CHUNK 256     /* prompt tokens a sequence evaluates a step */
+#define N_BUCKETS 12
+
+enum {
+    OPTION_HOST,
+    OPTION_PORT,
+    OPTION_DEVICE,
+    OPTION_PARALLEL,
+    OPTION_CTX,
+    OPTION_API_KEY,
+    OPTION_API_KEY_FILE,
+    OPTION_MAX_QUEUE,
+    OPTION_TIMEOUT,
+    OPTION_MAX_CONNECTIONS,
+    OPTION_COUNT
+};
+
+static const cli_option serve_options[] = {
+    [OPTION_HOST] = {"host", "ADDR", "IPv4 address to listen on (default 127.0.0.1)", 0},
+    [OPTION_PORT] = {"port", "N", "TCP port (default 8080; 0: any free port, printed)", 0},
+    [OPTION_DEVICE] = {"device", "SEL", "the device to run on (default: OX_DEVICE, a GPU, else "
+                       "the CPU)", 0},
+    [OPTION_PARALLEL] = {"parallel", "N", "sequences generated at once (default 4); more wait "
+                         "in the queue", 0},
+    [OPTION_CTX] = {"ctx", "N", "context of each sequence in tokens (default: min(model, 4096))",
+                    'c'},
+    [OPTION_API_KEY] = {"api-key", "KEY", "require 'Authorization: Bearer KEY' on /v1, "
+                        "/tokenize and /detokenize", 0},
+    [OPTION_API_KEY_FILE] = {"api-key-file", "FILE", "the same, the key read from FILE", 0},
+    [OPTION_MAX_QUEUE] = {"max-queue", "N", "requests that may wait for a slot (default 64); "
+                          "past it, 503", 0},
+    [OPTION_TIMEOUT] = {"timeout", "S", "close a connection idle for S seconds (default 30)", 0},
+    [OPTION_MAX_CONNECTIONS] = {"max-connections", "N", "open connections at most (default "
+                                "1024)", 0},
+    [OPTION_COUNT] = {NULL, NULL, NULL, 0},
+};
+
+/* ---- the server's state ------------------------------------------------------------- */
+
+typedef struct histogram {
+    uint64_t counts[N_BUCKETS]; /* cumulative counts are printed */
+    uint64_t n;
+    double sum;
+} histogram;
+
+static const double BUCKETS[N_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                          0.5,   1,    2.5,   5,    10,  30};
+
+typedef struct job job;
+typedef struct server server;
+struct job {
+    /* set by the HTTP thread before the job is queued, then read-only */
+    bool chat, stream, include_usage;
+    int32_t *prompt;
+    int n_prompt, max_tokens;
+    ox_sampler_params sp;
+    float presence, frequency;
+    char *stop[SERVE_MAX_STOPS + 1]; /* + the chat format's end of turn */
+    int n_stop;
+    char id[48];
+    long long created;
+    double t_submit;
+    /* shared, under server.mu */
+    char *out;                /* bytes for the client: SSE frames, or the whole body */
+    size_t out_len, out_cap, out_sent;
+    int status;               /* non-streaming: the HTTP status of out */
+    bool finished;            /* the worker has appended everything */
+    bool gone;                /* the client went away: stop */
+    bool suspended;           /* its connection waits for output */
+    struct MHD_Connection *conn;
+    int refs;                 /* the worker's, and the HTTP side's */
+    struct server *sv;
+    job *next;                /* in the queue */
+    /* the worker's */
+    int slot, fed;            /* prompt tokens in the session */
+    ox_sampler *sampler;
+    int32_t *gen;
+    int n_gen, cap_gen;
+    char *text;               /* the decoded reply */
+    size_t text_len, emitted; /* bytes of text already sent */
+    double t_last;
+};
+
+typedef struct slot {
+    ox_session *se;
+    int32_t *tokens; /* what the session holds, for reuse by the next prompt */
+    int n_tokens;
+    job *job;
+} slot;
+
+struct server {
+    const cli_command *command;
+    ox_context *ctx;
+    ox_device *device;
+    ox_model *model;
+    ox_model_info info;
+    ox_tokenizer *tok;
+    const char *chat_name, *end_of_turn;
+    char model_id[256];
+    char *api_key;
+    int parallel, n_ctx, max_queue;
+    slot *slots;
+    atomic_bool ready;
+    /* under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    job *queue_head, *queue_tail;
+    int queued, active;
+    bool stopping;
+    uint64_t requests, rejected, errors, prompt_tokens, gen_tokens, cancelled;
+    histogram ttft, itl;
+    int live; /* jobs not yet freed: the drain on SIGTERM waits for them */
+};
+
+static double now(void)
+{
+    return cli_seconds();
+}
+
+static void observe(histogram *h, double v)
+{
+    for (int i = 0; i < N_BUCKETS; i++)
+        if (v <= BUCKETS[i]) {
+            h->counts[i]++;
+            break;
+        }
+    h->n++;
+    h->sum += v;
+}
+
+/* Drop one reference; the last frees the job. Under mu. */
+static void job_release(job *j)
+{
+    if (--j->refs > 0) return;
+    j->sv->live--;
+    free(j->prompt);
+    for (int i = 0; i < j->n_stop; i++) free(j->stop[i]);
+    free(j->out);
+    free(j->gen);
+    free(j->text);
+    ox_sampler_free(j->sampler);
+    free(j);
+}
+
+/* Append bytes for the client and wake its connection. Under mu. */
+static bool job_append(job *j, const char *bytes, size_t n)
+{
+    if (j->out_len + n + 1 > j->out_cap) {
+        size_t cap = j->out_cap ? j->out_cap : 1024;
+        while (cap < j->out_len + n + 1) cap *= 2;
+        char *grown = realloc(j->out, cap);
+        if (!grown) return false;
+        j->out = grown;
+        j->out_cap = cap;
+    }
+    memcpy(j->out + j->out_len, bytes, n);
+    j->out_len += n;
+    j->out[j->out_len] = '\0';
+    return true;
+}
+
+static void job_wake(job *j)
+{
+    if (j->suspended && j->conn) {
+        j->suspended = false;
+        MHD_resume_connection(j->conn);
+    }
+}
+
+/* ---- JSON helpers ------------------------------------------------------------- */
+
+static char *json_error_body(const char *type, const char *message, const char *param,
+                             const char *code)
+{
+    cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(e, "message", message);
+    cJSON_AddStringToObject(e, "type", type);
+    if (param) cJSON_AddStringToObject(e, "param", param);
+    else cJSON_AddNullToObject(e, "param");
+    if (code) cJSON_AddStringToObject(e, "code", code);
+    else cJSON_AddNullToObject(e, "code");
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return text;
+}
+
+static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *type,
+                                 const char *body, size_t len)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body,
+                                                             MHD_RESPMEM_MUST_COPY);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", type);
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSON *root)
+{
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!text) return MHD_NO;
+    enum MHD_Result r = send_text(c, status, "application/json", text, strlen(text));
+    free(text);
+    return r;
+}
+
+static enum MHD_Result send_error(server *sv, struct MHD_Connection *c, unsigned status,
+                                  const char *param, const char *code, const char *format, ...)
+    CLI_PRINTF(6, 7);
+
+static enum MHD_Result send_error(server *sv, struct MHD_Connection *c, unsigned status,
+                                  const char *param, const char *code, const char *format, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, format);
+    vsnprintf(message, sizeof message, format, ap);
+    va_end(ap);
+    const char *type = status == 401 ? "authentication_error"
+                       : status == 404 ? "not_found_error"
+                       : status == 503 || status == 429 ? "server_overloaded"
+                       : status >= 500 ? "server_error" : "invalid_request_error";
+    char *body = json_error_body(type, message, param, code);
+    pthread_mutex_lock(&sv->mu);
+    if (status == 503 || status == 429) sv->rejected++;
+    else sv->errors++;
+    pthread_mutex_unlock(&sv->mu);
+    if (!body) return MHD_NO;
+    enum MHD_Result r = send_text(c, status, "application/json", body, strlen(body));
+    free(body);
+    return r;
+}
+
+/* ---- tokens and text ------------------------------------------------------------ */
+
+static ox_status encode(const server *sv, const char *text, size_t len, unsigned flags,
+                        int32_t **ids, int *n)
+{
+    size_t count = 0;
+    *ids = NULL;
+    ox_status s = ox_tokenizer_encode(sv->tok, text, len, flags, NULL, 0, &count);
+    if (s != OX_OK) return s;
+    *ids = malloc((count ? count : 1) * sizeof **ids);
+    if (!*ids) return OX_ERR_OUT_OF_MEMORY;
+    s = ox_tokenizer_encode(sv->tok, text, len, flags, *ids, count, &count);
+    if (s != OX_OK) {
+        free(*ids);
+        *ids = NULL;
+    }
+    *n = (int)count;
+    return s;
+}
+
+static char *decode(const server *sv, const int32_t *ids, size_t n, size_t *len)
+{
+    if (ox_tokenizer_decode(sv->tok, ids, n, NULL, 0, len) != OX_OK) return NULL;
+    char *text = malloc(*len + 1);
+    if (text && ox_tokenizer_decode(sv->tok, ids, n, text, *len + 1, len) != OX_OK) {
+        free(text);
+        return NULL;
+    }
+    if (text) text[*len] = '\0';
+    return text;
+}
+
+/* The length of text[0..len) without an incomplete UTF-8 character at its
+ * end, so a streamed chunk never splits one. */
+static size_t utf8_whole(const char *text, size_t len)
+{
+    for (size_t back = 1; back <= 4 && back <= len; back++) {
+        unsigned char c = (unsigned char)text[len - back];
+        if ((c & 0xC0) == 0x80) continue; /* a continuation byte */
+        size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+        return need > back ? len - back : len;
+    }
+    return len;
+}
+
+/* ---- the worker --------------------------------------------------------------------- */
+
+static void frame(job *j, cJSON *chunk)
+{
+    char *text = cJSON_PrintUnformatted(chunk);
+    cJSON_Delete(chunk);
+    if (!text) return;
+    job_append(j, "data: ", 6);
+    job_append(j, text, strlen(text));
+    job_append(j, "\n\n", 2);
+    free(text);
+}
+
+static cJSON *chunk_head(const server *sv, const job *j)
+{
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "id", j->id);
+    cJSON_AddStringToObject(c, "object", j->chat ? "chat.completion.chunk" : "text_completion");
+    cJSON_AddNumberToObject(c, "created", (double)j->created);
+    cJSON_AddStringToObject(c, "model", sv->model_id);
+    return c;
+}
+
+static cJSON *usage(const job *j)
+{
+    cJSON *u = cJSON_CreateObject();
+    cJSON_AddNumberToObject(u, "prompt_tokens", j->n_prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", j->n_gen);
+    cJSON_AddNumberToObject(u, "total_tokens", j->n_prompt + j->n_gen);
+    return u;
+}
+
+/* A streamed piece of text (finish NULL), or the end (finish set, text
+ * may be empty). Under mu. */
+static void stream_piece(const server *sv, job *j, const char *text, size_t len, const char *finish,
+                         bool first)
+{
+    cJSON *c = chunk_head(sv, j), *choices = cJSON_AddArrayToObject(c, "choices");
+    cJSON *ch = cJSON_CreateObject();
+    cJSON_AddItemToArray(choices, ch);
+    cJSON_AddNumberToObject(ch, "index", 0);
+    char *piece = strndup(text, len);
+    if (j->chat) {
+        cJSON *delta = cJSON_AddObjectToObject(ch, "delta");
+        if (first) cJSON_AddStringToObject(delta, "role", "assistant");
+        if (len > 0 || (first && !finish)) cJSON_AddStringToObject(delta, "content", piece ? piece : "");
+    } else {
+        cJSON_AddStringToObject(ch, "text", piece ? piece : "");
+    }
+    free(piece);
+    cJSON_AddNullToObject(ch, "logprobs");
+    if (finish) cJSON_AddStringToObject(ch, "finish_reason", finish);
+    else cJSON_AddNullToObject(ch, "finish_reason");
+    frame(j, c);
+}
+
+/* The end of a job: the last frames, or the whole body. Under mu. */
+static void job_finish(server *sv, job *j, const char *finish, const char *error)
+{
+    if (j->stream) {
+        if (error) {
+            char *body = json_error_body("server_error", error, NULL, NULL);
+            if (body) {
+                job_append(j, "data: ", 6);
+                job_append(j, body, strlen(body));
+                job_append(j, "\n\n", 2);
+                free(body);
+            }
+        } else {
+            stream_piece(sv, j, j->text + j->emitted, j->text_len - j->emitted, finish, j->n_gen == 0);
+            if (j->include_usage) {
+                cJSON *c = chunk_head(sv, j);
+                cJSON_AddArrayToObject(c, "choices");
+                cJSON_AddItemToObject(c, "usage", usage(j));
+                frame(j, c);
+            }
+        }
+        job_append(j, "data: [DONE]\n\n", 14);
+    } else if (error) {
+        char *body = json_error_body("server_error", error, NULL, NULL);
+        if (body) job_append(j, body, strlen(body));
+        free(body);
+        j->status = 500;
+    } else {
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "id", j->id);
+        cJSON_AddStringToObject(c, "object", j->chat ? "chat.completion" : "text_completion");
+        cJSON_AddNumberToObject(c, "created", (double)j->created);
+        cJSON_AddStringToObject(c, "model", sv->model_id);
+        cJSON *choices = cJSON_AddArrayToObject(c, "choices"), *ch = cJSON_CreateObject();
+        cJSON_AddItemToArray(choices, ch);
+        cJSON_AddNumberToObject(ch, "index", 0);
+        char *text = strndup(j->text ? j->text : "", j->text_len);
+        if (j->chat) {
+            cJSON *m = cJSON_AddObjectToObject(ch, "message");
+            cJSON_AddStringToObject(m, "role", "assistant");
+            cJSON_AddStringToObject(m, "content", text ? text : "");
+        } else {
+            cJSON_AddStringToObject(ch, "text", text ? text : "");
+        }
+        free(text);
+        cJSON_AddNullToObject(ch, "logprobs");
+        cJSON_AddStringToObject(ch, "finish_reason", finish);
+        cJSON_AddItemToObject(c, "usage", usage(j));
+        char *body = cJSON_PrintUnformatted(c);
+        cJSON_Delete(c);
+        if (body) job_append(j, body, strlen(body));
+        free(body);
+        j->status = body ? 200 : 500;
+    }
+    if (error) sv->errors++;
+    j->finished = true;
+    job_wake(j);
+}
+
+/* After a new token: decode the reply, cut it at a stop string, and send
+ * what is safe (whole UTF-8 characters, not the start of a stop string).
+ * Returns true when a stop string ended the reply. Under mu. */
+static bool emit(server *sv, job *j, bool *first)
+{
+    size_t len = 0;
+    char *text = decode(sv, j->gen, (size_t)j->n_gen, &len);
+    if (!text) return false;
+    free(j->text);
+    j->text = text;
+    j->text_len = len;
+    bool stopped = false;
+    for (int i = 0; i < j->n_stop; i++) {
+        char *at = strstr(text, j->stop[i]);
+        if (at && (size_t)(at - text) < j->text_len) {
+            j->text_len = (size_t)(at - text);
+            stopped = true;
+        }
+    }
+    if (stopped || !j->stream) return stopped;
+    size_t safe = utf8_whole(text, j->text_len), hold = 0;
+    for (int i = 0; i < j->n_stop; i++) {
+        size_t sl = strlen(j->stop[i]);
+        for (size_t k = sl - 1 < safe ? sl - 1 : safe; k > hold; k--)
+            if (memcmp(text + safe - k, j->stop[i], k) == 0) {
+                hold = k;
+                break;
+            }
+    }
+    safe -= hold;
+    if (safe > j->emitted) {
+        stream_piece(sv, j, text + j->emitted, safe - j->emitted, NULL, *first);
+        *first = false;
+        j->emitted = safe;
+        job_wake(j);
+    }
+    return false;
+}
+
+static void apply_penalties(const job *j, float *logits, int n_vocab)
+{
+    if (j->presence == 0.0f && j->frequency == 0.0f) return;
+    for (int i = 0; i < j->n_gen; i++) {
+        int32_t t = j->gen[i];
+        bool seen = false;
+        for (int k = 0; k < i && !seen; k++) seen = j->gen[k] == t;
+        if (seen || t < 0 || t >= n_vocab) continue;
+        int count = 0;
+        for (int k = i; k < j->n_gen; k++) count += j->gen[k] == t;
+        logits[t] -= j->presence + j->frequency * (float)count;
+    }
+}
+
+static bool is_end(const server *sv, int32_t id)
+{
+    return id == ox_tokenizer_eos(sv->tok) || id == ox_tokenizer_eot(sv->tok);
+}
+
+/* One step of a slot's job: a chunk of its prompt, or one token. */
+static void advance(server *sv, slot *sl, float *logits)
+{
+    job *j = sl->job;
+    ox_status s;
+    bool got_logits;
+    if (j->fed < j->n_prompt) {
+        int n = j->n_prompt - j->fed < PREFILL_CHUNK ? j->n_prompt - j->fed : PREFILL_CHUNK;
+        got_logits = j->fed + n == j->n_prompt;
+        s = ox_session_eval(sl->se, j->prompt + j->fed, n, got_logits ? logits : NULL);
+        if (s == OX_OK) {
+            memcpy(sl->tokens + j->fed, j->prompt + j->fed, (size_t)n * sizeof *sl->tokens);
+            j->fed += n;
+            sl->n_tokens = j->fed;
+        }
+        if (s == OX_OK && !got_logits) {
+            pthread_mutex_lock(&sv->mu);
+            if (j->stream) job_append(j, ": ping\n\n", 8); /* finds a dead socket */
+            job_wake(j);
+            pthread_mutex_unlock(&sv->mu);
+            return;
+        }
+    } else {
+        int32_t last = j->gen[j->n_gen - 1];
+        s = ox_session_eval(sl->se, &last, 1, logits);
+        if (s == OX_OK) sl->tokens[sl->n_tokens++] = last;
+    }
+    pthread_mutex_lock(&sv->mu);
+    if (s != OX_OK) {
+        char message[300];
+        snprintf(message, sizeof message, "generation failed: %s", ox_errmsg(sv->ctx));
+        job_finish(sv, j, NULL, message);
+        pthread_mutex_unlock(&sv->mu);
+        ox_session_rewind(sl->se, 0);
+        sl->n_tokens = 0;
+        return;
+    }
+    pthread_mutex_unlock(&sv->mu);
+    apply_penalties(j, logits, sv->info.n_vocab);
+    int32_t id = 0;
+    s = ox_sampler_sample(j->sampler, logits, sv->info.n_vocab, &id);
+    double t = now();
+    pthread_mutex_lock(&sv->mu);
+    bool first = j->n_gen == 0;
+    if (first) observe(&sv->ttft, t - j->t_submit);
+    else observe(&sv->itl, t - j->t_last);
+    j->t_last = t;
+    if (s != OX_OK) {
+        job_finish(sv, j, NULL, "sampling failed");
+    } else if (is_end(sv, id)) {
+        job_finish(sv, j, "stop", NULL);
+    } else {
+        ox_sampler_accept(j->sampler, id);
+        if (j->n_gen == j->cap_gen) {
+            int cap = j->cap_gen ? 2 * j->cap_gen : 64;
+            int32_t *grown = realloc(j->gen, (size_t)cap * sizeof *grown);
+            if (!grown) {
+                job_finish(sv, j, NULL, "out of memory");
+                pthread_mutex_unlock(&sv->mu);
+                return;
+            }
+            j->gen = grown;
+            j->cap_gen = cap;
+        }
+        j->gen[j->n_gen++] = id;
+        sv->gen_tokens++;
+        bool head = first;
+        if (emit(sv, j, &head)) job_finish(sv, j, "stop", NULL);
+        else if (j->n_gen >= j->max_tokens || sl->n_tokens + 1 >= sv->n_ctx)
+            job_finish(sv, j, "length", NULL);
+    }
+    pthread_mutex_unlock(&sv->mu);
+}
+
+static int common_prefix(const int32_t *a, int na, const int32_t *b, int nb)
+{
+    int n = 0;
+    while (n < na && n < nb && a[n] == b[n]) n++;
+    return n;
+}
+
+/* Give queued jobs the free slots, each the one whose cached tokens share
+ * the longest prefix with its prompt. Under mu. */
+static void admit(server *sv)
+{
+    while (sv->queue_head) {
+        int best = -1, best_len = -1;
+        job *j = sv->queue_head;
+        for (int i = 0; i < sv->parallel; i++) {
+            if (sv->slots[i].job) continue;
+            int len = common_prefix(sv->slots[i].tokens, sv->slots[i].n_tokens, j->prompt, j->n_prompt);
+            if (len > best_len) best = i, best_len = len;
+        }
+        if (best < 0) return;
+        sv->queue_head = j->next;
+        if (!sv->queue_head) sv->queue_tail = NULL;
+        sv->queued--;
+        sv->active++;
+        slot *sl = &sv->slots[best];
+        /* the last prompt token is evaluated again for its logits */
+        int keep = best_len < j->n_prompt ? best_len : j->n_prompt - 1;
+        ox_session_rewind(sl->se, keep);
+        sl->n_tokens = keep;
+        sl->job = j;
+        j->slot = best;
+        j->fed = keep;
+        sv->prompt_tokens += (uint64_t)j->n_prompt;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    server *sv = arg;
+    float *logits = malloc((size_t)sv->info.n_vocab * sizeof *logits);
+    pthread_mutex_lock(&sv->mu);
+    for (;;) {
+        /* the finished and the abandoned leave their slots */
+        for (int i = 0; i < sv->parallel; i++) {
+            job *j = sv->slots[i].job;
+            if (!j || !(j->finished || j->gone)) continue;
+            if (j->gone && !j->finished) {
+                sv->cancelled++;
+                j->finished = true;
+            }
+            sv->slots[i].job = NULL;
+            sv->active--;
+            job_release(j);
+        }
+        admit(sv);
+        if (sv->active == 0) {
+            if (sv->stopping && !sv->queue_head) break;
+            pthread_cond_wait(&sv->cv, &sv->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&sv->mu);
+        for (int i = 0; i < sv->parallel; i++) {
+            slot *sl = &sv->slots[i];
+            if (!sl->job) continue;
+            pthread_mutex_lock(&sv->mu);
+            bool skip = sl->job->finished || sl->job->gone;
+            pthread_mutex_unlock(&sv->mu);
+            if (!skip && logits) advance(sv, sl, logits);
+        }
+        pthread_mutex_lock(&sv->mu);
+        if (!logits)
+            for (int i = 0; i < sv->parallel; i++)
+                if (sv->slots[i].job && !sv->slots[i].job->finished)
+                    job_finish(sv, sv->slots[i].job, NULL, "out of memory");
+    }
+    pthread_mutex_unlock(&sv->mu);
+    free(logits);
+    return NULL;
+}
+
+/* ---- requests -------------------------------------------------------------------------- */
+
+typedef struct conn_state {
+    char *body;
+    size_t len;
+    bool too_big;
+    job *job; /* a non-streaming job waiting for its reply */
+} conn_state;
+
+/* A streaming response's content: what the worker has appended; with
+ * nothing new, the connection is suspended until it appends. */
+typedef struct stream_ref {
+    server *sv;
+    job *j;
+} stream_ref;
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    stream_ref *ref = cls;
+    job *j = ref->j;
+    pthread_mutex_lock(&ref->sv->mu);
+    ssize_t n;
+    if (j->out_sent < j->out_len) {
+        size_t left = j->out_len - j->out_sent;
+        n = (ssize_t)(left < max ? left : max);
+        memcpy(buf, j->out + j->out_sent, (size_t)n);
+        j->out_sent += (size_t)n;
+    } else if (j->finished) {
+        n = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        j->suspended = true;
+        MHD_suspend_connection(j->conn);
+        n = 0;
+    }
+    pthread_mutex_unlock(&ref->sv->mu);
+    return n;
+}
+
+static void stream_free(void *cls)
+{
+    stream_ref *ref = cls;
+    pthread_mutex_lock(&ref->sv->mu);
+    if (!ref->j->finished) ref->j->gone = true;
+    ref->j->conn = NULL;
+    ref->j->suspended = false;
+    job_release(ref->j);
+    pthread_cond_signal(&ref->sv->cv);
+    pthread_mutex_unlock(&ref->sv->mu);
+    free(ref);
+}
+
+static bool authorized(const server *sv, struct MHD_Connection *c)
+{
+    if (!sv->api_key) return true;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncmp(h, "Bearer ", 7) != 0) return false;
+    /* compare every byte, whatever matches, against timing probes */
+    const char *given = h + 7;
+    size_t a = strlen(given), b = strlen(sv->api_key);
+    unsigned diff = (unsigned)(a != b);
+    for (size_t i = 0; i < a && i < b; i++) diff |= (unsigned)(given[i] ^ sv->api_key[i]);
+    return diff == 0;
+}
+
+/* The conversation's text through the model's chat format. */
+static char *chat_text(server *sv, const serve_request *r)
+{
+    size_t len = 0;
+    char *text = NULL;
+    ox_status s = ox_chat_apply(sv->ctx, sv->chat_name, r->messages, (size_t)r->n_messages, true,
+                                NULL, 0, &len);
+    if (s == OX_OK || s == OX_ERR_OUT_OF_RANGE) text = malloc(len + 1);
+    if (text && ox_chat_apply(sv->ctx, sv->chat_name, r->messages, (size_t)r->n_messages, true,
+                              text, len + 1, &len) != OX_OK) {
+        free(text);
+        text = NULL;
+    }
+    return text;
+}
+
+static bool fail_job(serve_error *e, const char *param, const char *format, ...) CLI_PRINTF(3, 4);
+
+static bool fail_job(serve_error *e, const char *param, const char *format, ...)
+{
+    va_list ap;
+    va_start(ap, format);
+    vsnprintf(e->message, sizeof e->message, format, ap);
+    va_end(ap);
+    e->status = 400;
+    e->param = param;
+    return false;
+}
+
+/* A completion or chat request made a job: parsed (serve_request.c), the
+ * model checked, the chat format applied, tokenized and fitted to the
+ * context. NULL with *e set. */
+static job *parse_job(server *sv, const char *body, size_t len, bool chat, serve_error *e)
+{
+    serve_request r;
+    if (!serve_request_parse(body, len, chat, &r, e)) return NULL;
+    job *j = calloc(1, sizeof *j);
+    char *text = NULL;
+    bool ok = j ? true : fail_job(e, NULL, "out of memory");
+    if (ok && r.model && r.model[0] && strcmp(r.model, sv->model_id) != 0) {
+        ok = fail_job(e, "model", "model '%.100s' does not exist; this server has '%s'", r.model,
+                      sv->model_id);
+        e->status = 404;
+    }
+    unsigned flags = OX_TOKENIZE_ADD_BOS;
+    if (ok && chat) {
+        text = chat_text(sv, &r);
+        if (!text) ok = fail_job(e, "messages", "the chat format '%s' could not be applied: %s",
+                                 sv->chat_name, ox_errmsg(sv->ctx));
+        flags |= OX_TOKENIZE_PARSE_SPECIAL;
+    } else if (ok) {
+        text = r.prompt;
+        r.prompt = NULL;
+    }
+    if (ok) {
+        j->sv = sv;
+        j->chat = chat;
+        j->stream = r.stream;
+        j->include_usage = r.include_usage;
+        j->sp = r.sampling;
+        if (!r.seed_given) j->sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)(uintptr_t)j << 16);
+        j->presence = r.presence;
+        j->frequency = r.frequency;
+        for (int i = 0; i < r.n_stop; i++) j->stop[j->n_stop++] = r.stop[i];
+        r.n_stop = 0;
+        if (chat && sv->end_of_turn && !(j->stop[j->n_stop++] = strdup(sv->end_of_turn)))
+            ok = fail_job(e, NULL, "out of memory");
+    }
+    if (ok && encode(sv, text, strlen(text), flags, &j->prompt, &j->n_prompt) != OX_OK)
+        ok = fail_job(e, chat ? "messages" : "prompt", "the prompt could not be tokenized: %s",
+                      ox_errmsg(sv->ctx));
+    if (ok && j->n_prompt == 0) ok = fail_job(e, "prompt", "the prompt is empty");
+    if (ok && j->n_prompt >= sv->n_ctx)
+        ok = fail_job(e, chat ? "messages" : "prompt", "the prompt is %d tokens; the context "
+                      "holds %d (with room for one generated token)", j->n_prompt, sv->n_ctx);
+    if (ok) {
+        int room = sv->n_ctx - j->n_prompt;
+        j->max_tokens = r.max_tokens < 0 || r.max_tokens > room ? room : r.max_tokens;
+        if (j->max_tokens == 0) j->max_tokens = 1;
+        if (ox_sampler_create(sv->ctx, &j->sp, &j->sampler) != OX_OK)
+            ok = fail_job(e, NULL, "the sampling parameters were refused: %s", ox_errmsg(sv->ctx));
+        for (int i = 0; ok && i < j->n_prompt; i++) ox_sampler_accept(j->sampler, j->prompt[i]);
+    }
+    free(text);
+    serve_request_free(&r);
+    if (!ok) {
+        if (j) {
+            pthread_mutex_lock(&sv->mu);
+            j->sv = sv;
+            j->refs = 1;
+            sv->live++; /* job_release counts it out */
+            job_release(j);
+            pthread_mutex_unlock(&sv->mu);
+        }
+        return NULL;
+    }
+    static atomic_ullong counter;
+    snprintf(j->id, sizeof j->id, "%s-%llx%06llx", chat ? "chatcmpl" : "cmpl",
+             (unsigned long long)time(NULL), (unsigned long long)atomic_fetch_add(&counter, 1));
+    j->created = (long long)time(NULL);
+    j->status = 200;
+    return j;
+}
+
+static enum MHD_Result start_job(server *sv, struct MHD_Connection *c, conn_state *cs, bool chat)
+{
+    serve_error e;
+    job *j = parse_job(sv, cs->body ? cs->body : "", cs->len, chat, &e);
+    if (!j) return send_error(sv, c, e.status, e.param, e.status == 404 ? "model_not_found" : NULL,
+                              "%s", e.message);
+    pthread_mutex_lock(&sv->mu);
+    if (sv->stopping || sv->queued >= sv->max_queue) {
+        bool stopping = sv->stopping;
+        j->refs = 1;
+        sv->live++;
+        job_release(j);
+        pthread_mutex_unlock(&sv->mu);
+        return send_error(sv, c, 503, NULL, NULL, stopping ? "the server is shutting down"
+                          : "the queue is full (%d requests wait); try again later", sv->max_queue);
+    }
+    j->refs = 2; /* the worker's and the connection's */
+    sv->live++;
+    j->conn = c;
+    j->t_submit = now();
+    sv->requests++;
+    if (sv->queue_tail) sv->queue_tail->next = j;
+    else sv->queue_head = j;
+    sv->queue_tail = j;
+    sv->queued++;
+    pthread_cond_signal(&sv->cv);
+    if (!j->stream) { /* wait (suspended) for the whole reply */
+        cs->job = j;
+        j->suspended = true;
+        MHD_suspend_connection(c);
+        pthread_mutex_unlock(&sv->mu);
+        return MHD_YES;
+    }
+    pthread_mutex_unlock(&sv->mu);
+    stream_ref *ref = malloc(sizeof *ref);
+    struct MHD_Response *r = ref ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384,
+                                                                     stream_read, ref, stream_free)
+                                 : NULL;
+    if (!r) {
+        pthread_mutex_lock(&sv->mu);
+        j->gone = true;
+        job_release(j);
+        pthread_mutex_unlock(&sv->mu);
+        free(ref);
+        return MHD_NO;
+    }
+    *ref = (stream_ref){sv, j};
+    MHD_add_response_header(r, "Content-Type", "text/event-stream");
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result models(server *sv, struct MHD_Connection *c)
+{
+    cJSON *root = cJSON_CreateObject(), *data;
+    cJSON_AddStringToObject(root, "object", "list");
+    data = cJSON_AddArrayToObject(root, "data");
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddItemToArray(data, m);
+    cJSON_AddStringToObject(m, "id", sv->model_id);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", 0);
+    cJSON_AddStringToObject(m, "owned_by", "openxpu");
+    cJSON_AddNumberToObject(m, "context_length", sv->n_ctx);
+    return send_json(c, 200, root);
+}
+
+static enum MHD_Result tokenize(server *sv, struct MHD_Connection *c, conn_state *cs, bool back)
+{
+    serve_error e;
+    const char *body = cs->body ? cs->body : "";
+    cJSON *out = cJSON_CreateObject();
+    if (!out) return MHD_NO;
+    if (!back) {
+        char *content;
+        bool special;
+        int32_t *ids = NULL;
+        int n = 0;
+        if (!serve_tokenize_parse(body, cs->len, &content, &special, &e)) {
+            cJSON_Delete(out);
+            return send_error(sv, c, e.status, e.param, NULL, "%s", e.message);
+        }
+        ox_status s = encode(sv, content, strlen(content), special ? OX_TOKENIZE_ADD_BOS : 0, &ids, &n);
+        free(content);
+        if (s != OX_OK) {
+            cJSON_Delete(out);
+            return send_error(sv, c, 400, "content", NULL, "the text could not be tokenized");
+        }
+        cJSON *list = cJSON_AddArrayToObject(out, "tokens");
+        for (int i = 0; i < n; i++) cJSON_AddItemToArray(list, cJSON_CreateNumber(ids[i]));
+        free(ids);
+    } else {
+        int32_t *ids;
+        int n;
+        size_t len = 0;
+        if (!serve_detokenize_parse(body, cs->len, sv->info.n_vocab, &ids, &n, &e)) {
+            cJSON_Delete(out);
+            return send_error(sv, c, e.status, e.param, NULL, "%s", e.message);
+        }
+        char *text = decode(sv, ids, (size_t)n, &len);
+        free(ids);
+        if (!text) {
+            cJSON_Delete(out);
+            return send_error(sv, c, 500, NULL, NULL, "the tokens could not be decoded");
+        }
+        cJSON_AddStringToObject(out, "content", text);
+        free(text);
+    }
+    return send_json(c, 200, out);
+}
+
+static void metric(char **buf, size_t *len, size_t *cap, const char *format, ...) CLI_PRINTF(4, 5);
+
+static void metric(char **buf, size_t *len, size_t *cap, const char *format, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, format);
+        int n = *buf ? vsnprintf(*buf + *len, *cap - *len, format, ap) : -1;
+        va_end(ap);
+        if (n >= 0 && (size_t)n < *cap - *len) {
+            *len += (size_t)n;
+            return;
+        }
+        size_t grown_cap = *cap ? *cap * 2 : 4096;
+        char *grown = realloc(*buf, grown_cap);
+        if (!grown) return;
+        *buf = grown;
+        *cap = grown_cap;
+    }
+}
+
+static void metric_histogram(char **b, size_t *len, size_t *cap, const char *name, const char *help,
+                             const histogram *h)
+{
+    metric(b, len, cap, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t total = 0;
+    for (int i = 0; i < N_BUCKETS; i++) {
+        total += h->counts[i];
+        metric(b, len, cap, "%s_bucket{le=\"%g\"} %llu\n", name, BUCKETS[i], (unsigned long long)total);
+    }
+    metric(b, len, cap, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
+           (unsigned long long)h->n, name, h->sum, name, (unsigned long long)h->n);
+}
+
+static enum MHD_Result metrics(server *sv, struct MHD_Connection *c)
+{
+    char *b = NULL;
+    size_t len = 0, cap = 0;
+    pthread_mutex_lock(&sv->mu);
+    uint64_t kv = 0;
+    for (int i = 0; i < sv->parallel; i++)
+        if (sv->slots[i].job) kv += (uint64_t)sv->slots[i].n_tokens;
+    struct { const char *name, *type, *help; double value; } rows[] = {
+        {"ox_requests_total", "counter", "generation requests accepted", (double)sv->requests},
+        {"ox_requests_rejected_total", "counter", "requests refused with 503 (queue full, "
+         "shutting down)", (double)sv->rejected},
+        {"ox_request_errors_total", "counter", "requests answered with an error", (double)sv->errors},
+        {"ox_requests_cancelled_total", "counter", "sequences stopped because the client went away",
+         (double)sv->cancelled},
+        {"ox_prompt_tokens_total", "counter", "prompt tokens of admitted requests",
+         (double)sv->prompt_tokens},
+        {"ox_generated_tokens_total", "counter", "tokens generated", (double)sv->gen_tokens},
+        {"ox_queue_depth", "gauge", "requests waiting for a slot", (double)sv->queued},
+        {"ox_active_sequences", "gauge", "sequences being generated", (double)sv->active},
+        {"ox_slots", "gauge", "sequences that can be generated at once", (double)sv->parallel},
+        {"ox_kv_cache_used_tokens", "gauge", "tokens held in the KV cache by active sequences",
+         (double)kv},
+        {"ox_kv_cache_capacity_tokens", "gauge", "tokens the KV cache can hold",
+         (double)sv->parallel * sv->n_ctx},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        metric(&b, &len, &cap, "# HELP %s %s\n# TYPE %s %s\n%s %.0f\n", rows[i].name, rows[i].help,
+               rows[i].name, rows[i].type, rows[i].name, rows[i].value);
+    metric_histogram(&b, &len, &cap, "ox_time_to_first_token_seconds",
+                     "from the request's arrival to its first token", &sv->ttft);
+    metric_histogram(&b, &len, &cap, "ox_inter_token_seconds", "between consecutive tokens of a "
+                     "sequence", &sv->itl);
+    pthread_mutex_unlock(&sv->mu);
+    if (!b) return MHD_NO;
+    enum MHD_Result r = send_text(c, 200, "text/plain; version=0.0.4", b, len);
+    free(b);
+    return r;
+}
+
+extern const char ox_serve_page[];
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload,
+                              size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    server *sv = cls;
+    conn_state *cs = *con_cls;
+    if (!cs) {
+        cs = calloc(1, sizeof *cs);
+        if (!cs) return MHD_NO;
+        *con_cls = cs;
+        return MHD_YES;
+    }
+    if (*upload_size) { /* the body, up to MAX_BODY */
+        if (!cs->too_big && cs->len + *upload_size <= MAX_BODY) {
+            char *grown = realloc(cs->body, cs->len + *upload_size + 1);
+            if (grown) {
+                memcpy(grown + cs->len, upload, *upload_size);
+                cs->body = grown;
+                cs->len += *upload_size;
+                cs->body[cs->len] = '\0';
+            } else {
+                cs->too_big = true;
+            }
+        } else {
+            cs->too_big = true;
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (cs->job) { /* a non-streaming job: resumed */
+        job *j = cs->job;
+        pthread_mutex_lock(&sv->mu);
+        if (!j->finished) {
+            j->suspended = true;
+            MHD_suspend_connection(c);
+            pthread_mutex_unlock(&sv->mu);
+            return MHD_YES;
+        }
+        char *body = j->out ? j->out : "";
+        size_t len = j->out_len;
+        int status = j->status;
+        pthread_mutex_unlock(&sv->mu);
+        return send_text(c, (unsigned)status, "application/json", body, len);
+    }
+    bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+    if (get && strcmp(url, "/health") == 0) {
+        bool ready = atomic_load(&sv->ready);
+        const char *body = ready ? "{\"status\":\"ok\"}" : "{\"status\":\"loading model\"}";
+        return send_text(c, ready ? 200 : 503, "application/json", body, strlen(body));
+    }
+    if (get && strcmp(url, "/") == 0)
+        return send_text(c, 200, "text/html; charset=utf-8", ox_serve_page, strlen(ox_serve_page));
+    if (!atomic_load(&sv->ready))
+        return send_error(sv, c, 503, NULL, NULL, "the model is still loading");
+    if (get && strcmp(url, "/metrics") == 0) return metrics(sv, c);
+    bool v1 = strncmp(url, "/v1/", 4) == 0;
+    bool known = strcmp(url, "/v1/models") == 0 || strcmp(url, "/v1/completions") == 0 ||
+                 strcmp(url, "/v1/chat/completions") == 0 || strcmp(url, "/tokenize") == 0 ||
+                 strcmp(url, "/detokenize") == 0;
+    if ((v1 || known) && !authorized(sv, c))
+        return send_error(sv, c, 401, NULL, "invalid_api_key", "a valid API key is required "
+                          "(Authorization: Bearer KEY)");
+    if (cs->too_big)
+        return send_error(sv, c, 413, NULL, NULL, "the body is larger than %u bytes", MAX_BODY);
+    if (get && strcmp(url, "/v1/models") == 0) return models(sv, c);
+    if (post && strcmp(url, "/v1/completions") == 0) return start_job(sv, c, cs, false);
+    if (post && strcmp(url, "/v1/chat/completions") == 0) return start_job(sv, c, cs, true);
+    if (post && strcmp(url, "/tokenize") == 0) return tokenize(sv, c, cs, false);
+    if (post && strcmp(url, "/detokenize") == 0) return tokenize(sv, c, cs, true);
+    if (known || strcmp(url, "/metrics") == 0)
+        return send_error(sv, c, 405, NULL, NULL, "%s does not take %s", url, method);
+    return send_error(sv, c, 404, NULL, NULL, "no such endpoint: %s %s", method, url);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+    (void)c;
+    (void)toe;
+    server *sv = cls;
+    conn_state *cs = *con_cls;
+    if (!cs) return;
+    if (cs->job) {
+        pthread_mutex_lock(&sv->mu);
+        if (!cs->job->finished) cs->job->gone = true;
+        cs->job->conn = NULL;
+        cs->job->suspended = false;
+        job_release(cs->job);
+        pthread_cond_signal(&sv->cv);
+        pthread_mutex_unlock(&sv->mu);
+    }
+    free(cs->body);
+    free(cs);
+    *con_cls = NULL;
+}
+
+/* ---- the command ----------------------------------------------------------------------- */
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig)
+{
+    stop_signal = sig;
+}
+
+typedef struct serve_opts {
+    const char *model, *host, *device, *api_key, *api_key_file;
+    int port, parallel, n_ctx, max_queue, timeout, max_connections;
+} serve_opts;
+
+static int parse_int(const cli_command *c, const char *name, const char *value, int lo, int hi,
+                     int *out)
+{
+    char *end;
+    long v = strtol(value, &end, 10);
+    if (*value == '\0' || *end != '\0' || v < lo || v > hi)
+        return cli_usage_error(c, "--%s: '%s' is not an integer in [%d, %d]", name, value, lo, hi);
+    *out = (int)v;
+    return CLI_EXIT_OK;
+}
+
+/* parse_serve's result when --help was printed: exit 0, serve nothing. */
+#define SERVE_HELP_SHOWN (-1)
+
+static int parse_serve(const cli_command *c, int argc, char **argv, serve_opts *o)
+{
+    cli_parser p;
+    const char *value;
+    int index, status = CLI_EXIT_OK;
+    *o = (serve_opts){.host = "127.0.0.1", .port = 8080, .parallel = 4, .max_queue = 64,
+                      .timeout = 30, .max_connections = 1024};
+    cli_parser_init(&p, c, argc, argv);
+    while (status == CLI_EXIT_OK && (index = cli_parse_next(&p, &value)) != CLI_PARSE_END) {
+        switch (index) {
+        case CLI_PARSE_OPERAND:
+            if (o->model) return cli_usage_error(c, "one model only: '%s'", value);
+            o->model = value;
+            break;
+        case OPTION_HOST: o->host = value; break;
+        case OPTION_PORT: status = parse_int(c, "port", value, 0, 65535, &o->port); break;
+        case OPTION_DEVICE: o->device = value; break;
+        case OPTION_PARALLEL: status = parse_int(c, "parallel", value, 1, 256, &o->parallel); break;
+        case OPTION_CTX: status = parse_int(c, "ctx", value, 8, 1 << 20, &o->n_ctx); break;
+        case OPTION_API_KEY: o->api_key = value; break;
+        case OPTION_API_KEY_FILE: o->api_key_file = value; break;
+        case OPTION_MAX_QUEUE: status = parse_int(c, "max-queue", value, 0, 1 << 20, &o->max_queue); break;
+        case OPTION_TIMEOUT: status = parse_int(c, "timeout", value, 1, 86400, &o->timeout); break;
+        case OPTION_MAX_CONNECTIONS:
+            status = parse_int(c, "max-connections", value, 1, 1 << 20, &o->max_connections);
+            break;
+        default:
+            status = cli_parse_stop(c, index);
+            return index == CLI_PARSE_HELP && status == CLI_EXIT_OK ? SERVE_HELP_SHOWN : status;
+        }
+    }
+    if (status != CLI_EXIT_OK) return status;
+    if (!o->model) return cli_usage_error(c, "a MODEL file is required");
+    if (o->api_key && o->api_key_file)
+        return cli_usage_error(c, "--api-key and --api-key-file: give one");
+    return CLI_EXIT_OK;
+}
+
+static int load(server *sv, const serve_opts *o)
+{
+    const cli_command *c = sv->command;
+    ox_device *devices[CLI_MAX_DEVICES];
+    int n = 0, status = cli_select_devices(c, sv->ctx, o->device, devices, &n);
+    if (status != CLI_EXIT_OK) return status;
+    if (n != 1)
+        return cli_error(c, "--device selects %d devices; ox serve runs on one device for now", n);
+    sv->device = devices[0];
+    ox_status s = ox_model_load(sv->device, o->model, &sv->model);
+    sv->info.struct_size = sizeof sv->info;
+    if (s == OX_OK) s = ox_model_get_info(sv->model, &sv->info);
+    if (s == OX_OK) s = ox_tokenizer_load(sv->ctx, ox_model_gguf(sv->model), &sv->tok);
+    if (s != OX_OK) return cli_library_error(c, sv->ctx, s);
+    sv->n_ctx = o->n_ctx ? o->n_ctx : sv->info.n_ctx_train < 4096 ? sv->info.n_ctx_train : 4096;
+    if (sv->n_ctx > sv->info.n_ctx_train)
+        return cli_error(c, "--ctx %d exceeds the model's context length %d", sv->n_ctx,
+                         sv->info.n_ctx_train);
+    sv->chat_name = ox_chat_template_name(sv->model);
+    sv->end_of_turn = ox_chat_end_of_turn(sv->chat_name);
+    sv->slots = calloc((size_t)sv->parallel, sizeof *sv->slots);
+    if (!sv->slots) return cli_error(c, "out of memory");
+    for (int i = 0; i < sv->parallel; i++) {
+        sv->slots[i].tokens = malloc((size_t)sv->n_ctx * sizeof *sv->slots[i].tokens);
+        if (!sv->slots[i].tokens) return cli_error(c, "out of memory");
+        if ((s = ox_session_create(sv->model, sv->n_ctx, &sv->slots[i].se)))
+            return cli_library_error(c, sv->ctx, s);
+    }
+    return CLI_EXIT_OK;
+}
+
+static char *read_key(const cli_command *c, const char *path)
+{
+    size_t size = 0;
+    char *key = cli_read_file(c, path, &size);
+    if (!key) return NULL;
+    size_t end = strcspn(key, "\r\n");
+    key[end] = '\0';
+    if (end == 0) {
+        cli_error(c, "--api-key-file %s: the file holds no key", path);
+        free(key);
+        return NULL;
+    }
+    return key;
+}
+
+
+/* The model's name for "model" fields: the file's name without ".gguf". */
+static void model_name(const char *path, char *out, size_t cap)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t len = strlen(base);
+    if (len > 5 && strcmp(base + len - 5, ".gguf") == 0) len -= 5;
+    snprintf(out, cap, "%.*s", (int)len, base);
+}
+
+static void drain(server *sv)
+{
+    pthread_mutex_lock(&sv->mu);
+    sv->stopping = true;
+    int waiting = sv->queued + sv->active;
+    pthread_cond_broadcast(&sv->cv);
+    pthread_mutex_unlock(&sv->mu);
+    fprintf(stderr, "ox serve: stopping: %d request(s) in flight finish first (a second signal "
+            "stops at once)\n", waiting);
+    stop_signal = 0;
+    for (;;) {
+        pthread_mutex_lock(&sv->mu);
+        int live = sv->live;
+        pthread_mutex_unlock(&sv->mu);
+        if (live == 0 || stop_signal) break;
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void free_server(server *sv)
+{
+    for (int i = 0; sv->slots && i < sv->parallel; i++) {
+        ox_session_free(sv->slots[i].se);
+        free(sv->slots[i].tokens);
+    }
+    free(sv->slots);
+    ox_tokenizer_free(sv->tok);
+    ox_model_free(sv->model);
+    ox_context_free(sv->ctx);
+    free(sv->api_key);
+    pthread_mutex_destroy(&sv->mu);
+    pthread_cond_destroy(&sv->cv);
+}
+
+static int run_serve(const cli_command *command, int argc, char **argv)
+{
+    serve_opts o;
+    int status = parse_serve(command, argc, argv, &o);
+    if (status == SERVE_HELP_SHOWN) return CLI_EXIT_OK;
+    if (status != CLI_EXIT_OK) return status;
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o.port)};
+    if (inet_pton(AF_INET, o.host, &addr.sin_addr) != 1)
+        return cli_usage_error(command, "--host: '%s' is not an IPv4 address", o.host);
+    server sv = {.command = command, .parallel = o.parallel, .max_queue = o.max_queue};
+    pthread_mutex_init(&sv.mu, NULL);
+    pthread_cond_init(&sv.cv, NULL);
+    model_name(o.model, sv.model_id, sizeof sv.model_id);
+    if (o.api_key) sv.api_key = strdup(o.api_key);
+    if (o.api_key_file && !(sv.api_key = read_key(command, o.api_key_file))) {
+        free_server(&sv);
+        return CLI_EXIT_FAILURE;
+    }
+    if ((status = cli_context_open(command, &sv.ctx)) != CLI_EXIT_OK) {
+        free_server(&sv);
+        return status;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = on_stop};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    /* listening first, so /health answers 503 while the model loads */
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, (uint16_t)o.port, NULL, NULL,
+        handle, &sv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o.timeout,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)o.max_connections,
+        MHD_OPTION_NOTIFY_COMPLETED, completed, &sv, MHD_OPTION_END);
+    if (!d) {
+        status = cli_error(command, "cannot listen on %s:%d: %s", o.host, o.port, strerror(errno));
+        free_server(&sv);
+        return status;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    int port = info ? info->port : o.port;
+    fprintf(stderr, "ox serve: listening on http://%s:%d/ (loading %s)\n", o.host, port, o.model);
+    status = load(&sv, &o);
+    pthread_t worker;
+    if (status == CLI_EXIT_OK && pthread_create(&worker, NULL, worker_main, &sv) != 0)
+        status = cli_error(command, "cannot start the worker thread");
+    if (status != CLI_EXIT_OK) {
+        MHD_stop_daemon(d);
+        free_server(&sv);
+        return status;
+    }
+    ox_device_info di = {.struct_size = sizeof di};
+    ox_device_get_info(sv.device, &di);
+    atomic_store(&sv.ready, true);
+    fprintf(stderr, "ox serve: ready: %s on %s, %d sequences at once of %d tokens each, "
+            "model id '%s'%s\n", o.model, di.name, sv.parallel, sv.n_ctx, sv.model_id,
+            sv.api_key ? ", API key required" : "");
+    while (!stop_signal) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    MHD_quiesce_daemon(d); /* no new connections; the open ones go on */
+    drain(&sv);
+    pthread_mutex_lock(&sv.mu);
+    sv.stopping = true;
+    for (int i = 0; i < sv.parallel; i++) /* a second signal: stop the rest now */
+        if (sv.slots[i].job) sv.slots[i].job->gone = true;
+    for (job *j = sv.queue_head; j; j = j->next) j->gone = true;
+    pthread_cond_broadcast(&sv.cv);
+    pthread_mutex_unlock(&sv.mu);
+    pthread_join(worker, NULL);
+    MHD_stop_daemon(d);
+    fprintf(stderr, "ox serve: stopped\n");
+    free_server(&sv);
+    return CLI_EXIT_OK;
+}
+
+#else /* built without libmicrohttpd */
+
+static const cli_option serve_options[] = {{NULL, NULL, NULL, 0}};
+
+static int run_serve(const cli_command *command, int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    return cli_error(command, "this ox was built without libmicrohttpd, so it cannot serve: "
+                     "install libmicrohttpd-dev (scripts/deps.sh) and build again");
+}
+#endif
+
+const cli_command cmd_serve = {
+    "serve",
+    "serve a GGUF model over HTTP with an OpenAI-compatible API",
+    "Serve MODEL over HTTP: POST /v1/chat/completions and /v1/completions "
+    "(streamed as server-sent events with \"stream\": true), GET /v1/models, "
+    "GET /health (503 while the model loads), GET /metrics (Prometheus text), "
+    "POST /tokenize and /detokenize, and a chat page at /. Up to --parallel "
+    "sequences are generated at once, each advanced a token (or a chunk of its "
+    "prompt) per step; further requests wait in a queue of --max-queue, past "
+    "which they get 503. A client that disconnects has its sequence stopped. "
+    "SIGTERM or Ctrl-C stops accepting connections, lets the requests in "
+    "flight finish, and exits; a second signal stops at once. Errors are "
+    "OpenAI-style JSON with a 4xx or 5xx status.",
+    serve_options,
+    run_serve,
+    "MODEL",
+};
