@@ -146,6 +146,20 @@ OX_API ox_status ox_session_eval_range(ox_session *session, const int32_t *token
                                        const float *hidden_in, int n, float *hidden_out,
                                        float *logits);
 
+/* Several sessions of one model in one forward pass (continuous
+ * batching): session i takes counts[i] > 0 tokens, the next ones of
+ * `tokens`, at its own position, and `logits` (when not NULL) receives, for
+ * each session in order, the n_vocab logits after its last token (n_seq
+ * rows). The matrix products see all the tokens at once; each session's
+ * attention reads its own cache. The sessions must be distinct, of one
+ * whole model (not a pipeline stage), none with a larger context than
+ * sessions[0], whose scratch and queue the pass uses. A session's result
+ * is the one it would get alone up to the rounding of products over a
+ * different number of rows. Fails, with no session advanced, on a bad
+ * argument (the message names the session) or an error of the pass. */
+OX_API ox_status ox_session_eval_batch(ox_session *const *sessions, const int *counts, int n_seq,
+                                       const int32_t *tokens, float *logits);
+
 /* Tokens evaluated so far, and the session's capacity. */
 OX_API int ox_session_position(const ox_session *session);
 OX_API int ox_session_capacity(const ox_session *session);

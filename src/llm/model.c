@@ -114,6 +114,7 @@ struct ox_session {
     ox_tensor *k_cache, *v_cache; /* per layer: [head_dim, n_ctx, n_head_kv] f32 */
     scratch sc;                   /* for up to sc_tokens tokens; 0: none yet */
     int sc_tokens;
+    int logit_rows;               /* rows of sc.logits (a batch's sessions) */
     unsigned char *host;          /* staging of one evaluation's inputs; each */
     size_t host_bytes;            /* evaluation ends waiting for its queue */
 };
@@ -820,11 +821,45 @@ static ox_status scratch_reserve(ox_session *se, int n)
                 goto fail;
     }
     se->sc_tokens = n;
+    se->logit_rows = 1;
     return OX_OK;
 fail:
     scratch_free(sc);
     memset(sc, 0, sizeof *sc);
     return s;
+}
+
+/* One session's tokens in an evaluation: rows [start, start + n) of the
+ * scratch. A session's own evaluation is one segment; a batch
+ * (ox_session_eval_batch) has one per session. */
+typedef struct segment {
+    ox_session *se;
+    int start, n;
+} segment;
+
+/* Logits for `rows` sessions at once. */
+static ox_status logits_reserve(ox_session *se, int rows)
+{
+    if (rows <= se->logit_rows) return OX_OK;
+    ox_status s = ox_queue_finish(se->queue);
+    if (s != OX_OK) return s;
+    ox_buffer_free(se->sc.logits.buffer);
+    memset(&se->sc.logits, 0, sizeof se->sc.logits);
+    se->logit_rows = 0;
+    s = ox_tensor_alloc(se->model->device, OX_DTYPE_F32, se->model->info.n_vocab, rows, 1, 1,
+                        &se->sc.logits);
+    if (s == OX_OK) se->logit_rows = rows;
+    return s;
+}
+
+/* Rows [start, start + n) of a [ne0, tokens] scratch tensor. */
+static ox_tensor rows_of(const ox_tensor *t, int start, int n)
+{
+    ox_tensor v = *t;
+    v.offset += (size_t)start * (size_t)t->nb[1];
+    v.ne[1] = n;
+    v.nb[2] = v.nb[3] = v.nb[1] * n;
+    return v;
 }
 
 /* A contiguous [ne0, ne1] view at the start of a scratch tensor. */
@@ -947,34 +982,35 @@ static ox_tensor tokens_by_head(const ox_tensor *t, int64_t D)
     return ox_tensor_permute(&hv, axes);
 }
 
-static ox_status attention_block(ox_session *se, layer *L, scratch *sc, int n)
+/* The attention of one segment: its keys and values into its session's
+ * cache, its queries against that cache. mask_at: the segment's block of
+ * the mask scratch (floats), where a layer masks. */
+static ox_status attention_segment(ox_session *se, layer *L, scratch *sc, const segment *g,
+                                   size_t mask_at)
 {
     ox_model *m = se->model;
     const ox_model_info *in = &m->info;
     ox_queue *q = se->queue;
     int64_t D = in->head_dim;
-    int n_kv = se->pos + n;
+    ox_session *owner = g->se;
+    int n = g->n, n_kv = owner->pos + n;
     ox_status s;
-    ox_tensor qh = heads(&sc->q, D), kh = heads(&sc->k, D), vh = heads(&sc->v, D);
+    ox_tensor qr = rows_of(&sc->q, g->start, n), kr = rows_of(&sc->k, g->start, n);
+    ox_tensor vr = rows_of(&sc->v, g->start, n), ar = rows_of(&sc->att, g->start, n);
+    ox_tensor rope_rows = rows_of(&sc->rope[L->rope_table], g->start, n);
+    ox_tensor qh = heads(&qr, D), kh = heads(&kr, D), vh = heads(&vr, D);
     ox_rope_params rope = rope_params(m, L->rope_base);
-    static const int qkv[3] = {MAT_Q, MAT_K, MAT_V};
-    const ox_tensor *qkv_out[3] = {&sc->q, &sc->k, &sc->v};
-    if ((s = mm_many(se, sc, L, 3, qkv, qkv_out, &sc->h))) return s;
-    if ((L->bq.buffer && (s = ox_add(q, &sc->q, &sc->q, &L->bq))) ||
-        (L->bk.buffer && (s = ox_add(q, &sc->k, &sc->k, &L->bk))) ||
-        (L->bv.buffer && (s = ox_add(q, &sc->v, &sc->v, &L->bv))))
-        return s;
     /* The new keys and values go to the caches: [D, n_ctx, Hkv] viewed as
      * [D, Hkv, n] at position pos. The keys are normalised (where the
      * architecture has q/k norms) and rotated straight into theirs, with
      * the queries, in one op. */
     int il = (int)(L - m->layers);
-    ox_tensor kc = se->k_cache[il], vc = se->v_cache[il];
+    ox_tensor kc = owner->k_cache[il], vc = owner->v_cache[il];
     ox_tensor kdst = kc, vdst = vc;
     for (int c = 0; c < 2; c++) {
         ox_tensor *dst = c ? &vdst : &kdst;
         const ox_tensor *cache = c ? &vc : &kc;
-        dst->offset = cache->offset + (size_t)se->pos * (size_t)cache->nb[1];
+        dst->offset = cache->offset + (size_t)owner->pos * (size_t)cache->nb[1];
         dst->ne[1] = in->n_head_kv;
         dst->nb[1] = cache->nb[2];
         dst->ne[2] = n;
@@ -982,19 +1018,38 @@ static ox_status attention_block(ox_session *se, layer *L, scratch *sc, int n)
     }
     bool norms = m->arch->qk_norm;
     if ((s = ox_rope_qk(q, &qh, &qh, norms ? &L->q_norm : NULL, &kdst, &kh,
-                        norms ? &L->k_norm : NULL, &sc->rope[L->rope_table], &rope, m->eps)) ||
+                        norms ? &L->k_norm : NULL, &rope_rows, &rope, m->eps)) ||
         (s = ox_copy(q, &vdst, &vh)))
         return s;
     kc.ne[1] = n_kv;
     vc.ne[1] = n_kv;
-    ox_tensor qt = tokens_by_head(&sc->q, D), at = tokens_by_head(&sc->att, D);
+    ox_tensor qt = tokens_by_head(&qr, D), at = tokens_by_head(&ar, D);
     ox_attention_params ap = {.scale = 1.0f / sqrtf((float)D), .causal = 1};
-    const ox_tensor *mask = NULL;
-    ox_tensor mview = sc->mask;
-    if (L->swa && n_kv > m->swa_window) mask = &mview;
-    if ((s = ox_attention(q, &at, &qt, &kc, &vc, mask, &ap)) ||
-        (s = mm(se, sc, L, MAT_O, &sc->o, &sc->att)))
+    ox_tensor mview = ox_tensor_make(sc->mask.buffer, sc->mask.offset + mask_at * sizeof(float),
+                                     OX_DTYPE_F32, n_kv, n, 1, 1);
+    const ox_tensor *mask = L->swa && n_kv > m->swa_window ? &mview : NULL;
+    return ox_attention(q, &at, &qt, &kc, &vc, mask, &ap);
+}
+
+static ox_status attention_block(ox_session *se, layer *L, scratch *sc, const segment *sg,
+                                 int n_seg)
+{
+    ox_model *m = se->model;
+    ox_queue *q = se->queue;
+    ox_status s;
+    static const int qkv[3] = {MAT_Q, MAT_K, MAT_V};
+    const ox_tensor *qkv_out[3] = {&sc->q, &sc->k, &sc->v};
+    if ((s = mm_many(se, sc, L, 3, qkv, qkv_out, &sc->h))) return s;
+    if ((L->bq.buffer && (s = ox_add(q, &sc->q, &sc->q, &L->bq))) ||
+        (L->bk.buffer && (s = ox_add(q, &sc->k, &sc->k, &L->bk))) ||
+        (L->bv.buffer && (s = ox_add(q, &sc->v, &sc->v, &L->bv))))
         return s;
+    size_t mask_at = 0; /* the segments' masks lie one after another */
+    for (int i = 0; i < n_seg; i++) {
+        if ((s = attention_segment(se, L, sc, &sg[i], mask_at))) return s;
+        mask_at += (size_t)(sg[i].se->pos + sg[i].n) * (size_t)sg[i].n;
+    }
+    if ((s = mm(se, sc, L, MAT_O, &sc->o, &sc->att))) return s;
     /* x += (post-norm of) o; h = the FFN's input, normalised: one op */
     return ox_add_rms_norm(q, &sc->x, &sc->o, m->arch->post_norms ? &L->post_attn_norm : NULL,
                            &sc->h, &L->ffn_norm, m->eps);
@@ -1044,31 +1099,42 @@ static bool needs_mask(const ox_model *m, int n_kv)
 }
 
 /* Enqueue the inputs on the session's queue, without waiting: token ids (if
- * any), positions, the sliding-window mask when a layer needs it (-inf
- * where a query is window or more positions past a key), and the hidden
- * states or the embeddings taken on the host. The staging stays untouched
- * until the evaluation waits for its queue. */
-static ox_status upload_inputs(ox_session *se, const int32_t *tokens, const float *hidden_in,
-                               int n, const scratch *sc)
+ * any), positions (each segment's from its session's), the sliding-window
+ * masks when a layer needs them (-inf where a query is window or more
+ * positions past a key; one block per segment, one after another), and the
+ * hidden states or the embeddings taken on the host. The staging stays
+ * untouched until the evaluation waits for its queue. */
+static ox_status upload_inputs(ox_session *se, const segment *sg, int n_seg,
+                               const int32_t *tokens, const float *hidden_in, int n,
+                               const scratch *sc)
 {
     ox_model *m = se->model;
     ox_queue *q = se->queue;
-    int n_kv = se->pos + n, window = m->swa_window;
-    bool mask = needs_mask(m, n_kv), host_x = hidden_in || (tokens && m->host_embd);
+    int window = m->swa_window;
+    bool mask = false, host_x = hidden_in || (tokens && m->host_embd);
+    size_t mask_count = 0;
+    for (int i = 0; i < n_seg; i++) {
+        int n_kv = sg[i].se->pos + sg[i].n;
+        mask = mask || needs_mask(m, n_kv);
+        mask_count += (size_t)n_kv * (size_t)sg[i].n;
+    }
     size_t ids_bytes = (size_t)n * sizeof(int32_t), pos_bytes = ids_bytes;
-    size_t mask_bytes = mask ? (size_t)n_kv * (size_t)n * sizeof(float) : 0;
+    size_t mask_bytes = mask ? mask_count * sizeof(float) : 0;
     size_t x_bytes = host_x ? (size_t)n * (size_t)m->info.n_embd * sizeof(float) : 0;
     size_t rope_bytes = (size_t)m->n_rope_bases * (size_t)n * (size_t)m->rope_dims * sizeof(float);
     ox_status s = host_reserve(se, ids_bytes + pos_bytes + mask_bytes + x_bytes + rope_bytes);
     if (s != OX_OK) return s;
     int32_t *pos = (int32_t *)se->host, *ids = pos + n;
-    float *maskv = (float *)(ids + n), *x = maskv + (mask ? (size_t)n_kv * (size_t)n : 0);
+    float *maskv = (float *)(ids + n), *x = maskv + (mask ? mask_count : 0);
     float *angles = x + (host_x ? (size_t)n * (size_t)m->info.n_embd : 0);
-    for (int i = 0; i < n; i++) {
-        pos[i] = se->pos + i;
-        for (int j = 0; mask && j < n_kv; j++)
-            maskv[(size_t)i * (size_t)n_kv + (size_t)j] =
-                pos[i] - j >= window ? -INFINITY : 0.0f;
+    float *mrow = maskv;
+    for (int g = 0; g < n_seg; g++) {
+        int n_kv = sg[g].se->pos + sg[g].n;
+        for (int i = sg[g].start; i < sg[g].start + sg[g].n; i++) {
+            pos[i] = sg[g].se->pos + (i - sg[g].start);
+            for (int j = 0; mask && j < n_kv; j++) mrow[j] = pos[i] - j >= window ? -INFINITY : 0.0f;
+            if (mask) mrow += n_kv;
+        }
     }
     if ((s = ox_queue_write(q, sc->pos.buffer, sc->pos.offset, pos, pos_bytes, NULL))) return s;
     /* every layer of a base rotates by the same angles: computed here once
@@ -1136,6 +1202,85 @@ static ox_status dump_hidden(ox_session *se, const scratch *sc, int il, int n)
     return s;
 }
 
+/* One forward pass over the segments' n tokens on se's queue and scratch
+ * (se is the first segment's session); the checks are the callers'.
+ * logits: each segment's last token's, one row of n_vocab per segment. */
+static ox_status eval_segments(ox_session *se, const segment *sg, int n_seg,
+                               const int32_t *tokens, const float *hidden_in, int n,
+                               float *hidden_out, float *logits)
+{
+    ox_model *m = se->model;
+    const ox_model_info *in = &m->info;
+    bool embeds = m->first == 0, outputs = m->last == in->n_layer;
+    ox_status s = scratch_reserve(se, n);
+    if (s == OX_OK && logits) s = logits_reserve(se, n_seg);
+    if (s != OX_OK) return s;
+    scratch sc = scratch_view(se, n, se->pos + n);
+    ox_queue *q = se->queue;
+    size_t hidden_bytes = (size_t)n * (size_t)in->n_embd * sizeof(float);
+    if ((s = upload_inputs(se, sg, n_seg, embeds ? tokens : NULL, embeds ? NULL : hidden_in, n,
+                           &sc)))
+        goto out;
+    if (embeds && !m->host_embd && (s = ox_get_rows(q, &sc.x, &m->tok_embd, &sc.ids))) goto out;
+    if (embeds && m->arch->embd_scale &&
+        (s = ox_scale(q, &sc.x, &sc.x, sqrtf((float)in->n_embd), 0.0f)))
+        goto out;
+    /* h holds the normalised input of the next block: each block's
+     * residual add normalises for the next one (the output norm after the
+     * last layer, when logits are wanted) */
+    bool normed_out = false;
+    if (m->first < m->last &&
+        (s = ox_rms_norm(q, &sc.h, &sc.x, &m->layers[m->first].attn_norm, m->eps)))
+        goto out;
+    if (embeds && (s = dump_hidden(se, &sc, -1, n))) goto out;
+    for (int il = m->first; il < m->last; il++) {
+        layer *L = &m->layers[il];
+        const ox_tensor *next = il + 1 < m->last ? &m->layers[il + 1].attn_norm
+                                : outputs && logits ? &m->output_norm : NULL;
+        if ((s = attention_block(se, L, &sc, sg, n_seg)) ||
+            (s = dump_hidden(se, &sc, 1000 + il, n)) || (s = ffn_block(se, L, &sc, next)) ||
+            (s = dump_hidden(se, &sc, il, n)))
+            goto out;
+        normed_out = il + 1 == m->last && next != NULL;
+    }
+    /* the one wait of an evaluation: its outputs read back on the same queue */
+    if (!outputs) {
+        if ((s = ox_queue_read(q, sc.x.buffer, sc.x.offset, hidden_out, hidden_bytes, NULL)))
+            goto out;
+    } else if (logits) {
+        /* each segment's last token, normalised, as rows of `last`: views
+         * when they are already consecutive (one segment, or one token
+         * each), else copies into o, free by now */
+        const ox_tensor *from = normed_out ? &sc.h : &sc.x;
+        bool consecutive = true;
+        for (int i = 0; i < n_seg; i++) consecutive = consecutive && (n_seg == 1 || sg[i].n == 1);
+        ox_tensor last = consecutive ? rows_of(from, n_seg == 1 ? n - 1 : 0, n_seg)
+                                     : rows_of(&sc.o, 0, n_seg);
+        for (int i = 0; !consecutive && i < n_seg; i++) {
+            ox_tensor src = rows_of(from, sg[i].start + sg[i].n - 1, 1), dst = rows_of(&sc.o, i, 1);
+            if ((s = ox_copy(q, &dst, &src))) goto out;
+        }
+        ox_tensor hl = last;
+        if (!normed_out) { /* the output norm, into h's first rows */
+            hl = rows_of(&sc.h, 0, n_seg);
+            if ((s = ox_rms_norm(q, &hl, &last, &m->output_norm, m->eps))) goto out;
+        }
+        ox_tensor lg = rows_of(&sc.logits, 0, n_seg);
+        if ((s = ox_matmul(q, &lg, &hl, &m->output, OX_MATMUL_TRANS_B)) ||
+            (s = ox_queue_read(q, lg.buffer, lg.offset, logits,
+                               (size_t)n_seg * (size_t)in->n_vocab * sizeof *logits, NULL)))
+            goto out;
+    }
+    s = ox_queue_finish(q);
+    if (s != OX_OK) goto out;
+    for (int i = 0; i < n_seg; i++) sg[i].se->pos += sg[i].n;
+    return OX_OK;
+out:
+    /* nothing may still read the staging or write the caller's memory */
+    ox_queue_finish(q);
+    return s;
+}
+
 ox_status ox_session_eval_range(ox_session *se, const int32_t *tokens, const float *hidden_in,
                                 int n, float *hidden_out, float *logits)
 {
@@ -1160,59 +1305,53 @@ ox_status ox_session_eval_range(ox_session *se, const int32_t *tokens, const flo
             return ox__fail(m->ctx, OX_ERR_OUT_OF_RANGE,
                             "ox_session_eval: token %d (#%d) is outside the vocabulary of %d",
                             tokens[i], i, in->n_vocab);
-    ox_status s = scratch_reserve(se, n);
-    if (s != OX_OK) return s;
-    scratch sc = scratch_view(se, n, se->pos + n);
-    ox_queue *q = se->queue;
-    size_t hidden_bytes = (size_t)n * (size_t)in->n_embd * sizeof(float);
-    if ((s = upload_inputs(se, embeds ? tokens : NULL, embeds ? NULL : hidden_in, n, &sc)))
-        goto out;
-    if (embeds && !m->host_embd && (s = ox_get_rows(q, &sc.x, &m->tok_embd, &sc.ids))) goto out;
-    if (embeds && m->arch->embd_scale &&
-        (s = ox_scale(q, &sc.x, &sc.x, sqrtf((float)in->n_embd), 0.0f)))
-        goto out;
-    /* h holds the normalised input of the next block: each block's
-     * residual add normalises for the next one (the output norm after the
-     * last layer, when logits are wanted) */
-    bool normed_out = false;
-    if (m->first < m->last &&
-        (s = ox_rms_norm(q, &sc.h, &sc.x, &m->layers[m->first].attn_norm, m->eps)))
-        goto out;
-    if (embeds && (s = dump_hidden(se, &sc, -1, n))) goto out;
-    for (int il = m->first; il < m->last; il++) {
-        layer *L = &m->layers[il];
-        const ox_tensor *next = il + 1 < m->last ? &m->layers[il + 1].attn_norm
-                                : outputs && logits ? &m->output_norm : NULL;
-        if ((s = attention_block(se, L, &sc, n)) || (s = dump_hidden(se, &sc, 1000 + il, n)) ||
-            (s = ffn_block(se, L, &sc, next)) || (s = dump_hidden(se, &sc, il, n)))
-            goto out;
-        normed_out = il + 1 == m->last && next != NULL;
-    }
-    /* the one wait of an evaluation: its outputs read back on the same queue */
-    if (!outputs) {
-        if ((s = ox_queue_read(q, sc.x.buffer, sc.x.offset, hidden_out, hidden_bytes, NULL)))
-            goto out;
-    } else if (logits) {
-        ox_tensor last = sc.x, hl = sc.h;
-        last.offset += (size_t)(n - 1) * (size_t)sc.x.nb[1];
-        last.ne[1] = 1;
-        hl.ne[1] = 1;
-        if (normed_out) { /* h has every token normalised: take the last */
-            hl.offset += (size_t)(n - 1) * (size_t)sc.h.nb[1];
-        } else if ((s = ox_rms_norm(q, &hl, &last, &m->output_norm, m->eps))) {
-            goto out;
+    segment one = {se, 0, n};
+    return eval_segments(se, &one, 1, tokens, hidden_in, n, hidden_out, logits);
+}
+
+ox_status ox_session_eval_batch(ox_session *const *sessions, const int *counts, int n_seq,
+                                const int32_t *tokens, float *logits)
+{
+    if (!sessions || !counts || !tokens || n_seq <= 0 || !sessions[0])
+        return ox__fail(sessions && n_seq > 0 && sessions[0] ? sessions[0]->model->ctx : NULL,
+                        OX_ERR_INVALID, "ox_session_eval_batch: sessions, counts or tokens is "
+                        "NULL, or n_seq <= 0");
+    ox_session *se = sessions[0];
+    ox_model *m = se->model;
+    if (m->first != 0 || m->last != m->info.n_layer)
+        return ox__fail(m->ctx, OX_ERR_MISUSE, "ox_session_eval_batch: the model holds layers "
+                        "[%d, %d) only; batches need the whole model", m->first, m->last);
+    segment *sg = malloc((size_t)n_seq * sizeof *sg);
+    if (!sg) return ox__fail(m->ctx, OX_ERR_OUT_OF_MEMORY, "ox_session_eval_batch: out of memory");
+    int n = 0;
+    ox_status s = OX_OK;
+    for (int i = 0; i < n_seq && s == OX_OK; i++) {
+        ox_session *x = sessions[i];
+        if (!x || x->model != m)
+            s = ox__fail(m->ctx, OX_ERR_INVALID, "ox_session_eval_batch: session %d is NULL or "
+                         "of another model", i);
+        else if (counts[i] <= 0 || counts[i] > x->n_ctx - x->pos)
+            s = ox__fail(m->ctx, OX_ERR_OUT_OF_RANGE, "ox_session_eval_batch: session %d takes "
+                         "%d tokens at position %d of a context of %d", i, counts[i], x->pos,
+                         x->n_ctx);
+        else if (x->n_ctx > se->n_ctx)
+            s = ox__fail(m->ctx, OX_ERR_INVALID, "ox_session_eval_batch: session %d's context "
+                         "(%d) is larger than session 0's (%d), whose scratch the batch uses", i,
+                         x->n_ctx, se->n_ctx);
+        for (int k = 0; k < i && s == OX_OK; k++)
+            if (sessions[k] == x)
+                s = ox__fail(m->ctx, OX_ERR_INVALID, "ox_session_eval_batch: sessions %d and %d "
+                             "are the same", k, i);
+        if (s == OX_OK) {
+            sg[i] = (segment){x, n, counts[i]};
+            n += counts[i];
         }
-        if ((s = ox_matmul(q, &sc.logits, &hl, &m->output, OX_MATMUL_TRANS_B)) ||
-            (s = ox_queue_read(q, sc.logits.buffer, sc.logits.offset, logits,
-                               (size_t)in->n_vocab * sizeof *logits, NULL)))
-            goto out;
     }
-    s = ox_queue_finish(q);
-    if (s != OX_OK) goto out;
-    se->pos += n;
-    return OX_OK;
-out:
-    /* nothing may still read the staging or write the caller's memory */
-    ox_queue_finish(q);
+    for (int i = 0; s == OX_OK && i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->info.n_vocab)
+            s = ox__fail(m->ctx, OX_ERR_OUT_OF_RANGE, "ox_session_eval_batch: token %d (#%d) is "
+                         "outside the vocabulary of %d", tokens[i], i, m->info.n_vocab);
+    if (s == OX_OK) s = eval_segments(se, sg, n_seq, tokens, NULL, n, NULL, logits);
+    free(sg);
     return s;
 }

@@ -131,4 +131,68 @@ OX_TEST(real_model_runs_and_is_deterministic)
     ox_context_free(ctx);
 }
 
-OX_TEST_MAIN(unsupported_architecture_is_named, real_model_runs_and_is_deterministic)
+/* ox_session_eval_batch on Gemma 3, whose sliding-window layers mask keys
+ * 512 or more positions back: one session past the window (its segment's
+ * mask in use), one well inside it (none), in one pass; each must give
+ * what its tokens give it alone. */
+OX_TEST(real_model_batch_past_the_window)
+{
+    const char *path = test_real_model();
+    ox_device *cpu;
+    ox_context *ctx = cpu_context(&cpu);
+    ox_model *m;
+    ASSERT_OK(ctx, ox_model_load(cpu, path, &m));
+    ox_model_info info = {.struct_size = sizeof info};
+    ASSERT_OK(ctx, ox_model_get_info(m, &info));
+    enum { LONG = 530 };
+    int32_t *text = malloc(LONG * sizeof *text);
+    float *batch = malloc(2 * (size_t)info.n_vocab * sizeof *batch);
+    float *alone = malloc((size_t)info.n_vocab * sizeof *alone);
+    ASSERT(text && batch && alone);
+    text[0] = 2;
+    for (int i = 1; i < LONG; i++) text[i] = 1000 + (i * 7919) % 20000; /* any ids */
+    const int32_t prompt[] = {2, 818, 5279, 529, 7001, 563};
+    ox_session *se[2], *ref[2];
+    for (int i = 0; i < 2; i++) {
+        ASSERT_OK(ctx, ox_session_create(m, 1024, &se[i]));
+        ASSERT_OK(ctx, ox_session_create(m, 1024, &ref[i]));
+    }
+    /* session 0 inside the window first, so that session 1's mask is a
+     * block after session 0's */
+    ASSERT_OK(ctx, ox_session_eval(se[0], prompt, 5, NULL));
+    ASSERT_OK(ctx, ox_session_eval(ref[0], prompt, 5, NULL));
+    ASSERT_OK(ctx, ox_session_eval(se[1], text, LONG - 2, NULL));
+    ASSERT_OK(ctx, ox_session_eval(ref[1], text, LONG - 2, NULL));
+    int32_t tokens[3] = {prompt[5], text[LONG - 2], text[LONG - 1]};
+    int counts[2] = {1, 2};
+    ASSERT_OK(ctx, ox_session_eval_batch(se, counts, 2, tokens, batch));
+    double worst = 0;
+    for (int s = 0; s < 2; s++) {
+        ASSERT_OK(ctx, ox_session_eval(ref[s], tokens + s, counts[s], alone));
+        int best = 0, best_alone = 0;
+        for (int v = 0; v < info.n_vocab; v++) {
+            float b = batch[(size_t)s * (size_t)info.n_vocab + (size_t)v];
+            double d = b > alone[v] ? b - alone[v] : alone[v] - b;
+            if (d > worst) worst = d;
+            if (b > batch[(size_t)s * (size_t)info.n_vocab + (size_t)best]) best = v;
+            if (alone[v] > alone[best_alone]) best_alone = v;
+        }
+        ASSERT_EQ(best, best_alone);
+    }
+    /* the products see 3 rows instead of 2 or 1: rounding, not a wrong key */
+    ASSERT_MSG(worst < 1e-2, "batched logits differ from alone by %g", worst);
+    printf("  Gemma 3 270M: a batch past the sliding window (n_kv %d) and inside it: logits "
+           "within %.2g of each session alone\n", LONG, worst);
+    for (int i = 0; i < 2; i++) {
+        ox_session_free(se[i]);
+        ox_session_free(ref[i]);
+    }
+    free(text);
+    free(batch);
+    free(alone);
+    ox_model_free(m);
+    ox_context_free(ctx);
+}
+
+OX_TEST_MAIN(unsupported_architecture_is_named, real_model_runs_and_is_deterministic,
+             real_model_batch_past_the_window)

@@ -757,6 +757,109 @@ OX_TEST(ox_bench_model_percent_of_limit)
     close_fixture(&fx);
 }
 
+/* ox_session_eval_batch: three sessions at different positions in one
+ * pass, one of them taking the reference prompt as its segment. Its
+ * logits must be llama.cpp's (an independent reference); the others must
+ * be what the same tokens give each session alone. Then a decode step of
+ * one token each (the rows already consecutive), then bad batches, which
+ * must fail naming the problem and advance no session. */
+#define BATCH_TOLERANCE 1e-4 /* products over 6 rows instead of 1-3: rounding only */
+
+static double max_diff(const float *a, const float *b, int n)
+{
+    double worst = 0;
+    for (int i = 0; i < n; i++)
+        if (fabs((double)a[i] - b[i]) > worst) worst = fabs((double)a[i] - b[i]);
+    return worst;
+}
+
+static void check_batch(const char *arch)
+{
+    fixture fx;
+    ox_model *model;
+    ox_session *unused, *se[3], *alone[3];
+    float *logits = open_session(&fx, arch, &model, &unused);
+    int V = fx.data.n_vocab;
+    const tiny_run *r = &fx.data.runs[0], *r1 = &fx.data.runs[1];
+    ox_session_options so = {.struct_size = sizeof so, .n_ctx = TINY_N_CTX, .kv_f32 = 1};
+    for (int i = 0; i < 3; i++) {
+        ASSERT_OK(fx.ctx, ox_session_create_ex(model, &so, &se[i]));
+        ASSERT_OK(fx.ctx, ox_session_create_ex(model, &so, &alone[i]));
+    }
+    /* B holds 3 tokens of another prompt first; C starts empty */
+    ASSERT_OK(fx.ctx, ox_session_eval(se[1], r1->prompt_ids, 3, NULL));
+    ASSERT_OK(fx.ctx, ox_session_eval(alone[1], r1->prompt_ids, 3, NULL));
+    int32_t tokens[MAX_PROMPT + 3];
+    memcpy(tokens, r->prompt_ids, (size_t)r->n_prompt * sizeof *tokens);
+    tokens[r->n_prompt] = r1->prompt_ids[3];
+    tokens[r->n_prompt + 1] = r1->prompt_ids[0];
+    tokens[r->n_prompt + 2] = r1->prompt_ids[1];
+    int counts[3] = {r->n_prompt, 1, 2};
+    float *batch = malloc(3 * (size_t)V * sizeof *batch), *ref = malloc((size_t)V * sizeof *ref);
+    ASSERT(batch && ref);
+    ASSERT_OK(fx.ctx, ox_session_eval_batch(se, counts, 3, tokens, batch));
+    ASSERT_EQ(ox_session_position(se[0]), r->n_prompt);
+    ASSERT_EQ(ox_session_position(se[1]), 4);
+    ASSERT_EQ(ox_session_position(se[2]), 2);
+    for (int i = 0; i < fx.data.n_top; i++) {
+        int32_t id = fx.data.top_id[i];
+        ASSERT_MSG(fabs(batch[id] - fx.data.top_logit[i]) <= LOGIT_TOLERANCE,
+                   "tiny-%s batched: logit of token %d: %.6f, llama.cpp %.6f", arch, id, batch[id],
+                   fx.data.top_logit[i]);
+    }
+    double worst = 0;
+    const int32_t *start[3] = {tokens, tokens + r->n_prompt, tokens + r->n_prompt + 1};
+    for (int i = 0; i < 3; i++) {
+        ASSERT_OK(fx.ctx, ox_session_eval(alone[i], start[i], counts[i], ref));
+        double d = max_diff(batch + (size_t)i * (size_t)V, ref, V);
+        ASSERT_MSG(d <= BATCH_TOLERANCE, "tiny-%s: session %d's logits in the batch differ from "
+                   "alone by %.3g", arch, i, d);
+        if (d > worst) worst = d;
+    }
+    /* a decode step: one token each */
+    int ones[3] = {1, 1, 1};
+    int32_t next[3] = {r1->prompt_ids[2], r1->prompt_ids[4], r1->prompt_ids[2]};
+    ASSERT_OK(fx.ctx, ox_session_eval_batch(se, ones, 3, next, batch));
+    for (int i = 0; i < 3; i++) {
+        ASSERT_OK(fx.ctx, ox_session_eval(alone[i], &next[i], 1, ref));
+        double d = max_diff(batch + (size_t)i * (size_t)V, ref, V);
+        ASSERT_MSG(d <= BATCH_TOLERANCE, "tiny-%s: decode step, session %d differs by %.3g",
+                   arch, i, d);
+        if (d > worst) worst = d;
+    }
+    /* bad batches: an error, and no session moved */
+    int pos[3];
+    for (int i = 0; i < 3; i++) pos[i] = ox_session_position(se[i]);
+    ox_session *twice[2] = {se[0], se[0]};
+    int bad_count[3] = {1, 0, 1}, too_many[3] = {1, TINY_N_CTX, 1};
+    int32_t bad_token[3] = {next[0], V, next[2]};
+    ASSERT_EQ(ox_session_eval_batch(twice, ones, 2, next, batch), OX_ERR_INVALID);
+    ASSERT_MSG(strstr(ox_errmsg(fx.ctx), "are the same") != NULL, "%s", ox_errmsg(fx.ctx));
+    ASSERT_EQ(ox_session_eval_batch(se, bad_count, 3, next, batch), OX_ERR_OUT_OF_RANGE);
+    ASSERT_EQ(ox_session_eval_batch(se, too_many, 3, next, batch), OX_ERR_OUT_OF_RANGE);
+    ASSERT_EQ(ox_session_eval_batch(se, ones, 3, bad_token, batch), OX_ERR_OUT_OF_RANGE);
+    ASSERT_MSG(strstr(ox_errmsg(fx.ctx), "vocabulary") != NULL, "%s", ox_errmsg(fx.ctx));
+    ASSERT_EQ(ox_session_eval_batch(se, ones, 0, next, batch), OX_ERR_INVALID);
+    for (int i = 0; i < 3; i++) ASSERT_EQ(ox_session_position(se[i]), pos[i]);
+    printf("  tiny-%s: a batch of 3 sessions (%d + 1 + 2 tokens, then 1 each): the prompt's "
+           "logits within %.0e of llama.cpp's; every session within %.2g of alone\n", arch,
+           r->n_prompt, LOGIT_TOLERANCE, worst);
+    for (int i = 0; i < 3; i++) {
+        ox_session_free(se[i]);
+        ox_session_free(alone[i]);
+    }
+    free(batch);
+    free(ref);
+    free(logits);
+    ox_session_free(unused);
+    ox_model_free(model);
+    close_fixture(&fx);
+}
+
+OX_TEST(llama_batch) { check_batch("llama"); }
+OX_TEST(qwen2_batch) { check_batch("qwen2"); }
+OX_TEST(qwen3_batch) { check_batch("qwen3"); }
+
 OX_TEST(llama_tokens) { check_tokens("llama"); }
 OX_TEST(llama_logits) { check_logits("llama"); }
 OX_TEST(llama_greedy) { check_greedy("llama"); }
@@ -773,4 +876,4 @@ OX_TEST_MAIN(out_of_memory_anywhere_is_an_error, ox_run_bad_input_and_chat,
              tensor_parallel_cpu_opencl_llama, tensor_parallel_survives_a_failing_device,
              plan_refuses_what_cannot_work, ox_plan_cli, llama_cost, qwen2_cost,
              ox_bench_model_percent_of_limit, llama_tokens, llama_logits, llama_greedy, qwen2_tokens, qwen2_logits, qwen2_greedy,
-             qwen3_tokens, qwen3_logits, qwen3_greedy)
+             qwen3_tokens, qwen3_logits, qwen3_greedy, llama_batch, qwen2_batch, qwen3_batch)

@@ -3,9 +3,11 @@
  * Threads: libmicrohttpd's own polling thread (epoll) runs every
  * connection and the handlers below, which only parse, validate, tokenize
  * and queue; one worker thread owns the model and its sessions (slots) and
- * advances every active sequence once a step: prompts in chunks of
- * PREFILL_CHUNK tokens, then one generated token a step, so a long prompt
- * does not stall the others. Output passes from the worker to the HTTP
+ * advances every active sequence in one batched forward pass a step
+ * (ox_session_eval_batch: the matrix products see all their tokens at
+ * once): one token each for the generating sequences, and prompts in
+ * chunks of PREFILL_CHUNK tokens up to STEP_TOKENS a step, so a long
+ * prompt does not stall the others. Output passes from the worker to the HTTP
  * thread through each job's buffer under the server's mutex: a streaming
  * response's reader suspends its connection when the buffer is empty and
  * the worker resumes it when it appends, so no thread waits per client.
@@ -33,7 +35,8 @@
 #include <netinet/in.h>
 
 #define MAX_BODY (4u << 20)   /* request bodies above this get 413 */
-#define PREFILL_CHUNK 256     /* prompt tokens a sequence evaluates a step */
+#define PREFILL_CHUNK 256     /* prompt tokens a sequence evaluates a step, at most */
+#define STEP_TOKENS 512       /* tokens of all sequences a step, at most (prompts stop there) */
 #define N_BUCKETS 12
 
 enum {
@@ -486,47 +489,15 @@ static bool is_end(const server *sv, int32_t id)
     return id == ox_tokenizer_eos(sv->tok) || id == ox_tokenizer_eot(sv->tok);
 }
 
-/* One step of a slot's job: a chunk of its prompt, or one token. */
-static void advance(server *sv, slot *sl, float *logits)
+/* A slot's job after the step that gave it logits (its whole prompt, or
+ * its last token, evaluated): the next token sampled, sent, and the job
+ * finished if it ends here. */
+static void sample_next(server *sv, slot *sl, float *logits)
 {
     job *j = sl->job;
-    ox_status s;
-    bool got_logits;
-    if (j->fed < j->n_prompt) {
-        int n = j->n_prompt - j->fed < PREFILL_CHUNK ? j->n_prompt - j->fed : PREFILL_CHUNK;
-        got_logits = j->fed + n == j->n_prompt;
-        s = ox_session_eval(sl->se, j->prompt + j->fed, n, got_logits ? logits : NULL);
-        if (s == OX_OK) {
-            memcpy(sl->tokens + j->fed, j->prompt + j->fed, (size_t)n * sizeof *sl->tokens);
-            j->fed += n;
-            sl->n_tokens = j->fed;
-        }
-        if (s == OX_OK && !got_logits) {
-            pthread_mutex_lock(&sv->mu);
-            if (j->stream) job_append(j, ": ping\n\n", 8); /* finds a dead socket */
-            job_wake(j);
-            pthread_mutex_unlock(&sv->mu);
-            return;
-        }
-    } else {
-        int32_t last = j->gen[j->n_gen - 1];
-        s = ox_session_eval(sl->se, &last, 1, logits);
-        if (s == OX_OK) sl->tokens[sl->n_tokens++] = last;
-    }
-    pthread_mutex_lock(&sv->mu);
-    if (s != OX_OK) {
-        char message[300];
-        snprintf(message, sizeof message, "generation failed: %s", ox_errmsg(sv->ctx));
-        job_finish(sv, j, NULL, message);
-        pthread_mutex_unlock(&sv->mu);
-        ox_session_rewind(sl->se, 0);
-        sl->n_tokens = 0;
-        return;
-    }
-    pthread_mutex_unlock(&sv->mu);
     apply_penalties(j, logits, sv->info.n_vocab);
     int32_t id = 0;
-    s = ox_sampler_sample(j->sampler, logits, sv->info.n_vocab, &id);
+    ox_status s = ox_sampler_sample(j->sampler, logits, sv->info.n_vocab, &id);
     double t = now();
     pthread_mutex_lock(&sv->mu);
     bool first = j->n_gen == 0;
@@ -558,6 +529,77 @@ static void advance(server *sv, slot *sl, float *logits)
             job_finish(sv, j, "length", NULL);
     }
     pthread_mutex_unlock(&sv->mu);
+}
+
+/* The worker's buffers for one step. */
+typedef struct step_buffers {
+    float *logits;      /* parallel rows of n_vocab */
+    ox_session **sessions;
+    int *counts, *slots;
+    int32_t *tokens;    /* STEP_TOKENS + parallel */
+} step_buffers;
+
+/* One step: every active sequence in one forward pass
+ * (ox_session_eval_batch): each generating one takes its last token, then
+ * prompts take chunks of up to PREFILL_CHUNK tokens while the step has
+ * fewer than STEP_TOKENS, so long prompts are prefilled over several steps
+ * beside the others' tokens. */
+static void step(server *sv, const step_buffers *b)
+{
+    int n_seg = 0, n_tok = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < sv->parallel; i++) {
+            slot *sl = &sv->slots[i];
+            job *j = sl->job;
+            pthread_mutex_lock(&sv->mu);
+            bool skip = !j || j->finished || j->gone;
+            pthread_mutex_unlock(&sv->mu);
+            if (skip || (j->fed < j->n_prompt) != (pass == 1)) continue;
+            int n = 1;
+            if (pass == 0) {
+                b->tokens[n_tok] = j->gen[j->n_gen - 1];
+            } else {
+                n = j->n_prompt - j->fed;
+                if (n > PREFILL_CHUNK) n = PREFILL_CHUNK;
+                if (n > STEP_TOKENS - n_tok) n = STEP_TOKENS - n_tok;
+                if (n <= 0) continue;
+                memcpy(b->tokens + n_tok, j->prompt + j->fed, (size_t)n * sizeof *b->tokens);
+            }
+            b->sessions[n_seg] = sl->se;
+            b->counts[n_seg] = n;
+            b->slots[n_seg++] = i;
+            n_tok += n;
+        }
+    if (n_seg == 0) return;
+    ox_status s = ox_session_eval_batch(b->sessions, b->counts, n_seg, b->tokens, b->logits);
+    n_tok = 0;
+    for (int g = 0; g < n_seg; g++) {
+        slot *sl = &sv->slots[b->slots[g]];
+        job *j = sl->job;
+        int n = b->counts[g];
+        if (s != OX_OK) {
+            char message[300];
+            snprintf(message, sizeof message, "generation failed: %s", ox_errmsg(sv->ctx));
+            pthread_mutex_lock(&sv->mu);
+            job_finish(sv, j, NULL, message);
+            pthread_mutex_unlock(&sv->mu);
+            continue;
+        }
+        memcpy(sl->tokens + sl->n_tokens, b->tokens + n_tok, (size_t)n * sizeof *sl->tokens);
+        sl->n_tokens += n;
+        n_tok += n;
+        if (j->fed < j->n_prompt) {
+            j->fed += n;
+            if (j->fed < j->n_prompt) { /* more prompt to come */
+                pthread_mutex_lock(&sv->mu);
+                if (j->stream) job_append(j, ": ping\n\n", 8); /* finds a dead socket */
+                job_wake(j);
+                pthread_mutex_unlock(&sv->mu);
+                continue;
+            }
+        }
+        sample_next(sv, sl, b->logits + (size_t)g * (size_t)sv->info.n_vocab);
+    }
 }
 
 static int common_prefix(const int32_t *a, int na, const int32_t *b, int nb)
@@ -599,7 +641,11 @@ static void admit(server *sv)
 static void *worker_main(void *arg)
 {
     server *sv = arg;
-    float *logits = malloc((size_t)sv->info.n_vocab * sizeof *logits);
+    size_t P = (size_t)sv->parallel;
+    step_buffers b = {malloc(P * (size_t)sv->info.n_vocab * sizeof *b.logits),
+                      malloc(P * sizeof *b.sessions), malloc(P * sizeof *b.counts),
+                      malloc(P * sizeof *b.slots), malloc((STEP_TOKENS + P) * sizeof *b.tokens)};
+    bool ok = b.logits && b.sessions && b.counts && b.slots && b.tokens;
     pthread_mutex_lock(&sv->mu);
     for (;;) {
         /* the finished and the abandoned leave their slots */
@@ -620,23 +666,22 @@ static void *worker_main(void *arg)
             pthread_cond_wait(&sv->cv, &sv->mu);
             continue;
         }
-        pthread_mutex_unlock(&sv->mu);
-        for (int i = 0; i < sv->parallel; i++) {
-            slot *sl = &sv->slots[i];
-            if (!sl->job) continue;
-            pthread_mutex_lock(&sv->mu);
-            bool skip = sl->job->finished || sl->job->gone;
-            pthread_mutex_unlock(&sv->mu);
-            if (!skip && logits) advance(sv, sl, logits);
-        }
-        pthread_mutex_lock(&sv->mu);
-        if (!logits)
+        if (!ok) {
             for (int i = 0; i < sv->parallel; i++)
                 if (sv->slots[i].job && !sv->slots[i].job->finished)
                     job_finish(sv, sv->slots[i].job, NULL, "out of memory");
+            continue;
+        }
+        pthread_mutex_unlock(&sv->mu);
+        step(sv, &b);
+        pthread_mutex_lock(&sv->mu);
     }
     pthread_mutex_unlock(&sv->mu);
-    free(logits);
+    free(b.logits);
+    free(b.sessions);
+    free(b.counts);
+    free(b.slots);
+    free(b.tokens);
     return NULL;
 }
 
@@ -1350,9 +1395,9 @@ const cli_command cmd_serve = {
     "(streamed as server-sent events with \"stream\": true), GET /v1/models, "
     "GET /health (503 while the model loads), GET /metrics (Prometheus text), "
     "POST /tokenize and /detokenize, and a chat page at /. Up to --parallel "
-    "sequences are generated at once, each advanced a token (or a chunk of its "
-    "prompt) per step; further requests wait in a queue of --max-queue, past "
-    "which they get 503. A client that disconnects has its sequence stopped. "
+    "sequences are generated at once, all advanced in one batched forward pass "
+    "a step (a token each, or a chunk of a prompt); further requests wait in a "
+    "queue of --max-queue, past which they get 503. A client that disconnects has its sequence stopped. "
     "SIGTERM or Ctrl-C stops accepting connections, lets the requests in "
     "flight finish, and exits; a second signal stops at once. Errors are "
     "OpenAI-style JSON with a 4xx or 5xx status.",
