@@ -112,6 +112,84 @@ OX_TEST(top_p_and_min_p_cut_the_tail)
     ox_context_free(ctx);
 }
 
+/* A vocabulary of 4096 where rank r (0 = best) goes to a token chosen by
+ * a fixed shuffle and has logit -r step, so probability proportional to
+ * exp(-r step): draws must reach far past the first candidates the sampler
+ * sorts, and follow the softmax there; top-p and min-p must cut exactly
+ * where the double-precision sums say. */
+OX_TEST(large_vocabulary_draws_follow_the_softmax)
+{
+    enum { V = 4096, N = 40000 };
+    const double step = 1.0 / 1024; /* p(rank 4095) / p(rank 0) = e^-4 */
+    ox_context *ctx = new_context();
+    static float logits[V];
+    static int token_of[V], rank_of[V];
+    for (int r = 0; r < V; r++) token_of[r] = r;
+    uint64_t x = 12345;
+    for (int r = V - 1; r > 0; r--) { /* Fisher-Yates with a fixed LCG */
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        int k = (int)((x >> 33) % (uint64_t)(r + 1)), t = token_of[r];
+        token_of[r] = token_of[k];
+        token_of[k] = t;
+    }
+    for (int r = 0; r < V; r++) {
+        rank_of[token_of[r]] = r;
+        logits[token_of[r]] = (float)(-(double)r * step);
+    }
+    double p[V], total = 0;
+    for (int r = 0; r < V; r++) total += p[r] = exp((double)logits[token_of[r]]);
+    for (int r = 0; r < V; r++) p[r] /= total;
+    /* no cut: the share of the draws in each eighth of the ranks */
+    ox_sampler *s = new_sampler(ctx, (ox_sampler_params){.temperature = 1.0f, .seed = 5});
+    int bins[8] = {0};
+    for (int i = 0; i < N; i++) {
+        int32_t t;
+        ASSERT_OK(ctx, ox_sampler_sample(s, logits, V, &t));
+        bins[rank_of[t] / (V / 8)]++;
+    }
+    for (int b = 0; b < 8; b++) {
+        double want = 0;
+        for (int r = b * (V / 8); r < (b + 1) * (V / 8); r++) want += p[r];
+        ASSERT_NEAR(bins[b] / (double)N, want, 5 * sqrt(want * (1 - want) / N));
+    }
+    ox_sampler_free(s);
+    /* top_p 0.6 keeps the best ranks whose sum first reaches 0.6; min_p
+     * 0.3 those with p >= 0.3 p(rank 0): both well past 256 */
+    int nucleus = 0, floor_rank = 0;
+    for (double acc = 0; acc < 0.6; nucleus++) acc += p[nucleus];
+    while (floor_rank < V && p[floor_rank] >= 0.3 * p[0]) floor_rank++;
+    ox_sampler *tp = new_sampler(ctx, (ox_sampler_params){.temperature = 1.0f, .top_p = 0.6f, .seed = 8});
+    ox_sampler *mp = new_sampler(ctx, (ox_sampler_params){.temperature = 1.0f, .min_p = 0.3f, .seed = 8});
+    int past_tp = 0, past_mp = 0;
+    for (int i = 0; i < N / 4; i++) {
+        int32_t a, b;
+        ASSERT_OK(ctx, ox_sampler_sample(tp, logits, V, &a));
+        ASSERT_OK(ctx, ox_sampler_sample(mp, logits, V, &b));
+        ASSERT_MSG(rank_of[a] < nucleus + 1, "top_p 0.6 drew rank %d; the nucleus is %d", rank_of[a], nucleus);
+        ASSERT_MSG(rank_of[b] < floor_rank + 1, "min_p 0.3 drew rank %d; the floor is at %d", rank_of[b], floor_rank);
+        past_tp += rank_of[a] >= 512;
+        past_mp += rank_of[b] >= 512;
+    }
+    ASSERT_MSG(nucleus > 512 && floor_rank > 512 && past_tp > 0 && past_mp > 0,
+               "nucleus %d, floor %d, draws past rank 512: %d, %d", nucleus, floor_rank, past_tp, past_mp);
+    /* a nucleus inside the first sorted candidates: exactly its ranks, each drawn */
+    int small = 0;
+    for (double acc = 0; acc < 0.02; small++) acc += p[small];
+    static int seen[V];
+    ox_sampler *tp2 = new_sampler(ctx, (ox_sampler_params){.temperature = 1.0f, .top_p = 0.02f, .seed = 9});
+    for (int i = 0; i < N / 4; i++) {
+        int32_t a;
+        ASSERT_OK(ctx, ox_sampler_sample(tp2, logits, V, &a));
+        ASSERT_MSG(rank_of[a] < small, "top_p 0.02 drew rank %d; the nucleus is %d", rank_of[a], small);
+        seen[rank_of[a]]++;
+    }
+    for (int r = 0; r < small; r++) ASSERT_MSG(seen[r] > 0, "rank %d of the nucleus never drawn", r);
+    ox_sampler_free(tp2);
+    ox_sampler_free(tp);
+    ox_sampler_free(mp);
+    ox_context_free(ctx);
+}
+
 OX_TEST(repetition_penalty_demotes_recent_tokens)
 {
     ox_context *ctx = new_context();
@@ -142,4 +220,5 @@ OX_TEST(bad_parameters_are_refused)
 
 OX_TEST_MAIN(greedy_takes_the_first_maximum, top_k_one_is_greedy_at_any_temperature,
              same_seed_same_tokens, draws_follow_the_softmax, top_p_and_min_p_cut_the_tail,
+             large_vocabulary_draws_follow_the_softmax,
              repetition_penalty_demotes_recent_tokens, bad_parameters_are_refused)
