@@ -8,6 +8,7 @@ packages=(
     libcjson-dev                                  # JSON for the ox tool
     libmicrohttpd-dev                             # HTTP for ox serve
     curl python3-venv python3-pip                 # the ox serve test's clients
+    chromium chromium-driver                      # ...and its browser (the chat page)
     opencl-headers ocl-icd-libopencl1             # OpenCL types; the ICD loader
     pocl-opencl-icd clinfo                        # an OpenCL device on the CPU
     libamdhip64-5 rocm-device-libs                # hiprtc: HIP kernels compile-checked, no GPU
