@@ -38,6 +38,7 @@
 #define PREFILL_CHUNK 256     /* prompt tokens a sequence evaluates a step, at most */
 #define STEP_TOKENS 512       /* tokens of all sequences a step, at most (prompts stop there) */
 #define N_BUCKETS 12
+#define MAX_SAMPLERS 8
 
 enum {
     OPTION_HOST,
@@ -137,6 +138,7 @@ struct server {
     char model_id[256];
     char *api_key;
     int parallel, n_ctx, max_queue;
+    int samplers; /* threads that draw a step's tokens: the cores, at most MAX_SAMPLERS */
     slot *slots;
     atomic_bool ready;
     /* under mu */
@@ -536,8 +538,27 @@ typedef struct step_buffers {
     float *logits;      /* parallel rows of n_vocab */
     ox_session **sessions;
     int *counts, *slots;
+    int *sample;        /* the segments that draw a token */
     int32_t *tokens;    /* STEP_TOKENS + parallel */
 } step_buffers;
+
+/* Every parts-th segment from `first` that draws a token this step. */
+typedef struct sample_part {
+    server *sv;
+    const step_buffers *b;
+    int n, first, parts;
+} sample_part;
+
+static void *sample_run(void *arg)
+{
+    sample_part *p = arg;
+    for (int i = p->first; i < p->n; i += p->parts) {
+        int g = p->b->sample[i];
+        sample_next(p->sv, &p->sv->slots[p->b->slots[g]],
+                    p->b->logits + (size_t)g * (size_t)p->sv->info.n_vocab);
+    }
+    return NULL;
+}
 
 /* One step: every active sequence in one forward pass
  * (ox_session_eval_batch): each generating one takes its last token, then
@@ -573,6 +594,7 @@ static void step(server *sv, const step_buffers *b)
     if (n_seg == 0) return;
     ox_status s = ox_session_eval_batch(b->sessions, b->counts, n_seg, b->tokens, b->logits);
     n_tok = 0;
+    int n_sample = 0;
     for (int g = 0; g < n_seg; g++) {
         slot *sl = &sv->slots[b->slots[g]];
         job *j = sl->job;
@@ -598,8 +620,23 @@ static void step(server *sv, const step_buffers *b)
                 continue;
             }
         }
-        sample_next(sv, sl, b->logits + (size_t)g * (size_t)sv->info.n_vocab);
+        b->sample[n_sample++] = g;
     }
+    /* the draws, over the worker and its helper threads (a draw reads all
+     * of the vocabulary: 262144 logits for Gemma 3) */
+    sample_part part[MAX_SAMPLERS];
+    pthread_t helper[MAX_SAMPLERS];
+    bool started[MAX_SAMPLERS] = {false};
+    int parts = sv->samplers < n_sample ? sv->samplers : n_sample;
+    for (int t = 0; t < parts; t++) {
+        part[t] = (sample_part){sv, b, n_sample, t, parts};
+        if (t > 0) started[t] = pthread_create(&helper[t], NULL, sample_run, &part[t]) == 0;
+    }
+    for (int t = 1; t < parts; t++)
+        if (!started[t]) sample_run(&part[t]); /* no thread: here */
+    if (parts > 0) sample_run(&part[0]);
+    for (int t = 1; t < parts; t++)
+        if (started[t]) pthread_join(helper[t], NULL);
 }
 
 static int common_prefix(const int32_t *a, int na, const int32_t *b, int nb)
@@ -644,8 +681,9 @@ static void *worker_main(void *arg)
     size_t P = (size_t)sv->parallel;
     step_buffers b = {malloc(P * (size_t)sv->info.n_vocab * sizeof *b.logits),
                       malloc(P * sizeof *b.sessions), malloc(P * sizeof *b.counts),
-                      malloc(P * sizeof *b.slots), malloc((STEP_TOKENS + P) * sizeof *b.tokens)};
-    bool ok = b.logits && b.sessions && b.counts && b.slots && b.tokens;
+                      malloc(P * sizeof *b.slots), malloc(P * sizeof *b.sample),
+                      malloc((STEP_TOKENS + P) * sizeof *b.tokens)};
+    bool ok = b.logits && b.sessions && b.counts && b.slots && b.sample && b.tokens;
     pthread_mutex_lock(&sv->mu);
     for (;;) {
         /* the finished and the abandoned leave their slots */
@@ -681,6 +719,7 @@ static void *worker_main(void *arg)
     free(b.sessions);
     free(b.counts);
     free(b.slots);
+    free(b.sample);
     free(b.tokens);
     return NULL;
 }
@@ -1307,7 +1346,9 @@ static int run_serve(const cli_command *command, int argc, char **argv)
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o.port)};
     if (inet_pton(AF_INET, o.host, &addr.sin_addr) != 1)
         return cli_usage_error(command, "--host: '%s' is not an IPv4 address", o.host);
-    server sv = {.command = command, .parallel = o.parallel, .max_queue = o.max_queue};
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    server sv = {.command = command, .parallel = o.parallel, .max_queue = o.max_queue,
+                 .samplers = cores < 1 ? 1 : cores > MAX_SAMPLERS ? MAX_SAMPLERS : (int)cores};
     pthread_mutex_init(&sv.mu, NULL);
     pthread_cond_init(&sv.cv, NULL);
     model_name(o.model, sv.model_id, sizeof sv.model_id);
