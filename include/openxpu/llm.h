@@ -151,9 +151,11 @@ OX_API ox_status ox_session_eval_range(ox_session *session, const int32_t *token
  * `tokens`, at its own position, and `logits` (when not NULL) receives, for
  * each session in order, the n_vocab logits after its last token (n_seq
  * rows). The matrix products see all the tokens at once; each session's
- * attention reads its own cache. The sessions must be distinct, of one
- * whole model (not a pipeline stage), none with a larger context than
- * sessions[0], whose scratch and queue the pass uses. A session's result
+ * attention reads its own cache. The sessions must be distinct and of one
+ * whole model (not a pipeline stage). The pass uses scratch memory and a
+ * queue the model keeps for batches (sized for the largest batch so far),
+ * so batches of one model must not run at the same time from several
+ * threads (each session's own evaluations may). A session's result
  * is the one it would get alone up to the rounding of products over a
  * different number of rows. Fails, with no session advanced, on a bad
  * argument (the message names the session) or an error of the pass. */

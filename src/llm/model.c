@@ -86,6 +86,7 @@ struct ox_model {
     layer *layers;
     /* tensor parallel: device 0 is `device`; the others hold row slices */
     int n_tp;
+    struct ox_session *batch; /* the scratch and queue of ox_session_eval_batch: no caches */
     ox_device *tp_device[MAX_TP];
     ox_buffer *tp_weights[MAX_TP];
 };
@@ -615,6 +616,7 @@ void ox_model_free(ox_model *m)
 {
     if (!m) return;
     ox_context *ctx = m->ctx;
+    ox_session_free(m->batch);
     ox__free(ctx, m->layers, sizeof *m->layers * (size_t)(m->info.n_layer > 0 ? m->info.n_layer : 0));
     ox_buffer_free(m->weights);
     for (int i = 1; i < MAX_TP; i++)
@@ -683,6 +685,37 @@ ox_status ox_session_create(ox_model *m, int n_ctx, ox_session **out)
     return ox_session_create_ex(m, &o, out);
 }
 
+/* A session of n_ctx tokens; with_caches false: no KV cache (the model's
+ * batch session, which only lends its scratch and queue). */
+static ox_status session_new(ox_model *m, int n_ctx, ox_dtype kv, bool with_caches,
+                             ox_session **out)
+{
+    ox_context *ctx = m->ctx;
+    ox_session *se = ox__calloc(ctx, 1, sizeof *se);
+    int L = m->info.n_layer;
+    if (!se) return ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "ox_session_create: out of memory");
+    se->model = m;
+    se->n_ctx = n_ctx;
+    se->k_cache = ox__calloc(ctx, (size_t)L, sizeof *se->k_cache);
+    se->v_cache = ox__calloc(ctx, (size_t)L, sizeof *se->v_cache);
+    ox_status s = se->k_cache && se->v_cache ? ox_queue_create(m->device, &se->queue)
+                                             : ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int i = 1; s == OX_OK && i < m->n_tp; i++) s = ox_queue_create(m->tp_device[i], &se->tp_queue[i]);
+    for (int il = m->first; with_caches && s == OX_OK && il < m->last; il++) {
+        s = ox_tensor_alloc(m->device, kv, m->info.head_dim, n_ctx, m->info.n_head_kv, 1,
+                            &se->k_cache[il]);
+        if (s == OX_OK)
+            s = ox_tensor_alloc(m->device, kv, m->info.head_dim, n_ctx,
+                                m->info.n_head_kv, 1, &se->v_cache[il]);
+    }
+    if (s != OX_OK) {
+        ox_session_free(se);
+        return s;
+    }
+    *out = se;
+    return OX_OK;
+}
+
 ox_status ox_session_create_ex(ox_model *m, const ox_session_options *options, ox_session **out)
 {
     if (!m || !out) return ox__fail(NULL, OX_ERR_INVALID, "ox_session_create: model or out is NULL");
@@ -697,29 +730,7 @@ ox_status ox_session_create_ex(ox_model *m, const ox_session_options *options, o
     if (n_ctx > m->info.n_ctx_train)
         return ox__fail(ctx, OX_ERR_INVALID, "ox_session_create: n_ctx %d exceeds the model's "
                         "context length %d", n_ctx, m->info.n_ctx_train);
-    ox_session *se = ox__calloc(ctx, 1, sizeof *se);
-    int L = m->info.n_layer;
-    if (!se) return ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "ox_session_create: out of memory");
-    se->model = m;
-    se->n_ctx = n_ctx;
-    se->k_cache = ox__calloc(ctx, (size_t)L, sizeof *se->k_cache);
-    se->v_cache = ox__calloc(ctx, (size_t)L, sizeof *se->v_cache);
-    ox_status s = se->k_cache && se->v_cache ? ox_queue_create(m->device, &se->queue)
-                                             : ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "out of memory");
-    for (int i = 1; s == OX_OK && i < m->n_tp; i++) s = ox_queue_create(m->tp_device[i], &se->tp_queue[i]);
-    for (int il = m->first; s == OX_OK && il < m->last; il++) {
-        s = ox_tensor_alloc(m->device, kv, m->info.head_dim, n_ctx, m->info.n_head_kv, 1,
-                            &se->k_cache[il]);
-        if (s == OX_OK)
-            s = ox_tensor_alloc(m->device, kv, m->info.head_dim, n_ctx,
-                                m->info.n_head_kv, 1, &se->v_cache[il]);
-    }
-    if (s != OX_OK) {
-        ox_session_free(se);
-        return s;
-    }
-    *out = se;
-    return OX_OK;
+    return session_new(m, n_ctx, kv, true, out);
 }
 
 void ox_session_free(ox_session *se)
@@ -1316,8 +1327,7 @@ ox_status ox_session_eval_batch(ox_session *const *sessions, const int *counts, 
         return ox__fail(sessions && n_seq > 0 && sessions[0] ? sessions[0]->model->ctx : NULL,
                         OX_ERR_INVALID, "ox_session_eval_batch: sessions, counts or tokens is "
                         "NULL, or n_seq <= 0");
-    ox_session *se = sessions[0];
-    ox_model *m = se->model;
+    ox_model *m = sessions[0]->model;
     if (m->first != 0 || m->last != m->info.n_layer)
         return ox__fail(m->ctx, OX_ERR_MISUSE, "ox_session_eval_batch: the model holds layers "
                         "[%d, %d) only; batches need the whole model", m->first, m->last);
@@ -1334,10 +1344,6 @@ ox_status ox_session_eval_batch(ox_session *const *sessions, const int *counts, 
             s = ox__fail(m->ctx, OX_ERR_OUT_OF_RANGE, "ox_session_eval_batch: session %d takes "
                          "%d tokens at position %d of a context of %d", i, counts[i], x->pos,
                          x->n_ctx);
-        else if (x->n_ctx > se->n_ctx)
-            s = ox__fail(m->ctx, OX_ERR_INVALID, "ox_session_eval_batch: session %d's context "
-                         "(%d) is larger than session 0's (%d), whose scratch the batch uses", i,
-                         x->n_ctx, se->n_ctx);
         for (int k = 0; k < i && s == OX_OK; k++)
             if (sessions[k] == x)
                 s = ox__fail(m->ctx, OX_ERR_INVALID, "ox_session_eval_batch: sessions %d and %d "
@@ -1351,7 +1357,18 @@ ox_status ox_session_eval_batch(ox_session *const *sessions, const int *counts, 
         if (tokens[i] < 0 || tokens[i] >= m->info.n_vocab)
             s = ox__fail(m->ctx, OX_ERR_OUT_OF_RANGE, "ox_session_eval_batch: token %d (#%d) is "
                          "outside the vocabulary of %d", tokens[i], i, m->info.n_vocab);
-    if (s == OX_OK) s = eval_segments(se, sg, n_seq, tokens, NULL, n, NULL, logits);
+    /* The model's batch session lends its scratch (sized for the largest
+     * batch and context so far) and its queue, so that one scratch serves
+     * every batch whichever sessions take part. */
+    int n_ctx = 0;
+    for (int i = 0; s == OX_OK && i < n_seq; i++)
+        if (sessions[i]->n_ctx > n_ctx) n_ctx = sessions[i]->n_ctx;
+    if (s == OX_OK && m->batch && m->batch->n_ctx < n_ctx) {
+        ox_session_free(m->batch);
+        m->batch = NULL;
+    }
+    if (s == OX_OK && !m->batch) s = session_new(m, n_ctx, OX_DTYPE_F32, false, &m->batch);
+    if (s == OX_OK) s = eval_segments(m->batch, sg, n_seq, tokens, NULL, n, NULL, logits);
     free(sg);
     return s;
 }
