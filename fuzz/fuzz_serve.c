@@ -38,6 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                                  strcmp(r.messages[i].role, "assistant") == 0),
                        "a message with no content or an unknown role");
             expect(r.n_stop <= SERVE_MAX_STOPS, "too many stop strings");
+            expect(r.logprobs >= -1 && r.logprobs <= 20, "logprobs out of range");
             for (int i = 0; i < r.n_stop; i++) expect(r.stop[i] && r.stop[i][0], "an empty stop");
             expect(r.sampling.temperature >= 0 && r.sampling.temperature <= 2 &&
                        r.sampling.top_p >= 0 && r.sampling.top_p <= 1 && r.sampling.min_p >= 0 &&

@@ -10,6 +10,7 @@ the same file (tests/data/gemma3), and the OpenAI wire format as the
 Environment (set by ctest): OX_BIN (the ox tool), OX_FETCH_MODEL (prints
 the model's path), OX_GEMMA3_DATA (tests/data/gemma3)."""
 import json
+import math
 import os
 import re
 import resource
@@ -205,6 +206,40 @@ def run_all(srv):
                                   seed=7)
     check("same seed, same sample", a.choices[0].text == b.choices[0].text, (a, b))
 
+    # logprobs: greedy picks the first alternative; the gap between the
+    # first two alternatives is llama.cpp's logit margin (same softmax),
+    # within 0.4 (test_reference lets single logits differ from llama.cpp's
+    # by 0.75; these three gaps differ by 0.19 at most here)
+    margins = [float(m.group(1)) for m in re.finditer(
+        r'^\d+ \d+ \S+ (\S+) ', open(os.path.join(DATA, "greedy.txt"), encoding="utf-8").read(), re.M)]
+    r = client.completions.create(model=model_id, prompt=prompt, max_tokens=3, temperature=0,
+                                  logprobs=2)
+    lp = r.choices[0].logprobs
+    check("completion logprobs: tokens join to the text", "".join(lp.tokens) == r.choices[0].text, lp)
+    for t in range(3):
+        alts = sorted(lp.top_logprobs[t].items(), key=lambda kv: -kv[1])
+        check(f"completion logprobs[{t}]: greedy is the best alternative",
+              alts[0][0] == lp.tokens[t] and abs(alts[0][1] - lp.token_logprobs[t]) < 1e-6 and
+              lp.token_logprobs[t] <= 0, (alts, lp.tokens[t], lp.token_logprobs[t]))
+        check(f"completion logprobs[{t}]: margin as llama.cpp's", abs((alts[0][1] - alts[1][1]) -
+              margins[t]) < 0.4 and math.exp(alts[0][1]) + math.exp(alts[1][1]) <= 1 + 1e-6,
+              (alts, margins[t]))
+    chat = client.chat.completions.create(model=model_id, messages=msgs, max_tokens=4, temperature=0,
+                                          logprobs=True, top_logprobs=3)
+    content = chat.choices[0].logprobs.content
+    check("chat logprobs: one entry a token", len(content) == chat.usage.completion_tokens, content)
+    for e in content:
+        tops = [x.logprob for x in e.top_logprobs]
+        check("chat logprobs: greedy first, sorted, a distribution",
+              e.top_logprobs[0].token == e.token and tops == sorted(tops, reverse=True) and
+              sum(math.exp(x) for x in tops) <= 1 + 1e-6 and bytes(e.bytes).decode("utf-8", "replace"), e)
+    streamed_lp = [e for c in client.chat.completions.create(
+        model=model_id, messages=msgs, max_tokens=4, temperature=0, logprobs=True, top_logprobs=3,
+        stream=True) if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content]
+    check("chat logprobs streamed equal the whole reply's",
+          [(e.token, round(e.logprob, 4)) for e in streamed_lp] ==
+          [(e.token, round(e.logprob, 4)) for e in content], (streamed_lp, content))
+
     # tokenizer endpoints against llama.cpp's ids
     text, ids = peer_tokens()
     status, body = http(srv.url + "/tokenize", {"content": text, "add_special": True})
@@ -222,7 +257,8 @@ def run_all(srv):
         ("huge body", dict(raw=b'{"prompt": "' + b"x" * (5 << 20) + b'"}'), 413),
         ("missing API key", dict(body={"prompt": prompt}, key=None), 401),
         ("wrong API key", dict(body={"prompt": prompt}, key="nope"), 401),
-        ("logprobs refused clearly", dict(body={"prompt": prompt, "logprobs": 2}), 400),
+        ("logprobs past 5 refused", dict(body={"prompt": prompt, "logprobs": 6}), 400),
+        ("echo refused clearly", dict(body={"prompt": prompt, "echo": True}), 400),
     ]
     for name, kw, want in errors:
         status, body = http(srv.url + "/v1/completions", **kw)

@@ -94,6 +94,7 @@ struct job {
     int n_prompt, max_tokens;
     ox_sampler_params sp;
     float presence, frequency;
+    int logprobs;             /* -1: none; else the alternatives a token */
     char *stop[SERVE_MAX_STOPS + 1]; /* + the chat format's end of turn */
     int n_stop;
     char id[48];
@@ -115,6 +116,10 @@ struct job {
     ox_sampler *sampler;
     int32_t *gen;
     int n_gen, cap_gen;
+    float *lp;                /* logprobs: per token, the chosen one's, then the */
+    int32_t *lp_id;           /* alternatives' (logprobs each): ids and values */
+    float *lp_alt;
+    int lp_sent;              /* tokens whose logprobs were streamed */
     char *text;               /* the decoded reply */
     size_t text_len, emitted; /* bytes of text already sent */
     double t_last;
@@ -177,6 +182,9 @@ static void job_release(job *j)
     for (int i = 0; i < j->n_stop; i++) free(j->stop[i]);
     free(j->out);
     free(j->gen);
+    free(j->lp);
+    free(j->lp_id);
+    free(j->lp_alt);
     free(j->text);
     ox_sampler_free(j->sampler);
     free(j);
@@ -350,8 +358,98 @@ static cJSON *usage(const job *j)
     return u;
 }
 
+/* A token's text as OpenAI gives it: the decoded piece, or "bytes:\\xNN..."
+ * when the piece is not whole UTF-8 (part of a character); and its bytes. */
+static cJSON *token_text(const server *sv, int32_t id, cJSON **bytes)
+{
+    size_t len = 0;
+    char *text = decode(sv, &id, 1, &len);
+    *bytes = cJSON_CreateArray();
+    bool whole = text != NULL;
+    for (size_t i = 0; text && i < len; i++) {
+        cJSON_AddItemToArray(*bytes, cJSON_CreateNumber((unsigned char)text[i]));
+        unsigned char c = (unsigned char)text[i];
+        size_t need = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 0;
+        if (need == 0 || i + need > len) whole = false;
+        for (size_t k = 1; whole && k < need; k++) whole = ((unsigned char)text[i + k] & 0xC0) == 0x80;
+        if (whole && need > 1) {
+            for (size_t k = 1; k < need; k++)
+                cJSON_AddItemToArray(*bytes, cJSON_CreateNumber((unsigned char)text[i + k]));
+            i += need - 1;
+        }
+    }
+    cJSON *out;
+    if (whole) {
+        out = cJSON_CreateString(text);
+    } else {
+        char buf[64] = "bytes:";
+        size_t at = 6;
+        for (size_t i = 0; text && i < len && at + 4 < sizeof buf; i++)
+            at += (size_t)snprintf(buf + at, sizeof buf - at, "\\x%02x", (unsigned char)text[i]);
+        out = cJSON_CreateString(buf);
+    }
+    free(text);
+    return out;
+}
+
+/* The logprobs of tokens [from, to) of a job, in the format of its
+ * endpoint; NULL when it asked for none. */
+static cJSON *logprobs_json(const server *sv, const job *j, int from, int to)
+{
+    if (j->logprobs < 0) return NULL;
+    cJSON *o = cJSON_CreateObject(), *bytes;
+    int n = j->logprobs;
+    if (j->chat) {
+        cJSON *content = cJSON_AddArrayToObject(o, "content");
+        for (int t = from; t < to; t++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddItemToArray(content, e);
+            cJSON_AddItemToObject(e, "token", token_text(sv, j->gen[t], &bytes));
+            cJSON_AddNumberToObject(e, "logprob", j->lp[t]);
+            cJSON_AddItemToObject(e, "bytes", bytes);
+            cJSON *alts = cJSON_AddArrayToObject(e, "top_logprobs");
+            for (int a = 0; a < n; a++) {
+                cJSON *x = cJSON_CreateObject();
+                cJSON_AddItemToArray(alts, x);
+                cJSON_AddItemToObject(x, "token", token_text(sv, j->lp_id[t * n + a], &bytes));
+                cJSON_AddNumberToObject(x, "logprob", j->lp_alt[t * n + a]);
+                cJSON_AddItemToObject(x, "bytes", bytes);
+            }
+        }
+        return o;
+    }
+    cJSON *tokens = cJSON_AddArrayToObject(o, "tokens");
+    cJSON *values = cJSON_AddArrayToObject(o, "token_logprobs");
+    cJSON *tops = cJSON_AddArrayToObject(o, "top_logprobs");
+    cJSON *offsets = cJSON_AddArrayToObject(o, "text_offset");
+    size_t offset = 0, len = 0;
+    if (from > 0) {
+        char *before = decode(sv, j->gen, (size_t)from, &len);
+        offset = before ? len : 0;
+        free(before);
+    }
+    for (int t = from; t < to; t++) {
+        cJSON *tt = token_text(sv, j->gen[t], &bytes);
+        cJSON_AddItemToArray(offsets, cJSON_CreateNumber((double)offset));
+        offset += (size_t)cJSON_GetArraySize(bytes);
+        cJSON_Delete(bytes);
+        cJSON_AddItemToArray(tokens, tt);
+        cJSON_AddItemToArray(values, cJSON_CreateNumber(j->lp[t]));
+        cJSON *top = cJSON_CreateObject();
+        cJSON_AddItemToArray(tops, top);
+        for (int a = 0; a < n; a++) {
+            cJSON *at = token_text(sv, j->lp_id[t * n + a], &bytes);
+            cJSON_Delete(bytes);
+            if (cJSON_IsString(at) && !cJSON_GetObjectItemCaseSensitive(top, at->valuestring))
+                cJSON_AddNumberToObject(top, at->valuestring, j->lp_alt[t * n + a]);
+            cJSON_Delete(at);
+        }
+    }
+    return o;
+}
+
 /* A streamed piece of text (finish NULL), or the end (finish set, text
- * may be empty). Under mu. */
+ * may be empty), with the logprobs of the tokens not yet sent. Under mu. */
 static void stream_piece(const server *sv, job *j, const char *text, size_t len, const char *finish,
                          bool first)
 {
@@ -368,7 +466,10 @@ static void stream_piece(const server *sv, job *j, const char *text, size_t len,
         cJSON_AddStringToObject(ch, "text", piece ? piece : "");
     }
     free(piece);
-    cJSON_AddNullToObject(ch, "logprobs");
+    cJSON *lp = logprobs_json(sv, j, j->lp_sent, j->n_gen);
+    j->lp_sent = j->n_gen;
+    if (lp) cJSON_AddItemToObject(ch, "logprobs", lp);
+    else cJSON_AddNullToObject(ch, "logprobs");
     if (finish) cJSON_AddStringToObject(ch, "finish_reason", finish);
     else cJSON_AddNullToObject(ch, "finish_reason");
     frame(j, c);
@@ -419,7 +520,9 @@ static void job_finish(server *sv, job *j, const char *finish, const char *error
             cJSON_AddStringToObject(ch, "text", text ? text : "");
         }
         free(text);
-        cJSON_AddNullToObject(ch, "logprobs");
+        cJSON *lp = logprobs_json(sv, j, 0, j->n_gen);
+        if (lp) cJSON_AddItemToObject(ch, "logprobs", lp);
+        else cJSON_AddNullToObject(ch, "logprobs");
         cJSON_AddStringToObject(ch, "finish_reason", finish);
         cJSON_AddItemToObject(c, "usage", usage(j));
         char *body = cJSON_PrintUnformatted(c);
@@ -497,9 +600,40 @@ static bool is_end(const server *sv, int32_t id)
 static void sample_next(server *sv, slot *sl, float *logits)
 {
     job *j = sl->job;
-    apply_penalties(j, logits, sv->info.n_vocab);
+    int V = sv->info.n_vocab, n_alt = j->logprobs;
+    /* logprobs: of the model's distribution (the raw logits' log-softmax),
+     * before penalties and temperature */
+    double lse = 0;
+    float alt[20];
+    int32_t alt_id[20];
+    float *raw = logits;
+    if (n_alt >= 0) {
+        float max = logits[0];
+        for (int v = 1; v < V; v++) max = logits[v] > max ? logits[v] : max;
+        double sum = 0;
+        for (int v = 0; v < V; v++) sum += exp((double)logits[v] - max);
+        lse = max + log(sum);
+        int have = 0; /* the n_alt best, in order (ties: lower id first) */
+        for (int v = 0; v < V && n_alt > 0; v++) {
+            if (have == n_alt && logits[v] <= alt[have - 1]) continue;
+            int at = have < n_alt ? have++ : have - 1;
+            while (at > 0 && logits[v] > alt[at - 1]) {
+                alt[at] = alt[at - 1];
+                alt_id[at] = alt_id[at - 1];
+                at--;
+            }
+            alt[at] = logits[v];
+            alt_id[at] = v;
+        }
+        if (j->presence != 0.0f || j->frequency != 0.0f) { /* penalties on a copy */
+            raw = malloc((size_t)V * sizeof *raw);
+            if (raw) memcpy(raw, logits, (size_t)V * sizeof *raw);
+            else raw = logits;
+        }
+    }
+    apply_penalties(j, logits, V);
     int32_t id = 0;
-    ox_status s = ox_sampler_sample(j->sampler, logits, sv->info.n_vocab, &id);
+    ox_status s = ox_sampler_sample(j->sampler, logits, V, &id);
     double t = now();
     pthread_mutex_lock(&sv->mu);
     bool first = j->n_gen == 0;
@@ -523,7 +657,27 @@ static void sample_next(server *sv, slot *sl, float *logits)
             j->gen = grown;
             j->cap_gen = cap;
         }
-        j->gen[j->n_gen++] = id;
+        j->gen[j->n_gen] = id;
+        if (n_alt >= 0) {
+            float *lp = realloc(j->lp, (size_t)j->cap_gen * sizeof *lp);
+            int32_t *ids = realloc(j->lp_id, (size_t)j->cap_gen * (size_t)(n_alt + 1) * sizeof *ids);
+            float *alts = realloc(j->lp_alt, (size_t)j->cap_gen * (size_t)(n_alt + 1) * sizeof *alts);
+            if (lp) j->lp = lp;
+            if (ids) j->lp_id = ids;
+            if (alts) j->lp_alt = alts;
+            if (!lp || !ids || !alts) {
+                job_finish(sv, j, NULL, "out of memory");
+                pthread_mutex_unlock(&sv->mu);
+                if (raw != logits) free(raw);
+                return;
+            }
+            j->lp[j->n_gen] = (float)(raw[id] - lse);
+            for (int a = 0; a < n_alt; a++) {
+                j->lp_id[j->n_gen * n_alt + a] = alt_id[a];
+                j->lp_alt[j->n_gen * n_alt + a] = (float)(alt[a] - lse);
+            }
+        }
+        j->n_gen++;
         sv->gen_tokens++;
         bool head = first;
         if (emit(sv, j, &head)) job_finish(sv, j, "stop", NULL);
@@ -531,6 +685,7 @@ static void sample_next(server *sv, slot *sl, float *logits)
             job_finish(sv, j, "length", NULL);
     }
     pthread_mutex_unlock(&sv->mu);
+    if (raw != logits) free(raw);
 }
 
 /* The worker's buffers for one step. */
@@ -852,6 +1007,7 @@ static job *parse_job(server *sv, const char *body, size_t len, bool chat, serve
         if (!r.seed_given) j->sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)(uintptr_t)j << 16);
         j->presence = r.presence;
         j->frequency = r.frequency;
+        j->logprobs = r.logprobs;
         for (int i = 0; i < r.n_stop; i++) j->stop[j->n_stop++] = r.stop[i];
         r.n_stop = 0;
         if (chat && sv->end_of_turn && !(j->stop[j->n_stop++] = strdup(sv->end_of_turn)))

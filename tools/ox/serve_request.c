@@ -162,13 +162,25 @@ static bool fields(const cJSON *root, bool chat, serve_request *r, serve_error *
         if (!cJSON_IsObject(so)) return fail(e, "stream_options", "'stream_options' must be an object");
         if (!boolean(so, "include_usage", &r->include_usage, e)) return false;
     }
-    bool logprobs = false;
-    const cJSON *top = cJSON_GetObjectItemCaseSensitive(root, "top_logprobs");
+    /* logprobs: chat, a boolean and top_logprobs 0..20; completions, the
+     * number of alternatives 0..5 (OpenAI's ranges) */
     const cJSON *lp = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
-    if ((lp && !cJSON_IsNull(lp) && !cJSON_IsFalse(lp) && !(cJSON_IsNumber(lp) && lp->valuedouble == 0)) ||
-        (top && !cJSON_IsNull(top)) || !boolean(root, "echo", &logprobs, e) || logprobs)
-        return e->status ? false : fail(e, lp ? "logprobs" : top ? "top_logprobs" : "echo",
-                                        "logprobs and echo are not supported by this server yet");
+    double top = 0;
+    r->logprobs = -1;
+    if (chat) {
+        bool on = false;
+        if (!boolean(root, "logprobs", &on, e) || !number(root, "top_logprobs", 0, 20, &top, e))
+            return false;
+        if (!on && cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(root, "top_logprobs")))
+            return fail(e, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+        if (on) r->logprobs = (int)top;
+    } else if (lp && !cJSON_IsNull(lp)) {
+        if (!number(root, "logprobs", 0, 5, &top, e)) return false;
+        r->logprobs = (int)top;
+    }
+    bool echo = false;
+    if (!boolean(root, "echo", &echo, e)) return false;
+    if (echo) return fail(e, "echo", "'echo' is not supported by this server yet");
     const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
     if (rf && !cJSON_IsNull(rf)) {
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
@@ -190,6 +202,7 @@ bool serve_request_parse(const char *body, size_t len, bool chat, serve_request 
     memset(r, 0, sizeof *r);
     memset(e, 0, sizeof *e);
     r->chat = chat;
+    r->logprobs = -1;
     r->sampling = (ox_sampler_params){.struct_size = sizeof r->sampling, .temperature = 1.0f,
                                       .top_p = 1.0f};
     cJSON *root = cJSON_ParseWithLength(body, len);

@@ -23,6 +23,7 @@ typedef struct serve_error {
  * temperature 1, top_p 1, top_k and min_p off, no seed. */
 typedef struct serve_request {
     bool chat, stream, include_usage, seed_given;
+    int logprobs; /* -1: none; else the alternatives per token (top_logprobs) */
     char *model; /* NULL when not given */
     int max_tokens;
     ox_sampler_params sampling;
