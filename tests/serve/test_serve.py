@@ -122,6 +122,26 @@ def metrics(url):
     return values
 
 
+def raw_request(port, body, key=KEY):
+    """A POST to /v1/completions on a raw socket, left open."""
+    data = json.dumps(body).encode()
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n" +
+              (b"Authorization: Bearer " + key.encode() + b"\r\n" if key else b"") +
+              b"Content-Type: application/json\r\nContent-Length: " + str(len(data)).encode() +
+              b"\r\n\r\n" + data)
+    return s
+
+
+def wait_metrics(url, done, seconds=10):
+    deadline = time.time() + seconds
+    while True:
+        m = metrics(url)
+        if done(m) or time.time() > deadline:
+            return m
+        time.sleep(0.05)
+
+
 def peer_greedy():
     """llama.cpp's greedy pieces for its prompt, up to the first close call."""
     text = open(os.path.join(DATA, "greedy.txt"), encoding="utf-8").read()
@@ -247,6 +267,23 @@ def run_all(srv):
     status, body = http(srv.url + "/detokenize", {"tokens": ids[1:]})
     check("detokenize round trip", status == 200 and body["content"] == text, body)
 
+    # byte tokens (Gemma's <0x00>..<0xFF> are ids 238..493) can spell
+    # anything: text is always valid UTF-8, invalid runs replaced as
+    # Python's own decoder replaces them (one U+FFFD a maximal subpart), and
+    # NUL bytes (which C strings cannot carry into JSON) by U+FFFD too
+    import random
+    rng = random.Random(5)
+    cases = [b"\xc2A", b"\xe2\x82", b"\xe2\x82A", b"\xed\xa0\x80", b"\xe0\x80", b"\xf0\x90\x8e\x80",
+             b"\x80\xbf", b"\xf4\x90\x80\x80", b"\xc0\xaf"]
+    cases += [bytes(rng.choice([rng.randrange(256), rng.randrange(0x80, 0xc0), rng.randrange(0xc2, 0xf5)])
+                    for _ in range(rng.randrange(1, 9))) for _ in range(150)]
+    bad = []
+    for b in cases:
+        status, body = http(srv.url + "/detokenize", {"tokens": [238 + x for x in b]})
+        if status != 200 or body["content"] != b.decode("utf-8", "replace").replace("\x00", "\ufffd"):
+            bad.append((b, status, body))
+    check("detokenize: invalid UTF-8 replaced as Python does", not bad, bad[:3])
+
     # bad input: clean 4xx with an OpenAI-style error, the server serving on
     errors = [
         ("malformed JSON", dict(raw=b'{"prompt": "x",'), 400),
@@ -291,22 +328,26 @@ def run_all(srv):
 
     # a client that disconnects mid-stream has its sequence cancelled
     before = metrics(srv.url)
-    s = socket.create_connection(("127.0.0.1", srv.port))
-    body = json.dumps({"prompt": prompt, "max_tokens": 200, "stream": True}).encode()
-    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode() +
-              b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() +
-              b"\r\n\r\n" + body)
+    s = raw_request(srv.port, {"prompt": prompt, "max_tokens": 200, "stream": True})
     got = b""
     while got.count(b"data: ") < 2:
         got += s.recv(4096)
     s.close()
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        m = metrics(srv.url)
-        if m["ox_active_sequences"] == 0 and m["ox_requests_cancelled_total"] > before["ox_requests_cancelled_total"]:
-            break
-        time.sleep(0.05)
+    m = wait_metrics(srv.url, lambda m: m["ox_active_sequences"] == 0 and
+                     m["ox_requests_cancelled_total"] > before["ox_requests_cancelled_total"])
     check("disconnect cancels the sequence", m["ox_active_sequences"] == 0 and
+          m["ox_requests_cancelled_total"] == before["ox_requests_cancelled_total"] + 1 and
+          m["ox_generated_tokens_total"] - before["ox_generated_tokens_total"] < 150, m)
+
+    # ...and so is a non-streaming one (its connection is suspended while the
+    # reply is generated: the server peeks at the socket)
+    before = metrics(srv.url)
+    s = raw_request(srv.port, {"prompt": prompt, "max_tokens": 200})
+    time.sleep(0.5)
+    s.close()
+    m = wait_metrics(srv.url, lambda m: m["ox_active_sequences"] == 0 and
+                     m["ox_requests_cancelled_total"] > before["ox_requests_cancelled_total"])
+    check("non-streaming disconnect cancels the sequence",
           m["ox_requests_cancelled_total"] == before["ox_requests_cancelled_total"] + 1 and
           m["ox_generated_tokens_total"] - before["ox_generated_tokens_total"] < 150, m)
 
@@ -371,6 +412,21 @@ def queue_limit(model):
     srv.stop()
     check("queue full: 503 past --max-queue, the rest served",
           statuses.count(503) >= 1 and statuses.count(200) >= 2, statuses)
+    # a queued request whose client goes away leaves the queue unserved
+    srv = Server(model, "--ctx", "512", "--parallel", "1", "--max-queue", "1")
+    srv.wait_ready()
+    long_one = threading.Thread(target=lambda: http(srv.url + "/v1/completions", {
+        "prompt": "Once upon a time", "max_tokens": 300, "temperature": 0}, key=None))
+    long_one.start()
+    wait_metrics(srv.url, lambda m: m["ox_active_sequences"] == 1)
+    s = raw_request(srv.port, {"prompt": "Hello", "max_tokens": 8}, key=None)
+    m = wait_metrics(srv.url, lambda m: m["ox_queue_depth"] == 1)
+    s.close()
+    m = wait_metrics(srv.url, lambda m: m["ox_queue_depth"] == 0)
+    check("a queued request whose client left is dropped", m["ox_queue_depth"] == 0 and
+          m["ox_requests_cancelled_total"] == 1 and m["ox_active_sequences"] == 1, m)
+    long_one.join()
+    srv.stop()
 
 
 def drain_on_sigterm(model):

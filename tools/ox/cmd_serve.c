@@ -17,6 +17,7 @@
  * is found during long prompts too. See docs/ARCHITECTURE.md, "ox serve". */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -33,6 +34,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #define MAX_BODY (4u << 20)   /* request bodies above this get 413 */
 #define PREFILL_CHUNK 256     /* prompt tokens a sequence evaluates a step, at most */
@@ -108,6 +110,7 @@ struct job {
     bool gone;                /* the client went away: stop */
     bool suspended;           /* its connection waits for output */
     struct MHD_Connection *conn;
+    int fd;                   /* conn's socket, watched while it is suspended */
     int refs;                 /* the worker's, and the HTTP side's */
     struct server *sv;
     job *next;                /* in the queue */
@@ -313,17 +316,58 @@ static char *decode(const server *sv, const int32_t *ids, size_t n, size_t *len)
     return text;
 }
 
-/* The length of text[0..len) without an incomplete UTF-8 character at its
- * end, so a streamed chunk never splits one. */
-static size_t utf8_whole(const char *text, size_t len)
+/* text[0..len) as valid UTF-8: every byte that does not start a valid
+ * character (a stray continuation, a lead byte not followed by its
+ * continuations, an overlong form, a surrogate) becomes U+FFFD, as a
+ * sampled run of byte tokens can be anything; so does a NUL byte, which
+ * the JSON strings made from C strings cannot hold. An incomplete character at
+ * the very end is kept as it is, for the next token may complete it, and
+ * *whole is the length before it; with `final`, it is replaced too. A
+ * prefix cleans the same way whatever follows it, so offsets into an
+ * earlier result stay valid up to its *whole. NULL when out of memory. */
+static char *utf8_clean(const char *text, size_t len, bool final, size_t *out_len, size_t *whole)
 {
-    for (size_t back = 1; back <= 4 && back <= len; back++) {
-        unsigned char c = (unsigned char)text[len - back];
-        if ((c & 0xC0) == 0x80) continue; /* a continuation byte */
-        size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-        return need > back ? len - back : len;
+    static const char fffd[3] = {(char)0xEF, (char)0xBF, (char)0xBD};
+    char *out = malloc(3 * len + 1);
+    if (!out) return NULL;
+    size_t i = 0, k = 0;
+    *whole = SIZE_MAX;
+    while (i < len) {
+        unsigned char c = (unsigned char)text[i];
+        size_t need = c == 0 ? 0 : c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2
+                      : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        /* have: the bytes of the longest valid start of a character here
+         * (Unicode's "maximal subpart": one U+FFFD replaces all of it) */
+        size_t have = need ? 1 : 0;
+        while (have && have < need && i + have < len) {
+            unsigned char d = (unsigned char)text[i + have];
+            bool cont = (d & 0xC0) == 0x80;
+            if (have == 1) /* the second byte's narrower ranges: no overlongs, surrogates */
+                cont = cont && !((c == 0xE0 && d < 0xA0) || (c == 0xED && d > 0x9F) ||
+                                 (c == 0xF0 && d < 0x90) || (c == 0xF4 && d > 0x8F));
+            if (!cont) break;
+            have++;
+        }
+        if (need && have == need) {
+            memcpy(out + k, text + i, need);
+            k += need;
+            i += need;
+            continue;
+        }
+        if (need && i + have == len && !final) { /* incomplete, at the end: wait */
+            *whole = k;
+            memcpy(out + k, text + i, have);
+            k += have;
+            break;
+        }
+        memcpy(out + k, fffd, 3);
+        k += 3;
+        i += have ? have : 1;
     }
-    return len;
+    if (*whole == SIZE_MAX) *whole = k;
+    out[k] = '\0';
+    *out_len = k;
+    return out;
 }
 
 /* ---- the worker --------------------------------------------------------------------- */
@@ -478,6 +522,13 @@ static void stream_piece(const server *sv, job *j, const char *text, size_t len,
 /* The end of a job: the last frames, or the whole body. Under mu. */
 static void job_finish(server *sv, job *j, const char *finish, const char *error)
 {
+    size_t len, whole;
+    char *final = j->text ? utf8_clean(j->text, j->text_len, true, &len, &whole) : NULL;
+    if (final) { /* an incomplete character left at the end becomes U+FFFD */
+        free(j->text);
+        j->text = final;
+        j->text_len = len;
+    }
     if (j->stream) {
         if (error) {
             char *body = json_error_body("server_error", error, NULL, NULL);
@@ -541,8 +592,10 @@ static void job_finish(server *sv, job *j, const char *finish, const char *error
  * Returns true when a stop string ended the reply. Under mu. */
 static bool emit(server *sv, job *j, bool *first)
 {
-    size_t len = 0;
-    char *text = decode(sv, j->gen, (size_t)j->n_gen, &len);
+    size_t len = 0, whole = 0;
+    char *raw = decode(sv, j->gen, (size_t)j->n_gen, &len);
+    char *text = raw ? utf8_clean(raw, len, false, &len, &whole) : NULL;
+    free(raw);
     if (!text) return false;
     free(j->text);
     j->text = text;
@@ -556,7 +609,7 @@ static bool emit(server *sv, job *j, bool *first)
         }
     }
     if (stopped || !j->stream) return stopped;
-    size_t safe = utf8_whole(text, j->text_len), hold = 0;
+    size_t safe = whole < j->text_len ? whole : j->text_len, hold = 0;
     for (int i = 0; i < j->n_stop; i++) {
         size_t sl = strlen(j->stop[i]);
         for (size_t k = sl - 1 < safe ? sl - 1 : safe; k > hold; k--)
@@ -803,8 +856,39 @@ static int common_prefix(const int32_t *a, int na, const int32_t *b, int nb)
 
 /* Give queued jobs the free slots, each the one whose cached tokens share
  * the longest prefix with its prompt. Under mu. */
+/* Whether a job's client has gone: libmicrohttpd does not watch a
+ * suspended connection (a request waiting for a slot, a whole reply being
+ * generated), so its socket is peeked at: end of stream or an error means
+ * the client closed it. Under mu. */
+static bool client_gone(job *j)
+{
+    if (j->gone) return true;
+    if (!j->suspended || !j->conn || j->fd < 0) return false;
+    char byte;
+    ssize_t n = recv(j->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        j->gone = true;
+    return j->gone;
+}
+
 static void admit(server *sv)
 {
+    /* the queued whose clients have gone leave first */
+    for (job **at = &sv->queue_head; *at;) {
+        job *j = *at;
+        if (!client_gone(j)) {
+            at = &j->next;
+            continue;
+        }
+        *at = j->next;
+        sv->queued--;
+        sv->cancelled++;
+        j->finished = true;
+        job_wake(j);
+        job_release(j);
+    }
+    sv->queue_tail = NULL;
+    for (job *j = sv->queue_head; j; j = j->next) sv->queue_tail = j;
     while (sv->queue_head) {
         int best = -1, best_len = -1;
         job *j = sv->queue_head;
@@ -839,15 +923,30 @@ static void *worker_main(void *arg)
                       malloc(P * sizeof *b.slots), malloc(P * sizeof *b.sample),
                       malloc((STEP_TOKENS + P) * sizeof *b.tokens)};
     bool ok = b.logits && b.sessions && b.counts && b.slots && b.sample && b.tokens;
+    if (ok) { /* warm-up: the largest step there can be, so that its memory is taken now */
+        int first = STEP_TOKENS - (sv->parallel - 1);
+        if (first > sv->n_ctx - 1) first = sv->n_ctx - 1;
+        if (first < 1) first = 1;
+        int32_t bos = ox_tokenizer_bos(sv->tok) >= 0 ? ox_tokenizer_bos(sv->tok) : 0;
+        for (int i = 0; i < first + sv->parallel - 1; i++) b.tokens[i] = bos;
+        for (int i = 0; i < sv->parallel; i++) {
+            b.sessions[i] = sv->slots[i].se;
+            b.counts[i] = i == 0 ? first : 1;
+        }
+        if (ox_session_eval_batch(b.sessions, b.counts, sv->parallel, b.tokens, b.logits) != OX_OK)
+            fprintf(stderr, "ox serve: warm-up failed: %s\n", ox_errmsg(sv->ctx));
+        for (int i = 0; i < sv->parallel; i++) ox_session_rewind(sv->slots[i].se, 0);
+    }
     pthread_mutex_lock(&sv->mu);
     for (;;) {
         /* the finished and the abandoned leave their slots */
         for (int i = 0; i < sv->parallel; i++) {
             job *j = sv->slots[i].job;
-            if (!j || !(j->finished || j->gone)) continue;
+            if (!j || !(j->finished || client_gone(j))) continue;
             if (j->gone && !j->finished) {
                 sv->cancelled++;
                 j->finished = true;
+                job_wake(j); /* a suspended connection: libmicrohttpd closes it now */
             }
             sv->slots[i].job = NULL;
             sv->active--;
@@ -1068,6 +1167,8 @@ static enum MHD_Result start_job(server *sv, struct MHD_Connection *c, conn_stat
     j->refs = 2; /* the worker's and the connection's */
     sv->live++;
     j->conn = c;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    j->fd = ci ? ci->connect_fd : -1;
     j->t_submit = now();
     sv->requests++;
     if (sv->queue_tail) sv->queue_tail->next = j;
@@ -1150,7 +1251,10 @@ static enum MHD_Result tokenize(server *sv, struct MHD_Connection *c, conn_state
             cJSON_Delete(out);
             return send_error(sv, c, e.status, e.param, NULL, "%s", e.message);
         }
-        char *text = decode(sv, ids, (size_t)n, &len);
+        char *raw = decode(sv, ids, (size_t)n, &len);
+        size_t whole;
+        char *text = raw ? utf8_clean(raw, len, true, &len, &whole) : NULL;
+        free(raw);
         free(ids);
         if (!text) {
             cJSON_Delete(out);
