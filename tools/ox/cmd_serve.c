@@ -914,6 +914,39 @@ static void admit(server *sv)
     }
 }
 
+/* Before the server says it is ready: the largest step there can be (every
+ * slot, STEP_TOKENS tokens), so that its memory is taken now and RSS stays
+ * flat under load; the sessions then start empty. */
+static int warm_up(server *sv)
+{
+    int P = sv->parallel, first = STEP_TOKENS - (P - 1);
+    if (first > sv->n_ctx - 1) first = sv->n_ctx - 1;
+    if (first < 1) first = 1;
+    float *logits = malloc((size_t)P * (size_t)sv->info.n_vocab * sizeof *logits);
+    int32_t *tokens = malloc((size_t)(first + P) * sizeof *tokens);
+    ox_session **sessions = malloc((size_t)P * sizeof *sessions);
+    int *counts = malloc((size_t)P * sizeof *counts);
+    int status = CLI_EXIT_OK;
+    if (!logits || !tokens || !sessions || !counts) {
+        status = cli_error(sv->command, "out of memory");
+    } else {
+        int32_t bos = ox_tokenizer_bos(sv->tok) >= 0 ? ox_tokenizer_bos(sv->tok) : 0;
+        for (int i = 0; i < first + P - 1; i++) tokens[i] = bos;
+        for (int i = 0; i < P; i++) {
+            sessions[i] = sv->slots[i].se;
+            counts[i] = i == 0 ? first : 1;
+        }
+        ox_status s = ox_session_eval_batch(sessions, counts, P, tokens, logits);
+        if (s != OX_OK) status = cli_library_error(sv->command, sv->ctx, s);
+        for (int i = 0; i < P; i++) ox_session_rewind(sv->slots[i].se, 0);
+    }
+    free(logits);
+    free(tokens);
+    free(sessions);
+    free(counts);
+    return status;
+}
+
 static void *worker_main(void *arg)
 {
     server *sv = arg;
@@ -923,20 +956,6 @@ static void *worker_main(void *arg)
                       malloc(P * sizeof *b.slots), malloc(P * sizeof *b.sample),
                       malloc((STEP_TOKENS + P) * sizeof *b.tokens)};
     bool ok = b.logits && b.sessions && b.counts && b.slots && b.sample && b.tokens;
-    if (ok) { /* warm-up: the largest step there can be, so that its memory is taken now */
-        int first = STEP_TOKENS - (sv->parallel - 1);
-        if (first > sv->n_ctx - 1) first = sv->n_ctx - 1;
-        if (first < 1) first = 1;
-        int32_t bos = ox_tokenizer_bos(sv->tok) >= 0 ? ox_tokenizer_bos(sv->tok) : 0;
-        for (int i = 0; i < first + sv->parallel - 1; i++) b.tokens[i] = bos;
-        for (int i = 0; i < sv->parallel; i++) {
-            b.sessions[i] = sv->slots[i].se;
-            b.counts[i] = i == 0 ? first : 1;
-        }
-        if (ox_session_eval_batch(b.sessions, b.counts, sv->parallel, b.tokens, b.logits) != OX_OK)
-            fprintf(stderr, "ox serve: warm-up failed: %s\n", ox_errmsg(sv->ctx));
-        for (int i = 0; i < sv->parallel; i++) ox_session_rewind(sv->slots[i].se, 0);
-    }
     pthread_mutex_lock(&sv->mu);
     for (;;) {
         /* the finished and the abandoned leave their slots */
@@ -1642,6 +1661,7 @@ static int run_serve(const cli_command *command, int argc, char **argv)
     int port = info ? info->port : o.port;
     fprintf(stderr, "ox serve: listening on http://%s:%d/ (loading %s)\n", o.host, port, o.model);
     status = load(&sv, &o);
+    if (status == CLI_EXIT_OK) status = warm_up(&sv);
     pthread_t worker;
     if (status == CLI_EXIT_OK && pthread_create(&worker, NULL, worker_main, &sv) != 0)
         status = cli_error(command, "cannot start the worker thread");
