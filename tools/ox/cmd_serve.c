@@ -383,11 +383,12 @@ static void frame(job *j, cJSON *chunk)
     free(text);
 }
 
-static cJSON *chunk_head(const server *sv, const job *j)
+/* The fields every reply object starts with; `object` its type. */
+static cJSON *reply_head(const server *sv, const job *j, const char *object)
 {
     cJSON *c = cJSON_CreateObject();
     cJSON_AddStringToObject(c, "id", j->id);
-    cJSON_AddStringToObject(c, "object", j->chat ? "chat.completion.chunk" : "text_completion");
+    cJSON_AddStringToObject(c, "object", object);
     cJSON_AddNumberToObject(c, "created", (double)j->created);
     cJSON_AddStringToObject(c, "model", sv->model_id);
     return c;
@@ -497,7 +498,7 @@ static cJSON *logprobs_json(const server *sv, const job *j, int from, int to)
 static void stream_piece(const server *sv, job *j, const char *text, size_t len, const char *finish,
                          bool first)
 {
-    cJSON *c = chunk_head(sv, j), *choices = cJSON_AddArrayToObject(c, "choices");
+    cJSON *c = reply_head(sv, j, j->chat ? "chat.completion.chunk" : "text_completion"), *choices = cJSON_AddArrayToObject(c, "choices");
     cJSON *ch = cJSON_CreateObject();
     cJSON_AddItemToArray(choices, ch);
     cJSON_AddNumberToObject(ch, "index", 0);
@@ -541,7 +542,7 @@ static void job_finish(server *sv, job *j, const char *finish, const char *error
         } else {
             stream_piece(sv, j, j->text + j->emitted, j->text_len - j->emitted, finish, j->n_gen == 0);
             if (j->include_usage) {
-                cJSON *c = chunk_head(sv, j);
+                cJSON *c = reply_head(sv, j, j->chat ? "chat.completion.chunk" : "text_completion");
                 cJSON_AddArrayToObject(c, "choices");
                 cJSON_AddItemToObject(c, "usage", usage(j));
                 frame(j, c);
@@ -554,11 +555,7 @@ static void job_finish(server *sv, job *j, const char *finish, const char *error
         free(body);
         j->status = 500;
     } else {
-        cJSON *c = cJSON_CreateObject();
-        cJSON_AddStringToObject(c, "id", j->id);
-        cJSON_AddStringToObject(c, "object", j->chat ? "chat.completion" : "text_completion");
-        cJSON_AddNumberToObject(c, "created", (double)j->created);
-        cJSON_AddStringToObject(c, "model", sv->model_id);
+        cJSON *c = reply_head(sv, j, j->chat ? "chat.completion" : "text_completion");
         cJSON *choices = cJSON_AddArrayToObject(c, "choices"), *ch = cJSON_CreateObject();
         cJSON_AddItemToArray(choices, ch);
         cJSON_AddNumberToObject(ch, "index", 0);
@@ -1078,19 +1075,6 @@ static char *chat_text(server *sv, const serve_request *r)
     return text;
 }
 
-static bool fail_job(serve_error *e, const char *param, const char *format, ...) CLI_PRINTF(3, 4);
-
-static bool fail_job(serve_error *e, const char *param, const char *format, ...)
-{
-    va_list ap;
-    va_start(ap, format);
-    vsnprintf(e->message, sizeof e->message, format, ap);
-    va_end(ap);
-    e->status = 400;
-    e->param = param;
-    return false;
-}
-
 /* A completion or chat request made a job: parsed (serve_request.c), the
  * model checked, the chat format applied, tokenized and fitted to the
  * context. NULL with *e set. */
@@ -1100,16 +1084,16 @@ static job *parse_job(server *sv, const char *body, size_t len, bool chat, serve
     if (!serve_request_parse(body, len, chat, &r, e)) return NULL;
     job *j = calloc(1, sizeof *j);
     char *text = NULL;
-    bool ok = j ? true : fail_job(e, NULL, "out of memory");
+    bool ok = j ? true : serve_fail(e, NULL, "out of memory");
     if (ok && r.model && r.model[0] && strcmp(r.model, sv->model_id) != 0) {
-        ok = fail_job(e, "model", "model '%.100s' does not exist; this server has '%s'", r.model,
+        ok = serve_fail(e, "model", "model '%.100s' does not exist; this server has '%s'", r.model,
                       sv->model_id);
         e->status = 404;
     }
     unsigned flags = OX_TOKENIZE_ADD_BOS;
     if (ok && chat) {
         text = chat_text(sv, &r);
-        if (!text) ok = fail_job(e, "messages", "the chat format '%s' could not be applied: %s",
+        if (!text) ok = serve_fail(e, "messages", "the chat format '%s' could not be applied: %s",
                                  sv->chat_name, ox_errmsg(sv->ctx));
         flags |= OX_TOKENIZE_PARSE_SPECIAL;
     } else if (ok) {
@@ -1129,21 +1113,21 @@ static job *parse_job(server *sv, const char *body, size_t len, bool chat, serve
         for (int i = 0; i < r.n_stop; i++) j->stop[j->n_stop++] = r.stop[i];
         r.n_stop = 0;
         if (chat && sv->end_of_turn && !(j->stop[j->n_stop++] = strdup(sv->end_of_turn)))
-            ok = fail_job(e, NULL, "out of memory");
+            ok = serve_fail(e, NULL, "out of memory");
     }
     if (ok && encode(sv, text, strlen(text), flags, &j->prompt, &j->n_prompt) != OX_OK)
-        ok = fail_job(e, chat ? "messages" : "prompt", "the prompt could not be tokenized: %s",
+        ok = serve_fail(e, chat ? "messages" : "prompt", "the prompt could not be tokenized: %s",
                       ox_errmsg(sv->ctx));
-    if (ok && j->n_prompt == 0) ok = fail_job(e, "prompt", "the prompt is empty");
+    if (ok && j->n_prompt == 0) ok = serve_fail(e, "prompt", "the prompt is empty");
     if (ok && j->n_prompt >= sv->n_ctx)
-        ok = fail_job(e, chat ? "messages" : "prompt", "the prompt is %d tokens; the context "
+        ok = serve_fail(e, chat ? "messages" : "prompt", "the prompt is %d tokens; the context "
                       "holds %d (with room for one generated token)", j->n_prompt, sv->n_ctx);
     if (ok) {
         int room = sv->n_ctx - j->n_prompt;
         j->max_tokens = r.max_tokens < 0 || r.max_tokens > room ? room : r.max_tokens;
         if (j->max_tokens == 0) j->max_tokens = 1;
         if (ox_sampler_create(sv->ctx, &j->sp, &j->sampler) != OX_OK)
-            ok = fail_job(e, NULL, "the sampling parameters were refused: %s", ox_errmsg(sv->ctx));
+            ok = serve_fail(e, NULL, "the sampling parameters were refused: %s", ox_errmsg(sv->ctx));
         for (int i = 0; ok && i < j->n_prompt; i++) ox_sampler_accept(j->sampler, j->prompt[i]);
     }
     free(text);

@@ -35,6 +35,13 @@ typedef struct serve_request {
     char *prompt; /* completion */
 } serve_request;
 
+/* Fill *e as a 400 for `param` (or NULL) with a printf-style message;
+ * returns false, for `return serve_fail(...)`. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 3, 4)))
+#endif
+bool serve_fail(serve_error *e, const char *param, const char *format, ...);
+
 /* Parse `len` bytes of body. On failure *e says why and *r holds nothing
  * to free. On success free *r with serve_request_free. */
 bool serve_request_parse(const char *body, size_t len, bool chat, serve_request *r, serve_error *e);
