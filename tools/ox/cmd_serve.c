@@ -1696,16 +1696,17 @@ static int run_serve(const cli_command *command, int argc, char **argv)
 const cli_command cmd_serve = {
     "serve",
     "serve a GGUF model over HTTP with an OpenAI-compatible API",
-    "Serve MODEL over HTTP: POST /v1/chat/completions and /v1/completions "
-    "(streamed as server-sent events with \"stream\": true), GET /v1/models, "
-    "GET /health (503 while the model loads), GET /metrics (Prometheus text), "
-    "POST /tokenize and /detokenize, and a chat page at /. Up to --parallel "
-    "sequences are generated at once, all advanced in one batched forward pass "
-    "a step (a token each, or a chunk of a prompt); further requests wait in a "
-    "queue of --max-queue, past which they get 503. A client that disconnects has its sequence stopped. "
-    "SIGTERM or Ctrl-C stops accepting connections, lets the requests in "
-    "flight finish, and exits; a second signal stops at once. Errors are "
-    "OpenAI-style JSON with a 4xx or 5xx status.",
+    "Serve MODEL over HTTP: POST /v1/chat/completions and /v1/completions\n"
+    "(streamed as server-sent events with \"stream\": true; logprobs too),\n"
+    "GET /v1/models, GET /health (503 while the model loads), GET /metrics\n"
+    "(Prometheus text), POST /tokenize and /detokenize, and a chat page at /.\n"
+    "Up to --parallel sequences are generated at once, all advanced in one\n"
+    "batched forward pass a step (a token each, or a chunk of a prompt);\n"
+    "further requests wait in a queue of --max-queue, past which they get 503.\n"
+    "A client that disconnects has its sequence stopped. SIGTERM or Ctrl-C\n"
+    "stops accepting connections, lets the requests in flight finish, and\n"
+    "exits; a second signal stops at once. Errors are OpenAI-style JSON with a\n"
+    "4xx or 5xx status. Listens on 127.0.0.1 unless --host says otherwise.",
     serve_options,
     run_serve,
     "MODEL",
