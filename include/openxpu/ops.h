@@ -250,6 +250,22 @@ OX_API ox_status ox_attention(ox_queue *q, const ox_tensor *dst, const ox_tensor
                               const ox_tensor *key, const ox_tensor *value, const ox_tensor *mask,
                               const ox_attention_params *params);
 
+/* The same over a paged KV cache: the keys and values of many sequences
+ * share pools of fixed-size pages, and a sequence's logical key j lives in
+ * pool row pages[j / page_size] * page_size + j % page_size (the same row
+ * in every kv head). n_kv logical keys are read:
+ *   k_pool: ne = {D, n_pages * page_size, H_kv, 1}   F32, F16 or BF16
+ *   v_pool: ne = {Dv, n_pages * page_size, H_kv, 1}  its dtype likewise
+ *   pages:  ne = {>= ceil(n_kv / page_size), 1, 1, 1} I32, contiguous
+ *   q {D, n_q, H, 1}, mask {n_kv, n_q, 1, 1} or NULL, dst {Dv, n_q, H, 1}
+ * page_size is a power of two. A page number outside [0, n_pages) is
+ * clamped into it (never read out of bounds), so a wrong table gives wrong
+ * numbers, not a fault. Results are ox_attention's on the gathered rows. */
+OX_API ox_status ox_attention_paged(ox_queue *q, const ox_tensor *dst, const ox_tensor *query,
+                                    const ox_tensor *k_pool, const ox_tensor *v_pool,
+                                    const ox_tensor *pages, int page_size, int64_t n_kv,
+                                    const ox_tensor *mask, const ox_attention_params *params);
+
 #ifdef __cplusplus
 }
 #endif

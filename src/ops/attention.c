@@ -65,6 +65,7 @@ typedef struct att_job {
     bool tiled; /* the kernels have the tiles, and K and V rows are F32 or F16, unit-stride */
     const ox__view *dst, *q, *k, *v, *mask;
     const ox_attention_params *params;
+    const ox__att_pages *pages; /* a paged cache's table, or NULL */
     int64_t head_blocks; /* per kv head: ceil(group / HEAD_BLOCK) */
     int64_t row_block;   /* query rows a unit: ENTRIES / heads a unit */
     int64_t row_blocks;  /* ceil(n_q / row_block) */
@@ -135,6 +136,20 @@ static const att_kernels avx2_kernels = {ox__att_scores8_avx2, ox__att_scores8_f
                                          ox__att_pv_rows_avx2};
 #endif
 
+/* Element c of the key or value row of logical key `key` (t: j->k or j->v)
+ * in the entry block's kv head: through the page table when paged. */
+static const char *kv_row(const att_job *j, const att_state *st, const ox__view *t, int64_t c,
+                          int64_t key)
+{
+    const ox__att_pages *pg = j->pages;
+    if (pg) {
+        int64_t p = pg->table[key >> pg->shift];
+        p = p < 0 ? 0 : p >= pg->n_pages ? pg->n_pages - 1 : p; /* never out of the pool */
+        key = p << pg->shift | (key & (((int64_t)1 << pg->shift) - 1));
+    }
+    return ox__view_at(t, c, key, st->kv_head, st->b);
+}
+
 /* q . k for head g when the rows are wider than a tile: chunk by chunk. */
 static float wide_dot(const att_job *j, att_state *st, int64_t g, const char *k_row)
 {
@@ -157,7 +172,7 @@ static void scores(const att_job *j, att_state *st, int64_t j0, int64_t nk)
     const int64_t d = j->q->ne[0], entries = st->nh * st->nr;
     if (st->tiled) { /* every entry's dot products, then the limits, scale and mask */
         const void *k[KEY_BLOCK];
-        for (int64_t t = 0; t < nk; t++) k[t] = ox__view_at(j->k, 0, j0 + t, st->kv_head, st->b);
+        for (int64_t t = 0; t < nk; t++) k[t] = kv_row(j, st, j->k, 0, j0 + t);
         j->kern->kt(k, nk, d, j->k->dtype == OX_DTYPE_F16, st->kt);
         j->kern->scores_kt(st->q, entries, st->lim, st->kt, d, nk, st->s[0], KEY_BLOCK);
         const float scale = j->params->scale;
@@ -187,7 +202,7 @@ static void scores(const att_job *j, att_state *st, int64_t j0, int64_t nk)
             if (st->q[0]) {
                 if (!converted) {
                     for (int64_t t = 0; t < ng; t++) {
-                        const char *row = ox__view_at(j->k, 0, j0 + jg + t, st->kv_head, st->b);
+                        const char *row = kv_row(j, st, j->k, 0, j0 + jg + t);
                         k[t] = j->k_f16 ? (const void *)row
                                         : ox__tile_in(j->k, row, d, st->k_rows[t]);
                     }
@@ -197,7 +212,7 @@ static void scores(const att_job *j, att_state *st, int64_t j0, int64_t nk)
                 j->scores8(st->q[g], k, d, s);
             } else {
                 for (int64_t t = 0; t < ng; t++)
-                    s[t] = wide_dot(j, st, g, ox__view_at(j->k, 0, j0 + jg + t, st->kv_head, st->b));
+                    s[t] = wide_dot(j, st, g, kv_row(j, st, j->k, 0, j0 + jg + t));
             }
             for (int64_t t = 0; t < ng; t++) {
                 int64_t key = j0 + jg + t;
@@ -245,7 +260,7 @@ static void accumulate(const att_job *j, att_state *st, int64_t j0, int64_t nk)
             continue;
         }
         for (int64_t g = 0; g < st->nh * st->nr && !used; g++) used = st->s[g][jj] != 0.0f;
-        const char *row = used ? ox__view_at(j->v, st->c0, j0 + jj, st->kv_head, st->b) : NULL;
+        const char *row = used ? kv_row(j, st, j->v, st->c0, j0 + jj) : NULL;
         /* as stored (the tiles convert the block below), else F32 rows */
         v[jj] = used && !st->tiled && !j->v_f16 ? ox__tile_in(j->v, row, st->nc, st->v_rows[jj])
                                                 : (const void *)row;
@@ -316,10 +331,10 @@ static void attention_task(void *arg, size_t task, int thread)
 
 ox_status ox__cpu_attention(const ox__cpu_exec *x, const ox__view *dst, const ox__view *q,
                             const ox__view *k, const ox__view *v, const ox__view *mask,
-                            const ox_attention_params *params)
+                            const ox_attention_params *params, const ox__att_pages *pages)
 {
     att_job j = {.kern = &generic_kernels, .dst = dst, .q = q, .k = k, .v = v, .mask = mask,
-                 .params = params};
+                 .params = params, .pages = pages};
 #if defined(__x86_64__) || defined(_M_X64)
     const uint64_t avx2 = OX_FEATURE_BIT(OX_FEATURE_AVX2) | OX_FEATURE_BIT(OX_FEATURE_FMA) |
                           OX_FEATURE_BIT(OX_FEATURE_F16C);

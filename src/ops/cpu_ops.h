@@ -101,9 +101,15 @@ ox_status ox__cpu_concat(const ox__cpu_exec *x, const ox__view *dst, const ox__v
                          const ox__view *b, int dim);
 
 /* attention.c */
+/* A paged cache's table (ox_attention_paged): logical key j is row
+ * table[j >> shift] << shift | (j & mask), the page clamped into [0, n_pages). */
+typedef struct ox__att_pages {
+    const int32_t *table;
+    int64_t shift, n_pages;
+} ox__att_pages;
 ox_status ox__cpu_attention(const ox__cpu_exec *x, const ox__view *dst, const ox__view *q,
                             const ox__view *k, const ox__view *v, const ox__view *mask /* NULL */,
-                            const ox_attention_params *params);
+                            const ox_attention_params *params, const ox__att_pages *pages /* NULL */);
 /* attention_avx2.c (x86, AVX2 + FMA): its inner loops, chosen by attention.c */
 /* k[j], v[j]: F32 rows, or for the _f16 forms F16 rows (a KV cache's) */
 void ox__att_scores8_avx2(const float *q, const void *const k[8], int64_t d, float out[8]);

@@ -1007,7 +1007,8 @@ static int64_t att_splits(const ox_device_info *info, int split, int64_t n_kv, i
 
 static void att_common_args(launch *l, const ox_tensor *dst, const ox_tensor *q,
                             const ox_tensor *k, const ox_tensor *v, const ox_tensor *mask,
-                            const ox_tensor *part, float scale, int64_t split_len)
+                            const ox_tensor *part, float scale, int64_t split_len,
+                            const ox__dev_pages *pages)
 {
     arg_tensor(l, dst);
     arg_tensor(l, q);
@@ -1017,6 +1018,8 @@ static void att_common_args(launch *l, const ox_tensor *dst, const ox_tensor *q,
     arg_buffer(l, part);
     arg_f32(l, scale);
     arg_i32(l, (int32_t)split_len);
+    arg_buffer(l, pages ? pages->table : q); /* unused without PAGED */
+    arg_i32(l, pages ? (int32_t)pages->n_pages : 0);
 }
 
 /* Attention in one or two passes. Rows r = i G + g of a kv head (query i,
@@ -1028,7 +1031,7 @@ static void att_common_args(launch *l, const ox_tensor *dst, const ox_tensor *q,
  * head size are halved. */
 ox_status ox__dev_attention(const ox__op *op, const ox_tensor *dst, const ox_tensor *q,
                             const ox_tensor *k, const ox_tensor *v, const ox_tensor *mask,
-                            const ox_attention_params *params)
+                            const ox_attention_params *params, const ox__dev_pages *pages)
 {
     const ox_device_info *info = &op->device->info;
     const int64_t D = q->ne[0], Dv = v->ne[0], nq = q->ne[1], H = q->ne[2], B = q->ne[3];
@@ -1108,6 +1111,8 @@ ox_status ox__dev_attention(const ox__op *op, const ox_tensor *dst, const ox_ten
     option(&l, "K_UNIT", k->nb[0] == esize_k);
     option(&l, "V_UNIT", v->nb[0] == esize_v);
     option(&l, "M_UNIT", !mask || mask->nb[0] == (int64_t)sizeof(float));
+    option(&l, "PAGED", pages != NULL);
+    if (pages) option(&l, "PAGE_SHIFT", (long)pages->shift);
     option(&l, "LANES", (long)lanes);
     option(&l, "RUN", ox__tune_attention_run((int)lanes));
     size_t groups[3] = {(size_t)row_blocks, (size_t)(Hkv * B), (size_t)n_split};
@@ -1123,7 +1128,7 @@ ox_status ox__dev_attention(const ox__op *op, const ox_tensor *dst, const ox_ten
         option(&l, "KSTEP", (long)kstep);
         local[1] = (size_t)(wg / lanes);
     }
-    att_common_args(&l, dst, q, k, v, mask, &part, params->scale, split_len);
+    att_common_args(&l, dst, q, k, v, mask, &part, params->scale, split_len, pages);
     const char *kernel = tiled ? "attention_tiled" : "attention_decode";
     ox_status s = run(&l, "attention", kernel, groups, local);
     if (s != OX_OK || n_split == 1) return s;

@@ -680,51 +680,104 @@ ox_status ox_concat(ox_queue *q, const ox_tensor *dst, const ox_tensor *a, const
 
 /* ---- attention ------------------------------------------------------------------------ */
 
+/* The checks and the run of ox_attention and ox_attention_paged: key and
+ * value as logical [D, n_kv, H_kv, B] views (over the pools when paged). */
+static ox_status attention_run(ox__op *op, const ox_tensor *dst, const ox_tensor *query,
+                               const ox_tensor *key, const ox_tensor *value, const ox_tensor *mask,
+                               const ox_attention_params *params, const ox__dev_pages *pages)
+{
+    char sd[96], sq[96], sk[96], sv[96];
+    if (!params) return ox__fail(op->ctx, OX_ERR_INVALID, "%s: params is NULL", op->name);
+    for (int i = 0; i < 2; i++) {
+        const ox_tensor *t = i ? value : key;
+        if (t->dtype != OX_DTYPE_F32 && t->dtype != OX_DTYPE_F16 && t->dtype != OX_DTYPE_BF16)
+            return ox__fail(op->ctx, OX_ERR_INVALID, "%s: %s is %s; it must be f32, f16 or bf16",
+                            op->name, i ? "v" : "k", ox_dtype_str(t->dtype));
+    }
+    int64_t D = query->ne[0], nq = query->ne[1], H = query->ne[2], B = query->ne[3];
+    int64_t nkv = key->ne[1], Hkv = key->ne[2], Dv = value->ne[0];
+    bool ok = key->ne[0] == D && key->ne[3] == B && value->ne[1] == nkv && value->ne[2] == Hkv &&
+              value->ne[3] == B && Hkv > 0 && H % Hkv == 0 && dst->ne[0] == Dv &&
+              dst->ne[1] == nq && dst->ne[2] == H && dst->ne[3] == B;
+    if (!ok)
+        return ox__fail(op->ctx, OX_ERR_INVALID,
+                        "%s: shapes do not fit: q %s, k %s, v %s, dst %s (want q [D, n_q, H, B], "
+                        "k [D, n_kv, H_kv, B], v [Dv, n_kv, H_kv, B], dst [Dv, n_q, H, B], "
+                        "H_kv dividing H)",
+                        op->name, ox__shape_str(query, sq, sizeof sq),
+                        ox__shape_str(key, sk, sizeof sk), ox__shape_str(value, sv, sizeof sv),
+                        ox__shape_str(dst, sd, sizeof sd));
+    if (mask && (mask->dtype != OX_DTYPE_F32 || mask->ne[0] != nkv || mask->ne[1] != nq ||
+                 mask->ne[2] != 1 || mask->ne[3] != 1))
+        return ox__fail(op->ctx, OX_ERR_INVALID, "%s: mask %s must be f32 [n_kv=%lld, n_q=%lld, 1, 1]",
+                        op->name, ox__shape_str(mask, sd, sizeof sd), (long long)nkv, (long long)nq);
+    if (params->causal && nq > nkv)
+        return ox__fail(op->ctx, OX_ERR_INVALID, "%s: causal attention needs n_q %lld <= n_kv %lld",
+                        op->name, (long long)nq, (long long)nkv);
+    if (op->cpu) {
+        ox__view vd = view(dst), vq = view(query), vk = view(key), vv = view(value),
+                 vm = mask ? view(mask) : vd;
+        ox__att_pages cp = {0};
+        if (pages) {
+            ox__view vp = view(pages->table);
+            cp = (ox__att_pages){(const int32_t *)(const void *)vp.data, pages->shift, pages->n_pages};
+        }
+        return ox__cpu_attention(&op->exec, &vd, &vq, &vk, &vv, mask ? &vm : NULL, params,
+                                 pages ? &cp : NULL);
+    }
+    return ox__dev_attention(op, dst, query, key, value, mask, params, pages);
+}
+
 ox_status ox_attention(ox_queue *q, const ox_tensor *dst, const ox_tensor *query,
                        const ox_tensor *key, const ox_tensor *value, const ox_tensor *mask,
                        const ox_attention_params *params)
 {
     ox__op op;
-    char sd[96], sq[96], sk[96], sv[96];
     ox_status s = op_begin(&op, "ox_attention", q);
     if (s != OX_OK || (s = arg(&op, "dst", dst, false)) || (s = arg(&op, "q", query, false)) ||
         (s = arg(&op, "k", key, false)) || (s = arg(&op, "v", value, false)) ||
         (s = arg(&op, "mask", mask, true)) || (s = want_dtype(&op, "dst", dst, OX_DTYPE_F32)) ||
         (s = want_dtype(&op, "q", query, OX_DTYPE_F32)))
         return s;
-    if (!params) return ox__fail(op.ctx, OX_ERR_INVALID, "ox_attention: params is NULL");
-    for (int i = 0; i < 2; i++) {
-        const ox_tensor *t = i ? value : key;
-        if (t->dtype != OX_DTYPE_F32 && t->dtype != OX_DTYPE_F16 && t->dtype != OX_DTYPE_BF16)
-            return ox__fail(op.ctx, OX_ERR_INVALID,
-                            "ox_attention: %s is %s; it must be f32, f16 or bf16", i ? "v" : "k",
-                            ox_dtype_str(t->dtype));
-    }
-    int64_t D = query->ne[0], nq = query->ne[1], H = query->ne[2], B = query->ne[3];
-    int64_t nkv = key->ne[1], Hkv = key->ne[2], Dv = value->ne[0];
-    bool ok = key->ne[0] == D && key->ne[3] == B && value->ne[1] == nkv && value->ne[2] == Hkv &&
-              value->ne[3] == B && H % Hkv == 0 && dst->ne[0] == Dv && dst->ne[1] == nq &&
-              dst->ne[2] == H && dst->ne[3] == B;
-    if (!ok)
+    return attention_run(&op, dst, query, key, value, mask, params, NULL);
+}
+
+ox_status ox_attention_paged(ox_queue *q, const ox_tensor *dst, const ox_tensor *query,
+                             const ox_tensor *k_pool, const ox_tensor *v_pool,
+                             const ox_tensor *pages, int page_size, int64_t n_kv,
+                             const ox_tensor *mask, const ox_attention_params *params)
+{
+    ox__op op;
+    char sk[96], sv[96], sp[96];
+    ox_status s = op_begin(&op, "ox_attention_paged", q);
+    if (s != OX_OK || (s = arg(&op, "dst", dst, false)) || (s = arg(&op, "q", query, false)) ||
+        (s = arg(&op, "k_pool", k_pool, false)) || (s = arg(&op, "v_pool", v_pool, false)) ||
+        (s = arg(&op, "pages", pages, false)) || (s = arg(&op, "mask", mask, true)) ||
+        (s = want_dtype(&op, "dst", dst, OX_DTYPE_F32)) ||
+        (s = want_dtype(&op, "q", query, OX_DTYPE_F32)) ||
+        (s = want_dtype(&op, "pages", pages, OX_DTYPE_I32)))
+        return s;
+    if (page_size <= 0 || (page_size & (page_size - 1)) || page_size > (1 << 20))
         return ox__fail(op.ctx, OX_ERR_INVALID,
-                        "ox_attention: shapes do not fit: q %s, k %s, v %s, dst %s (want q [D, n_q, "
-                        "H, B], k [D, n_kv, H_kv, B], v [Dv, n_kv, H_kv, B], dst [Dv, n_q, H, B], "
-                        "H_kv dividing H)",
-                        ox__shape_str(query, sq, sizeof sq), ox__shape_str(key, sk, sizeof sk),
-                        ox__shape_str(value, sv, sizeof sv), ox__shape_str(dst, sd, sizeof sd));
-    if (mask && (mask->dtype != OX_DTYPE_F32 || mask->ne[0] != nkv || mask->ne[1] != nq ||
-                 mask->ne[2] != 1 || mask->ne[3] != 1))
+                        "ox_attention_paged: page_size %d is not a power of two from 1 to 2^20",
+                        page_size);
+    int64_t rows = k_pool->ne[1], n_pages = rows / page_size, need = 0;
+    if (n_kv >= 0) need = (n_kv + page_size - 1) / page_size;
+    if (n_kv < 0 || n_kv > INT32_MAX / 2 || rows == 0 || rows % page_size || v_pool->ne[1] != rows ||
+        k_pool->ne[3] != 1 || v_pool->ne[3] != 1 || query->ne[3] != 1 ||
+        pages->nb[0] != (int64_t)sizeof(int32_t) || pages->ne[0] < need ||
+        pages->ne[1] * pages->ne[2] * pages->ne[3] != 1)
         return ox__fail(op.ctx, OX_ERR_INVALID,
-                        "ox_attention: mask %s must be f32 [n_kv=%lld, n_q=%lld, 1, 1]",
-                        ox__shape_str(mask, sd, sizeof sd), (long long)nkv, (long long)nq);
-    if (params->causal && nq > nkv)
-        return ox__fail(op.ctx, OX_ERR_INVALID,
-                        "ox_attention: causal attention needs n_q %lld <= n_kv %lld",
-                        (long long)nq, (long long)nkv);
-    if (op.cpu) {
-        ox__view vd = view(dst), vq = view(query), vk = view(key), vv = view(value),
-                 vm = mask ? view(mask) : vd;
-        return ox__cpu_attention(&op.exec, &vd, &vq, &vk, &vv, mask ? &vm : NULL, params);
-    }
-    return ox__dev_attention(&op, dst, query, key, value, mask, params);
+                        "ox_attention_paged: %lld keys in pages of %d do not fit k_pool %s, "
+                        "v_pool %s, pages %s (want pools [D, n_pages * page_size, H_kv, 1] alike, "
+                        "a contiguous i32 table of at least %lld pages, one batch)",
+                        (long long)n_kv, page_size, ox__shape_str(k_pool, sk, sizeof sk),
+                        ox__shape_str(v_pool, sv, sizeof sv), ox__shape_str(pages, sp, sizeof sp),
+                        (long long)need);
+    ox_tensor k = *k_pool, v = *v_pool; /* logical views: n_kv rows, reached through the table */
+    k.ne[1] = v.ne[1] = n_kv;
+    int shift = 0;
+    while ((1 << shift) < page_size) shift++;
+    ox__dev_pages pg = {pages, page_size, shift, n_pages};
+    return attention_run(&op, dst, query, &k, &v, mask, params, &pg);
 }

@@ -60,8 +60,15 @@ ox_status ox__dev_matmul(const ox__op *op, const ox_tensor *dst, const ox_tensor
 ox_status ox__dev_get_rows(const ox__op *op, const ox_tensor *dst, const ox_tensor *table,
                            const ox_tensor *ids);
 ox_status ox__dev_copy(const ox__op *op, const ox_tensor *dst, const ox_tensor *src);
+/* A paged KV cache (ox_attention_paged): logical key j is pool row
+ * table[j >> shift] * page + (j & (page - 1)), page numbers clamped into
+ * [0, n_pages). */
+typedef struct ox__dev_pages {
+    const ox_tensor *table;
+    int64_t page, shift, n_pages;
+} ox__dev_pages;
 ox_status ox__dev_attention(const ox__op *op, const ox_tensor *dst, const ox_tensor *q,
                             const ox_tensor *k, const ox_tensor *v, const ox_tensor *mask,
-                            const ox_attention_params *params);
+                            const ox_attention_params *params, const ox__dev_pages *pages);
 
 #endif /* OX_OPS_OPS_INTERNAL_H */

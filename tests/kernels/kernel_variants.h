@@ -91,6 +91,13 @@ static const struct variant {
                   "-DK_UNIT=0 -DV_UNIT=1 -DM_UNIT=1 -DLANES=1 -DRUN=16 -DROWS_Y=8 -DBQ=64 -DBK=16"},
     {"attention", "-DTILED=1 -DDT_K=1 -DDT_V=1 -DHEAD_D=8 -DHEAD_DV=8 -DHAS_MASK=1 -DCAUSAL=1 "
                   "-DK_UNIT=1 -DV_UNIT=1 -DM_UNIT=1 -DLANES=4 -DRUN=4 -DROWS_Y=4 -DBQ=4 -DBK=8"},
+    /* paged caches (ox_attention_paged): pages of 64 and of 1 row */
+    {"attention", "-DDECODE=1 -DDT_K=1 -DDT_V=1 -DHEAD_D=256 -DHEAD_DV=256 -DHAS_MASK=1 -DCAUSAL=1 "
+                  "-DK_UNIT=1 -DV_UNIT=1 -DM_UNIT=1 -DLANES=16 -DRUN=1 -DWG=128 -DROWS=4 -DKSTEP=16 "
+                  "-DPAGED=1 -DPAGE_SHIFT=6"},
+    {"attention", "-DTILED=1 -DDT_K=1 -DDT_V=1 -DHEAD_D=128 -DHEAD_DV=128 -DHAS_MASK=0 -DCAUSAL=1 "
+                  "-DK_UNIT=1 -DV_UNIT=1 -DM_UNIT=1 -DLANES=16 -DRUN=1 -DROWS_Y=8 -DBQ=32 -DBK=16 "
+                  "-DPAGED=1 -DPAGE_SHIFT=0"},
     {"attention", "-DCOMBINE=1 -DHEAD_DV=128 -DWG=128"},
     {"attention", "-DCOMBINE=1 -DHEAD_DV=72 -DWG=64"},
     {"roofline", "-DPER_ITEM=8 -DHALF=0"}, {"roofline", "-DPER_ITEM=8 -DHALF=1"},

@@ -35,7 +35,8 @@ static void check_attention_kv(const att_case *c, ox_dtype kv_dt, int causal, in
     for (int portable = 0; portable < 2; portable++) {
         ox__cpu_exec x = *tt_exec();
         if (portable) x.features = 0;
-        ASSERT_EQ(ox__cpu_attention(&x, &d.v, &q.v, &k.v, &v.v, use_mask ? &m.v : NULL, &p), OX_OK);
+        ASSERT_EQ(ox__cpu_attention(&x, &d.v, &q.v, &k.v, &v.v, use_mask ? &m.v : NULL, &p, NULL),
+                  OX_OK);
         ASSERT_NMSE(&d, &rd, tt_tol(OX_DTYPE_F32),
                     "attention D %lld Dv %lld n_q %lld n_kv %lld H %lld/%lld B %lld kv %s causal %d "
                     "mask %d layouts %d %d %d portable %d\n",
@@ -121,16 +122,16 @@ OX_TEST(attention_exact_values)
     static const double vv[4] = {1, 2, 5, -2};
     for (int i = 0; i < 4; i++) tt_set(&v, i, vv[i]);
     ox_attention_params p = {.scale = 1.0f, .causal = 0};
-    ASSERT_EQ(ox__cpu_attention(tt_exec(), &d.v, &q.v, &k.v, &v.v, NULL, &p), OX_OK);
+    ASSERT_EQ(ox__cpu_attention(tt_exec(), &d.v, &q.v, &k.v, &v.v, NULL, &p, NULL), OX_OK);
     ASSERT_NEAR(tt_get(&d, 0), 4, 1e-6);
     ASSERT_NEAR(tt_get(&d, 1), -1, 1e-6);
     /* masking key 1 leaves v0; masking both gives zeros */
     tt_set(&m, 0, 0);
     tt_set(&m, 1, -INFINITY);
-    ASSERT_EQ(ox__cpu_attention(tt_exec(), &d.v, &q.v, &k.v, &v.v, &m.v, &p), OX_OK);
+    ASSERT_EQ(ox__cpu_attention(tt_exec(), &d.v, &q.v, &k.v, &v.v, &m.v, &p, NULL), OX_OK);
     ASSERT(tt_get(&d, 0) == 1 && tt_get(&d, 1) == 2);
     tt_set(&m, 0, -INFINITY);
-    ASSERT_EQ(ox__cpu_attention(tt_exec(), &d.v, &q.v, &k.v, &v.v, &m.v, &p), OX_OK);
+    ASSERT_EQ(ox__cpu_attention(tt_exec(), &d.v, &q.v, &k.v, &v.v, &m.v, &p, NULL), OX_OK);
     ASSERT(tt_get(&d, 0) == 0 && tt_get(&d, 1) == 0);
     /* causal with n_q == n_kv == 2: query 0 sees key 0 only */
     int64_t q2[4] = {1, 2, 1, 1}, d2[4] = {2, 2, 1, 1};
@@ -138,7 +139,7 @@ OX_TEST(attention_exact_values)
     tt_set(&qq, 0, 1);
     tt_set(&qq, 1, 1);
     p.causal = 1;
-    ASSERT_EQ(ox__cpu_attention(tt_exec(), &dd.v, &qq.v, &k.v, &v.v, NULL, &p), OX_OK);
+    ASSERT_EQ(ox__cpu_attention(tt_exec(), &dd.v, &qq.v, &k.v, &v.v, NULL, &p, NULL), OX_OK);
     ASSERT(tt_get(&dd, 0) == 1 && tt_get(&dd, 1) == 2);
     ASSERT_NEAR(tt_get(&dd, 2), 4, 1e-6);
     ASSERT_NEAR(tt_get(&dd, 3), -1, 1e-6);
