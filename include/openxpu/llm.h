@@ -116,12 +116,54 @@ OX_API ox_status ox_model_get_cost(const ox_model *model, ox_model_cost *cost);
  * *out is owned by the caller: free with ox_session_free. */
 OX_API ox_status ox_session_create(ox_model *model, int n_ctx, ox_session **out);
 
+/* ---- a KV cache shared by sessions ----------------------------------------------- */
+
+/* One pool of fixed-size pages of KV cache (every layer's keys and values
+ * of page_size positions a page) that sessions of one model take pages
+ * from as they grow and give back when rewound or freed, so that many
+ * sequences share one cache with no split per sequence (a server's
+ * slots). Attention reads a session's pages through its page table
+ * (ox_attention_paged); results are those of a session with its own
+ * cache. Sessions of one pool may run in several threads. */
+typedef struct ox_kv_pool ox_kv_pool;
+
+typedef struct ox_kv_pool_options {
+    size_t struct_size;
+    int n_tokens;  /* capacity in positions, rounded up to whole pages (> 0) */
+    int page_size; /* positions a page: a power of two, 0: 64 */
+    int kv_f32;    /* nonzero: K and V in F32 (default F16) */
+} ox_kv_pool_options;
+
+typedef struct ox_kv_pool_stats {
+    size_t struct_size;
+    int page_size, pages, free_pages;
+    int sessions; /* sessions holding the pool */
+} ox_kv_pool_stats;
+
+OX_API ox_status ox_kv_pool_create(ox_model *model, const ox_kv_pool_options *options,
+                                   ox_kv_pool **out);
+/* Released once its last session is freed (sessions hold the pool). */
+OX_API void ox_kv_pool_free(ox_kv_pool *pool);
+OX_API ox_status ox_kv_pool_get_stats(const ox_kv_pool *pool, ox_kv_pool_stats *stats);
+
+/* Pages a session must take from its pool to evaluate n more tokens
+ * (0 for a session without a pool). */
+OX_API int ox_session_pages_needed(const ox_session *session, int n);
+
 /* Options of ox_session_create_ex: zero-initialize, set struct_size. */
 typedef struct ox_session_options {
     size_t struct_size;
-    int n_ctx;            /* 0: min(model's trained context, 4096) */
+    int n_ctx;            /* 0: min(model's trained context, 4096), or with a
+                           * pool min(trained context, the pool's positions) */
     int kv_f32;           /* nonzero: keep K and V in F32 (default F16, as
-                           * llama.cpp: half the memory) */
+                           * llama.cpp: half the memory); with a pool, the pool's */
+    /* Keep K and V in pages of this pool instead of a cache of the
+     * session's own (NULL): pages are taken as the session grows, an
+     * evaluation that finds too few free fails (OX_ERR_OUT_OF_MEMORY, no
+     * session advanced), and ox_session_rewind gives back the pages past
+     * the new position. Added after kv_f32: an older struct_size means
+     * NULL. */
+    ox_kv_pool *pool;
 } ox_session_options;
 
 /* ox_session_create with options (NULL: the defaults). */

@@ -19,6 +19,7 @@
  * sliding-window layers (rope base 10000) before each global one. Every
  * size and constant comes from the file's metadata. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,11 +114,32 @@ struct ox_session {
     int n_ctx;
     int pos;
     ox_tensor *k_cache, *v_cache; /* per layer: [head_dim, n_ctx, n_head_kv] f32 */
+    /* or, with a pool, pages of it: position p is row pages[p / page] * page
+     * + p % page of the pool's caches; `table` is pages on the device */
+    struct ox_kv_pool *pool;
+    int32_t *pages;
+    int n_pages, max_pages;
+    ox_tensor table;
+    bool table_stale;             /* pages changed since table was written */
     scratch sc;                   /* for up to sc_tokens tokens; 0: none yet */
     int sc_tokens;
     int logit_rows;               /* rows of sc.logits (a batch's sessions) */
     unsigned char *host;          /* staging of one evaluation's inputs; each */
     size_t host_bytes;            /* evaluation ends waiting for its queue */
+};
+
+/* A KV cache shared by sessions: per layer [head_dim, pages * page,
+ * n_head_kv] keys and values, and the free pages as a stack. */
+struct ox_kv_pool {
+    ox_model *model;
+    int page, n_pages;
+    ox_dtype dtype;
+    ox_tensor *k, *v;        /* per layer */
+    pthread_mutex_t lock;    /* guards what follows */
+    int32_t *free_pages;     /* a stack of n_free page numbers */
+    int n_free;
+    int users;               /* sessions holding the pool, + 1 until ox_kv_pool_free */
+    bool released;           /* ox_kv_pool_free was called */
 };
 
 /* ---- metadata and tensors ---------------------------------------------------- */
@@ -685,10 +707,134 @@ ox_status ox_session_create(ox_model *m, int n_ctx, ox_session **out)
     return ox_session_create_ex(m, &o, out);
 }
 
+/* ---- the KV pool ------------------------------------------------------------------ */
+
+static void pool_release(ox_kv_pool *pool)
+{
+    pthread_mutex_lock(&pool->lock);
+    bool last = --pool->users == 0;
+    pthread_mutex_unlock(&pool->lock);
+    if (!last) return;
+    ox_context *ctx = pool->model->ctx;
+    int L = pool->model->info.n_layer;
+    for (int il = 0; il < L; il++) {
+        if (pool->k && pool->k[il].buffer) ox_buffer_free(pool->k[il].buffer);
+        if (pool->v && pool->v[il].buffer) ox_buffer_free(pool->v[il].buffer);
+    }
+    ox__free(ctx, pool->k, sizeof *pool->k * (size_t)L);
+    ox__free(ctx, pool->v, sizeof *pool->v * (size_t)L);
+    ox__free(ctx, pool->free_pages, sizeof *pool->free_pages * (size_t)pool->n_pages);
+    pthread_mutex_destroy(&pool->lock);
+    ox__free(ctx, pool, sizeof *pool);
+}
+
+ox_status ox_kv_pool_create(ox_model *m, const ox_kv_pool_options *options, ox_kv_pool **out)
+{
+    if (!m || !options || !out)
+        return ox__fail(m ? m->ctx : NULL, OX_ERR_INVALID,
+                        "ox_kv_pool_create: model, options or out is NULL");
+    *out = NULL;
+    ox_context *ctx = m->ctx;
+    if (options->struct_size < sizeof *options)
+        return ox__fail(ctx, OX_ERR_INVALID, "ox_kv_pool_create: options->struct_size is %zu; "
+                        "set it to sizeof(ox_kv_pool_options)", options->struct_size);
+    int page = options->page_size ? options->page_size : 64;
+    if (page < 1 || page > 4096 || (page & (page - 1)))
+        return ox__fail(ctx, OX_ERR_INVALID, "ox_kv_pool_create: page_size %d is not a power of "
+                        "two from 1 to 4096", options->page_size);
+    if (options->n_tokens <= 0 || options->n_tokens > (1 << 30) - page)
+        return ox__fail(ctx, OX_ERR_INVALID, "ox_kv_pool_create: n_tokens %d is not in "
+                        "[1, 2^30 - page_size]", options->n_tokens);
+    if (m->first != 0 || m->last != m->info.n_layer || m->n_tp > 1)
+        return ox__fail(ctx, OX_ERR_UNSUPPORTED, "ox_kv_pool_create: pools serve whole models "
+                        "on one device (this one holds layers [%d, %d) on %d devices)",
+                        m->first, m->last, m->n_tp);
+    ox_kv_pool *pool = ox__calloc(ctx, 1, sizeof *pool);
+    if (!pool) return ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "ox_kv_pool_create: out of memory");
+    int L = m->info.n_layer;
+    pool->model = m;
+    pool->page = page;
+    pool->n_pages = (options->n_tokens + page - 1) / page;
+    pool->dtype = options->kv_f32 ? OX_DTYPE_F32 : OX_DTYPE_F16;
+    pool->users = 1;
+    pthread_mutex_init(&pool->lock, NULL);
+    pool->k = ox__calloc(ctx, (size_t)L, sizeof *pool->k);
+    pool->v = ox__calloc(ctx, (size_t)L, sizeof *pool->v);
+    pool->free_pages = ox__calloc(ctx, (size_t)pool->n_pages, sizeof *pool->free_pages);
+    ox_status s = pool->k && pool->v && pool->free_pages
+                      ? OX_OK
+                      : ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "ox_kv_pool_create: out of memory");
+    int64_t rows = (int64_t)pool->n_pages * page;
+    for (int il = 0; s == OX_OK && il < L; il++) {
+        s = ox_tensor_alloc(m->device, pool->dtype, m->info.head_dim, rows, m->info.n_head_kv, 1,
+                            &pool->k[il]);
+        if (s == OX_OK)
+            s = ox_tensor_alloc(m->device, pool->dtype, m->info.head_dim, rows,
+                                m->info.n_head_kv, 1, &pool->v[il]);
+    }
+    if (s != OX_OK) {
+        pool_release(pool);
+        return s;
+    }
+    /* the stack pops page 0 first */
+    for (int i = 0; i < pool->n_pages; i++) pool->free_pages[i] = pool->n_pages - 1 - i;
+    pool->n_free = pool->n_pages;
+    *out = pool;
+    return OX_OK;
+}
+
+void ox_kv_pool_free(ox_kv_pool *pool)
+{
+    if (!pool) return;
+    pthread_mutex_lock(&pool->lock);
+    bool twice = pool->released;
+    pool->released = true;
+    pthread_mutex_unlock(&pool->lock);
+    if (twice) { /* its sessions still hold it: the second call must not free it under them */
+        ox__log(pool->model->ctx, OX_LOG_WARN, "ox_kv_pool_free: the pool was freed already");
+        return;
+    }
+    pool_release(pool);
+}
+
+ox_status ox_kv_pool_get_stats(const ox_kv_pool *pool, ox_kv_pool_stats *stats)
+{
+    if (!pool || !stats || stats->struct_size < sizeof *stats)
+        return ox__fail(pool ? pool->model->ctx : NULL, OX_ERR_INVALID,
+                        "ox_kv_pool_get_stats: pool or stats is NULL, or stats->struct_size is "
+                        "too small");
+    ox_kv_pool *p = (ox_kv_pool *)pool;
+    pthread_mutex_lock(&p->lock);
+    *stats = (ox_kv_pool_stats){.struct_size = sizeof *stats, .page_size = p->page,
+                                .pages = p->n_pages, .free_pages = p->n_free,
+                                .sessions = p->users - (p->released ? 0 : 1)};
+    pthread_mutex_unlock(&p->lock);
+    return OX_OK;
+}
+
+int ox_session_pages_needed(const ox_session *se, int n)
+{
+    if (!se || !se->pool || n <= 0) return 0;
+    int page = se->pool->page, want = (int)(((int64_t)se->pos + n + page - 1) / page);
+    return want > se->n_pages ? want - se->n_pages : 0;
+}
+
+/* Give back the session's pages past those that hold `tokens` positions. */
+static void pages_trim(ox_session *se, int tokens)
+{
+    if (!se->pool) return;
+    ox_kv_pool *pool = se->pool;
+    int keep = (tokens + pool->page - 1) / pool->page;
+    if (keep >= se->n_pages) return;
+    pthread_mutex_lock(&pool->lock);
+    while (se->n_pages > keep) pool->free_pages[pool->n_free++] = se->pages[--se->n_pages];
+    pthread_mutex_unlock(&pool->lock);
+}
+
 /* A session of n_ctx tokens; with_caches false: no KV cache (the model's
  * batch session, which only lends its scratch and queue). */
 static ox_status session_new(ox_model *m, int n_ctx, ox_dtype kv, bool with_caches,
-                             ox_session **out)
+                             ox_kv_pool *pool, ox_session **out)
 {
     ox_context *ctx = m->ctx;
     ox_session *se = ox__calloc(ctx, 1, sizeof *se);
@@ -701,6 +847,17 @@ static ox_status session_new(ox_model *m, int n_ctx, ox_dtype kv, bool with_cach
     ox_status s = se->k_cache && se->v_cache ? ox_queue_create(m->device, &se->queue)
                                              : ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "out of memory");
     for (int i = 1; s == OX_OK && i < m->n_tp; i++) s = ox_queue_create(m->tp_device[i], &se->tp_queue[i]);
+    if (pool && s == OX_OK) { /* pages instead of caches of its own */
+        pthread_mutex_lock(&pool->lock);
+        pool->users++;
+        pthread_mutex_unlock(&pool->lock);
+        se->pool = pool;
+        se->max_pages = (n_ctx + pool->page - 1) / pool->page;
+        se->pages = ox__calloc(ctx, (size_t)se->max_pages, sizeof *se->pages);
+        s = se->pages ? ox_tensor_alloc(m->device, OX_DTYPE_I32, se->max_pages, 1, 1, 1, &se->table)
+                      : ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "ox_session_create: out of memory");
+        with_caches = false;
+    }
     for (int il = m->first; with_caches && s == OX_OK && il < m->last; il++) {
         s = ox_tensor_alloc(m->device, kv, m->info.head_dim, n_ctx, m->info.n_head_kv, 1,
                             &se->k_cache[il]);
@@ -721,16 +878,30 @@ ox_status ox_session_create_ex(ox_model *m, const ox_session_options *options, o
     if (!m || !out) return ox__fail(NULL, OX_ERR_INVALID, "ox_session_create: model or out is NULL");
     *out = NULL;
     ox_context *ctx = m->ctx;
-    if (options && options->struct_size < sizeof *options)
+    /* the first form had no pool */
+    const size_t first_size = offsetof(ox_session_options, pool);
+    if (options && options->struct_size < first_size)
         return ox__fail(ctx, OX_ERR_INVALID, "ox_session_create_ex: options->struct_size is %zu; "
                         "set it to sizeof(ox_session_options)", options->struct_size);
+    ox_kv_pool *pool = options && options->struct_size >= sizeof *options ? options->pool : NULL;
     int n_ctx = options ? options->n_ctx : 0;
     ox_dtype kv = options && options->kv_f32 ? OX_DTYPE_F32 : OX_DTYPE_F16;
-    if (n_ctx <= 0) n_ctx = m->info.n_ctx_train < 4096 ? m->info.n_ctx_train : 4096;
-    if (n_ctx > m->info.n_ctx_train)
-        return ox__fail(ctx, OX_ERR_INVALID, "ox_session_create: n_ctx %d exceeds the model's "
-                        "context length %d", n_ctx, m->info.n_ctx_train);
-    return session_new(m, n_ctx, kv, true, out);
+    int limit = m->info.n_ctx_train;
+    if (pool) {
+        if (pool->model != m)
+            return ox__fail(ctx, OX_ERR_INVALID, "ox_session_create: the pool belongs to another "
+                            "model");
+        int64_t positions = (int64_t)pool->n_pages * pool->page;
+        if (positions < limit) limit = (int)positions;
+        kv = pool->dtype;
+    }
+    if (n_ctx <= 0) n_ctx = pool ? limit : limit < 4096 ? limit : 4096;
+    if (n_ctx > limit)
+        return ox__fail(ctx, OX_ERR_INVALID, "ox_session_create: n_ctx %d exceeds the %s %d",
+                        n_ctx, pool && limit < m->info.n_ctx_train ? "pool's positions"
+                                                                  : "model's context length",
+                        limit);
+    return session_new(m, n_ctx, kv, true, pool, out);
 }
 
 void ox_session_free(ox_session *se)
@@ -745,6 +916,12 @@ void ox_session_free(ox_session *se)
     ox__free(ctx, se->k_cache, sizeof *se->k_cache * (size_t)L);
     ox__free(ctx, se->v_cache, sizeof *se->v_cache * (size_t)L);
     ox_queue_free(se->queue); /* waits for its work first */
+    if (se->pool) {
+        if (se->pages) pages_trim(se, 0);
+        ox__free(ctx, se->pages, sizeof *se->pages * (size_t)se->max_pages);
+        if (se->table.buffer) ox_buffer_free(se->table.buffer);
+        pool_release(se->pool);
+    }
     for (int i = 1; i < MAX_TP; i++) ox_queue_free(se->tp_queue[i]);
     scratch_free(&se->sc);
     ox__free(ctx, se->host, se->host_bytes);
@@ -769,6 +946,7 @@ ox_status ox_session_rewind(ox_session *se, int position)
         return ox__fail(se->model->ctx, OX_ERR_OUT_OF_RANGE,
                         "ox_session_rewind: position %d is outside 0..%d", position, se->pos);
     se->pos = position;
+    pages_trim(se, position);
     return OX_OK;
 }
 
@@ -847,6 +1025,50 @@ typedef struct segment {
     ox_session *se;
     int start, n;
 } segment;
+
+/* Pages for the segments' new tokens, all or none: an evaluation that
+ * finds too few fails before it starts, with every session as it was.
+ * Then each session's page table, where it changed, written to the device
+ * (the queues are idle between evaluations). */
+static ox_status pages_take(const segment *sg, int n_seg)
+{
+    ox_status s = OX_OK;
+    int got = 0;
+    for (; got < n_seg && s == OX_OK; got++) {
+        ox_session *se = sg[got].se;
+        int need = ox_session_pages_needed(se, sg[got].n);
+        if (need == 0) continue;
+        ox_kv_pool *pool = se->pool;
+        pthread_mutex_lock(&pool->lock);
+        int free_pages = pool->n_free;
+        if (need <= free_pages && se->n_pages + need <= se->max_pages) {
+            for (int i = 0; i < need; i++) se->pages[se->n_pages++] = pool->free_pages[--pool->n_free];
+            se->table_stale = true;
+        }
+        pthread_mutex_unlock(&pool->lock);
+        if (need > free_pages)
+            s = ox__fail(se->model->ctx, OX_ERR_OUT_OF_MEMORY,
+                         "ox_session_eval: the KV pool is full: %d more tokens at position %d "
+                         "need %d pages of %d positions; %d are free", sg[got].n, se->pos, need,
+                         pool->page, free_pages);
+    }
+    if (s != OX_OK) { /* give back what this call took */
+        for (int i = 0; i < got; i++) pages_trim(sg[i].se, sg[i].se->pos);
+        return s;
+    }
+    for (int i = 0; i < n_seg; i++) {
+        ox_session *se = sg[i].se;
+        if (!se->pool || !se->table_stale) continue;
+        ox_tensor used = se->table;
+        used.ne[0] = se->n_pages;
+        if ((s = ox_tensor_write(&used, se->pages, (size_t)se->n_pages * sizeof *se->pages))) {
+            for (int k = 0; k < n_seg; k++) pages_trim(sg[k].se, sg[k].se->pos);
+            return s;
+        }
+        se->table_stale = false;
+    }
+    return OX_OK;
+}
 
 /* Logits for `rows` sessions at once. */
 static ox_status logits_reserve(ox_session *se, int rows)
@@ -1009,36 +1231,53 @@ static ox_status attention_segment(ox_session *se, layer *L, scratch *sc, const 
     ox_tensor qr = rows_of(&sc->q, g->start, n), kr = rows_of(&sc->k, g->start, n);
     ox_tensor vr = rows_of(&sc->v, g->start, n), ar = rows_of(&sc->att, g->start, n);
     ox_tensor rope_rows = rows_of(&sc->rope[L->rope_table], g->start, n);
-    ox_tensor qh = heads(&qr, D), kh = heads(&kr, D), vh = heads(&vr, D);
     ox_rope_params rope = rope_params(m, L->rope_base);
-    /* The new keys and values go to the caches: [D, n_ctx, Hkv] viewed as
-     * [D, Hkv, n] at position pos. The keys are normalised (where the
-     * architecture has q/k norms) and rotated straight into theirs, with
-     * the queries, in one op. */
+    /* The new keys and values go to the caches: [D, rows, Hkv] viewed as
+     * [D, Hkv, run] from the row of the run's first position, a run being
+     * all n (a cache of the session's own) or the part in one page (a
+     * pool's). The keys are normalised (where the architecture has q/k
+     * norms) and rotated straight into theirs, with the queries, in one op. */
     int il = (int)(L - m->layers);
-    ox_tensor kc = owner->k_cache[il], vc = owner->v_cache[il];
-    ox_tensor kdst = kc, vdst = vc;
-    for (int c = 0; c < 2; c++) {
-        ox_tensor *dst = c ? &vdst : &kdst;
-        const ox_tensor *cache = c ? &vc : &kc;
-        dst->offset = cache->offset + (size_t)owner->pos * (size_t)cache->nb[1];
-        dst->ne[1] = in->n_head_kv;
-        dst->nb[1] = cache->nb[2];
-        dst->ne[2] = n;
-        dst->nb[2] = cache->nb[1];
-    }
+    ox_kv_pool *pool = owner->pool;
+    ox_tensor kc = pool ? pool->k[il] : owner->k_cache[il];
+    ox_tensor vc = pool ? pool->v[il] : owner->v_cache[il];
     bool norms = m->arch->qk_norm;
-    if ((s = ox_rope_qk(q, &qh, &qh, norms ? &L->q_norm : NULL, &kdst, &kh,
-                        norms ? &L->k_norm : NULL, &rope_rows, &rope, m->eps)) ||
-        (s = ox_copy(q, &vdst, &vh)))
-        return s;
-    kc.ne[1] = n_kv;
-    vc.ne[1] = n_kv;
+    for (int done = 0, run; done < n; done += run) {
+        int p = owner->pos + done;
+        int64_t row = p;
+        run = n - done;
+        if (pool) {
+            row = (int64_t)owner->pages[p / pool->page] * pool->page + p % pool->page;
+            if (run > pool->page - p % pool->page) run = pool->page - p % pool->page;
+        }
+        ox_tensor kdst = kc, vdst = vc;
+        for (int c = 0; c < 2; c++) {
+            ox_tensor *dst = c ? &vdst : &kdst;
+            const ox_tensor *cache = c ? &vc : &kc;
+            dst->offset = cache->offset + (size_t)row * (size_t)cache->nb[1];
+            dst->ne[1] = in->n_head_kv;
+            dst->nb[1] = cache->nb[2];
+            dst->ne[2] = run;
+            dst->nb[2] = cache->nb[1];
+        }
+        ox_tensor qp = rows_of(&qr, done, run), kp = rows_of(&kr, done, run);
+        ox_tensor vp = rows_of(&vr, done, run), rp = rows_of(&rope_rows, done, run);
+        ox_tensor qph = heads(&qp, D), kph = heads(&kp, D), vph = heads(&vp, D);
+        if ((s = ox_rope_qk(q, &qph, &qph, norms ? &L->q_norm : NULL, &kdst, &kph,
+                            norms ? &L->k_norm : NULL, &rp, &rope, m->eps)) ||
+            (s = ox_copy(q, &vdst, &vph)))
+            return s;
+    }
     ox_tensor qt = tokens_by_head(&qr, D), at = tokens_by_head(&ar, D);
     ox_attention_params ap = {.scale = 1.0f / sqrtf((float)D), .causal = 1};
     ox_tensor mview = ox_tensor_make(sc->mask.buffer, sc->mask.offset + mask_at * sizeof(float),
                                      OX_DTYPE_F32, n_kv, n, 1, 1);
     const ox_tensor *mask = L->swa && n_kv > m->swa_window ? &mview : NULL;
+    if (pool)
+        return ox_attention_paged(q, &at, &qt, &kc, &vc, &owner->table, pool->page, n_kv, mask,
+                                  &ap);
+    kc.ne[1] = n_kv;
+    vc.ne[1] = n_kv;
     return ox_attention(q, &at, &qt, &kc, &vc, mask, &ap);
 }
 
@@ -1225,6 +1464,7 @@ static ox_status eval_segments(ox_session *se, const segment *sg, int n_seg,
     bool embeds = m->first == 0, outputs = m->last == in->n_layer;
     ox_status s = scratch_reserve(se, n);
     if (s == OX_OK && logits) s = logits_reserve(se, n_seg);
+    if (s == OX_OK) s = pages_take(sg, n_seg);
     if (s != OX_OK) return s;
     scratch sc = scratch_view(se, n, se->pos + n);
     ox_queue *q = se->queue;
@@ -1289,6 +1529,7 @@ static ox_status eval_segments(ox_session *se, const segment *sg, int n_seg,
 out:
     /* nothing may still read the staging or write the caller's memory */
     ox_queue_finish(q);
+    for (int i = 0; i < n_seg; i++) pages_trim(sg[i].se, sg[i].se->pos);
     return s;
 }
 
@@ -1367,7 +1608,7 @@ ox_status ox_session_eval_batch(ox_session *const *sessions, const int *counts, 
         ox_session_free(m->batch);
         m->batch = NULL;
     }
-    if (s == OX_OK && !m->batch) s = session_new(m, n_ctx, OX_DTYPE_F32, false, &m->batch);
+    if (s == OX_OK && !m->batch) s = session_new(m, n_ctx, OX_DTYPE_F32, false, NULL, &m->batch);
     if (s == OX_OK) s = eval_segments(m->batch, sg, n_seq, tokens, NULL, n, NULL, logits);
     free(sg);
     return s;

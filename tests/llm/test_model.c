@@ -194,5 +194,119 @@ OX_TEST(real_model_batch_past_the_window)
     ox_context_free(ctx);
 }
 
+static int free_pages(ox_context *ctx, const ox_kv_pool *pool)
+{
+    ox_kv_pool_stats st = {.struct_size = sizeof st};
+    ASSERT_OK(ctx, ox_kv_pool_get_stats(pool, &st));
+    return st.free_pages;
+}
+
+/* Sessions whose K and V live in pages of one shared pool (pages of 16
+ * positions, taken by two sessions in turn so that each one's pages are
+ * scattered, a chunk starting and ending inside pages, a sequence past
+ * Gemma's sliding window) give bit for bit the logits of sessions with
+ * caches of their own, alone and in a batch; a pool too small for an
+ * evaluation fails it with nothing changed; rewinding and freeing give
+ * pages back; the pool outlives ox_kv_pool_free while sessions hold it. */
+OX_TEST(real_model_pool_sessions_equal_own_caches)
+{
+    const char *path = test_real_model();
+    ox_device *cpu;
+    ox_context *ctx = cpu_context(&cpu);
+    ox_model *m;
+    ASSERT_OK(ctx, ox_model_load(cpu, path, &m));
+    ox_model_info info = {.struct_size = sizeof info};
+    ASSERT_OK(ctx, ox_model_get_info(m, &info));
+    size_t V = (size_t)info.n_vocab;
+    enum { LONG = 530 };
+    int32_t *text = malloc(LONG * sizeof *text);
+    float *got = malloc(2 * V * sizeof *got), *want = malloc(2 * V * sizeof *want);
+    ASSERT(text && got && want);
+    text[0] = 2;
+    for (int i = 1; i < LONG; i++) text[i] = 1000 + (i * 7919) % 20000; /* any ids */
+    ox_kv_pool *pool;
+    ox_kv_pool_options po = {.struct_size = sizeof po, .n_tokens = 40 * 16, .page_size = 16};
+    ASSERT_OK(ctx, ox_kv_pool_create(m, &po, &pool));
+    ASSERT_EQ(free_pages(ctx, pool), 40);
+    ox_session *se[2], *ref[2];
+    ox_session_options so = {.struct_size = sizeof so, .n_ctx = 600, .pool = pool};
+    for (int i = 0; i < 2; i++) {
+        ASSERT_OK(ctx, ox_session_create_ex(m, &so, &se[i]));
+        ASSERT_OK(ctx, ox_session_create(m, 600, &ref[i]));
+    }
+    /* turns: 0 takes 21 (2 pages), 1 takes 5 (1), 0 takes 300 (19 more),
+     * 1 takes 200 (12 more): each one's pages are scattered */
+    static const struct { int who, n; } turns[] = {{0, 21}, {1, 5}, {0, 300}, {1, 200}};
+    int at[2] = {0, 0};
+    for (size_t t = 0; t < sizeof turns / sizeof turns[0]; t++) {
+        int w = turns[t].who, n = turns[t].n;
+        ASSERT_OK(ctx, ox_session_eval(se[w], text + at[w], n, got));
+        ASSERT_OK(ctx, ox_session_eval(ref[w], text + at[w], n, want));
+        ASSERT_MSG(memcmp(got, want, V * sizeof *got) == 0,
+                   "turn %zu: pooled logits differ from an own cache's", t);
+        at[w] += n;
+    }
+    ASSERT_EQ(free_pages(ctx, pool), 40 - 21 - 13);
+    /* a batch of both: one decode token, one chunk of 9 crossing a page */
+    int32_t tokens[10];
+    tokens[0] = text[at[0]];
+    memcpy(tokens + 1, text + at[1], 9 * sizeof *tokens);
+    int counts[2] = {1, 9};
+    ASSERT_OK(ctx, ox_session_eval_batch(se, counts, 2, tokens, got));
+    ASSERT_OK(ctx, ox_session_eval_batch(ref, counts, 2, tokens, want));
+    ASSERT_MSG(memcmp(got, want, 2 * V * sizeof *got) == 0, "pooled batch logits differ");
+    ASSERT_EQ(ox_session_position(se[0]), 322);
+    ASSERT_EQ(ox_session_position(se[1]), 214);
+    /* 5 free pages: 200 more positions at 322 need 12 */
+    int before = free_pages(ctx, pool);
+    ASSERT_EQ(before, 40 - 21 - 14);
+    ASSERT_EQ(ox_session_pages_needed(se[0], 200), 12);
+    ASSERT_EQ(ox_session_eval(se[0], text, 200, got), OX_ERR_OUT_OF_MEMORY);
+    ASSERT_MSG(strstr(ox_errmsg(ctx), "KV pool is full"), "%s", ox_errmsg(ctx));
+    ASSERT_EQ(ox_session_position(se[0]), 322);
+    ASSERT_EQ(free_pages(ctx, pool), before);
+    int32_t pair[2] = {text[0], text[1]};
+    int big[2] = {200, 1};
+    int32_t *many = malloc(201 * sizeof *many);
+    ASSERT(many != NULL);
+    memcpy(many, text, 201 * sizeof *many);
+    ASSERT_EQ(ox_session_eval_batch(se, big, 2, many, got), OX_ERR_OUT_OF_MEMORY);
+    ASSERT_EQ(ox_session_position(se[1]), 214);
+    ASSERT_EQ(free_pages(ctx, pool), before);
+    /* rewinding gives back the pages past the position; the session goes
+     * on from there as an own cache does */
+    ASSERT_OK(ctx, ox_session_rewind(se[1], 30));
+    ASSERT_OK(ctx, ox_session_rewind(ref[1], 30));
+    ASSERT_EQ(free_pages(ctx, pool), before + 14 - 2);
+    ASSERT_OK(ctx, ox_session_eval(se[1], pair, 2, got));
+    ASSERT_OK(ctx, ox_session_eval(ref[1], pair, 2, want));
+    ASSERT_MSG(memcmp(got, want, V * sizeof *got) == 0, "logits after a rewind differ");
+    /* the pool lives while sessions hold it */
+    ox_kv_pool_free(pool);
+    ASSERT_OK(ctx, ox_session_eval(se[0], pair, 1, got));
+    ox_kv_pool_stats st = {.struct_size = sizeof st};
+    ASSERT_OK(ctx, ox_kv_pool_get_stats(pool, &st));
+    ASSERT_EQ(st.sessions, 2);
+    ox_session_free(se[0]);
+    ASSERT_OK(ctx, ox_kv_pool_get_stats(pool, &st));
+    ASSERT_EQ(st.sessions, 1);
+    ASSERT_EQ(st.free_pages, 40 - 2);
+    ox_session_free(se[1]);
+    for (int i = 0; i < 2; i++) ox_session_free(ref[i]);
+    /* bad options */
+    po.page_size = 12;
+    ASSERT_EQ(ox_kv_pool_create(m, &po, &pool), OX_ERR_INVALID);
+    ASSERT_MSG(strstr(ox_errmsg(ctx), "page_size 12"), "%s", ox_errmsg(ctx));
+    po.page_size = 16;
+    po.n_tokens = 0;
+    ASSERT_EQ(ox_kv_pool_create(m, &po, &pool), OX_ERR_INVALID);
+    free(many);
+    free(text);
+    free(got);
+    free(want);
+    ox_model_free(m);
+    ox_context_free(ctx);
+}
+
 OX_TEST_MAIN(unsupported_architecture_is_named, real_model_runs_and_is_deterministic,
-             real_model_batch_past_the_window)
+             real_model_batch_past_the_window, real_model_pool_sessions_equal_own_caches)
