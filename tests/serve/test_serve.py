@@ -177,6 +177,7 @@ def main():
         srv.stop()
     check("SIGTERM exits 0", srv.proc.returncode == 0, srv.proc.returncode)
     queue_limit(model)
+    pool_preemption(model)
     drain_on_sigterm(model)
     print(f"all {len(passed)} checks passed")
 
@@ -427,6 +428,43 @@ def queue_limit(model):
           m["ox_requests_cancelled_total"] == 1 and m["ox_active_sequences"] == 1, m)
     long_one.join()
     srv.stop()
+
+
+def pool_preemption(model):
+    """A KV pool of three pages of 64 positions for three sequences of ~90:
+    the last admitted is preempted when the pool fills, prefilled again
+    later, and every greedy text equals the one it gives alone."""
+    srv = Server(model, "--ctx", "192", "--parallel", "3")
+    try:
+        srv.wait_ready()
+        m = metrics(srv.url)
+        check("the pool holds --ctx positions", m["ox_kv_cache_capacity_tokens"] == 192, m)
+        prompts = ["Once upon a time", "The history of the city begins", "Here is a recipe for"]
+        body = {"max_tokens": 80, "temperature": 0}
+
+        def run(p):
+            status, r = http(srv.url + "/v1/completions", dict(body, prompt=p), key=None)
+            return r["choices"][0]["text"] if status == 200 else (status, r)
+        alone = [run(p) for p in prompts]
+        before = metrics(srv.url)["ox_preemptions_total"]
+        together = [None] * 3
+
+        def one(i):
+            together[i] = run(prompts[i])
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+            time.sleep(0.05)
+        for t in threads:
+            t.join()
+        m = metrics(srv.url)
+        check("a full pool preempts a sequence", m["ox_preemptions_total"] > before, m)
+        check("preempted and resumed greedy texts equal alone", together == alone,
+              (together, alone))
+        check("the pool's pages add up", 0 <= m["ox_kv_cache_free_pages"] <= 3 and
+              m["ox_kv_cache_used_tokens"] <= 192, m)
+    finally:
+        srv.stop()
 
 
 def drain_on_sigterm(model):

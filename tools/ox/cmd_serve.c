@@ -63,8 +63,9 @@ static const cli_option serve_options[] = {
                        "the CPU)", 0},
     [OPTION_PARALLEL] = {"parallel", "N", "sequences generated at once (default 4); more wait "
                          "in the queue", 0},
-    [OPTION_CTX] = {"ctx", "N", "context of each sequence in tokens (default: min(model, 4096))",
-                    'c'},
+    [OPTION_CTX] = {"ctx", "N", "positions of the KV pool all sequences share (default: "
+                    "--parallel x min(model, 4096)); one sequence may take up to all of them, "
+                    "within the model's context", 'c'},
     [OPTION_API_KEY] = {"api-key", "KEY", "require 'Authorization: Bearer KEY' on /v1, "
                         "/tokenize and /detokenize", 0},
     [OPTION_API_KEY_FILE] = {"api-key-file", "FILE", "the same, the key read from FILE", 0},
@@ -115,7 +116,8 @@ struct job {
     struct server *sv;
     job *next;                /* in the queue */
     /* the worker's */
-    int slot, fed;            /* prompt tokens in the session */
+    int slot, fed;            /* tokens of prompt ++ gen in the session */
+    uint64_t admitted;        /* the order of its (last) admission */
     ox_sampler *sampler;
     int32_t *gen;
     int n_gen, cap_gen;
@@ -129,11 +131,12 @@ struct job {
 };
 
 typedef struct slot {
-    ox_session *se;
+    ox_session *se;  /* its K and V in pages of the server's pool */
     int32_t *tokens; /* what the session holds, for reuse by the next prompt */
     int n_tokens;
     job *job;
-} slot;
+    uint64_t used;   /* when it last held a job (admissions so far): idle ones */
+} slot;              /* give their pages back least recently used first */
 
 struct server {
     const cli_command *command;
@@ -145,7 +148,9 @@ struct server {
     const char *chat_name, *end_of_turn;
     char model_id[256];
     char *api_key;
-    int parallel, n_ctx, max_queue;
+    int parallel, n_ctx, max_queue; /* n_ctx: positions of one sequence */
+    ox_kv_pool *pool;               /* the KV cache every sequence takes pages of */
+    int page, pool_pages;
     int samplers; /* threads that draw a step's tokens: the cores, at most MAX_SAMPLERS */
     slot *slots;
     atomic_bool ready;
@@ -156,6 +161,7 @@ struct server {
     int queued, active;
     bool stopping;
     uint64_t requests, rejected, errors, prompt_tokens, gen_tokens, cancelled;
+    uint64_t admissions, preempted;
     histogram ttft, itl;
     int live; /* jobs not yet freed: the drain on SIGTERM waits for them */
 };
@@ -765,38 +771,116 @@ static void *sample_run(void *arg)
     return NULL;
 }
 
+/* Token i of a job's sequence: its prompt, then what it generated. */
+static int32_t job_token(const job *j, int i)
+{
+    return i < j->n_prompt ? j->prompt[i] : j->gen[i - j->n_prompt];
+}
+
+static int pages_of(const server *sv, int positions)
+{
+    return (positions + sv->page - 1) / sv->page;
+}
+
+static int pool_free(const server *sv)
+{
+    ox_kv_pool_stats st = {.struct_size = sizeof st};
+    return ox_kv_pool_get_stats(sv->pool, &st) == OX_OK ? st.free_pages : 0;
+}
+
+/* Free pages until `need` are, giving back the cached prefixes of idle
+ * slots, least recently used first (never slot `keep`'s); the free pages
+ * then. The worker's. */
+static int reclaim(server *sv, int need, int keep)
+{
+    int free_pages = pool_free(sv);
+    while (free_pages < need) {
+        int lru = -1;
+        for (int i = 0; i < sv->parallel; i++) {
+            const slot *sl = &sv->slots[i];
+            if (i == keep || sl->job || sl->n_tokens == 0) continue;
+            if (lru < 0 || sl->used < sv->slots[lru].used) lru = i;
+        }
+        if (lru < 0) break;
+        ox_session_rewind(sv->slots[lru].se, 0);
+        sv->slots[lru].n_tokens = 0;
+        free_pages = pool_free(sv);
+    }
+    return free_pages;
+}
+
+/* When the pool cannot hold the next step: the sequence admitted last goes
+ * back to the head of the queue with its pages given back; when pages are
+ * free again it is prefilled anew with its prompt and what it generated so
+ * far, and goes on (its client sees a pause). False when one sequence is
+ * left: a sequence alone always fits (--ctx bounds its positions). */
+static bool preempt(server *sv)
+{
+    int victim = -1, active = 0;
+    pthread_mutex_lock(&sv->mu);
+    for (int i = 0; i < sv->parallel; i++) {
+        const job *j = sv->slots[i].job;
+        if (!j || j->finished || j->gone) continue;
+        active++;
+        if (victim < 0 || j->admitted > sv->slots[victim].job->admitted) victim = i;
+    }
+    if (active < 2) {
+        pthread_mutex_unlock(&sv->mu);
+        return false;
+    }
+    slot *sl = &sv->slots[victim];
+    job *j = sl->job;
+    sl->job = NULL;
+    j->fed = 0;
+    j->next = sv->queue_head;
+    sv->queue_head = j;
+    if (!sv->queue_tail) sv->queue_tail = j;
+    sv->active--;
+    sv->queued++;
+    sv->preempted++;
+    pthread_mutex_unlock(&sv->mu);
+    ox_session_rewind(sl->se, 0);
+    sl->n_tokens = 0;
+    return true;
+}
+
 /* One step: every active sequence in one forward pass
  * (ox_session_eval_batch): each generating one takes its last token, then
  * prompts take chunks of up to PREFILL_CHUNK tokens while the step has
  * fewer than STEP_TOKENS, so long prompts are prefilled over several steps
- * beside the others' tokens. */
+ * beside the others' tokens. A sequence's pending tokens are those of its
+ * prompt and generated text not yet in its session: one when it
+ * generates, more while it is prefilled (again, after a preemption). When
+ * the pool lacks pages for the step, idle slots give theirs back, then
+ * sequences are preempted. */
 static void step(server *sv, const step_buffers *b)
 {
-    int n_seg = 0, n_tok = 0;
-    for (int pass = 0; pass < 2; pass++)
-        for (int i = 0; i < sv->parallel; i++) {
-            slot *sl = &sv->slots[i];
-            job *j = sl->job;
-            pthread_mutex_lock(&sv->mu);
-            bool skip = !j || j->finished || j->gone;
-            pthread_mutex_unlock(&sv->mu);
-            if (skip || (j->fed < j->n_prompt) != (pass == 1)) continue;
-            int n = 1;
-            if (pass == 0) {
-                b->tokens[n_tok] = j->gen[j->n_gen - 1];
-            } else {
-                n = j->n_prompt - j->fed;
-                if (n > PREFILL_CHUNK) n = PREFILL_CHUNK;
+    int n_seg, n_tok;
+    for (;;) {
+        int need = 0;
+        n_seg = n_tok = 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = 0; i < sv->parallel; i++) {
+                slot *sl = &sv->slots[i];
+                job *j = sl->job;
+                pthread_mutex_lock(&sv->mu);
+                bool skip = !j || j->finished || j->gone;
+                pthread_mutex_unlock(&sv->mu);
+                int pending = skip ? 0 : j->n_prompt + j->n_gen - j->fed;
+                if (pending <= 0 || (pending > 1) != (pass == 1)) continue;
+                int n = pending < PREFILL_CHUNK ? pending : PREFILL_CHUNK;
                 if (n > STEP_TOKENS - n_tok) n = STEP_TOKENS - n_tok;
                 if (n <= 0) continue;
-                memcpy(b->tokens + n_tok, j->prompt + j->fed, (size_t)n * sizeof *b->tokens);
+                for (int t = 0; t < n; t++) b->tokens[n_tok + t] = job_token(j, j->fed + t);
+                need += ox_session_pages_needed(sl->se, n);
+                b->sessions[n_seg] = sl->se;
+                b->counts[n_seg] = n;
+                b->slots[n_seg++] = i;
+                n_tok += n;
             }
-            b->sessions[n_seg] = sl->se;
-            b->counts[n_seg] = n;
-            b->slots[n_seg++] = i;
-            n_tok += n;
-        }
-    if (n_seg == 0) return;
+        if (n_seg == 0) return;
+        if (reclaim(sv, need, -1) >= need || !preempt(sv)) break;
+    }
     ox_status s = ox_session_eval_batch(b->sessions, b->counts, n_seg, b->tokens, b->logits);
     n_tok = 0;
     int n_sample = 0;
@@ -815,15 +899,13 @@ static void step(server *sv, const step_buffers *b)
         memcpy(sl->tokens + sl->n_tokens, b->tokens + n_tok, (size_t)n * sizeof *sl->tokens);
         sl->n_tokens += n;
         n_tok += n;
-        if (j->fed < j->n_prompt) {
-            j->fed += n;
-            if (j->fed < j->n_prompt) { /* more prompt to come */
-                pthread_mutex_lock(&sv->mu);
-                if (j->stream) job_append(j, ": ping\n\n", 8); /* finds a dead socket */
-                job_wake(j);
-                pthread_mutex_unlock(&sv->mu);
-                continue;
-            }
+        j->fed += n;
+        if (j->fed < j->n_prompt + j->n_gen) { /* more to prefill */
+            pthread_mutex_lock(&sv->mu);
+            if (j->stream) job_append(j, ": ping\n\n", 8); /* finds a dead socket */
+            job_wake(j);
+            pthread_mutex_unlock(&sv->mu);
+            continue;
         }
         b->sample[n_sample++] = g;
     }
@@ -844,10 +926,11 @@ static void step(server *sv, const step_buffers *b)
         if (started[t]) pthread_join(helper[t], NULL);
 }
 
-static int common_prefix(const int32_t *a, int na, const int32_t *b, int nb)
+/* The tokens a slot's session holds that begin the job's sequence. */
+static int common_prefix(const slot *sl, const job *j)
 {
-    int n = 0;
-    while (n < na && n < nb && a[n] == b[n]) n++;
+    int n = 0, total = j->n_prompt + j->n_gen;
+    while (n < sl->n_tokens && n < total && sl->tokens[n] == job_token(j, n)) n++;
     return n;
 }
 
@@ -891,23 +974,31 @@ static void admit(server *sv)
         job *j = sv->queue_head;
         for (int i = 0; i < sv->parallel; i++) {
             if (sv->slots[i].job) continue;
-            int len = common_prefix(sv->slots[i].tokens, sv->slots[i].n_tokens, j->prompt, j->n_prompt);
+            int len = common_prefix(&sv->slots[i], j);
             if (len > best_len) best = i, best_len = len;
         }
         if (best < 0) return;
+        slot *sl = &sv->slots[best];
+        /* the last token is evaluated again for its logits */
+        int total = j->n_prompt + j->n_gen, keep = best_len < total ? best_len : total - 1;
+        /* pages for its whole sequence so far, past those of what the slot
+         * keeps, and one for each active sequence to grow into (so that
+         * admitting does not soon preempt): the free ones, the idle
+         * slots' and the slot's own past `keep`; else the job waits (first
+         * in, first served) */
+        int need = pages_of(sv, total) - pages_of(sv, keep) + sv->active;
+        if (reclaim(sv, need, best) + pages_of(sv, sl->n_tokens) - pages_of(sv, keep) < need) return;
         sv->queue_head = j->next;
         if (!sv->queue_head) sv->queue_tail = NULL;
         sv->queued--;
         sv->active++;
-        slot *sl = &sv->slots[best];
-        /* the last prompt token is evaluated again for its logits */
-        int keep = best_len < j->n_prompt ? best_len : j->n_prompt - 1;
         ox_session_rewind(sl->se, keep);
         sl->n_tokens = keep;
         sl->job = j;
+        if (j->admitted == 0) sv->prompt_tokens += (uint64_t)j->n_prompt; /* not again */
+        sl->used = j->admitted = ++sv->admissions;
         j->slot = best;
         j->fed = keep;
-        sv->prompt_tokens += (uint64_t)j->n_prompt;
     }
 }
 
@@ -916,8 +1007,11 @@ static void admit(server *sv)
  * flat under load; the sessions then start empty. */
 static int warm_up(server *sv)
 {
-    int P = sv->parallel, first = STEP_TOKENS - (P - 1);
+    /* every slot but the first one page, the first the rest (up to) */
+    int P = sv->parallel < sv->pool_pages ? sv->parallel : sv->pool_pages;
+    int first = STEP_TOKENS - (P - 1), room = (sv->pool_pages - (P - 1)) * sv->page;
     if (first > sv->n_ctx - 1) first = sv->n_ctx - 1;
+    if (first > room) first = room;
     if (first < 1) first = 1;
     float *logits = malloc((size_t)P * (size_t)sv->info.n_vocab * sizeof *logits);
     int32_t *tokens = malloc((size_t)(first + P) * sizeof *tokens);
@@ -963,6 +1057,8 @@ static void *worker_main(void *arg)
                 sv->cancelled++;
                 j->finished = true;
                 job_wake(j); /* a suspended connection: libmicrohttpd closes it now */
+                ox_session_rewind(sv->slots[i].se, 0); /* its pages, now */
+                sv->slots[i].n_tokens = 0;
             }
             sv->slots[i].job = NULL;
             sv->active--;
@@ -1308,9 +1404,8 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c)
     char *b = NULL;
     size_t len = 0, cap = 0;
     pthread_mutex_lock(&sv->mu);
-    uint64_t kv = 0;
-    for (int i = 0; i < sv->parallel; i++)
-        if (sv->slots[i].job) kv += (uint64_t)sv->slots[i].n_tokens;
+    ox_kv_pool_stats st = {.struct_size = sizeof st};
+    if (!atomic_load(&sv->ready) || ox_kv_pool_get_stats(sv->pool, &st) != OX_OK) st.page_size = 0;
     struct { const char *name, *type, *help; double value; } rows[] = {
         {"ox_requests_total", "counter", "generation requests accepted", (double)sv->requests},
         {"ox_requests_rejected_total", "counter", "requests refused with 503 (queue full, "
@@ -1324,10 +1419,14 @@ static enum MHD_Result metrics(server *sv, struct MHD_Connection *c)
         {"ox_queue_depth", "gauge", "requests waiting for a slot", (double)sv->queued},
         {"ox_active_sequences", "gauge", "sequences being generated", (double)sv->active},
         {"ox_slots", "gauge", "sequences that can be generated at once", (double)sv->parallel},
-        {"ox_kv_cache_used_tokens", "gauge", "tokens held in the KV cache by active sequences",
-         (double)kv},
-        {"ox_kv_cache_capacity_tokens", "gauge", "tokens the KV cache can hold",
-         (double)sv->parallel * sv->n_ctx},
+        {"ox_kv_cache_used_tokens", "gauge", "positions of the KV pool's pages in use (active "
+         "sequences and cached prefixes of idle slots, which give theirs back on demand)",
+         (double)(st.pages - st.free_pages) * st.page_size},
+        {"ox_kv_cache_capacity_tokens", "gauge", "positions the KV pool holds, shared by all "
+         "sequences", (double)st.pages * st.page_size},
+        {"ox_kv_cache_free_pages", "gauge", "pages of the KV pool free", (double)st.free_pages},
+        {"ox_preemptions_total", "counter", "sequences put back in the queue because the KV pool "
+         "was full (prefilled again later)", (double)sv->preempted},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         metric(&b, &len, &cap, "# HELP %s %s\n# TYPE %s %s\n%s %.0f\n", rows[i].name, rows[i].help,
@@ -1522,18 +1621,28 @@ static int load(server *sv, const serve_opts *o)
     if (s == OX_OK) s = ox_model_get_info(sv->model, &sv->info);
     if (s == OX_OK) s = ox_tokenizer_load(sv->ctx, ox_model_gguf(sv->model), &sv->tok);
     if (s != OX_OK) return cli_library_error(c, sv->ctx, s);
-    sv->n_ctx = o->n_ctx ? o->n_ctx : sv->info.n_ctx_train < 4096 ? sv->info.n_ctx_train : 4096;
-    if (sv->n_ctx > sv->info.n_ctx_train)
-        return cli_error(c, "--ctx %d exceeds the model's context length %d", sv->n_ctx,
-                         sv->info.n_ctx_train);
+    /* one pool of --ctx positions (default: min(trained context, 4096) per
+     * slot) that every sequence takes pages of; a sequence may use all of
+     * it, up to the model's trained context */
+    int train = sv->info.n_ctx_train, per_slot = train < 4096 ? train : 4096;
+    int64_t positions = o->n_ctx ? o->n_ctx : (int64_t)sv->parallel * per_slot;
+    if (positions > (1 << 24)) positions = 1 << 24;
+    ox_kv_pool_options po = {.struct_size = sizeof po, .n_tokens = (int)positions};
+    if ((s = ox_kv_pool_create(sv->model, &po, &sv->pool))) return cli_library_error(c, sv->ctx, s);
+    ox_kv_pool_stats st = {.struct_size = sizeof st};
+    if ((s = ox_kv_pool_get_stats(sv->pool, &st))) return cli_library_error(c, sv->ctx, s);
+    sv->page = st.page_size;
+    sv->pool_pages = st.pages;
+    sv->n_ctx = positions < train ? (int)positions : train;
     sv->chat_name = ox_chat_template_name(sv->model);
     sv->end_of_turn = ox_chat_end_of_turn(sv->chat_name);
     sv->slots = calloc((size_t)sv->parallel, sizeof *sv->slots);
     if (!sv->slots) return cli_error(c, "out of memory");
+    ox_session_options so = {.struct_size = sizeof so, .n_ctx = sv->n_ctx, .pool = sv->pool};
     for (int i = 0; i < sv->parallel; i++) {
         sv->slots[i].tokens = malloc((size_t)sv->n_ctx * sizeof *sv->slots[i].tokens);
         if (!sv->slots[i].tokens) return cli_error(c, "out of memory");
-        if ((s = ox_session_create(sv->model, sv->n_ctx, &sv->slots[i].se)))
+        if ((s = ox_session_create_ex(sv->model, &so, &sv->slots[i].se)))
             return cli_library_error(c, sv->ctx, s);
     }
     return CLI_EXIT_OK;
@@ -1592,6 +1701,7 @@ static void free_server(server *sv)
         free(sv->slots[i].tokens);
     }
     free(sv->slots);
+    ox_kv_pool_free(sv->pool);
     ox_tokenizer_free(sv->tok);
     ox_model_free(sv->model);
     ox_context_free(sv->ctx);
@@ -1657,8 +1767,9 @@ static int run_serve(const cli_command *command, int argc, char **argv)
     ox_device_info di = {.struct_size = sizeof di};
     ox_device_get_info(sv.device, &di);
     atomic_store(&sv.ready, true);
-    fprintf(stderr, "ox serve: ready: %s on %s, %d sequences at once of %d tokens each, "
-            "model id '%s'%s\n", o.model, di.name, sv.parallel, sv.n_ctx, sv.model_id,
+    fprintf(stderr, "ox serve: ready: %s on %s, %d sequences at once sharing a KV pool of %d "
+            "positions (pages of %d), up to %d a sequence, model id '%s'%s\n", o.model, di.name,
+            sv.parallel, sv.pool_pages * sv.page, sv.page, sv.n_ctx, sv.model_id,
             sv.api_key ? ", API key required" : "");
     while (!stop_signal) {
         struct timespec ts = {0, 50 * 1000 * 1000};
@@ -1703,6 +1814,11 @@ const cli_command cmd_serve = {
     "Up to --parallel sequences are generated at once, all advanced in one\n"
     "batched forward pass a step (a token each, or a chunk of a prompt);\n"
     "further requests wait in a queue of --max-queue, past which they get 503.\n"
+    "Their keys and values live in one KV pool of --ctx positions, in pages\n"
+    "of 64 that a sequence takes as it grows: a request waits until the pool\n"
+    "holds its prompt, and when it is full the sequence admitted last goes\n"
+    "back to the queue to be prefilled again later. Finished sequences keep\n"
+    "their pages as a prompt cache until others need them.\n"
     "A client that disconnects has its sequence stopped. SIGTERM or Ctrl-C\n"
     "stops accepting connections, lets the requests in flight finish, and\n"
     "exits; a second signal stops at once. Errors are OpenAI-style JSON with a\n"
