@@ -745,10 +745,10 @@ ox_status ox_kv_pool_create(ox_model *m, const ox_kv_pool_options *options, ox_k
     if (options->n_tokens <= 0 || options->n_tokens > (1 << 30) - page)
         return ox__fail(ctx, OX_ERR_INVALID, "ox_kv_pool_create: n_tokens %d is not in "
                         "[1, 2^30 - page_size]", options->n_tokens);
-    if (m->first != 0 || m->last != m->info.n_layer || m->n_tp > 1)
+    if (m->first != 0 || m->last != m->info.n_layer)
         return ox__fail(ctx, OX_ERR_UNSUPPORTED, "ox_kv_pool_create: pools serve whole models "
-                        "on one device (this one holds layers [%d, %d) on %d devices)",
-                        m->first, m->last, m->n_tp);
+                        "(this one holds layers [%d, %d) of %d)", m->first, m->last,
+                        m->info.n_layer);
     ox_kv_pool *pool = ox__calloc(ctx, 1, sizeof *pool);
     if (!pool) return ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "ox_kv_pool_create: out of memory");
     int L = m->info.n_layer;

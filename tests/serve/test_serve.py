@@ -79,8 +79,8 @@ class Server:
             if "ox serve: ready" in line:
                 self.ready.set()
 
-    def wait_ready(self):
-        if not self.ready.wait(120):
+    def wait_ready(self, timeout=120):
+        if not self.ready.wait(timeout):
             print("FAIL: ox serve never became ready:\n" + "".join(self.log))
             sys.exit(1)
 
@@ -178,6 +178,7 @@ def main():
     check("SIGTERM exits 0", srv.proc.returncode == 0, srv.proc.returncode)
     queue_limit(model)
     pool_preemption(model)
+    several_devices(model)
     drain_on_sigterm(model)
     print(f"all {len(passed)} checks passed")
 
@@ -463,6 +464,39 @@ def pool_preemption(model):
               (together, alone))
         check("the pool's pages add up", 0 <= m["ox_kv_cache_free_pages"] <= 3 and
               m["ox_kv_cache_used_tokens"] <= 192, m)
+    finally:
+        srv.stop()
+
+
+def several_devices(model):
+    """--device cpu,opencl:0: one model split by rows over both devices; the
+    greedy completion still equals llama.cpp's, alone and beside others."""
+    out = subprocess.run([OX, "devices", "--json"], capture_output=True, text=True)
+    ids = [d["id"] for d in json.loads(out.stdout)["devices"]] if out.returncode == 0 else []
+    if "opencl:0" not in ids:
+        print(f"skipped: several devices: no opencl:0 here (ox devices: {ids})")
+        return
+    srv = Server(model, "--device", "cpu,opencl:0", "--parallel", "4", "--ctx", "1024")
+    try:
+        srv.wait_ready(timeout=300)
+        prompt, pieces = peer_greedy()
+        body = {"prompt": prompt, "max_tokens": len(pieces), "temperature": 0}
+        status, r = http(srv.url + "/v1/completions", body, key=None)
+        check("two devices: greedy completion equals llama.cpp's", status == 200 and
+              r["choices"][0]["text"] == "".join(pieces), (status, r))
+        results = [None] * 4
+
+        def one(i):
+            b = body if i == 0 else {"prompt": f"Story {i}:", "max_tokens": 12, "temperature": 0.7}
+            results[i] = http(srv.url + "/v1/completions", b, key=None)
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        check("two devices: four at once all answered, the greedy one unchanged",
+              all(x[0] == 200 for x in results) and
+              results[0][1]["choices"][0]["text"] == "".join(pieces), results)
     finally:
         srv.stop()
 

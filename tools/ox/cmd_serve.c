@@ -60,7 +60,8 @@ static const cli_option serve_options[] = {
     [OPTION_HOST] = {"host", "ADDR", "IPv4 address to listen on (default 127.0.0.1)", 0},
     [OPTION_PORT] = {"port", "N", "TCP port (default 8080; 0: any free port, printed)", 0},
     [OPTION_DEVICE] = {"device", "SEL", "the device to run on (default: OX_DEVICE, a GPU, else "
-                       "the CPU)", 0},
+                       "the CPU); several (cpu,opencl:0 or all) pool into one, every matrix "
+                       "split by rows in proportion to their speeds", 0},
     [OPTION_PARALLEL] = {"parallel", "N", "sequences generated at once (default 4); more wait "
                          "in the queue", 0},
     [OPTION_CTX] = {"ctx", "N", "positions of the KV pool all sequences share (default: "
@@ -142,6 +143,7 @@ struct server {
     const cli_command *command;
     ox_context *ctx;
     ox_device *device;
+    ox_pipeline *pipeline; /* several devices: the model split by rows over them */
     ox_model *model;
     ox_model_info info;
     ox_tokenizer *tok;
@@ -1613,10 +1615,24 @@ static int load(server *sv, const serve_opts *o)
     ox_device *devices[CLI_MAX_DEVICES];
     int n = 0, status = cli_select_devices(c, sv->ctx, o->device, devices, &n);
     if (status != CLI_EXIT_OK) return status;
-    if (n != 1)
-        return cli_error(c, "--device selects %d devices; ox serve runs on one device for now", n);
     sv->device = devices[0];
-    ox_status s = ox_model_load(sv->device, o->model, &sv->model);
+    ox_status s;
+    if (n == 1) {
+        s = ox_model_load(sv->device, o->model, &sv->model);
+    } else {
+        /* several devices pool as one: every layer's matrices split by rows
+         * in proportion to the devices' measured speeds (ox run --split
+         * tensor), so that a batched step runs on all of them at once; the
+         * pipeline's own session is not used (8 positions) */
+        ox_pipeline_options po = {.struct_size = sizeof po, .n_ctx = 8, .tensor_parallel = 1};
+        s = ox_pipeline_create(sv->ctx, o->model, devices, n, &po, &sv->pipeline);
+        if (s == OX_OK) {
+            sv->model = ox_pipeline_model(sv->pipeline, 0);
+            char stages[512];
+            cli_describe_stages(sv->pipeline, stages, sizeof stages);
+            fprintf(stderr, "ox serve: %s\n", stages);
+        }
+    }
     sv->info.struct_size = sizeof sv->info;
     if (s == OX_OK) s = ox_model_get_info(sv->model, &sv->info);
     if (s == OX_OK) s = ox_tokenizer_load(sv->ctx, ox_model_gguf(sv->model), &sv->tok);
@@ -1703,7 +1719,8 @@ static void free_server(server *sv)
     free(sv->slots);
     ox_kv_pool_free(sv->pool);
     ox_tokenizer_free(sv->tok);
-    ox_model_free(sv->model);
+    if (sv->pipeline) ox_pipeline_free(sv->pipeline); /* with its model */
+    else ox_model_free(sv->model);
     ox_context_free(sv->ctx);
     free(sv->api_key);
     pthread_mutex_destroy(&sv->mu);
