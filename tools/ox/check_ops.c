@@ -441,6 +441,46 @@ static ox_status run_attention(ox_queue *q, const op_case *c, const ox_tensor *d
                         &c->attention);
 }
 
+/* Paged (kind = page size): the keys and values copied page by page into
+ * pools two pages larger, the pages in reverse order, then
+ * ox_attention_paged through that table; the reference is the dense one. */
+static ox_status run_attention_paged(ox_queue *q, const op_case *c, const ox_tensor *dst,
+                                     const ox_tensor *in)
+{
+    const int page = c->kind;
+    const int64_t n_kv = in[1].ne[1], used = (n_kv + page - 1) / page, n_pages = used + 2;
+    ox_device *device = NULL;
+    ox_status s = ox_queue_device(q, &device);
+    ox_tensor pool[2] = {{0}}, table = {0};
+    int32_t *pages = malloc((size_t)used * sizeof *pages);
+    if (!pages) return OX_ERR_OUT_OF_MEMORY;
+    for (int i = 0; s == OX_OK && i < 2; i++)
+        s = ox_tensor_alloc(device, in[1 + i].dtype, in[1 + i].ne[0], n_pages * page,
+                            in[1 + i].ne[2], 1, &pool[i]);
+    if (s == OX_OK) s = ox_tensor_alloc(device, OX_DTYPE_I32, used, 1, 1, 1, &table);
+    for (int64_t p = 0; p < used; p++) pages[p] = (int32_t)(n_pages - 1 - p);
+    if (s == OX_OK) s = ox_tensor_write(&table, pages, (size_t)used * sizeof *pages);
+    for (int64_t p = 0; s == OX_OK && p < used; p++)
+        for (int i = 0; s == OX_OK && i < 2; i++) {
+            ox_tensor from = in[1 + i], to = pool[i];
+            int64_t rows = n_kv - p * page < page ? n_kv - p * page : page;
+            from.offset += (size_t)(p * page * from.nb[1]);
+            to.offset += (size_t)((int64_t)pages[p] * page * to.nb[1]);
+            from.ne[1] = to.ne[1] = rows;
+            s = ox_copy(q, &to, &from);
+        }
+    if (s == OX_OK)
+        s = ox_attention_paged(q, dst, &in[0], &pool[0], &pool[1], &table, page, n_kv,
+                               optional(in, c->has_mask, 3), &c->attention);
+    ox_status f = ox_queue_finish(q); /* before the pools go */
+    if (s == OX_OK) s = f;
+    for (int i = 0; i < 2; i++)
+        if (pool[i].buffer) ox_buffer_free(pool[i].buffer);
+    if (table.buffer) ox_buffer_free(table.buffer);
+    free(pages);
+    return s;
+}
+
 static void ref_attention(const op_case *c, ox_ref_tensor *dst, const ox_ref_tensor *in)
 {
     ox_ref_attention(dst, &in[0], &in[1], &in[2], optional_ref(in, c->has_mask, 3),
@@ -1284,6 +1324,16 @@ static op_case strided_kv(op_case c)
     return c;
 }
 
+/* The same through ox_attention_paged, pages of `page` positions. */
+static op_case paged(op_case c, int page)
+{
+    c.op = "attention_paged";
+    c.kind = page;
+    c.run = run_attention_paged;
+    append(c.shape, sizeof c.shape, " (pages of %d)", page);
+    return c;
+}
+
 static int build_attention(op_case_list *list, int quick)
 {
     enum { F32 = 1, F16 = 2, BF16 = 4 }; /* cache dtypes */
@@ -1324,6 +1374,25 @@ static int build_attention(op_case_list *list, int quick)
                                           cases[i].causal, cases[i].mask);
             ADD(cases[i].strided ? strided_kv(c) : c);
         }
+    /* paged caches: decode past several pages, a chunk after a cache, a
+     * prompt (the tiled kernels), pages of one position */
+    static const struct {
+        int64_t D, n_q, n_kv, H, H_kv;
+        int causal, mask, page;
+        ox_dtype kv;
+    } pages[] = {
+        {128, 1, 300, 8, 2, 0, 1, 64, OX_DTYPE_F16},
+        {64, 5, 77, 4, 2, 1, 0, 16, OX_DTYPE_F32},
+        {64, 40, 100, 4, 1, 1, 1, 32, OX_DTYPE_BF16},
+        {64, 1, 19, 4, 4, 0, 0, 1, OX_DTYPE_F16},
+    };
+    for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++) {
+        if (quick && i > 1) continue;
+        ADD(paged(op_case_attention(pages[i].kv, pages[i].D, pages[i].D, pages[i].n_q,
+                                    pages[i].n_kv, pages[i].H, pages[i].H_kv, 1, pages[i].causal,
+                                    pages[i].mask),
+                  pages[i].page));
+    }
     return 0;
 }
 
