@@ -765,12 +765,21 @@ ox_status ox_kv_pool_create(ox_model *m, const ox_kv_pool_options *options, ox_k
                       ? OX_OK
                       : ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "ox_kv_pool_create: out of memory");
     int64_t rows = (int64_t)pool->n_pages * page;
+    /* zeroed now, so that the pool's memory is taken at creation (RSS
+     * then flat however its pages are used) and no row holds garbage */
+    const uint8_t zero = 0;
     for (int il = 0; s == OX_OK && il < L; il++) {
         s = ox_tensor_alloc(m->device, pool->dtype, m->info.head_dim, rows, m->info.n_head_kv, 1,
                             &pool->k[il]);
         if (s == OX_OK)
             s = ox_tensor_alloc(m->device, pool->dtype, m->info.head_dim, rows,
                                 m->info.n_head_kv, 1, &pool->v[il]);
+        for (int kv = 0; s == OX_OK && kv < 2; kv++) {
+            ox_buffer *b = (kv ? pool->v : pool->k)[il].buffer;
+            size_t bytes = 0;
+            s = ox_buffer_size(b, &bytes);
+            if (s == OX_OK) s = ox_buffer_fill(b, 0, bytes, &zero, 1);
+        }
     }
     if (s != OX_OK) {
         pool_release(pool);
