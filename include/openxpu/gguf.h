@@ -111,6 +111,11 @@ OX_API ox_status ox_ggml_type_from_dtype(ox_dtype dtype, uint32_t *ggml_type);
 
 /* ---- reading ------------------------------------------------------------- */
 
+/* The longest tensor name GGUF allows, in bytes: ggml's GGML_MAX_NAME (64)
+ * less its NUL. The reader refuses longer names, as ggml's does; the writer
+ * does not write them. */
+#define OX_GGUF_MAX_TENSOR_NAME 63
+
 typedef struct ox_gguf ox_gguf;
 
 /* Map the file at `path` read-only and validate it (see above). On success

@@ -356,6 +356,10 @@ static ox_status read_tensor_info(cursor *c, int64_t index)
     if (status != OX_OK) return status;
     char name[300];
     printable(t->name, t->name_length, name, sizeof name);
+    if (t->name_length > OX_GGUF_MAX_TENSOR_NAME)
+        return fail_at(g, OX_ERR_FORMAT, t->pos, "tensor name '%.40s...' is %zu bytes; GGUF "
+                       "allows at most %d (ggml's GGML_MAX_NAME)", name, t->name_length,
+                       OX_GGUF_MAX_TENSOR_NAME);
     uint64_t at = c->pos;
     status = read_u32(c, &t->n_dims, "tensor dimension count");
     if (status != OX_OK) return status;

@@ -327,6 +327,9 @@ static ox_status add_tensor(ox_gguf_writer *w, const char *func, const char *nam
     size_t nbytes = source->nbytes;
     ox_context *ctx = w->ctx;
     if (!name || !name[0]) return ox__fail(ctx, OX_ERR_INVALID, "%s: name is NULL or empty", func);
+    if (strlen(name) > OX_GGUF_MAX_TENSOR_NAME)
+        return ox__fail(ctx, OX_ERR_INVALID, "%s: tensor name '%.40s...' is %zu bytes; GGUF allows "
+                        "at most %d", func, name, strlen(name), OX_GGUF_MAX_TENSOR_NAME);
     const ox__ggml_type_traits *traits = ox__ggml_type_find(ggml_type);
     if (!traits)
         return ox__fail(ctx, OX_ERR_INVALID, "%s: tensor '%s': unknown ggml type %u", func, name,

@@ -639,6 +639,43 @@ OX_TEST(bad_tensors)
     ox_context_free(ctx);
 }
 
+/* Tensor names: 63 bytes at most, as ggml's reader (GGML_MAX_NAME 64 with
+ * its NUL); the writer refuses 64 and the reader a file that has them. */
+OX_TEST(tensor_names_of_64_bytes_are_refused)
+{
+    ox_context *ctx = new_context();
+    char name[70];
+    memset(name, 'a', sizeof name);
+    name[63] = '\0';
+    float data[8] = {0};
+    int64_t ne[1] = {8};
+    ox_gguf_writer *w;
+    ASSERT_OK(ctx, ox_gguf_writer_create(ctx, &w));
+    ASSERT_OK(ctx, ox_gguf_writer_add_tensor(w, name, OX_GGML_TYPE_F32, 1, ne, data, sizeof data));
+    name[63] = 'b';
+    name[64] = '\0';
+    ASSERT(ox_gguf_writer_add_tensor(w, name, OX_GGML_TYPE_F32, 1, ne, data, sizeof data) ==
+           OX_ERR_INVALID);
+    ASSERT_CONTAINS(ox_errmsg(ctx), "is 64 bytes; GGUF allows at most 63");
+    size_t size;
+    ASSERT_OK(ctx, ox_gguf_writer_size(w, &size));
+    unsigned char *file = malloc(size);
+    ASSERT(file != NULL);
+    ASSERT_OK(ctx, ox_gguf_writer_write_memory(w, file, size));
+    ox_gguf_writer_free(w);
+    ox_gguf *g = NULL;
+    ASSERT_OK(ctx, ox_gguf_open_memory(ctx, file, size, &g)); /* 63: read */
+    ox_gguf_close(g);
+    /* the name's length made 64: its 64th byte is the dimension count's
+     * first (1, not a NUL) */
+    name[63] = '\0';
+    size_t at = find_bytes(file, size, name);
+    put_u64(file + at - 8, 64);
+    expect_format_error(ctx, file, size, "is 64 bytes; GGUF allows at most 63");
+    free(file);
+    ox_context_free(ctx);
+}
+
 OX_TEST(bad_paths)
 {
     ox_context *ctx = new_context();
@@ -809,5 +846,6 @@ OX_TEST(tune_model_matrices)
 
 OX_TEST_MAIN(roundtrip_memory_v3, roundtrip_file_v2_alignment_64, getter_errors,
              ggml_types_match_dtypes, writer_errors, writer_fill, truncated_everywhere,
-             bad_header, bad_metadata, bad_alignment, bad_tensors, bad_paths,
+             bad_header, bad_metadata, bad_alignment, bad_tensors,
+             tensor_names_of_64_bytes_are_refused, bad_paths,
              out_of_memory_at_every_allocation, writer_fill_out_of_memory, tune_model_matrices)
