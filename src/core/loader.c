@@ -15,6 +15,7 @@
 #define _GNU_SOURCE /* dladdr */
 #include <dirent.h>
 #include <dlfcn.h>
+#include <stdatomic.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -323,6 +324,35 @@ static bool library_directory(char *dir, size_t cap)
     return ox__copy_string(dir, cap, resolved) && strlen(resolved) < cap;
 }
 
+/* OX_BACKENDS naming a backend that is not there (a typo: "opencll") is
+ * said once a process, with the backends that are, instead of leaving the
+ * user with fewer devices and no reason. */
+static void warn_unknown_backends(ox_context *ctx)
+{
+    static atomic_flag warned = ATOMIC_FLAG_INIT;
+    const char *allow = getenv("OX_BACKENDS");
+    if (!allow || !*allow) return;
+    char loaded[256] = "", unknown[256] = "";
+    size_t lu = 0, uu = 0;
+    for (int i = 0; i < ctx->backend_count; i++)
+        lu += (size_t)snprintf(loaded + lu, lu < sizeof loaded ? sizeof loaded - lu : 0, "%s%s",
+                               i ? ", " : "", ctx->backends[i].iface->name);
+    for (const char *p = allow; *p;) {
+        size_t k = strcspn(p, ",");
+        bool found = k == 0;
+        for (int i = 0; i < ctx->backend_count && !found; i++)
+            found = strlen(ctx->backends[i].iface->name) == k &&
+                    strncmp(ctx->backends[i].iface->name, p, k) == 0;
+        if (!found && uu < sizeof unknown)
+            uu += (size_t)snprintf(unknown + uu, sizeof unknown - uu, "%s'%.*s'", uu ? ", " : "",
+                                   (int)(k < 64 ? k : 64), p);
+        p += k + (p[k] == ',');
+    }
+    if (uu && !atomic_flag_test_and_set(&warned))
+        ox__log(ctx, OX_LOG_WARN, "OX_BACKENDS=%s: no backend named %s was found (loaded: %s)",
+                allow, unknown, loaded);
+}
+
 ox_status ox__backends_load(ox_context *ctx, const ox_context_options *options)
 {
     char why[512];
@@ -344,14 +374,16 @@ ox_status ox__backends_load(ox_context *ctx, const ox_context_options *options)
     if (options->flags & OX_CONTEXT_NO_PLUGINS) return OX_OK;
     load_search_path(ctx, options->backend_path);
     load_search_path(ctx, getenv("OX_BACKEND_PATH"));
-    if (options->flags & OX_CONTEXT_NO_DEFAULT_PLUGIN_DIRS) return OX_OK;
-    char dir[PATH_MAX];
-    if (library_directory(dir, sizeof dir - 16)) {
-        load_directory(ctx, dir);
-        strcat(dir, "/openxpu");
-        load_directory(ctx, dir);
+    if (!(options->flags & OX_CONTEXT_NO_DEFAULT_PLUGIN_DIRS)) {
+        char dir[PATH_MAX];
+        if (library_directory(dir, sizeof dir - 16)) {
+            load_directory(ctx, dir);
+            strcat(dir, "/openxpu");
+            load_directory(ctx, dir);
+        }
+        if (OX_PLUGIN_INSTALL_DIR[0]) load_directory(ctx, OX_PLUGIN_INSTALL_DIR);
     }
-    if (OX_PLUGIN_INSTALL_DIR[0]) load_directory(ctx, OX_PLUGIN_INSTALL_DIR);
+    warn_unknown_backends(ctx);
     return OX_OK;
 }
 

@@ -1,5 +1,6 @@
 /* Logging: messages go to the context's callback, or to stderr as
  * "openxpu: <level>: <text>", filtered by the context's level. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -19,6 +20,10 @@ ox_log_level ox__log_level_from_env(void)
     if (!env || !*env) return OX_LOG_DEFAULT;
     for (size_t i = 0; i < OX__ARRAY_SIZE(names); i++)
         if (ox__strncasecmp(env, names[i].name, 16) == 0) return names[i].level;
+    static atomic_flag warned = ATOMIC_FLAG_INIT; /* said once a process */
+    if (!atomic_flag_test_and_set(&warned))
+        fprintf(stderr, "openxpu: warning: OX_LOG=%.40s is not debug, info, warn, error or off; "
+                        "using warn\n", env);
     return OX_LOG_DEFAULT;
 }
 

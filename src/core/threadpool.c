@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/core.h"
 #include "core/threadpool.h"
 
 #define MAX_THREADS 4096
@@ -71,22 +72,40 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* OX_NUM_THREADS may ask for this many threads per usable core at most
+ * (more only add switching; 1000 threads once reported 1000 compute units). */
+#define THREADS_PER_CORE 4
+
 int ox__pool_default_threads(void)
 {
-    const char *env = getenv("OX_NUM_THREADS");
-    if (env && *env) {
-        char *end;
-        errno = 0;
-        long n = strtol(env, &end, 10);
-        if (errno == 0 && *end == '\0' && n > 0 && n <= MAX_THREADS) return (int)n;
-    }
+    int cores = 0;
     cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) {
-        int n = CPU_COUNT(&set);
-        if (n > 0) return n;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) cores = CPU_COUNT(&set);
+    if (cores <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cores = n > 0 ? (int)(n < MAX_THREADS ? n : MAX_THREADS) : 1;
     }
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)(n < MAX_THREADS ? n : MAX_THREADS) : 1;
+    const char *env = getenv("OX_NUM_THREADS");
+    if (!env || !*env) return cores;
+    static atomic_flag warned = ATOMIC_FLAG_INIT; /* said once a process */
+    char *end;
+    errno = 0;
+    long n = strtol(env, &end, 10);
+    long cap = (long)cores * THREADS_PER_CORE < MAX_THREADS ? (long)cores * THREADS_PER_CORE
+                                                             : MAX_THREADS;
+    if (errno != 0 || *end != '\0' || n <= 0) {
+        if (!atomic_flag_test_and_set(&warned))
+            ox__log_default(OX_LOG_WARN, "OX_NUM_THREADS=%.40s is not a positive integer; using "
+                            "%d (the usable cores)", env, cores);
+        return cores;
+    }
+    if (n > cap) {
+        if (!atomic_flag_test_and_set(&warned))
+            ox__log_default(OX_LOG_WARN, "OX_NUM_THREADS=%ld is more than %d x the %d usable cores; "
+                            "using %ld", n, THREADS_PER_CORE, cores, cap);
+        return (int)cap;
+    }
+    return (int)n;
 }
 
 static void run_tasks(ox__pool *pool, int thread)

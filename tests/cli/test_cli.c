@@ -889,7 +889,44 @@ OX_TEST(tune_model)
     free(run);
 }
 
-OX_TEST_MAIN(version, help_lists_commands, help_for_a_command, unknown_command, no_command,
+/* Environment variables with values the runtime cannot use are named once
+ * with the value used instead (issue 16), and OX_NUM_THREADS is capped at 4
+ * threads per usable core. */
+OX_TEST(environment_mistakes_are_named)
+{
+    setenv("OX_NUM_THREADS", "abc", 1);
+    ox_run *r = RUN_OX("devices", "--json");
+    ASSERT_EQ(r->status, 0);
+    ASSERT_CONTAINS(r->err, "OX_NUM_THREADS=abc is not a positive integer");
+    free(r);
+    setenv("OX_NUM_THREADS", "100000", 1);
+    r = RUN_OX("devices", "--json");
+    ASSERT_EQ(r->status, 0);
+    ASSERT_CONTAINS(r->err, "OX_NUM_THREADS=100000 is more than 4 x the");
+    cJSON *doc = cJSON_Parse(r->out);
+    ASSERT_MSG(doc, "not JSON: %s", r->out);
+    cJSON *cpu = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "devices"), 0);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int units = cJSON_GetObjectItem(cpu, "compute_units")->valueint;
+    ASSERT_MSG(units >= 1 && units <= 4 * cores, "%d compute units for %ld cores", units, cores);
+    cJSON_Delete(doc);
+    free(r);
+    unsetenv("OX_NUM_THREADS");
+    setenv("OX_LOG", "garbage", 1);
+    r = RUN_OX("devices");
+    ASSERT_EQ(r->status, 0);
+    ASSERT_CONTAINS(r->err, "OX_LOG=garbage is not debug, info, warn, error or off");
+    free(r);
+    unsetenv("OX_LOG");
+    setenv("OX_BACKENDS", "cpu,opencll", 1);
+    r = RUN_OX("devices");
+    ASSERT_EQ(r->status, 0);
+    ASSERT_CONTAINS(r->err, "no backend named 'opencll' was found");
+    free(r);
+    unsetenv("OX_BACKENDS");
+}
+
+OX_TEST_MAIN(version, environment_mistakes_are_named, help_lists_commands, help_for_a_command, unknown_command, no_command,
              unknown_option, missing_option_argument, devices_table, devices_json,
              devices_selected, devices_bad_selection, check_cpu_quick, check_op_filter,
              check_op_unknown, check_html_report, check_json_ops, check_json_stdout,
