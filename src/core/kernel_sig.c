@@ -298,7 +298,16 @@ static ox_status parse_kernel(parser *ps, size_t at, bool wg, ox__sig_kernel *k,
     i = skip_space(s, i);
     size_t name_end = i;
     while (ident_char(s[name_end])) name_end++;
-    if (name_end == i || !ident_start(s[i]) || name_end - i >= sizeof k->name)
+    if ((unsigned char)s[name_end] >= 0x80 || (name_end == i && (unsigned char)s[i] >= 0x80))
+        return ox__fail(ps->ctx, OX_ERR_BUILD, "%s:%u: kernel name '%.*s': a non-ASCII character "
+                        "at byte %zu; kernel names are C identifiers ([A-Za-z_][A-Za-z0-9_]*) in "
+                        "every API", ps->what, line_of(s, at), (int)(name_end - i < 40 ? name_end - i : 40),
+                        s + i, name_end - i + 1);
+    if (name_end - i >= sizeof k->name)
+        return ox__fail(ps->ctx, OX_ERR_BUILD, "%s:%u: kernel name '%.32s...' is %zu characters; "
+                        "at most %zu", ps->what, line_of(s, at), s + i, name_end - i,
+                        sizeof k->name - 1);
+    if (name_end == i || !ident_start(s[i]))
         return ox__fail(ps->ctx, OX_ERR_BUILD, "%s:%u: a kernel name must follow KERNEL",
                         ps->what, line_of(s, at));
     memcpy(k->name, s + i, name_end - i);

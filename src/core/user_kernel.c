@@ -173,7 +173,9 @@ ox_status ox_kernel_set_buffer(ox_kernel *kernel, int index, ox_buffer *buffer)
     if (s != OX_OK || (s = check_arg(ctx, kernel, index, OX__ARG_BUFFER, __func__)) != OX_OK)
         return s;
     if ((s = ox__handle_check(buffer, OX__HANDLE_BUFFER, __func__, "buffer", NULL)) != OX_OK)
-        return s;
+        return ox__fail(ctx, s, "%s: kernel '%s': argument %d: %s", __func__, kernel_name(kernel),
+                        index, buffer ? "not a live buffer (freed, or not an ox_buffer)"
+                                      : "the buffer is NULL");
     ox_device *device = kernel->program->device;
     if (buffer->memory->device != device)
         return ox__fail(ctx, OX_ERR_INVALID, "%s: kernel '%s': argument %d is a buffer of %s, "

@@ -126,6 +126,14 @@ OX_TEST(refusals_name_the_kernel_and_parameter)
     refused(ctx, "KERNEL_WG(0, 1, 1) k(int n) {}", NULL, "KERNEL_WG takes three positive");
     refused(ctx, "KERNEL (int n) {}", NULL, "a kernel name must follow KERNEL");
     refused(ctx, "KERNEL k {}", NULL, "kernel 'k': a parameter list must follow its name");
+    /* names (issue 16: these got "a parameter list must follow") */
+    refused(ctx, "KERNEL k\xc3\xa9(int n) {}", NULL,
+            "kernel name 'k': a non-ASCII character at byte 2");
+    refused(ctx, "KERNEL \xc3\xa9(int n) {}", NULL, "a non-ASCII character at byte 1");
+    char long_name[5100] = "KERNEL ";
+    memset(long_name + 7, 'a', 5000);
+    strcpy(long_name + 5007, "(int n) {}");
+    refused(ctx, long_name, NULL, "is 5000 characters; at most 63");
     refused(ctx, "KERNEL k(int n) n = 1;", NULL, "kernel 'k': its body must follow");
     refused(ctx, "KERNEL k(int n", NULL, "a parameter list must follow");
     char many[2048] = "KERNEL k(";
