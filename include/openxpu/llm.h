@@ -42,7 +42,16 @@ typedef struct ox_model_info {
 /* Load the model in the GGUF file `path` for `device`. An unsupported
  * architecture is an error naming it; a missing key or tensor names it.
  * *out is owned by the caller: free with ox_model_free (before the
- * context). */
+ * context).
+ *
+ * The file is memory-mapped and stays mapped while the model lives (on the
+ * CPU its weights are read from the mapping, never copied). The file must
+ * not change meanwhile: truncating or rewriting it in place makes the next
+ * read of a lost page raise SIGBUS in the reading thread, which no library
+ * call can turn into an error. Replace a model file by writing a new one
+ * and renaming it over the old (the mapping keeps the old one), as
+ * ox quantize does; a program that must survive in-place changes handles
+ * SIGBUS itself (the ox tool names the file and exits 1). */
 OX_API ox_status ox_model_load(ox_device *device, const char *path, ox_model **out);
 
 /* Options of ox_model_load_ex: zero-initialize, set struct_size. */

@@ -252,6 +252,11 @@ static ox_status plan(ox_context *ctx, const char *path, ox_device *const *devic
     int64_t key = ox_gguf_find(g, "general.architecture");
     if (key >= 0 && ox_gguf_get_string(g, key, &text, &len) == OX_OK)
         snprintf(arch, sizeof arch, "%.*s", (int)len, text);
+    if (!arch[0]) {
+        s = ox__fail(ctx, OX_ERR_FORMAT, "ox_pipeline: %s has no general.architecture (a string): "
+                     "not a language model this runtime can run", path);
+        goto out;
+    }
     int n_layer = (int)meta(g, arch, "block_count", 0);
     int n_head = (int)meta(g, arch, "attention.head_count", 1);
     int n_embd = (int)meta(g, arch, "embedding_length", 0);

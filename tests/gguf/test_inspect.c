@@ -114,6 +114,42 @@ OX_TEST(inspect_broken_files)
     free(run);
 }
 
+/* Strings from the file reach the terminal with their control characters
+ * escaped (an ESC sequence in the architecture, a BEL and a UTF-8 C1 CSI
+ * in a tensor name); --json escapes them as JSON does. */
+OX_TEST(inspect_escapes_control_characters)
+{
+    ox_context_options options = {.struct_size = sizeof options, .flags = OX_CONTEXT_NO_PLUGINS};
+    ox_context *ctx;
+    ASSERT_OK(NULL, ox_context_create(&options, &ctx));
+    ox_gguf_writer *w;
+    ASSERT_OK(ctx, ox_gguf_writer_create(ctx, &w));
+    const char arch[] = "ab\x1b[2Jcd";
+    ASSERT_OK(ctx, ox_gguf_writer_add_string(w, "general.architecture", arch, strlen(arch)));
+    float data[4] = {0};
+    int64_t ne[1] = {4};
+    ASSERT_OK(ctx, ox_gguf_writer_add_tensor(w, "t\x07x\xc2\x9bz", OX_GGML_TYPE_F32, 1, ne, data,
+                                             sizeof data));
+    char path[] = "/tmp/ox_test_inspect_XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    close(fd);
+    ASSERT_OK(ctx, ox_gguf_writer_write_file(w, path));
+    ox_gguf_writer_free(w);
+    ox_context_free(ctx);
+    ox_run *run = RUN_OX("inspect", "--tensors", path);
+    ASSERT_MSG(run->status == 0, "exit %d: %s", run->status, run->err);
+    ASSERT_CONTAINS(run->out, "Architecture:      ab\\x1b[2Jcd");
+    ASSERT_CONTAINS(run->out, "t\\x07x\\u009bz");
+    ASSERT(strchr(run->out, 0x1b) == NULL && strchr(run->out, 0x07) == NULL);
+    free(run);
+    run = RUN_OX("inspect", "--json", path);
+    unlink(path);
+    ASSERT_EQ(run->status, 0);
+    ASSERT_CONTAINS(run->out, "ab\\u001b[2Jcd");
+    free(run);
+}
+
 OX_TEST(inspect_usage)
 {
     ox_run *run = RUN_OX("inspect");
@@ -132,4 +168,5 @@ OX_TEST(inspect_usage)
     free(run);
 }
 
-OX_TEST_MAIN(inspect_text, inspect_tensors, inspect_json, inspect_broken_files, inspect_usage)
+OX_TEST_MAIN(inspect_text, inspect_tensors, inspect_json, inspect_broken_files,
+             inspect_escapes_control_characters, inspect_usage)

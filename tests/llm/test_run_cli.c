@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <openxpu/openxpu.h>
+
 #include "ox_test.h"
 #include "llm/model_path.h"
 #include "run_ox.h"
@@ -57,6 +59,26 @@ OX_TEST(bad_model_file_is_named)
     r = RUN_OX("run", "/nonexistent.gguf", "-p", "hi");
     ASSERT_EQ(r->status, 1);
     ASSERT_CONTAINS(r->err, "/nonexistent.gguf");
+    free(r);
+    /* a GGUF file without general.architecture is named as such */
+    ox_context_options options = {.struct_size = sizeof options, .flags = OX_CONTEXT_NO_PLUGINS};
+    ox_context *ctx;
+    ASSERT_OK(NULL, ox_context_create(&options, &ctx));
+    ox_gguf_writer *w;
+    ASSERT_OK(ctx, ox_gguf_writer_create(ctx, &w));
+    uint32_t blocks = 2;
+    ASSERT_OK(ctx, ox_gguf_writer_add_scalar(w, "llama.block_count", OX_GGUF_UINT32, &blocks));
+    char path[] = "/tmp/ox_test_noarch_XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    close(fd);
+    ASSERT_OK(ctx, ox_gguf_writer_write_file(w, path));
+    ox_gguf_writer_free(w);
+    ox_context_free(ctx);
+    r = RUN_OX("run", path, "-p", "hi");
+    unlink(path);
+    ASSERT_EQ(r->status, 1);
+    ASSERT_CONTAINS(r->err, "has no general.architecture");
     free(r);
 }
 
@@ -148,5 +170,164 @@ OX_TEST(interrupt_keeps_the_output)
     free(log);
 }
 
+/* Ctrl-C while a long prompt is evaluated (issue 16: once ignored for 41
+ * s): the run stops at the end of a chunk, exits 130, and reports no more
+ * prompt tokens than it evaluated (none at all if it had not started). */
+OX_TEST(interrupt_during_a_long_prompt)
+{
+    const char *model = test_real_model();
+    const char *bin = getenv("OX_BIN");
+    ASSERT_MSG(bin && bin[0], "OX_BIN must name the ox binary (ctest sets it)");
+    char path[] = "/tmp/ox_test_prompt_XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    for (int i = 0; i < 3000; i++) ASSERT(write(fd, " the", 4) == 4);
+    close(fd);
+    char *argv[] = {(char *)bin, "run", (char *)model, "-f", path, "--temp", "0", "-n", "4",
+                    "--ctx", "4096", NULL};
+    FILE *out = tmpfile(), *err = tmpfile();
+    ASSERT(out && err);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fileno(out), STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, fileno(err), STDERR_FILENO);
+    pid_t pid;
+    ASSERT_EQ(posix_spawn(&pid, bin, &actions, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&actions);
+    usleep(1500000); /* loading, or in the prompt */
+    ASSERT_EQ(kill(pid, SIGINT), 0);
+    int status = 0;
+    ASSERT(waitpid(pid, &status, 0) == pid);
+    unlink(path);
+    char *log = read_all(err);
+    ASSERT_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 130,
+               "ox run ended with status 0x%x, not exit 130: %s", status, log);
+    const char *p = strstr(log, "prompt: ");
+    int tokens = p ? atoi(p + 8) : 0;
+    ASSERT_MSG(tokens < 3000, "the whole prompt (%d tokens) was evaluated after Ctrl-C", tokens);
+    ASSERT(strstr(log, "generation: 0 tokens") || !p);
+    printf("  interrupted after %d of ~3000 prompt tokens\n", tokens);
+    free(log);
+    free(read_all(out));
+}
+
+/* The model file truncated while ox run reads it (issue 16: SIGBUS, no
+ * message): exit 1 and a message naming the file. */
+OX_TEST(model_file_truncated_under_the_run)
+{
+    const char *model = test_real_model();
+    const char *bin = getenv("OX_BIN");
+    ASSERT_MSG(bin && bin[0], "OX_BIN must name the ox binary (ctest sets it)");
+    char copy[] = "/tmp/ox_test_model_XXXXXX";
+    int fd = mkstemp(copy);
+    ASSERT(fd >= 0);
+    FILE *in = fopen(model, "rb");
+    ASSERT(in != NULL);
+    char chunk[1 << 16];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, in)) > 0) ASSERT(write(fd, chunk, n) == (ssize_t)n);
+    fclose(in);
+    char *argv[] = {(char *)bin, "run", copy, "-p", "Once upon a time", "--temp", "0", "-n",
+                    "-1", "--ctx", "4096", NULL};
+    FILE *out = tmpfile(), *err = tmpfile();
+    ASSERT(out && err);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fileno(out), STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, fileno(err), STDERR_FILENO);
+    pid_t pid;
+    ASSERT_EQ(posix_spawn(&pid, bin, &actions, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&actions);
+    for (int i = 0; i < 600; i++) { /* until it generates */
+        usleep(50000);
+        if (lseek(fileno(out), 0, SEEK_END) > 20) break;
+    }
+    ASSERT_EQ(ftruncate(fd, 4096), 0);
+    close(fd);
+    int status = 0;
+    ASSERT(waitpid(pid, &status, 0) == pid);
+    unlink(copy);
+    char *log = read_all(err);
+    ASSERT_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 1,
+               "ox run ended with status 0x%x, not exit 1: %s", status, log);
+    ASSERT_CONTAINS(log, "changed while in use");
+    ASSERT_CONTAINS(log, copy);
+    free(log);
+    free(read_all(out));
+}
+
+/* Prompt files are bounded and named before the model loads (issue 16):
+ * an endless stream, a directory, a missing file; an option where a value
+ * belongs; seeds over the whole 64-bit range, and the limit named. */
+OX_TEST(bad_input_is_bounded_and_named)
+{
+    ox_run *r = RUN_OX("run", "model.gguf", "-f", "/dev/zero");
+    ASSERT_EQ(r->status, 1);
+    ASSERT_CONTAINS(r->err, "prompt files are limited to 16.0 MiB");
+    free(r);
+    r = RUN_OX("tokenize", "model.gguf", "-f", "/dev/zero");
+    ASSERT_EQ(r->status, 1);
+    ASSERT_CONTAINS(r->err, "prompt files are limited to 16.0 MiB");
+    free(r);
+    r = RUN_OX("run", "model.gguf", "-f", "/tmp");
+    ASSERT_EQ(r->status, 1);
+    ASSERT_CONTAINS(r->err, "/tmp is a directory");
+    free(r);
+    r = RUN_OX("run", "model.gguf", "-f", "/nonexistent/prompt.txt");
+    ASSERT_EQ(r->status, 1);
+    ASSERT_CONTAINS(r->err, "No such file or directory");
+    free(r);
+    r = RUN_OX("run", "model.gguf", "-p", "-n", "2");
+    ASSERT_EQ(r->status, 2);
+    ASSERT_CONTAINS(r->err, "'-n' is an option");
+    free(r);
+    r = RUN_OX("run", "model.gguf", "--prompt=-n", "-n", "2"); /* on purpose: goes on */
+    ASSERT_EQ(r->status, 1);
+    ASSERT_CONTAINS(r->err, "model.gguf");
+    free(r);
+    r = RUN_OX("run", "model.gguf", "-p", "-5 degrees"); /* a value, not an option */
+    ASSERT_EQ(r->status, 1);
+    ASSERT_CONTAINS(r->err, "model.gguf");
+    free(r);
+    r = RUN_OX("run", "model.gguf", "-p", "x", "--seed", "18446744073709551616");
+    ASSERT_EQ(r->status, 2);
+    ASSERT_CONTAINS(r->err, "not an integer from 0 to 18446744073709551615");
+    free(r);
+    r = RUN_OX("run", "model.gguf", "-p", "x", "--seed", "1e19");
+    ASSERT_EQ(r->status, 2);
+    free(r);
+    r = RUN_OX("run", "model.gguf", "-p", "x", "--seed", "18446744073709551614");
+    ASSERT_EQ(r->status, 1); /* accepted; the model is what is missing */
+    ASSERT_CONTAINS(r->err, "model.gguf");
+    free(r);
+}
+
+/* On the real model: an empty prompt with --no-bos is named as such;
+ * default seeds differ between two runs in the same second; a failed run
+ * prints no speeds. */
+OX_TEST(true_messages_on_the_real_model)
+{
+    const char *model = test_real_model();
+    ox_run *r = RUN_OX("run", model, "-p", "", "--no-bos", "--ctx", "64");
+    ASSERT_EQ(r->status, 1);
+    ASSERT_CONTAINS(r->err, "the prompt is empty and --no-bos adds no BOS token");
+    ASSERT(strstr(r->err, "tokens/s") == NULL);
+    free(r);
+    double seeds[2];
+    for (int i = 0; i < 2; i++) {
+        r = RUN_OX("run", model, "-p", "Hi", "-n", "1", "--json", "--ctx", "64");
+        ASSERT_EQ(r->status, 0);
+        cJSON *doc = cJSON_Parse(r->out);
+        ASSERT_MSG(doc, "stdout is not JSON: %s", r->out);
+        seeds[i] = cJSON_GetObjectItem(doc, "seed")->valuedouble;
+        cJSON_Delete(doc);
+        free(r);
+    }
+    ASSERT_MSG(seeds[0] != seeds[1], "two runs drew the same default seed %.0f", seeds[0]);
+}
+
 OX_TEST_MAIN(help_and_usage_errors, bad_model_file_is_named, greedy_text_on_stdout_only,
-             interrupt_keeps_the_output)
+             interrupt_keeps_the_output, interrupt_during_a_long_prompt,
+             model_file_truncated_under_the_run,
+             bad_input_is_bounded_and_named,
+             true_messages_on_the_real_model)

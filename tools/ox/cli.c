@@ -3,6 +3,13 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +33,14 @@ static int find_option(const cli_command *command, const char *name, size_t leng
         const char *candidate = command->options[i].name;
         if (strlen(candidate) == length && strncmp(candidate, name, length) == 0) return i;
     }
+    return -1;
+}
+
+/* The option whose short name is c, or -1. */
+static int find_short(const cli_command *command, char c)
+{
+    for (int i = 0; command->options[i].name; i++)
+        if (command->options[i].short_name == c) return i;
     return -1;
 }
 
@@ -96,6 +111,20 @@ int cli_parse_next(cli_parser *parser, const char **value)
     if (parser->next >= parser->argc) {
         cli_usage_error(parser->command, "option '--%s' needs an argument (%s)", option->name,
                         option->argument);
+        return CLI_PARSE_ERROR;
+    }
+    /* a separate value that is itself one of the command's options ("-p -n
+     * 2") is a forgotten value, not a prompt that starts with a dash; the
+     * --name=VALUE form takes such a value on purpose */
+    const char *next = parser->argv[parser->next];
+    if (next[0] == '-' && next[1] != '\0' && strcmp(next, "--") != 0 &&
+        (strcmp(next, "-h") == 0 || strcmp(next, "--help") == 0 ||
+         (next[1] != '-' && next[2] == '\0' &&
+          (next[1] == 'h' || find_short(parser->command, next[1]) >= 0)) ||
+         (next[1] == '-' && find_option(parser->command, next + 2, strcspn(next + 2, "=")) >= 0))) {
+        cli_usage_error(parser->command, "option '--%s' needs an argument (%s), but '%s' is an "
+                        "option; to give it as the value, write --%s=%s", option->name,
+                        option->argument, next, option->name, next);
         return CLI_PARSE_ERROR;
     }
     *value = parser->argv[parser->next++];
@@ -389,31 +418,128 @@ out_free_text:
     return code;
 }
 
-char *cli_read_file(const cli_command *command, const char *path, size_t *size)
+char *cli_read_file_max(const cli_command *command, const char *path, size_t limit,
+                        const char *what, size_t *size)
 {
+    *size = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
         cli_error(command, "cannot open %s: %s", path, strerror(errno));
         return NULL;
     }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        cli_error(command, "%s is a directory, not a file", path);
+        return NULL;
+    }
+    char limit_text[32];
+    cli_format_bytes(limit, limit_text, sizeof limit_text);
+    if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > limit) {
+        fclose(f);
+        cli_error(command, "%s is %lld bytes: %s are limited to %s", path,
+                  (long long)st.st_size, what, limit_text);
+        return NULL;
+    }
+    /* read up to limit + 1 bytes: a stream (a pipe, /dev/zero) that goes
+     * past the limit is refused without holding more than it */
     size_t cap = 4096, n = 0;
     char *data = malloc(cap);
+    bool too_big = false;
     while (data) {
         n += fread(data + n, 1, cap - 1 - n, f);
+        if (n > limit) {
+            too_big = true;
+            break;
+        }
         if (n < cap - 1) break;
         char *bigger = realloc(data, cap * 2);
         if (!bigger) free(data);
         data = bigger;
         cap *= 2;
     }
-    if (!data || ferror(f)) {
-        cli_error(command, "cannot read %s", path);
+    if (too_big) {
+        cli_error(command, "%s is longer than %s: %s are limited to %s", path, limit_text, what,
+                  limit_text);
+        free(data);
+        data = NULL;
+    } else if (!data || ferror(f)) {
+        cli_error(command, "cannot read %s: %s", path, data ? strerror(errno) : "out of memory");
         free(data);
         data = NULL;
     } else {
         data[n] = '\0';
+        *size = n;
     }
     fclose(f);
-    *size = n;
     return data;
+}
+
+/* The message of a SIGBUS, written whole by the handler (write(2) is
+ * async-signal-safe; printf is not). */
+static char bus_message[PATH_MAX + 256];
+static size_t bus_length;
+
+static void on_sigbus(int sig)
+{
+    (void)sig;
+    ssize_t unused = write(STDERR_FILENO, bus_message, bus_length);
+    (void)unused;
+    _exit(CLI_EXIT_FAILURE);
+}
+
+void cli_guard_mapping(const cli_command *command, const char *path)
+{
+    int n = snprintf(bus_message, sizeof bus_message,
+                     "\nox %s: the model file %s changed while in use (truncated or rewritten "
+                     "under its memory mapping): stopped. Replace model files by renaming a new "
+                     "file over the old one.\n",
+                     command->name, path);
+    bus_length = n < 0 ? 0 : (size_t)n < sizeof bus_message ? (size_t)n : sizeof bus_message - 1;
+    struct sigaction sa = {.sa_handler = on_sigbus};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
+}
+
+const char *cli_printable(const char *text, char *out, size_t cap)
+{
+    size_t n = 0;
+    if (cap == 0) return out;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        char piece[12];
+        size_t len;
+        if (*p < 0x20 || *p == 0x7f || (*p >= 0x80 && *p < 0xa0)) {
+            len = (size_t)snprintf(piece, sizeof piece, "\\x%02x", *p);
+        } else if (*p == 0xc2 && p[1] >= 0x80 && p[1] < 0xa0) { /* U+0080..U+009F */
+            len = (size_t)snprintf(piece, sizeof piece, "\\u%04x", p[1]);
+            p++;
+        } else {
+            piece[0] = (char)*p;
+            len = 1;
+        }
+        if (n + len + 4 > cap) {
+            if (cap >= 4) memcpy(out + (n < cap - 4 ? n : cap - 4), "...", 4);
+            else out[0] = '\0';
+            return out;
+        }
+        memcpy(out + n, piece, len);
+        n += len;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+uint64_t cli_random_seed(void)
+{
+    uint64_t seed;
+    if (getrandom(&seed, sizeof seed, 0) == (ssize_t)sizeof seed) return seed;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    seed = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+    return seed * 0x9E3779B97F4A7C15u;
+}
+
+char *cli_read_file(const cli_command *command, const char *path, size_t *size)
+{
+    return cli_read_file_max(command, path, CLI_FILE_LIMIT, "files read by ox", size);
 }

@@ -149,10 +149,33 @@ int cli_devices_select(const cli_command *command, ox_context *ctx, const char *
 int cli_device_info(const cli_command *command, const ox_device *device, ox_device_info *info);
 
 /* The bytes of a file, malloc'ed, NUL-terminated past *size; NULL after
- * printing why. */
+ * printing why (the errno reason, a directory, a file past `limit` bytes
+ * with `what` naming the limit: "prompt files"). cli_read_file's limit is
+ * CLI_FILE_LIMIT. */
+#define CLI_FILE_LIMIT ((size_t)64 << 20)
+#define CLI_PROMPT_LIMIT ((size_t)16 << 20)
 char *cli_read_file(const cli_command *command, const char *path, size_t *size);
+char *cli_read_file_max(const cli_command *command, const char *path, size_t limit,
+                        const char *what, size_t *size);
+
+/* While a command has the model file `path` mapped: a SIGBUS (the file
+ * truncated or rewritten under the mapping) ends the process with exit
+ * status 1 and "the model file PATH changed while in use" on stderr, not a
+ * crash. The path is copied; call again for another file. */
+void cli_guard_mapping(const cli_command *command, const char *path);
+
+/* 64 random bits from the kernel (getrandom), for default seeds: two runs
+ * started in the same second differ. Falls back to the clock's
+ * nanoseconds mixed with the process id if the call fails. */
+uint64_t cli_random_seed(void);
 
 /* ---- formatting ----------------------------------------------------------- */
+
+/* `text` for a terminal: control characters (C0, DEL and the C1 range, raw or
+ * UTF-8-encoded) written as \xNN, so that no string from a file reaches the
+ * terminal as an escape sequence; cut to fit `cap` (with "..."). Returns
+ * `out`. */
+const char *cli_printable(const char *text, char *out, size_t cap);
 
 /* "512 B", "4.0 KiB", "23.4 GiB". */
 void cli_format_bytes(uint64_t bytes, char *buffer, size_t size);

@@ -271,6 +271,7 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
     if ((status = sum_limits(command, devices, n, limits, &bandwidth, &fma)) != CLI_EXIT_OK)
         goto out;
     ox_pipeline_options po = {.struct_size = sizeof po, .n_ctx = need, .tensor_parallel = tensor};
+    cli_guard_mapping(command, model_path);
     ox_status s = ox_pipeline_create(ctx, model_path, devices, n, &po, &session);
     if (s == OX_OK) s = ox_model_get_info(ox_pipeline_model(session, 0), &info);
     if (s == OX_OK) s = ox_model_get_cost(ox_pipeline_model(session, 0), &cost);

@@ -132,12 +132,14 @@ static void print_text(const char *path, const ox_gguf *g, const summary *s)
     ox_gguf_file_data(g, &file_size);
     cli_format_bytes(file_size, size, sizeof size);
     cli_format_bytes(s->tensor_bytes, data_size, sizeof data_size);
-    printf("%-18s %s\n", "File:", path);
+    char text[1024];
+    printf("%-18s %s\n", "File:", cli_printable(path, text, sizeof text));
     printf("%-18s GGUF v%u, %lld metadata keys, %lld tensors, alignment %u\n", "Format:",
            ox_gguf_version(g), (long long)ox_gguf_kv_count(g), (long long)ox_gguf_tensor_count(g),
            ox_gguf_alignment(g));
-    printf("%-18s %s\n", "Architecture:", s->architecture ? s->architecture : "-");
-    printf("%-18s %s\n", "Name:", s->name ? s->name : "-");
+    printf("%-18s %s\n", "Architecture:",
+           s->architecture ? cli_printable(s->architecture, text, sizeof text) : "-");
+    printf("%-18s %s\n", "Name:", s->name ? cli_printable(s->name, text, sizeof text) : "-");
     if (s->file_type >= 0) {
         const char *type = file_type_name(s->file_type);
         printf("%-18s %lld%s%s%s\n", "File type:", (long long)s->file_type, type ? " (" : "",
@@ -171,7 +173,8 @@ static void print_tensors(const ox_gguf *g)
     for (int64_t i = 0; i < ox_gguf_tensor_count(g); i++) {
         ox_gguf_tensor_info info = {.struct_size = sizeof info};
         if (ox_gguf_tensor_info_get(g, i, &info) != OX_OK) continue;
-        int n = (int)strlen(info.name);
+        char text[300];
+        int n = (int)strlen(cli_printable(info.name, text, sizeof text));
         if (n > name_width) name_width = n;
     }
     printf("\n%-*s  %-7s  %-26s  %12s  %12s\n", name_width, "NAME", "TYPE", "SHAPE", "BYTES",
@@ -179,9 +182,10 @@ static void print_tensors(const ox_gguf *g)
     for (int64_t i = 0; i < ox_gguf_tensor_count(g); i++) {
         ox_gguf_tensor_info info = {.struct_size = sizeof info};
         if (ox_gguf_tensor_info_get(g, i, &info) != OX_OK) continue;
-        char shape[96];
+        char shape[96], text[300];
         format_shape(&info, shape, sizeof shape);
-        printf("%-*s  %-7s  %-26s  %12zu  %12llu\n", name_width, info.name, info.type_name, shape,
+        printf("%-*s  %-7s  %-26s  %12zu  %12llu\n", name_width,
+               cli_printable(info.name, text, sizeof text), info.type_name, shape,
                info.nbytes, (unsigned long long)info.file_offset);
     }
 }
@@ -282,6 +286,7 @@ static int run_inspect(const cli_command *command, int argc, char **argv)
     summary s;
     int code = cli_context_open(command, &ctx);
     if (code != CLI_EXIT_OK) return code;
+    cli_guard_mapping(command, path);
     ox_status status = ox_gguf_open(ctx, path, &g);
     if (status != OX_OK) {
         code = cli_library_error(command, ctx, status);

@@ -2,6 +2,8 @@
  * stdout carries only the generated text (streamed as it is produced);
  * speeds, memory and errors go to stderr, so the output can be piped.
  * Ctrl-C stops generation cleanly: what was generated is kept. */
+#include <ctype.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +51,7 @@ static const cli_option run_options[] = {
     [OPTION_TOP_P] = {"top-p", "P", "nucleus sampling (default 0.95; 1: off)", 0},
     [OPTION_MIN_P] = {"min-p", "P", "drop tokens below P x the best (default 0.05; 0: off)", 0},
     [OPTION_REPEAT_PENALTY] = {"repeat-penalty", "R", "penalize the last 64 tokens (default 1: off)", 0},
-    [OPTION_SEED] = {"seed", "S", "random seed (default: from the clock, printed)", 's'},
+    [OPTION_SEED] = {"seed", "S", "random seed, 0 to 2^64-1 (default: random, printed)", 's'},
     [OPTION_CTX] = {"ctx", "N", "context size in tokens (default: min(model, 4096))", 'c'},
     [OPTION_CACHE_TYPE] = {"cache-type", "TYPE", "KV cache: f16 (default, as llama.cpp) or f32", 0},
     [OPTION_CHAT] = {"chat", NULL, "wrap the prompt in the model's chat template", 0},
@@ -68,11 +70,17 @@ static const cli_option run_options[] = {
 
 static volatile sig_atomic_t interrupted;
 
+/* The first Ctrl-C stops at the end of the current step (a prompt is
+ * evaluated in chunks of PROMPT_CHUNK tokens so that this comes soon); a
+ * second one exits at once. */
 static void on_sigint(int sig)
 {
     (void)sig;
+    if (interrupted) _exit(130);
     interrupted = 1;
 }
+
+#define PROMPT_CHUNK 512
 
 typedef struct run_options_t {
     const char *model, *prompt, *file, *device, *stop, *system, *chat_template;
@@ -172,7 +180,17 @@ static int parse_options(const cli_command *c, int argc, char **argv, run_opts *
         NUMBER(OPTION_TOP_P, 0, 1, o->sampling.top_p = (float)v)
         NUMBER(OPTION_MIN_P, 0, 1, o->sampling.min_p = (float)v)
         NUMBER(OPTION_REPEAT_PENALTY, 0, 100, o->sampling.repeat_penalty = (float)v)
-        NUMBER(OPTION_SEED, 0, 1.8e19, (o->sampling.seed = (uint64_t)v, o->seed_given = true))
+        case OPTION_SEED: { /* every 64-bit value, exactly (not through a double) */
+            char *end;
+            errno = 0;
+            unsigned long long seed = strtoull(value, &end, 10);
+            if (!isdigit((unsigned char)value[0]) || *end != '\0' || errno == ERANGE)
+                return cli_usage_error(c, "--seed: '%s' is not an integer from 0 to %llu", value,
+                                       (unsigned long long)UINT64_MAX);
+            o->sampling.seed = (uint64_t)seed;
+            o->seed_given = true;
+            break;
+        }
         NUMBER(OPTION_CTX, 0, 1e7, o->n_ctx = (int)v)
 #undef NUMBER
         case CLI_PARSE_HELP:
@@ -189,7 +207,7 @@ static int parse_options(const cli_command *c, int argc, char **argv, run_opts *
         return cli_usage_error(c, "-p and -f cannot be used together");
     if ((o->system || o->chat_template) && !o->chat)
         return cli_usage_error(c, "--system and --chat-template need --chat or -i");
-    if (!o->seed_given) o->sampling.seed = (uint64_t)time(NULL);
+    if (!o->seed_given) o->sampling.seed = cli_random_seed();
     return CLI_EXIT_OK;
 }
 
@@ -540,14 +558,28 @@ static void close_turn(run_state *st)
 static int generate(run_state *st, const run_opts *o, const int32_t *prompt, size_t n_prompt)
 {
     int room = engine_capacity(st) - engine_position(st);
+    if (n_prompt == 0 && engine_position(st) == 0)
+        return cli_error(st->command, "the prompt is empty%s: there is nothing to continue from",
+                         o->no_bos ? " and --no-bos adds no BOS token" : "");
     if ((int)n_prompt >= room)
         return cli_error(st->command, "the prompt has %zu tokens but only %d fit in the context "
                          "(--ctx %d)", n_prompt, room - 1, engine_capacity(st));
     double t0 = cli_seconds();
-    ox_status s = engine_eval(st, prompt, (int)n_prompt, st->logits);
+    ox_status s = OX_OK;
+    for (size_t done = 0; done < n_prompt && s == OX_OK;) {
+        if (interrupted) { /* Ctrl-C between chunks: what was evaluated counts */
+            st->prompt_seconds += cli_seconds() - t0;
+            return CLI_EXIT_OK;
+        }
+        size_t n = n_prompt - done < PROMPT_CHUNK ? n_prompt - done : PROMPT_CHUNK;
+        s = engine_eval(st, prompt + done, (int)n, done + n == n_prompt ? st->logits : NULL);
+        if (s == OX_OK) {
+            done += n;
+            st->prompt_tokens += (int)n;
+        }
+    }
     if (s != OX_OK) return cli_library_error(st->command, st->ctx, s);
     st->prompt_seconds += cli_seconds() - t0;
-    st->prompt_tokens += (int)n_prompt;
     for (size_t i = 0; i < n_prompt; i++) ox_sampler_accept(st->sampler, prompt[i]);
 
     int32_t eos = ox_tokenizer_eos(st->tok), eot = ox_tokenizer_eot(st->tok);
@@ -579,30 +611,36 @@ static int generate(run_state *st, const run_opts *o, const int32_t *prompt, siz
     return CLI_EXIT_OK;
 }
 
-static char *read_file(const cli_command *c, const char *path)
+/* Interactive lines are read up to this many bytes; a longer one is
+ * refused (and skipped to its end) with a message naming the limit. */
+#define LINE_LIMIT ((size_t)1 << 20)
+
+/* The next line of stdin without its newline, in *buf (grown as needed, up
+ * to LINE_LIMIT + 1 bytes); 1: a line, 0: end of input or an interrupt,
+ * -1: a line past the limit (skipped). */
+static int read_line(char **buf, size_t *cap)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cli_error(c, "cannot open %s", path);
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t len = 0, cap = 0, n;
-    char chunk[65536];
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (len + n + 1 > cap) {
-            cap = (len + n + 1) * 2;
-            char *grown = realloc(buf, cap);
-            if (!grown) break;
-            buf = grown;
+    size_t n = 0;
+    int c = EOF;
+    bool over = false;
+    while (!interrupted && (c = getchar()) != EOF && c != '\n') {
+        if (over || (over = n >= LINE_LIMIT)) continue;
+        if (n + 1 >= *cap) {
+            size_t grown_cap = *cap ? *cap * 2 : 4096;
+            char *grown = realloc(*buf, grown_cap);
+            if (!grown) { /* past the limit (or out of memory): skip to the end of the line */
+                over = true;
+                continue;
+            }
+            *buf = grown;
+            *cap = grown_cap;
         }
-        memcpy(buf + len, chunk, n);
-        len += n;
+        (*buf)[n++] = (char)c;
     }
-    fclose(f);
-    if (!buf) buf = calloc(1, 1);
-    else buf[len] = '\0';
-    return buf;
+    if (over) return -1;
+    if (interrupted || (c == EOF && n == 0)) return 0;
+    (*buf)[n] = '\0';
+    return 1;
 }
 
 static void report(const run_state *st, const run_opts *o)
@@ -668,6 +706,7 @@ static int open_all(run_state *st, const run_opts *o)
                               .first_layer = first, .last_layer = last,
                               .tensor_parallel = o->tensor_split};
     if (isatty(2) && st->rank == 0) po.progress = load_progress;
+    cli_guard_mapping(st->command, o->model);
     if (s == OX_OK) s = ox_pipeline_create(st->ctx, o->model, devices, n, &po, &st->pipe);
     if (s == OX_OK) {
         st->model = ox_pipeline_model(st->pipe, 0);
@@ -745,7 +784,14 @@ static int run_run(const cli_command *command, int argc, char **argv)
             return cli_usage_error(command, "--mpi runs one prompt (-p or -f), not -i");
         }
     }
-    status = open_all(&st, &o);
+    /* the prompt file first: a bad one is named before the model loads */
+    char *file_text = NULL;
+    if (o.file && !o.interactive && st.rank == 0) {
+        size_t size = 0;
+        file_text = cli_read_file_max(command, o.file, CLI_PROMPT_LIMIT, "prompt files", &size);
+        if (!file_text) status = CLI_EXIT_FAILURE;
+    }
+    if (status == CLI_EXIT_OK) status = open_all(&st, &o);
     if (st.ranks > 1) { /* every rank loaded its layers, or none goes on */
         int32_t mine = status, all[256];
         if (mpi_link_allgather(&mine, sizeof mine, all)) mpi_lost(&st, "allgather");
@@ -755,6 +801,7 @@ static int run_run(const cli_command *command, int argc, char **argv)
                 status = CLI_EXIT_FAILURE;
             }
         if (status != CLI_EXIT_OK) {
+            free(file_text);
             close_all(&st);
             mpi_link_finalize();
             return status;
@@ -767,22 +814,29 @@ static int run_run(const cli_command *command, int argc, char **argv)
         return status;
     }
     if (status == CLI_EXIT_OK && !o.interactive) {
-        char *text = o.file ? read_file(command, o.file) : NULL;
-        if (o.file && !text) status = CLI_EXIT_FAILURE;
-        else status = run_turn(&st, &o, o.file ? text : o.prompt);
-        free(text);
+        status = run_turn(&st, &o, o.file ? file_text : o.prompt);
     } else if (status == CLI_EXIT_OK) {
-        char line[8192];
+        char *line = NULL;
+        size_t cap = 0;
+        int got;
         if (isatty(0)) fprintf(stderr, "> ");
-        while (!interrupted && fgets(line, sizeof line, stdin)) {
-            line[strcspn(line, "\n")] = '\0';
+        while ((got = read_line(&line, &cap)) != 0) {
+            if (got < 0) {
+                cli_error(command, "a line of input is longer than %zu bytes, the limit on "
+                          "interactive lines: skipped", LINE_LIMIT);
+                if (isatty(0)) fprintf(stderr, "> ");
+                continue;
+            }
             if (!*line) continue;
             if ((status = run_turn(&st, &o, line)) != CLI_EXIT_OK) break;
             fputc('\n', stdout);
             if (isatty(0)) fprintf(stderr, "> ");
         }
+        free(line);
     }
-    if (st.pipe) report(&st, &o);
+    free(file_text);
+    /* speeds only for work done: not after a failed load or an empty run */
+    if (st.pipe && (st.prompt_tokens > 0 || st.gen_tokens > 0)) report(&st, &o);
     if (st.ranks > 1) {
         mpi_header stop = {MPI_STOP, 0, 0, OX_OK, 0};
         mpi_link_send(&stop, sizeof stop, 1);

@@ -1204,7 +1204,7 @@ static job *parse_job(server *sv, const char *body, size_t len, bool chat, serve
         j->stream = r.stream;
         j->include_usage = r.include_usage;
         j->sp = r.sampling;
-        if (!r.seed_given) j->sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)(uintptr_t)j << 16);
+        if (!r.seed_given) j->sp.seed = cli_random_seed();
         j->presence = r.presence;
         j->frequency = r.frequency;
         j->logprobs = r.logprobs;
@@ -1616,6 +1616,7 @@ static int load(server *sv, const serve_opts *o)
     int n = 0, status = cli_select_devices(c, sv->ctx, o->device, devices, &n);
     if (status != CLI_EXIT_OK) return status;
     sv->device = devices[0];
+    cli_guard_mapping(c, o->model);
     ox_status s;
     if (n == 1) {
         s = ox_model_load(sv->device, o->model, &sv->model);

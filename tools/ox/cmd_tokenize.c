@@ -64,7 +64,8 @@ static int run_tokenize(const cli_command *command, int argc, char **argv)
 
     size_t len = 0;
     char *owned = NULL;
-    if (file && !(owned = cli_read_file(command, file, &len))) return CLI_EXIT_FAILURE;
+    if (file && !(owned = cli_read_file_max(command, file, CLI_PROMPT_LIMIT, "prompt files", &len)))
+        return CLI_EXIT_FAILURE;
     const char *text = owned ? owned : prompt;
     if (!owned) len = strlen(prompt);
 
@@ -78,6 +79,7 @@ static int run_tokenize(const cli_command *command, int argc, char **argv)
     code = CLI_EXIT_FAILURE;
     unsigned flags = (no_bos ? 0 : OX_TOKENIZE_ADD_BOS) | (special ? OX_TOKENIZE_PARSE_SPECIAL : 0);
     size_t n = 0;
+    cli_guard_mapping(command, model);
     if ((status = ox_gguf_open(ctx, model, &gguf)) != OX_OK ||
         (status = ox_tokenizer_load(ctx, gguf, &tok)) != OX_OK ||
         (status = ox_tokenizer_encode(tok, text, len, flags, NULL, 0, &n)) != OX_OK) {
