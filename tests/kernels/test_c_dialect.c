@@ -6,6 +6,7 @@
  * conversions round like the hardware's. Without a C compiler the tests
  * say so. */
 #include <fcntl.h>
+#include <dirent.h>
 #include <math.h>
 #include <spawn.h>
 #include <stdint.h>
@@ -177,4 +178,63 @@ OX_TEST(c_prelude_halves_round_to_nearest_even)
     ox_context_free(ctx);
 }
 
-OX_TEST_MAIN(every_kernel_compiles_as_c, c_prelude_halves_round_to_nearest_even)
+/* A kernel whose macros expand 8^12 times (issue 16: the compiler once
+ * took 4 GB in 14 s): stopped by the memory limit, then by the time
+ * limit, each named, and no build directory left behind. */
+static void bomb_refused(const char *timeout, const char *memory, const char *want)
+{
+    char tmp[] = "/tmp/ox_test_cc_XXXXXX";
+    ASSERT(mkdtemp(tmp) != NULL);
+    setenv("TMPDIR", tmp, 1);
+    setenv("OX_CC_TIMEOUT", timeout, 1);
+    setenv("OX_CC_MEMORY_MB", memory, 1);
+    ox_context *ctx;
+    ox_context_options o = {.struct_size = sizeof o, .flags = OX_CONTEXT_NO_PLUGINS};
+    ASSERT_OK(NULL, ox_context_create(&o, &ctx));
+    ox_device *cpu;
+    int n_dev;
+    ASSERT_OK(ctx, ox_device_select(ctx, "cpu", &cpu, 1, &n_dev));
+    ox_program *p = NULL;
+    ox_status st = ox_program_build(cpu,
+                                    "#define A(x) x x x x x x x x\n"
+                                    "#define B(x) A(A(A(A(x))))\n"
+                                    "#define C(x) B(B(B(x)))\n"
+                                    "KERNEL bomb(ARG_BUF(float, y))\n"
+                                    "{\n"
+                                    "    BUF(float, y);\n"
+                                    "    float s = 0.0f;\n"
+                                    "    C(s += 1.0f;)\n"
+                                    "    y[0] = s;\n"
+                                    "}\n",
+                                    NULL, &p);
+    if (st == OX_ERR_UNSUPPORTED) OX_SKIP("%s", ox_errmsg(ctx));
+    ASSERT_EQ(st, OX_ERR_BUILD);
+    ASSERT_MSG(strstr(ox_errmsg(ctx), want), "'%s' not in: %s", want, ox_errmsg(ctx));
+    printf("  %s\n", ox_errmsg(ctx));
+    DIR *d = opendir(tmp);
+    ASSERT(d != NULL);
+    struct dirent *e;
+    int left = 0;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            printf("  left behind: %s\n", e->d_name);
+            left++;
+        }
+    closedir(d);
+    ASSERT_EQ(left, 0);
+    rmdir(tmp);
+    ox_context_free(ctx);
+}
+
+OX_TEST(compiler_memory_limit)
+{
+    bomb_refused("600", "300", "hit the memory limit on kernel builds (300 MiB");
+}
+
+OX_TEST(compiler_time_limit)
+{
+    bomb_refused("2", "8192", "ran past the time limit on kernel builds (2 s");
+}
+
+OX_TEST_MAIN(every_kernel_compiles_as_c, c_prelude_halves_round_to_nearest_even,
+             compiler_memory_limit, compiler_time_limit)

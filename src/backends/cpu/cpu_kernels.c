@@ -16,12 +16,13 @@
 /* _longjmp between fiber stacks: the fortified longjmp refuses to jump to
  * another stack. */
 #undef _FORTIFY_SOURCE
+#include <dirent.h>
 #include <dlfcn.h>
+#include <signal.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
-#include <spawn.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -29,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <ucontext.h>
@@ -278,22 +280,105 @@ static void *read_file(const ox__host *host, const char *path, size_t limit, boo
     return data;
 }
 
-/* Run the compiler; its output goes to log_path. The exit status, or -1. */
-static int run_compiler(const char *const *argv, const char *log_path)
+/* Limits on a kernel build (a macro that expands 2^40 times once drove
+ * the compiler to 4 GB in 14 s): wall-clock seconds and address space,
+ * OX_CC_TIMEOUT and OX_CC_MEMORY_MB to change them. */
+#define CC_TIMEOUT_S 120
+#define CC_MEMORY_MB 4096
+
+static long env_limit(const char *name, long fallback, long lo, long hi)
 {
-    posix_spawn_file_actions_t fa;
-    if (posix_spawn_file_actions_init(&fa) != 0) return -1;
-    posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    pid_t pid;
-    int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) return -1;
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    const char *v = getenv(name);
+    if (!v || !*v) return fallback;
+    char *end;
+    long n = strtol(v, &end, 10);
+    return *end == '\0' && n >= lo && n <= hi ? n : fallback;
+}
+
+/* How a compiler run ended. */
+typedef enum cc_end { CC_EXITED, CC_TIMED_OUT, CC_SIGNALED, CC_NOT_RUN } cc_end;
+
+/* Run the compiler in a process group of its own, under the limits, with
+ * TMPDIR = dir (so that its temporary files are ours to remove), stdout and
+ * stderr to log_path. *status: the exit status, or the signal. */
+static cc_end run_compiler(const char *const *argv, const char *dir, const char *log_path,
+                           long timeout_s, long memory_mb, int *status)
+{
+    /* the child's environment, made before fork (no allocation after it):
+     * ours with TMPDIR replaced */
+    char tmpdir[600];
+    snprintf(tmpdir, sizeof tmpdir, "TMPDIR=%s", dir);
+    size_t n_env = 0;
+    while (environ[n_env]) n_env++;
+    char **envp = malloc((n_env + 2) * sizeof *envp);
+    if (!envp) return CC_NOT_RUN;
+    size_t k = 0;
+    for (size_t i = 0; i < n_env; i++)
+        if (strncmp(environ[i], "TMPDIR=", 7) != 0) envp[k++] = environ[i];
+    envp[k++] = tmpdir;
+    envp[k] = NULL;
+    int log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    pid_t pid = log_fd >= 0 && null_fd >= 0 ? fork() : -1;
+    if (pid == 0) { /* the child: only async-signal-safe calls until exec */
+        setpgid(0, 0);
+        struct rlimit as = {(rlim_t)memory_mb << 20, (rlim_t)memory_mb << 20};
+        struct rlimit cpu = {(rlim_t)timeout_s, (rlim_t)timeout_s + 5};
+        setrlimit(RLIMIT_AS, &as);
+        setrlimit(RLIMIT_CPU, &cpu);
+        dup2(null_fd, 0);
+        dup2(log_fd, 1);
+        dup2(log_fd, 2);
+        execve(argv[0], (char *const *)argv, envp);
+        _exit(127);
+    }
+    free(envp);
+    if (log_fd >= 0) close(log_fd);
+    if (null_fd >= 0) close(null_fd);
+    if (pid < 0) return CC_NOT_RUN;
+    setpgid(pid, pid); /* also here: whichever runs first */
+    struct timespec start, now, nap = {0, 5 * 1000 * 1000};
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    int w;
+    for (;;) {
+        pid_t r = waitpid(pid, &w, WNOHANG);
+        if (r == pid) break;
+        if (r < 0 && errno != EINTR) return CC_NOT_RUN;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - start.tv_sec >= timeout_s) { /* the whole group: cc1, as, ld too */
+            kill(-pid, SIGKILL);
+            while (waitpid(pid, &w, 0) < 0 && errno == EINTR) {}
+            return CC_TIMED_OUT;
+        }
+        nanosleep(&nap, NULL);
+        if (nap.tv_nsec < 50 * 1000 * 1000) nap.tv_nsec *= 2;
+    }
+    kill(-pid, SIGKILL); /* anything the compiler left running */
+    if (WIFSIGNALED(w)) {
+        *status = WTERMSIG(w);
+        return CC_SIGNALED;
+    }
+    *status = WEXITSTATUS(w);
+    return CC_EXITED;
+}
+
+/* Remove a build directory and whatever the compiler left in it. */
+static void remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+            char path[1200];
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            struct stat st;
+            if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) remove_tree(path);
+            else unlink(path);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
 }
 
 /* dlopen the shared object in `data` (from the cache) through a file of
@@ -402,15 +487,38 @@ ox_status ox__cpu_program_build(void *device, const char *source, const char *op
         snprintf(words, words_size, BASE_FLAGS " %s %s", extra, options);
         argc = compiler_argv(words, argv, 96, compiler, src, out, why, sizeof why);
         int rc = -2;
-        if (argc > 0 && write_file(src, source, strlen(source)))
-            rc = run_compiler(argv, logp);
+        cc_end how = CC_NOT_RUN;
+        long timeout_s = env_limit("OX_CC_TIMEOUT", CC_TIMEOUT_S, 1, 86400);
+        long memory_mb = env_limit("OX_CC_MEMORY_MB", CC_MEMORY_MB, 64, 1L << 20);
+        if (argc > 0 && write_file(src, source, strlen(source))) {
+            how = run_compiler(argv, dir, logp, timeout_s, memory_mb, &rc);
+            if (how != CC_EXITED && rc == -2) rc = -1;
+        }
         size_t log_size = 0;
         char *text = rc == -2 ? NULL : read_file(host, logp, MAX_LOG, true, &log_size);
-        if (rc != 0) {
+        bool out_of_memory = text && (strstr(text, "out of memory") ||
+                                      strstr(text, "memory exhausted") ||
+                                      strstr(text, "Cannot allocate memory"));
+        if (how != CC_EXITED || rc != 0) {
             if (rc == -2)
                 s = host->fail(host->core, OX_ERR_BUILD, "cpu: cannot run the compiler: %s",
                                argc < 0 ? why : "cannot write the source");
-            else if (rc == -1)
+            else if (how == CC_TIMED_OUT)
+                s = host->fail(host->core, OX_ERR_BUILD, "cpu: %s ran past the time limit on "
+                               "kernel builds (%ld s; OX_CC_TIMEOUT) and was stopped", compiler,
+                               timeout_s);
+            else if (how == CC_SIGNALED && rc == SIGXCPU)
+                s = host->fail(host->core, OX_ERR_BUILD, "cpu: %s used more than the CPU-time "
+                               "limit on kernel builds (%ld s; OX_CC_TIMEOUT)", compiler,
+                               timeout_s);
+            else if (out_of_memory || (how == CC_SIGNALED && (rc == SIGKILL || rc == SIGSEGV)))
+                s = host->fail(host->core, OX_ERR_BUILD, "cpu: %s hit the memory limit on kernel "
+                               "builds (%ld MiB of address space; OX_CC_MEMORY_MB)", compiler,
+                               memory_mb);
+            else if (how == CC_SIGNALED)
+                s = host->fail(host->core, OX_ERR_BUILD, "cpu: %s was killed by signal %d",
+                               compiler, rc);
+            else if (how != CC_EXITED)
                 s = host->fail(host->core, OX_ERR_BUILD, "cpu: %s did not run to the end",
                                compiler);
             else
@@ -435,7 +543,7 @@ ox_status ox__cpu_program_build(void *device, const char *source, const char *op
             }
         }
         host->free(host->core, words, words_size);
-        unlink(src), unlink(out), unlink(logp), rmdir(dir);
+        remove_tree(dir); /* with whatever a killed compiler left */
     }
 out:
     host->free(host->core, key, key_size);
