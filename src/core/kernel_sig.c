@@ -3,6 +3,7 @@
  * blanked out (newlines kept, so offsets and lines stay those of the
  * source); kernels are then found at file scope by their keyword. */
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,15 +15,18 @@ static bool ident_start(char c) { return isalpha((unsigned char)c) || c == '_'; 
 static bool ident_char(char c) { return isalnum((unsigned char)c) || c == '_'; }
 
 /* Blank comments in place (and, with all, string and character literals
- * and preprocessor lines); newlines stay. */
-static void blank(char *s, bool all)
+ * and preprocessor lines); newlines stay. Returns where a comment that is
+ * never closed opens, or SIZE_MAX. */
+static size_t blank(char *s, bool all)
 {
     bool line_start = true;
+    size_t open_comment = SIZE_MAX;
     for (size_t i = 0; s[i];) {
         char c = s[i];
         if (c == '/' && s[i + 1] == '/') {
             while (s[i] && s[i] != '\n') s[i++] = ' ';
         } else if (c == '/' && s[i + 1] == '*') {
+            size_t at = i;
             s[i++] = ' ';
             s[i++] = ' ';
             while (s[i] && !(s[i] == '*' && s[i + 1] == '/')) {
@@ -30,6 +34,7 @@ static void blank(char *s, bool all)
                 i++;
             }
             if (s[i]) s[i++] = ' ', s[i++] = ' ';
+            else open_comment = at;
         } else if (c == '"' || c == '\'') {
             line_start = false;
             for (i++; s[i] && s[i] != c && s[i] != '\n'; i++) {
@@ -55,6 +60,7 @@ static void blank(char *s, bool all)
             i++;
         }
     }
+    return open_comment;
 }
 
 /* True if the identifier `word` occurs as a whole word in s. */
@@ -362,7 +368,13 @@ ox_status ox__sig_parse(ox_context *ctx, const char *what, const char *source,
     char *s = ox__alloc(ctx, len + 1);
     if (!s) return ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "%s: out of host memory", what);
     memcpy(s, source, len + 1);
-    blank(s, false);
+    size_t open_comment = blank(s, false);
+    if (open_comment != SIZE_MAX) { /* C refuses it; the CPU's wrappers after it would hide it */
+        ox_status st = ox__fail(ctx, OX_ERR_BUILD, "%s:%u: unterminated comment: the '/*' here "
+                                "is never closed", what, line_of(source, open_comment));
+        ox__free(ctx, s, len + 1);
+        return st;
+    }
     out->barriers = has_word(s, "BARRIER") || has_word(s, "BARRIER_GLOBAL") ||
                     (options && strstr(options, "BARRIER"));
     blank(s, true);

@@ -134,6 +134,11 @@ OX_TEST(refusals_name_the_kernel_and_parameter)
     memset(long_name + 7, 'a', 5000);
     strcpy(long_name + 5007, "(int n) {}");
     refused(ctx, long_name, NULL, "is 5000 characters; at most 63");
+    /* an unterminated comment at the end (the CPU once compiled it: its
+     * entry points, added after the source, closed the comment) */
+    refused(ctx, "KERNEL k(int n) { }\n\n/* the end", NULL,
+            "prog:3: unterminated comment: the '/*' here is never closed");
+    refused(ctx, "KERNEL k(int n) { } // fine\n/* a */ /* b", NULL, "prog:2: unterminated");
     refused(ctx, "KERNEL k(int n) n = 1;", NULL, "kernel 'k': its body must follow");
     refused(ctx, "KERNEL k(int n", NULL, "a parameter list must follow");
     char many[2048] = "KERNEL k(";
