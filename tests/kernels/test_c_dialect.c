@@ -236,5 +236,38 @@ OX_TEST(compiler_time_limit)
     bomb_refused("2", "8192", "ran past the time limit on kernel builds (2 s");
 }
 
+/* A kernel object with a constructor or destructor (code dlopen would run
+ * in the host process) is refused at build, however the attribute is
+ * spelled; were it opened, the trap would end this test. */
+OX_TEST(kernels_that_run_code_when_loaded_are_refused)
+{
+    ox_context *ctx;
+    ox_context_options o = {.struct_size = sizeof o, .flags = OX_CONTEXT_NO_PLUGINS};
+    ASSERT_OK(NULL, ox_context_create(&o, &ctx));
+    ox_device *cpu;
+    int n_dev;
+    ASSERT_OK(ctx, ox_device_select(ctx, "cpu", &cpu, 1, &n_dev));
+    static const char *const sources[] = {
+        "__attribute__((constructor)) static void at_load(void) { __builtin_trap(); }\n"
+        "KERNEL k(ARG_BUF(float, y)) { BUF(float, y); y[0] = 1.0f; }\n",
+        "#define LATER __attribute__((destructor))\n"
+        "LATER static void at_unload(void) { __builtin_trap(); }\n"
+        "KERNEL k(ARG_BUF(float, y)) { BUF(float, y); y[0] = 2.0f; }\n",
+    };
+    for (size_t i = 0; i < sizeof sources / sizeof sources[0]; i++) {
+        ox_program *p = NULL;
+        ox_status st = ox_program_build(cpu, sources[i], NULL, &p);
+        if (st == OX_ERR_UNSUPPORTED) OX_SKIP("%s", ox_errmsg(ctx));
+        ASSERT_EQ(st, OX_ERR_BUILD);
+        ASSERT_CONTAINS(ox_errmsg(ctx), "would run code of its own when loaded or unloaded");
+    }
+    ox_program *p = NULL; /* the same kernel without it builds */
+    ASSERT_OK(ctx, ox_program_build(cpu, "KERNEL k(ARG_BUF(float, y)) { BUF(float, y); y[0] = 1.0f; }\n",
+                                    NULL, &p));
+    ox_program_free(p);
+    ox_context_free(ctx);
+}
+
 OX_TEST_MAIN(every_kernel_compiles_as_c, c_prelude_halves_round_to_nearest_even,
-             compiler_memory_limit, compiler_time_limit)
+             compiler_memory_limit, compiler_time_limit,
+             kernels_that_run_code_when_loaded_are_refused)

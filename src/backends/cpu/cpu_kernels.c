@@ -18,6 +18,7 @@
 #undef _FORTIFY_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
+#include <elf.h>
 #include <signal.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -183,9 +184,11 @@ const char *ox__cpu_compiler(char *path, size_t cap)
     return find_compiler(path, cap) ? path : NULL;
 }
 
+/* -nostartfiles: no crt objects, so that an object with code to run when
+ * it is loaded or unloaded can only be the kernel's own (runs_at_load). */
 #define BASE_FLAGS                                                                      \
-    "-std=gnu11 -O2 -fPIC -shared -fvisibility=hidden -ffp-contract=off -fno-math-errno " \
-    "-fno-diagnostics-show-caret"
+    "-std=gnu11 -O2 -fPIC -shared -nostartfiles -fvisibility=hidden -ffp-contract=off "  \
+    "-fno-math-errno -fno-diagnostics-show-caret"
 
 /* argv for the compiler: the base flags, $OX_CC_FLAGS, the user's -D/-U/-I
  * options. Returns the count, or -1 (message in why) for another option. */
@@ -381,6 +384,48 @@ static void remove_tree(const char *dir)
     rmdir(dir);
 }
 
+/* True (why says what) when the shared object in `image` would run code of
+ * its own when loaded or unloaded (constructors, destructors, DT_INIT or
+ * DT_FINI: __attribute__((constructor)) in a kernel source), or is not an
+ * ELF64 object this check can read: such an object is never opened, since
+ * dlopen would run that code in the host process before any kernel is
+ * called. */
+static bool runs_at_load(const unsigned char *image, size_t size, char *why, size_t cap)
+{
+    Elf64_Ehdr eh;
+    if (size < sizeof eh) goto unreadable;
+    memcpy(&eh, image, sizeof eh);
+    if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+        eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phoff > size ||
+        (size - eh.e_phoff) / sizeof(Elf64_Phdr) < eh.e_phnum)
+        goto unreadable;
+    for (unsigned i = 0; i < eh.e_phnum; i++) {
+        Elf64_Phdr ph;
+        memcpy(&ph, image + eh.e_phoff + i * sizeof ph, sizeof ph);
+        if (ph.p_type != PT_DYNAMIC) continue;
+        if (ph.p_offset > size || ph.p_filesz > size - ph.p_offset) goto unreadable;
+        for (size_t at = 0; at + sizeof(Elf64_Dyn) <= ph.p_filesz; at += sizeof(Elf64_Dyn)) {
+            Elf64_Dyn d;
+            memcpy(&d, image + ph.p_offset + at, sizeof d);
+            if (d.d_tag == DT_NULL) break;
+            bool runs = d.d_tag == DT_INIT || d.d_tag == DT_FINI || d.d_tag == DT_PREINIT_ARRAYSZ ||
+                        ((d.d_tag == DT_INIT_ARRAYSZ || d.d_tag == DT_FINI_ARRAYSZ) &&
+                         d.d_un.d_val > 0);
+            if (runs) {
+                snprintf(why, cap, "the kernel object would run code of its own when loaded or "
+                         "unloaded (a constructor or destructor: __attribute__((constructor)) or "
+                         "((destructor)) in the source); kernels may only run when launched");
+                return true;
+            }
+        }
+    }
+    return false;
+unreadable:
+    snprintf(why, cap, "the compiled object is not an ELF64 shared object this library can "
+             "check (is OX_CC a compiler for this machine?)");
+    return true;
+}
+
 /* dlopen the shared object in `data` (from the cache) through a file of
  * its own name: the loader takes a name it has seen for the object it
  * loaded then, so names are never reused while a program lives. */
@@ -395,6 +440,10 @@ static void *open_image(const void *data, size_t size, char *why, size_t cap)
         return NULL;
     }
     close(fd);
+    if (runs_at_load(data, size, why, cap)) {
+        unlink(path);
+        return NULL;
+    }
     if (!write_file(path, data, size)) {
         snprintf(why, cap, "cannot write %.300s: %s", path, strerror(errno));
         unlink(path);
@@ -530,12 +579,14 @@ ox_status ox__cpu_program_build(void *device, const char *source, const char *op
             else if (text) host->free(host->core, text, log_size + 1);
             size_t so_size;
             void *so = read_file(host, out, (size_t)1 << 30, false, &so_size);
-            if (so) {
-                host->cache_store(host->core, key, so, so_size);
-                host->free(host->core, so, so_size + 1);
-            }
-            p->dl = dlopen(out, RTLD_NOW | RTLD_LOCAL);
-            if (!p->dl || !abi_ok(p->dl, why, sizeof why)) {
+            bool refused = !so || runs_at_load(so, so_size, why, sizeof why);
+            if (!so) snprintf(why, sizeof why, "cannot read the object %s built", compiler);
+            if (so && !refused) host->cache_store(host->core, key, so, so_size);
+            if (so) host->free(host->core, so, so_size + 1);
+            if (refused) {
+                s = host->fail(host->core, OX_ERR_BUILD, "cpu: %s", why);
+            } else if (!(p->dl = dlopen(out, RTLD_NOW | RTLD_LOCAL)) ||
+                       !abi_ok(p->dl, why, sizeof why)) {
                 if (!p->dl) snprintf(why, sizeof why, "%s", dlerror());
                 else dlclose(p->dl), p->dl = NULL;
                 s = host->fail(host->core, OX_ERR_BUILD, "cpu: the object %s built cannot be "
