@@ -7,6 +7,7 @@ packages=(
     gcc clang cmake ninja-build pkg-config make   # toolchain
     libcjson-dev                                  # JSON for the ox tool
     libmicrohttpd-dev                             # HTTP for ox serve
+    libxxhash-dev                                 # whole-file hashes (ox run --mpi)
     curl python3-venv python3-pip                 # the ox serve test's clients
     chromium chromium-driver                      # ...and its browser (the chat page)
     opencl-headers ocl-icd-libopencl1             # OpenCL types; the ICD loader

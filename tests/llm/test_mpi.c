@@ -87,8 +87,38 @@ OX_TEST(ranks_must_agree_on_the_model)
     unlink(a);
     unlink(b);
     ASSERT_MSG(r->status != 0, "different files were accepted: %s", r->err);
-    ASSERT_CONTAINS(r->err, "the ranks disagree on the model file");
+    ASSERT_CONTAINS(r->err, "the ranks' model files differ");
+    ASSERT_CONTAINS(r->err, a);
+    ASSERT_CONTAINS(r->err, b);
     ASSERT(strlen(r->out) == 0);
+    free(r);
+    /* one byte changed in the last weights (issue 16: only the first MiB
+     * was compared): the whole file is hashed */
+    write_tiny("llama", a, sizeof a);
+    FILE *fa = fopen(a, "rb");
+    ASSERT(fa != NULL);
+    fseek(fa, 0, SEEK_END);
+    long size = ftell(fa);
+    fseek(fa, 0, SEEK_SET);
+    unsigned char *bytes = malloc((size_t)size);
+    ASSERT(bytes && fread(bytes, 1, (size_t)size, fa) == (size_t)size);
+    fclose(fa);
+    bytes[size - 1] ^= 0x01;
+    ASSERT(strlen(a) + 9 <= sizeof b);
+    memcpy(b, a, strlen(a));
+    memcpy(b + strlen(a), ".flipped", 9);
+    FILE *fb = fopen(b, "wb");
+    ASSERT(fb && fwrite(bytes, 1, (size_t)size, fb) == (size_t)size);
+    fclose(fb);
+    free(bytes);
+    r = RUN_PROGRAM(OX_TEST_MPIEXEC, "-np", "1", (char *)bin, "run", a, "-p", "hi", "--mpi", ":",
+                    "-np", "1", (char *)bin, "run", b, "-p", "hi", "--mpi");
+    unlink(a);
+    unlink(b);
+    ASSERT_MSG(r->status != 0, "a file with its last byte changed was accepted: %s", r->err);
+    ASSERT_CONTAINS(r->err, "the ranks' model files differ");
+    ASSERT_CONTAINS(r->err, b);
+    printf("  %ld-byte models, the last byte flipped: refused\n", size);
     free(r);
 }
 

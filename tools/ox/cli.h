@@ -164,6 +164,12 @@ char *cli_read_file_max(const cli_command *command, const char *path, size_t lim
  * crash. The path is copied; call again for another file. */
 void cli_guard_mapping(const cli_command *command, const char *path);
 
+/* A hash of the whole file (XXH3-64 over 64 MiB pieces on all cores; the
+ * same on every machine), cached by path, size, mtime, device and inode in
+ * $XDG_CACHE_HOME/openxpu/file-hashes; *size its bytes. CLI_EXIT_OK, or
+ * CLI_EXIT_FAILURE after printing why. */
+int cli_file_hash(const cli_command *command, const char *path, uint64_t *hash, uint64_t *size);
+
 /* 64 random bits from the kernel (getrandom), for default seeds: two runs
  * started in the same second differ. Falls back to the clock's
  * nanoseconds mixed with the process id if the call fails. */

@@ -398,28 +398,24 @@ static int mpi_worker(run_state *st)
 }
 
 /* --mpi, before anything is loaded: every rank must read the same model
- * file (its size and a checksum of its first MiB, the header and tensor
- * table); rank r's share of the layers. */
+ * file (its size and a hash of all of it: cli_file_hash); rank r's share of
+ * the layers. */
 static int mpi_agree(run_state *st, const run_opts *o, int *first, int *last)
 {
     typedef struct fingerprint {
-        uint64_t size, fnv;
+        uint64_t size, hash;
         int32_t n_layer, ok;
+        char host[64], path[192]; /* for the message when they differ */
     } fingerprint;
-    fingerprint mine = {0}, all[256];
-    if (st->ranks > 256) return cli_error(st->command, "--mpi: at most 256 ranks");
-    FILE *f = fopen(o->model, "rb");
-    if (f) {
-        unsigned char buf[65536];
-        size_t n, total = 0;
-        mine.fnv = 1469598103934665603ull;
-        while (total < (1u << 20) && (n = fread(buf, 1, sizeof buf, f)) > 0) {
-            for (size_t i = 0; i < n; i++) mine.fnv = (mine.fnv ^ buf[i]) * 1099511628211ull;
-            total += n;
-        }
-        fseek(f, 0, SEEK_END);
-        mine.size = (uint64_t)ftell(f);
-        fclose(f);
+    fingerprint mine = {0}, *all = calloc(256, sizeof *all);
+    if (!all) return cli_error(st->command, "out of memory");
+    if (st->ranks > 256) {
+        free(all);
+        return cli_error(st->command, "--mpi: at most 256 ranks");
+    }
+    gethostname(mine.host, sizeof mine.host - 1);
+    snprintf(mine.path, sizeof mine.path, "%s", o->model);
+    if (cli_file_hash(st->command, o->model, &mine.hash, &mine.size) == CLI_EXIT_OK) {
         ox_gguf *g;
         if (ox_gguf_open(st->ctx, o->model, &g) == OX_OK) {
             const char *arch;
@@ -435,22 +431,31 @@ static int mpi_agree(run_state *st, const run_opts *o, int *first, int *last)
         }
         mine.ok = mine.n_layer > 0;
     }
-    if (mpi_link_allgather(&mine, sizeof mine, all)) return cli_error(st->command, "MPI failed");
-    for (int r = 0; r < st->ranks; r++) {
+    if (mpi_link_allgather(&mine, sizeof mine, all)) {
+        free(all);
+        return cli_error(st->command, "MPI failed");
+    }
+    int status = CLI_EXIT_OK;
+    for (int r = 0; r < st->ranks && status == CLI_EXIT_OK; r++) {
         if (!all[r].ok)
-            return st->rank == 0 ? cli_error(st->command, "--mpi: rank %d cannot read the model "
-                                             "%s", r, o->model) : CLI_EXIT_FAILURE;
-        if (all[r].size != all[0].size || all[r].fnv != all[0].fnv)
-            return st->rank == 0 ? cli_error(st->command, "--mpi: the ranks disagree on the model "
-                                             "file: rank 0 has %llu bytes (checksum %016llx), "
-                                             "rank %d %llu bytes (checksum %016llx)",
-                                             (unsigned long long)all[0].size,
-                                             (unsigned long long)all[0].fnv, r,
-                                             (unsigned long long)all[r].size,
-                                             (unsigned long long)all[r].fnv)
-                                 : CLI_EXIT_FAILURE;
+            status = st->rank == 0 ? cli_error(st->command, "--mpi: rank %d (%s) cannot read the "
+                                               "model %s as a language model", r, all[r].host,
+                                               all[r].path)
+                                   : CLI_EXIT_FAILURE;
+        else if (all[r].size != all[0].size || all[r].hash != all[0].hash)
+            status = st->rank == 0
+                         ? cli_error(st->command, "--mpi: the ranks' model files differ: rank 0 "
+                                     "has %s:%s (%llu bytes, hash %016llx), rank %d %s:%s (%llu "
+                                     "bytes, hash %016llx)", all[0].host, all[0].path,
+                                     (unsigned long long)all[0].size,
+                                     (unsigned long long)all[0].hash, r, all[r].host, all[r].path,
+                                     (unsigned long long)all[r].size,
+                                     (unsigned long long)all[r].hash)
+                         : CLI_EXIT_FAILURE;
     }
     int L = all[0].n_layer;
+    free(all);
+    if (status != CLI_EXIT_OK) return status;
     if (st->ranks > L)
         return st->rank == 0 ? cli_error(st->command, "--mpi: %d ranks for %d layers", st->ranks, L)
                              : CLI_EXIT_FAILURE;
