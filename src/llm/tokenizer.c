@@ -3,6 +3,7 @@
  * getters. Byte-level BPE and its pre-tokenizers are in tokenizer_bpe.c.
  * The behaviour follows llama.cpp's llama-vocab (the reference the tests
  * compare with); the code is our own. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,6 +301,87 @@ static ox_status load_specials(ox_tokenizer *tok)
     return OX_OK;
 }
 
+/* Token types as llama.cpp uses them (its vocabulary loader overrides what
+ * some files say): tokens whose text marks the end of a turn or of
+ * generation, and fill-in-the-middle tokens of a kind the file names no id
+ * for, are control tokens whatever their type (phi-3 stores "</s>" as
+ * user-defined: without this, "</s>" written in text became the end of
+ * sequence token); gpt-oss's channel tokens are user-defined, so always
+ * matched. Control tokens are matched in text only when asked
+ * (OX_TOKENIZE_PARSE_SPECIAL); user-defined ones always. */
+static void override_types(ox_tokenizer *tok, const ox_gguf *g)
+{
+    static const char *const end_of_generation[] = {
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>",
+        "<|calls|>", "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>",
+        "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>",
+        "<|tool_response>", "<｜end▁of▁sentence｜>",
+        "[e~["};
+    static const struct {
+        const char *key;
+        const char *names[9];
+    } fim[] = {
+        {"tokenizer.ggml.fim_pre_token_id",
+         {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>",
+          "<｜fim▁begin｜>", "<PRE>", "▁<PRE>",
+          "<|code_prefix|>", "<|prefix|>", NULL}},
+        {"tokenizer.ggml.fim_suf_token_id",
+         {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",
+          "<｜fim▁hole｜>", "<SUF>", "▁<SUF>",
+          "<|code_suffix|>", "<|suffix|>", NULL}},
+        {"tokenizer.ggml.fim_mid_token_id",
+         {"<|fim_middle|>", "<fim-middle>", "<fim_middle>",
+          "<｜fim▁end｜>", "<MID>", "▁<MID>",
+          "<|code_middle|>", "<|middle|>", NULL}},
+        {"tokenizer.ggml.fim_pad_token_id",
+         {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]", NULL}},
+        {"tokenizer.ggml.fim_rep_token_id",
+         {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>", NULL}},
+        {"tokenizer.ggml.fim_sep_token_id", {"<|file_sep|>", NULL}},
+    };
+    static const char *const always_text[] = {"<|channel|>", "<|message|>", "<|start|>",
+                                              "<|constrain|>"};
+    for (size_t k = 0; k < sizeof end_of_generation / sizeof end_of_generation[0]; k++) {
+        int32_t id = ox__tokenizer_find(tok, end_of_generation[k], strlen(end_of_generation[k]));
+        if (id >= 0) tok->tokens[id].type = OX_TOKEN_CONTROL;
+    }
+    for (size_t f = 0; f < sizeof fim / sizeof fim[0]; f++) {
+        if (ox_gguf_find(g, fim[f].key) >= 0) continue; /* the file names its token */
+        for (size_t k = 0; fim[f].names[k]; k++) {
+            int32_t id = ox__tokenizer_find(tok, fim[f].names[k], strlen(fim[f].names[k]));
+            if (id >= 0) {
+                tok->tokens[id].type = OX_TOKEN_CONTROL;
+                break; /* llama.cpp takes one token per kind */
+            }
+        }
+    }
+    for (size_t k = 0; k < sizeof always_text / sizeof always_text[0]; k++) {
+        int32_t id = ox__tokenizer_find(tok, always_text[k], strlen(always_text[k]));
+        if (id >= 0) tok->tokens[id].type = OX_TOKEN_USER_DEFINED;
+    }
+    /* Phi-3 (by general.name, as llama.cpp decides it): its special tokens
+     * take the whitespace after them, but for <unk>, <s> and <|endoftext|> */
+    const char *name = NULL;
+    size_t name_len = 0;
+    int64_t key = ox_gguf_find(g, "general.name");
+    if (key < 0 || ox_gguf_get_string(g, key, &name, &name_len) != OX_OK) return;
+    char lower[256];
+    size_t n = name_len < sizeof lower - 1 ? name_len : sizeof lower - 1;
+    for (size_t i = 0; i < n; i++) lower[i] = (char)tolower((unsigned char)name[i]);
+    lower[n] = '\0';
+    if (!strstr(lower, "phi-3") && !strstr(lower, "phi3")) return;
+    for (int32_t id = 0; id < tok->n_tokens; id++) {
+        int32_t type = tok->tokens[id].type;
+        if (type == OX_TOKEN_CONTROL || type == OX_TOKEN_USER_DEFINED || type == OX_TOKEN_UNKNOWN)
+            tok->tokens[id].strip |= OX__STRIP_RIGHT;
+    }
+    static const char *const keep[] = {"<unk>", "<s>", "<|endoftext|>"};
+    for (size_t k = 0; k < sizeof keep / sizeof keep[0]; k++) {
+        int32_t id = ox__tokenizer_find(tok, keep[k], strlen(keep[k]));
+        if (id >= 0) tok->tokens[id].strip &= (uint8_t)~OX__STRIP_RIGHT;
+    }
+}
+
 static ox_status load_settings(ox_tokenizer *tok, const ox_gguf *g, const char *model,
                                size_t model_len)
 {
@@ -371,8 +453,9 @@ ox_status ox_tokenizer_load(ox_context *ctx, const ox_gguf *gguf, ox_tokenizer *
     if (!tok) return ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "tokenizer: out of memory");
     tok->ctx = ctx;
     tok->eot = -1;
-    if ((status = load_tokens(tok, gguf)) != OX_OK ||
-        (status = load_settings(tok, gguf, model, model_len)) != OX_OK ||
+    if ((status = load_tokens(tok, gguf)) != OX_OK) goto err_free_tokenizer;
+    override_types(tok, gguf);
+    if ((status = load_settings(tok, gguf, model, model_len)) != OX_OK ||
         (status = load_specials(tok)) != OX_OK)
         goto err_free_tokenizer;
     *out = tok;
@@ -470,11 +553,16 @@ static ox_status split_specials(const ox_tokenizer *tok, const char *text, size_
             size_t at = frag.start, end = frag.start + frag.length;
             const char *hit;
             while (status == OX_OK && (hit = find_bytes(text + at, end - at, needle, t->length))) {
-                size_t pos = (size_t)(hit - text);
-                if (pos > at) status = fragment_push(ctx, &next, (fragment){at, pos - at, -1});
+                size_t pos = (size_t)(hit - text), left_end = pos;
+                if (t->strip & OX__STRIP_LEFT)
+                    while (left_end > at && isspace((unsigned char)text[left_end - 1])) left_end--;
+                if (left_end > at)
+                    status = fragment_push(ctx, &next, (fragment){at, left_end - at, -1});
                 if (status == OX_OK)
                     status = fragment_push(ctx, &next, (fragment){pos, t->length, id});
                 at = pos + t->length;
+                if (t->strip & OX__STRIP_RIGHT)
+                    while (at < end && isspace((unsigned char)text[at])) at++;
             }
             if (status == OX_OK && at < end)
                 status = fragment_push(ctx, &next, (fragment){at, end - at, -1});

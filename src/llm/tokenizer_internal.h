@@ -27,7 +27,11 @@ typedef struct ox__token {
     uint32_t length; /* bytes, without the NUL */
     float score;
     int32_t type;    /* ox_token_type */
+    uint8_t strip;   /* OX__STRIP_*: whitespace a matched special token takes with it */
 } ox__token;
+
+#define OX__STRIP_LEFT 1u  /* the whitespace before it (llama.cpp's LSTRIP) */
+#define OX__STRIP_RIGHT 2u /* the whitespace after it (RSTRIP) */
 
 struct ox_tokenizer {
     ox_context *ctx;

@@ -238,6 +238,97 @@ OX_TEST(missing_keys)
     ox_context_free(ctx);
 }
 
+/* A JSON string (as Python's json.dumps writes it, quotes included) decoded
+ * into out; the length. */
+static size_t json_string(const char *in, char *out, size_t cap)
+{
+    size_t n = 0;
+    ASSERT(*in == '"');
+    for (in++; *in && *in != '"' && n + 4 < cap; in++) {
+        if (*in != '\\') {
+            out[n++] = *in;
+            continue;
+        }
+        in++;
+        switch (*in) {
+        case 'n': out[n++] = '\n'; break;
+        case 't': out[n++] = '\t'; break;
+        case 'r': out[n++] = '\r'; break;
+        case 'u': {
+            unsigned c = (unsigned)strtoul((char[5]){in[1], in[2], in[3], in[4], 0}, NULL, 16);
+            in += 4;
+            if (c < 0x80) {
+                out[n++] = (char)c;
+            } else if (c < 0x800) {
+                out[n++] = (char)(0xc0 | c >> 6);
+                out[n++] = (char)(0x80 | (c & 0x3f));
+            } else {
+                out[n++] = (char)(0xe0 | c >> 12);
+                out[n++] = (char)(0x80 | (c >> 6 & 0x3f));
+                out[n++] = (char)(0x80 | (c & 0x3f));
+            }
+            break;
+        }
+        default: out[n++] = *in; break; /* \" \\ \/ */
+        }
+    }
+    out[n] = '\0';
+    return n;
+}
+
+/* Text holding each vocabulary's control, user-defined and unknown tokens
+ * (and the texts llama.cpp makes control whatever their type, as phi-3's
+ * user-defined "</s>"), tokenized with and without parsing specials,
+ * against llama.cpp's llama-tokenize (tests/data/tokenizer/specials.txt,
+ * scripts/peer-tokenize-specials.py): control tokens in text are text
+ * unless parsed, user-defined ones always tokens (issue 16). */
+OX_TEST(specials_as_llama_cpp)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/specials.txt", OX_TOKENIZER_DATA);
+    size_t size;
+    char *data = read_all(path, &size);
+    char current[64] = "";
+    loaded l = {0};
+    int checked = 0, per_mode[2] = {0, 0};
+    for (char *line = strtok(data, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] == '#') continue;
+        char *f[4];
+        f[0] = line;
+        for (int i = 1; i < 4; i++) {
+            f[i] = strchr(f[i - 1], '\t');
+            ASSERT_MSG(f[i], "malformed line: %s", line);
+            *f[i]++ = '\0';
+        }
+        if (strcmp(current, f[0]) != 0) {
+            if (l.tok) unload(&l);
+            l = load(f[0]);
+            snprintf(current, sizeof current, "%s", f[0]);
+        }
+        int parse = atoi(f[1]);
+        char text[8192];
+        size_t len = json_string(f[2], text, sizeof text);
+        int32_t want[2048], got[2048];
+        size_t n_want = 0, n_got = 0;
+        for (char *p = f[3], *end; *p; p = end) {
+            want[n_want++] = (int32_t)strtol(p, &end, 10);
+            if (end == p) break;
+        }
+        unsigned flags = parse ? OX_TOKENIZE_PARSE_SPECIAL : 0;
+        ASSERT_OK(l.ctx, ox_tokenizer_encode(l.tok, text, len, flags, got, 2048, &n_got));
+        bool same = n_got == n_want && memcmp(got, want, n_want * sizeof *got) == 0;
+        ASSERT_MSG(same, "%s, %s specials: \"%s\": %zu ids, llama.cpp %zu (first %d vs %d)", f[0],
+                   parse ? "parsing" : "not parsing", text, n_got, n_want, n_got ? got[0] : -1,
+                   n_want ? want[0] : -1);
+        checked++;
+        per_mode[parse]++;
+    }
+    if (l.tok) unload(&l);
+    free(data);
+    ASSERT(checked > 200 && per_mode[0] == per_mode[1]);
+    printf("  %d texts with special tokens, each way, equal to llama.cpp's ids\n", per_mode[0]);
+}
+
 OX_TEST_MAIN(vocab_llama_spm, vocab_phi_3, vocab_gpt_2, vocab_falcon, vocab_starcoder,
              vocab_deepseek_coder, vocab_bert_bge, round_trip_spm, round_trip_bpe,
-             bos_and_special_tokens, sizing_and_errors, missing_keys)
+             bos_and_special_tokens, specials_as_llama_cpp, sizing_and_errors, missing_keys)
