@@ -358,8 +358,10 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
             char joules[32] = "n/a";
             if (r->joules_per_token >= 0) snprintf(joules, sizeof joules, "%.4g", r->joules_per_token);
             double share = r->percent;
+            char name[256]; /* from the file: its control characters escaped */
+            cli_printable(info.name[0] ? info.name : info.arch, name, sizeof name);
             printf("| %s | %.2f MiB | %s | %s%d | %.2f ± %.2f | %.*f%% of %s | %s |\n",
-                   info.name[0] ? info.name : info.arch, (double)info.weight_bytes / 1048576.0,
+                   name, (double)info.weight_bytes / 1048576.0,
                    device_text, r->test, r->tokens, r->mean, r->stddev,
                    share >= 10 ? 0 : share >= 1 ? 1 : 2, share,
                    strcmp(r->limit, "bandwidth") == 0 ? "bw" : "fma", joules);

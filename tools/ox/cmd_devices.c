@@ -88,7 +88,10 @@ static int print_device_table(const cli_command *command, ox_device **devices, i
         cli_format_bytes(info.memory_bytes, memory, sizeof memory);
         snprintf(units, sizeof units, "%u", (unsigned)info.compute_units);
         cli_format_features(info.features, features, sizeof features);
-        const char *row[] = {info.id,  ox_device_type_str(info.type), info.vendor, info.name,
+        char vendor[128], name[256]; /* from drivers: their control characters escaped */
+        cli_printable(info.vendor, vendor, sizeof vendor);
+        cli_printable(info.name, name, sizeof name);
+        const char *row[] = {info.id,  ox_device_type_str(info.type), vendor, name,
                              memory, units, features[0] ? features : "-"};
         if (table_add(&t, row) != 0) goto err_memory;
         const char *note[] = {info.id, info.note};
