@@ -44,20 +44,31 @@ static inline char *read_all(FILE *file)
     return text;
 }
 
-/* Run argv[0] (looked up in PATH) with argv (ends with NULL), capturing
- * stdout, stderr and the exit status. Free the result with free(). */
-static inline ox_run *run_program(char *const *argv)
+/* Start argv[0] (looked up in PATH) with argv (ends with NULL), its stdout
+ * and stderr into two new temporary files (*out, *err); its pid. For tests
+ * that signal or watch the process while it runs. */
+static inline pid_t spawn_program(char *const *argv, FILE **out, FILE **err)
 {
-    FILE *out = tmpfile(), *err = tmpfile();
-    ASSERT(out && err);
+    *out = tmpfile();
+    *err = tmpfile();
+    ASSERT(*out && *err);
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fileno(out), STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, fileno(err), STDERR_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, fileno(*out), STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, fileno(*err), STDERR_FILENO);
     pid_t pid;
     int rc = posix_spawnp(&pid, argv[0], &actions, NULL, argv, environ);
     ASSERT_MSG(rc == 0, "cannot run %s: %s", argv[0], strerror(rc));
     posix_spawn_file_actions_destroy(&actions);
+    return pid;
+}
+
+/* Run argv[0] (looked up in PATH) with argv (ends with NULL), capturing
+ * stdout, stderr and the exit status. Free the result with free(). */
+static inline ox_run *run_program(char *const *argv)
+{
+    FILE *out, *err;
+    pid_t pid = spawn_program(argv, &out, &err);
     int wstatus = 0;
     ASSERT(waitpid(pid, &wstatus, 0) == pid);
     size_t n_out = file_size(out), n_err = file_size(err);

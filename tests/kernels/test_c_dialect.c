@@ -109,14 +109,21 @@ static unsigned nearest_half(float f)
     return sign | lo;
 }
 
+/* A context without plugins, and its CPU device. */
+static ox_device *cpu_device(ox_context **ctx)
+{
+    ox_context_options o = {.struct_size = sizeof o, .flags = OX_CONTEXT_NO_PLUGINS};
+    ASSERT_OK(NULL, ox_context_create(&o, ctx));
+    ox_device *cpu;
+    int n_dev;
+    ASSERT_OK(*ctx, ox_device_select(*ctx, "cpu", &cpu, 1, &n_dev));
+    return cpu;
+}
+
 OX_TEST(c_prelude_halves_round_to_nearest_even)
 {
     ox_context *ctx;
-    ox_context_options o = {.struct_size = sizeof o, .flags = OX_CONTEXT_NO_PLUGINS};
-    ASSERT_OK(NULL, ox_context_create(&o, &ctx));
-    ox_device *cpu;
-    int n_dev;
-    ASSERT_OK(ctx, ox_device_select(ctx, "cpu", &cpu, 1, &n_dev));
+    ox_device *cpu = cpu_device(&ctx);
     ox_program *p;
     ox_status st = ox_program_build(cpu,
                                     "KERNEL halves(ARG_BUF(const float, x), ARG_BUF(ox_half, h),\n"
@@ -189,11 +196,7 @@ static void bomb_refused(const char *timeout, const char *memory, const char *wa
     setenv("OX_CC_TIMEOUT", timeout, 1);
     setenv("OX_CC_MEMORY_MB", memory, 1);
     ox_context *ctx;
-    ox_context_options o = {.struct_size = sizeof o, .flags = OX_CONTEXT_NO_PLUGINS};
-    ASSERT_OK(NULL, ox_context_create(&o, &ctx));
-    ox_device *cpu;
-    int n_dev;
-    ASSERT_OK(ctx, ox_device_select(ctx, "cpu", &cpu, 1, &n_dev));
+    ox_device *cpu = cpu_device(&ctx);
     ox_program *p = NULL;
     ox_status st = ox_program_build(cpu,
                                     "#define A(x) x x x x x x x x\n"
@@ -242,11 +245,7 @@ OX_TEST(compiler_time_limit)
 OX_TEST(kernels_that_run_code_when_loaded_are_refused)
 {
     ox_context *ctx;
-    ox_context_options o = {.struct_size = sizeof o, .flags = OX_CONTEXT_NO_PLUGINS};
-    ASSERT_OK(NULL, ox_context_create(&o, &ctx));
-    ox_device *cpu;
-    int n_dev;
-    ASSERT_OK(ctx, ox_device_select(ctx, "cpu", &cpu, 1, &n_dev));
+    ox_device *cpu = cpu_device(&ctx);
     static const char *const sources[] = {
         "__attribute__((constructor)) static void at_load(void) { __builtin_trap(); }\n"
         "KERNEL k(ARG_BUF(float, y)) { BUF(float, y); y[0] = 1.0f; }\n",

@@ -143,15 +143,8 @@ OX_TEST(interrupt_keeps_the_output)
     ASSERT_MSG(bin && bin[0], "OX_BIN must name the ox binary (ctest sets it)");
     char *argv[] = {(char *)bin, "run", (char *)model, "-p", "Once upon a time", "--temp", "0",
                     "-n", "-1", "--ctx", "2048", NULL};
-    FILE *out = tmpfile(), *err = tmpfile();
-    ASSERT(out && err);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fileno(out), STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, fileno(err), STDERR_FILENO);
-    pid_t pid;
-    ASSERT_EQ(posix_spawn(&pid, bin, &actions, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&actions);
+    FILE *out, *err;
+    pid_t pid = spawn_program(argv, &out, &err);
     /* Wait until it has written some text, then interrupt it. */
     for (int i = 0; i < 600; i++) {
         usleep(50000);
@@ -185,15 +178,8 @@ OX_TEST(interrupt_during_a_long_prompt)
     close(fd);
     char *argv[] = {(char *)bin, "run", (char *)model, "-f", path, "--temp", "0", "-n", "4",
                     "--ctx", "4096", NULL};
-    FILE *out = tmpfile(), *err = tmpfile();
-    ASSERT(out && err);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fileno(out), STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, fileno(err), STDERR_FILENO);
-    pid_t pid;
-    ASSERT_EQ(posix_spawn(&pid, bin, &actions, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&actions);
+    FILE *out, *err;
+    pid_t pid = spawn_program(argv, &out, &err);
     usleep(1500000); /* loading, or in the prompt */
     ASSERT_EQ(kill(pid, SIGINT), 0);
     int status = 0;
@@ -229,15 +215,8 @@ OX_TEST(model_file_truncated_under_the_run)
     fclose(in);
     char *argv[] = {(char *)bin, "run", copy, "-p", "Once upon a time", "--temp", "0", "-n",
                     "-1", "--ctx", "4096", NULL};
-    FILE *out = tmpfile(), *err = tmpfile();
-    ASSERT(out && err);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fileno(out), STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, fileno(err), STDERR_FILENO);
-    pid_t pid;
-    ASSERT_EQ(posix_spawn(&pid, bin, &actions, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&actions);
+    FILE *out, *err;
+    pid_t pid = spawn_program(argv, &out, &err);
     for (int i = 0; i < 600; i++) { /* until it generates */
         usleep(50000);
         if (lseek(fileno(out), 0, SEEK_END) > 20) break;

@@ -9,12 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ox_test.h"
-#include "test_helpers.h"
-
-#ifndef OX_TEST_OPENCL_PLUGIN
-#define OX_TEST_OPENCL_PLUGIN ""
-#endif
+#include "opencl_test.h"
 
 typedef struct problem {
     int64_t D, Dv, n_q, n_kv, H, H_kv;
@@ -203,16 +198,10 @@ OX_TEST(paged_attention_on_the_cpu)
 
 OX_TEST(paged_attention_on_opencl)
 {
-    const char *env = getenv("OX_BACKEND_PATH");
-    const char *plugin = env && *env ? env : OX_TEST_OPENCL_PLUGIN;
-    ox_context_options options = test_options(OX_CONTEXT_NO_DEFAULT_PLUGIN_DIRS);
-    if (!(env && *env)) options.backend_path = plugin;
-    ox_context *ctx = NULL;
-    ASSERT_OK(NULL, ox_context_create(&options, &ctx));
+    ox_context *ctx = opencl_context();
     ox_device *cl = NULL;
     int count = 0;
-    if (ox_device_select(ctx, "opencl:0", &cl, 1, &count) != OX_OK || count == 0)
-        OX_SKIP("no OpenCL device (opencl plugin '%s')", plugin);
+    ASSERT_OK(ctx, ox_device_select(ctx, "opencl:0", &cl, 1, &count));
     check_all(ctx, cl);
     ox_context_free(ctx);
 }

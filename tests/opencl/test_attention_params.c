@@ -12,28 +12,7 @@
 
 #include "core/core.h"
 #include "ops/tune.h"
-#include "ox_test.h"
-#include "test_helpers.h"
-
-#ifndef OX_TEST_OPENCL_PLUGIN
-#define OX_TEST_OPENCL_PLUGIN ""
-#endif
-
-/* A context with the CPU and OpenCL backends, or a skip saying why there is
- * no OpenCL device. */
-static ox_context *opencl_context(void)
-{
-    const char *env = getenv("OX_BACKEND_PATH");
-    const char *plugin = env && *env ? env : OX_TEST_OPENCL_PLUGIN;
-    ox_context_options options = test_options(OX_CONTEXT_NO_DEFAULT_PLUGIN_DIRS);
-    if (!(env && *env)) options.backend_path = plugin;
-    ox_context *ctx = NULL;
-    ASSERT_OK(NULL, ox_context_create(&options, &ctx));
-    int count = 0;
-    if (ox_device_select(ctx, "opencl:*", NULL, 0, &count) != OX_OK || count == 0)
-        OX_SKIP("no OpenCL device (opencl plugin '%s')", plugin);
-    return ctx;
-}
+#include "opencl_test.h"
 
 typedef struct problem {
     int64_t D, Dv, n_q, n_kv, H, H_kv;
