@@ -185,10 +185,17 @@ const char *ox__cpu_compiler(char *path, size_t cap)
 }
 
 /* -nostartfiles: no crt objects, so that an object with code to run when
- * it is loaded or unloaded can only be the kernel's own (runs_at_load). */
+ * it is loaded or unloaded can only be the kernel's own (runs_at_load).
+ * On ARM64, -mno-outline-atomics too: GCC's outline atomics link libgcc's
+ * lse-init, a constructor that probes the CPU. */
+#if defined(__aarch64__)
+#define TARGET_FLAGS " -mno-outline-atomics"
+#else
+#define TARGET_FLAGS ""
+#endif
 #define BASE_FLAGS                                                                      \
     "-std=gnu11 -O2 -fPIC -shared -nostartfiles -fvisibility=hidden -ffp-contract=off "  \
-    "-fno-math-errno -fno-diagnostics-show-caret"
+    "-fno-math-errno -fno-diagnostics-show-caret" TARGET_FLAGS
 
 /* argv for the compiler: the base flags, $OX_CC_FLAGS, the user's -D/-U/-I
  * options. Returns the count, or -1 (message in why) for another option. */
@@ -580,10 +587,15 @@ ox_status ox__cpu_program_build(void *device, const char *source, const char *op
             size_t so_size;
             void *so = read_file(host, out, (size_t)1 << 30, false, &so_size);
             bool refused = !so || runs_at_load(so, so_size, why, sizeof why);
-            if (!so) snprintf(why, sizeof why, "cannot read the object %s built", compiler);
             if (so && !refused) host->cache_store(host->core, key, so, so_size);
             if (so) host->free(host->core, so, so_size + 1);
-            if (refused) {
+            if (!so && access(out, R_OK) == 0) { /* there, but not read: memory */
+                s = host->fail(host->core, OX_ERR_OUT_OF_MEMORY, "cpu: out of host memory "
+                               "reading the kernel object");
+            } else if (!so) {
+                s = host->fail(host->core, OX_ERR_BUILD, "cpu: cannot read the object %s built",
+                               compiler);
+            } else if (refused) {
                 s = host->fail(host->core, OX_ERR_BUILD, "cpu: %s", why);
             } else if (!(p->dl = dlopen(out, RTLD_NOW | RTLD_LOCAL)) ||
                        !abi_ok(p->dl, why, sizeof why)) {
