@@ -134,6 +134,14 @@ OX_API ox_status ox_gguf_open_memory(ox_context *ctx, const void *data, size_t s
 /* Unmap and free. Accepts NULL. */
 OX_API void ox_gguf_close(ox_gguf *gguf);
 
+/* Whether the file an ox_gguf_open mapped is still as it was: the same
+ * size and modification time for the same device and inode. A file
+ * rewritten or truncated in place is OX_ERR_IO naming it (its mapped pages
+ * may now hold other bytes, or fault); one replaced by a rename is fine
+ * (the mapping keeps the old file). A stat call: cheap enough to make
+ * before every step of a long run. OX_OK for ox_gguf_open_memory. */
+OX_API ox_status ox_gguf_check_file(const ox_gguf *gguf);
+
 /* Format version: 2 or 3. */
 OX_API uint32_t ox_gguf_version(const ox_gguf *gguf);
 

@@ -49,6 +49,7 @@ struct ox_gguf {
     size_t size;
     void *map;                  /* NULL for ox_gguf_open_memory */
     char *path;
+    struct stat identity;       /* of the mapped file at open: ox_gguf_check_file */
     uint32_t version;
     uint32_t alignment;
     uint64_t data_offset;
@@ -688,6 +689,7 @@ ox_status ox_gguf_open(ox_context *ctx, const char *path, ox_gguf **out)
         goto err_close_fd;
     }
     g->size = (size_t)st.st_size;
+    g->identity = st;
     if (g->size > 0) {
         void *map = mmap(NULL, g->size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (map == MAP_FAILED) {
@@ -708,6 +710,26 @@ err_close_fd:
 err_close:
     ox_gguf_close(g);
     return status;
+}
+
+ox_status ox_gguf_check_file(const ox_gguf *g)
+{
+    if (!g) return ox__fail(NULL, OX_ERR_INVALID, "ox_gguf_check_file: gguf is NULL");
+    if (!g->map) return OX_OK; /* ox_gguf_open_memory: no file */
+    struct stat now;
+    const struct stat *was = &g->identity;
+    if (stat(g->path, &now) != 0)
+        return ox__fail(g->ctx, OX_ERR_IO, "the model file %s changed while in use: it is gone (%s)",
+                        g->path, strerror(errno));
+    if (now.st_dev != was->st_dev || now.st_ino != was->st_ino)
+        return OX_OK; /* replaced by another file (a rename): the mapping keeps the old one */
+    if (now.st_size != was->st_size || now.st_mtim.tv_sec != was->st_mtim.tv_sec ||
+        now.st_mtim.tv_nsec != was->st_mtim.tv_nsec)
+        return ox__fail(g->ctx, OX_ERR_IO, "the model file %s changed while in use (%s): its "
+                        "weights can no longer be trusted; replace model files by renaming a new "
+                        "file over the old one", g->path,
+                        now.st_size != was->st_size ? "its size changed" : "it was rewritten");
+    return OX_OK;
 }
 
 void ox_gguf_close(ox_gguf *g)

@@ -235,6 +235,45 @@ OX_TEST(model_file_truncated_under_the_run)
     free(read_all(out));
 }
 
+/* The model file rewritten in place, same size (no fault: the weights
+ * would silently change): the run stops with exit 1, naming the file. */
+OX_TEST(model_file_rewritten_under_the_run)
+{
+    const char *model = test_real_model();
+    const char *bin = getenv("OX_BIN");
+    ASSERT_MSG(bin && bin[0], "OX_BIN must name the ox binary (ctest sets it)");
+    char copy[] = "/tmp/ox_test_model_XXXXXX";
+    int fd = mkstemp(copy);
+    ASSERT(fd >= 0);
+    FILE *in = fopen(model, "rb");
+    ASSERT(in != NULL);
+    char chunk[1 << 16];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, in)) > 0) ASSERT(write(fd, chunk, n) == (ssize_t)n);
+    fclose(in);
+    char *argv[] = {(char *)bin, "run", copy, "-p", "Once upon a time", "--temp", "0", "-n",
+                    "-1", "--ctx", "4096", NULL};
+    FILE *out, *err;
+    pid_t pid = spawn_program(argv, &out, &err);
+    for (int i = 0; i < 600; i++) { /* until it generates */
+        usleep(50000);
+        if (lseek(fileno(out), 0, SEEK_END) > 20) break;
+    }
+    usleep(1100000); /* a new modification time, whatever the clock's granularity */
+    ASSERT(pwrite(fd, "x", 1, 1000) == 1); /* in the metadata: the size stays */
+    close(fd);
+    int status = 0;
+    ASSERT(waitpid(pid, &status, 0) == pid);
+    unlink(copy);
+    char *log = read_all(err);
+    ASSERT_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 1,
+               "ox run ended with status 0x%x, not exit 1: %s", status, log);
+    ASSERT_CONTAINS(log, "changed while in use (it was rewritten)");
+    ASSERT_CONTAINS(log, copy);
+    free(log);
+    free(read_all(out));
+}
+
 /* Prompt files are bounded and named before the model loads (issue 16):
  * an endless stream, a directory, a missing file; an option where a value
  * belongs; seeds over the whole 64-bit range, and the limit named. */
@@ -307,6 +346,6 @@ OX_TEST(true_messages_on_the_real_model)
 
 OX_TEST_MAIN(help_and_usage_errors, bad_model_file_is_named, greedy_text_on_stdout_only,
              interrupt_keeps_the_output, interrupt_during_a_long_prompt,
-             model_file_truncated_under_the_run,
+             model_file_truncated_under_the_run, model_file_rewritten_under_the_run,
              bad_input_is_bounded_and_named,
              true_messages_on_the_real_model)

@@ -14,10 +14,12 @@ import math
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -179,6 +181,7 @@ def main():
     queue_limit(model)
     pool_preemption(model)
     several_devices(model)
+    model_file_changed(model)
     drain_on_sigterm(model)
     print(f"all {len(passed)} checks passed")
 
@@ -499,6 +502,42 @@ def several_devices(model):
               results[0][1]["choices"][0]["text"] == "".join(pieces), results)
     finally:
         srv.stop()
+
+
+def model_file_changed(model):
+    """The model file rewritten in place while a stream runs: the stream ends
+    with an error naming the change, and the server exits 1 (its weights
+    can no longer be trusted)."""
+    tmp = tempfile.mkdtemp()
+    copy = os.path.join(tmp, "model.gguf")
+    shutil.copyfile(model, copy)
+    srv = Server(copy, "--ctx", "1024")
+    try:
+        srv.wait_ready()
+        s = raw_request(srv.port, {"prompt": "Once upon a time", "max_tokens": 1000,
+                                   "stream": True, "temperature": 0}, key=None)
+        got = b""
+        while got.count(b"data: ") < 2:
+            got += s.recv(4096)
+        time.sleep(1.1)  # a new modification time, whatever the file system's granularity
+        with open(copy, "r+b") as f:
+            f.seek(1000)
+            f.write(b"x")
+        deadline = time.time() + 60
+        while b"[DONE]" not in got and time.time() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        s.close()
+        check("a model file rewritten in place ends the stream with an error naming it",
+              b"changed while in use" in got and got.rstrip().endswith(b"data: [DONE]"),
+              got[-400:])
+        srv.proc.wait(60)
+        check("... and the server exits 1", srv.proc.returncode == 1, srv.proc.returncode)
+    finally:
+        srv.stop()
+        shutil.rmtree(tmp)
 
 
 def drain_on_sigterm(model):

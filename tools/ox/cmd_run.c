@@ -577,7 +577,9 @@ static int generate(run_state *st, const run_opts *o, const int32_t *prompt, siz
             return CLI_EXIT_OK;
         }
         size_t n = n_prompt - done < PROMPT_CHUNK ? n_prompt - done : PROMPT_CHUNK;
-        s = engine_eval(st, prompt + done, (int)n, done + n == n_prompt ? st->logits : NULL);
+        s = ox_gguf_check_file(ox_model_gguf(st->model));
+        if (s == OX_OK)
+            s = engine_eval(st, prompt + done, (int)n, done + n == n_prompt ? st->logits : NULL);
         if (s == OX_OK) {
             done += n;
             st->prompt_tokens += (int)n;
@@ -609,7 +611,10 @@ static int generate(run_state *st, const run_opts *o, const int32_t *prompt, siz
                     engine_capacity(st));
             break;
         }
-        if ((s = engine_eval(st, &id, 1, st->logits)) != OX_OK)
+        /* a model file rewritten in place would give wrong weights, not a
+         * fault: checked before every step (one stat call) */
+        if ((s = ox_gguf_check_file(ox_model_gguf(st->model))) != OX_OK ||
+            (s = engine_eval(st, &id, 1, st->logits)) != OX_OK)
             return cli_library_error(st->command, st->ctx, s);
     }
     st->gen_seconds += cli_seconds() - t0;

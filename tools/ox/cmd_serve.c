@@ -166,6 +166,7 @@ struct server {
     uint64_t admissions, preempted;
     histogram ttft, itl;
     int live; /* jobs not yet freed: the drain on SIGTERM waits for them */
+    char broken[512]; /* why the server stops: the model file changed under it */
 };
 
 static double now(void)
@@ -1040,6 +1041,33 @@ static int warm_up(server *sv)
     return status;
 }
 
+/* Set by SIGTERM or SIGINT, or by the worker when the server must stop. */
+static volatile sig_atomic_t stop_signal;
+
+/* The model file rewritten or truncated in place (ox_gguf_check_file,
+ * before every step): every request in flight or queued fails with the
+ * reason, new ones get 503, and the server stops with exit status 1,
+ * rather than generate from weights that changed under it. Under mu. */
+static void model_changed(server *sv, const char *why)
+{
+    snprintf(sv->broken, sizeof sv->broken, "%s", why);
+    fprintf(stderr, "ox serve: %s: stopping\n", sv->broken);
+    for (int i = 0; i < sv->parallel; i++) {
+        job *j = sv->slots[i].job;
+        if (j && !j->finished) job_finish(sv, j, NULL, sv->broken);
+    }
+    while (sv->queue_head) {
+        job *j = sv->queue_head;
+        sv->queue_head = j->next;
+        sv->queued--;
+        job_finish(sv, j, NULL, sv->broken);
+        job_release(j);
+    }
+    sv->queue_tail = NULL;
+    sv->stopping = true;
+    stop_signal = SIGTERM;
+}
+
 static void *worker_main(void *arg)
 {
     server *sv = arg;
@@ -1079,8 +1107,10 @@ static void *worker_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&sv->mu);
-        step(sv, &b);
+        ox_status file = ox_gguf_check_file(ox_model_gguf(sv->model)); /* a stat call */
+        if (file == OX_OK) step(sv, &b);
         pthread_mutex_lock(&sv->mu);
+        if (file != OX_OK && !sv->broken[0]) model_changed(sv, ox_errmsg(sv->ctx));
     }
     pthread_mutex_unlock(&sv->mu);
     free(b.logits);
@@ -1262,8 +1292,14 @@ static enum MHD_Result start_job(server *sv, struct MHD_Connection *c, conn_stat
         sv->live++;
         job_release(j);
         pthread_mutex_unlock(&sv->mu);
-        return send_error(sv, c, 503, NULL, NULL, stopping ? "the server is shutting down"
-                          : "the queue is full (%d requests wait); try again later", sv->max_queue);
+        char why[600];
+        if (stopping)
+            snprintf(why, sizeof why, "the server is shutting down%s%s",
+                     sv->broken[0] ? ": " : "", sv->broken);
+        else
+            snprintf(why, sizeof why, "the queue is full (%d requests wait); try again later",
+                     sv->max_queue);
+        return send_error(sv, c, 503, NULL, NULL, "%s", why);
     }
     j->refs = 2; /* the worker's and the connection's */
     sv->live++;
@@ -1545,7 +1581,6 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 /* ---- the command ----------------------------------------------------------------------- */
 
-static volatile sig_atomic_t stop_signal;
 
 static void on_stop(int sig)
 {
@@ -1805,8 +1840,9 @@ static int run_serve(const cli_command *command, int argc, char **argv)
     pthread_join(worker, NULL);
     MHD_stop_daemon(d);
     fprintf(stderr, "ox serve: stopped\n");
+    status = sv.broken[0] ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
     free_server(&sv);
-    return CLI_EXIT_OK;
+    return status;
 }
 
 #else /* built without libmicrohttpd */
