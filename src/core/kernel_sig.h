@@ -50,6 +50,10 @@ ox_status ox__sig_parse(ox_context *ctx, const char *what, const char *source,
                         const char *options, ox__sig_program *out);
 void ox__sig_free(ox__sig_program *sig);
 
+/* The parameters of the kernel ox_kernel_launch is launching on this
+ * thread (for the backend's messages), or NULL. */
+const ox__sig_kernel *ox__launching_sig(void);
+
 /* The kernel `name`, or NULL. */
 const ox__sig_kernel *ox__sig_find(const ox__sig_program *sig, const char *name);
 

@@ -229,6 +229,13 @@ ox_status ox_kernel_set_local(ox_kernel *kernel, int index, size_t bytes)
     return OX_OK;
 }
 
+static _Thread_local const ox__sig_kernel *launching;
+
+const ox__sig_kernel *ox__launching_sig(void)
+{
+    return launching;
+}
+
 ox_status ox_kernel_launch(ox_queue *queue, ox_kernel *kernel, const size_t global[3],
                            const size_t local[3], ox_event **event)
 {
@@ -268,8 +275,10 @@ ox_status ox_kernel_launch(ox_queue *queue, ox_kernel *kernel, const size_t glob
         groups[d] = global[d] / local[d];
     }
     void *ev = NULL;
+    launching = kernel->sig;
     s = ox__kernel_launch(device, queue->impl, kernel->impl, groups, local, kernel->n_args,
                           kernel->args, event ? &ev : NULL);
+    launching = NULL;
     if (s != OX_OK) return s;
     return event ? ox__event_wrap(ctx, device, ev, __func__, event) : OX_OK;
 }

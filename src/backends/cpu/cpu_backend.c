@@ -311,6 +311,11 @@ unsigned char *ox__cpu_buffer_data(void *buffer)
     return ((cpu_buffer *)buffer)->data;
 }
 
+size_t ox__cpu_buffer_size(void *buffer)
+{
+    return ((cpu_buffer *)buffer)->size;
+}
+
 ox__pool *ox__cpu_device_pool(void *device)
 {
     return ((cpu_state *)device)->pool;

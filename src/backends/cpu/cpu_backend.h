@@ -3,10 +3,14 @@
 #ifndef OX_BACKENDS_CPU_CPU_BACKEND_H
 #define OX_BACKENDS_CPU_CPU_BACKEND_H
 
+#include <stddef.h>
+
 #include "core/threadpool.h"
 
 /* Host address of a CPU backend buffer (the backend's buffer handle). */
 unsigned char *ox__cpu_buffer_data(void *buffer);
+/* Its size in bytes. */
+size_t ox__cpu_buffer_size(void *buffer);
 /* The thread pool of a CPU backend device (the backend's device handle,
  * which is also its queue handle). */
 ox__pool *ox__cpu_device_pool(void *device);

@@ -112,6 +112,9 @@ typedef struct launch {
     atomic_int failed;
     char error[512];
     struct thread_state *threads;
+    struct guarded *guarded;      /* OX_KERNEL_CHECKS: the buffers' guarded copies */
+    int n_guarded;
+    const ox__sig_kernel *sig;    /* the parameters' names and types, if the core knows them */
 } launch;
 
 /* Per pool thread: its arena, fibers and the way back from a failure. */
@@ -130,6 +133,7 @@ struct thread_state {
     bool in_fibers;
     bool aborted;
     jmp_buf escape;
+    struct ox__item *loop_item; /* the work-item running in run_loops */
     launch *run;
     entry_fn entry;
     void *const *args;
@@ -681,6 +685,7 @@ static void launch_fail(launch *run, const char *fmt, ...)
  * made afresh the next time. */
 
 static __thread thread_state *fiber_owner;
+static __thread thread_state *running_ts; /* this pool thread's, in a launch */
 
 #ifndef OX_ASAN
 /* The compiler's own setjmp/longjmp where it has them (GCC everywhere,
@@ -765,15 +770,217 @@ static void on_barrier(struct ox__item *w, int line)
     yield(ts, f);
 }
 
+/* Leave the work-item running on this thread after launch_fail: back to
+ * run_loops, or to the scheduler for good. */
+__attribute__((noreturn)) static void stop_item(thread_state *ts)
+{
+    if (!ts->in_fibers) longjmp(ts->escape, 1);
+    ts->aborted = true;
+    for (;;) yield(ts, &ts->fibers[ts->current]); /* never resumed: the fiber is made afresh */
+}
+
 static void on_fail(struct ox__item *w, const char *what, unsigned long value)
 {
     thread_state *ts = w->grp->runtime;
     launch_fail(ts->run, "kernel '%s', group (%d, %d, %d): %s %lu exceeds the %lu the CPU "
                 "gives a work-group", ts->run->kernel->name, w->grp->gid[0], w->grp->gid[1],
                 w->grp->gid[2], what, value, w->grp->local_cap);
-    if (!ts->in_fibers) longjmp(ts->escape, 1);
-    ts->aborted = true;
-    for (;;) yield(ts, &ts->fibers[ts->current]); /* never resumed: the fiber is made afresh */
+    stop_item(ts);
+}
+
+/* ---- OX_KERNEL_CHECKS=1: user kernels on guarded copies ------------------------------
+ *
+ * Each buffer of a launch is copied into a mapping of its own between two
+ * no-access regions of CHECK_GUARD bytes, the kernel runs on the copies,
+ * and an access outside a buffer faults in a guard region: the SIGSEGV
+ * handler names the kernel, the work-item, the argument and the index,
+ * and leaves the work-item as a failed launch does. The copies are written
+ * back only when the launch ran to the end, so a caught launch changes no
+ * buffer. A buffer whose size is not a whole number of pages runs twice,
+ * first starting at its mapping's first byte (an index below 0 faults at
+ * once), then ending at its last (an index past the end faults at once).
+ * Arguments that share a buffer share its copy, as they share the buffer. */
+
+#define CHECK_GUARD ((size_t)256 << 20)
+
+typedef struct guarded {
+    void *buffer;
+    unsigned char *orig, *map, *data;
+    size_t size, span, map_size; /* bytes; readable pages; all */
+    int arg;                     /* the first argument on it */
+} guarded;
+
+static pthread_mutex_t checks_lock = PTHREAD_MUTEX_INITIALIZER; /* one checked launch at a time */
+static launch *_Atomic checked_run;
+static struct sigaction checks_old; /* SIGSEGV's action before ours */
+static pthread_once_t checks_once = PTHREAD_ONCE_INIT;
+
+/* Bytes of a buffer parameter's element type, 0 if not a type we know. */
+static size_t element_size(const char *type)
+{
+    static const struct { const char *name; size_t size; } types[] = {
+        {"char", 1}, {"uchar", 1}, {"i8", 1}, {"u8", 1}, {"int8_t", 1}, {"uint8_t", 1},
+        {"short", 2}, {"ushort", 2}, {"i16", 2}, {"u16", 2}, {"ox_half", 2}, {"half", 2},
+        {"int16_t", 2}, {"uint16_t", 2}, {"int", 4}, {"uint", 4}, {"i32", 4}, {"u32", 4},
+        {"float", 4}, {"int32_t", 4}, {"uint32_t", 4}, {"long", 8}, {"ulong", 8}, {"i64", 8},
+        {"u64", 8}, {"double", 8}, {"int64_t", 8}, {"uint64_t", 8},
+    };
+    while (!strncmp(type, "const ", 6) || !strncmp(type, "volatile ", 9))
+        type += type[0] == 'c' ? 6 : 9;
+    size_t len = strlen(type);
+    while (len && type[len - 1] == ' ') len--;
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (strlen(types[i].name) == len && !strncmp(type, types[i].name, len))
+            return types[i].size;
+    return 0;
+}
+
+/* "write", "read" or "access" (where the fault does not say) */
+static const char *fault_access(const void *context)
+{
+#if defined(__x86_64__)
+    return ((const ucontext_t *)context)->uc_mcontext.gregs[REG_ERR] & 2 ? "write" : "read";
+#else
+    (void)context;
+    return "access";
+#endif
+}
+
+static void checks_chain(int sig, siginfo_t *info, void *context)
+{
+    if (checks_old.sa_flags & SA_SIGINFO) {
+        if (checks_old.sa_sigaction) checks_old.sa_sigaction(sig, info, context);
+    } else if (checks_old.sa_handler != SIG_DFL && checks_old.sa_handler != SIG_IGN) {
+        checks_old.sa_handler(sig);
+    } else { /* the fault happens again on return, and ends the process */
+        signal(sig, SIG_DFL);
+    }
+}
+
+static void on_fault(int sig, siginfo_t *info, void *context)
+{
+    thread_state *ts = running_ts;
+    launch *run = atomic_load(&checked_run);
+    const unsigned char *addr = info->si_addr;
+    const guarded *g = NULL;
+    if (run && ts && ts->run == run)
+        for (int i = 0; i < run->n_guarded; i++)
+            if (addr >= run->guarded[i].map && addr < run->guarded[i].map + run->guarded[i].map_size)
+                g = &run->guarded[i];
+    if (!g) {
+        checks_chain(sig, info, context);
+        return;
+    }
+    const struct ox__item *w = ts->in_fibers ? &ts->items[ts->current] : ts->loop_item;
+    const ox__sig_param *param =
+        run->sig && g->arg < run->sig->n_params ? &run->sig->params[g->arg] : NULL;
+    size_t es = param ? element_size(param->type) : 0, offset =
+        (size_t)((unsigned char *)run->slots[g->arg] - g->data);
+    long long at = (long long)(addr - g->data) - (long long)offset;
+    char where[200];
+    if (es)
+        snprintf(where, sizeof where, "(%s, %zu elements): index %lld", param->type,
+                 (g->size - offset) / es, at >= 0 ? at / (long long)es
+                                                  : -((-at + (long long)es - 1) / (long long)es));
+    else
+        snprintf(where, sizeof where, "(%zu bytes): byte %lld", g->size - offset, at);
+    launch_fail(run, "kernel '%s', group (%d, %d, %d), work-item (%d, %d, %d): %s out of the "
+                "bounds of argument %d%s%s%s %s (OX_KERNEL_CHECKS; no buffer was changed)",
+                run->kernel->name, w->grp->gid[0], w->grp->gid[1], w->grp->gid[2], w->lid[0],
+                w->lid[1], w->lid[2], fault_access(context), g->arg, param ? " '" : "",
+                param ? param->name : "", param ? "'" : "", where);
+    stop_item(ts);
+}
+
+static void checks_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER; /* left by a jump, not a return */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &checks_old);
+}
+
+/* OX_KERNEL_CHECKS: 1 (on, yes, true) or 0 (off, no, false); warned once otherwise */
+static bool checks_enabled(const ox__host *host)
+{
+    const char *v = getenv("OX_KERNEL_CHECKS");
+    if (!v || !*v) return false;
+    static const char *const on[] = {"1", "on", "yes", "true"}, *const off[] = {"0", "off", "no",
+                                                                                "false"};
+    for (int i = 0; i < 4; i++) {
+        if (!strcmp(v, on[i])) return true;
+        if (!strcmp(v, off[i])) return false;
+    }
+    static atomic_flag warned = ATOMIC_FLAG_INIT;
+    if (!atomic_flag_test_and_set(&warned))
+        host->log(host->core, OX_LOG_WARN, "OX_KERNEL_CHECKS=%.40s is not 1 or 0; user kernels "
+                  "run unchecked", v);
+    return false;
+}
+
+static void run_groups(void *arg, size_t task, int thread);
+
+static void run_tasks(ox__pool *pool, launch *run)
+{
+    if (run->total) ox__pool_run(pool, (run->total + run->chunk - 1) / run->chunk, run_groups, run);
+}
+
+/* The launch on guarded copies of its buffers (see above). */
+static ox_status run_checked(const ox__host *host, ox__pool *pool, launch *run, int n_args,
+                             const ox__kernel_arg *args)
+{
+    guarded g[MAX_ARGS];
+    int n = 0, on[MAX_ARGS];
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    ox_status s = OX_OK;
+    for (int i = 0; i < n_args && s == OX_OK; i++) {
+        if (args[i].kind != OX__ARG_BUFFER) continue;
+        for (on[i] = 0; on[i] < n && g[on[i]].buffer != args[i].buffer; on[i]++) {}
+        if (on[i] < n) continue;
+        guarded *c = &g[n];
+        *c = (guarded){.buffer = args[i].buffer, .orig = ox__cpu_buffer_data(args[i].buffer),
+                       .size = ox__cpu_buffer_size(args[i].buffer), .arg = i};
+        c->span = (c->size + page - 1) / page * page;
+        c->map_size = c->span + 2 * CHECK_GUARD;
+        c->map = mmap(NULL, c->map_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                      -1, 0);
+        if (c->map == MAP_FAILED ||
+            (c->span && mprotect(c->map + CHECK_GUARD, c->span, PROT_READ | PROT_WRITE))) {
+            if (c->map != MAP_FAILED) munmap(c->map, c->map_size);
+            s = host->fail(host->core, OX_ERR_OUT_OF_MEMORY, "cpu: kernel '%s', argument %d: "
+                           "no room for a guarded copy of %zu bytes (OX_KERNEL_CHECKS)",
+                           run->kernel->name, i, c->size);
+            break;
+        }
+        n++;
+    }
+    if (s == OX_OK) {
+        bool whole = true; /* every size a whole number of pages: one run sees both ends */
+        for (int j = 0; j < n; j++) whole &= g[j].span == g[j].size;
+        pthread_once(&checks_once, checks_install);
+        pthread_mutex_lock(&checks_lock);
+        run->guarded = g, run->n_guarded = n;
+        atomic_store(&checked_run, run);
+        for (int pass = 0; pass < (whole ? 1 : 2) && !atomic_load(&run->failed); pass++) {
+            for (int j = 0; j < n; j++) {
+                g[j].data = g[j].map + CHECK_GUARD + (pass ? g[j].span - g[j].size : 0);
+                if (g[j].size) memcpy(g[j].data, g[j].orig, g[j].size);
+            }
+            for (int i = 0; i < n_args; i++)
+                if (args[i].kind == OX__ARG_BUFFER) run->slots[i] = g[on[i]].data + args[i].offset;
+            run_tasks(pool, run);
+        }
+        atomic_store(&checked_run, NULL);
+        run->guarded = NULL, run->n_guarded = 0;
+        pthread_mutex_unlock(&checks_lock);
+        if (!atomic_load(&run->failed))
+            for (int j = 0; j < n; j++)
+                if (g[j].size) memcpy(g[j].orig, g[j].data, g[j].size);
+    }
+    for (int j = 0; j < n; j++) munmap(g[j].map, g[j].map_size);
+    return s;
 }
 
 /* Fibers (and work-item records) for n work-items; existing ones are made
@@ -920,6 +1127,7 @@ __attribute__((noinline)) static void run_loops(thread_state *ts, const launch *
                                                 size_t first, size_t last)
 {
     struct ox__item w = {.grp = grp};
+    ts->loop_item = &w;
     if (setjmp(ts->escape) != 0) return;
     for (size_t g = first; g < last; g++) {
         group_id(run, g, grp->gid);
@@ -963,6 +1171,7 @@ static void run_groups(void *arg, size_t task, int thread)
     }
     ts->run = run;
     ts->args = args;
+    running_ts = ts;
     if (!run->barriers || n == 1) {
         ts->in_fibers = false;
         run_loops(ts, run, args, &grp, first, last);
@@ -1098,9 +1307,11 @@ static ox_status launch_locked(cpu_kernel *k, struct cpu_kernels *st, ox__pool *
     run->total = total;
     run->chunk = total / ((size_t)threads * 16);
     if (run->chunk == 0) run->chunk = 1;
-    if (total) ox__pool_run(pool, (total + run->chunk - 1) / run->chunk, run_groups, run);
+    run->sig = ox__launching_sig();
     ox_status s = OX_OK;
-    if (atomic_load(&run->failed))
+    if (checks_enabled(host)) s = run_checked(host, pool, run, n_args, args);
+    else run_tasks(pool, run);
+    if (s == OX_OK && atomic_load(&run->failed))
         s = host->fail(host->core, OX_ERR_INVALID, "cpu: %s", run->error);
     host->free(host->core, run, sizeof *run);
     return s;
