@@ -709,6 +709,17 @@ ox_status ox_session_create(ox_model *m, int n_ctx, ox_session **out)
 
 /* ---- the KV pool ------------------------------------------------------------------ */
 
+/* Per-layer K and V tensors: their buffers, then the two arrays. */
+static void kv_layers_free(ox_context *ctx, ox_tensor *k, ox_tensor *v, int L)
+{
+    for (int il = 0; il < L; il++) {
+        if (k && k[il].buffer) ox_buffer_free(k[il].buffer);
+        if (v && v[il].buffer) ox_buffer_free(v[il].buffer);
+    }
+    ox__free(ctx, k, sizeof *k * (size_t)L);
+    ox__free(ctx, v, sizeof *v * (size_t)L);
+}
+
 static void pool_release(ox_kv_pool *pool)
 {
     pthread_mutex_lock(&pool->lock);
@@ -716,13 +727,7 @@ static void pool_release(ox_kv_pool *pool)
     pthread_mutex_unlock(&pool->lock);
     if (!last) return;
     ox_context *ctx = pool->model->ctx;
-    int L = pool->model->info.n_layer;
-    for (int il = 0; il < L; il++) {
-        if (pool->k && pool->k[il].buffer) ox_buffer_free(pool->k[il].buffer);
-        if (pool->v && pool->v[il].buffer) ox_buffer_free(pool->v[il].buffer);
-    }
-    ox__free(ctx, pool->k, sizeof *pool->k * (size_t)L);
-    ox__free(ctx, pool->v, sizeof *pool->v * (size_t)L);
+    kv_layers_free(ctx, pool->k, pool->v, pool->model->info.n_layer);
     ox__free(ctx, pool->free_pages, sizeof *pool->free_pages * (size_t)pool->n_pages);
     pthread_mutex_destroy(&pool->lock);
     ox__free(ctx, pool, sizeof *pool);
@@ -917,13 +922,7 @@ void ox_session_free(ox_session *se)
 {
     if (!se) return;
     ox_context *ctx = se->model->ctx;
-    int L = se->model->info.n_layer;
-    for (int il = 0; il < L; il++) {
-        if (se->k_cache && se->k_cache[il].buffer) ox_buffer_free(se->k_cache[il].buffer);
-        if (se->v_cache && se->v_cache[il].buffer) ox_buffer_free(se->v_cache[il].buffer);
-    }
-    ox__free(ctx, se->k_cache, sizeof *se->k_cache * (size_t)L);
-    ox__free(ctx, se->v_cache, sizeof *se->v_cache * (size_t)L);
+    kv_layers_free(ctx, se->k_cache, se->v_cache, se->model->info.n_layer);
     ox_queue_free(se->queue); /* waits for its work first */
     if (se->pool) {
         if (se->pages) pages_trim(se, 0);
@@ -1050,12 +1049,18 @@ static ox_status pages_take(const segment *sg, int n_seg)
         ox_kv_pool *pool = se->pool;
         pthread_mutex_lock(&pool->lock);
         int free_pages = pool->n_free;
-        if (need <= free_pages && se->n_pages + need <= se->max_pages) {
+        /* the evaluation checked pos + n <= n_ctx, so the table has room */
+        bool room = se->n_pages + need <= se->max_pages;
+        if (need <= free_pages && room) {
             for (int i = 0; i < need; i++) se->pages[se->n_pages++] = pool->free_pages[--pool->n_free];
             se->table_stale = true;
         }
         pthread_mutex_unlock(&pool->lock);
-        if (need > free_pages)
+        if (!room)
+            s = ox__fail(se->model->ctx, OX_ERR_INTERNAL, "ox_session_eval: %d pages at position "
+                         "%d exceed the session's page table of %d", se->n_pages + need, se->pos,
+                         se->max_pages);
+        else if (need > free_pages)
             s = ox__fail(se->model->ctx, OX_ERR_OUT_OF_MEMORY,
                          "ox_session_eval: the KV pool is full: %d more tokens at position %d "
                          "need %d pages of %d positions; %d are free", sg[got].n, se->pos, need,
