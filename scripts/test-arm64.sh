@@ -61,7 +61,7 @@ done
 echo "== arm64: user kernels on the CPU (OX_CC=aarch64-linux-gnu-gcc)"
 log="$dir/ctest-user-kernels.log"
 (cd "$dir" && QEMU_LD_PREFIX=$sysroot OX_CC=aarch64-linux-gnu-gcc OX_CACHE_DIR=off \
-    ctest -R 'test_user_kernels|test_kernel_sig' --output-on-failure --timeout 600) >"$log" 2>&1 || true
+    ctest -R 'test_user_kernels|test_kernel_sig|test_kernel_checks' --output-on-failure --timeout 600) >"$log" 2>&1 || true
 summary=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" || true)
 [ -n "$summary" ] || { cat "$log"; echo "test-arm64: no ctest summary for the user kernels" >&2; exit 1; }
 [[ $summary =~ ([0-9]+)\ tests?\ failed\ out\ of\ ([0-9]+) ]]
