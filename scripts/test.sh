@@ -9,15 +9,18 @@ cd "$root"
 
 jobs=$(nproc 2>/dev/null || echo 2)
 ctest_extra=()
+# each stage's start says how long the run has taken so far (CI must stay well
+# under 30 minutes)
+stage() { echo "== [$((SECONDS / 60))m$((SECONDS % 60))s] $*"; }
 run_suite() { # name, cmake args... (ctest_extra: more ctest arguments)
     local name=$1
     shift
     local dir="$root/build-test/$name"
-    echo "== $name: configure and build"
+    stage "$name: configure and build"
     cmake -S "$root" -B "$dir" -G Ninja -DOX_WERROR=ON "$@" >"$dir.configure.log" 2>&1 ||
         { cat "$dir.configure.log"; return 1; }
     cmake --build "$dir" -j "$jobs"
-    echo "== $name: test"
+    stage "$name: test"
     (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 600 "${ctest_extra[@]}")
 }
 
@@ -29,7 +32,7 @@ run_suite release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOX_TEST_PYTHON="$python"
 # Conformance: every op on the CPU (against naive double-precision loops)
 # and on the OpenCL device (PoCL here, against the CPU). Fails if either
 # device is missing or any case fails.
-echo "== conformance: ox check --device cpu,opencl:0"
+stage "conformance: ox check --device cpu,opencl:0"
 "$root/build-test/release/bin/ox" check --device cpu,opencl:0 \
     --json "$root/build-test/check.json" --html "$root/build-test/check.html"
 # -O1: the sanitizers stay exact, and the model tests run in minutes, not ten.
@@ -38,7 +41,7 @@ echo "== conformance: ox check --device cpu,opencl:0"
 # our side of it (assembling the sources) runs in every kernel test here.
 # serve.chat_page too: what it adds to serve.openai_clients (which runs here)
 # is the page's script in a real browser, which the sanitizers do not see.
-echo "== sanitize: kernels.test_nvrtc and serve.chat_page are left to the release suite" \
+stage "sanitize: kernels.test_nvrtc and serve.chat_page are left to the release suite" \
     "(NVIDIA's compiler, the browser: code the sanitizers do not check)"
 ctest_extra=(-E '^(kernels[.]test_nvrtc|serve[.]chat_page)$')
 run_suite sanitize -DCMAKE_BUILD_TYPE=Debug -DOX_SANITIZE=ON -DCMAKE_C_COMPILER=clang \
@@ -47,7 +50,7 @@ run_suite sanitize -DCMAKE_BUILD_TYPE=Debug -DOX_SANITIZE=ON -DCMAKE_C_COMPILER=
 ctest_extra=()
 
 # A build without MPI still works, and ox run --mpi says MPI is off.
-echo "== no MPI: ox run --mpi says so"
+stage "no MPI: ox run --mpi says so"
 cmake -S "$root" -B "$root/build-test/nompi" -G Ninja -DOX_WERROR=ON -DOX_WITH_MPI=OFF \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$root/build-test/nompi.configure.log" 2>&1 ||
     { cat "$root/build-test/nompi.configure.log"; exit 1; }
@@ -57,13 +60,13 @@ cmake --build "$root/build-test/nompi" -j "$jobs" --target ox test_mpi
 
 # The ARM NEON kernels, cross-built and run under qemu on two CPU models
 # (with and without the dotprod extension).
-echo "== arm64: NEON kernels under qemu"
+stage "arm64: NEON kernels under qemu"
 "$root/scripts/test-arm64.sh"
 
 # Fuzz the GGUF, kernel-parameter, tuning-file and request parsers for a
 # bounded time (here 30 s each, to keep CI short; FUZZ_SECONDS=600
 # scripts/fuzz.sh fuzzes longer) on top of their seed corpora, which every
 # suite above already replays.
-echo "== fuzz: the GGUF, kernel-parameter, tuning-file and request parsers"
+stage "fuzz: the GGUF, kernel-parameter, tuning-file and request parsers"
 FUZZ_SECONDS=${FUZZ_SECONDS:-30} "$root/scripts/fuzz.sh"
-echo "== all test suites passed"
+stage "all test suites passed"
