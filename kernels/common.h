@@ -379,3 +379,128 @@ FN float ox_dequant(GLOBAL const uchar *row, i64 k)
 #endif
 }
 #endif /* OX_QUANT */
+
+/* ---- Reproducible math (issue 17) -------------------------------------------
+ * Functions that give the same bits on every API and device: each is written
+ * here once from +, -, x, explicit ox_fma, ox_rint and bit operations, all
+ * of them exactly rounded operations in IEEE single precision, in a fixed
+ * order. No product feeds an addition except inside ox_fma or where the
+ * product is exact (a power of two), so a compiler that contracts a * b + c
+ * (OpenCL C and CUDA do by default) cannot change a result; OpenCL's
+ * contraction is switched off around them besides. No division or square
+ * root (OpenCL may round those loosely): reciprocals and reciprocal square
+ * roots are Newton steps from a bit-pattern estimate. They are not
+ * correctly rounded; tests/opencl/test_repro_math.c measures their error
+ * against double-precision libm and holds CPU and OpenCL to the same bits. */
+#if defined(__OPENCL_VERSION__)
+#pragma OPENCL FP_CONTRACT OFF
+#endif
+
+/* 2^k for k in [-126, 127] */
+FN float ox__pow2i(int k)
+{
+    return ox_as_float((uint)(k + 127) << 23);
+}
+
+/* 1 / d for a positive normal d below 2^126: a bit-pattern estimate (within
+ * 12%), then four Newton steps. */
+FN float ox_repro_recip(float d)
+{
+    float y = ox_as_float(0x7ef311c3u - ox_as_uint(d));
+    for (int i = 0; i < 4; i++) y = ox_fma(y, ox_fma(-d, y, 1.0f), y);
+    return y;
+}
+
+/* 1 / sqrt(x): +-0 -> +-inf, inf -> 0, negative or NaN -> NaN. */
+FN float ox_repro_rsqrt(float x)
+{
+    if (!(x > 0.0f)) return x == 0.0f ? ox_as_float(ox_as_uint(x) | 0x7f800000u)
+                                      : ox_as_float(0x7fc00000u);
+    if (x == OX_INFINITY) return 0.0f;
+    float scale = 1.0f;
+    if (x < 1.17549435e-38f) { /* subnormal: x 2^64, the result 2^32 */
+        x = x * 18446744073709551616.0f;
+        scale = 4294967296.0f;
+    }
+    float y = ox_as_float(0x5f3759dfu - (ox_as_uint(x) >> 1)); /* within 3.5% */
+    for (int i = 0; i < 4; i++) y = ox_fma(0.5f * y, ox_fma(-(x * y), y, 1.0f), y);
+    return y * scale;
+}
+
+/* e^x: x = k ln2 + r, |r| <= ln2 / 2, e^r by its Taylor polynomial to r^7,
+ * times 2^k in two exact steps (one rounding where the result is
+ * subnormal). */
+FN float ox_repro_exp(float x)
+{
+    if (x != x) return x;
+    if (x > 88.7228394f) return OX_INFINITY;
+    if (x < -103.972084f) return 0.0f;
+    float kf = ox_rint(x * 1.44269502f);
+    float r = ox_fma(-kf, 0.693147182f, x);
+    r = ox_fma(-kf, -1.90465432e-09f, r);
+    float p = 1.98412701e-04f;
+    p = ox_fma(p, r, 1.38888892e-03f);
+    p = ox_fma(p, r, 8.33333377e-03f);
+    p = ox_fma(p, r, 4.16666679e-02f);
+    p = ox_fma(p, r, 1.66666672e-01f);
+    p = ox_fma(p, r, 0.5f);
+    p = ox_fma(p, r, 1.0f);
+    p = ox_fma(p, r, 1.0f);
+    int k = (int)kf, k1 = k / 2;
+    return p * ox__pow2i(k1) * ox__pow2i(k - k1);
+}
+
+/* log(x): x = m 2^e with m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(s),
+ * s = (m - 1) / (m + 1), by its series to s^9. */
+FN float ox_repro_log(float x)
+{
+    if (x != x || x < 0.0f) return ox_as_float(0x7fc00000u);
+    if (x == 0.0f) return -OX_INFINITY;
+    if (x == OX_INFINITY) return x;
+    int e = 0;
+    if (x < 1.17549435e-38f) { /* subnormal */
+        x = x * 8388608.0f;
+        e = -23;
+    }
+    uint u = ox_as_uint(x);
+    e += (int)(u >> 23) - 127;
+    float m = ox_as_float((u & 0x007fffffu) | 0x3f800000u);
+    if (m > 1.41421354f) {
+        m = m * 0.5f;
+        e += 1;
+    }
+    float f = m - 1.0f; /* exact */
+    float s = f * ox_repro_recip(2.0f + f);
+    float z = s * s, s2 = s + s;
+    float t = ox_fma(0.111111112f, z, 0.142857149f);
+    t = ox_fma(t, z, 0.2f);
+    t = ox_fma(t, z, 0.333333343f);
+    float l = ox_fma(s2 * z, t, s2);
+    float ef = (float)e;
+    return ox_fma(ef, 0.693147182f, ox_fma(ef, -1.90465432e-09f, l));
+}
+
+/* tanh(x): below 0.3 its Taylor polynomial to x^13; then 1 - 2 / (e^2|x| + 1);
+ * from 9 on +-1. */
+FN float ox_repro_tanh(float x)
+{
+    if (x != x) return x;
+    float a = ox_fabs(x);
+    if (a < 0.3f) {
+        float z = x * x;
+        float p = 3.59212793e-03f;
+        p = ox_fma(p, z, -8.86323582e-03f);
+        p = ox_fma(p, z, 2.18694881e-02f);
+        p = ox_fma(p, z, -5.39682545e-02f);
+        p = ox_fma(p, z, 1.33333340e-01f);
+        p = ox_fma(p, z, -3.33333343e-01f);
+        return ox_fma(x * z, p, x);
+    }
+    float t = 1.0f;
+    if (a < 9.0f) t = ox_fma(-2.0f, ox_repro_recip(ox_repro_exp(a + a) + 1.0f), 1.0f);
+    return x < 0.0f ? -t : t;
+}
+
+#if defined(__OPENCL_VERSION__)
+#pragma OPENCL FP_CONTRACT ON
+#endif
