@@ -12,10 +12,10 @@
 
 #include "opencl_test.h"
 
-#define N_FN 5
-static const char *const fn_names[N_FN] = {"exp", "log", "tanh", "rsqrt", "recip"};
+#define N_FN 6
+static const char *const fn_names[N_FN] = {"exp", "log", "tanh", "rsqrt", "recip", "erf"};
 /* the bounds, in units in the last place of the float nearest the true value */
-static const double fn_ulps[N_FN] = {2.0, 2.0, 4.0, 2.0, 1.0};
+static const double fn_ulps[N_FN] = {2.0, 2.0, 4.0, 2.0, 1.0, 1.0};
 
 static const char *source =
     "KERNEL repro(ARG_BUF(const float, x), ARG_BUF(float, y), int n)\n"
@@ -24,11 +24,12 @@ static const char *source =
     "    i64 i = ox_global_id(0);\n"
     "    if (i >= n) return;\n"
     "    float v = x[i];\n"
-    "    y[5 * i + 0] = ox_repro_exp(v);\n"
-    "    y[5 * i + 1] = ox_repro_log(v);\n"
-    "    y[5 * i + 2] = ox_repro_tanh(v);\n"
-    "    y[5 * i + 3] = ox_repro_rsqrt(v);\n"
-    "    y[5 * i + 4] = v >= 1.17549435e-38f && v < 8.5e37f ? ox_repro_recip(v) : 0.0f;\n"
+    "    y[6 * i + 0] = ox_repro_exp(v);\n"
+    "    y[6 * i + 1] = ox_repro_log(v);\n"
+    "    y[6 * i + 2] = ox_repro_tanh(v);\n"
+    "    y[6 * i + 3] = ox_repro_rsqrt(v);\n"
+    "    y[6 * i + 4] = v >= 1.17549435e-38f && v < 8.5e37f ? ox_repro_recip(v) : 0.0f;\n"
+    "    y[6 * i + 5] = ox_repro_erf(v);\n"
     "}\n";
 
 static double reference(int fn, float v)
@@ -39,6 +40,7 @@ static double reference(int fn, float v)
     case 1: return log(x);
     case 2: return tanh(x);
     case 3: return 1.0 / sqrt(x);
+    case 5: return erf(x);
     default: return v >= 1.17549435e-38f && v < 8.5e37f ? 1.0 / x : 0.0;
     }
 }
@@ -86,7 +88,8 @@ enum { SWEEP = 1 << 20 };
 static const float chosen[] = {0.0f, -0.0f, 1.0f, -1.0f, 0.3f, -0.3f, 0.29999998f, 9.0f, -9.0f,
                                88.72283f, 88.7228394f, 88.72284f, -103.97207f, -103.972084f,
                                -87.33655f, 1e-45f, 1.17549435e-38f, 1.41421354f, 1.41421366f,
-                               0.70710677f, 2.0f, 0.5f, (float)M_PI};
+                               0.70710677f, 2.0f, 0.5f, (float)M_PI, 0.99999994f, 1.4999999f,
+                               1.5f, 3.9999998f, 4.0f, -2.25f, -3.75f};
 #define N_INPUTS (SWEEP + (int)(sizeof chosen / sizeof chosen[0]))
 
 /* The inputs, a context with every backend, and the CPU's results. */
