@@ -566,6 +566,65 @@ FN float ox_repro_erf(float x)
     return x < 0.0f ? -p : p;
 }
 
+/* sin and cos: x = k pi/2 + r with pi/2 in three floats (the product k
+ * times each taken exactly inside ox_fma), Taylor polynomials on |r| <= pi/4
+ * (sin to r^11, cos to r^12). Accurate while the three parts carry pi/2
+ * far enough: to |x| = 2^20 (rope's angles are positions times at most 1);
+ * beyond, the bits are still the same everywhere but the reduction is not
+ * exact. The quadrant is k mod 4, taken in floats (k may exceed an int). */
+FN float ox__sin_r(float r)
+{
+    float z = r * r;
+    float p = -2.505210794e-08f;
+    p = ox_fma(p, z, 2.755731884e-06f);
+    p = ox_fma(p, z, -1.984127011e-04f);
+    p = ox_fma(p, z, 8.333333768e-03f);
+    p = ox_fma(p, z, -1.666666716e-01f);
+    return ox_fma(r * z, p, r);
+}
+
+/* 1 - z/2 rounded once, its rounding error carried into the rest */
+FN float ox__cos_r(float r)
+{
+    float z = r * r, hz = 0.5f * z, w = 1.0f - hz;
+    float c = 2.087675588e-09f;
+    c = ox_fma(c, z, -2.755731998e-07f);
+    c = ox_fma(c, z, 2.480158764e-05f);
+    c = ox_fma(c, z, -1.388888923e-03f);
+    c = ox_fma(c, z, 4.166666791e-02f);
+    return w + ox_fma(z * z, c, (1.0f - w) - hz);
+}
+
+/* r and the quadrant q (0..3) of x */
+FN float ox__reduce_half_pi(float x, int *q)
+{
+    float k = ox_rint(x * 6.366197467e-01f);
+    float r = ox_fma(-k, 1.570796371e+00f, x);
+    r = ox_fma(-k, -4.371138829e-08f, r);
+    r = ox_fma(-k, -1.715124510e-15f, r);
+    *q = (int)(k - 4.0f * ox_floor(k * 0.25f)); /* exact */
+    return r;
+}
+
+FN float ox_repro_sin(float x)
+{
+    if (x != x || ox_fabs(x) == OX_INFINITY) return ox_as_float(0x7fc00000u);
+    if (ox_fabs(x) < 2.44140625e-04f) return x; /* 2^-12: sin x rounds to x */
+    int q;
+    float r = ox__reduce_half_pi(x, &q);
+    float v = q & 1 ? ox__cos_r(r) : ox__sin_r(r);
+    return q & 2 ? -v : v;
+}
+
+FN float ox_repro_cos(float x)
+{
+    if (x != x || ox_fabs(x) == OX_INFINITY) return ox_as_float(0x7fc00000u);
+    int q;
+    float r = ox__reduce_half_pi(x, &q);
+    float v = q & 1 ? ox__sin_r(r) : ox__cos_r(r);
+    return (q + 1) & 2 ? -v : v;
+}
+
 #if defined(__OPENCL_VERSION__)
 #pragma OPENCL FP_CONTRACT ON
 #endif
