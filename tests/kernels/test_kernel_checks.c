@@ -53,8 +53,11 @@ typedef struct fixture {
     float hx[M], hy[M];
 } fixture;
 
-static void setup(fixture *f, int n)
+/* Checks on, a CPU context, x and y of n floats (y all 7.0), and `source`
+ * built (or a skip saying why it cannot be). */
+static ox_program *setup(fixture *f, int n, const char *source)
 {
+    setenv("OX_KERNEL_CHECKS", "1", 1);
     ox_context_options o = {.struct_size = sizeof o, .flags = OX_CONTEXT_NO_PLUGINS};
     ASSERT_OK(NULL, ox_context_create(&o, &f->ctx));
     int n_dev;
@@ -65,6 +68,18 @@ static void setup(fixture *f, int n)
     ASSERT_OK(f->ctx, ox_buffer_alloc(f->cpu, (size_t)n * sizeof(float), &f->y));
     ASSERT_OK(f->ctx, ox_buffer_write(f->x, 0, f->hx, (size_t)n * sizeof(float)));
     ASSERT_OK(f->ctx, ox_buffer_write(f->y, 0, f->hy, (size_t)n * sizeof(float)));
+    ox_program *p;
+    ox_status s = ox_program_build(f->cpu, source, NULL, &p);
+    if (s == OX_ERR_UNSUPPORTED) OX_SKIP("%s", ox_errmsg(f->ctx));
+    ASSERT_OK(f->ctx, s);
+    return p;
+}
+
+static void teardown(fixture *f, ox_program *p)
+{
+    ox_program_free(p);
+    ox_context_free(f->ctx);
+    unsetenv("OX_KERNEL_CHECKS");
 }
 
 /* Launch kernel `name` of p over `global` items in groups of 64 (arguments
@@ -97,13 +112,8 @@ static void y_unchanged(fixture *f, int n)
 
 OX_TEST(loops_out_of_bounds_named)
 {
-    setenv("OX_KERNEL_CHECKS", "1", 1);
     fixture f;
-    setup(&f, N);
-    ox_program *p;
-    ox_status s = ox_program_build(f.cpu, loops_source, NULL, &p);
-    if (s == OX_ERR_UNSUPPORTED) OX_SKIP("%s", ox_errmsg(f.ctx));
-    ASSERT_OK(f.ctx, s);
+    ox_program *p = setup(&f, N, loops_source);
 
     /* 1024 work-items, n = 1000: item 1000 (group 15, item 40) writes y[1000] */
     ASSERT_EQ(launch(&f, p, "past_end", M, N, false), OX_ERR_INVALID);
@@ -126,20 +136,13 @@ OX_TEST(loops_out_of_bounds_named)
     for (int i = 0; i < N; i++)
         ASSERT_MSG(back[i] == f.hx[i] + 1.0f, "y[%d] = %g, want %g", i, (double)back[i],
                    (double)(f.hx[i] + 1.0f));
-    ox_program_free(p);
-    ox_context_free(f.ctx);
-    unsetenv("OX_KERNEL_CHECKS");
+    teardown(&f, p);
 }
 
 OX_TEST(fibers_out_of_bounds_named)
 {
-    setenv("OX_KERNEL_CHECKS", "1", 1);
     fixture f;
-    setup(&f, M);
-    ox_program *p;
-    ox_status s = ox_program_build(f.cpu, fibers_source, NULL, &p);
-    if (s == OX_ERR_UNSUPPORTED) OX_SKIP("%s", ox_errmsg(f.ctx));
-    ASSERT_OK(f.ctx, s);
+    ox_program *p = setup(&f, M, fibers_source);
     /* shift 1: the last item (group 15, item 63) writes y[1024] after the barrier */
     ASSERT_EQ(launch(&f, p, "shifted", M, 1, true), OX_ERR_INVALID);
     ASSERT_CONTAINS(ox_errmsg(f.ctx), "kernel 'shifted', group (15, 0, 0), work-item (63, 0, 0)");
@@ -153,9 +156,7 @@ OX_TEST(fibers_out_of_bounds_named)
         float want = f.hx[i / 64 * 64 + 63 - i % 64];
         ASSERT_MSG(back[i] == want, "y[%d] = %g, want %g", i, (double)back[i], (double)want);
     }
-    ox_program_free(p);
-    ox_context_free(f.ctx);
-    unsetenv("OX_KERNEL_CHECKS");
+    teardown(&f, p);
 }
 
 OX_TEST_MAIN(loops_out_of_bounds_named, fibers_out_of_bounds_named)
