@@ -625,6 +625,28 @@ FN float ox_repro_cos(float x)
     return (q + 1) & 2 ? -v : v;
 }
 
-#if defined(__OPENCL_VERSION__)
+/* A reproducible build (-DOX_REPRO=1; the backends then also switch off
+ * contraction and ask for correctly rounded division and square root): the
+ * dialect's math names mean the functions above, and the names without a
+ * reproducible version yet are left undefined, so that a kernel using one
+ * fails to build instead of differing between devices. */
+#if defined(OX_REPRO) && OX_REPRO
+#undef ox_exp
+#undef ox_log
+#undef ox_tanh
+#undef ox_erf
+#undef ox_sin
+#undef ox_cos
+#undef ox_rsqrt
+#undef ox_log1p
+#undef ox_pow
+#define ox_exp(x) ox_repro_exp(x)
+#define ox_log(x) ox_repro_log(x)
+#define ox_tanh(x) ox_repro_tanh(x)
+#define ox_erf(x) ox_repro_erf(x)
+#define ox_sin(x) ox_repro_sin(x)
+#define ox_cos(x) ox_repro_cos(x)
+#define ox_rsqrt(x) ox_repro_rsqrt(x)
+#elif defined(__OPENCL_VERSION__)
 #pragma OPENCL FP_CONTRACT ON
 #endif

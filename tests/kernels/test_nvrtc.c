@@ -186,6 +186,12 @@ static const char *const user_programs[][2] = {
     {"KERNEL tiled(ARG_BUF(float, y))\n"
      "{ BUF(float, y); LOCAL_ARRAY(float, t, WG); t[ox_local_id(0)] = 1.0f; BARRIER();\n"
      "  y[ox_global_id(0)] = t[WG - 1 - ox_local_id(0)]; }\n", "-DWG=128"},
+    /* a reproducible build: the math of kernels/common.h, and the plugins'
+     * flags for it (NVRTC --fmad=false, hiprtc -ffp-contract=off) */
+    {"KERNEL mixed(ARG_BUF(float, y))\n"
+     "{ BUF(float, y); i64 i = ox_global_id(0); float v = y[i];\n"
+     "  y[i] = ox_exp(v) * v + ox_tanh(v) / ox_sqrt(v) + ox_erf(v) + ox_sin(v) * ox_cos(v)\n"
+     "         + ox_log(v) + ox_rsqrt(v); }\n", "-DOX_REPRO=1"},
 };
 
 OX_TEST(user_programs_compile_for_cuda_and_hip)

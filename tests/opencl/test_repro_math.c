@@ -63,10 +63,13 @@ static double ulps(float got, double want)
     return fabs((double)got - want) / ulp;
 }
 
-static void run(ox_context *ctx, ox_device *dev, const float *x, int n, float *y)
+/* Kernel "repro" of src built with options on dev over x[0..n), `per`
+ * results an input into y. */
+static void run(ox_context *ctx, ox_device *dev, const char *src, const char *options,
+                const float *x, int n, int per, float *y)
 {
     ox_program *p;
-    ox_status s = ox_program_build(dev, source, NULL, &p);
+    ox_status s = ox_program_build(dev, src, options, &p);
     if (s == OX_ERR_UNSUPPORTED) OX_SKIP("%s", ox_errmsg(ctx));
     ASSERT_OK(ctx, s);
     ox_kernel *k;
@@ -74,7 +77,7 @@ static void run(ox_context *ctx, ox_device *dev, const float *x, int n, float *y
     ox_queue *q;
     ASSERT_OK(ctx, ox_program_kernel(p, "repro", &k));
     ASSERT_OK(ctx, ox_buffer_alloc(dev, (size_t)n * sizeof *x, &bx));
-    ASSERT_OK(ctx, ox_buffer_alloc(dev, (size_t)n * N_FN * sizeof *y, &by));
+    ASSERT_OK(ctx, ox_buffer_alloc(dev, (size_t)n * per * sizeof *y, &by));
     ASSERT_OK(ctx, ox_buffer_write(bx, 0, x, (size_t)n * sizeof *x));
     ASSERT_OK(ctx, ox_kernel_set_buffer(k, 0, bx));
     ASSERT_OK(ctx, ox_kernel_set_buffer(k, 1, by));
@@ -83,7 +86,7 @@ static void run(ox_context *ctx, ox_device *dev, const float *x, int n, float *y
     size_t global[3] = {((size_t)n + 63) / 64 * 64, 1, 1}, local[3] = {64, 1, 1};
     ASSERT_OK(ctx, ox_kernel_launch(q, k, global, local, NULL));
     ASSERT_OK(ctx, ox_queue_finish(q));
-    ASSERT_OK(ctx, ox_buffer_read(by, 0, y, (size_t)n * N_FN * sizeof *y));
+    ASSERT_OK(ctx, ox_buffer_read(by, 0, y, (size_t)n * per * sizeof *y));
     ox_queue_free(q);
     ox_buffer_free(bx);
     ox_buffer_free(by);
@@ -115,7 +118,7 @@ static ox_context *on_cpu(float **x, float **cpu)
     ox_device *d;
     int count = 0;
     ASSERT_OK(ctx, ox_device_select(ctx, "cpu", &d, 1, &count));
-    run(ctx, d, *x, n, *cpu);
+    run(ctx, d, source, NULL, *x, n, N_FN, *cpu);
     return ctx;
 }
 
@@ -152,7 +155,7 @@ OX_TEST(same_bits_on_cpu_and_opencl)
         OX_SKIP("no OpenCL device: only the CPU's results were checked (against libm)");
     float *dev = calloc((size_t)n * N_FN, sizeof *dev);
     ASSERT_MSG(dev, "out of memory");
-    run(ctx, d, x, n, dev);
+    run(ctx, d, source, NULL, x, n, N_FN, dev);
     int differ = 0;
     for (size_t i = 0; i < (size_t)n * N_FN; i++) {
         uint32_t a, b;
@@ -169,4 +172,45 @@ OX_TEST(same_bits_on_cpu_and_opencl)
     ox_context_free(ctx);
 }
 
-OX_TEST_MAIN(cpu_within_bounds_of_libm, same_bits_on_cpu_and_opencl)
+/* A whole kernel in a reproducible build (-DOX_REPRO=1): the dialect's own
+ * math names, plain a * b + c, division and square root give the same bits
+ * on the CPU and OpenCL, which the same source built without it need not. */
+static const char *mixed_source =
+    "KERNEL repro(ARG_BUF(const float, x), ARG_BUF(float, y), int n)\n"
+    "{\n"
+    "    BUF(const float, x); BUF(float, y);\n"
+    "    i64 i = ox_global_id(0);\n"
+    "    if (i >= n) return;\n"
+    "    float v = x[i], a = ox_fabs(v);\n"
+    "    if (!(a < 1e30f)) a = 1.0f;\n"
+    "    float w = ox_exp(v * 0.01f) * v + ox_tanh(v) / (1.0f + ox_sqrt(a));\n"
+    "    w = w + ox_rsqrt(a + 1.0f) * v * 0.5f + ox_erf(v) + ox_sin(a) * ox_cos(a);\n"
+    "    y[i] = w * 0.25f + ox_log(a + 1.0f);\n"
+    "}\n";
+
+OX_TEST(reproducible_build_same_bits)
+{
+    float *x, *cpu;
+    ox_context *ctx = on_cpu(&x, &cpu);
+    int n = N_INPUTS, count = 0, differ[2] = {0, 0};
+    ox_device *c, *d;
+    ASSERT_OK(ctx, ox_device_select(ctx, "cpu", &c, 1, &count));
+    if (ox_device_select(ctx, "opencl:0", &d, 1, &count) != OX_OK || count == 0)
+        OX_SKIP("no OpenCL device to compare the CPU with");
+    float *a = calloc((size_t)n, sizeof *a), *b = calloc((size_t)n, sizeof *b);
+    ASSERT_MSG(a && b, "out of memory");
+    for (int build = 0; build < 2; build++) {
+        const char *options = build ? "-DOX_REPRO=1" : NULL;
+        run(ctx, c, mixed_source, options, x, n, 1, a);
+        run(ctx, d, mixed_source, options, x, n, 1, b);
+        for (int i = 0; i < n; i++)
+            if (memcmp(&a[i], &b[i], 4) && !(isnan(a[i]) && isnan(b[i]))) differ[build]++;
+    }
+    printf("  results that differ between cpu and opencl:0: %d of %d by default, %d with "
+           "-DOX_REPRO=1\n", differ[0], n, differ[1]);
+    ASSERT_MSG(differ[1] == 0, "%d of %d results differ in the reproducible build", differ[1], n);
+    free(a), free(b), free(x), free(cpu);
+    ox_context_free(ctx);
+}
+
+OX_TEST_MAIN(cpu_within_bounds_of_libm, same_bits_on_cpu_and_opencl, reproducible_build_same_bits)

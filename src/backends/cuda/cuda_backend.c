@@ -638,7 +638,7 @@ static ox_status compile(const cuda_state *st, compile_target to, const char *so
                          const char *options, void **image, size_t *size, char **log)
 {
     const ox__cuda_api *cu = &st->api;
-    const char *argv[MAX_OPTIONS + 2];
+    const char *argv[MAX_OPTIONS + 5];
     char arch[48], detail[256];
     int argc = 0;
     ox_status s = OX_OK;
@@ -646,6 +646,15 @@ static ox_status compile(const cuda_state *st, compile_target to, const char *so
     snprintf(detail, sizeof detail, "options '%.200s'", options);
     argv[argc++] = arch;
     argv[argc++] = "--std=c++17";
+    /* a reproducible build (kernels/common.h, OX_REPRO): no contraction, and
+     * division and square root correctly rounded (NVRTC's defaults, said) */
+    bool repro = strstr(options, "-DOX_REPRO=1") != NULL;
+    if (repro) {
+        argv[argc++] = "--fmad=false";
+        argv[argc++] = "--prec-div=true";
+        argv[argc++] = "--prec-sqrt=true";
+    }
+    int fixed = argc;
     size_t copy_size = strlen(options) + 1;
     char *copy = host_alloc(st, copy_size);
     if (!copy) return fail_no_memory(st, "build options");
@@ -653,7 +662,7 @@ static ox_status compile(const cuda_state *st, compile_target to, const char *so
     for (char *p = copy; *p;) { /* split at blanks: -D options hold none */
         while (*p == ' ') *p++ = '\0';
         if (!*p) break;
-        if (argc == MAX_OPTIONS + 2) {
+        if (argc - fixed == MAX_OPTIONS) {
             host_free(st, copy, copy_size);
             return st->host->fail(st->host->core, OX_ERR_INVALID,
                                   "cuda: more than %d build options: %s", MAX_OPTIONS, detail);

@@ -560,7 +560,7 @@ static ox_status compile(const hip_state *st, const char *arch_id, const char *n
                          char **log)
 {
     const ox__hip_api *api = &st->api;
-    const char *argv[MAX_OPTIONS + 1];
+    const char *argv[MAX_OPTIONS + 2];
     char arch[96], detail[256];
     int argc = 0;
     ox_status s = OX_OK;
@@ -569,6 +569,9 @@ static ox_status compile(const hip_state *st, const char *arch_id, const char *n
         snprintf(arch, sizeof arch, "--gpu-architecture=%s", arch_id);
         argv[argc++] = arch;
     }
+    /* a reproducible build (kernels/common.h, OX_REPRO): no contraction */
+    if (strstr(options, "-DOX_REPRO=1")) argv[argc++] = "-ffp-contract=off";
+    int fixed = argc;
     size_t copy_size = strlen(options) + 1;
     char *copy = host_alloc(st, copy_size);
     if (!copy) return fail_no_memory(st, "build options");
@@ -576,7 +579,7 @@ static ox_status compile(const hip_state *st, const char *arch_id, const char *n
     for (char *p = copy; *p;) { /* split at blanks: -D options hold none */
         while (*p == ' ') *p++ = '\0';
         if (!*p) break;
-        if (argc == MAX_OPTIONS + 1) {
+        if (argc - fixed == MAX_OPTIONS) {
             host_free(st, copy, copy_size);
             return st->host->fail(st->host->core, OX_ERR_INVALID,
                                   "hip: more than %d build options: %s", MAX_OPTIONS, detail);

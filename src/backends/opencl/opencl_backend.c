@@ -745,8 +745,12 @@ static ox_status opencl_program_build(void *device, const char *source, const ch
     *log = NULL;
 
     if (!options) options = "";
-    const char *option_parts[] = {options, *options ? " " : "", language_option};
-    char *build_options = join(st, option_parts, 3, &options_size);
+    /* a reproducible build (kernels/common.h, OX_REPRO) needs division and
+     * square root correctly rounded, which OpenCL only promises when asked */
+    const char *option_parts[] = {options, *options ? " " : "", language_option,
+                                  strstr(options, "-DOX_REPRO=1")
+                                      ? " -cl-fp32-correctly-rounded-divide-sqrt" : ""};
+    char *build_options = join(st, option_parts, 4, &options_size);
     if (!build_options) return fail_no_memory(st, "build options");
     /* Everything the binary depends on; the core hashes it. Without memory
      * for it the build just goes uncached. */
