@@ -134,6 +134,38 @@ static size_t scalar_size(const char *type)
     return 0;
 }
 
+/* A buffer's element may also be one of the dialect's storage types. */
+static size_t element_size(const char *type)
+{
+    static const struct {
+        const char *name;
+        size_t size;
+    } storage_types[] = {{"i8", 1}, {"ox_half", 2}, {"ox_bf16", 2}};
+    for (size_t i = 0; i < OX__ARRAY_SIZE(storage_types); i++)
+        if (strcmp(type, storage_types[i].name) == 0) return storage_types[i].size;
+    return scalar_size(type);
+}
+
+/* type without its const and volatile words, into plain */
+static void unqualified(const char *type, char *plain, size_t cap)
+{
+    size_t n = 0;
+    plain[0] = '\0';
+    for (const char *t = type; *t;) {
+        size_t len = strcspn(t, " ");
+        bool qualifier = (len == 5 && strncmp(t, "const", 5) == 0) ||
+                         (len == 8 && strncmp(t, "volatile", 8) == 0);
+        if (!qualifier && n + len + 2 < cap) {
+            if (n) plain[n++] = ' ';
+            memcpy(plain + n, t, len);
+            n += len;
+            plain[n] = '\0';
+        }
+        t += len;
+        while (*t == ' ') t++;
+    }
+}
+
 /* The value of -DNAME=VALUE in options, into out; false if absent. */
 static bool option_define(const char *options, const char *name, char *out, size_t cap)
 {
@@ -200,6 +232,9 @@ static ox_status parse_param(parser *ps, size_t start, size_t end, int index, ox
             return ox__fail(ps->ctx, OX_ERR_BUILD, "%s:%u: kernel '%s', parameter %d '%s': "
                             "ARG_BUF(type, name) expected", ps->what, line, ps->kernel, index, text);
         memcpy(p->name, s + ns, ne - ns);
+        char plain[128];
+        unqualified(p->type, plain, sizeof plain);
+        p->size = element_size(plain); /* 0 for a type named otherwise */
         p->kind = OX__ARG_BUFFER;
         return OX_OK;
     }
@@ -228,22 +263,8 @@ static ox_status parse_param(parser *ps, size_t start, size_t end, int index, ox
         return OX_OK;
     }
     /* a scalar: its type without qualifiers */
-    char plain[128] = "";
-    size_t n = 0;
-    for (const char *t = p->type; *t;) {
-        size_t len = strcspn(t, " ");
-        bool qualifier = (len == 5 && strncmp(t, "const", 5) == 0) ||
-                         (len == 8 && strncmp(t, "volatile", 8) == 0);
-        if (!qualifier && n + len + 2 < sizeof plain) {
-            if (n) plain[n++] = ' ';
-            memcpy(plain + n, t, len);
-            n += len;
-            plain[n] = '\0';
-        }
-        t += len;
-        while (*t == ' ') t++;
-    }
-    char defined[64];
+    char plain[128], defined[64];
+    unqualified(p->type, plain, sizeof plain);
     p->size = scalar_size(plain);
     if (!p->size && option_define(ps->options, plain, defined, sizeof defined))
         p->size = scalar_size(defined);

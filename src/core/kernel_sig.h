@@ -22,7 +22,7 @@ typedef struct ox__sig_param {
     ox__arg_kind kind;            /* OX__ARG_BUFFER, OX__ARG_SCALAR, OX__ARG_LOCAL */
     char name[OX__SIG_NAME_MAX];
     char type[128];               /* buffer: element type; scalar: type; local: pointer type */
-    size_t size;                  /* scalar: bytes */
+    size_t size;                  /* scalar: bytes; buffer: element bytes, 0 if not a known type */
 } ox__sig_param;
 
 typedef struct ox__sig_kernel {

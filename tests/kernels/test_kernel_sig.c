@@ -45,6 +45,7 @@ OX_TEST(parameters_of_every_kind)
     ASSERT_EQ(k->params[0].kind, OX__ARG_BUFFER);
     ASSERT_STR_EQ(k->params[0].name, "x");
     ASSERT_STR_EQ(k->params[0].type, "const OX_STORAGE(1)");
+    ASSERT_EQ(k->params[0].size, 0); /* an element type it cannot size */
     ASSERT_EQ(k->params[1].kind, OX__ARG_LOCAL);
     ASSERT_STR_EQ(k->params[1].name, "tile");
     ASSERT_STR_EQ(k->params[1].type, "LOCAL float *");
@@ -65,6 +66,15 @@ OX_TEST(parameters_of_every_kind)
     ASSERT(ox__sig_find(&sig, "declared") == NULL); /* a prototype, not a kernel */
     ASSERT(ox__sig_find(&sig, "fake") == NULL);
     ASSERT(ox__sig_find(&sig, "in_a_string") == NULL);
+
+    /* buffers' element sizes (for OX_KERNEL_CHECKS' indexes), qualifiers aside */
+    ox__sig_program elems;
+    ASSERT_OK(ctx, ox__sig_parse(ctx, "t", "KERNEL e(ARG_BUF(const ox_half, h), ARG_BUF(volatile "
+                                 "float, f), ARG_BUF(i64, l), ARG_BUF(const i8, b)) { }\n", NULL,
+                                 &elems));
+    static const size_t element_sizes[] = {2, 4, 8, 1};
+    for (int i = 0; i < 4; i++) ASSERT_EQ(elems.kernels[0].params[i].size, element_sizes[i]);
+    ox__sig_free(&elems);
 
     /* entry points: the user's kernels renamed in place, lines kept */
     size_t c_size, cuda_size;

@@ -815,26 +815,6 @@ static launch *_Atomic checked_run;
 static struct sigaction checks_old; /* SIGSEGV's action before ours */
 static pthread_once_t checks_once = PTHREAD_ONCE_INIT;
 
-/* Bytes of a buffer parameter's element type, 0 if not a type we know. */
-static size_t element_size(const char *type)
-{
-    static const struct { const char *name; size_t size; } types[] = {
-        {"char", 1}, {"uchar", 1}, {"i8", 1}, {"u8", 1}, {"int8_t", 1}, {"uint8_t", 1},
-        {"short", 2}, {"ushort", 2}, {"i16", 2}, {"u16", 2}, {"ox_half", 2}, {"half", 2},
-        {"int16_t", 2}, {"uint16_t", 2}, {"int", 4}, {"uint", 4}, {"i32", 4}, {"u32", 4},
-        {"float", 4}, {"int32_t", 4}, {"uint32_t", 4}, {"long", 8}, {"ulong", 8}, {"i64", 8},
-        {"u64", 8}, {"double", 8}, {"int64_t", 8}, {"uint64_t", 8},
-    };
-    while (!strncmp(type, "const ", 6) || !strncmp(type, "volatile ", 9))
-        type += type[0] == 'c' ? 6 : 9;
-    size_t len = strlen(type);
-    while (len && type[len - 1] == ' ') len--;
-    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
-        if (strlen(types[i].name) == len && !strncmp(type, types[i].name, len))
-            return types[i].size;
-    return 0;
-}
-
 /* "write", "read" or "access" (where the fault does not say) */
 static const char *fault_access(const void *context)
 {
@@ -874,7 +854,7 @@ static void on_fault(int sig, siginfo_t *info, void *context)
     const struct ox__item *w = ts->in_fibers ? &ts->items[ts->current] : ts->loop_item;
     const ox__sig_param *param =
         run->sig && g->arg < run->sig->n_params ? &run->sig->params[g->arg] : NULL;
-    size_t es = param ? element_size(param->type) : 0, offset =
+    size_t es = param ? param->size : 0, offset =
         (size_t)((unsigned char *)run->slots[g->arg] - g->data);
     long long at = (long long)(addr - g->data) - (long long)offset;
     char where[200];
