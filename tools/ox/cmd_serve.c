@@ -1041,6 +1041,16 @@ static int warm_up(server *sv)
     return status;
 }
 
+/* Every sequence in a slot that has not finished ends with the error why.
+ * Under mu. */
+static void fail_active(server *sv, const char *why)
+{
+    for (int i = 0; i < sv->parallel; i++) {
+        job *j = sv->slots[i].job;
+        if (j && !j->finished) job_finish(sv, j, NULL, why);
+    }
+}
+
 /* Set by SIGTERM or SIGINT, or by the worker when the server must stop. */
 static volatile sig_atomic_t stop_signal;
 
@@ -1052,10 +1062,7 @@ static void model_changed(server *sv, const char *why)
 {
     snprintf(sv->broken, sizeof sv->broken, "%s", why);
     fprintf(stderr, "ox serve: %s: stopping\n", sv->broken);
-    for (int i = 0; i < sv->parallel; i++) {
-        job *j = sv->slots[i].job;
-        if (j && !j->finished) job_finish(sv, j, NULL, sv->broken);
-    }
+    fail_active(sv, sv->broken);
     while (sv->queue_head) {
         job *j = sv->queue_head;
         sv->queue_head = j->next;
@@ -1101,9 +1108,7 @@ static void *worker_main(void *arg)
             continue;
         }
         if (!ok) {
-            for (int i = 0; i < sv->parallel; i++)
-                if (sv->slots[i].job && !sv->slots[i].job->finished)
-                    job_finish(sv, sv->slots[i].job, NULL, "out of memory");
+            fail_active(sv, "out of memory");
             continue;
         }
         pthread_mutex_unlock(&sv->mu);
@@ -1580,7 +1585,6 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 }
 
 /* ---- the command ----------------------------------------------------------------------- */
-
 
 static void on_stop(int sig)
 {
