@@ -303,6 +303,10 @@ static ox_status mpi_lost(run_state *st, const char *what)
 
 static ox_status engine_eval(run_state *st, const int32_t *tokens, int n, float *logits)
 {
+    /* a model file rewritten in place would give wrong weights, not a
+     * fault: checked before every step (one stat call) */
+    ox_status file = ox_gguf_check_file(ox_model_gguf(st->model));
+    if (file != OX_OK) return file;
     if (st->ranks <= 1) return ox_pipeline_eval(st->pipe, tokens, n, logits);
     mpi_header h = {MPI_EVAL, n, engine_position(st), OX_OK, logits != NULL};
     ox_status s = grow_hidden(st, n);
@@ -577,9 +581,7 @@ static int generate(run_state *st, const run_opts *o, const int32_t *prompt, siz
             return CLI_EXIT_OK;
         }
         size_t n = n_prompt - done < PROMPT_CHUNK ? n_prompt - done : PROMPT_CHUNK;
-        s = ox_gguf_check_file(ox_model_gguf(st->model));
-        if (s == OX_OK)
-            s = engine_eval(st, prompt + done, (int)n, done + n == n_prompt ? st->logits : NULL);
+        s = engine_eval(st, prompt + done, (int)n, done + n == n_prompt ? st->logits : NULL);
         if (s == OX_OK) {
             done += n;
             st->prompt_tokens += (int)n;
@@ -611,10 +613,7 @@ static int generate(run_state *st, const run_opts *o, const int32_t *prompt, siz
                     engine_capacity(st));
             break;
         }
-        /* a model file rewritten in place would give wrong weights, not a
-         * fault: checked before every step (one stat call) */
-        if ((s = ox_gguf_check_file(ox_model_gguf(st->model))) != OX_OK ||
-            (s = engine_eval(st, &id, 1, st->logits)) != OX_OK)
+        if ((s = engine_eval(st, &id, 1, st->logits)) != OX_OK)
             return cli_library_error(st->command, st->ctx, s);
     }
     st->gen_seconds += cli_seconds() - t0;
