@@ -625,11 +625,51 @@ FN float ox_repro_cos(float x)
     return (q + 1) & 2 ? -v : v;
 }
 
+/* log(1 + x): log of u = 1 + x, corrected by the rounding error of that sum
+ * ((u - 1) - x, over u); below -1 NaN. */
+FN float ox_repro_log1p(float x)
+{
+    if (x != x || x < -1.0f) return ox_as_float(0x7fc00000u);
+    if (x == -1.0f) return -OX_INFINITY;
+    if (x == OX_INFINITY) return x;
+    float u = 1.0f + x;
+    if (u == 1.0f) return x;
+    float l = ox_repro_log(u);
+    if (u > 16777216.0f) return l; /* the correction is below half an ulp */
+    float c = (u - 1.0f) - x;
+    return ox_fma(-c, ox_repro_recip(u), l);
+}
+
+/* a^b for a >= 0 as e^(b log a): the same bits everywhere, but less
+ * accurate than a library pow when |b log a| is large (the error of log a
+ * grows by that factor: about 15 ulp for rope's base 10000). Negative a:
+ * NaN. */
+FN float ox_repro_pow(float a, float b)
+{
+    if (a != a || b != b || a < 0.0f) return ox_as_float(0x7fc00000u);
+    if (b == 0.0f || a == 1.0f) return 1.0f;
+    if (a == 0.0f) return b > 0.0f ? 0.0f : OX_INFINITY;
+    return ox_repro_exp(b * ox_repro_log(a));
+}
+
+/* max and min with a NaN taking the other operand, as fmax and fmin, and
+ * the sign of equal zeros fixed (max(-0, +0) = +0, min = -0), which
+ * IEEE 754's maxNum leaves open and the APIs' libraries differ on. */
+FN float ox_repro_fmax(float a, float b)
+{
+    if (a == b) return ox_as_float(ox_as_uint(a) & ox_as_uint(b));
+    return a > b || b != b ? a : b;
+}
+
+FN float ox_repro_fmin(float a, float b)
+{
+    if (a == b) return ox_as_float(ox_as_uint(a) | ox_as_uint(b));
+    return a < b || b != b ? a : b;
+}
+
 /* A reproducible build (-DOX_REPRO=1; the backends then also switch off
  * contraction and ask for correctly rounded division and square root): the
- * dialect's math names mean the functions above, and the names without a
- * reproducible version yet are left undefined, so that a kernel using one
- * fails to build instead of differing between devices. */
+ * dialect's math names mean the functions above. */
 #if defined(OX_REPRO) && OX_REPRO
 #undef ox_exp
 #undef ox_log
@@ -640,6 +680,8 @@ FN float ox_repro_cos(float x)
 #undef ox_rsqrt
 #undef ox_log1p
 #undef ox_pow
+#undef ox_fmax
+#undef ox_fmin
 #define ox_exp(x) ox_repro_exp(x)
 #define ox_log(x) ox_repro_log(x)
 #define ox_tanh(x) ox_repro_tanh(x)
@@ -647,6 +689,16 @@ FN float ox_repro_cos(float x)
 #define ox_sin(x) ox_repro_sin(x)
 #define ox_cos(x) ox_repro_cos(x)
 #define ox_rsqrt(x) ox_repro_rsqrt(x)
+#define ox_log1p(x) ox_repro_log1p(x)
+#define ox_pow(a, b) ox_repro_pow(a, b)
+#define ox_fmax(a, b) ox_repro_fmax(a, b)
+#define ox_fmin(a, b) ox_repro_fmin(a, b)
+/* -0 as +0: a tile's padding (k past K) adds 0 x 0 to a sum, which turns a
+ * sum of -0 into +0 in one variant and not in another */
+#define OX_REPRO_ZERO(x) ((x) + 0.0f)
 #elif defined(__OPENCL_VERSION__)
 #pragma OPENCL FP_CONTRACT ON
+#endif
+#ifndef OX_REPRO_ZERO
+#define OX_REPRO_ZERO(x) (x)
 #endif

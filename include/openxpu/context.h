@@ -22,7 +22,17 @@ enum {
     OX_CONTEXT_NO_PLUGINS = 1u << 0,
     /* Do not look in the directory beside the library or the install
      * directory; only in ox_context_options.backend_path and OX_BACKEND_PATH. */
-    OX_CONTEXT_NO_DEFAULT_PLUGIN_DIRS = 1u << 1
+    OX_CONTEXT_NO_DEFAULT_PLUGIN_DIRS = 1u << 1,
+    /* Reproducible mode: every op gives the same bits on every device (the
+     * CPU included, which then runs the portable kernels compiled as C and
+     * needs a C compiler, see OX_CC), whatever the thread count or the
+     * placement: kernels built with -DOX_REPRO=1 (the dialect's own math,
+     * no contraction, correctly rounded division and square root) and with
+     * one fixed set of parameters and work-group sizes on every device, no
+     * tuning, no vendor libraries. Slower than the default mode. The
+     * OX_REPRODUCIBLE environment variable (1) sets it too. See
+     * docs/ARCHITECTURE.md, "Reproducible mode". */
+    OX_CONTEXT_REPRODUCIBLE = 1u << 2
 };
 
 /* Options for ox_context_create. Zero-initialize, set struct_size to
@@ -75,6 +85,10 @@ OX_API const char *ox_errmsg(const ox_context *ctx);
 
 /* Status of the last failure on this thread with this context (OX_OK if none). */
 OX_API ox_status ox_errcode(const ox_context *ctx);
+
+/* Whether the context is in reproducible mode (OX_CONTEXT_REPRODUCIBLE or
+ * OX_REPRODUCIBLE=1): 1 or 0; 0 for NULL or a freed context. */
+OX_API int ox_context_is_reproducible(const ox_context *ctx);
 
 /* Change the log level of a live context (OX_LOG still wins when set). */
 OX_API ox_status ox_context_set_log_level(ox_context *ctx, ox_log_level level);

@@ -95,6 +95,12 @@ static ox_status read_options(const ox_context_options *options, ox_context_opti
         return ox__fail(NULL, OX_ERR_INVALID,
                         "ox_context_create: options->num_threads %d is out of range (0..4096)",
                         out->num_threads);
+    unsigned known = OX_CONTEXT_NO_PLUGINS | OX_CONTEXT_NO_DEFAULT_PLUGIN_DIRS |
+                     OX_CONTEXT_REPRODUCIBLE;
+    if (out->flags & ~known)
+        return ox__fail(NULL, OX_ERR_INVALID,
+                        "ox_context_create: options->flags 0x%x has unknown bits 0x%x",
+                        out->flags, out->flags & ~known);
     return OX_OK;
 }
 
@@ -188,7 +194,11 @@ ox_status ox_context_create(const ox_context_options *options, ox_context **out)
                    : opts.log_level != OX_LOG_DEFAULT ? opts.log_level : OX_LOG_WARN;
     ctx->num_threads = opts.num_threads;
     const char *native = getenv("OX_NATIVE_LIBS");
-    ctx->native_libs = !(native && strcmp(native, "0") == 0);
+    const char *repro = getenv("OX_REPRODUCIBLE");
+    ctx->reproducible = (opts.flags & OX_CONTEXT_REPRODUCIBLE) ||
+                        (repro && *repro && strcmp(repro, "0") != 0);
+    /* vendor libraries (cuBLAS, rocBLAS) choose their own reduction orders */
+    ctx->native_libs = !(native && strcmp(native, "0") == 0) && !ctx->reproducible;
     pthread_mutex_init(&ctx->lock, NULL);
     list_init(&ctx->buffers);
     list_init(&ctx->queues);
@@ -225,6 +235,13 @@ void ox_context_free(ox_context *ctx)
     ox__handle_forget_context(ctx);
     pthread_mutex_destroy(&ctx->lock);
     ctx->alloc(ctx->alloc_user, ctx, sizeof *ctx, 0);
+}
+
+int ox_context_is_reproducible(const ox_context *ctx)
+{
+    ox_context *c = (ox_context *)ctx;
+    if (ox__handle_check(c, OX__HANDLE_CONTEXT, __func__, "ctx", NULL) != OX_OK) return 0;
+    return c->reproducible;
 }
 
 ox_status ox_context_set_log_level(ox_context *ctx, ox_log_level level)

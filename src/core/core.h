@@ -104,6 +104,7 @@ struct ox_context {
     ox_log_level log_level;
     int num_threads;
     bool native_libs;    /* vendor libraries as fast paths (OX_NATIVE_LIBS != 0) */
+    bool reproducible;   /* OX_CONTEXT_REPRODUCIBLE: portable kernels everywhere, OX_REPRO */
     ox__backend *backends;
     int backend_count;
     ox_device *devices;

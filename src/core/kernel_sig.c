@@ -304,6 +304,39 @@ static ox_status parse_wg(parser *ps, size_t open, size_t close, int wg[3])
     return OX_OK;
 }
 
+/* Whether s[start, end) is ARG_SHAPE(name). */
+static bool is_shape(const char *s, size_t start, size_t end)
+{
+    return end - start > 10 && strncmp(s + start, "ARG_SHAPE", 9) == 0 &&
+           s[skip_space(s, start + 9)] == '(' && s[end - 1] == ')';
+}
+
+/* ARG_SHAPE(t) as the eight i64 parameters it declares (common.h). */
+static ox_status shape_params(parser *ps, ox__sig_kernel *k, size_t start, size_t end)
+{
+    const char *s = ps->s;
+    size_t ns = skip_space(s, start + 9) + 1, ne = end - 1;
+    trim(s, &ns, &ne);
+    bool name_ok = ns < ne && ident_start(s[ns]) && ne - ns + 4 < OX__SIG_NAME_MAX;
+    for (size_t i = ns; name_ok && i < ne; i++) name_ok = ident_char(s[i]);
+    if (!name_ok)
+        return ox__fail(ps->ctx, OX_ERR_BUILD, "%s:%u: kernel '%s': ARG_SHAPE(name) expected",
+                        ps->what, line_of(s, start), ps->kernel);
+    if (k->n_params + 8 > OX__SIG_MAX_PARAMS)
+        return ox__fail(ps->ctx, OX_ERR_BUILD, "%s: kernel '%s': more than %d parameters",
+                        ps->what, k->name, OX__SIG_MAX_PARAMS);
+    for (int i = 0; i < 8; i++) {
+        ox__sig_param *p = &k->params[k->n_params++];
+        memset(p, 0, sizeof *p);
+        p->kind = OX__ARG_SCALAR;
+        p->size = 8;
+        snprintf(p->type, sizeof p->type, "i64");
+        snprintf(p->name, sizeof p->name, "%.*s_%s%d", (int)(ne - ns), s + ns,
+                 i < 4 ? "ne" : "nb", i % 4);
+    }
+    return OX_OK;
+}
+
 static ox_status parse_kernel(parser *ps, size_t at, bool wg, ox__sig_kernel *k, size_t *next,
                               bool *definition)
 {
@@ -366,6 +399,12 @@ static ox_status parse_kernel(parser *ps, size_t at, bool wg, ox__sig_kernel *k,
             if (k->n_params == OX__SIG_MAX_PARAMS)
                 return ox__fail(ps->ctx, OX_ERR_BUILD, "%s: kernel '%s': more than %d parameters",
                                 ps->what, k->name, OX__SIG_MAX_PARAMS);
+            if (is_shape(s, ps_, pe)) { /* ARG_SHAPE(t): eight i64, t_ne0..3, t_nb0..3 */
+                ox_status st = shape_params(ps, k, ps_, pe);
+                if (st != OX_OK) return st;
+                start = j + 1;
+                continue;
+            }
             ox__sig_param *p = &k->params[k->n_params];
             ox_status st = parse_param(ps, ps_, pe, k->n_params, p);
             if (st != OX_OK) return st;

@@ -15,7 +15,7 @@
 
 #include "core/backend.h"
 
-#define OX__SIG_MAX_PARAMS 32
+#define OX__SIG_MAX_PARAMS 64
 #define OX__SIG_NAME_MAX 64
 
 typedef struct ox__sig_param {

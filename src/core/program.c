@@ -8,6 +8,7 @@
 
 #include "core/kernel_sig.h"
 #include "core/program.h"
+#include "backends/cpu/cpu_kernels.h"
 
 struct ox__embedded_kernel {
     const char *name;
@@ -389,6 +390,30 @@ bool ox__device_program_built(ox_device *device, const char *name, const char *o
     return found;
 }
 
+/* One of the library's kernel files for a device that compiles the dialect
+ * as C (the CPU in reproducible mode): its C entry points are generated as
+ * for user kernels, from the kernels its #if blocks leave for these
+ * options (the compiler's preprocessor evaluates them first). */
+static ox_status build_c_file(ox_device *device, const char *name, const char *source,
+                              const char *options, ox__program **out)
+{
+    ox_context *ctx = device->ctx;
+    static const char marker[] = "#pragma openxpu_kernel_file";
+    const char *prelude = ox__kernel_prelude(OX__KERNEL_C), *common = ox__kernel_common();
+    size_t n = strlen(prelude) + strlen(common) + strlen(source) + sizeof marker + 8;
+    char *text = ox__alloc(ctx, n), why[512];
+    if (!text) return ox__fail(ctx, OX_ERR_OUT_OF_MEMORY, "%s: out of host memory", name);
+    snprintf(text, n, "%s\n%s\n%s\n%s", prelude, common, marker, source);
+    char *active = ox__cpu_directives(text, options ? options : "", marker, why, sizeof why);
+    ox__free(ctx, text, n);
+    if (!active)
+        return ox__fail(ctx, OX_ERR_BUILD, "%s: kernel build failed on %s: cpu: %s", name,
+                        device->info.id, why);
+    ox_status s = ox__program_build_user(device, name, active, options, out, NULL);
+    free(active);
+    return s;
+}
+
 ox_status ox__device_program(ox_device *device, const char *name, const char *source,
                              const char *options, ox__program **out)
 {
@@ -408,7 +433,9 @@ ox_status ox__device_program(ox_device *device, const char *name, const char *so
 
     /* Build outside the lock: compiles can take seconds. */
     ox__program *program;
-    ox_status s = ox__program_build(device, name, source, options, &program);
+    ox_status s = device->backend->iface->kernel_language == OX__KERNEL_C
+                      ? build_c_file(device, name, source, options, &program)
+                      : ox__program_build(device, name, source, options, &program);
     if (s != OX_OK) return s;
     device_program *dp = ox__calloc(ctx, 1, sizeof *dp);
     char *key_copy = ox__strdup(ctx, key);

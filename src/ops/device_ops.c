@@ -125,6 +125,8 @@ static ox_status run(launch *l, const char *file, const char *kernel, const size
     const ox__op *op = l->op;
     const char *source = ox__kernel_source(file);
 
+    if (op->ctx->reproducible) option(l, "OX_REPRO", 1);
+
     if (!source)
         return ox__fail(op->ctx, OX_ERR_INTERNAL, "%s: kernel source '%s' is not embedded",
                         op->name, file);
@@ -167,6 +169,27 @@ static ox_status run(launch *l, const char *file, const char *kernel, const size
     return OX_OK;
 }
 
+/* Reproducible mode (docs/ARCHITECTURE.md): every device builds the same
+ * kernels with the same reduction orders. Parameters that change an order
+ * (work-group sizes of trees, lanes, chunks, key blocks, splits) take one
+ * value on every device; those that do not (rows per group, tiles of the
+ * products, whose outputs each add up along k in order) stay tuned. */
+static bool repro(const ox__op *op)
+{
+    return op->ctx->reproducible;
+}
+
+/* A reduction's work-group size in reproducible mode: exactly `want`, or
+ * the launch is refused where the device's groups are smaller. */
+static ox_status repro_group(const ox__op *op, size_t want)
+{
+    size_t limit = op->device->info.max_work_group_size ? op->device->info.max_work_group_size : 64;
+    if (want <= limit) return OX_OK;
+    return ox__fail(op->ctx, OX_ERR_UNSUPPORTED,
+                    "%s: reproducible mode needs work-groups of %zu on every device; %s allows %zu",
+                    op->name, want, op->device->info.id, limit);
+}
+
 /* The largest power of two <= want that the device's work-groups allow. */
 static size_t group_size(const ox__op *op, size_t want)
 {
@@ -189,7 +212,10 @@ static ox_status run_elementwise(launch *l, const char *file, const char *kernel
 /* One work-group per row of `t` (rows over dims 1..3). */
 static ox_status run_rows(launch *l, const char *file, const char *kernel, const ox_tensor *t)
 {
-    size_t wg = group_size(l->op, t->ne[0] >= 256 ? 256 : 64);
+    size_t want = t->ne[0] >= 256 ? 256 : 64;
+    ox_status s;
+    if (repro(l->op) && (s = repro_group(l->op, want))) return s; /* the tree's shape */
+    size_t wg = group_size(l->op, want);
     option(l, "WG", (long)wg);
     size_t local[3] = {wg, 1, 1};
     size_t groups[3] = {(size_t)(t->ne[1] * t->ne[2] * t->ne[3]), 1, 1};
@@ -369,6 +395,15 @@ static ox_status run_crows(launch *l, const char *kernel, ox_dtype dtype, int64_
 {
     ox__tune_params tp;
     ox__tune_get(l->op->device, OX__TUNE_ROWS, ox_dtype_str(dtype), &tp, NULL);
+    if (repro(l->op)) {
+        /* element i into partial i mod 16, then one halving tree: lanes
+         * (16, 1) or chunks (1, 16) give the same sums, other splits not */
+        bool lanes = tp.v[0] > 1;
+        tp.v[0] = lanes ? 16 : 1;
+        tp.v[2] = lanes ? 1 : 16;
+        ox_status s = repro_group(l->op, (size_t)(tp.v[0] * tp.v[1]));
+        if (s != OX_OK) return s;
+    }
     option(l, "CROWS", 1);
     option(l, "LANES", tp.v[0]);
     option(l, "ROWS", tp.v[1]);
@@ -529,6 +564,11 @@ ox_status ox__dev_rope_qk(const ox__op *op, const ox_tensor *q_dst, const ox_ten
     bool gpu = op->device->info.type == OX_DEVICE_GPU ||
                op->device->info.type == OX_DEVICE_ACCELERATOR;
     size_t lanes = group_size(op, gpu ? (size_t)(q->ne[0] / 2 > 32 ? q->ne[0] / 2 : 32) : 16);
+    if (repro(op)) { /* the lanes of the norm's sum */
+        ox_status s = repro_group(op, 16);
+        if (s != OX_OK) return s;
+        lanes = 16;
+    }
     option(&l, "ROPE_QK", 1);
     option(&l, "DT_QD", q_dst->dtype);
     option(&l, "DT_KD", k_dst ? k_dst->dtype : OX_DTYPE_F32);
@@ -679,6 +719,17 @@ static quant_plan quant_plan_of(const ox__op *op, const ox_tensor *dst, const ox
     if (!rows_layout(dst, b, flags)) return p;
     const char *cls = ox_dtype_str(b->dtype);
     ox__tune_params tp;
+    if (repro(op)) {
+        /* int8 activations and one lane a row: each output adds its units'
+         * exact integer sums in order, whatever the rows per group and the
+         * number of activation rows (so a batch gives each row the bits it
+         * gets alone) */
+        ox__tune_get(op->device, OX__TUNE_QMATMUL, cls, &tp, NULL);
+        int rows = tp.v[0] == 0 ? tp.v[1] * tp.v[2] : tp.v[2], mt = r->rows == 1 ? 1 : tp.v[3];
+        if (rows > 64) rows = 64;
+        bool dot4 = (op->device->info.features & OX_FEATURE_BIT(OX_FEATURE_INT8_DOT)) != 0;
+        return (quant_plan){QP_ROWS, ACT_INT, r->qblock, 1, rows, mt, dot4};
+    }
     if (r->rows == 1) {
         ox__tune_get(op->device, OX__TUNE_QMATVEC, cls, &tp, NULL);
         if (tp.v[0] == 1)
@@ -799,6 +850,11 @@ static ox_status float_matvec(const ox__op *op, const ox_tensor *dst, const ox_t
     ox__tune_params tp;
     ox__tune_get(op->device, OX__TUNE_MATVEC, ox_dtype_str(b->dtype), &tp, NULL);
     int T = tp.v[0], R = tp.v[1], CH = tp.v[2];
+    if (repro(op)) { /* one lane, one partial sum: k in order, as the tiled kernel */
+        R = T * R > 64 ? 64 : T * R;
+        T = 1;
+        CH = 1;
+    }
     launch l = {.op = op};
     option(&l, "MATVEC", 1);
     option(&l, "DT_A", a->dtype);
@@ -989,12 +1045,12 @@ static int64_t pow2_at_least(int64_t n)
  * many as keep every compute unit busy (two groups each) with at least two
  * steps and ATT_SPLIT_KEYS keys per split; the partial results within
  * ATT_SCRATCH_MAX. */
-static int64_t att_splits(const ox_device_info *info, int split, int64_t n_kv, int64_t step,
+static int64_t att_splits(uint32_t compute_units, int split, int64_t n_kv, int64_t step,
                           int64_t groups, int64_t record_bytes)
 {
     int64_t n = split;
     if (n == 0) {
-        int64_t target = 2 * (int64_t)(info->compute_units ? info->compute_units : 1);
+        int64_t target = 2 * (int64_t)(compute_units ? compute_units : 1);
         n = groups >= target ? 1 : (target + groups - 1) / groups;
         int64_t by_keys = n_kv / (2 * step > ATT_SPLIT_KEYS ? 2 * step : ATT_SPLIT_KEYS);
         n = n < by_keys ? n : by_keys;
@@ -1043,8 +1099,21 @@ ox_status ox__dev_attention(const ox__op *op, const ox_tensor *dst, const ox_ten
                         "take head sizes from 1 and counts below 2^30 on %s",
                         op->name, (long long)D, (long long)nkv, (long long)nrows, info->id);
     uint64_t local_max = info->local_memory_bytes ? info->local_memory_bytes : 16384;
+    uint32_t compute_units = info->compute_units;
     ox__tune_params tp;
     ox__tune_get(op->device, OX__TUNE_ATTENTION, ox_dtype_str(k->dtype), &tp, NULL);
+    if (repro(op)) {
+        /* key blocks, lanes and splits fix the order of the online softmax:
+         * one set for every device (a CPU-like device's defaults), blocks
+         * fitted to 32 KiB of local memory (OpenCL's least) and splits
+         * counted for 16 compute units */
+        ox__tune_params fixed = {.v = {8, 0, 1, 64, 16}};
+        tp = fixed;
+        local_max = 32768;
+        compute_units = 16;
+        ox_status rs = repro_group(op, 8);
+        if (rs != OX_OK) return rs;
+    }
     int64_t wg = tp.v[0], lanes = tp.v[2], bq = tp.v[3], bk = tp.v[4];
     int split = tp.v[1];
 
@@ -1086,7 +1155,7 @@ ox_status ox__dev_attention(const ox__op *op, const ox_tensor *dst, const ox_ten
     int64_t block = tiled ? bq : rows, step = tiled ? bk : kstep;
     int64_t row_blocks = (nrows + block - 1) / block;
     int64_t record = (Dv + 2) * (int64_t)sizeof(float);
-    int64_t n_split = att_splits(info, split, nkv, step, row_blocks * Hkv * B, nq * H * B * record);
+    int64_t n_split = att_splits(compute_units, split, nkv, step, row_blocks * Hkv * B, nq * H * B * record);
     int64_t split_len = (nkv + n_split - 1) / n_split;
     split_len = (split_len + step - 1) / step * step;
     n_split = nkv ? (nkv + split_len - 1) / split_len : 1;

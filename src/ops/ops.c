@@ -22,7 +22,8 @@ static ox_status op_begin(ox__op *op, const char *name, ox_queue *q)
     if (s != OX_OK) return s;
     op->queue = q;
     op->device = q->device;
-    op->cpu = q->device->backend->iface == ox__cpu_backend();
+    /* in reproducible mode the CPU runs the portable kernels, as every device */
+    op->cpu = q->device->backend->iface == ox__cpu_backend() && !op->ctx->reproducible;
     atomic_fetch_add(&op->ctx->n_ops, 1);
     if (op->cpu) {
         op->exec.pool = ox__cpu_device_pool(q->device->impl);

@@ -109,7 +109,10 @@ ox_status ox__matrix_pack(const ox_tensor *w, void (*release)(void *user, const 
 {
     *packed = false;
     ox_device *dev = w->buffer->memory->device;
-    if (dev->backend->iface != ox__cpu_backend() || !packable(w, dev->info.features)) return OX_OK;
+    /* reproducible mode runs the portable kernels, which read the file's layout */
+    if (dev->backend->iface != ox__cpu_backend() || w->buffer->ctx->reproducible ||
+        !packable(w, dev->info.features))
+        return OX_OK;
     ox__memory *m = w->buffer->memory;
     size_t offset = w->buffer->offset + w->offset;
     int64_t rows = w->ne[1] / 8 * 8;

@@ -1,12 +1,15 @@
 /* Contexts: creation with and without options, option checks, backends,
  * the allocator hook (with fault injection) and logging. */
 #include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/backend.h"
 #include "openxpu/openxpu.h"
+#include "openxpu/ops.h"
 #include "ox_test.h"
 #include "test_helpers.h"
 
@@ -362,6 +365,69 @@ OX_TEST(log_default_callback_writes_stderr)
     ASSERT_MSG(found, "no line \"openxpu: debug: ...%s...\" on stderr", message);
 }
 
+/* Reproducible mode: the flag and OX_REPRODUCIBLE set it, unknown flag
+ * bits are refused, and an op on the CPU then runs the portable kernel
+ * (compiled as C), its values those of a double-precision softmax. */
+OX_TEST(reproducible_mode)
+{
+    ox_context_options options = test_options(OX_CONTEXT_NO_PLUGINS | (1u << 30));
+    ox_context *ctx = NULL;
+    ASSERT(ox_context_create(&options, &ctx) == OX_ERR_INVALID);
+    ASSERT(strstr(ox_errmsg(NULL), "unknown bits 0x40000000") != NULL);
+    ASSERT(ox_context_is_reproducible(NULL) == 0);
+
+    options = test_options(OX_CONTEXT_NO_PLUGINS);
+    unsetenv("OX_REPRODUCIBLE");
+    ASSERT_OK(NULL, ox_context_create(&options, &ctx));
+    ASSERT(ox_context_is_reproducible(ctx) == 0);
+    ox_context_free(ctx);
+    setenv("OX_REPRODUCIBLE", "1", 1);
+    ASSERT_OK(NULL, ox_context_create(&options, &ctx));
+    ASSERT(ox_context_is_reproducible(ctx) == 1);
+    ox_context_free(ctx);
+    unsetenv("OX_REPRODUCIBLE");
+
+    options = test_options(OX_CONTEXT_NO_PLUGINS | OX_CONTEXT_REPRODUCIBLE);
+    ASSERT_OK(NULL, ox_context_create(&options, &ctx));
+    ASSERT(ox_context_is_reproducible(ctx) == 1);
+    ox_device *cpu = test_cpu_device(ctx);
+    enum { N = 300, ROWS = 3 };
+    float x[N * ROWS], y[N * ROWS];
+    for (int i = 0; i < N * ROWS; i++) x[i] = (float)((i * 37) % 101) / 10.0f - 5.0f;
+    ox_tensor a, d;
+    ox_queue *q = NULL;
+    ASSERT_OK(ctx, ox_tensor_alloc(cpu, OX_DTYPE_F32, N, ROWS, 1, 1, &a));
+    ASSERT_OK(ctx, ox_tensor_alloc(cpu, OX_DTYPE_F32, N, ROWS, 1, 1, &d));
+    ASSERT_OK(ctx, ox_queue_create(cpu, &q));
+    ASSERT_OK(ctx, ox_buffer_write(a.buffer, 0, x, sizeof x));
+    ox_status s = ox_softmax(q, &d, &a, NULL, 1.0f);
+    if (s == OX_ERR_UNSUPPORTED && strstr(ox_errmsg(ctx), "no C compiler")) {
+        printf("  no C compiler here: the reproducible CPU path was not run\n");
+    } else {
+        ASSERT_OK(ctx, s);
+        ASSERT_OK(ctx, ox_queue_finish(q));
+        ASSERT_OK(ctx, ox_buffer_read(d.buffer, 0, y, sizeof y));
+        for (int r = 0; r < ROWS; r++) {
+            double mx = -1e300, sum = 0;
+            for (int i = 0; i < N; i++) mx = x[r * N + i] > mx ? x[r * N + i] : mx;
+            for (int i = 0; i < N; i++) sum += exp((double)x[r * N + i] - mx);
+            for (int i = 0; i < N; i++) {
+                double want = exp((double)x[r * N + i] - mx) / sum;
+                ASSERT_MSG(fabs(y[r * N + i] - want) <= 1e-6 * want + 1e-12,
+                           "row %d, %d: %.9g, want %.9g", r, i, y[r * N + i], want);
+            }
+        }
+        /* the CPU's native code was not what ran: the kernel was launched */
+        ox_counters counters = {.struct_size = sizeof counters};
+        ASSERT_OK(ctx, ox_context_counters(ctx, &counters));
+        ASSERT(counters.launches >= 1);
+    }
+    ox_queue_free(q);
+    ox_buffer_free(a.buffer);
+    ox_buffer_free(d.buffer);
+    ox_context_free(ctx);
+}
+
 OX_TEST_MAIN(create_with_null_options, create_with_options, create_null_out_is_an_error,
              options_struct_size_zero_is_an_error, options_struct_size_absurd_is_an_error,
              no_plugins_gives_only_the_cpu_backend, backend_info_checks_its_arguments,
@@ -369,4 +435,4 @@ OX_TEST_MAIN(create_with_null_options, create_with_options, create_null_out_is_a
              allocator_fault_injection_in_create, allocator_fault_injection_after_create,
              log_callback_receives_messages, log_default_level_drops_debug,
              log_env_debug_wins_over_options, log_env_error_drops_warnings, log_set_level,
-             log_default_callback_writes_stderr)
+             log_default_callback_writes_stderr, reproducible_mode)

@@ -127,7 +127,8 @@ OX_TEST(refusals_name_the_kernel_and_parameter)
             "kernel 'k', parameter 1 'size_t n': scalar type 'size_t' is not one every device "
             "sizes alike");
     refused(ctx, "KERNEL k(REAL a) {}", "-DREAL=half", "scalar type 'REAL'");
-    refused(ctx, "KERNEL k(ARG_SHAPE(t)) {}", NULL, "parameter 0 'ARG_SHAPE(t)'");
+    refused(ctx, "KERNEL k(ARG_SHAPE( )) {}", NULL, "kernel 'k': ARG_SHAPE(name) expected");
+    refused(ctx, "KERNEL k(ARG_SHAPE(a b)) {}", NULL, "kernel 'k': ARG_SHAPE(name) expected");
     refused(ctx, "KERNEL k(ARG_BUF(float)) {}", NULL, "ARG_BUF(type, name) expected");
     refused(ctx, "KERNEL k(float v[4]) {}", NULL, "parameter 0 'float v[4]'");
     refused(ctx, "KERNEL k(int a, int a) {}", NULL, "two parameters named 'a'");
@@ -152,10 +153,10 @@ OX_TEST(refusals_name_the_kernel_and_parameter)
     refused(ctx, "KERNEL k(int n) n = 1;", NULL, "kernel 'k': its body must follow");
     refused(ctx, "KERNEL k(int n", NULL, "a parameter list must follow");
     char many[2048] = "KERNEL k(";
-    for (int i = 0; i < 33; i++)
+    for (int i = 0; i < 65; i++)
         snprintf(many + strlen(many), sizeof many - strlen(many), "%sint a%d", i ? ", " : "", i);
     strcat(many, ") {}");
-    refused(ctx, many, NULL, "more than 32 parameters");
+    refused(ctx, many, NULL, "more than 64 parameters");
     ox_context_free(ctx);
 }
 
@@ -174,5 +175,27 @@ OX_TEST(no_barrier_means_no_fibers)
     ox_context_free(ctx);
 }
 
-OX_TEST_MAIN(parameters_of_every_kind, refusals_name_the_kernel_and_parameter,
+/* ARG_SHAPE(t) (common.h): the eight i64 parameters it declares, in order. */
+OX_TEST(arg_shape_is_eight_sizes_and_strides)
+{
+    ox_context *ctx = open_ctx();
+    ox__sig_program sig;
+    ASSERT_OK(ctx, ox__sig_parse(ctx, "prog", "KERNEL k(ARG_BUF(float, y), ARG_SHAPE(y), int n) {}",
+                                 NULL, &sig));
+    ASSERT_EQ(sig.n_kernels, 1);
+    const ox__sig_kernel *k = &sig.kernels[0];
+    ASSERT_EQ(k->n_params, 10);
+    const char *names[] = {"y_ne0", "y_ne1", "y_ne2", "y_ne3", "y_nb0", "y_nb1", "y_nb2", "y_nb3"};
+    for (int i = 0; i < 8; i++) {
+        ASSERT_STR_EQ(k->params[1 + i].name, names[i]);
+        ASSERT_STR_EQ(k->params[1 + i].type, "i64");
+        ASSERT_EQ(k->params[1 + i].kind, OX__ARG_SCALAR);
+        ASSERT_EQ((int)k->params[1 + i].size, 8);
+    }
+    ASSERT_STR_EQ(k->params[9].name, "n");
+    ox__sig_free(&sig);
+    ox_context_free(ctx);
+}
+
+OX_TEST_MAIN(arg_shape_is_eight_sizes_and_strides, parameters_of_every_kind, refusals_name_the_kernel_and_parameter,
              no_barrier_means_no_fibers)

@@ -477,6 +477,82 @@ static bool abi_ok(void *dl, char *why, size_t cap)
     return true;
 }
 
+char *ox__cpu_directives(const char *text, const char *options, const char *marker, char *why,
+                         size_t cap)
+{
+    char compiler[1024];
+    if (!find_compiler(compiler, sizeof compiler)) {
+        snprintf(why, cap, "no C compiler found (cc, gcc or clang in PATH, or OX_CC)");
+        return NULL;
+    }
+    if (!options_ok(options, why, cap)) return NULL;
+    const char *tmp = getenv("TMPDIR");
+    char dir[512], src[600], out[600], logp[600];
+    snprintf(dir, sizeof dir, "%s/openxpu-cpp-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        snprintf(why, cap, "cannot create a directory %s: %s", dir, strerror(errno));
+        return NULL;
+    }
+    snprintf(src, sizeof src, "%s/kernel.c", dir);
+    snprintf(out, sizeof out, "%s/kernel.i", dir);
+    snprintf(logp, sizeof logp, "%s/log.txt", dir);
+    size_t words_size = strlen(options) + 64;
+    char *words = malloc(words_size), *result = NULL;
+    const char *argv[96];
+    int n = 0, rc = -1;
+    if (!words) {
+        snprintf(why, cap, "out of host memory");
+        rmdir(dir);
+        return NULL;
+    }
+    snprintf(words, words_size, "-E -fdirectives-only -P %s", options);
+    argv[n++] = compiler;
+    char *save;
+    for (char *w = strtok_r(words, " \t\n", &save); w && n < 90; w = strtok_r(NULL, " \t\n", &save))
+        argv[n++] = w;
+    argv[n++] = "-o";
+    argv[n++] = out;
+    argv[n++] = src;
+    argv[n] = NULL;
+    cc_end how = CC_NOT_RUN;
+    if (write_file(src, text, strlen(text)))
+        how = run_compiler(argv, dir, logp, env_limit("OX_CC_TIMEOUT", CC_TIMEOUT_S, 1, 86400),
+                           env_limit("OX_CC_MEMORY_MB", CC_MEMORY_MB, 64, 1L << 20), &rc);
+    FILE *f = how == CC_EXITED && rc == 0 ? fopen(out, "rb") : NULL;
+    if (!f) {
+        snprintf(why, cap, "%s -E -fdirectives-only failed (%s); reproducible mode on the CPU "
+                 "reads the library's kernels through GCC's preprocessor (set OX_CC to gcc)",
+                 compiler, how == CC_EXITED ? "exit status" : "did not run to the end");
+    } else {
+        size_t size = 0, used = 0;
+        char *data = NULL;
+        for (;;) {
+            if (used + 65536 + 1 > size) {
+                char *grown = realloc(data, size = 2 * size + 65536 + 1);
+                if (!grown) break;
+                data = grown;
+            }
+            size_t got = fread(data + used, 1, size - used - 1, f);
+            used += got;
+            if (got == 0) break;
+        }
+        fclose(f);
+        if (data) data[used] = '\0';
+        size_t mlen = strlen(marker);
+        const char *at = data;
+        while (at && (at = strstr(at, marker)) != NULL &&
+               !((at == data || at[-1] == '\n') && (at[mlen] == '\n' || at[mlen] == '\0')))
+            at += mlen;
+        if (!data) snprintf(why, cap, "out of host memory");
+        else if (!at) snprintf(why, cap, "the preprocessed source lost its marker");
+        else if ((result = strdup(at + mlen)) == NULL) snprintf(why, cap, "out of host memory");
+        free(data);
+    }
+    free(words);
+    remove_tree(dir);
+    return result;
+}
+
 ox_status ox__cpu_program_build(void *device, const char *source, const char *options,
                                 void **program, char **log)
 {

@@ -26,4 +26,13 @@ void ox__cpu_kernels_free(struct cpu_kernels *state);
 /* The C compiler user kernels would use (path), or NULL if there is none. */
 const char *ox__cpu_compiler(char *path, size_t cap);
 
+/* The conditional directives of `text` evaluated with the build options
+ * (-D/-U), macros left unexpanded: the compiler's `-E -fdirectives-only`
+ * (GCC's), so that the library's own kernel files, whose kernels sit in
+ * #if blocks, can be read as user kernels are. Returns the part of the
+ * output after the first line that is exactly `marker`, malloc'ed; NULL
+ * with the reason in why[]. */
+char *ox__cpu_directives(const char *text, const char *options, const char *marker, char *why,
+                         size_t cap);
+
 #endif /* OX_BACKENDS_CPU_CPU_KERNELS_H */
