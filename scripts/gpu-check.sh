@@ -355,4 +355,8 @@ step check-kernels 240 env OX_NATIVE_LIBS=0 "$ox" check --device "$device" "${qu
 # the vendor library serves matmul alone: the other ops ran the same kernels above
 step check-cublas 90 "$ox" check --device "$device" --op matmul "${quick_flag[@]}" \
     --json "$report/check-cublas.json"
+# reproducible mode: the GPU's bits against the CPU's certificate for this version
+# (docs/CHECK.md); the quick grid, whatever OX_GPU_CHECK_QUICK says
+step certificate 120 "$ox" check --device "$device" --quick \
+    --against "$root/tests/data/certificates/cpu-quick.json" --json "$report/certificate.json"
 step unit-tests 120 env OX_BACKEND_PATH="$build/lib/libox-$backend.so" "$build/tests/$unit_test"

@@ -166,12 +166,15 @@ typedef struct op_result {
     double gbps;        /* bytes read and written / seconds / 1e9; 0 if rated in GFLOP/s */
     double gflops;      /* flops / seconds / 1e9; 0 if rated in GB/s */
     char detail[1024];  /* what failed, or "" */
+    int bitwise;        /* compared bit for bit with the CPU (reproducible mode) */
+    char bits[24];      /* the output's bits hashed (cli_bytes_hash, hex); "" if it did not run */
 } op_result;
 
 /* Run `c` on `device` and compare it with a reference: on the built-in CPU
  * backend, the naive double reference ops; elsewhere the same op run on
  * `cpu`. Checks that two runs give the same bits and that no NaN or
- * infinity appears where the reference is finite. */
+ * infinity appears where the reference is finite. In a reproducible
+ * context a device other than the CPU must give the CPU's bits exactly. */
 void op_case_check(const op_case *c, ox_device *device, ox_device *cpu, op_result *result);
 
 /* Time `c` on `device`: one warm-up call, then up to `max_runs` calls,

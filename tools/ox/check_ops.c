@@ -1868,6 +1868,24 @@ void op_case_check(const op_case *c, ox_device *device, ox_device *cpu, op_resul
     }
 
     compare(c, got, want, result);
+    /* Reproducible mode: the CPU's bits, not just its values within a
+     * tolerance (docs/ARCHITECTURE.md, "Reproducible mode"). */
+    result->bitwise = !native && ox_context_is_reproducible(ox_device_context(device));
+    if (result->passed && result->bitwise && memcmp(last, cpu_bytes, size) != 0) {
+        size_t esize = ox_dtype_size(c->out_dtype);
+        int64_t first_at = -1, n_differ = 0;
+        char where[64];
+        for (int64_t e = 0; e < n; e++)
+            if (memcmp(last + (size_t)e * esize, cpu_bytes + (size_t)e * esize, esize) != 0 &&
+                n_differ++ == 0)
+                first_at = e;
+        fail(result, "reproducible mode: %lld of %lld values differ from the CPU's bits (first "
+             "at %s: %.9g, the CPU %.9g)", (long long)n_differ, (long long)n,
+             index_text(c->out_ne, first_at, where, sizeof where),
+             load(c->out_dtype, last, first_at), load(c->out_dtype, cpu_bytes, first_at));
+    }
+    snprintf(result->bits, sizeof result->bits, "%016llx",
+             (unsigned long long)cli_bytes_hash(last, size));
     /* Same inputs, same device: same bits (docs/ARCHITECTURE.md). */
     if (result->passed && memcmp(first, last, size) != 0) {
         size_t esize = ox_dtype_size(c->out_dtype);

@@ -214,11 +214,18 @@ int cli_library_error(const cli_command *command, const ox_context *ctx, ox_stat
 
 /* ---- the runtime ------------------------------------------------------------ */
 
-int cli_context_open(const cli_command *command, ox_context **ctx)
+int cli_context_open_mode(const cli_command *command, int reproducible, ox_context **ctx)
 {
-    ox_status status = ox_context_create(NULL, ctx);
+    ox_context_options options = {.struct_size = sizeof options,
+                                  .flags = reproducible ? OX_CONTEXT_REPRODUCIBLE : 0};
+    ox_status status = ox_context_create(&options, ctx);
     if (status != OX_OK) return cli_library_error(command, NULL, status);
     return CLI_EXIT_OK;
+}
+
+int cli_context_open(const cli_command *command, ox_context **ctx)
+{
+    return cli_context_open_mode(command, 0, ctx);
 }
 
 bool cli_name_known(const char *(*name)(int), const char *value, bool nocase)

@@ -117,6 +117,8 @@ int cli_library_error(const cli_command *command, const ox_context *ctx, ox_stat
 /* Create a context with default options; on failure print ox_errmsg(NULL)
  * and return CLI_EXIT_FAILURE. The caller frees *ctx with ox_context_free. */
 int cli_context_open(const cli_command *command, ox_context **ctx);
+/* The same, in reproducible mode when `reproducible` (OX_CONTEXT_REPRODUCIBLE). */
+int cli_context_open_mode(const cli_command *command, int reproducible, ox_context **ctx);
 
 /* An option taking one of two words ("f16" or "f32"): *second is whether
  * value is the second; anything else is a usage error naming the option. */
@@ -169,6 +171,12 @@ void cli_guard_mapping(const cli_command *command, const char *path);
  * $XDG_CACHE_HOME/openxpu/file-hashes; *size its bytes. CLI_EXIT_OK, or
  * CLI_EXIT_FAILURE after printing why. */
 int cli_file_hash(const cli_command *command, const char *path, uint64_t *hash, uint64_t *size);
+
+/* A hash of `n` bytes (XXH3-64 where the build has libxxhash, else
+ * FNV-1a 64), and its name ("xxh3-64", "fnv1a-64"): certificates record
+ * it, so that two hashes are compared only when made alike. */
+uint64_t cli_bytes_hash(const void *data, size_t n);
+const char *cli_bytes_hash_name(void);
 
 /* 64 random bits from the kernel (getrandom), for default seeds: two runs
  * started in the same second differ. Falls back to the clock's

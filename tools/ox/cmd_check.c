@@ -10,7 +10,16 @@
 #include "check.h"
 #include "cli.h"
 
-enum { OPTION_DEVICE, OPTION_OP, OPTION_QUICK, OPTION_JSON, OPTION_HTML };
+enum {
+    OPTION_DEVICE,
+    OPTION_OP,
+    OPTION_QUICK,
+    OPTION_JSON,
+    OPTION_HTML,
+    OPTION_REPRODUCIBLE,
+    OPTION_CERTIFICATE,
+    OPTION_AGAINST
+};
 
 static const cli_option check_options[] = {
     [OPTION_DEVICE] = {"device", "SEL", "check the devices SEL selects (default: all)", 0},
@@ -24,6 +33,15 @@ static const cli_option check_options[] = {
                      "also write a JSON report to FILE; '-' writes it to standard\n"
                      "output and the table to standard error", 0},
     [OPTION_HTML] = {"html", "FILE", "also write a self-contained HTML report to FILE", 0},
+    [OPTION_REPRODUCIBLE] = {"reproducible", NULL,
+                             "reproducible mode: every device must give the CPU's\n"
+                             "bits exactly (max error 0), the CPU its reference's tolerance", 0},
+    [OPTION_CERTIFICATE] = {"certificate", "FILE",
+                            "write the device's certificate to FILE: a hash of each op\n"
+                            "case's output bits (implies --reproducible; one device)", 0},
+    [OPTION_AGAINST] = {"against", "FILE",
+                        "compare each op case's bits with the certificate FILE made\n"
+                        "elsewhere (implies --reproducible)", 0},
     {NULL, NULL, NULL, 0},
 };
 
@@ -39,6 +57,9 @@ typedef struct plan {
     op_case_list cases;
     int quick;
     ox_device *cpu; /* the reference device; NULL if there is none */
+    cJSON *against; /* --against: the certificate's "cases" object, by case key */
+    const char *against_device; /* the device it was made on */
+    cJSON *certificate; /* --certificate: the "cases" object being written */
 } plan;
 
 /* Where the results go, and what they add up to. */
@@ -229,7 +250,8 @@ static void op_line(const report *r, const char *device, const op_case *c,
     char max_err[16], nmse[16], limit[16], time[16] = "-", rate[24];
     format_error(result->max_abs_err, max_err, sizeof max_err);
     format_error(result->nmse, nmse, sizeof nmse);
-    if (c->threshold > 0) snprintf(limit, sizeof limit, "%.0e", c->threshold);
+    if (result->bitwise) snprintf(limit, sizeof limit, "bits");
+    else if (c->threshold > 0) snprintf(limit, sizeof limit, "%.0e", c->threshold);
     else snprintf(limit, sizeof limit, "exact");
     if (result->seconds > 0) cli_format_seconds(result->seconds, time, sizeof time);
     format_rate(result, rate, sizeof rate);
@@ -263,6 +285,7 @@ static void op_json(cJSON *ops, const op_case *c, const op_result *result)
     add_number_or_null(object, "gflops", result->gflops, result->gflops > 0);
     cJSON_AddBoolToObject(object, "passed", result->passed);
     cJSON_AddStringToObject(object, "detail", result->detail);
+    if (result->bits[0]) cJSON_AddStringToObject(object, "bits", result->bits);
     cJSON_AddItemToArray(ops, object);
 }
 
@@ -334,6 +357,100 @@ static int check_runtime(report *r, ox_device *device, const ox_device_info *inf
     return failed;
 }
 
+/* ---- certificates ---------------------------------------------------------------- */
+
+/* A case's key in a certificate: op, dtype and shape (unique in the grid). */
+static void case_key(const op_case *c, char *key, size_t cap)
+{
+    snprintf(key, cap, "%s %s %s", c->op, c->dtype, c->shape);
+}
+
+/* --certificate: record the case's bits; --against: compare them. */
+static void certify(const plan *p, const op_case *c, op_result *result)
+{
+    char key[160];
+    case_key(c, key, sizeof key);
+    if (p->certificate && result->passed && result->bits[0])
+        cJSON_AddStringToObject(p->certificate, key, result->bits);
+    if (!p->against || !result->passed) return;
+    const cJSON *want = cJSON_GetObjectItemCaseSensitive(p->against, key);
+    if (!cJSON_IsString(want))
+        snprintf(result->detail, sizeof result->detail,
+                 "not in the certificate (made on %s): the grids differ", p->against_device);
+    else if (strcmp(want->valuestring, result->bits) != 0)
+        snprintf(result->detail, sizeof result->detail,
+                 "the output's bits (hash %s) differ from the certificate's (%s, made on %s)",
+                 result->bits, want->valuestring, p->against_device);
+    else
+        return;
+    result->passed = 0;
+}
+
+/* The certificate document of one device (docs/CHECK.md). */
+static cJSON *certificate_document(const ox_device_info *info, int quick, cJSON **cases)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *device = cJSON_CreateObject();
+    if (!root || !device) {
+        cJSON_Delete(root);
+        cJSON_Delete(device);
+        return NULL;
+    }
+    cJSON_AddStringToObject(root, "format", "openxpu-reproducible-certificate");
+    cJSON_AddNumberToObject(root, "format_version", 1);
+    cJSON_AddStringToObject(root, "openxpu", ox_version_string());
+    cJSON_AddStringToObject(root, "hash", cli_bytes_hash_name());
+    cJSON_AddStringToObject(root, "grid", quick ? "quick" : "full");
+    cJSON_AddStringToObject(device, "id", info->id);
+    cJSON_AddStringToObject(device, "name", info->name);
+    cJSON_AddStringToObject(device, "backend", info->backend);
+    cJSON_AddStringToObject(device, "vendor", info->vendor);
+    cJSON_AddStringToObject(device, "driver_version", info->driver_version);
+    cJSON_AddItemToObject(root, "device", device);
+    *cases = cJSON_AddObjectToObject(root, "cases");
+    if (!*cases) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+/* Read --against's file: its cases and where it was made. Returns an exit
+ * status; *doc owns the document. */
+static int certificate_load(const cli_command *command, const char *path, int quick, plan *p,
+                            cJSON **doc)
+{
+    size_t size;
+    char *text = cli_read_file(command, path, &size);
+    if (!text) return CLI_EXIT_FAILURE;
+    *doc = cJSON_ParseWithLength(text, size);
+    free(text);
+    const cJSON *format = cJSON_GetObjectItemCaseSensitive(*doc, "format");
+    const cJSON *hash = cJSON_GetObjectItemCaseSensitive(*doc, "hash");
+    const cJSON *grid = cJSON_GetObjectItemCaseSensitive(*doc, "grid");
+    const cJSON *version = cJSON_GetObjectItemCaseSensitive(*doc, "openxpu");
+    const cJSON *device = cJSON_GetObjectItemCaseSensitive(*doc, "device");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(device, "name");
+    cJSON *cases = cJSON_GetObjectItemCaseSensitive(*doc, "cases");
+    if (!cJSON_IsString(format) || strcmp(format->valuestring, "openxpu-reproducible-certificate") ||
+        !cJSON_IsString(hash) || !cJSON_IsString(grid) || !cJSON_IsString(version) ||
+        !cJSON_IsString(name) || !cJSON_IsObject(cases))
+        return cli_error(command, "%s is not an OpenXPU certificate (ox check --certificate "
+                         "writes them; docs/CHECK.md)", path);
+    if (strcmp(hash->valuestring, cli_bytes_hash_name()) != 0)
+        return cli_error(command, "%s hashes with %s; this build of ox with %s", path,
+                         hash->valuestring, cli_bytes_hash_name());
+    if (strcmp(grid->valuestring, quick ? "quick" : "full") != 0)
+        return cli_error(command, "%s was made on the %s grid; run with%s --quick", path,
+                         grid->valuestring, quick ? "out" : "");
+    if (strcmp(version->valuestring, ox_version_string()) != 0)
+        fprintf(stderr, "ox check: note: %s was made by OpenXPU %s, this is %s; its kernels may "
+                "differ\n", path, version->valuestring, ox_version_string());
+    p->against = cases;
+    p->against_device = name->valuestring;
+    return CLI_EXIT_OK;
+}
+
 /* Returns the number of failures; *ran counts the cases that ran. */
 static int check_ops(report *r, ox_device *device, const ox_device_info *info, const plan *p,
                      cJSON *ops, int *ran)
@@ -345,6 +462,7 @@ static int check_ops(report *r, ox_device *device, const ox_device_info *info, c
         op_result result;
         char line[1536];
         op_case_check(c, device, p->cpu, &result);
+        certify(p, c, &result);
         op_line(r, info->id, c, &result, line, sizeof line);
         fprintf(r->out, "%s\n", line);
         fflush(r->out);
@@ -443,8 +561,8 @@ static ox_device *find_cpu(ox_context *ctx)
 static int run_check(const cli_command *command, int argc, char **argv)
 {
     const char *selection = "all", *json_path = NULL, *html_path = NULL, *op_names = NULL;
-    const char *value;
-    int quick = 0, option;
+    const char *value, *certificate_path = NULL, *against_path = NULL;
+    int quick = 0, reproducible = 0, option;
     cli_parser parser;
 
     cli_parser_init(&parser, command, argc, argv);
@@ -454,7 +572,11 @@ static int run_check(const cli_command *command, int argc, char **argv)
         else if (option == OPTION_QUICK) quick = 1;
         else if (option == OPTION_JSON) json_path = value;
         else if (option == OPTION_HTML) html_path = value;
+        else if (option == OPTION_REPRODUCIBLE) reproducible = 1;
+        else if (option == OPTION_CERTIFICATE) certificate_path = value;
+        else if (option == OPTION_AGAINST) against_path = value;
     }
+    if (certificate_path || against_path) reproducible = 1;
     if (option != CLI_PARSE_END) return cli_parse_stop(command, option);
     if (json_path && html_path && strcmp(json_path, "-") == 0 && strcmp(html_path, "-") == 0)
         return cli_usage_error(command, "--json and --html cannot both write to standard output");
@@ -462,14 +584,16 @@ static int run_check(const cli_command *command, int argc, char **argv)
     plan p = {0};
     ox_context *ctx = NULL;
     ox_device **devices = NULL;
-    cJSON *root = NULL;
+    cJSON *root = NULL, *against = NULL, *certificate = NULL;
     int stdout_report = (json_path && strcmp(json_path, "-") == 0) ||
                         (html_path && strcmp(html_path, "-") == 0);
     report r = {.out = stdout_report ? stderr : stdout};
     int count = 0;
     int code = plan_build(command, op_names, quick, &p);
     if (code != CLI_EXIT_OK) return code;
-    code = cli_context_open(command, &ctx);
+    if (against_path && (code = certificate_load(command, against_path, quick, &p, &against)))
+        goto out_free_plan;
+    code = cli_context_open_mode(command, reproducible, &ctx);
     if (code != CLI_EXIT_OK) goto out_free_plan;
     code = cli_devices_select(command, ctx, selection, &devices, &count);
     if (code != CLI_EXIT_OK) goto out_free_context;
@@ -478,6 +602,18 @@ static int run_check(const cli_command *command, int argc, char **argv)
         code = cli_error(command, "the selection '%s' names no device: nothing was checked",
                          selection);
         goto out_free_devices;
+    }
+    if (certificate_path) {
+        ox_device_info info = {.struct_size = sizeof info};
+        if (count != 1 || ox_device_get_info(devices[0], &info) != OX_OK) {
+            code = cli_usage_error(command, "--certificate describes one device; '%s' selects %d",
+                                   selection, count);
+            goto out_free_devices;
+        }
+        if (!(certificate = certificate_document(&info, quick, &p.certificate))) {
+            code = cli_error(command, "out of memory");
+            goto out_free_devices;
+        }
     }
 
     root = cli_json_document();
@@ -503,14 +639,21 @@ static int run_check(const cli_command *command, int argc, char **argv)
         code = CLI_EXIT_FAILURE;
     if (html_path && report_html_write(command, root, html_path) != CLI_EXIT_OK)
         code = CLI_EXIT_FAILURE;
+    if (certificate && code == CLI_EXIT_OK &&
+        cli_json_write(command, certificate, certificate_path) != CLI_EXIT_OK)
+        code = CLI_EXIT_FAILURE;
+    else if (certificate && code != CLI_EXIT_OK)
+        fprintf(stderr, "ox check: no certificate written: a check failed\n");
 out_free_json:
     cJSON_Delete(r.failures);
     cJSON_Delete(root);
 out_free_devices:
     free(devices);
+    cJSON_Delete(certificate);
 out_free_context:
     ox_context_free(ctx);
 out_free_plan:
+    cJSON_Delete(against);
     op_case_list_free(&p.cases);
     return code;
 }
@@ -528,7 +671,13 @@ const cli_command cmd_check = {
         "the same op on the CPU. Prints one row per case with its error, time and\n"
         "achieved GB/s or GFLOP/s, and a summary. Tolerances: docs/CHECK.md.\n"
         "Exits 0 only if every check passed; a selection that names no device,\n"
-        "or a device on which no op case ran, fails.",
+        "or a device on which no op case ran, fails.\n"
+        "\n"
+        "--reproducible checks reproducible mode (docs/ARCHITECTURE.md): every\n"
+        "device must give the CPU's bits exactly. --certificate FILE writes a\n"
+        "device's hashes of every case's output bits; --against FILE compares\n"
+        "a device with a certificate made elsewhere (tests/data/certificates\n"
+        "holds the CPU's for this version).",
     .options = check_options,
     .run = run_check,
 };

@@ -43,6 +43,20 @@ typedef struct hash_job {
     int thread, threads;
 } hash_job;
 
+uint64_t cli_bytes_hash(const void *data, size_t n)
+{
+    return hash_bytes(data, n);
+}
+
+const char *cli_bytes_hash_name(void)
+{
+#ifdef OX_HAVE_XXHASH
+    return "xxh3-64";
+#else
+    return "fnv1a-64";
+#endif
+}
+
 static void *hash_pieces(void *arg)
 {
     hash_job *j = arg;
