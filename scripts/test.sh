@@ -35,6 +35,19 @@ run_suite release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOX_TEST_PYTHON="$python"
 stage "conformance: ox check --device cpu,opencl:0"
 "$root/build-test/release/bin/ox" check --device cpu,opencl:0 \
     --json "$root/build-test/check.json" --html "$root/build-test/check.html"
+# Reproducible mode (docs/ARCHITECTURE.md): the CPU gives the bits of the
+# certificate committed for this version on the whole quick grid; PoCL
+# gives them on the ops whose kernels reduce or use the dialect's own math
+# (the rest of the grid it runs in minutes more of PoCL's compiles); and a
+# real model gives the same tokens and logits on the CPU, PoCL, both split
+# by layers and by rows, and two MPI ranks (2 prompts x 10 tokens here;
+# scripts/repro-model.sh OX MODEL runs 16 x 64).
+stage "reproducible: the certificate on the CPU and PoCL, a model on every placement"
+"$root/build-test/release/bin/ox" check --device cpu --quick \
+    --against "$root/tests/data/certificates/cpu-quick.json"
+"$root/build-test/release/bin/ox" check --device opencl:0 --quick \
+    --against "$root/tests/data/certificates/cpu-quick.json" --op softmax,rms_norm,gelu,rope_qk
+"$root/scripts/repro-model.sh" "$root/build-test/release/bin/ox" "$("$root/scripts/fetch-model.sh")" 2 10
 # -O1: the sanitizers stay exact, and the model tests run in minutes, not ten.
 # kernels.test_nvrtc runs in the release suite only: under the sanitizers it
 # spends 200 s in NVIDIA's compiler, whose code they do not check, while

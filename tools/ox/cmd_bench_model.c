@@ -14,7 +14,15 @@
 
 #include "cli.h"
 
-enum { OPTION_DEVICE, OPTION_SPLIT, OPTION_PROMPT, OPTION_GEN, OPTION_REPS, OPTION_JSON };
+enum {
+    OPTION_DEVICE,
+    OPTION_SPLIT,
+    OPTION_PROMPT,
+    OPTION_GEN,
+    OPTION_REPS,
+    OPTION_JSON,
+    OPTION_REPRODUCIBLE
+};
 
 static const cli_option bench_model_options[] = {
     [OPTION_DEVICE] = {"device", "SEL", "device(s): one, a list (cpu,opencl:0) or all (default: "
@@ -24,6 +32,8 @@ static const cli_option bench_model_options[] = {
     [OPTION_GEN] = {"gen", "G", "generated tokens of the tg test (default 128; 0: skip)", 'n'},
     [OPTION_REPS] = {"repetitions", "R", "repetitions of each test (default 3)", 'r'},
     [OPTION_JSON] = {"json", NULL, "print the results as JSON", 0},
+    [OPTION_REPRODUCIBLE] = {"reproducible", NULL,
+                             "reproducible mode: the same bits on every device (its cost)", 0},
     {NULL, NULL, NULL, 0},
 };
 
@@ -222,7 +232,7 @@ static int parse_count(const cli_command *c, const char *name, const char *value
 static int run_bench_model(const cli_command *command, int argc, char **argv)
 {
     const char *model_path = NULL, *device_sel = NULL, *value;
-    int prompt = 512, gen = 128, reps = 3, json = 0, index, status = CLI_EXIT_OK;
+    int prompt = 512, gen = 128, reps = 3, json = 0, repro = 0, index, status = CLI_EXIT_OK;
     bool tensor = false;
     cli_parser p;
     cli_parser_init(&p, command, argc, argv);
@@ -240,6 +250,7 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
         case OPTION_GEN: status = parse_count(command, "gen", value, 0, &gen); break;
         case OPTION_REPS: status = parse_count(command, "repetitions", value, 1, &reps); break;
         case OPTION_JSON: json = 1; break;
+        case OPTION_REPRODUCIBLE: repro = 1; break;
         default: return cli_parse_stop(command, index);
         }
     }
@@ -247,7 +258,7 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
     if (!model_path) return cli_usage_error(command, "which model? (ox bench-model MODEL)");
 
     ox_context *ctx;
-    if ((status = cli_context_open(command, &ctx)) != CLI_EXIT_OK) return status;
+    if ((status = cli_context_open_mode(command, repro, &ctx)) != CLI_EXIT_OK) return status;
     ox_device *devices[CLI_MAX_DEVICES];
     ox_pipeline *session = NULL;
     ox_model_info info = {.struct_size = sizeof info};
@@ -313,6 +324,7 @@ static int run_bench_model(const cli_command *command, int argc, char **argv)
         if (doc) {
             cJSON_AddStringToObject(doc, "model", model_path);
             cJSON_AddStringToObject(doc, "device", device_text);
+            cJSON_AddBoolToObject(doc, "reproducible", repro);
             if (meters.missing[0]) cJSON_AddNullToObject(doc, "energy_sensor");
             else cJSON_AddStringToObject(doc, "energy_sensor", meters.source);
             /* each device's limits, and their sums, which the percentages use */

@@ -36,6 +36,7 @@ enum {
     OPTION_JSON,
     OPTION_SPLIT,
     OPTION_MPI,
+    OPTION_REPRODUCIBLE,
     OPTION_COUNT
 };
 
@@ -65,6 +66,8 @@ static const cli_option run_options[] = {
                       "(every matrix by rows)", 0},
     [OPTION_MPI] = {"mpi", NULL, "split the layers across the ranks of mpirun (each rank on its "
                     "--device)", 0},
+    [OPTION_REPRODUCIBLE] = {"reproducible", NULL, "the same bits on every device, thread count "
+                             "and split (slower; --json adds a hash of every step's logits)", 0},
     [OPTION_COUNT] = {NULL, NULL, NULL, 0},
 };
 
@@ -85,7 +88,7 @@ static void on_sigint(int sig)
 typedef struct run_options_t {
     const char *model, *prompt, *file, *device, *stop, *system, *chat_template;
     int n_predict, n_ctx;
-    bool interactive, chat, no_bos, json, kv_f32, mpi, tensor_split;
+    bool interactive, chat, no_bos, json, kv_f32, mpi, tensor_split, reproducible;
     ox_sampler_params sampling;
     bool seed_given;
 } run_opts;
@@ -102,6 +105,7 @@ typedef struct run_state {
     ox_sampler *sampler;
     ox_model_info info;
     float *logits;
+    uint64_t logits_hash; /* every sampled step's logits, hashed in turn */
     int32_t *generated; /* ids since the start of the reply, for streaming decode */
     size_t n_generated, cap_generated;
     size_t printed;     /* bytes of the reply already written */
@@ -166,6 +170,7 @@ static int parse_options(const cli_command *c, int argc, char **argv, run_opts *
         case OPTION_NO_BOS: o->no_bos = true; break;
         case OPTION_JSON: o->json = true; break;
         case OPTION_MPI: o->mpi = true; break;
+        case OPTION_REPRODUCIBLE: o->reproducible = true; break;
         case OPTION_SPLIT:
             status = cli_parse_choice(c, "split", value, "layer", "tensor", &o->tensor_split);
             break;
@@ -595,6 +600,8 @@ static int generate(run_state *st, const run_opts *o, const int32_t *prompt, siz
     t0 = cli_seconds();
     for (int i = 0; (o->n_predict < 0 || i < o->n_predict) && !interrupted; i++) {
         int32_t id;
+        uint64_t step = cli_bytes_hash(st->logits, (size_t)st->info.n_vocab * sizeof *st->logits);
+        st->logits_hash = (st->logits_hash ^ step) * 0x100000001b3ull;
         if ((s = ox_sampler_sample(st->sampler, st->logits, st->info.n_vocab, &id)) != OX_OK)
             return cli_library_error(st->command, st->ctx, s);
         if (id == eos || id == eot) break;
@@ -672,6 +679,10 @@ static void report(const run_state *st, const run_opts *o)
         cJSON_AddNumberToObject(doc, "generation_tokens_per_second", tg);
         cJSON_AddNumberToObject(doc, "peak_rss_mib", rss_mib);
         cli_json_add_u64(doc, "seed", o->sampling.seed);
+        char hash[24];
+        snprintf(hash, sizeof hash, "%016llx", (unsigned long long)st->logits_hash);
+        cJSON_AddStringToObject(doc, "logits_hash", hash);
+        cJSON_AddBoolToObject(doc, "reproducible", o->reproducible);
         char *text = cJSON_Print(doc);
         if (text) puts(text);
         free(text);
@@ -701,7 +712,7 @@ static void load_progress(float fraction, void *user)
 static int open_all(run_state *st, const run_opts *o)
 {
     ox_status s;
-    int n = 0, status = cli_context_open(st->command, &st->ctx);
+    int n = 0, status = cli_context_open_mode(st->command, o->reproducible, &st->ctx);
     if (status != CLI_EXIT_OK) return status;
     ox_device *devices[CLI_MAX_DEVICES];
     if ((status = cli_select_devices(st->command, st->ctx, o->device, devices, &n)) != CLI_EXIT_OK)

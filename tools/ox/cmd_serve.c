@@ -53,6 +53,7 @@ enum {
     OPTION_MAX_QUEUE,
     OPTION_TIMEOUT,
     OPTION_MAX_CONNECTIONS,
+    OPTION_REPRODUCIBLE,
     OPTION_COUNT
 };
 
@@ -75,6 +76,9 @@ static const cli_option serve_options[] = {
     [OPTION_TIMEOUT] = {"timeout", "S", "close a connection idle for S seconds (default 30)", 0},
     [OPTION_MAX_CONNECTIONS] = {"max-connections", "N", "open connections at most (default "
                                 "1024)", 0},
+    [OPTION_REPRODUCIBLE] = {"reproducible", NULL, "reproducible mode: every device computes "
+                             "the same bits (slower; a batch's rows may still take other "
+                             "kernels than one request alone)", 0},
     [OPTION_COUNT] = {NULL, NULL, NULL, 0},
 };
 
@@ -1594,6 +1598,7 @@ static void on_stop(int sig)
 typedef struct serve_opts {
     const char *model, *host, *device, *api_key, *api_key_file;
     int port, parallel, n_ctx, max_queue, timeout, max_connections;
+    bool reproducible;
 } serve_opts;
 
 static int parse_int(const cli_command *c, const char *name, const char *value, int lo, int hi,
@@ -1625,6 +1630,7 @@ static int parse_serve(const cli_command *c, int argc, char **argv, serve_opts *
             o->model = value;
             break;
         case OPTION_HOST: o->host = value; break;
+        case OPTION_REPRODUCIBLE: o->reproducible = true; break;
         case OPTION_PORT: status = parse_int(c, "port", value, 0, 65535, &o->port); break;
         case OPTION_DEVICE: o->device = value; break;
         case OPTION_PARALLEL: status = parse_int(c, "parallel", value, 1, 256, &o->parallel); break;
@@ -1787,7 +1793,7 @@ static int run_serve(const cli_command *command, int argc, char **argv)
         free_server(&sv);
         return CLI_EXIT_FAILURE;
     }
-    if ((status = cli_context_open(command, &sv.ctx)) != CLI_EXIT_OK) {
+    if ((status = cli_context_open_mode(command, o.reproducible, &sv.ctx)) != CLI_EXIT_OK) {
         free_server(&sv);
         return status;
     }
