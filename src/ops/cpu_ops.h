@@ -90,6 +90,15 @@ ox_status ox__cpu_rope(const ox__cpu_exec *x, const ox__view *dst, const ox__vie
                        const ox__view *positions, const ox_rope_params *params);
 
 /* matmul.c (+ matmul_avx2.c, matmul_avx512.c kernels chosen at run time) */
+/* Reproducible mode's quantized product (quant_repro.c): the bits of
+ * kernels/quant.oxc qmatvec with one lane a row, from the activations it
+ * reads (xq, xd, xs as quantize_act writes them, qb 32 or 256): dst[m d_sm
+ * + n] for n < N, m < M, w N rows of w_rb bytes. */
+bool ox__cpu_qmatvec_repro_supported(ox_dtype type);
+void ox__cpu_qmatvec_repro(const ox__cpu_exec *x, ox_dtype type, const void *w, size_t w_rb,
+                           const int8_t *xq, const float *xd, const int32_t *xs, float *dst,
+                           int64_t d_sm, int64_t N, int64_t K, int64_t M, int qb);
+
 ox_status ox__cpu_matmul(const ox__cpu_exec *x, const ox__view *dst, const ox__view *a,
                          const ox__view *b, unsigned flags);
 

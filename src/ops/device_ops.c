@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backends/cpu/cpu_backend.h"
 #include "ops/ops_internal.h"
 #include "ops/tune.h"
 
@@ -741,11 +742,26 @@ static quant_plan quant_plan_of(const ox__op *op, const ox_tensor *dst, const ox
     return p;
 }
 
+/* The CPU's data of a tensor or buffer view (reproducible mode's native
+ * products). */
+static void *cpu_data(const ox_tensor *t)
+{
+    return ox__cpu_buffer_data(t->buffer->memory->impl) + t->buffer->offset + t->offset;
+}
+
 /* The product itself, its activations rounded already (format f). */
 static ox_status quant_product(const ox__op *op, const ox_tensor *dst, const ox_tensor *b,
                                const act_rows *r, const quant_plan *p, const act_format *f)
 {
     int64_t N = b->ne[1];
+    if (p->path == QP_ROWS && op->device->backend->iface == ox__cpu_backend() &&
+        ox__cpu_qmatvec_repro_supported(b->dtype)) {
+        /* reproducible mode on the CPU: native code, the kernel's bits */
+        ox__cpu_qmatvec_repro(&op->exec, b->dtype, cpu_data(b), (size_t)b->nb[1],
+                              cpu_data(&f->xq), cpu_data(&f->xd), cpu_data(&f->xs), cpu_data(dst),
+                              dst->nb[1] / 4, N, r->K, r->rows, r->qblock);
+        return OX_OK;
+    }
     launch l = {.op = op};
     option(&l, p->path == QP_ROWS ? "QMATVEC" : "QMATVEC_F", 1);
     option(&l, "DT_Q", b->dtype);

@@ -25,7 +25,7 @@ static ox_status op_begin(ox__op *op, const char *name, ox_queue *q)
     /* in reproducible mode the CPU runs the portable kernels, as every device */
     op->cpu = q->device->backend->iface == ox__cpu_backend() && !op->ctx->reproducible;
     atomic_fetch_add(&op->ctx->n_ops, 1);
-    if (op->cpu) {
+    if (q->device->backend->iface == ox__cpu_backend()) { /* native code in either mode */
         op->exec.pool = ox__cpu_device_pool(q->device->impl);
         op->exec.features = q->device->info.features;
     }
