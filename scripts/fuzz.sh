@@ -6,7 +6,7 @@
 #
 # Targets: gguf (the GGUF reader), kernel_sig (user kernels' parameter
 # lists), tune (the lines of a tuning file), serve (ox serve's request
-# bodies).
+# bodies), certificate (ox check --against's certificates).
 # Usage: scripts/fuzz.sh              60 s per target
 #        FUZZ_SECONDS=600 scripts/fuzz.sh
 #        FUZZ_JOBS=4 scripts/fuzz.sh  parallel fuzzing processes per target
@@ -22,9 +22,9 @@ flags+=" -fno-omit-frame-pointer -g"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
     -DCMAKE_C_FLAGS="$flags" -DOX_BUILD_FUZZ=ON -DOX_BUILD_TESTS=OFF -DOX_BUILD_TOOLS=OFF \
     -DOX_BUILD_BENCH=OFF >"$build.configure.log" 2>&1 || { cat "$build.configure.log"; exit 1; }
-cmake --build "$build" --target fuzz_gguf fuzz_kernel_sig fuzz_tune fuzz_serve
+cmake --build "$build" --target fuzz_gguf fuzz_kernel_sig fuzz_tune fuzz_serve fuzz_certificate
 
-for target in gguf kernel_sig tune serve; do
+for target in gguf kernel_sig tune serve certificate; do
     corpus="$build/corpus/$target"
     mkdir -p "$corpus"
     echo "== fuzz_$target: ${seconds}s over $root/fuzz/corpus/$target"

@@ -76,10 +76,10 @@ cmake --build "$root/build-test/nompi" -j "$jobs" --target ox test_mpi
 stage "arm64: NEON kernels under qemu"
 "$root/scripts/test-arm64.sh"
 
-# Fuzz the GGUF, kernel-parameter, tuning-file and request parsers for a
+# Fuzz the GGUF, kernel-parameter, tuning-file, request and certificate parsers for a
 # bounded time (here 30 s each, to keep CI short; FUZZ_SECONDS=600
 # scripts/fuzz.sh fuzzes longer) on top of their seed corpora, which every
 # suite above already replays.
-stage "fuzz: the GGUF, kernel-parameter, tuning-file and request parsers"
+stage "fuzz: the GGUF, kernel-parameter, tuning-file, request and certificate parsers"
 FUZZ_SECONDS=${FUZZ_SECONDS:-30} "$root/scripts/fuzz.sh"
 stage "all test suites passed"

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "certificate.h"
 #include "check.h"
 #include "cli.h"
 
@@ -57,8 +58,7 @@ typedef struct plan {
     op_case_list cases;
     int quick;
     ox_device *cpu; /* the reference device; NULL if there is none */
-    cJSON *against; /* --against: the certificate's "cases" object, by case key */
-    const char *against_device; /* the device it was made on */
+    const certificate *against; /* --against: the certificate read */
     cJSON *certificate; /* --certificate: the "cases" object being written */
 } plan;
 
@@ -373,14 +373,14 @@ static void certify(const plan *p, const op_case *c, op_result *result)
     if (p->certificate && result->passed && result->bits[0])
         cJSON_AddStringToObject(p->certificate, key, result->bits);
     if (!p->against || !result->passed) return;
-    const cJSON *want = cJSON_GetObjectItemCaseSensitive(p->against, key);
-    if (!cJSON_IsString(want))
+    const char *want = certificate_case(p->against, key);
+    if (!want)
         snprintf(result->detail, sizeof result->detail,
-                 "not in the certificate (made on %s): the grids differ", p->against_device);
-    else if (strcmp(want->valuestring, result->bits) != 0)
+                 "not in the certificate (made on %s): the grids differ", p->against->device);
+    else if (strcmp(want, result->bits) != 0)
         snprintf(result->detail, sizeof result->detail,
                  "the output's bits (hash %s) differ from the certificate's (%s, made on %s)",
-                 result->bits, want->valuestring, p->against_device);
+                 result->bits, want, p->against->device);
     else
         return;
     result->passed = 0;
@@ -396,7 +396,7 @@ static cJSON *certificate_document(const ox_device_info *info, int quick, cJSON 
         cJSON_Delete(device);
         return NULL;
     }
-    cJSON_AddStringToObject(root, "format", "openxpu-reproducible-certificate");
+    cJSON_AddStringToObject(root, "format", CERTIFICATE_FORMAT);
     cJSON_AddNumberToObject(root, "format_version", 1);
     cJSON_AddStringToObject(root, "openxpu", ox_version_string());
     cJSON_AddStringToObject(root, "hash", cli_bytes_hash_name());
@@ -415,39 +415,28 @@ static cJSON *certificate_document(const ox_device_info *info, int quick, cJSON 
     return root;
 }
 
-/* Read --against's file: its cases and where it was made. Returns an exit
- * status; *doc owns the document. */
-static int certificate_load(const cli_command *command, const char *path, int quick, plan *p,
-                            cJSON **doc)
+/* Read --against's file into *c. Returns an exit status. */
+static int certificate_load(const cli_command *command, const char *path, int quick,
+                            certificate *c)
 {
     size_t size;
+    char why[256];
     char *text = cli_read_file(command, path, &size);
     if (!text) return CLI_EXIT_FAILURE;
-    *doc = cJSON_ParseWithLength(text, size);
+    int bad = certificate_parse(text, size, c, why, sizeof why);
     free(text);
-    const cJSON *format = cJSON_GetObjectItemCaseSensitive(*doc, "format");
-    const cJSON *hash = cJSON_GetObjectItemCaseSensitive(*doc, "hash");
-    const cJSON *grid = cJSON_GetObjectItemCaseSensitive(*doc, "grid");
-    const cJSON *version = cJSON_GetObjectItemCaseSensitive(*doc, "openxpu");
-    const cJSON *device = cJSON_GetObjectItemCaseSensitive(*doc, "device");
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(device, "name");
-    cJSON *cases = cJSON_GetObjectItemCaseSensitive(*doc, "cases");
-    if (!cJSON_IsString(format) || strcmp(format->valuestring, "openxpu-reproducible-certificate") ||
-        !cJSON_IsString(hash) || !cJSON_IsString(grid) || !cJSON_IsString(version) ||
-        !cJSON_IsString(name) || !cJSON_IsObject(cases))
-        return cli_error(command, "%s is not an OpenXPU certificate (ox check --certificate "
-                         "writes them; docs/CHECK.md)", path);
-    if (strcmp(hash->valuestring, cli_bytes_hash_name()) != 0)
-        return cli_error(command, "%s hashes with %s; this build of ox with %s", path,
-                         hash->valuestring, cli_bytes_hash_name());
-    if (strcmp(grid->valuestring, quick ? "quick" : "full") != 0)
-        return cli_error(command, "%s was made on the %s grid; run with%s --quick", path,
-                         grid->valuestring, quick ? "out" : "");
-    if (strcmp(version->valuestring, ox_version_string()) != 0)
+    if (bad)
+        return cli_error(command, "%s is not an OpenXPU certificate: %s (ox check --certificate "
+                         "writes them; docs/CHECK.md)", path, why);
+    if (strcmp(c->hash, cli_bytes_hash_name()) != 0)
+        return cli_error(command, "%s hashes with %s; this build of ox with %s", path, c->hash,
+                         cli_bytes_hash_name());
+    if (strcmp(c->grid, quick ? "quick" : "full") != 0)
+        return cli_error(command, "%s was made on the %s grid; run with%s --quick", path, c->grid,
+                         quick ? "out" : "");
+    if (strcmp(c->version, ox_version_string()) != 0)
         fprintf(stderr, "ox check: note: %s was made by OpenXPU %s, this is %s; its kernels may "
-                "differ\n", path, version->valuestring, ox_version_string());
-    p->against = cases;
-    p->against_device = name->valuestring;
+                "differ\n", path, c->version, ox_version_string());
     return CLI_EXIT_OK;
 }
 
@@ -584,15 +573,18 @@ static int run_check(const cli_command *command, int argc, char **argv)
     plan p = {0};
     ox_context *ctx = NULL;
     ox_device **devices = NULL;
-    cJSON *root = NULL, *against = NULL, *certificate = NULL;
+    cJSON *root = NULL, *made = NULL;
+    certificate against = {0};
     int stdout_report = (json_path && strcmp(json_path, "-") == 0) ||
                         (html_path && strcmp(html_path, "-") == 0);
     report r = {.out = stdout_report ? stderr : stdout};
     int count = 0;
     int code = plan_build(command, op_names, quick, &p);
     if (code != CLI_EXIT_OK) return code;
-    if (against_path && (code = certificate_load(command, against_path, quick, &p, &against)))
-        goto out_free_plan;
+    if (against_path) {
+        if ((code = certificate_load(command, against_path, quick, &against))) goto out_free_plan;
+        p.against = &against;
+    }
     code = cli_context_open_mode(command, reproducible, &ctx);
     if (code != CLI_EXIT_OK) goto out_free_plan;
     code = cli_devices_select(command, ctx, selection, &devices, &count);
@@ -610,7 +602,7 @@ static int run_check(const cli_command *command, int argc, char **argv)
                                    selection, count);
             goto out_free_devices;
         }
-        if (!(certificate = certificate_document(&info, quick, &p.certificate))) {
+        if (!(made = certificate_document(&info, quick, &p.certificate))) {
             code = cli_error(command, "out of memory");
             goto out_free_devices;
         }
@@ -639,21 +631,21 @@ static int run_check(const cli_command *command, int argc, char **argv)
         code = CLI_EXIT_FAILURE;
     if (html_path && report_html_write(command, root, html_path) != CLI_EXIT_OK)
         code = CLI_EXIT_FAILURE;
-    if (certificate && code == CLI_EXIT_OK &&
-        cli_json_write(command, certificate, certificate_path) != CLI_EXIT_OK)
+    if (made && code == CLI_EXIT_OK &&
+        cli_json_write(command, made, certificate_path) != CLI_EXIT_OK)
         code = CLI_EXIT_FAILURE;
-    else if (certificate && code != CLI_EXIT_OK)
+    else if (made && code != CLI_EXIT_OK)
         fprintf(stderr, "ox check: no certificate written: a check failed\n");
 out_free_json:
     cJSON_Delete(r.failures);
     cJSON_Delete(root);
 out_free_devices:
     free(devices);
-    cJSON_Delete(certificate);
+    cJSON_Delete(made);
 out_free_context:
     ox_context_free(ctx);
 out_free_plan:
-    cJSON_Delete(against);
+    certificate_free(&against);
     op_case_list_free(&p.cases);
     return code;
 }
