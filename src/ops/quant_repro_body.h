@@ -148,7 +148,7 @@ static inline __attribute__((always_inline)) void unit_decode(ox_dtype t, const 
 static inline __attribute__((always_inline)) void decode_units(ox_dtype type, const uint8_t *row,
                                                               int64_t u0, int nu, int bytes,
                                                               int per_block, int8_t *q,
-                                                              float (*f)[4])
+                                                              float (*f)[R_UNITS])
 {
     /* per_block is 1 or 8: shifts, not divisions */
     const int shift = per_block == 8 ? 3 : 0;
@@ -157,7 +157,9 @@ static inline __attribute__((always_inline)) void decode_units(ox_dtype type, co
     for (int u = 0; u < nu; u++) {                                                          \
         const uint8_t *b_ = row + ((u0 + u) >> shift) * bytes;                              \
         __builtin_prefetch(b_ + 1024);                                                      \
-        unit_decode(t, b_, (int)((u0 + u) & (per_block - 1)), q + 32 * u, f[u]);            \
+        float f_[4];                                                                        \
+        unit_decode(t, b_, (int)((u0 + u) & (per_block - 1)), q + 32 * u, f_);              \
+        f[0][u] = f_[0], f[1][u] = f_[1], f[2][u] = f_[2], f[3][u] = f_[3];                 \
     }                                                                                       \
     return
     switch (type) {
@@ -173,6 +175,41 @@ static inline __attribute__((always_inline)) void decode_units(ox_dtype type, co
 #undef DECODE_AS
 }
 
+/* Add units [u0, u0 + nu) of one output to *acc: each unit's term
+ * (elementwise: the compiler may vectorise it, the same bits), then the
+ * terms in order. base: the activation row's element u0 * 32. */
+static inline __attribute__((always_inline)) void add_terms(const ox__repro_job *j, bool q6,
+                                                           int64_t base, int nu,
+                                                           const float (*f)[R_UNITS],
+                                                           const int32_t *s0,
+                                                           const int32_t *s1, float *acc)
+{
+    const int qb_shift = j->qb == 256 ? 8 : 5; /* 32 or 256 */
+    const int32_t *xs = j->xs + (base >> 4);
+    float term[R_UNITS];
+    int done = 0;
+#ifdef REPRO_TERMS
+    done = REPRO_TERMS(q6, j->xd + (base >> qb_shift), qb_shift, xs, nu, f, s0, s1, term);
+#endif
+    if (done == nu) {
+    } else if (q6) {
+        for (int u = done; u < nu; u++) {
+            float dx = j->xd[(base + 32 * u) >> qb_shift];
+            term[u] = dx * (f[0][u] * (float)s0[u] + f[1][u] * (float)xs[2 * u] +
+                            f[2][u] * (float)s1[u] + f[3][u] * (float)xs[2 * u + 1]);
+        }
+    } else {
+        for (int u = done; u < nu; u++) {
+            float dx = j->xd[(base + 32 * u) >> qb_shift];
+            term[u] = dx * (f[0][u] * (float)(s0[u] + s1[u]) +
+                            f[1][u] * ((float)xs[2 * u] + (float)xs[2 * u + 1]));
+        }
+    }
+    float a = *acc;
+    for (int u = 0; u < nu; u++) a += term[u];
+    *acc = a;
+}
+
 void REPRO_TASK(void *arg, size_t task, int thread)
 {
     (void)thread;
@@ -183,8 +220,8 @@ void REPRO_TASK(void *arg, size_t task, int thread)
     const int64_t n0 = (int64_t)task * R_ROWS, units = j->K / 32;
     const int rows = (int)(j->N - n0 < R_ROWS ? j->N - n0 : R_ROWS);
     int8_t q[R_ROWS][R_UNITS * 32];
-    float f[R_ROWS][R_UNITS][4];
-    int32_t s0[R_UNITS], s1[R_UNITS];
+    float f[R_ROWS][4][R_UNITS]; /* s, sx, s1, sx1 of each unit */
+    int32_t s0[4][R_UNITS], s1[4][R_UNITS];
     float acc[R_ROWS][R_MTILE];
 
     for (int64_t m0 = 0; m0 < j->M; m0 += R_MTILE) {
@@ -196,39 +233,31 @@ void REPRO_TASK(void *arg, size_t task, int thread)
                 const uint8_t *row = j->w + (size_t)(n0 + r) * j->w_rb;
                 decode_units(j->type, row, u0, nu, bytes, per_block, q[r], f[r]);
             }
-            for (int m = 0; m < mt; m++) {
-                const int64_t base = (m0 + m) * j->K + u0 * 32;
-                const int8_t *x = j->xq + base;
-                for (int r = 0; r < rows; r++) {
-#ifdef REPRO_SUMS_FROM_ROW
-                    REPRO_SUMS_FROM_ROW(j->type, j->w + (size_t)(n0 + r) * j->w_rb, u0, nu, bytes,
-                                        per_block, x, s0, s1);
-#else
-                    REPRO_SUMS(q[r], x, nu, s0, s1);
+            for (int r = 0; r < rows; r++) {
+                const uint8_t *row = j->w + (size_t)(n0 + r) * j->w_rb;
+                (void)row;
+                for (int m = 0; m < mt;) {
+                    const int64_t base = (m0 + m) * j->K + u0 * 32;
+                    int g = 1; /* activation rows whose sums are taken together */
+#ifdef REPRO_SUMS4_FROM_ROW
+                    if (m + 4 <= mt) {
+                        g = 4;
+                        REPRO_SUMS4_FROM_ROW(j->type, row, u0, nu, bytes, per_block,
+                                             j->xq + base, j->K, s0, s1);
+                    } else
 #endif
-                    /* each unit's term (elementwise: the compiler may
-                     * vectorise it, same bits), then the terms added in order */
-                    const int qb_shift = j->qb == 256 ? 8 : 5; /* 32 or 256 */
-                    const int32_t *xs = j->xs + (base >> 4);
-                    float term[R_UNITS];
-                    if (q6) {
-                        for (int u = 0; u < nu; u++) {
-                            float dx = j->xd[(base + 32 * u) >> qb_shift];
-                            const float *fu = f[r][u];
-                            term[u] = dx * (fu[0] * (float)s0[u] + fu[1] * (float)xs[2 * u] +
-                                            fu[2] * (float)s1[u] + fu[3] * (float)xs[2 * u + 1]);
-                        }
-                    } else {
-                        for (int u = 0; u < nu; u++) {
-                            float dx = j->xd[(base + 32 * u) >> qb_shift];
-                            const float *fu = f[r][u];
-                            term[u] = dx * (fu[0] * (float)(s0[u] + s1[u]) +
-                                            fu[1] * ((float)xs[2 * u] + (float)xs[2 * u + 1]));
-                        }
+                    {
+#ifdef REPRO_SUMS_FROM_ROW
+                        REPRO_SUMS_FROM_ROW(j->type, row, u0, nu, bytes, per_block, j->xq + base,
+                                            s0[0], s1[0]);
+#else
+                        REPRO_SUMS(q[r], j->xq + base, nu, s0[0], s1[0]);
+#endif
                     }
-                    float a = acc[r][m];
-                    for (int u = 0; u < nu; u++) a += term[u];
-                    acc[r][m] = a;
+                    for (int i = 0; i < g; i++)
+                        add_terms(j, q6, base + (int64_t)i * j->K, nu,
+                                  (const float (*)[R_UNITS])f[r], s0[i], s1[i], &acc[r][m + i]);
+                    m += g;
                 }
             }
         }
@@ -236,4 +265,3 @@ void REPRO_TASK(void *arg, size_t task, int thread)
             for (int r = 0; r < rows; r++) j->dst[(m0 + m) * j->d_sm + n0 + r] = acc[r][m];
     }
 }
-
