@@ -16,42 +16,11 @@ void ox__repro_task_avx2(void *arg, size_t task, int thread);
 
 /* Eight 32-bit partial sums of one unit: |q| x sign(x, q) byte pairs (at
  * most 128 x 127 x 2, no saturation), then pairs of those. */
-static inline __m256i unit_parts(const int8_t *q, const int8_t *x)
-{
-    __m256i vq = _mm256_loadu_si256((const __m256i *)(const void *)q);
-    __m256i vx = _mm256_loadu_si256((const __m256i *)(const void *)x);
-    __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(vq), _mm256_sign_epi8(vx, vq));
-    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-}
-
 static inline __m256i unit_parts_v(__m256i vq, const int8_t *x)
 {
     __m256i vx = _mm256_loadu_si256((const __m256i *)(const void *)x);
     __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(vq), _mm256_sign_epi8(vx, vq));
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-}
-
-static inline void unit_sums(const int8_t *q, const int8_t *x, int64_t units, int32_t *s0,
-                             int32_t *s1)
-{
-    int64_t u = 0;
-    for (; u + 4 <= units; u += 4) {
-        __m256i a = unit_parts(q + 32 * u, x + 32 * u);
-        __m256i b = unit_parts(q + 32 * u + 32, x + 32 * u + 32);
-        __m256i c = unit_parts(q + 32 * u + 64, x + 32 * u + 64);
-        __m256i d = unit_parts(q + 32 * u + 96, x + 32 * u + 96);
-        /* [a01 a23 b01 b23 | a45 a67 b45 b67], the same with c and d, then
-         * [a0..3 b0..3 c0..3 d0..3 | a4..7 b4..7 c4..7 d4..7] */
-        __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
-        _mm_storeu_si128((__m128i *)(void *)(s0 + u), _mm256_castsi256_si128(t));
-        _mm_storeu_si128((__m128i *)(void *)(s1 + u), _mm256_extracti128_si256(t, 1));
-    }
-    for (; u < units; u++) {
-        __m256i a = unit_parts(q + 32 * u, x + 32 * u);
-        __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(a, a), a);
-        s0[u] = _mm_cvtsi128_si32(_mm256_castsi256_si128(t));
-        s1[u] = _mm_cvtsi128_si32(_mm256_extracti128_si256(t, 1));
-    }
 }
 
 /* Unit `sub` of block b as its 32 raw values (kernels/common.h q_raw_lo
