@@ -40,8 +40,10 @@ passed=0 failed=0
 for cpu in "${cpus[@]}"; do
     echo "== arm64: test on qemu cpu $cpu"
     log="$dir/ctest-$cpu.log"
-    # qemu-aarch64 reads its CPU model and library prefix from the environment.
-    (cd "$dir" && QEMU_CPU=$cpu QEMU_LD_PREFIX=$sysroot \
+    # qemu-aarch64 reads its CPU model and library prefix from the environment;
+    # kernels compiled on the CPU (reproducible mode in core.test_context) need
+    # the cross compiler
+    (cd "$dir" && QEMU_CPU=$cpu QEMU_LD_PREFIX=$sysroot OX_CC=aarch64-linux-gnu-gcc \
         ctest -L "$labels" --output-on-failure -j "$jobs" --timeout 600) >"$log" 2>&1 || true
     summary=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" || true)
     if [ -z "$summary" ]; then
