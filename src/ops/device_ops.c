@@ -119,6 +119,16 @@ static void soft_half_option(launch *l)
         option(l, "OX_SOFT_HALF", 1);
 }
 
+/* Reproducible mode (docs/ARCHITECTURE.md): every device builds the same
+ * kernels with the same reduction orders. Parameters that change an order
+ * (work-group sizes of trees, lanes, chunks, key blocks, splits) take one
+ * value on every device; those that do not (rows per group, tiles of the
+ * products, whose outputs each add up along k in order) stay tuned. */
+static bool repro(const ox__op *op)
+{
+    return op->ctx->reproducible;
+}
+
 /* Build (or find) the program and launch `kernel`. */
 static ox_status run(launch *l, const char *file, const char *kernel, const size_t groups[3],
                      const size_t local[3])
@@ -126,7 +136,7 @@ static ox_status run(launch *l, const char *file, const char *kernel, const size
     const ox__op *op = l->op;
     const char *source = ox__kernel_source(file);
 
-    if (op->ctx->reproducible) option(l, "OX_REPRO", 1);
+    if (repro(op)) option(l, "OX_REPRO", 1);
 
     if (!source)
         return ox__fail(op->ctx, OX_ERR_INTERNAL, "%s: kernel source '%s' is not embedded",
@@ -168,16 +178,6 @@ static ox_status run(launch *l, const char *file, const char *kernel, const size
         return ox__fail(op->ctx, s, "%s: %s", op->name, message);
     }
     return OX_OK;
-}
-
-/* Reproducible mode (docs/ARCHITECTURE.md): every device builds the same
- * kernels with the same reduction orders. Parameters that change an order
- * (work-group sizes of trees, lanes, chunks, key blocks, splits) take one
- * value on every device; those that do not (rows per group, tiles of the
- * products, whose outputs each add up along k in order) stay tuned. */
-static bool repro(const ox__op *op)
-{
-    return op->ctx->reproducible;
 }
 
 /* A reduction's work-group size in reproducible mode: exactly `want`, or

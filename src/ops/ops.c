@@ -22,10 +22,11 @@ static ox_status op_begin(ox__op *op, const char *name, ox_queue *q)
     if (s != OX_OK) return s;
     op->queue = q;
     op->device = q->device;
+    bool on_cpu = q->device->backend->iface == ox__cpu_backend();
     /* in reproducible mode the CPU runs the portable kernels, as every device */
-    op->cpu = q->device->backend->iface == ox__cpu_backend() && !op->ctx->reproducible;
+    op->cpu = on_cpu && !op->ctx->reproducible;
     atomic_fetch_add(&op->ctx->n_ops, 1);
-    if (q->device->backend->iface == ox__cpu_backend()) { /* native code in either mode */
+    if (on_cpu) { /* its pool serves native code in either mode */
         op->exec.pool = ox__cpu_device_pool(q->device->impl);
         op->exec.features = q->device->info.features;
     }
